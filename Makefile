@@ -1,0 +1,41 @@
+# Hairmirror: `make run` and `make test` bootstrap .venv from nothing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8080
+
+.PHONY: run test lint e2e e2e-deploy e2e-aarch64 e2e-picamera2 bench train models browser clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first, pinned: the CPU build (a bare `torch` pulls a multi-GB CUDA build)
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[device,demo,train,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv with everything
+
+run: $(STAMP)  ## the daemon on the demo camera with the shipped model, page on http://$(HOST):$(PORT)
+	$(PY) -m device --source demo --web $(HOST):$(PORT)
+
+test: $(STAMP) browser  ## the test suite (fast checks; slow ones are `make e2e`)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)  ## ruff
+	$(PY) -m ruff check device training export tests
+
+# Chromium for the page's browser test; skipped (and the test says why) where it cannot be installed.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	    || echo "chromium not installed: the browser test will skip"; }
+
+clean:  ## remove the venv and build output
+	rm -rf $(VENV) build dist *.egg-info

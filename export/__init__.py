@@ -1,0 +1,1 @@
+"""Checkpoint -> self-describing ONNX (contract v1) and int8, checked against PyTorch."""

@@ -1,0 +1,247 @@
+"""Loaders for the labelled hair data sets, each for its real on-disk format.
+
+A loader returns `Pair`s (image path, mask path, how to decode the mask); nothing is decoded until
+`Pair.load()`. Pairs that cannot be used (size mismatch, unreadable file) are reported with the reason
+and skipped, never silently resized.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_DATA_ROOT = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+# Figaro-1k hairstyle classes by frame number (150 per class in the full set).
+FIGARO_CLASSES = ("straight", "wavy", "curly", "kinky", "braids", "dreadlocks", "short-men")
+
+# FASSEG label palette (RGB).
+FASSEG_PALETTE = {
+    "hair": (127, 0, 0), "skin": (255, 255, 0), "background": (255, 0, 0),
+    "eyes": (0, 0, 255), "nose": (0, 255, 255), "mouth": (0, 255, 0),
+}
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+class DataError(Exception):
+    """A data file or folder that cannot be used, with the reason."""
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as RGB uint8 [H, W, 3]."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise DataError(f"{path}: not a readable image (corrupt or unsupported format)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def read_binary_mask(path: str | Path) -> np.ndarray:
+    """Read a mask image (PBM, PNG, ...) as uint8 {0, 1}: any non-zero pixel is hair."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    m = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if m is None:
+        raise DataError(f"{path}: not a readable mask image")
+    return (m > 0).astype(np.uint8)
+
+
+def snap_to_palette(label_rgb: np.ndarray, palette: dict[str, tuple[int, int, int]]) -> np.ndarray:
+    """Class index per pixel: the nearest palette colour (fixes anti-aliased, off-palette pixels)."""
+    colours = np.array(list(palette.values()), dtype=np.int32)
+    flat = label_rgb.reshape(-1, 3).astype(np.int32)
+    d = ((flat[:, None, :] - colours[None, :, :]) ** 2).sum(-1)
+    return d.argmin(1).reshape(label_rgb.shape[:2]).astype(np.uint8)
+
+
+def fasseg_hair_mask(label_rgb: np.ndarray, eyebrow_max_fraction: float = 0.2) -> np.ndarray:
+    """Hair mask from a FASSEG colour label, without the eyebrows (which share the hair colour).
+
+    An eyebrow is a hair-coloured component that touches neither the background nor the image border
+    and is small next to the largest hair component.
+    """
+    names = list(FASSEG_PALETTE)
+    classes = snap_to_palette(label_rgb, FASSEG_PALETTE)
+    hair = (classes == names.index("hair")).astype(np.uint8)
+    background = classes == names.index("background")
+    n, comp, stats, _ = cv2.connectedComponentsWithStats(hair, connectivity=8)
+    if n <= 1:
+        return hair
+    largest = stats[1:, cv2.CC_STAT_AREA].max()
+    reach = cv2.dilate(background.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    reach[[0, -1], :] = True
+    reach[:, [0, -1]] = True
+    touching = np.unique(comp[reach & (comp > 0)])
+    for i in range(1, n):
+        if i not in touching and stats[i, cv2.CC_STAT_AREA] < eyebrow_max_fraction * largest:
+            hair[comp == i] = 0
+    # Nothing touches the background or border (a bald head): what is left are eyebrows.
+    if not np.isin(np.arange(1, n), touching).any():
+        hair[:] = 0
+    return hair
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One labelled image: where it is, how to read its hair mask, and what it is."""
+    image: Path
+    mask: Path | None
+    source: str
+    name: str
+    decode_mask: Callable[[Path], np.ndarray] = field(default=read_binary_mask, compare=False, repr=False)
+    group: str = ""  # e.g. Figaro hairstyle class, FASSEG pose
+
+    def load(self) -> tuple[np.ndarray, np.ndarray]:
+        img = read_image(self.image)
+        if self.mask is None:  # a labelled image with no hair at all
+            return img, np.zeros(img.shape[:2], np.uint8)
+        mask = self.decode_mask(self.mask)
+        if mask.shape != img.shape[:2]:
+            raise DataError(f"{self.name}: image {img.shape[1]}x{img.shape[0]} and mask "
+                            f"{mask.shape[1]}x{mask.shape[0]} differ in size")
+        return img, mask
+
+
+def _decode_fasseg(path: Path) -> np.ndarray:
+    return fasseg_hair_mask(read_image(path))
+
+
+def figaro_class(frame: int) -> str:
+    return FIGARO_CLASSES[min((frame - 1) // 150, len(FIGARO_CLASSES) - 1)]
+
+
+def load_figaro(root: Path, split: str) -> list[Pair]:
+    split_dir = {"train": "Training", "test": "Testing"}[split]
+    img_dir, gt_dir = root / "figaro1k" / "Original" / split_dir, root / "figaro1k" / "GT" / split_dir
+    if not img_dir.is_dir():
+        raise DataError(f"Figaro-1k folder not found: {img_dir}")
+    pairs = []
+    for img in sorted(img_dir.glob("Frame*-org.jpg")):
+        frame = int(re.search(r"Frame(\d+)", img.name).group(1))
+        gt = gt_dir / img.name.replace("-org.jpg", "-gt.pbm")
+        if not gt.is_file():
+            _log.warning("figaro: %s has no ground truth %s; skipped", img.name, gt.name)
+            continue
+        pairs.append(Pair(img, gt, "figaro", f"figaro/{split}/{img.stem}", group=figaro_class(frame)))
+    return pairs
+
+
+def load_fasseg(root: Path, version: str, split: str) -> list[Pair]:
+    base = root / "fasseg" / version
+    rgb_dir = base / ("Train_RGB" if split == "train" else "Test_RGB")
+    lab_name = {"V2": "Labels", "V3": "labels"}[version]
+    lab_dir = base / f"{'Train' if split == 'train' else 'Test'}_{lab_name}"
+    if not rgb_dir.is_dir():
+        raise DataError(f"FASSEG folder not found: {rgb_dir}")
+    pairs = []
+    for img in sorted(rgb_dir.rglob("*.png")):
+        rel = img.relative_to(rgb_dir)
+        lab = lab_dir / rel
+        if not lab.is_file():
+            _log.warning("fasseg: %s has no label; skipped", rel)
+            continue
+        pose = rel.parent.name if rel.parent.name else "frontal"
+        pairs.append(Pair(img, lab, f"fasseg-{version.lower()}", f"fasseg/{version}/{split}/{rel.with_suffix('')}",
+                          decode_mask=_decode_fasseg, group=pose))
+    return pairs
+
+
+def load_celebamask(root: Path) -> list[Pair]:
+    """CelebAMask-HQ layout: CelebA-HQ-img/N.jpg, CelebAMask-HQ-mask-anno/<N//2000>/NNNNN_hair.png.
+
+    The masks are 512x512 while the images are 1024x1024: masks are resized (nearest) to the image.
+    An image with no _hair.png has no hair.
+    """
+    img_dir, anno = root / "CelebA-HQ-img", root / "CelebAMask-HQ-mask-anno"
+    if not img_dir.is_dir() or not anno.is_dir():
+        raise DataError(f"{root}: expected CelebA-HQ-img/ and CelebAMask-HQ-mask-anno/ inside")
+    pairs = []
+    for img in sorted(img_dir.glob("*.jpg"), key=lambda p: int(p.stem) if p.stem.isdigit() else -1):
+        if not img.stem.isdigit():
+            continue
+        n = int(img.stem)
+        mask = anno / str(n // 2000) / f"{n:05d}_hair.png"
+        pairs.append(Pair(img, mask if mask.is_file() else None, "celebamask", f"celebamask/{n}",
+                          decode_mask=lambda p, i=img: _resized_mask(p, i)))
+    return pairs
+
+
+def _resized_mask(mask_path: Path, image_path: Path) -> np.ndarray:
+    m = read_binary_mask(mask_path)
+    h, w = cv2.imread(str(image_path), cv2.IMREAD_REDUCED_GRAYSCALE_8).shape
+    size = (w * 8, h * 8)
+    return cv2.resize(m, size, interpolation=cv2.INTER_NEAREST) if m.shape[::-1] != size else m
+
+
+def load_folder(root: Path) -> list[Pair]:
+    """Generic layout: images/NAME.(jpg|png|...) and masks/NAME.png (non-zero = hair, same size)."""
+    img_dir, mask_dir = root / "images", root / "masks"
+    if not img_dir.is_dir() or not mask_dir.is_dir():
+        raise DataError(f"{root}: expected images/ and masks/ inside")
+    pairs = []
+    for img in sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+        mask = mask_dir / f"{img.stem}.png"
+        if not mask.is_file():
+            _log.warning("folder: %s has no mask %s; skipped", img.name, mask.name)
+            continue
+        pairs.append(Pair(img, mask, "folder", f"{root.name}/{img.stem}"))
+    return pairs
+
+
+# Named data sets: name -> loader(data_root). `celebamask:PATH` and `folder:PATH` take a path instead.
+DATASETS: dict[str, Callable[[Path], list[Pair]]] = {
+    "figaro-train": lambda r: load_figaro(r, "train"),
+    "figaro-test": lambda r: load_figaro(r, "test"),
+    "fasseg-v2-train": lambda r: load_fasseg(r, "V2", "train"),
+    "fasseg-v2-test": lambda r: load_fasseg(r, "V2", "test"),
+    "fasseg-v3-train": lambda r: load_fasseg(r, "V3", "train"),
+    "fasseg-v3-test": lambda r: load_fasseg(r, "V3", "test"),
+}
+PATH_DATASETS: dict[str, Callable[[Path], list[Pair]]] = {"celebamask": load_celebamask, "folder": load_folder}
+# The public benchmarks: never trained on, never used for model selection.
+HELD_OUT = {"figaro-test", "fasseg-v2-test"}
+
+
+def resolve(spec: str, data_root: Path = DEFAULT_DATA_ROOT) -> list[Pair]:
+    """Pairs of a named data set (`figaro-train`) or a path data set (`folder:/path/to/set`)."""
+    kind, _, path = spec.partition(":")
+    if path:
+        if kind not in PATH_DATASETS:
+            raise DataError(f"unknown data set kind {kind!r}; known: {', '.join(PATH_DATASETS)}")
+        return PATH_DATASETS[kind](Path(path))
+    if spec not in DATASETS:
+        raise DataError(f"unknown data set {spec!r}; known: {', '.join([*DATASETS, *(k + ':PATH' for k in PATH_DATASETS)])}")
+    return DATASETS[spec](Path(data_root))
+
+
+def split_train_val(pairs: list[Pair], val_fraction: float = 0.1) -> tuple[list[Pair], list[Pair]]:
+    """Deterministic split by a hash of the pair's name: the same pair is always on the same side."""
+    def bucket(p: Pair) -> float:
+        return int(hashlib.sha1(p.name.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    train = [p for p in pairs if bucket(p) >= val_fraction]
+    val = [p for p in pairs if bucket(p) < val_fraction]
+    return train, val
+
+
+def load_pairs(pairs: list[Pair]) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[Pair], list[str]]:
+    """Decode pairs; returns (arrays, the pairs kept, reasons for those skipped)."""
+    arrays, kept, skipped = [], [], []
+    for p in pairs:
+        try:
+            arrays.append(p.load())
+            kept.append(p)
+        except DataError as e:
+            _log.warning("skipped: %s", e)
+            skipped.append(str(e))
+    return arrays, kept, skipped

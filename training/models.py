@@ -1,0 +1,141 @@
+"""Model variants: one registry, each entry builds an nn.Module from plain keyword arguments.
+
+Every model takes a float tensor [N, C, H, W] (C = 3 image channels, +1 when it has a `prior` input)
+normalised by `normalise()` and returns one hair logit map [N, 1, H, W].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+
+def conv_bn_relu(cin: int, cout: int, k: int = 3) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, k, padding=k // 2, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+def unet_block(cin: int, cout: int, convs: int) -> nn.Sequential:
+    return nn.Sequential(*[conv_bn_relu(cin if i == 0 else cout, cout) for i in range(convs)])
+
+
+class UNet(nn.Module):
+    """The seed's U-Net: max-pool down, ConvTranspose2d(k=2, s=2) up, skip concatenation, 1x1 head."""
+
+    def __init__(self, widths: tuple[int, ...] = (64, 128, 256), convs: int = 2, in_channels: int = 3):
+        super().__init__()
+        self.down = nn.ModuleList()
+        cin = in_channels
+        for w in widths:
+            self.down.append(unet_block(cin, w, convs))
+            cin = w
+        self.pool = nn.MaxPool2d(2)
+        self.up = nn.ModuleList()
+        self.merge = nn.ModuleList()
+        for w_skip, w_deep in zip(reversed(widths[:-1]), reversed(widths[1:])):
+            self.up.append(nn.ConvTranspose2d(w_deep, w_skip, kernel_size=2, stride=2))
+            self.merge.append(unet_block(2 * w_skip, w_skip, convs))
+        self.head = nn.Conv2d(widths[0], 1, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for i, block in enumerate(self.down):
+            x = block(x if i == 0 else self.pool(x))
+            skips.append(x)
+        skips.pop()
+        for up, merge in zip(self.up, self.merge):
+            x = merge(torch.cat([skips.pop(), up(x)], dim=1))
+        return self.head(x)
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    build: Callable[..., nn.Module]
+    kwargs: dict = field(default_factory=dict)
+    summary: str = ""
+
+    def create(self, **overrides) -> nn.Module:
+        return self.build(**{**self.kwargs, **overrides})
+
+
+VARIANTS: dict[str, Variant] = {}
+
+
+def register(variant: Variant) -> Variant:
+    if variant.name in VARIANTS:
+        raise ValueError(f"variant {variant.name!r} is registered twice")
+    VARIANTS[variant.name] = variant
+    return variant
+
+
+register(Variant("unet-31m", UNet, {"widths": (64, 128, 256, 512, 1024), "convs": 2},
+                 "the original full U-Net (4 pools, double convs)"))
+register(Variant("unet-1.8m", UNet, {"widths": (64, 128, 256), "convs": 2},
+                 "depth cut to 2 pools"))
+register(Variant("unet-226k", UNet, {"widths": (32, 64, 128), "convs": 1},
+                 "the pruned seed model: 2 pools, single convs, halved widths"))
+
+
+def get_variant(name: str) -> Variant:
+    try:
+        return VARIANTS[name]
+    except KeyError:
+        raise KeyError(f"unknown model variant {name!r}; known: {', '.join(sorted(VARIANTS))}") from None
+
+
+def build_model(name: str, **overrides) -> nn.Module:
+    return get_variant(name).create(**overrides)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: nn.Module, size: tuple[int, int] = (256, 256), in_channels: int | None = None) -> int:
+    """Multiply-accumulates of conv / transposed-conv / linear layers for one image (BN and ReLU ignored)."""
+    macs = 0
+
+    def hook(mod, inp, out):
+        nonlocal macs
+        if isinstance(mod, nn.Conv2d):
+            k = mod.kernel_size[0] * mod.kernel_size[1] * (mod.in_channels // mod.groups)
+            macs += out.numel() // out.shape[0] * k
+        elif isinstance(mod, nn.ConvTranspose2d):
+            k = mod.kernel_size[0] * mod.kernel_size[1] * (mod.out_channels // mod.groups)
+            macs += inp[0].numel() // inp[0].shape[0] * k
+        elif isinstance(mod, nn.Linear):
+            macs += mod.in_features * mod.out_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+    if in_channels is None:
+        in_channels = next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, in_channels, *size))
+    finally:
+        model.train(was_training)
+        for h in handles:
+            h.remove()
+    return macs
+
+
+# Input normalisation, shared by training and the exported graph (which takes uint8 RGB).
+MEAN_RGB = (0.485, 0.456, 0.406)
+STD_RGB = (0.229, 0.224, 0.225)
+
+
+def normalise(images_nhwc_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 [N, H, W, 3] RGB -> float [N, 3, H, W] normalised, exactly as the ONNX graph does it."""
+    x = images_nhwc_uint8.permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(MEAN_RGB, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(STD_RGB, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std

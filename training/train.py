@@ -1,0 +1,236 @@
+"""The training loop: seeded, resumable, with a progress bar, a metrics CSV and a curves PNG per run.
+
+A checkpoint holds the variant name and its model arguments, so anything can rebuild the model from it.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import data as datasets
+from .augment import AugmentConfig, augment, stretch
+from .evaluate import evaluate, torch_predictor
+from .losses import bce_dice, distillation
+from .models import build_model, count_macs, count_params, get_variant, normalise
+from .priors import make_prior
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    variant: str = "unet-226k"
+    data: list[str] = field(default_factory=lambda: ["figaro-train", "fasseg-v2-train", "fasseg-v3-train"])
+    repeat: dict[str, int] = field(default_factory=dict)  # data set -> times its pairs appear per epoch
+    data_root: str = str(datasets.DEFAULT_DATA_ROOT)
+    size: int = 256
+    epochs: int = 30
+    batch: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    val_fraction: float = 0.1
+    balance: bool = False  # equal weight per group (Figaro hairstyle class) within each source
+    augment: str = "full"  # full | flips
+    prior: bool = False  # train with the contract's `prior` input channel
+    teacher: str = ""  # checkpoint path: distil from its probabilities
+    distill_alpha: float = 0.5
+    threads: int = 2
+    limit: int = 0  # use only the first N training pairs (smoke runs)
+    out: str = "runs/unet-226k"
+
+    def __post_init__(self):
+        for spec in self.data:
+            if spec in datasets.HELD_OUT:
+                raise ValueError(f"{spec} is a held-out benchmark and is never used for training")
+        get_variant(self.variant)
+        if self.augment not in ("full", "flips"):
+            raise ValueError(f"augment must be 'full' or 'flips', not {self.augment!r}")
+
+
+def save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, cfg: TrainConfig, metrics: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({
+        "variant": cfg.variant,
+        "model_kwargs": {"in_channels": 4 if cfg.prior else 3},
+        "state_dict": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epoch": epoch,
+        "config": dataclasses.asdict(cfg),
+        "metrics": metrics,
+        "size": [cfg.size, cfg.size],
+    }, tmp)
+    tmp.replace(path)  # never leave a half-written checkpoint behind
+
+
+def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
+    """Rebuild the model a checkpoint describes; returns (model in eval mode, checkpoint dict)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    model = build_model(ckpt["variant"], **ckpt.get("model_kwargs", {}))
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), ckpt
+
+
+class Batches:
+    """Augmented, optionally class-balanced batches from decoded pairs held in memory."""
+
+    def __init__(self, arrays, pairs, cfg: TrainConfig, rng: np.random.Generator):
+        self.arrays, self.cfg, self.rng = arrays, cfg, rng
+        self.aug = AugmentConfig() if cfg.augment == "full" else AugmentConfig.flips_only()
+        weights = np.ones(len(pairs))
+        if cfg.balance:  # each group gets an equal share of its source's weight
+            for src in {p.source for p in pairs}:
+                idx = [i for i, p in enumerate(pairs) if p.source == src]
+                groups = {pairs[i].group for i in idx}
+                for i in idx:
+                    n_group = sum(pairs[j].group == pairs[i].group for j in idx)
+                    weights[i] = len(idx) / (len(groups) * n_group)
+        self.weights = weights / weights.sum()
+        self.per_epoch = len(pairs)
+
+    def epoch(self):
+        order = self.rng.choice(len(self.arrays), size=self.per_epoch, replace=self.cfg.balance, p=self.weights
+                                if self.cfg.balance else None)
+        size = (self.cfg.size, self.cfg.size)
+        for start in range(0, len(order) - self.cfg.batch + 1, self.cfg.batch):
+            imgs, masks, priors = [], [], []
+            for i in order[start:start + self.cfg.batch]:
+                img, mask = augment(*self.arrays[i], self.aug, self.rng, size)
+                imgs.append(img)
+                masks.append(mask)
+                if self.cfg.prior:
+                    priors.append(make_prior(mask, self.rng))
+            x = normalise(torch.from_numpy(np.stack(imgs)))
+            if self.cfg.prior:
+                x = torch.cat([x, torch.from_numpy(np.stack(priors))[:, None]], 1)
+            yield x, torch.from_numpy(np.stack(masks)).float()[:, None]
+
+    def __len__(self):
+        return self.per_epoch // self.cfg.batch
+
+
+def load_training_data(cfg: TrainConfig):
+    train_pairs, val_pairs = [], []
+    for spec in cfg.data:
+        pairs = datasets.resolve(spec, Path(cfg.data_root))
+        tr, va = datasets.split_train_val(pairs, cfg.val_fraction)
+        train_pairs += tr * max(1, cfg.repeat.get(spec, 1))
+        val_pairs += va
+    if cfg.limit:
+        train_pairs, val_pairs = train_pairs[:cfg.limit], val_pairs[:max(2, cfg.limit // 4)]
+    unique = list(dict.fromkeys(train_pairs))
+    arrays, kept, _ = datasets.load_pairs(unique)
+    index = {p: a for p, a in zip(kept, arrays)}
+    train_pairs = [p for p in train_pairs if p in index]
+    val_arrays, val_kept, _ = datasets.load_pairs(val_pairs)
+    return [index[p] for p in train_pairs], train_pairs, val_arrays, val_kept
+
+
+def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    rng = np.random.default_rng(cfg.seed)
+
+    arrays, pairs, val_arrays, val_pairs = load_training_data(cfg)
+    _log.info("training on %d pairs, validating on %d (held out from the training sets)", len(pairs), len(val_pairs))
+    batches = Batches(arrays, pairs, cfg, rng)
+    model = build_model(cfg.variant, in_channels=4 if cfg.prior else 3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = max(1, cfg.epochs * len(batches))
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=steps, pct_start=0.1)
+    teacher = load_checkpoint(cfg.teacher)[0] if cfg.teacher else None
+
+    start_epoch, best = 0, {"val_iou": -1.0}
+    last = out / "last.pt"
+    if resume and last.is_file():
+        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+        if ckpt["config"] != dataclasses.asdict(cfg):
+            raise ValueError(f"{last} was written with another configuration; use a new --out or --no-resume")
+        model.load_state_dict(ckpt["state_dict"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        start_epoch, best = ckpt["epoch"] + 1, ckpt["metrics"].get("best", best)
+        rng = np.random.default_rng([cfg.seed, start_epoch])  # a fresh, reproducible stream per resumed epoch
+        batches.rng = rng
+        _log.info("resumed from %s at epoch %d", last, start_epoch)
+
+    info = {"params": count_params(model), "macs": count_macs(model, (cfg.size, cfg.size))}
+    _log.info("%s: %d params, %.3f GMAC at %dx%d", cfg.variant, info["params"], info["macs"] / 1e9, cfg.size, cfg.size)
+    log_path = out / "metrics.csv"
+    fields = ["epoch", "train_loss", "val_iou", "val_f1", "val_pixel_accuracy", "lr", "seconds", "images_per_s"]
+    if start_epoch == 0 or not log_path.is_file():
+        with open(log_path, "w", newline="") as f:
+            csv.DictWriter(f, fields).writeheader()
+
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        t0, losses = time.time(), []
+        bar = tqdm(batches.epoch(), total=len(batches), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   disable=not progress, leave=False)
+        for x, y in bar:
+            logits = model(x)
+            if teacher is not None:
+                with torch.no_grad():
+                    soft = torch.sigmoid(teacher(x))
+                loss = distillation(logits, y, soft, cfg.distill_alpha)
+            else:
+                loss = bce_dice(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if scheduler.last_epoch < steps:
+                scheduler.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+        seconds = time.time() - t0
+        val = evaluate(torch_predictor(model, cfg.prior), val_arrays, (cfg.size, cfg.size), progress=False)
+        row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else math.nan,
+               "val_iou": val["iou"], "val_f1": val["f1"], "val_pixel_accuracy": val["pixel_accuracy"],
+               "lr": optimizer.param_groups[0]["lr"], "seconds": round(seconds, 1),
+               "images_per_s": round(len(losses) * cfg.batch / max(seconds, 1e-9), 2)}
+        with open(log_path, "a", newline="") as f:
+            csv.DictWriter(f, fields).writerow(row)
+        _log.info("epoch %d: loss %.4f, val IoU %.4f, F1 %.4f, %.0f s (%.1f img/s)", epoch + 1,
+                  row["train_loss"], val["iou"], val["f1"], seconds, row["images_per_s"])
+        if val["iou"] > best["val_iou"]:
+            best = {"val_iou": val["iou"], "epoch": epoch + 1}
+            save_checkpoint(out / "best.pt", model, optimizer, scheduler, epoch, cfg, {**row, "best": best, **info})
+        save_checkpoint(last, model, optimizer, scheduler, epoch, cfg, {**row, "best": best, **info})
+        plot_curves(log_path, out / "curves.png")
+    return {"best": best, **info, "out": str(out)}
+
+
+def plot_curves(csv_path: Path, png_path: Path) -> None:
+    """Loss and validation IoU per epoch, side by side."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    with open(csv_path) as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return
+    ep = [int(r["epoch"]) for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.5))
+    a.plot(ep, [float(r["train_loss"]) for r in rows], marker="o")
+    a.set(xlabel="epoch", ylabel="train loss (BCE + Dice)", title="loss")
+    b.plot(ep, [float(r["val_iou"]) for r in rows], marker="o", label="IoU")
+    b.plot(ep, [float(r["val_f1"]) for r in rows], marker="s", label="F1")
+    b.set(xlabel="epoch", ylabel="validation", title="validation (held out from training sets)")
+    b.legend()
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
