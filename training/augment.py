@@ -43,7 +43,7 @@ class AugmentConfig:
     hue_deg: float = 8.0
 
     @classmethod
-    def flips_only(cls) -> "AugmentConfig":
+    def flips_only(cls) -> AugmentConfig:
         return cls(rotate_deg=0, scale=(1, 1), shift=0, blur=0, motion_blur=0,
                    brightness=0, contrast=0, saturation=0, hue_deg=0)
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -57,7 +57,7 @@ def evaluate(predict: Predictor, pairs: list[Pair] | list[tuple[np.ndarray, np.n
     for start in tqdm(range(0, len(pairs), batch), desc="eval", disable=not progress, leave=False):
         chunk = pairs[start:start + batch]
         probs = predict(np.stack([stretch(img, size) for img, _ in chunk]))
-        for j, ((img, mask), prob) in enumerate(zip(chunk, probs)):
+        for j, ((_, mask), prob) in enumerate(zip(chunk, probs)):
             full = cv2.resize(prob, (mask.shape[1], mask.shape[0]), interpolation=cv2.INTER_LINEAR)
             pred = full > threshold
             total.update(pred, mask)

@@ -5,8 +5,8 @@ normalised by `normalise()` and returns one hair logit map [N, 1, H, W].
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 from torch import nn

@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from . import data as datasets
-from .augment import AugmentConfig, augment, stretch
+from .augment import AugmentConfig, augment
 from .evaluate import evaluate, torch_predictor
 from .losses import bce_dice, distillation
 from .models import build_model, count_macs, count_params, get_variant, normalise

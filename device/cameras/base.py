@@ -1,0 +1,78 @@
+"""What every camera source gives the daemon: frames with a display image and a small inference image."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ..registry import Registry
+
+
+class CameraError(RuntimeError):
+    """The camera failed or went away; the daemon retries with back-off."""
+
+
+@dataclass
+class Frame:
+    main: np.ndarray      # RGB uint8 [H, W, 3] for display
+    lores: np.ndarray     # RGB uint8 at the segmenter's input size, for inference
+    index: int = 0
+    timestamp: float = field(default_factory=time.monotonic)
+
+
+class Camera:
+    """A source of frames. `lores_size` is (width, height), the segmenter's input size."""
+
+    hardware_mirror = False  # True where the sensor flips the image itself (Picamera2's transform)
+
+    def __init__(self, cfg, lores_size: tuple[int, int]):
+        self.cfg = cfg
+        self.size = (cfg.width, cfg.height)
+        self.lores_size = lores_size
+        self._index = 0
+
+    def start(self) -> None:
+        """Open the device; raise CameraError if it cannot be opened."""
+
+    def read(self) -> Frame:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Release the device; safe to call twice."""
+
+    def _frame(self, main_rgb: np.ndarray, lores_rgb: np.ndarray | None = None) -> Frame:
+        if self.cfg.mirror and not self.hardware_mirror:
+            main_rgb = np.ascontiguousarray(main_rgb[:, ::-1])
+        if lores_rgb is None:
+            lores_rgb = cv2.resize(main_rgb, self.lores_size, interpolation=cv2.INTER_AREA)
+        self._index += 1
+        return Frame(main_rgb, lores_rgb, self._index)
+
+
+class Pacer:
+    """Holds a software source to its frame rate, like a real sensor would."""
+
+    def __init__(self, fps: float):
+        self.period = 1.0 / fps
+        self.next = time.monotonic()
+
+    def wait(self) -> None:
+        now = time.monotonic()
+        self.next = max(self.next + self.period, now)
+        time.sleep(max(0.0, self.next - now))
+
+
+def fit_to(img: np.ndarray, size: tuple[int, int], anchor_y: float = 0.5) -> np.ndarray:
+    """Scale and crop an RGB image to fill (width, height) without distortion; anchor_y places the
+    crop vertically (0 = keep the top, 0.5 = centre)."""
+    w, h = size
+    s = max(w / img.shape[1], h / img.shape[0])
+    resized = cv2.resize(img, (max(w, round(img.shape[1] * s)), max(h, round(img.shape[0] * s))),
+                         interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    y0, x0 = round((resized.shape[0] - h) * anchor_y), (resized.shape[1] - w) // 2
+    return np.ascontiguousarray(resized[y0:y0 + h, x0:x0 + w])
+
+
+CAMERAS: Registry[Camera] = Registry("camera kind")

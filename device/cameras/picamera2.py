@@ -1,0 +1,125 @@
+"""The Raspberry Pi camera through Picamera2: `main` for display, `lores` at the model's size for inference.
+
+Byte orders (Picamera2 names formats by the libcamera/DRM fourcc, little-endian):
+  XBGR8888 arrives as [R, G, B, X] per pixel; RGB888 arrives as [B, G, R]; BGR888 as [R, G, B].
+  YUV420 arrives as one uint8 plane of shape (H * 3 / 2, W): Y rows, then U, then V (I420).
+A Pi 4 (VC4) can only give YUV420 on lores; a Pi 5 (PiSP) can give RGB888.
+"""
+from __future__ import annotations
+
+import logging
+
+import cv2
+import numpy as np
+
+from .base import CAMERAS, Camera, CameraError
+
+_log = logging.getLogger(__name__)
+
+MAIN_FORMAT = "XBGR8888"
+# format -> (channels to take in order, to RGB); YUV420 handled separately.
+_PACKED_TO_RGB = {"XBGR8888": [0, 1, 2], "XRGB8888": [2, 1, 0], "RGB888": [2, 1, 0], "BGR888": [0, 1, 2]}
+
+
+def packed_to_rgb(array: np.ndarray, fmt: str) -> np.ndarray:
+    """A packed Picamera2 array (H, W, 3 or 4) in format `fmt` -> RGB uint8 (H, W, 3)."""
+    try:
+        order = _PACKED_TO_RGB[fmt]
+    except KeyError:
+        raise CameraError(f"unsupported stream format {fmt}") from None
+    return np.ascontiguousarray(array[..., order])
+
+
+def yuv420_to_rgb(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A YUV420 (I420) Picamera2 array of shape (H * 3 / 2, W) -> RGB uint8 (H, W, 3)."""
+    w, h = size
+    if array.shape != (h * 3 // 2, w):
+        raise CameraError(f"YUV420 array has shape {array.shape}, expected {(h * 3 // 2, w)} for {w}x{h}")
+    return cv2.cvtColor(array, cv2.COLOR_YUV2RGB_I420)
+
+
+def stream_to_rgb(array: np.ndarray, fmt: str, size: tuple[int, int]) -> np.ndarray:
+    return yuv420_to_rgb(array, size) if fmt == "YUV420" else packed_to_rgb(array, fmt)
+
+
+@CAMERAS.register("picamera2")
+class Picamera2Camera(Camera):
+    """Frames from Picamera2; each request is released as soon as its arrays are copied out."""
+
+    hardware_mirror = True
+    capture_timeout = 2.0  # seconds without a frame before the camera counts as gone
+
+    def __init__(self, cfg, lores_size, preview: str = "null"):
+        super().__init__(cfg, lores_size)
+        self.preview = preview
+        self.picam2 = None
+
+    def _import(self):
+        try:
+            import picamera2
+            from libcamera import Transform
+            from picamera2.platform import Platform
+        except ImportError as e:
+            raise CameraError(f"picamera2 is not installed ({e}); on Raspberry Pi OS: apt install python3-picamera2") from e
+        return picamera2, Transform, Platform
+
+    def lores_format(self, picamera2_module, platform) -> str:
+        """RGB888 where the ISP can give it (Pi 5, PiSP); YUV420 on a Pi 4 (VC4)."""
+        if self.cfg.lores_format != "auto":
+            return self.cfg.lores_format
+        return "RGB888" if picamera2_module.Picamera2.platform == platform.PISP else "YUV420"
+
+    def start(self) -> None:
+        picamera2, Transform, Platform = self._import()
+        try:
+            self.picam2 = picamera2.Picamera2()
+            config = self.picam2.create_preview_configuration(
+                main={"size": self.size, "format": MAIN_FORMAT},
+                lores={"size": self.lores_size, "format": self.lores_format(picamera2, Platform)},
+                transform=Transform(hflip=int(self.cfg.mirror)),
+                controls={"FrameRate": float(self.cfg.fps)},
+                buffer_count=4,
+            )
+            self.picam2.configure(config)
+            self.streams = {name: (config[name]["format"], tuple(config[name]["size"])) for name in ("main", "lores")}
+            self.picam2.start_preview(getattr(picamera2.Preview, self.preview.upper()))
+            self.picam2.start()
+        except CameraError:
+            raise
+        except Exception as e:  # libcamera raises RuntimeError/IndexError when no camera is attached
+            self.stop()
+            raise CameraError(f"cannot start the Pi camera: {e}") from e
+        _log.info("picamera2: main %s %s, lores %s %s, preview %s", *self.streams["main"][::-1],
+                  *self.streams["lores"][::-1], self.preview)
+
+    def read(self):
+        if self.picam2 is None:
+            raise CameraError("camera is not started")
+        try:
+            job = self.picam2.capture_request(wait=False)
+            request = self.picam2.wait(job, timeout=self.capture_timeout)
+        except Exception as e:
+            raise CameraError(f"no frame from the Pi camera: {e}") from e
+        try:
+            main = request.make_array("main")
+            lores = request.make_array("lores")
+        finally:
+            request.release()  # hand the buffers back to libcamera at once
+        main = stream_to_rgb(main, *self.streams["main"])
+        lores = stream_to_rgb(lores, *self.streams["lores"])
+        if lores.shape[1::-1] != self.lores_size:  # Picamera2 may align the lores size
+            lores = cv2.resize(lores, self.lores_size, interpolation=cv2.INTER_AREA)
+        return self._frame(main, lores)
+
+    def set_overlay(self, rgba: np.ndarray | None) -> None:
+        self.picam2.set_overlay(rgba)
+
+    def stop(self) -> None:
+        if self.picam2 is None:
+            return
+        picam2, self.picam2 = self.picam2, None
+        for step in (picam2.stop, picam2.stop_preview, picam2.close):
+            try:
+                step()
+            except Exception as e:  # best effort: the camera may already be gone
+                _log.debug("picamera2 %s: %s", step.__name__, e)

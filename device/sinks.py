@@ -1,0 +1,106 @@
+"""Where recoloured frames go, chosen by `[sink] kind`: picamera2-overlay, files, null.
+
+A sink receives an `Output`, which makes the full-size composite or the small RGBA overlay only when
+a sink asks for it, and at most once per frame.
+"""
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .cameras import Frame
+from .registry import Registry
+
+_log = logging.getLogger(__name__)
+OVERLAY_WIDTH = 320  # set_overlay's image is scaled by the display: keep it small
+
+
+class Output:
+    def __init__(self, frame: Frame, alpha: np.ndarray | None, recolourer):
+        self.frame, self.alpha, self.recolourer = frame, alpha, recolourer
+
+    def alpha_at(self, shape: tuple[int, int]) -> np.ndarray | None:
+        if self.alpha is None or not self.alpha.any():
+            return None
+        h, w = shape
+        return cv2.resize(self.alpha, (w, h), interpolation=cv2.INTER_LINEAR)
+
+    @cached_property
+    def composite(self) -> np.ndarray:
+        """The displayed frame with its hair recoloured (RGB, full size); the frame itself if no hair."""
+        alpha = self.alpha_at(self.frame.main.shape[:2])
+        return self.frame.main if alpha is None else self.recolourer.apply(self.frame.main, alpha)
+
+    @cached_property
+    def overlay(self) -> np.ndarray:
+        """A small RGBA image for Picamera2's set_overlay: recoloured hair, transparent elsewhere."""
+        h, w = self.frame.main.shape[:2]
+        size = (OVERLAY_WIDTH, max(1, round(h * OVERLAY_WIDTH / w)))
+        small = cv2.resize(self.frame.main, size, interpolation=cv2.INTER_AREA)
+        alpha = self.alpha_at(small.shape[:2])
+        if alpha is None:
+            return np.zeros((*small.shape[:2], 4), np.uint8)
+        return self.recolourer.overlay(small, alpha)
+
+
+class Sink:
+    def __init__(self, cfg, camera):
+        self.cfg = cfg
+
+    def show(self, output: Output) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+SINKS: Registry[Sink] = Registry("sink kind")
+
+
+@SINKS.register("null")
+class NullSink(Sink):
+    def show(self, output: Output) -> None:
+        pass
+
+
+@SINKS.register("files")
+class FileSink(Sink):
+    """Every Nth composite as a numbered PNG in `sink.path`."""
+
+    def __init__(self, cfg, camera):
+        super().__init__(cfg, camera)
+        self.folder = Path(cfg.path)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OSError(f"sink.path: cannot create {self.folder}: {e.strerror}") from e
+
+    def show(self, output: Output) -> None:
+        if output.frame.index % self.cfg.every == 0:
+            path = self.folder / f"frame{output.frame.index:06d}.png"
+            if not cv2.imwrite(str(path), cv2.cvtColor(output.composite, cv2.COLOR_RGB2BGR)):
+                raise OSError(f"sink.path: cannot write {path}")
+
+
+@SINKS.register("picamera2-overlay")
+class Picamera2OverlaySink(Sink):
+    """The camera's own preview shows `main`; the recoloured hair goes on top with set_overlay."""
+
+    def __init__(self, cfg, camera):
+        super().__init__(cfg, camera)
+        if not hasattr(camera, "set_overlay"):
+            raise ValueError("sink.kind: picamera2-overlay needs camera.kind = 'picamera2'")
+        self.camera = camera
+
+    def show(self, output: Output) -> None:
+        self.camera.set_overlay(output.overlay)
+
+    def close(self) -> None:
+        try:
+            self.camera.set_overlay(None)
+        except Exception:  # the camera may be gone already
+            pass
