@@ -1,0 +1,300 @@
+"""Load a hair model file and check it against ONNX contract v1 before the daemon trusts it.
+
+Contract v1 (DESIGN.md): input `image` uint8 [N, H, W, 3] RGB; optional input `prior` float32 [N, 1, H, W];
+output `hair` float32 [N, 1, H, W] in [0, 1]; metadata_props contract="1", variant, params, macs,
+input_size="H,W", threshold, trained_on, eval.*; one self-contained file.
+
+Only onnxruntime and numpy are needed (no `onnx` package on the device). The file's protobuf framing is
+walked by hand first so that a truncated file, a file that is not ONNX at all and a missing external-data
+file each get their own message instead of onnxruntime's generic parse error.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+_log = logging.getLogger(__name__)
+
+CONTRACT_VERSION = "1"
+IMAGE_INPUT, PRIOR_INPUT, HAIR_OUTPUT = "image", "prior", "hair"
+REQUIRED_METADATA = ("contract", "variant", "params", "macs", "input_size", "threshold", "trained_on")
+
+# ONNX protobuf field numbers (onnx.proto) that the framing check needs.
+_MODEL_IR_VERSION, _MODEL_GRAPH = 1, 7
+_GRAPH_INITIALIZER = 5
+_TENSOR_NAME, _TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION = 8, 13, 14
+_ENTRY_KEY, _ENTRY_VALUE = 1, 2
+_DATA_LOCATION_EXTERNAL = 1
+_MAX_MODEL_FIELD = 30  # ModelProto uses fields 1..26 today; anything far beyond is not an ONNX model
+_MAX_IR_VERSION = 100
+# Wire types of the ModelProto fields: 0 = varint, 2 = length-delimited (bytes, string, message).
+_MODEL_WIRE_TYPES = {1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2, 26: 2}
+
+
+class ModelContractError(ValueError):
+    """The file is not a usable contract-v1 hair model; the message says which file and what is wrong."""
+
+
+# --- protobuf wire format -------------------------------------------------------------------------------------------
+
+class _Truncated(Exception):
+    pass
+
+
+class _NotProtobuf(Exception):
+    pass
+
+
+def _varint(buf: bytes, pos: int, end: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        if pos >= end:
+            raise _Truncated("a number runs past the end of the data")
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise _NotProtobuf("malformed number")
+
+
+def _fields(buf: bytes, start: int = 0, end: int | None = None):
+    """Yield (field number, wire type, value) of one protobuf message; length-delimited values are (start, end)."""
+    end = len(buf) if end is None else end
+    pos = start
+    while pos < end:
+        key, pos = _varint(buf, pos, end)
+        number, wire = key >> 3, key & 7
+        if number == 0:
+            raise _NotProtobuf("field number 0")
+        if wire == 0:
+            value, pos = _varint(buf, pos, end)
+        elif wire == 1 or wire == 5:
+            size = 8 if wire == 1 else 4
+            if pos + size > end:
+                raise _Truncated(f"field {number} needs {size} bytes, {end - pos} remain")
+            value, pos = buf[pos:pos + size], pos + size
+        elif wire == 2:
+            length, pos = _varint(buf, pos, end)
+            if pos + length > end:
+                raise _Truncated(f"field {number} declares {length} bytes, only {end - pos} remain")
+            value, pos = (pos, pos + length), pos + length
+        else:  # groups (3, 4) are not used by ONNX; 6 and 7 do not exist
+            raise _NotProtobuf(f"wire type {wire}")
+        yield number, wire, value
+
+
+def _external_data(buf: bytes, graph: tuple[int, int]) -> list[tuple[str, str]]:
+    """(tensor name, data file) for every initializer of the main graph stored outside the file."""
+    out = []
+    for number, wire, value in _fields(buf, *graph):
+        if number != _GRAPH_INITIALIZER or wire != 2:
+            continue
+        name, location, external = "", "", False
+        for t_number, t_wire, t_value in _fields(buf, *value):
+            if t_number == _TENSOR_NAME and t_wire == 2:
+                name = buf[t_value[0]:t_value[1]].decode("utf-8", "replace")
+            elif t_number == _TENSOR_DATA_LOCATION and t_wire == 0:
+                external = t_value == _DATA_LOCATION_EXTERNAL
+            elif t_number == _TENSOR_EXTERNAL_DATA and t_wire == 2:
+                entry = {k: buf[v[0]:v[1]].decode("utf-8", "replace")
+                         for k, w, v in _fields(buf, *t_value) if w == 2 and k in (_ENTRY_KEY, _ENTRY_VALUE)}
+                if entry.get(_ENTRY_KEY) == "location":
+                    location = entry.get(_ENTRY_VALUE, "")
+        if external:
+            out.append((name, location))
+    return out
+
+
+def check_file(path: Path) -> None:
+    """Refuse, with a message of its own, a missing, empty, non-ONNX, truncated or not-self-contained file."""
+    if not path.exists():
+        raise ModelContractError(f"model file not found: {path}")
+    if not path.is_file():
+        raise ModelContractError(f"model path is not a file: {path}")
+    buf = path.read_bytes()
+    if not buf:
+        raise ModelContractError(f"{path}: the file is empty (0 bytes), not an ONNX model")
+    graph, ir_version, external = None, None, []
+    try:
+        for number, wire, value in _fields(buf):
+            if number > _MAX_MODEL_FIELD or _MODEL_WIRE_TYPES.get(number, wire) != wire:
+                raise _NotProtobuf(f"top-level field {number} of wire type {wire} is not part of an ONNX model")
+            if number == _MODEL_IR_VERSION:
+                ir_version = value
+            elif number == _MODEL_GRAPH:
+                graph = value
+        if graph is not None:
+            external = _external_data(buf, graph)
+    except _NotProtobuf as e:
+        raise ModelContractError(f"{path}: not an ONNX model (the bytes are not an ONNX protobuf: {e})") from None
+    except _Truncated as e:
+        # onnx writes ir_version first: a plausible one means an ONNX file that was cut short, not random bytes
+        if ir_version is not None and 1 <= ir_version <= _MAX_IR_VERSION:
+            raise ModelContractError(f"{path}: the file is truncated ({len(buf)} bytes; {e}); "
+                                     "copy the model again") from None
+        raise ModelContractError(f"{path}: not an ONNX model (the bytes are not an ONNX protobuf: {e})") from None
+    if ir_version is None or graph is None:
+        raise ModelContractError(f"{path}: not an ONNX model (no IR version or no graph in it)")
+    for tensor, location in external:
+        data_file = path.parent / location
+        if not location or not data_file.is_file():
+            raise ModelContractError(f"{path}: external data file {location!r} (weights of {tensor!r}) is absent; "
+                                     "contract v1 needs one self-contained file (re-export without external data)")
+    if external:
+        raise ModelContractError(f"{path}: keeps its weights in external data file(s) "
+                                 f"{sorted({loc for _, loc in external})}; contract v1 needs one self-contained file")
+
+
+# --- the contract ---------------------------------------------------------------------------------------------------
+
+def _parse_size(path: Path, text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.split(","))
+    except ValueError:
+        raise ModelContractError(f"{path}: metadata input_size must be 'H,W', got {text!r}") from None
+    if h <= 0 or w <= 0:
+        raise ModelContractError(f"{path}: metadata input_size must be positive, got {text!r}")
+    return h, w
+
+
+def _parse_threshold(path: Path, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ModelContractError(f"{path}: metadata threshold must be a number, got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise ModelContractError(f"{path}: metadata threshold must lie in (0, 1), got {value}")
+    return value
+
+
+def _fixed(dim) -> int | None:
+    return dim if isinstance(dim, int) else None
+
+
+def _describe(arg) -> str:
+    return f"{arg.type} {list(arg.shape)}"
+
+
+def _check_image(path: Path, arg, size: tuple[int, int]) -> None:
+    shape = list(arg.shape)
+    if arg.type != "tensor(uint8)":
+        layout = " (looks like a float NCHW export without the contract wrapper)" \
+            if len(shape) == 4 and _fixed(shape[1]) == 3 else ""
+        raise ModelContractError(f"{path}: input 'image' must be uint8 (raw RGB pixels), this file takes "
+                                 f"{_describe(arg)}{layout}")
+    if len(shape) != 4 or _fixed(shape[3]) != 3:
+        raise ModelContractError(f"{path}: input 'image' must have the layout [N, H, W, 3] (NHWC, RGB), "
+                                 f"this file has {_describe(arg)}")
+    for axis, want in zip((1, 2), size):
+        got = _fixed(shape[axis])
+        if got is not None and got != want:
+            raise ModelContractError(f"{path}: input 'image' is {_describe(arg)} but metadata input_size says "
+                                     f"{size[0]},{size[1]}")
+
+
+def _check_map(path: Path, arg, what: str, size: tuple[int, int]) -> None:
+    shape = list(arg.shape)
+    if arg.type != "tensor(float)":
+        raise ModelContractError(f"{path}: {what} {arg.name!r} must be float32, this file has {_describe(arg)}")
+    if len(shape) != 4 or _fixed(shape[1]) != 1:
+        raise ModelContractError(f"{path}: {what} {arg.name!r} must have the layout [N, 1, H, W], "
+                                 f"this file has {_describe(arg)}")
+    for axis, want in zip((2, 3), size):
+        got = _fixed(shape[axis])
+        if got is not None and got != want:
+            raise ModelContractError(f"{path}: {what} {arg.name!r} is {_describe(arg)} but metadata input_size "
+                                     f"says {size[0]},{size[1]}")
+
+
+def check_metadata(path: Path, meta: dict[str, str]) -> tuple[tuple[int, int], float]:
+    """The contract's metadata: its version first, then every required key; returns (input size, threshold)."""
+    if "contract" not in meta:
+        raise ModelContractError(f"{path}: no 'contract' metadata: not a Hairmirror contract model "
+                                 f"(export it with `python -m export onnx`)")
+    if meta["contract"] != CONTRACT_VERSION:
+        raise ModelContractError(f"{path}: contract version {meta['contract']!r}, this device reads version "
+                                 f"{CONTRACT_VERSION!r}")
+    missing = [k for k in REQUIRED_METADATA if not meta.get(k)]
+    if missing:
+        raise ModelContractError(f"{path}: required metadata missing: {', '.join(missing)}")
+    return _parse_size(path, meta["input_size"]), _parse_threshold(path, meta["threshold"])
+
+
+@dataclass
+class ContractModel:
+    """A checked contract-v1 model, ready to run."""
+    path: Path
+    session: object = field(repr=False)
+    metadata: dict[str, str]
+    input_size: tuple[int, int]
+    threshold: float
+    has_prior: bool
+
+    def predict(self, images: np.ndarray, prior: np.ndarray | None = None) -> np.ndarray:
+        """uint8 RGB [N, H, W, 3] at input_size (and optional prior [N, 1, H, W]) -> float32 hair [N, 1, H, W]."""
+        h, w = self.input_size
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (h, w, 3):
+            raise ValueError(f"images must be uint8 [N, {h}, {w}, 3], got {images.dtype} {list(images.shape)}")
+        feeds = {IMAGE_INPUT: np.ascontiguousarray(images)}
+        if self.has_prior:
+            if prior is None:  # a first frame: no previous mask
+                prior = np.zeros((images.shape[0], 1, h, w), np.float32)
+            prior = np.asarray(prior, np.float32)
+            if prior.shape != (images.shape[0], 1, h, w):
+                raise ValueError(f"prior must be float32 [{images.shape[0]}, 1, {h}, {w}], got {list(prior.shape)}")
+            feeds[PRIOR_INPUT] = np.ascontiguousarray(prior)
+        elif prior is not None:
+            raise ValueError(f"{self.path.name} has no 'prior' input; pass prior=None")
+        return self.session.run([HAIR_OUTPUT], feeds)[0]
+
+
+def _session(path: Path, threads: int):
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(0, int(threads))
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3  # our own messages say what is wrong
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
+        raise ModelContractError(f"{path}: onnxruntime cannot load it: {str(e).strip()}") from None
+
+
+def load_model(path: str | Path, threads: int = 0) -> ContractModel:
+    """Open a model file, check every part of contract v1, and return it ready to predict.
+
+    Raises ModelContractError (a ValueError) naming the file and the first thing that is wrong.
+    `threads` is onnxruntime's intra-op thread count (0: its default, all cores).
+    """
+    path = Path(path)
+    check_file(path)
+    session = _session(path, threads)
+    meta = dict(session.get_modelmeta().custom_metadata_map)
+    size, threshold = check_metadata(path, meta)
+
+    inputs = {arg.name: arg for arg in session.get_inputs()}
+    if IMAGE_INPUT not in inputs:
+        raise ModelContractError(f"{path}: no input named 'image' (inputs: {', '.join(inputs) or 'none'})")
+    extra = sorted(set(inputs) - {IMAGE_INPUT, PRIOR_INPUT})
+    if extra:
+        raise ModelContractError(f"{path}: unexpected input(s) {', '.join(extra)}; contract v1 allows only "
+                                 "'image' and 'prior'")
+    _check_image(path, inputs[IMAGE_INPUT], size)
+    if PRIOR_INPUT in inputs:
+        _check_map(path, inputs[PRIOR_INPUT], "input", size)
+
+    outputs = {arg.name: arg for arg in session.get_outputs()}
+    if HAIR_OUTPUT not in outputs:
+        raise ModelContractError(f"{path}: no output named 'hair' (outputs: {', '.join(outputs) or 'none'})")
+    _check_map(path, outputs[HAIR_OUTPUT], "output", size)
+
+    model = ContractModel(path, session, meta, size, threshold, PRIOR_INPUT in inputs)
+    _log.info("loaded %s: %s, input %dx%d, threshold %.2f%s", path.name, meta["variant"], size[0], size[1],
+              threshold, ", with prior input" if model.has_prior else "")
+    return model

@@ -1,0 +1,215 @@
+"""The device's contract loader: a good file loads and runs; every kind of bad file is refused with its own message.
+
+The model files are small ONNX graphs built here with the `onnx` package (no torch), each breaking the contract
+in exactly one way, so a test fails if the loader accepts it or refuses it for another reason.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from device.model_file import REQUIRED_METADATA, ModelContractError, load_model
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SIZE = (32, 48)  # H, W: not square, so a swapped size is caught
+META = {"contract": "1", "variant": "test-graph", "params": "1", "macs": "0", "input_size": f"{SIZE[0]},{SIZE[1]}",
+        "threshold": "0.5", "trained_on": "none"}
+
+
+def contract_graph(*, image_type=TensorProto.UINT8, nhwc=True, output="hair", prior=False, meta=None) -> onnx.ModelProto:
+    """hair = sigmoid(scale * (mean over RGB / 255 - 0.5) [+ prior]): a stand-in with the contract's interface."""
+    h, w = SIZE
+    image_shape = ["N", h, w, 3] if nhwc else ["N", 3, h, w]
+    nodes = [helper.make_node("Cast", ["image"], ["f"], to=TensorProto.FLOAT)]
+    if nhwc:
+        nodes.append(helper.make_node("Transpose", ["f"], ["nchw"], perm=[0, 3, 1, 2]))
+    else:
+        nodes.append(helper.make_node("Identity", ["f"], ["nchw"]))
+    nodes += [
+        helper.make_node("ReduceMean", ["nchw"], ["grey"], axes=[1], keepdims=1),
+        helper.make_node("Mul", ["grey", "scale"], ["scaled"]),
+        helper.make_node("Sub", ["scaled", "offset"], ["logit0"]),
+    ]
+    inputs = [helper.make_tensor_value_info("image", image_type, image_shape)]
+    if prior:
+        nodes.append(helper.make_node("Add", ["logit0", "prior"], ["logit"]))
+        inputs.append(helper.make_tensor_value_info("prior", TensorProto.FLOAT, ["N", 1, h, w]))
+    else:
+        nodes.append(helper.make_node("Identity", ["logit0"], ["logit"]))
+    nodes.append(helper.make_node("Sigmoid", ["logit"], [output]))
+    inits = [numpy_helper.from_array(np.array([8.0 / 255], np.float32), "scale"),
+             numpy_helper.from_array(np.array([4.0], np.float32), "offset")]
+    graph = helper.make_graph(nodes, "contract-test", inputs,
+                              [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["N", 1, h, w])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for k, v in (META if meta is None else meta).items():
+        model.metadata_props.add(key=k, value=v)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def save(model: onnx.ModelProto, path: Path) -> Path:
+    onnx.save_model(model, str(path))
+    return path
+
+
+@pytest.fixture
+def good(tmp_path) -> Path:
+    return save(contract_graph(), tmp_path / "good.onnx")
+
+
+def refusal(path: Path) -> str:
+    with pytest.raises(ModelContractError) as info:
+        load_model(path)
+    assert str(path) in str(info.value) or path.name in str(info.value), "the message must name the file"
+    return str(info.value)
+
+
+def test_good_file_loads_and_runs_on_a_real_photo(good):
+    photo = DATA / "figaro1k" / "Original" / "Testing" / "Frame00010-org.jpg"
+    if not photo.is_file():
+        pytest.skip(f"real data absent: {photo}")
+    model = load_model(good, threads=1)
+    assert model.input_size == SIZE and model.threshold == 0.5 and not model.has_prior
+    assert model.metadata["variant"] == "test-graph" and model.path == good
+    rgb = cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)
+    frame = cv2.resize(rgb, (SIZE[1], SIZE[0]), interpolation=cv2.INTER_AREA)
+    batch = np.stack([frame, 255 - frame])  # dynamic batch axis: two frames at once
+    hair = model.predict(batch)
+    assert hair.dtype == np.float32 and hair.shape == (2, 1, *SIZE)
+    assert 0.0 <= hair.min() and hair.max() <= 1.0
+    expected = 1 / (1 + np.exp(-(batch.astype(np.float32).mean(-1) * 8.0 / 255 - 4.0)))
+    np.testing.assert_allclose(hair[:, 0], expected, atol=1e-5)
+
+
+def test_predict_checks_its_input(good):
+    model = load_model(good)
+    with pytest.raises(ValueError, match="uint8"):
+        model.predict(np.zeros((1, *SIZE, 3), np.float32))
+    with pytest.raises(ValueError, match=r"\[N, 32, 48, 3\]"):
+        model.predict(np.zeros((1, SIZE[1], SIZE[0], 3), np.uint8))
+    with pytest.raises(ValueError, match="no 'prior' input"):
+        model.predict(np.zeros((1, *SIZE, 3), np.uint8), prior=np.zeros((1, 1, *SIZE), np.float32))
+
+
+def test_prior_input_is_optional_and_used(tmp_path):
+    model = load_model(save(contract_graph(prior=True), tmp_path / "prior.onnx"))
+    assert model.has_prior
+    frame = np.full((1, *SIZE, 3), 128, np.uint8)
+    first = model.predict(frame)  # a first frame: zeros are fed for the prior
+    np.testing.assert_allclose(first, model.predict(frame, np.zeros((1, 1, *SIZE), np.float32)))
+    assert (model.predict(frame, np.ones((1, 1, *SIZE), np.float32)) > first).all()
+    with pytest.raises(ValueError, match="prior must be"):
+        model.predict(frame, np.zeros((1, *SIZE), np.float32))
+
+
+def test_missing_file(tmp_path):
+    assert "model file not found" in refusal(tmp_path / "nowhere.onnx")
+
+
+@pytest.mark.parametrize("content", [np.random.default_rng(0).bytes(4096), b"PK\x03\x04 not a model, a zip header",
+                                     b"hello, I am a text file\n" * 20, bytes(100)])
+def test_not_onnx(tmp_path, content):
+    path = tmp_path / "garbage.onnx"
+    path.write_bytes(content)
+    assert "not an ONNX model" in refusal(path)
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.onnx"
+    path.write_bytes(b"")
+    assert "empty" in refusal(path)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.9, 0.99])
+def test_truncated(tmp_path, good, keep):
+    data = good.read_bytes()
+    path = tmp_path / "cut.onnx"
+    path.write_bytes(data[:int(len(data) * keep)])
+    assert "truncated" in refusal(path)
+
+
+def test_wrong_input_dtype(tmp_path):
+    msg = refusal(save(contract_graph(image_type=TensorProto.FLOAT), tmp_path / "float.onnx"))
+    assert "must be uint8" in msg and "tensor(float)" in msg
+
+
+def test_wrong_input_layout(tmp_path):
+    msg = refusal(save(contract_graph(nhwc=False), tmp_path / "nchw.onnx"))
+    assert "layout [N, H, W, 3]" in msg
+
+
+def test_float_nchw_export_is_named(tmp_path):
+    msg = refusal(save(contract_graph(image_type=TensorProto.FLOAT, nhwc=False), tmp_path / "bare.onnx"))
+    assert "must be uint8" in msg and "NCHW" in msg
+
+
+def test_missing_hair_output(tmp_path):
+    msg = refusal(save(contract_graph(output="mask"), tmp_path / "mask.onnx"))
+    assert "no output named 'hair'" in msg and "mask" in msg
+
+
+def test_wrong_contract_version(tmp_path):
+    msg = refusal(save(contract_graph(meta={**META, "contract": "2"}), tmp_path / "v2.onnx"))
+    assert "contract version '2'" in msg
+
+
+def test_no_contract_metadata(tmp_path):
+    msg = refusal(save(contract_graph(meta={k: v for k, v in META.items() if k != "contract"}), tmp_path / "x.onnx"))
+    assert "no 'contract' metadata" in msg
+
+
+@pytest.mark.parametrize("key", [k for k in REQUIRED_METADATA if k != "contract"])
+def test_missing_required_metadata(tmp_path, key):
+    msg = refusal(save(contract_graph(meta={k: v for k, v in META.items() if k != key}), tmp_path / "m.onnx"))
+    assert f"required metadata missing: {key}" in msg
+
+
+@pytest.mark.parametrize("key,value,words", [("input_size", "32x48", "must be 'H,W'"),
+                                             ("input_size", "48,32", "metadata input_size says 48,32"),
+                                             ("threshold", "half", "must be a number"),
+                                             ("threshold", "1.5", "must lie in (0, 1)")])
+def test_bad_metadata_values(tmp_path, key, value, words):
+    assert words in refusal(save(contract_graph(meta={**META, key: value}), tmp_path / "bad.onnx"))
+
+
+def _external(tmp_path) -> Path:
+    path = tmp_path / "ext.onnx"
+    onnx.save_model(contract_graph(), str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="ext.onnx.data", size_threshold=0)
+    assert (tmp_path / "ext.onnx.data").is_file()
+    return path
+
+
+def test_external_data_file_absent(tmp_path):
+    path = _external(tmp_path)
+    (tmp_path / "ext.onnx.data").unlink()
+    msg = refusal(path)
+    assert "external data file 'ext.onnx.data'" in msg and "absent" in msg
+
+
+def test_external_data_present_still_breaks_the_contract(tmp_path):
+    msg = refusal(_external(tmp_path))
+    assert "self-contained" in msg and "absent" not in msg
+
+
+def test_each_failure_has_its_own_message(tmp_path, good):
+    data = good.read_bytes()
+    (tmp_path / "cut.onnx").write_bytes(data[:len(data) // 2])
+    (tmp_path / "junk.onnx").write_bytes(np.random.default_rng(1).bytes(2048))
+    ext = _external(tmp_path)
+    (tmp_path / "ext.onnx.data").unlink()
+    files = [tmp_path / "absent.onnx", tmp_path / "junk.onnx", tmp_path / "cut.onnx", ext,
+             save(contract_graph(image_type=TensorProto.FLOAT), tmp_path / "f.onnx"),
+             save(contract_graph(nhwc=False), tmp_path / "l.onnx"),
+             save(contract_graph(output="mask"), tmp_path / "o.onnx"),
+             save(contract_graph(meta={**META, "contract": "7"}), tmp_path / "v.onnx"),
+             save(contract_graph(meta={k: v for k, v in META.items() if k != "threshold"}), tmp_path / "t.onnx")]
+    reasons = [refusal(f).replace(str(f), "FILE") for f in files]
+    assert len(set(reasons)) == len(files), reasons
