@@ -1,0 +1,93 @@
+"""The models a bench run measures: contract-v1 files found on disk, each with what the table shows about it."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..model_file import ModelContractError, load_model
+
+_log = logging.getLogger(__name__)
+MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+RANDOM_WEIGHTS = "random"  # metadata `bench.weights` of the bench's own random-weight exports
+IOU_KEY = "eval.figaro_test.iou"
+
+
+class BenchUsageError(ValueError):
+    """Bad input to the bench (a model path, an option); the message names it. Exit code 2."""
+
+
+@dataclass
+class BenchModel:
+    name: str                     # the table's row: the file name without .onnx
+    path: Path
+    metadata: dict[str, str]
+    input_size: tuple[int, int]   # (H, W)
+    has_prior: bool
+
+    @property
+    def variant(self) -> str:
+        return self.metadata.get("variant", "?")
+
+    @property
+    def weights(self) -> str:
+        """'trained', or 'random' for the bench's speed-only exports of a registry variant."""
+        return RANDOM_WEIGHTS if self.metadata.get("bench.weights") == RANDOM_WEIGHTS else "trained"
+
+    @property
+    def precision(self) -> str:
+        return "int8" if self.metadata.get("quant.format") else "fp32"
+
+    @property
+    def macs(self) -> int | None:
+        return _number(self.metadata.get("macs"), int)
+
+    @property
+    def figaro_iou(self) -> float | None:
+        return None if self.weights == RANDOM_WEIGHTS else _number(self.metadata.get(IOU_KEY), float)
+
+    def record(self) -> dict:
+        return {"name": self.name, "path": str(self.path), "variant": self.variant, "weights": self.weights,
+                "precision": self.precision, "params": _number(self.metadata.get("params"), int),
+                "macs": self.macs, "input_size": list(self.input_size), "has_prior": self.has_prior,
+                "figaro_iou": self.figaro_iou, "trained_on": self.metadata.get("trained_on")}
+
+
+def _number(text: str | None, kind):
+    try:
+        return kind(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def find_files(paths: list[str]) -> list[Path]:
+    """Expand folders to their .onnx files (not the exporter's *.unchecked.onnx staging files); keep order."""
+    if not paths:
+        if not MODELS_DIR.is_dir() or not any(MODELS_DIR.glob("*.onnx")):
+            raise BenchUsageError(f"no .onnx files in {MODELS_DIR}; pass model files or folders, or --variants")
+        paths = [str(MODELS_DIR)]
+    files: list[Path] = []
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(p for p in path.glob("*.onnx") if not p.name.endswith(".unchecked.onnx"))
+            if not found:
+                raise BenchUsageError(f"{path}: folder has no .onnx files")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise BenchUsageError(f"{path}: no such model file or folder")
+    return list(dict.fromkeys(files))
+
+
+def open_model(path: Path) -> BenchModel:
+    """Check the file against contract v1 (the daemon's own loader) and read what the table needs."""
+    try:
+        m = load_model(path, threads=1)
+    except ModelContractError as e:
+        raise BenchUsageError(str(e)) from None
+    except OSError as e:
+        raise BenchUsageError(f"{path}: cannot read it: {e.strerror}") from None
+    name = path.name.removesuffix(".onnx")
+    return BenchModel(name, path, dict(m.metadata), m.input_size, m.has_prior)

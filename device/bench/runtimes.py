@@ -1,0 +1,120 @@
+"""The runtimes a model can be timed on, chosen by name: onnxruntime CPU (1 thread, all cores), onnxruntime
+CUDA, and PyTorch eager (CPU, CUDA) where torch is installed.
+
+A runtime that cannot run here, or cannot run a given model, raises `Absent` with the reason; the bench
+records that reason in the results instead of failing.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..model_file import load_model
+from ..registry import Registry
+from .machine import cpu_model, nvidia_gpus, short_gpu
+from .models import BenchModel
+
+_log = logging.getLogger(__name__)
+CUDA_PROVIDER = "CUDAExecutionProvider"
+
+
+class Absent(Exception):
+    """This runtime is not available here, or not for this model; the message says why."""
+
+
+@dataclass
+class Prepared:
+    """A model loaded on a runtime, ready to time."""
+    predict: Callable[[np.ndarray], object]  # uint8 RGB [1, H, W, 3] -> hair map
+    device: str                              # what ran it: the CPU's or GPU's name
+    threads: int | None = None               # intra-op threads (0: the runtime's default, all cores)
+    weights: str = "trained"                 # the file's own weights, or what the eager model was built with
+    daemon_threads: int | None = None        # segmenter.threads that make the daemon run this row; None: it can't
+    notes: dict = field(default_factory=dict)
+
+
+@dataclass
+class Context:
+    """What runtimes need besides the model: PyTorch checkpoints per variant."""
+    checkpoints: dict[str, Path] = field(default_factory=dict)
+
+
+class Runtime:
+    title = ""    # in the results and the machine legend
+    header = ""   # the table's column header (after the machine's label)
+
+    def prepare(self, model: BenchModel, ctx: Context) -> Prepared:
+        raise NotImplementedError
+
+
+RUNTIMES: Registry[Runtime] = Registry("runtime")
+
+
+class OrtCpu(Runtime):
+    """onnxruntime's CPU provider through the daemon's own loader, so the figures are the daemon's."""
+
+    def __init__(self, threads: int):
+        self.threads = threads
+        self.title = f"onnxruntime CPU, {'1 thread' if threads == 1 else 'all cores'}"
+        self.header = f"ort {'1 thread' if threads == 1 else 'all cores'}"
+
+    def prepare(self, model: BenchModel, ctx: Context) -> Prepared:
+        m = load_model(model.path, threads=self.threads)
+        return Prepared(m.predict, cpu_model(), self.threads, daemon_threads=self.threads)
+
+
+RUNTIMES.register("ort-cpu-1")(lambda: OrtCpu(threads=1))
+RUNTIMES.register("ort-cpu-all")(lambda: OrtCpu(threads=0))
+
+
+@RUNTIMES.register("ort-cuda")
+class OrtCuda(Runtime):
+    """onnxruntime-gpu's CUDA provider (a desktop GPU; the daemon itself runs on the CPU)."""
+    title, header = "onnxruntime CUDA", "ort CUDA"
+
+    def prepare(self, model: BenchModel, ctx: Context) -> Prepared:
+        import onnxruntime as ort
+        if CUDA_PROVIDER not in ort.get_available_providers():
+            raise Absent(f"onnxruntime {ort.__version__} has no {CUDA_PROVIDER} "
+                         f"(providers: {', '.join(ort.get_available_providers())}); install onnxruntime-gpu")
+        checked = load_model(model.path, threads=0)
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        session = ort.InferenceSession(str(model.path), sess_options=opts, providers=[CUDA_PROVIDER])
+        if CUDA_PROVIDER not in session.get_providers():  # e.g. the CUDA/cuDNN libraries failed to load
+            raise Absent(f"{CUDA_PROVIDER} is installed but did not start (session providers: "
+                         f"{', '.join(session.get_providers())}); check the CUDA and cuDNN libraries")
+        on_gpu = dataclasses.replace(checked, session=session)
+        gpu = session.get_provider_options().get(CUDA_PROVIDER, {}).get("device_id", "0")
+        return Prepared(on_gpu.predict, _gpu_name(int(gpu)))
+
+
+def _gpu_name(index: int) -> str:
+    gpus = nvidia_gpus()
+    return short_gpu(gpus[index]) if index < len(gpus) else f"GPU {index}"
+
+
+class TorchEager(Runtime):
+    """PyTorch eager mode on the model's variant: a --checkpoint's trained weights, else random weights
+    (speed only); the same uint8-in, probability-out wrapper as the exported graph."""
+
+    def __init__(self, device: str):
+        self.device = device
+        self.title = f"PyTorch eager {device.upper()}"
+        self.header = f"torch {device.upper()}"
+
+    def prepare(self, model: BenchModel, ctx: Context) -> Prepared:
+        try:
+            from . import torch_eager
+        except ImportError as e:
+            raise Absent(f"PyTorch (and the training/export packages) not installed here: {e}") from None
+        return torch_eager.prepare(model, self.device, ctx.checkpoints.get(model.variant))
+
+
+RUNTIMES.register("torch-cpu")(lambda: TorchEager("cpu"))
+RUNTIMES.register("torch-cuda")(lambda: TorchEager("cuda"))
