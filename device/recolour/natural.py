@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from .base import RECOLOURERS, RGB, Recolourer
-from .colour_space import lightness_of_linear, srgb_to_linear
+from .colour_space import lightness_of_srgb
 
 _log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ HAIR_ALPHA = 0.5        # pixels at least this likely to be hair set the statist
 KNEE_SIGMAS, MIN_KNEE = 3.0, 10.0  # where the tone map starts to flatten, in hair std devs (at least MIN_KNEE L*)
 
 # L* of each 8-bit luma level (a neutral grey of that level).
-GREY_LIGHTNESS = lightness_of_linear(srgb_to_linear(np.arange(256) / 255.0))
+GREY_LIGHTNESS = lightness_of_srgb(np.repeat(np.arange(256.0)[:, None], 3, axis=1))
 
 
 class SwatchRamp:
@@ -35,8 +35,7 @@ class SwatchRamp:
         t = np.asarray(rgb, np.float64)
         u = np.linspace(0.0, 2.0, 2 * samples + 1)[:, None]
         self._colours = np.where(u <= 1.0, u * t, t + (u - 1.0) * (255.0 - t))
-        lin = srgb_to_linear(self._colours / 255.0)
-        self._lightness = lightness_of_linear(lin @ np.array([0.2126729, 0.7151522, 0.0721750]))
+        self._lightness = lightness_of_srgb(self._colours)
         self.lightness = float(self._lightness[samples])  # the swatch's own L*
 
     def colours(self, lightness: np.ndarray) -> np.ndarray:

@@ -1,0 +1,181 @@
+"""Recolour modes on real Figaro-1k Testing photos (dark and light hair) with their ground-truth masks.
+
+The criteria (issue 10) and their definitions are in device/recolour/quality.py.
+"""
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from device.config import CHOICES, RecolourConfig
+from device.recolour import RECOLOURERS, make_recolourer, quality
+from device.recolour.ombre import tip_weights
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+PER_SET = 3
+COLOURS = ("crimson", "royalblue")
+OMBRE = ("crimson", "gold")
+
+
+def _hair_lightness_preview(pair) -> float:
+    """Mean hair L* from a 1/4-scale decode: ranking all 210 photos at full size would dominate the test time."""
+    rgb = cv2.cvtColor(cv2.imread(str(pair.image), cv2.IMREAD_REDUCED_COLOR_4), cv2.COLOR_BGR2RGB)
+    mask = cv2.resize(cv2.imread(str(pair.mask), cv2.IMREAD_GRAYSCALE), rgb.shape[1::-1],
+                      interpolation=cv2.INTER_NEAREST)
+    return quality.hair_lightness(rgb, (mask > 0).astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def photos() -> dict[str, list[tuple[str, np.ndarray, np.ndarray]]]:
+    """The PER_SET Figaro Testing photos with the darkest and with the lightest hair (mean hair L*)."""
+    if not (DATA / "figaro1k").is_dir():
+        pytest.skip(f"Figaro-1k not found under {DATA}")
+    from training.data import resolve
+    ranked = sorted(resolve("figaro-test", DATA), key=_hair_lightness_preview)
+    return {k: [(p.name, *p.load()) for p in chosen] for k, chosen in
+            (("dark", ranked[:PER_SET]), ("light", ranked[-PER_SET:]))}
+
+
+def _all(photos):
+    return [(f"{k}/{name}", rgb, mask) for k, items in photos.items() for name, rgb, mask in items]
+
+
+def test_photos_really_are_dark_and_light(photos):
+    assert all(quality.hair_lightness(rgb, m) < 15 for _, rgb, m in photos["dark"])
+    assert all(quality.hair_lightness(rgb, m) > 55 for _, rgb, m in photos["light"])
+
+
+@pytest.mark.parametrize("mode", ["hsv", "natural", "ombre"])
+def test_nothing_changes_outside_the_hair(photos, mode):
+    rec = make_recolourer(mode, COLOURS[0], OMBRE[1])
+    for name, rgb, mask in _all(photos):
+        alpha = quality.soft_alpha(mask)
+        out = rec.apply(rgb, alpha)
+        assert out.shape == rgb.shape and out.dtype == np.uint8
+        assert quality.changed_outside(rgb, out, mask) == 0, name
+        assert np.array_equal(out[alpha == 0], rgb[alpha == 0]), name
+
+
+@pytest.mark.parametrize("colour", COLOURS)
+def test_natural_mode_reaches_the_target_hue_on_dark_and_light_hair(photos, colour):
+    rec = make_recolourer("natural", colour)
+    for name, rgb, mask in _all(photos):
+        before = quality.hue_stats(rgb, mask, rec.colour)
+        after = quality.hue_stats(rec.apply(rgb, quality.soft_alpha(mask)), mask, rec.colour)
+        assert before.hued < 0.9 or before.hsv_distance > 10, f"{name}: the photo already passes for {colour}"
+        assert after.hsv_distance <= 10, f"{name}: mean hue distance {after.hsv_distance:.1f} deg"
+        assert after.hued >= 0.9, f"{name}: only {after.hued:.0%} of the hair shows a hue"
+
+
+def test_natural_shows_colour_on_dark_hair_where_hsv_leaves_it_black(photos):
+    hsv, natural = make_recolourer("hsv", COLOURS[0]), make_recolourer("natural", COLOURS[0])
+    for name, rgb, mask in photos["dark"]:
+        alpha = quality.soft_alpha(mask)
+        hued_hsv = quality.hue_stats(hsv.apply(rgb, alpha), mask, hsv.colour).hued
+        hued_natural = quality.hue_stats(natural.apply(rgb, alpha), mask, natural.colour).hued
+        assert hued_natural > hued_hsv, name
+
+
+@pytest.mark.parametrize("colour", COLOURS)
+def test_hsv_mode_sets_the_hue(photos, colour):
+    rec = make_recolourer("hsv", colour)
+    for name, rgb, mask in _all(photos):
+        stats = quality.hue_stats(rec.apply(rgb, quality.soft_alpha(mask)), mask, rec.colour)
+        assert stats.hsv_distance <= 10, f"{name}: {stats.hsv_distance:.1f} deg"
+
+
+@pytest.mark.parametrize("mode, floor", [("hsv", 0.9), ("natural", 0.8), ("ombre", 0.8)])
+@pytest.mark.parametrize("colour", COLOURS)
+def test_texture_is_kept(photos, mode, floor, colour):
+    rec = make_recolourer(mode, colour, OMBRE[1])
+    for name, rgb, mask in _all(photos):
+        r = quality.texture_correlation(rgb, rec.apply(rgb, quality.soft_alpha(mask)), mask)
+        assert r >= floor, f"{name}: luminance-gradient correlation {r:.3f} < {floor}"
+
+
+def test_texture_metric_can_fail(photos):
+    """A flat fill of the hair destroys texture, and the metric says so."""
+    name, rgb, mask = photos["light"][0]
+    flat = rgb.copy()
+    flat[mask > 0] = (200, 30, 60)
+    assert quality.texture_correlation(rgb, flat, mask) < 0.5
+
+
+def test_ombre_runs_from_the_first_colour_at_the_roots_to_the_second_at_the_tips(photos):
+    rec = make_recolourer("ombre", *OMBRE)
+    for name, rgb, mask in _all(photos):
+        alpha = quality.soft_alpha(mask)
+        out = rec.apply(rgb, alpha)
+        rows = np.flatnonzero(alpha.max(axis=1) > 0)
+        w = np.full(mask.shape[0], np.nan)
+        w[rows[0]:rows[-1] + 1] = tip_weights(alpha[rows[0]:rows[-1] + 1])
+        roots, tips = mask * (w == 0)[:, None], mask * (w == 1)[:, None]
+        assert roots.sum() > 100 and tips.sum() > 100, name
+        assert quality.hue_stats(out, roots, rec.colour).hsv_distance <= 10, name
+        assert quality.hue_stats(out, tips, rec.colour2).hsv_distance <= 10, name
+
+
+@pytest.mark.parametrize("mode", ["hsv", "natural", "ombre"])
+def test_overlay_is_the_recolour_with_alpha(photos, mode):
+    rec = make_recolourer(mode, COLOURS[1], OMBRE[1])
+    name, rgb, mask = photos["dark"][0]
+    alpha = quality.soft_alpha(mask)
+    rgba = rec.overlay(rgb, alpha)
+    assert rgba.shape == (*rgb.shape[:2], 4) and rgba.dtype == np.uint8
+    assert np.array_equal(rgba[..., 3], np.round(alpha * 255).astype(np.uint8))
+    assert not rgba[..., :3][rgba[..., 3] == 0].any()
+    a = rgba[..., 3:] / 255.0
+    shown = rgb * (1 - a) + rgba[..., :3] * a  # what the display shows: the overlay over the frame
+    assert np.abs(shown - rec.apply(rgb, alpha)).max() <= 2
+
+
+@pytest.mark.parametrize("mode", ["hsv", "natural", "ombre"])
+def test_strength_blends_towards_the_input(photos, mode):
+    name, rgb, mask = photos["light"][0]
+    alpha = quality.soft_alpha(mask)
+    full = make_recolourer(mode, COLOURS[0], OMBRE[1]).apply(rgb, alpha).astype(float)
+    half = make_recolourer(mode, COLOURS[0], OMBRE[1], strength=0.5).apply(rgb, alpha).astype(float)
+    assert np.abs(half - (rgb + 0.5 * (full - rgb))).max() <= 1.0
+    assert np.array_equal(make_recolourer(mode, COLOURS[0], OMBRE[1], strength=0.0).apply(rgb, alpha), rgb)
+
+
+@pytest.mark.parametrize("mode", ["hsv", "natural", "ombre"])
+def test_a_frame_without_hair_is_left_alone(photos, mode):
+    rec = make_recolourer(mode, COLOURS[0], OMBRE[1])
+    rgb = photos["light"][0][1]
+    none = np.zeros(rgb.shape[:2], np.float32)
+    assert np.array_equal(rec.apply(rgb, none), rgb)
+    assert not rec.overlay(rgb, none).any()
+
+
+def test_bad_arguments_are_clear_value_errors(photos):
+    rgb = photos["light"][0][1]
+    alpha = np.zeros(rgb.shape[:2], np.float32)
+    rec = make_recolourer("natural", "crimson")
+    with pytest.raises(ValueError, match="frame"):
+        rec.apply(rgb.astype(np.float32), alpha)
+    with pytest.raises(ValueError, match="alpha"):
+        rec.apply(rgb, alpha[:-1])
+    with pytest.raises(ValueError, match="known: hsv, natural, ombre"):
+        make_recolourer("sepia", "crimson")
+    with pytest.raises(ValueError, match="colour2"):
+        make_recolourer("ombre", "crimson")
+    with pytest.raises(ValueError, match="'crimsn'"):
+        make_recolourer("hsv", "crimsn")
+    with pytest.raises(ValueError, match="strength"):
+        make_recolourer("hsv", "crimson", strength=2)
+    assert make_recolourer("hsv", (220, 20, 60)).colour == (220, 20, 60)
+
+
+def test_modes_match_the_config_schema():
+    assert RECOLOURERS.names() == sorted(CHOICES["recolour.mode"])
+    defaults = RecolourConfig()
+    assert make_recolourer(defaults.mode, defaults.colour, defaults.colour2, defaults.strength)
+
+
+def test_recolour_needs_no_torch():
+    code = "import sys, device.recolour, device.colours; sys.exit('torch' in sys.modules or 'training' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2]).returncode == 0
