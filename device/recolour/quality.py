@@ -8,6 +8,8 @@ Definitions (the README's table uses these):
   >= MIN_CHROMA of 255), the mean circular distance in degrees between their HSV hue and the target's. `hued` is
   the fraction of hair pixels that qualify: black hair that stays black has no hue, so a low `hued` is a failure
   to show the colour even when the hue distance is small. Also given: the CIE LCh hue distance (C* >= 8).
+- ombre ends: the GT hair in the rows the ombre gives purely the first colour (roots) and purely the second
+  (tips); the hue distance is measured there against each colour.
 - texture: Pearson correlation, over the GT mask eroded by 2 px, between the Sobel gradient magnitudes of the
   input's and the output's CIE L*.
 """
@@ -18,6 +20,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from .ombre import tip_weights
 
 _log = logging.getLogger(__name__)
 
@@ -99,3 +103,12 @@ def texture_correlation(before: np.ndarray, after: np.ndarray, mask01: np.ndarra
 def hair_lightness(rgb: np.ndarray, mask01: np.ndarray) -> float:
     """Mean CIE L* of the hair pixels: sorts photos into dark and light hair."""
     return float(cv2.cvtColor(_float_rgb(rgb), cv2.COLOR_RGB2Lab)[..., 0][mask01 > 0].mean())
+
+
+def ombre_end_masks(mask01: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(roots, tips): mask01 limited to the rows the ombre colours purely with colour and purely with colour2."""
+    rows = np.flatnonzero(alpha.max(axis=1) > 0)
+    w = np.full(mask01.shape[0], np.nan)
+    if rows.size:
+        w[rows[0]:rows[-1] + 1] = tip_weights(alpha[rows[0]:rows[-1] + 1])
+    return mask01 * (w == 0)[:, None].astype(mask01.dtype), mask01 * (w == 1)[:, None].astype(mask01.dtype)

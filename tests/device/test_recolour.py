@@ -12,7 +12,6 @@ import pytest
 
 from device.config import CHOICES, RecolourConfig
 from device.recolour import RECOLOURERS, make_recolourer, quality
-from device.recolour.ombre import tip_weights
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 PER_SET = 3
@@ -109,10 +108,7 @@ def test_ombre_runs_from_the_first_colour_at_the_roots_to_the_second_at_the_tips
     for name, rgb, mask in _all(photos):
         alpha = quality.soft_alpha(mask)
         out = rec.apply(rgb, alpha)
-        rows = np.flatnonzero(alpha.max(axis=1) > 0)
-        w = np.full(mask.shape[0], np.nan)
-        w[rows[0]:rows[-1] + 1] = tip_weights(alpha[rows[0]:rows[-1] + 1])
-        roots, tips = mask * (w == 0)[:, None], mask * (w == 1)[:, None]
+        roots, tips = quality.ombre_end_masks(mask, alpha)
         assert roots.sum() > 100 and tips.sum() > 100, name
         assert quality.hue_stats(out, roots, rec.colour).hsv_distance <= 10, name
         assert quality.hue_stats(out, tips, rec.colour2).hsv_distance <= 10, name

@@ -1,0 +1,34 @@
+"""Figaro-1k Testing photos with their ground-truth hair masks, for the gallery and the benchmark.
+
+device/ must not import training/, so this is a small reader of the same files training.data.load_figaro reads.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+def figaro_test(data_root: Path = DEFAULT_DATA_ROOT) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, RGB uint8, mask {0,1} uint8) for every Figaro-1k Testing photo; FileNotFoundError if absent."""
+    img_dir = Path(data_root) / "figaro1k" / "Original" / "Testing"
+    gt_dir = Path(data_root) / "figaro1k" / "GT" / "Testing"
+    if not img_dir.is_dir():
+        raise FileNotFoundError(f"Figaro-1k Testing photos not found: {img_dir}")
+    out = []
+    for img_path in sorted(img_dir.glob("Frame*-org.jpg")):
+        gt_path = gt_dir / img_path.name.replace("-org.jpg", "-gt.pbm")
+        bgr, gt = cv2.imread(str(img_path)), cv2.imread(str(gt_path), cv2.IMREAD_GRAYSCALE)
+        if bgr is None or gt is None or gt.shape != bgr.shape[:2]:
+            _log.warning("figaro: %s or its mask %s is unreadable or differs in size; skipped", img_path, gt_path)
+            continue
+        out.append((img_path.stem, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (gt > 0).astype(np.uint8)))
+    if not out:
+        raise FileNotFoundError(f"no readable Figaro-1k Testing pairs in {img_dir}")
+    return out

@@ -1,0 +1,140 @@
+"""The recolour report on Figaro-1k Testing: a metrics table (markdown) and a gallery PNG.
+
+    python -m device.recolour.gallery --out device/figures/recolour_gallery.png
+
+Dark and light hair are the N Testing photos with the lowest and highest mean hair L*. Metrics are defined in
+device/recolour/quality.py; every photo is recoloured with its ground-truth mask feathered as the soft alpha.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from . import make_recolourer, quality
+from .figaro import DEFAULT_DATA_ROOT, figaro_test
+
+_log = logging.getLogger(__name__)
+
+MODES = ("hsv", "natural", "ombre")
+
+
+def dark_and_light(pairs, count: int):
+    """The `count` photos with the darkest and the lightest hair (by mean hair L*)."""
+    ranked = sorted(pairs, key=lambda p: quality.hair_lightness(p[1], p[2]))
+    return {"dark": ranked[:count], "light": ranked[-count:][::-1]}
+
+
+def measure(sets: dict, colour: str, colour2: str) -> list[dict]:
+    """One row per (hair set, mode): means over the set's photos (texture also its minimum)."""
+    rows = []
+    for set_name, pairs in sets.items():
+        for mode in ("input", *MODES):
+            rec = make_recolourer(mode if mode != "input" else "hsv", colour, colour2)
+            per = []
+            for _, rgb, mask in pairs:
+                alpha = quality.soft_alpha(mask)
+                out = rgb if mode == "input" else rec.apply(rgb, alpha)
+                hue = quality.hue_stats(out, mask, rec.colour)
+                m = {"changed": quality.changed_outside(rgb, out, mask), "hue": hue.hsv_distance,
+                     "hued": hue.hued, "lch": hue.lch_distance, "texture": quality.texture_correlation(rgb, out, mask)}
+                if mode == "ombre":
+                    roots, tips = quality.ombre_end_masks(mask, alpha)
+                    m["roots"] = quality.hue_stats(out, roots, rec.colour).hsv_distance
+                    m["tips"] = quality.hue_stats(out, tips, rec.colour2).hsv_distance
+                per.append(m)
+            agg = {k: float(np.nanmean([p[k] for p in per])) for k in per[0]}
+            agg["changed"] = int(sum(p["changed"] for p in per))
+            agg["texture_min"] = float(np.nanmin([p["texture"] for p in per]))
+            rows.append({"set": set_name, "mode": mode, "n": len(pairs), **agg})
+    return rows
+
+
+def markdown_table(rows: list[dict], colour: str, colour2: str) -> str:
+    lines = [f"target {colour}; ombre {colour} (roots) -> {colour2} (tips)", "",
+             "| hair | mode | photos | px changed outside mask+4px | hue distance (deg) | hair px with a hue | "
+             "LCh hue distance (deg) | texture r mean / min |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        measured = r["mode"] != "input"
+        hue = f"roots {r['roots']:.1f} / tips {r['tips']:.1f}" if "roots" in r else f"{r['hue']:.1f}"
+        lch = "-" if "roots" in r else f"{r['lch']:.1f}"
+        texture = f"{r['texture']:.3f} / {r['texture_min']:.3f}" if measured else "-"
+        lines.append(f"| {r['set']} | {r['mode']} | {r['n']} | {r['changed'] if measured else '-'} | {hue} | "
+                     f"{r['hued']:.0%} | {lch} | {texture} |")
+    return "\n".join(lines)
+
+
+def _tile(rgb: np.ndarray, height: int) -> np.ndarray:
+    width = round(rgb.shape[1] * height / rgb.shape[0])
+    return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def _label(width: int, text: str, height: int = 22) -> np.ndarray:
+    strip = np.full((height, width, 3), 255, np.uint8)
+    cv2.putText(strip, text, (4, height - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    return strip
+
+
+def gallery(sets: dict, colour: str, colour2: str, per_set: int, tile_height: int) -> np.ndarray:
+    """Rows of [input | hsv | natural | ombre]: per_set dark-hair photos, then per_set light-hair photos."""
+    recs = [make_recolourer(m, colour, colour2) for m in MODES]
+    rows = []
+    for set_name, pairs in sets.items():
+        for name, rgb, mask in pairs[:per_set]:
+            alpha = quality.soft_alpha(mask)
+            tiles = [_tile(x, tile_height) for x in (rgb, *(r.apply(rgb, alpha) for r in recs))]
+            cols = [np.vstack([_label(t.shape[1], f"{set_name} {name[5:10]}" if i == 0 else MODES[i - 1]), t])
+                    for i, t in enumerate(tiles)]
+            rows.append(np.hstack([np.pad(c, ((0, 0), (0, 3), (0, 0)), constant_values=255) for c in cols]))
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 3), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    return np.vstack([_label(width, f"hair -> {colour} (ombre: {colour} -> {colour2})"), *rows])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m device.recolour.gallery", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA_ROOT, help="data root holding figaro1k/ (%(default)s)")
+    ap.add_argument("--out", type=Path, default=Path("out/recolour_gallery.png"), help="gallery PNG (%(default)s)")
+    ap.add_argument("--colour", default="crimson,royalblue",
+                    help="target colours, comma-separated: each gets a metrics table, the first the gallery (%(default)s)")
+    ap.add_argument("--colour2", default="gold", help="ombre tips colour (%(default)s)")
+    ap.add_argument("--count", type=int, default=10, help="photos per hair set for the metrics (%(default)s)")
+    ap.add_argument("--rows", type=int, default=2, help="gallery rows per hair set (%(default)s)")
+    ap.add_argument("--tile-height", type=int, default=160, help="gallery tile height in px (%(default)s)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.count < 1 or args.rows < 1 or args.tile_height < 16:
+        ap.error("--count and --rows must be >= 1, --tile-height >= 16")
+    colours = [c.strip() for c in args.colour.split(",") if c.strip()]
+    try:
+        for c in (*colours, args.colour2):
+            make_recolourer("hsv", c)
+    except ValueError as e:
+        ap.error(str(e))
+    if not colours:
+        ap.error("--colour: give at least one colour")
+    try:
+        pairs = figaro_test(args.data)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    sets = dark_and_light(pairs, args.count)
+    for colour in colours:
+        print(markdown_table(measure(sets, colour, args.colour2), colour, args.colour2), end="\n\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    image = gallery(sets, colours[0], args.colour2, args.rows, args.tile_height)
+    if not cv2.imwrite(str(args.out), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9]):
+        print(f"error: could not write {args.out}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out} ({image.shape[1]}x{image.shape[0]}, {args.out.stat().st_size // 1024} KB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
