@@ -39,3 +39,6 @@ browser:
 
 clean:  ## remove the venv and build output
 	rm -rf $(VENV) build dist *.egg-info
+
+bench: $(STAMP)  ## FPS table: models/ + random-weight unet-31m/1.8m on every runtime here -> out/bench.json, out/bench.png
+	$(PY) -m device.bench models --variants unet-31m unet-1.8m --out out/bench.json --plot out/bench.png
