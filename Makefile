@@ -40,5 +40,12 @@ browser:
 clean:  ## remove the venv and build output
 	rm -rf $(VENV) build dist *.egg-info
 
+.PHONY: recolour-gallery recolour-bench
+recolour-gallery: $(STAMP)  ## recolour metrics on Figaro Testing (dark/light hair) + device/figures/recolour_gallery.png
+	$(PY) -m device.recolour.gallery --out device/figures/recolour_gallery.png
+
+recolour-bench: $(STAMP)  ## recolours per second per mode at 640x480 (apply, overlay, whole-frame worst case)
+	$(PY) -m device.recolour.bench
+
 bench: $(STAMP)  ## FPS table: models/ + random-weight unet-31m/1.8m on every runtime here -> out/bench.json, out/bench.png
 	$(PY) -m device.bench models --variants unet-31m unet-1.8m --out out/bench.json --plot out/bench.png
