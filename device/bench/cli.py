@@ -59,6 +59,8 @@ def parse_args(argv):
         p.error(f"--budget must be positive, got {args.budget:g}")
     if args.camera_fps is not None and args.camera_fps <= 0:
         p.error(f"--camera-fps must be positive, got {args.camera_fps:g}")
+    if args.size and not args.variants:
+        p.error("--size sets the size of --variants exports; model files keep their own size")
     if args.merge and (args.models or args.variants):
         p.error("--merge joins result files; it does not take models or --variants")
     return args
