@@ -1,0 +1,200 @@
+"""`python -m export` / `hairmirror-export`: checkpoint -> contract-v1 ONNX, int8, evaluation, checks, model card.
+
+Exit codes: 0 ok, 1 a check failed (parity, int8 rule, contract) or a runtime error, 2 usage or input error.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+_log = logging.getLogger("export")
+
+
+def _command(argv: list[str]) -> str:
+    return shlex.join(["python", "-m", "export", *argv])
+
+
+def _staging(out: Path) -> Path:
+    """Where a file is built and checked before it may take its final name."""
+    return out.with_name(out.stem + ".unchecked" + out.suffix)
+
+
+def _print_eval(results: dict) -> None:
+    from training.evaluate import format_metrics
+    for spec, m in results.items():
+        print(format_metrics(spec, {k: v for k, v in m.items() if k != "groups"}))
+
+
+def cmd_onnx(args) -> int:
+    import torch
+
+    from .evaluation import eval_metadata, evaluate_file
+    from .metadata import update_metadata
+    from .onnx_export import export_checkpoint
+    from .parity import check_parity
+    torch.set_num_threads(args.threads or 2)
+    out = Path(args.out)
+    staging = _staging(out)
+    try:
+        _, wrapper, _ = export_checkpoint(args.checkpoint, staging, args.threshold, args.opset, args.command)
+        report = check_parity(wrapper, staging, args.parity_images, data_root=args.data_root, threads=args.threads)
+        print(report)
+        if not report.ok:
+            _log.error("the exported graph does not match PyTorch; %s not written", out)
+            return EXIT_ERROR
+        if args.eval:
+            results = evaluate_file(staging, tuple(args.data), args.data_root, args.threads)
+            _print_eval(results)
+            update_metadata(staging, eval_metadata(results))
+        os.replace(staging, out)
+    finally:
+        staging.unlink(missing_ok=True)
+    print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB)")
+    return EXIT_OK
+
+
+def cmd_int8(args) -> int:
+    from .metadata import update_metadata
+    from .qualify import compare
+    from .quantize import quantize_file
+    out = Path(args.out)
+    staging = _staging(out)
+    try:
+        quantize_file(args.model, staging, args.calib, args.method, tuple(args.calib_data), args.data_root,
+                      args.command)
+        report = compare(args.model, staging, tuple(args.data), args.data_root, args.runs, args.threads)
+        print(report.table())
+        update_metadata(staging, report.metadata())
+        if report.ships or args.keep_failed:
+            os.replace(staging, out)
+            print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB)")
+        if not report.ships:
+            _log.error("int8 loses %.2f IoU points (> 1): %s", report.iou_drop_points,
+                       f"kept as {out} for inspection (quant.ships=no)" if args.keep_failed else "not written")
+            return EXIT_ERROR
+    finally:
+        staging.unlink(missing_ok=True)
+    return EXIT_OK
+
+
+def cmd_eval(args) -> int:
+    from .evaluation import eval_metadata, evaluate_file
+    from .metadata import update_metadata
+    results = evaluate_file(args.model, tuple(args.data), args.data_root, args.threads)
+    _print_eval(results)
+    if args.write:
+        update_metadata(args.model, eval_metadata(results))
+        print(f"stored eval.* figures in {args.model}")
+    return EXIT_OK
+
+
+def cmd_check(args) -> int:
+    from device.model_file import ModelContractError, load_model
+    status = EXIT_OK
+    for path in args.models:
+        try:
+            model = load_model(path)
+        except ModelContractError as e:
+            print(f"REFUSED {e}")
+            status = EXIT_ERROR
+            continue
+        print(f"OK {path}: input {model.input_size[0]}x{model.input_size[1]}, threshold {model.threshold:g}"
+              f"{', prior input' if model.has_prior else ''}")
+        for key, value in sorted(model.metadata.items()):
+            print(f"    {key} = {value}")
+    return status
+
+
+def cmd_card(args) -> int:
+    from .model_card import write_card
+    print(f"wrote {write_card(args.models_dir, args.out, args.runs, not args.no_bench)}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from training.data import DEFAULT_DATA_ROOT
+
+    from .evaluation import BENCHMARKS
+    from .onnx_export import DEFAULT_OPSET
+    from .quantize import CALIBRATION_SETS, METHODS
+    parser = argparse.ArgumentParser(prog="hairmirror-export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command_name", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT, help="folder holding figaro1k/ and fasseg/")
+        p.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: all cores)")
+
+    p = sub.add_parser("onnx", help="checkpoint -> contract-v1 ONNX, checked against PyTorch on real photos")
+    p.add_argument("checkpoint", help="training checkpoint (.pt) from `python -m training train`")
+    p.add_argument("--out", required=True, help="the .onnx file to write")
+    p.add_argument("--eval", action="store_true", help="measure the file on the benchmarks and store eval.* figures")
+    p.add_argument("--data", nargs="+", default=list(BENCHMARKS), help="benchmarks for --eval")
+    p.add_argument("--threshold", type=float, default=0.5, help="hair probability cut stored in the file")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (>= 17)")
+    p.add_argument("--parity-images", type=int, default=16, help="Figaro Testing photos for the parity check")
+    common(p)
+    p.set_defaults(func=cmd_onnx)
+
+    p = sub.add_parser("int8", help="fp32 contract file -> int8 (static QDQ), calibrated on training photos; "
+                                    "compares accuracy and speed and keeps it only if IoU drops <= 1 point")
+    p.add_argument("model", help="the fp32 .onnx file")
+    p.add_argument("--out", required=True, help="the int8 .onnx file to write")
+    p.add_argument("--calib", type=int, default=200, help="number of calibration photos")
+    p.add_argument("--calib-data", nargs="+", default=list(CALIBRATION_SETS), help="training sets to calibrate on")
+    p.add_argument("--method", choices=sorted(METHODS), default="minmax", help="calibration method")
+    p.add_argument("--data", nargs="+", default=list(BENCHMARKS), help="benchmarks (figaro-test decides)")
+    p.add_argument("--runs", type=int, default=30, help="timed runs per file for the speed comparison")
+    p.add_argument("--keep-failed", action="store_true", help="write the int8 file even if it fails the rule")
+    common(p)
+    p.set_defaults(func=cmd_int8)
+
+    p = sub.add_parser("eval", help="measure an exported file on the benchmarks")
+    p.add_argument("model", help="contract-v1 .onnx file")
+    p.add_argument("--data", nargs="+", default=list(BENCHMARKS))
+    p.add_argument("--write", action="store_true", help="store the figures in the file's eval.* metadata")
+    common(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("check", help="validate files against contract v1 (the device's loader) and show metadata")
+    p.add_argument("models", nargs="+")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("card", help="write/update the model card (README.md) from the files' metadata")
+    p.add_argument("models_dir", nargs="?", default="models", help="folder of .onnx files")
+    p.add_argument("--out", help="card file (default MODELS_DIR/README.md)")
+    p.add_argument("--runs", type=int, default=20, help="timed runs per file for the latency column")
+    p.add_argument("--no-bench", action="store_true", help="leave latency out (no timing)")
+    p.set_defaults(func=cmd_card)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(argv)
+    args.command = _command(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from device.model_file import ModelContractError
+    from training.data import DataError
+    try:
+        return args.func(args)
+    except ModelContractError as e:  # a file that breaks the contract
+        _log.error("%s", e)
+        return EXIT_ERROR
+    except (ValueError, KeyError, FileNotFoundError) as e:  # bad arguments or missing inputs
+        _log.error("%s", e)
+        return EXIT_USAGE
+    except DataError as e:
+        _log.error("%s", e)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""Checkpoint -> contract-v1 ONNX: the command, the file's interface and metadata, and parity on real photos."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from device.model_file import load_model
+from export import parity
+from export.cli import main
+from export.onnx_export import export_checkpoint
+from export.provenance import training_command
+from training.evaluate import torch_predictor
+from training.models import count_macs, count_params
+from training.train import load_checkpoint
+
+from .conftest import SIZE
+
+
+def test_command_exports_a_checked_contract_file(trained_checkpoint, tmp_path, capsys):
+    out = tmp_path / "m.onnx"
+    assert main(["onnx", str(trained_checkpoint), "--out", str(out), "--parity-images", "8"]) == 0
+    printed = capsys.readouterr().out
+    assert "parity vs PyTorch on 8 real images" in printed and "PASS" in printed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"], "no staging or external data files left"
+
+    model = onnx.load(str(out))
+    onnx.checker.check_model(model, full_check=True)
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    assert all(t.data_location == onnx.TensorProto.DEFAULT for t in model.graph.initializer)
+    (image,), (hair,) = model.graph.input, model.graph.output
+    dims = lambda v: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]  # noqa: E731
+    assert image.name == "image" and image.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert dims(image) == ["N", SIZE, SIZE, 3]
+    assert hair.name == "hair" and hair.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert dims(hair) == ["N", 1, SIZE, SIZE]
+
+    net, ckpt = load_checkpoint(trained_checkpoint)
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["contract"] == "1" and meta["variant"] == "unet-226k"
+    assert int(meta["params"]) == count_params(net) == 226_913
+    assert int(meta["macs"]) == count_macs(net, (SIZE, SIZE))
+    assert meta["input_size"] == f"{SIZE},{SIZE}" and float(meta["threshold"]) == 0.5
+    assert meta["trained_on"] == "figaro-train"
+    assert meta["train.epochs"] == "1" and float(meta["train.seconds"]) >= 0
+    assert meta["export.command"].startswith("python -m export onnx ")
+    assert not any(k.startswith("eval.") for k in meta), "no --eval: no figures claimed"
+
+
+def test_onnx_matches_the_training_code_on_real_photos(exported, trained_checkpoint):
+    """The file against training's own predictor (normalise + model + sigmoid), not against the export wrapper."""
+    path, _, _ = exported
+    net, _ = load_checkpoint(trained_checkpoint)
+    images, _ = parity.parity_inputs((SIZE, SIZE), count=12)
+    reference = torch_predictor(net)(images)
+    got = load_model(path).predict(images)[:, 0]
+    assert np.abs(reference - got).max() <= parity.MAX_ABS_DIFF
+    assert parity.mask_iou(reference > 0.5, got > 0.5) >= parity.MIN_MASK_IOU
+    assert reference.std() > 1e-3, "the photos must give the trained model something to disagree about"
+
+
+def test_dynamic_batch_gives_the_same_answer_per_image(exported):
+    path, _, _ = exported
+    model = load_model(path)
+    images, _ = parity.parity_inputs((SIZE, SIZE), count=3)
+    together = model.predict(images)
+    one_by_one = np.concatenate([model.predict(images[i:i + 1]) for i in range(3)])
+    np.testing.assert_allclose(together, one_by_one, atol=1e-6)
+
+
+def test_parity_failure_fails_the_command_and_writes_nothing(trained_checkpoint, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(parity, "MAX_ABS_DIFF", -1.0)  # no real export can meet this
+    out = tmp_path / "m.onnx"
+    assert main(["onnx", str(trained_checkpoint), "--out", str(out), "--parity-images", "4"]) == 1
+    assert "FAIL" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_prior_model_takes_the_prior_after_normalisation(prior_checkpoint, tmp_path):
+    path, wrapper, _ = export_checkpoint(prior_checkpoint, tmp_path / "prior.onnx")
+    model = load_model(path)
+    assert model.has_prior
+    report = parity.check_parity(wrapper, path, count=6)  # half of them with real moved-ground-truth priors
+    assert report.ok, str(report)
+    images, priors = parity.parity_inputs((SIZE, SIZE), count=2)
+    net = wrapper.net
+    with torch.no_grad():  # by hand: normalised RGB, then the prior as the 4th channel
+        from training.models import normalise
+        x = torch.cat([normalise(torch.from_numpy(images)), torch.from_numpy(priors)], 1)
+        by_hand = torch.sigmoid(net(x)).numpy()
+    np.testing.assert_allclose(model.predict(images, priors), by_hand, atol=1e-4)
+    assert not np.allclose(model.predict(images, priors), model.predict(images), atol=1e-4)
+
+
+def test_training_command_reproduces_the_checkpoint_config(trained_checkpoint):
+    from training.cli import _config, _train_args
+    _, ckpt = load_checkpoint(trained_checkpoint)
+    argv = training_command(ckpt["config"]).split()
+    assert argv[:4] == ["python", "-m", "training", "train"]
+    parser = argparse.ArgumentParser()
+    _train_args(parser)
+    rebuilt = dataclasses.asdict(_config(parser.parse_args(argv[4:])))
+    assert rebuilt == ckpt["config"]
+
+
+def test_usage_errors(tmp_path):
+    assert main(["onnx", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "m.onnx")]) == 2
+    with pytest.raises(SystemExit) as info:
+        main(["onnx", "--help"])
+    assert info.value.code == 0
+
+
+def test_check_command_refuses_a_bad_file(exported, tmp_path, capsys):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(exported[0].read_bytes()[:5000])
+    assert main(["check", str(exported[0])]) == 0
+    assert main(["check", str(bad)]) == 1
+    assert "truncated" in capsys.readouterr().out

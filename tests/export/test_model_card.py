@@ -1,0 +1,30 @@
+"""The model card is rendered from the files' metadata and leaves hand-written text alone."""
+from __future__ import annotations
+
+import shutil
+
+from device.model_file import load_model
+from export.model_card import BEGIN, END, write_card
+from export.quantize import quantize_file
+
+
+def test_card_lists_each_file_from_its_metadata(exported, tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(exported[0], models / "hair-test.onnx")
+    quantize_file(models / "hair-test.onnx", models / "hair-test.int8.onnx", calib=4)
+    card = write_card(models, runs=2)
+    text = card.read_text()
+    meta = load_model(models / "hair-test.onnx").metadata
+    for name in ("hair-test.onnx", "hair-test.int8.onnx"):
+        assert f"`{name}`" in text
+    assert f"{int(meta['params']):,}" in text and meta["train.command"] in text and meta["export.command"] in text
+    assert "unet-226k int8" in text and "research use" in text and "latency ms" in text
+
+    body = text[text.index(BEGIN):]
+    card.write_text("# My notes\nkept above\n\n" + body.replace(BEGIN, BEGIN + "\nstale row") + "\nkept below\n")
+    write_card(models, bench=False)
+    again = card.read_text()
+    assert again.startswith("# My notes\nkept above") and again.rstrip().endswith("kept below")
+    assert "stale row" not in again and again.count(BEGIN) == again.count(END) == 1
+    assert "not measured" in again
