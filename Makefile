@@ -49,3 +49,7 @@ recolour-bench: $(STAMP)  ## recolours per second per mode at 640x480 (apply, ov
 
 bench: $(STAMP)  ## FPS table: models/ + random-weight unet-31m/1.8m on every runtime here -> out/bench.json, out/bench.png
 	$(PY) -m device.bench models --variants unet-31m unet-1.8m --out out/bench.json --plot out/bench.png
+
+.PHONY: e2e-models
+e2e-models: $(STAMP)  ## the shipped models' eval.* metadata against a full evaluation on Figaro Testing + FASSEG V2 Test
+	$(PY) -m pytest -q -m slow tests/export/test_shipped_models.py
