@@ -1,0 +1,102 @@
+"""The playbook parses and lints clean, the config template renders a file the daemon accepts, and every
+variable the roles use has a default (geerlingguy style: defaults/ holds every tunable)."""
+from __future__ import annotations
+
+import dataclasses
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from device import config as device_config
+
+from .helpers import ANSIBLE, ROLES, render, role_defaults, tool
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=ANSIBLE, capture_output=True, text=True, timeout=600,
+                          env={"ANSIBLE_NOCOLOR": "1", "NO_COLOR": "1", "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+                               "HOME": str(ANSIBLE.parents[2] / ".pytest_cache" / "ansible-home")})
+
+
+def test_playbook_syntax_check():
+    out = _run([tool("ansible-playbook"), "--syntax-check", "-i", "inventory.example.yml", "site.yml"])
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_ansible_lint_offline_production_profile():
+    out = _run([tool("ansible-lint"), "--offline", "--profile", "production", "--nocolor"])
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def _config_fields() -> dict[str, dict | object]:
+    return dataclasses.asdict(device_config.Config())
+
+
+def test_config_template_renders_every_key_and_the_daemon_accepts_it(tmp_path):
+    overrides = {"hairmirror_camera_kind": "demo", "hairmirror_sink_kind": "null", "hairmirror_web_host": "0.0.0.0",
+                 "hairmirror_web_token": 'to"k\\en', "hairmirror_camera_mirror": False,
+                 "hairmirror_recolour_colour": "#8a2be2", "hairmirror_web_port": 18080}
+    variables = role_defaults(overrides)
+    path = tmp_path / "config.toml"
+    path.write_text(render(ROLES / "hairmirror" / "templates" / "config.toml.j2", variables))
+
+    cfg = device_config.load(path)  # strict: unknown keys or wrong types raise ConfigError
+    written = tomllib.loads(path.read_text())
+    for section, fields in _config_fields().items():
+        if not isinstance(fields, dict):
+            assert written[section] == variables[f"hairmirror_{section}"]
+            continue
+        assert set(written[section]) == set(fields), f"[{section}] keys differ from device/config.py"
+        for key in fields:
+            assert getattr(getattr(cfg, section), key) == variables[f"hairmirror_{section}_{key}"], f"{section}.{key}"
+    assert cfg.web.token == 'to"k\\en' and cfg.camera.mirror is False and cfg.web.port == 18080
+
+
+def test_config_template_defaults_match_the_daemons_defaults():
+    """A role default that drifts from device/config.py changes behaviour silently; the model path may differ."""
+    variables = role_defaults()
+    for section, fields in _config_fields().items():
+        if not isinstance(fields, dict):
+            assert variables[f"hairmirror_{section}"] == fields
+            continue
+        for key, default in fields.items():
+            if (section, key) == ("segmenter", "model"):
+                assert variables["hairmirror_segmenter_model"] == "/opt/hairmirror/models/hair-unet-226k.onnx"
+                continue
+            assert variables[f"hairmirror_{section}_{key}"] == default, f"hairmirror_{section}_{key}"
+
+
+def test_bad_config_variable_is_refused_by_the_daemons_validation(tmp_path):
+    """The role's template task validates with the daemon; the same check refuses a bad value here."""
+    path = tmp_path / "config.toml"
+    path.write_text(render(ROLES / "hairmirror" / "templates" / "config.toml.j2",
+                           role_defaults({"hairmirror_web_host": "0.0.0.0"})))  # LAN without a token
+    with pytest.raises(device_config.ConfigError, match="web.host"):
+        device_config.load(path)
+
+
+def _names_used(text: str) -> set[str]:
+    return set(re.findall(r"\b(hairmirror_[a-z0-9_]+)\b", text))
+
+
+def test_every_variable_used_by_the_roles_has_a_default():
+    yaml = pytest.importorskip("yaml")
+    defaults = set(role_defaults())
+    produced = set()  # registered results, set_fact names and task-level vars are not tunables
+    used = set()
+    for path in sorted(ROLES.glob("*/*/*")):
+        if path.parent.name not in ("tasks", "handlers", "templates"):
+            continue
+        text = path.read_text()
+        used |= _names_used(text)
+        if path.suffix == ".yml":
+            for task in yaml.safe_load(text) or []:
+                produced |= {task.get("register", "")} | set(task.get("vars", {}))
+                produced |= set(task.get("ansible.builtin.set_fact", {}))
+    missing = sorted(used - defaults - produced)
+    assert not missing, f"used but not in any defaults/main.yml: {missing}"
+    assert "hairmirror_systemd_running" in produced  # the one fact the role derives itself

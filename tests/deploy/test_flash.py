@@ -1,0 +1,292 @@
+"""deploy/flash.py on a small but real Raspberry Pi OS-shaped image (MBR, FAT boot partition, root partition):
+checksums, read-back, first-boot files on the FAT partition, and refusals. Targets are image files and loop
+devices only; the one test that names a real disk (the one holding /) runs with --dry-run and must be refused."""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import lzma
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from .helpers import DEPLOY
+
+SCRIPT = DEPLOY / "flash.py"
+BOOT_START = 2048  # sectors, as in Raspberry Pi OS images (they start at 8192; smaller keeps the test quick)
+BOOT_SECTORS = 16384  # 8 MiB FAT16
+IMAGE_MB = 12
+MTOOLS_ENV = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
+
+
+def _load_flash():
+    spec = importlib.util.spec_from_file_location("hairmirror_flash", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+flash = _load_flash()
+
+
+def _need(*tools: str) -> None:
+    missing = [t for t in tools if not shutil.which(t)]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed (apt install mtools dosfstools fdisk)")
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory) -> Path:
+    """A compressed disk image laid out like Raspberry Pi OS, with its published-style .sha256 beside it."""
+    _need("sfdisk", "mkfs.fat", "mcopy", "mtype")
+    folder = tmp_path_factory.mktemp("image")
+    raw = folder / "raspios-test.img"
+    with raw.open("wb") as f:
+        f.truncate(IMAGE_MB << 20)
+    layout = f"label: dos\nstart={BOOT_START}, size={BOOT_SECTORS}, type=e\nstart={BOOT_START + BOOT_SECTORS}, type=83\n"
+    subprocess.run(["sfdisk", "-q", str(raw)], input=layout, text=True, check=True, capture_output=True)
+    subprocess.run(["mkfs.fat", "-F", "16", "-s", "1", "-n", "BOOTFS", "--offset", str(BOOT_START), str(raw),
+                    str(BOOT_SECTORS // 2)], check=True, capture_output=True)
+    cmdline = folder / "cmdline.txt"
+    cmdline.write_text("console=tty1 root=PARTUUID=abcd1234-02 rootfstype=ext4 rootwait\n")
+    subprocess.run(["mcopy", "-i", f"{raw}@@{BOOT_START * 512}", str(cmdline), "::/cmdline.txt"],
+                   check=True, env=MTOOLS_ENV)
+    with raw.open("r+b") as f:  # recognisable bytes in the root partition, so a bad copy shows
+        f.seek((BOOT_START + BOOT_SECTORS) * 512)
+        f.write(os.urandom(1 << 20))
+    xz = folder / "raspios-test.img.xz"
+    xz.write_bytes(lzma.compress(raw.read_bytes(), preset=0))
+    digest = hashlib.sha256(xz.read_bytes()).hexdigest()
+    (folder / "raspios-test.img.xz.sha256").write_text(f"{digest}  raspios-test.img.xz\n")
+    return xz
+
+
+def _raw(image: Path) -> bytes:
+    return lzma.decompress(image.read_bytes())
+
+
+def _boot_file(target: Path, name: str) -> str:
+    out = subprocess.run(["mtype", "-i", f"{target}@@{BOOT_START * 512}", f"::/{name}"],
+                         capture_output=True, text=True, env=MTOOLS_ENV)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_writes_verifies_and_leaves_custom_toml(image, tmp_path):
+    (tmp_path / "pw").write_text("correct horse\n")
+    (tmp_path / "wifi").write_text("password\n")
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTheTestOnly mirror@test"
+    (tmp_path / "key.pub").write_text(key + "\n")
+    target = tmp_path / "card.img"
+    rc = flash.main([str(image), str(target), "--allow-file", "--yes", "--hostname", "mirror-1", "--user", "pi",
+                     "--password-file", str(tmp_path / "pw"), "--ssh-key", str(tmp_path / "key.pub"),
+                     "--wifi-ssid", "IEEE", "--wifi-password-file", str(tmp_path / "wifi"),
+                     "--wifi-country", "gb", "--timezone", "Europe/London", "--keymap", "gb"])
+    assert rc == 0
+
+    written, original = target.read_bytes(), _raw(image)
+    assert len(written) == len(original)
+    root = (BOOT_START + BOOT_SECTORS) * 512
+    assert written[:512] == original[:512] and written[root:] == original[root:]  # only the FAT changed
+    assert _boot_file(target, "cmdline.txt").startswith("console=tty1 ")
+
+    custom = tomllib.loads(_boot_file(target, "custom.toml"))
+    assert custom["config_version"] == 1
+    assert custom["system"] == {"hostname": "mirror-1"}
+    assert custom["ssh"] == {"enabled": True, "password_authentication": False, "authorized_keys": [key]}
+    assert custom["locale"] == {"keymap": "gb", "timezone": "Europe/London"}
+    # IEEE 802.11i test vector: passphrase "password", SSID "IEEE".
+    assert custom["wlan"] == {"ssid": "IEEE", "hidden": False, "country": "GB", "password_encrypted": True,
+                              "password": "f42c6fc52df0ebef9ebb4b90b38a5f902e83fe1b135a70e23aed762e9710a12e"}
+    user = custom["user"]
+    assert user["name"] == "pi" and user["password_encrypted"] is True
+    salt = user["password"].split("$")[2]
+    again = subprocess.run(["openssl", "passwd", "-6", "-salt", salt, "correct horse"], capture_output=True, text=True)
+    assert again.stdout.strip() == user["password"]
+
+
+def test_legacy_format_writes_userconf_and_ssh(image, tmp_path):
+    target = tmp_path / "card.img"
+    rc = flash.main([str(image), str(target), "--allow-file", "--yes", "--no-readback", "--bootfs-format", "legacy",
+                     "--user", "mirror", "--password-hash", "$6$salt$hash", "--ssh-password-auth"])
+    assert rc == 0
+    assert _boot_file(target, "userconf.txt") == "mirror:$6$salt$hash\n"
+    assert _boot_file(target, "ssh") == ""
+
+
+def test_legacy_format_refuses_settings_it_cannot_carry(image, tmp_path, capsys):
+    rc = flash.main([str(image), str(tmp_path / "card.img"), "--allow-file", "--yes", "--bootfs-format", "legacy",
+                     "--hostname", "mirror-1"])
+    assert rc == 2 and "--hostname" in capsys.readouterr().err
+    assert not (tmp_path / "card.img").exists()
+
+
+def test_dry_run_checks_and_writes_nothing(image, tmp_path, capsys):
+    target = tmp_path / "card.img"
+    rc = flash.main([str(image), str(target), "--allow-file", "--dry-run", "--user", "pi", "--password-hash", "$6$s$h"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "dry run: nothing written" in out
+    assert 'password = "<redacted>"' in out and "$6$s$h" not in out
+    assert not target.exists()
+
+
+def test_checksum_mismatch_is_refused_before_writing(image, tmp_path, capsys):
+    target = tmp_path / "card.img"
+    rc = flash.main([str(image), str(target), "--allow-file", "--yes", "--sha256", "0" * 64])
+    assert rc == 2 and "does not match" in capsys.readouterr().err
+    assert not target.exists()
+
+
+def test_image_without_a_checksum_needs_skip_checksum(image, tmp_path, capsys):
+    bare = tmp_path / "other.img.xz"
+    shutil.copy(image, bare)  # no other.img.xz.sha256 beside it
+    assert flash.main([str(bare), str(tmp_path / "a.img"), "--allow-file", "--yes"]) == 2
+    assert "no checksum" in capsys.readouterr().err
+    assert flash.main([str(bare), str(tmp_path / "b.img"), "--allow-file", "--yes", "--skip-checksum",
+                       "--no-readback"]) == 0
+    assert (tmp_path / "b.img").read_bytes() == _raw(image)
+
+
+def test_regular_file_is_refused_without_allow_file(image, tmp_path, capsys):
+    target = tmp_path / "card.img"
+    target.write_bytes(b"keep me")
+    assert flash.main([str(image), str(target), "--yes"]) == 2
+    assert "not a block device" in capsys.readouterr().err
+    assert target.read_bytes() == b"keep me"
+
+
+def test_character_device_is_refused(image, capsys):
+    assert flash.main([str(image), "/dev/null", "--yes", "--allow-file"]) == 2
+    assert "not a block device" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--hostname", "bad_name!", "host name"),
+    ("--user", "Root User", "user name"),
+    ("--wifi-country", "Britain", "country code"),
+])
+def test_bad_first_boot_values_are_refused(image, tmp_path, capsys, option, value, message):
+    assert flash.main([str(image), str(tmp_path / "c.img"), "--allow-file", "--dry-run", option, value]) == 2
+    assert message in capsys.readouterr().err
+
+
+def _system_disk() -> Path | None:
+    """The block device holding /, from /proc/self/mountinfo."""
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if fields[4] == "/":
+            source = line.split(" - ", 1)[1].split()[1]
+            with contextlib.suppress(OSError):
+                if stat.S_ISBLK(os.stat(source).st_mode):
+                    return Path(source)
+    return None
+
+
+def test_the_disk_holding_root_is_refused(image, capsys):
+    disk = _system_disk()
+    if disk is None:
+        pytest.skip("/ is not on a block device here (overlay or tmpfs root)")
+    if (Path(f"/sys/class/block/{disk.name}/partition")).exists():  # refuse the whole disk, not only the partition
+        disk = Path("/dev") / Path(os.path.realpath(f"/sys/class/block/{disk.name}/..")).name
+    assert flash.main([str(image), str(disk), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "in use" in err and "mounted at /" in err
+
+
+def test_help_and_usage_exit_codes():
+    ok = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True)
+    assert ok.returncode == 0 and "--dry-run" in ok.stdout
+    bad = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True)
+    assert bad.returncode == 2 and "required" in bad.stderr
+
+
+# ---- loop devices: real block devices backed by files -------------------------------------------------------
+
+@contextlib.contextmanager
+def _loop(backing: Path, partitions: bool = False):
+    if os.geteuid() != 0 or not shutil.which("losetup"):
+        pytest.skip("loop devices need root and losetup")
+    args = ["losetup", "--find", "--show"] + (["--partscan"] if partitions else []) + [str(backing)]
+    out = subprocess.run(args, capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.skip(f"no loop device available: {out.stderr.strip()}")
+    device = Path(out.stdout.strip())
+    if partitions and not Path(f"/sys/class/block/{device.name}p1").exists() and shutil.which("partx"):
+        subprocess.run(["partx", "--add", str(device)], capture_output=True)  # where --partscan is not honoured
+    try:
+        yield device
+    finally:
+        subprocess.run(["losetup", "--detach", str(device)], capture_output=True)
+
+
+def test_loop_device_is_written_and_read_back(image, tmp_path):
+    backing = tmp_path / "card.bin"
+    with backing.open("wb") as f:
+        f.truncate(16 << 20)
+    with _loop(backing) as device:
+        assert flash.main([str(image), str(device), "--yes", "--hostname", "mirror-2"]) == 0
+        assert "mirror-2" in _boot_file(device, "custom.toml")
+    raw = _raw(image)
+    root = (BOOT_START + BOOT_SECTORS) * 512
+    assert backing.read_bytes()[root:len(raw)] == raw[root:]
+
+
+def test_loop_device_that_is_too_small_fails_cleanly(image, tmp_path, capsys):
+    backing = tmp_path / "small.bin"
+    with backing.open("wb") as f:
+        f.truncate(4 << 20)
+    with _loop(backing) as device:
+        assert flash.main([str(image), str(device), "--yes", "--no-readback"]) == 1
+    assert "larger than the card" in capsys.readouterr().err
+
+
+@pytest.fixture
+def partitioned_loop(tmp_path):
+    """A loop device with one ext4 partition (a Pi's root file system type) and a node for that partition."""
+    _need("sfdisk", "mkfs.ext4")
+    backing = tmp_path / "used.bin"
+    with backing.open("wb") as f:
+        f.truncate(16 << 20)
+    subprocess.run(["sfdisk", "-q", str(backing)], input="label: dos\nstart=2048, type=83\n", text=True, check=True,
+                   capture_output=True)
+    with _loop(backing, partitions=True) as device:
+        part = Path(f"{device}p1")
+        sys_dev = Path(f"/sys/class/block/{device.name}p1/dev")
+        if not part.exists() and sys_dev.exists():  # no udev here: make the node the kernel announced
+            part = tmp_path / part.name
+            major, minor = (int(n) for n in sys_dev.read_text().split(":"))
+            os.mknod(part, 0o600 | stat.S_IFBLK, os.makedev(major, minor))
+        if not part.exists():
+            pytest.skip(f"{part} did not appear (no partition scanning here)")
+        subprocess.run(["mkfs.ext4", "-q", str(part)], check=True, capture_output=True)
+        yield backing, device, part
+
+
+def test_partition_is_refused(image, partitioned_loop, capsys):
+    _, _, part = partitioned_loop
+    assert flash.main([str(image), str(part), "--dry-run"]) == 2
+    assert "a partition; give the whole card" in capsys.readouterr().err
+
+
+def test_device_with_a_mounted_partition_is_refused(image, partitioned_loop, tmp_path, capsys):
+    backing, device, part = partitioned_loop
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    mounted = subprocess.run(["mount", str(part), str(mnt)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount here: {mounted.stderr.strip()}")
+    try:
+        head = backing.read_bytes()[:1 << 20]  # MBR and gap before the partition: the mounted fs never writes there
+        assert flash.main([str(image), str(device), "--yes"]) == 2  # not even a dry run: refused all the same
+        assert f"mounted at {mnt}" in capsys.readouterr().err
+        assert backing.read_bytes()[:1 << 20] == head
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
