@@ -23,11 +23,11 @@ HEADER = ("# Hairmirror models\n\n"
 DATA_AND_LICENCE = """\
 ### Data and licence terms
 - **Figaro-1k** (Svanera, Muhammad, Leonardi, Benini, "Figaro, hair detection and segmentation in the wild",
-  ICIP 2016; University of Brescia): 748 training photos used for training; its 210 Testing photos are the
-  benchmark above and are never trained on.
-- **FASSEG** V2/V3 (Khan, Mauro, Leonardi, "Multi-class semantic segmentation of faces", ICIP 2015): the
-  training splits used for training (eyebrows, labelled with the hair colour, are removed from the hair mask);
-  V2 Test is the second benchmark.
+  ICIP 2016; University of Brescia): `figaro-train` is its Training split (748 photos here, 10% of them held
+  out for validation); its 210 Testing photos are the benchmark above and are never trained on.
+- **FASSEG** V2/V3 (Khan, Mauro, Leonardi, "Multi-class semantic segmentation of faces", ICIP 2015):
+  `fasseg-v2-train`/`fasseg-v3-train` are its training splits (eyebrows, labelled with the hair colour, are
+  removed from the hair mask); V2 Test is the second benchmark.
 - Both data sets are released by their authors for research use. The weights here are derived from them:
   use them for research and testing only, and cite the papers above.
 - Evaluation: each photo is stretched to the model's input size, the probability map is stretched back to the
@@ -47,7 +47,9 @@ def _duration(seconds: str | None) -> str:
     if not seconds:
         return "not recorded"
     s = float(seconds)
-    return f"{s / 3600:.1f} h" if s >= 3600 else f"{s / 60:.0f} min"
+    if s >= 3600:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 60:.0f} min" if s >= 60 else f"{s:.0f} s"
 
 
 def _row(path: Path, meta: dict[str, str], latency: dict | None) -> str:
