@@ -1,0 +1,50 @@
+"""Who may use the page: the token when one is configured, and only loopback Host names when none is.
+
+With a token, every request must carry it (`?token=` or the X-Hairmirror-Token header). Without one the server
+listens on loopback only (the config enforces that); refusing other Host names there stops a web page the
+user visits from reaching the mirror through a DNS name rebound to 127.0.0.1.
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+
+_log = logging.getLogger(__name__)
+
+TOKEN_HEADER = "X-Hairmirror-Token"
+TOKEN_PARAM = "token"
+LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}
+_TOKEN_IN_TEXT = re.compile(r"(token=)[^&\s\"]*")
+
+
+def redact(text: str) -> str:
+    """The text with any `token=...` value hidden (request lines go to the log)."""
+    return _TOKEN_IN_TEXT.sub(r"\1***", text)
+
+
+def host_name(host_header: str) -> str:
+    """'127.0.0.1:8080' -> '127.0.0.1', '[::1]:8080' -> '::1', 'localhost' -> 'localhost'."""
+    if host_header.startswith("["):
+        return host_header[1:].partition("]")[0]
+    return host_header.rpartition(":")[0] if host_header.count(":") == 1 else host_header
+
+
+class AccessGuard:
+    def __init__(self, token: str):
+        self.token = token.encode()
+
+    def refuse(self, args, headers) -> tuple[int, str] | None:
+        """(HTTP status, reason) when the request may not proceed, else None."""
+        if self.token:
+            given = headers.get(TOKEN_HEADER) or args.get(TOKEN_PARAM) or ""
+            if not hmac.compare_digest(given.encode(), self.token):
+                what = "a wrong token" if given else "no token"
+                return 401, (f"this mirror needs its token ({what} given): open the page as /?token=... "
+                             f"or send the {TOKEN_HEADER} header")
+            return None
+        name = host_name(headers.get("Host", "")).lower()
+        if name not in LOOPBACK_NAMES:
+            return 403, (f"Host {name!r} is not a loopback name; without web.token this page answers only "
+                         f"127.0.0.1, localhost and [::1]")
+        return None

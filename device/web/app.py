@@ -1,0 +1,220 @@
+"""The Flask app: the page, the try-a-photo API, and the live mirror's controls.
+
+    GET  /                 the page (inline CSS/JS; no external resources)
+    POST /api/photo        a photo (multipart field `photo`, or JSON {"image": base64}) + colour/mode/colour2
+                           -> JSON with base64 PNGs of the hair mask and the recoloured photo
+    GET  /api/status       mode, model, fps, camera, the live recolour settings
+    POST /api/colour       JSON {"colour", "mode", "colour2"}: applied to the live mirror at once
+    GET  /stream.mjpg      the live mirror as MJPEG (while watched, <= 15 fps)
+    GET  /snapshot.png     the current live frame (also .jpg), as a download
+Every answer other than the page, the stream and the snapshot is JSON; errors are {"error": "..."} with a 4xx/5xx.
+No request value ever names a file: the only files served are the package's own template.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from flask import Flask, Response, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from ..colours import PRESETS, parse_colour, to_hex
+from ..recolour import RECOLOURERS, make_recolourer
+from ..segmenters import SegmenterError
+from .access import AccessGuard
+from .images import ImageError, decode_base64, decode_image, encode, to_base64
+from .live import BOUNDARY, LiveView
+
+_log = logging.getLogger(__name__)
+
+PHOTO_WAIT = 30.0          # seconds a photo waits for the one before it
+RECOLOUR_FIELDS = ("mode", "colour", "colour2")
+SNAPSHOT_TYPES = {"png": ("image/png", ".png"), "jpg": ("image/jpeg", ".jpg")}
+
+
+class RequestError(ValueError):
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class WebState:
+    """What the views share; `app.extensions["hairmirror"]`."""
+    mirror: object
+    live: LiveView
+    guard: AccessGuard
+    max_image_bytes: int
+    photo_lock: threading.Lock
+
+
+def _error(message: str, status: int) -> tuple[Response, int]:
+    return jsonify(error=message), status
+
+
+def _recolour_args(source: dict) -> dict[str, str | None]:
+    """mode/colour/colour2 from a form or JSON body (absent or empty = the mirror's current setting)."""
+    args = {}
+    for key in RECOLOUR_FIELDS:
+        value = source.get(key)
+        if value is not None and not isinstance(value, str):
+            raise RequestError(f"{key!r}: expected a string, got {type(value).__name__}")
+        args[key] = value.strip() if value and value.strip() else None
+    return args
+
+
+def _check_recolour(mirror, args: dict) -> None:
+    """Build the recolourer once to validate the settings before any segmentation work is spent."""
+    rc = mirror.cfg.recolour
+    try:
+        make_recolourer(args["mode"] or rc.mode, args["colour"] or rc.colour, args["colour2"] or rc.colour2,
+                        rc.strength)
+    except ValueError as e:
+        raise RequestError(str(e)) from None
+
+
+def _photo_bytes(state: WebState) -> tuple[bytes, dict]:
+    """The uploaded image's bytes and the recolour arguments, from multipart or JSON."""
+    if request.mimetype == "multipart/form-data":
+        upload = request.files.get("photo")
+        if upload is None:
+            raise RequestError("missing the file field 'photo' (multipart/form-data)")
+        return upload.read(state.max_image_bytes + 1), _recolour_args(request.form)
+    if request.is_json:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise RequestError("the body is not a JSON object")
+        if "image" not in body:
+            raise RequestError("missing 'image': a base64-encoded PNG or JPEG")
+        args = _recolour_args(body)
+        return decode_base64(body["image"], state.max_image_bytes), args
+    raise RequestError("send multipart/form-data with a 'photo' file, or JSON {\"image\": \"<base64>\"}", 415)
+
+
+def _process(state: WebState, rgb: np.ndarray, args: dict) -> tuple[np.ndarray, np.ndarray]:
+    """One photo at a time: the Pi's CPU is shared with the live mirror."""
+    if not state.photo_lock.acquire(timeout=PHOTO_WAIT):
+        raise RequestError("busy with another photo; try again", 503)
+    try:
+        return state.mirror.process_photo(rgb, **args)
+    except SegmenterError as e:
+        raise RequestError(f"segmentation failed: {e}", 500) from None
+    finally:
+        state.photo_lock.release()
+
+
+def create_app(mirror, web_cfg) -> Flask:
+    app = Flask(__name__)
+    max_image = int(web_cfg.max_upload_mb * 2**20)
+    # the JSON route carries the image as base64 (4/3 larger) plus a few fields
+    app.config["MAX_CONTENT_LENGTH"] = math.ceil(max_image * 4 / 3) + 64 * 1024
+    app.json.sort_keys = False
+    state = WebState(mirror, LiveView(mirror), AccessGuard(web_cfg.token), max_image, threading.Lock())
+    app.extensions["hairmirror"] = state
+
+    @app.before_request
+    def check_access():
+        refused = state.guard.refuse(request.args, request.headers)
+        if refused:
+            return _error(refused[1], refused[0])
+        return None
+
+    @app.after_request
+    def no_caching(response: Response) -> Response:
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"  # the page's URL may hold the token
+        return response
+
+    @app.errorhandler(RequestError)
+    @app.errorhandler(ImageError)
+    def bad_request(e):
+        return _error(str(e), e.status)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(e):
+        return _error(f"the upload is larger than the limit of {web_cfg.max_upload_mb:g} MB (web.max_upload_mb)",
+                      413)
+
+    @app.errorhandler(HTTPException)
+    def http_error(e):
+        return _error(e.description, e.code)
+
+    @app.errorhandler(Exception)
+    def internal_error(e):
+        _log.exception("%s %s failed", request.method, request.path)
+        return _error(f"internal error: {type(e).__name__}", 500)
+
+    @app.get("/")
+    def index():
+        rc = mirror.cfg.recolour
+        initial = {"mode": rc.mode, "colour": to_hex(parse_colour(rc.colour)), "colour2": to_hex(parse_colour(rc.colour2))}
+        nonce = secrets.token_urlsafe(16)
+        page = Response(render_template("index.html", presets=PRESETS, modes=RECOLOURERS.names(), initial=initial,
+                                        nonce=nonce), mimetype="text/html")
+        page.headers["Content-Security-Policy"] = (
+            f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+            "style-src-attr 'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self'; form-action 'none'; "
+            "base-uri 'none'; frame-ancestors 'none'")
+        return page
+
+    @app.post("/api/photo")
+    def photo():
+        data, args = _photo_bytes(state)
+        _check_recolour(mirror, args)
+        rgb = decode_image(data, state.max_image_bytes)
+        t0 = time.perf_counter()
+        mask, recoloured = _process(state, rgb, args)
+        seconds = time.perf_counter() - t0
+        rc = mirror.cfg.recolour
+        return jsonify(mask=to_base64(encode(mask * np.uint8(255))), recoloured=to_base64(encode(recoloured)),
+                       width=rgb.shape[1], height=rgb.shape[0], hair_fraction=round(float(mask.mean()), 4),
+                       mode=args["mode"] or rc.mode, colour=args["colour"] or rc.colour,
+                       colour2=args["colour2"] or rc.colour2, segmenter=mirror.status()["segmenter"],
+                       milliseconds=round(1000 * seconds, 1))
+
+    @app.get("/api/status")
+    def status():
+        return jsonify(mirror.status() | {"live": mirror.latest_output is not None, "watchers": state.live.watchers})
+
+    @app.post("/api/colour")
+    def colour():
+        # JSON only: a cross-site form cannot send it without a CORS preflight, which this server never grants
+        if not request.is_json:
+            raise RequestError("send JSON such as {\"colour\": \"#aa3355\", \"mode\": \"hsv\"}", 415)
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise RequestError("the body is not a JSON object")
+        args = _recolour_args(body)
+        if not any(args.values()):
+            raise RequestError(f"nothing to change: give one of {', '.join(RECOLOUR_FIELDS)}")
+        try:
+            mirror.set_recolour(**args)
+        except ValueError as e:
+            raise RequestError(str(e)) from None
+        return jsonify(mirror.status()["recolour"])
+
+    @app.get("/stream.mjpg")
+    def stream():
+        watch = state.live.watch()
+        if watch is None:
+            return _error(f"{state.live.max_watchers} clients are already watching; close one", 503)
+        return Response(watch, mimetype=f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+
+    @app.get("/snapshot.<kind>")
+    def snapshot(kind: str):
+        if kind not in SNAPSHOT_TYPES:
+            return _error(f"snapshot.{kind}: use snapshot.png or snapshot.jpg", 404)
+        mimetype, ext = SNAPSHOT_TYPES[kind]
+        current = state.live.current(ext)
+        if current is None:
+            return _error(f"no live frame yet (camera: {mirror.status()['camera']})", 503)
+        name = time.strftime(f"hairmirror-%Y%m%d-%H%M%S.{kind}")
+        return Response(current[1], mimetype=mimetype, headers={"Content-Disposition": f"attachment; filename={name}"})
+
+    return app

@@ -1,0 +1,81 @@
+"""Serve the page from a thread of the daemon: werkzeug's threaded WSGI server, with a shutdown handle."""
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+
+from werkzeug.serving import LISTEN_QUEUE, BaseWSGIServer, WSGIRequestHandler, make_server, select_address_family
+
+from .access import redact
+from .app import create_app
+
+_log = logging.getLogger(__name__)
+UNLOGGED_PATHS = ("/api/status",)  # the page polls it every few seconds
+
+
+class QuietTokenHandler(WSGIRequestHandler):
+    """werkzeug's request log without the token, and without the page's routine status polls."""
+
+    def log_request(self, code="-", size="-") -> None:
+        if str(code) == "200" and self.path.split("?")[0] in UNLOGGED_PATHS:
+            return
+        super().log_request(code, size)
+
+    def log(self, type: str, message: str, *args) -> None:
+        super().log(type, "%s", redact(message % args if args else message))
+
+
+class WebServer:
+    """The page's server running in a daemon thread; `shutdown()` ends open streams and stops it."""
+
+    def __init__(self, server: BaseWSGIServer, app):
+        self.server, self.app = server, app
+        self.host, self.port = server.host, server.port
+        self.thread = threading.Thread(target=server.serve_forever, name="web", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    def start(self) -> WebServer:
+        self.thread.start()
+        token = self.app.extensions["hairmirror"].guard.token
+        _log.info("control page on %s%s", self.url, " (open it with ?token=...)" if token else "")
+        return self
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        self.app.extensions["hairmirror"].live.stop()  # open streams end first
+        self.server.shutdown()
+        self.thread.join(timeout)
+        self.server.server_close()
+        _log.info("control page stopped")
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket; werkzeug would print and sys.exit() on a bind error, this raises OSError instead."""
+    family = select_address_family(host, port)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(LISTEN_QUEUE)
+    except OSError as e:
+        sock.close()
+        raise OSError(e.errno, f"web: cannot listen on {host}:{port} (web.host, web.port): {e.strerror}") from e
+    return sock
+
+
+def serve_in_thread(mirror, web_cfg) -> WebServer:
+    """Serve `mirror`'s page on web_cfg.host:web_cfg.port (port 0 picks a free one: see .port) from a thread.
+    Raises OSError naming the address when it cannot listen there."""
+    app = create_app(mirror, web_cfg)
+    sock = _listen(web_cfg.host, web_cfg.port)
+    try:  # werkzeug takes its own duplicate of the socket
+        server = make_server(web_cfg.host, web_cfg.port, app, threaded=True, request_handler=QuietTokenHandler,
+                             fd=sock.fileno())
+    finally:
+        sock.close()
+    server.daemon_threads = True  # an open stream never holds the process at exit
+    return WebServer(server, app).start()
