@@ -51,7 +51,10 @@ class CascadeFaceFinder:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"face cascade not found: {path}")
-        self.cascade = cv2.CascadeClassifier(str(path))
+        try:
+            self.cascade = cv2.CascadeClassifier(str(path))
+        except (cv2.error, SystemError) as e:  # a malformed XML raises inside the constructor
+            raise ValueError(f"{path}: not a loadable OpenCV cascade XML file ({str(e).strip()[:120]})") from None
         if self.cascade.empty():
             raise ValueError(f"{path}: not a loadable OpenCV cascade XML file")
         self.path = path

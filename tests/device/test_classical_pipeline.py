@@ -1,0 +1,151 @@
+"""The classical segmenter on real photos and the anime portraits it was designed for."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from device.classical import FACE_FINDERS, ClassicalSegmenter, face_finder_for, read_json_box
+from device.classical.kmeans import ColourReducer
+from device.classical.portraits import ANIME_CASCADE, box_iou, load_portraits
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+FASSEG_V2 = DATA / "fasseg" / "V2"
+# Six frontal FASSEG V2 test faces: the frontal face cascade should find them all.
+FACES = ["1.png", "12.png", "23.png", "34.png", "45.png", "50.png"]
+
+
+def rgb_of(path: Path) -> np.ndarray:
+    if not path.is_file():
+        pytest.skip(f"real data not found: {path}")
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+
+
+def fasseg_hair(name: str) -> np.ndarray:
+    """Hair (127,0,0) of a FASSEG V2 test label, eyebrows dropped (hair components that touch the background)."""
+    label = rgb_of(FASSEG_V2 / "Test_Labels" / name).astype(int)
+    hair = (np.abs(label - (127, 0, 0)).sum(-1) < 60).astype(np.uint8)
+    background = np.abs(label - (255, 0, 0)).sum(-1) < 60
+    n, comp = cv2.connectedComponents(hair)
+    reach = cv2.dilate(background.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    reach[0], reach[:, 0], reach[:, -1] = True, True, True
+    keep = np.unique(comp[reach & (comp > 0)])
+    return np.isin(comp, keep[keep > 0]).astype(np.uint8)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(bool), b.astype(bool)
+    return (a & b).sum() / max(1, (a | b).sum())
+
+
+@pytest.fixture(scope="module")
+def segmenter() -> ClassicalSegmenter:
+    return ClassicalSegmenter(warm_start=False)
+
+
+def test_hair_of_real_frontal_faces(segmenter):
+    scores = []
+    for name in FACES:
+        rgb = rgb_of(FASSEG_V2 / "Test_RGB" / name)
+        result = segmenter.segment(rgb)
+        assert result.ok, f"{name}: {result.reason}"
+        assert result.mask.dtype == np.uint8 and result.mask.shape == rgb.shape[:2]
+        assert set(np.unique(result.mask)) <= {0, 1}
+        x, y, w, h = (v / result.debug["scale"] for v in result.debug["face_box"])
+        # Hair sits above the face centre and hardly covers the middle of the face.
+        ys = np.nonzero(result.mask)[0]
+        assert ys.mean() < y + h / 2
+        assert result.mask[int(y + h * 0.4):int(y + h * 0.7), int(x + w * 0.3):int(x + w * 0.7)].mean() < 0.1
+        scores.append(iou(result.mask, fasseg_hair(name)))
+    assert np.mean(scores) > 0.5, f"mean IoU with the labelled hair {np.mean(scores):.2f}: {np.round(scores, 2)}"
+
+
+def test_no_face_gives_an_empty_mask_and_a_reason(segmenter):
+    rgb = rgb_of(FASSEG_V2 / "Test_RGB" / "1.png")
+    shirt = np.ascontiguousarray(rgb[-120:])  # the bottom of a portrait: neck and clothes, no face
+    for frame in (shirt, np.zeros((240, 320, 3), np.uint8), np.full((64, 64, 3), 255, np.uint8)):
+        result = segmenter.segment(frame)
+        assert result.reason == "no face found"
+        assert result.mask.shape == frame.shape[:2] and not result.mask.any()
+
+
+def test_a_box_where_there_is_no_skin_gives_a_reason_not_a_crash(segmenter):
+    rgb = rgb_of(FASSEG_V2 / "Test_RGB" / "1.png")
+    result = segmenter.segment(rgb, face_box=(-50, -50, 20, 20))  # entirely outside the frame
+    assert result.reason == "no face found" and not result.mask.any()
+    flat = np.full((100, 100, 3), 128, np.uint8)  # a box on a flat grey frame: skin = grey, no hair colour
+    result = segmenter.segment(flat, face_box=(30, 30, 40, 40))
+    assert not result.ok and not result.mask.any()
+
+
+def test_bad_frames_are_refused_with_a_clear_error(segmenter):
+    with pytest.raises(ValueError, match="RGB uint8"):
+        segmenter.segment(np.zeros((64, 64), np.uint8))
+    with pytest.raises(ValueError, match="RGB uint8"):
+        segmenter.segment(np.zeros((64, 64, 3), np.float32))
+    with pytest.raises(ValueError, match="8x8"):
+        segmenter.segment(np.zeros((4, 64, 3), np.uint8))
+
+
+def test_anime_portraits_with_their_json_boxes():
+    portraits = load_portraits(DATA) if (DATA / "anime").is_dir() else pytest.skip("anime portraits not found")
+    assert len(portraits) == 45
+    seg = ClassicalSegmenter(warm_start=False)
+    ok = 0
+    for p in portraits[::5]:
+        result = seg.segment(p.rgb, face_box=p.box)
+        assert result.debug["face_box"] == p.box  # the given box is used as is (100x156 needs no shrinking)
+        if not result.ok:
+            continue
+        ok += 1
+        d = result.debug
+        assert d["skin_label"] not in d["hair_labels"]
+        assert (d["ring_share"][d["hair_labels"]] > 0.05).all()
+        assert not (result.mask.astype(bool) & d["hull_mask"]).any()  # hair stays off the face's hull
+        assert np.nonzero(result.mask)[0].min() < p.box[1]  # and reaches above the face box
+    assert ok >= 7, f"only {ok}/9 portraits gave a hair mask"
+
+
+def test_lbp_anime_cascade_finds_the_portraits_faces():
+    portraits = load_portraits(DATA) if (DATA / "anime").is_dir() else pytest.skip("anime portraits not found")
+    finder = FACE_FINDERS.create("cascade", DATA / ANIME_CASCADE, min_neighbors=3, detect_size=0)
+    boxes = [(p.box, finder.find(p.rgb)) for p in portraits[::3]]
+    matched = sum(found is not None and box_iou(found, given) > 0.5 for given, found in boxes)
+    assert matched >= 0.8 * len(boxes)
+
+
+def test_face_finder_registry_and_errors(tmp_path):
+    assert {"haar-frontalface", "cascade", "given"} <= set(FACE_FINDERS.names())
+    assert type(face_finder_for("")).__name__ == "HaarFrontalFace"
+    with pytest.raises(FileNotFoundError, match="nowhere.xml"):
+        face_finder_for(str(tmp_path / "nowhere.xml"))
+    junk = tmp_path / "junk.xml"
+    junk.write_text("<not-a-cascade/>")
+    with pytest.raises(ValueError, match="junk.xml"):
+        face_finder_for(str(junk))
+    given = FACE_FINDERS.create("given", (90, 10, 50, 50))
+    assert given.find(np.zeros((100, 100, 3), np.uint8)) == (90, 10, 10, 50)  # clipped to the frame
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"1": {"x": 1}}')
+    with pytest.raises(ValueError, match="bad.json"):
+        read_json_box(bad)
+
+
+def test_colour_reduction_is_deterministic_and_warm_starts():
+    rgb = cv2.resize(rgb_of(FASSEG_V2 / "Test_RGB" / "12.png"), (128, 176), interpolation=cv2.INTER_AREA)
+    a, b = ColourReducer(k=12).reduce(rgb), ColourReducer(k=12).reduce(rgb)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert a.image.shape == rgb.shape and len(np.unique(a.labels)) >= 10
+    # Each pixel gets its nearest centre.
+    d = ((rgb.reshape(-1, 1, 3).astype(float) - a.centres[None]) ** 2).sum(-1)
+    assert (d.argmin(1) == a.labels.ravel()).mean() > 0.999
+    # Reduction error is far below that of a single colour.
+    err = np.abs(a.image.astype(int) - rgb).mean()
+    assert err < 0.2 * np.abs(rgb.astype(int) - rgb.reshape(-1, 3).mean(0)).mean()
+    # A warm start from the previous frame's centres is at least as good a fit (it keeps converging).
+    warm = ColourReducer(k=12, warm_start=True)
+    first, second = warm.reduce(rgb), warm.reduce(rgb)
+    errors = [((r.image.astype(float) - rgb) ** 2).mean() for r in (first, second)]
+    assert errors[1] <= errors[0] * 1.01
