@@ -58,11 +58,15 @@ def read_binary_mask(path: str | Path) -> np.ndarray:
 
 
 def snap_to_palette(label_rgb: np.ndarray, palette: dict[str, tuple[int, int, int]]) -> np.ndarray:
-    """Class index per pixel: the nearest palette colour (fixes anti-aliased, off-palette pixels)."""
+    """Class index per pixel: the nearest palette colour (fixes anti-aliased, off-palette pixels).
+    Distances are computed once per distinct colour, not per pixel."""
     colours = np.array(list(palette.values()), dtype=np.int32)
     flat = label_rgb.reshape(-1, 3).astype(np.int32)
-    d = ((flat[:, None, :] - colours[None, :, :]) ** 2).sum(-1)
-    return d.argmin(1).reshape(label_rgb.shape[:2]).astype(np.uint8)
+    codes = (flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]
+    distinct, inverse = np.unique(codes, return_inverse=True)
+    rgb = np.stack([distinct >> 16, (distinct >> 8) & 255, distinct & 255], axis=1)
+    nearest = ((rgb[:, None, :] - colours[None, :, :]) ** 2).sum(-1).argmin(1).astype(np.uint8)
+    return nearest[inverse].reshape(label_rgb.shape[:2])
 
 
 def fasseg_hair_mask(label_rgb: np.ndarray, eyebrow_max_fraction: float = 0.2) -> np.ndarray:

@@ -1,0 +1,223 @@
+"""End to end through the daemon's loop on real photos: what changes, what doesn't, and what it tells systemd."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from device import config as configuration
+from device.mirror import Mirror
+from device.sinks import Sink
+from tests.device import fake_picamera2
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Recorder(Sink):
+    """Keeps what the daemon displays, to look at it after the run."""
+
+    def __init__(self):
+        self.outputs = []
+
+    def show(self, output):
+        self.outputs.append((output.frame, output.alpha, output.composite))
+
+
+@pytest.fixture
+def photos(tmp_path, data_root):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    # frontal faces, as the mirror sees people (FASSEG V2 Test)
+    for name in ("2.png", "3.png", "6.png"):
+        shutil.copy(data_root / "fasseg/V2/Test_RGB" / name, folder / name)
+    return folder
+
+
+@pytest.fixture
+def shipped_model():
+    path = Path(configuration.SegmenterConfig().model)
+    if not path.is_file():
+        pytest.skip(f"no shipped model at {path}")
+    return path
+
+
+def make_cfg(photos, **sections):
+    data = {"camera": {"kind": "images", "path": str(photos), "fps": 120, "mirror": False},
+            "sink": {"kind": "null"}, "web": {"enabled": False}, "recolour": {"colour": "#1e90ff"}}
+    for section, values in sections.items():
+        data.setdefault(section, {}).update(values)
+    return configuration.from_dict(data)
+
+
+def hue_deg(rgb):
+    return cv2.cvtColor(rgb[None], cv2.COLOR_RGB2HSV_FULL)[0, :, 0].astype(float) * 360 / 256
+
+
+@pytest.mark.parametrize("segmenter", ["onnx", "classical"])
+def test_only_hair_changes_and_it_takes_the_target_hue(photos, segmenter, request):
+    if segmenter == "onnx":
+        request.getfixturevalue("shipped_model")
+    mirror = Mirror(make_cfg(photos, segmenter={"kind": segmenter}))
+    rec = Recorder()
+    mirror.sinks = [rec]
+    assert mirror.run(max_frames=6, inline=True) == 6
+    changed_frames = 0
+    for frame, alpha, out in rec.outputs:
+        assert out.shape == frame.main.shape and out.dtype == np.uint8
+        if alpha is None:
+            assert np.array_equal(out, frame.main)
+            continue
+        big = cv2.resize(alpha, frame.main.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+        near_hair = cv2.dilate((big > 0).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        assert np.array_equal(out[~near_hair], frame.main[~near_hair])
+        hair = big > 0.9
+        if hair.sum() < 500:
+            continue
+        px = out[hair]
+        chroma = px.max(1).astype(int) - px.min(1)
+        hues = hue_deg(px[chroma > 24])
+        target = hue_deg(np.array([[30, 144, 255]], np.uint8))[0]
+        dist = np.abs((hues - target + 180) % 360 - 180)
+        assert np.median(dist) < 15
+        changed_frames += 1
+    assert changed_frames >= (3 if segmenter == "onnx" else 1)
+
+
+def test_notify_messages_reach_a_test_socket(photos, tmp_path, monkeypatch):
+    path = tmp_path / "notify.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(path))
+    server.settimeout(0.2)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    monkeypatch.setenv("WATCHDOG_USEC", "20000")
+    mirror = Mirror(make_cfg(photos, segmenter={"kind": "classical"}))
+    mirror.run(max_frames=8, inline=True)
+    messages = []
+    while True:
+        try:
+            messages.append(server.recv(4096).decode())
+        except TimeoutError:
+            break
+    server.close()
+    assert messages.count("READY=1") == 1
+    assert messages.index("READY=1") < messages.index("WATCHDOG=1")
+    assert messages[-1] == "STOPPING=1"
+
+
+def test_status_reports_mode_and_fps(photos):
+    mirror = Mirror(make_cfg(photos, segmenter={"kind": "classical"}))
+    mirror.run(max_frames=3, inline=True)
+    s = mirror.status()
+    assert s["mode"] == "classical" and s["frames"] == 3 and "inference" in s["timings_ms"]
+    assert mirror.status_text().startswith("classical mode")
+
+
+@pytest.mark.parametrize("content,reason", [(b"not an onnx file", ""), (b"", "")])
+def test_a_broken_model_falls_back_to_classical_with_the_reason(photos, tmp_path, caplog, content, reason):
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(content)
+    mirror = Mirror(make_cfg(photos, segmenter={"model": str(bad)}))
+    assert mirror.segmenter.mode == "classical"
+    assert str(bad) in mirror.fallback_reason
+    assert "falling back to classical" in caplog.text
+    assert mirror.run(max_frames=2, inline=True) == 2
+
+
+def test_a_missing_model_without_fallback_is_a_startup_error(photos, tmp_path):
+    from device.segmenters import SegmenterError
+    with pytest.raises(SegmenterError, match="absent.onnx"):
+        Mirror(make_cfg(photos, segmenter={"model": str(tmp_path / "absent.onnx"), "fallback": ""}))
+
+
+def test_inference_failure_mid_stream_switches_to_classical(photos, shipped_model, caplog):
+    mirror = Mirror(make_cfg(photos))
+    assert mirror.segmenter.mode == "model"
+    calls = {"n": 0}
+    real_predict = mirror.segmenter.model.predict
+
+    def flaky(*args, **kwargs):  # onnxruntime failing on the 3rd frame (e.g. out of memory)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION")
+        return real_predict(*args, **kwargs)
+    mirror.segmenter.model.predict = flaky
+    assert mirror.run(max_frames=6, inline=True) == 6
+    assert mirror.segmenter.mode == "classical"
+    assert "RUNTIME_EXCEPTION" in mirror.fallback_reason and "switching to classical" in caplog.text
+
+
+def test_a_camera_that_fails_mid_stream_is_reopened(photos, monkeypatch, data_root):
+    fake = fake_picamera2.install(monkeypatch)
+    fake.scenes = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in sorted(photos.iterdir())]
+    fake.fail_after = 3  # every camera instance dies after 3 frames
+    cfg = make_cfg(photos, camera={"kind": "picamera2", "retry_seconds": 0.01}, segmenter={"kind": "classical"})
+    mirror = Mirror(cfg)
+    assert mirror.run(max_frames=7, inline=True) == 7
+    assert len(fake.instances) == 3 and all(i.closed for i in fake.instances)
+
+
+def test_a_camera_that_will_not_open_is_retried_with_backoff(photos, monkeypatch):
+    fake = fake_picamera2.install(monkeypatch)  # no scenes: no camera attached
+    cfg = make_cfg(photos, camera={"kind": "picamera2", "retry_seconds": 0.05}, segmenter={"kind": "classical"})
+    mirror = Mirror(cfg)
+    attempts = []
+    real_start = mirror.camera.start
+    mirror.camera.start = lambda: (attempts.append(time.monotonic()), real_start())
+    import threading
+    threading.Timer(1.0, mirror.stop).start()
+    mirror.run(max_frames=1, inline=True)
+    gaps = np.diff(attempts)
+    assert 3 <= len(attempts) <= 6  # 0.05, 0.1, 0.2, 0.4 s apart: not a busy loop
+    assert all(b > a * 1.5 for a, b in zip(gaps, gaps[1:]))
+    assert "unavailable" in mirror.camera_state
+
+
+def run_cli(*args, timeout=60):
+    return subprocess.run([sys.executable, "-m", "device", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def test_bad_config_exits_2_naming_the_key(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[camera]\nkind = "demo"\nzoom = 2\n')
+    r = run_cli("--config", str(bad), "--validate-config")
+    assert r.returncode == 2 and "camera.'zoom'" in r.stderr
+    bad.write_text('[recolour]\nstrength = 3\n')
+    r = run_cli("--config", str(bad), "--validate-config")
+    assert r.returncode == 2 and "recolour.strength" in r.stderr
+    bad.write_text('[web]\nhost = "0.0.0.0"\n')
+    r = run_cli("--config", str(bad), "--validate-config")
+    assert r.returncode == 2 and "web.token" in r.stderr
+    r = run_cli("--config", str(tmp_path / "absent.toml"))
+    assert r.returncode == 2 and "not found" in r.stderr
+
+
+def test_default_config_round_trips_and_validates(tmp_path):
+    r = run_cli("--print-default-config")
+    assert r.returncode == 0
+    (tmp_path / "c.toml").write_text(r.stdout)
+    assert configuration.load(tmp_path / "c.toml") == configuration.Config()
+
+
+def test_sigterm_stops_the_daemon_cleanly():
+    # the images camera without a path cannot open: the daemon logs it and retries until SIGTERM
+    proc = subprocess.Popen([sys.executable, "-m", "device", "--source", "images", "--segmenter", "classical",
+                             "--no-web"], cwd=ROOT, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    seen = []
+    for line in proc.stderr:  # wait until the loop runs (signal handlers are installed by then)
+        seen.append(line)
+        if "camera.path" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stderr.read()
+    proc.wait(timeout=30)
+    assert proc.returncode == 0, "".join(seen) + rest
+    assert "stopped after 0 frames" in rest

@@ -1,0 +1,138 @@
+"""The Picamera2 camera source against a fake with the real library's formats, byte orders and buffers."""
+import numpy as np
+import pytest
+
+from device.cameras import CAMERAS, CameraError
+from device.cameras.picamera2 import packed_to_rgb, stream_to_rgb, yuv420_to_rgb
+from device.config import CameraConfig
+from tests.device import fake_picamera2
+
+
+@pytest.fixture
+def photo(data_root):
+    import cv2
+    img = cv2.imread(str(data_root / "figaro1k/Original/Testing/Frame00010-org.jpg"))
+    return cv2.cvtColor(cv2.resize(img, (640, 480)), cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    return fake_picamera2.install(monkeypatch)
+
+
+def make(lores_format="auto", mirror=False, preview="null"):
+    cfg = CameraConfig(kind="picamera2", width=640, height=480, mirror=mirror, lores_format=lores_format)
+    return CAMERAS.create("picamera2", cfg, (256, 256), preview=preview)
+
+
+@pytest.mark.parametrize("fmt", ["XBGR8888", "XRGB8888", "RGB888", "BGR888"])
+def test_packed_formats_come_back_as_rgb(photo, fmt):
+    assert np.array_equal(packed_to_rgb(fake_picamera2._encode(photo, fmt), fmt), photo)
+
+
+def test_yuv420_plane_comes_back_as_rgb(photo):
+    yuv = fake_picamera2._encode(photo, "YUV420")
+    assert yuv.shape == (720, 640)
+    rgb = yuv420_to_rgb(yuv, (640, 480))
+    assert np.abs(rgb.astype(int) - photo).mean() < 4  # chroma subsampling only
+    with pytest.raises(CameraError, match="YUV420 array has shape"):
+        yuv420_to_rgb(yuv[:-10], (640, 480))
+
+
+def test_a_wrong_byte_order_would_swap_red_and_blue(photo):
+    bgr = fake_picamera2._encode(photo, "RGB888")
+    wrong = packed_to_rgb(bgr, "BGR888")  # as if RGB888 were taken literally
+    assert np.abs(wrong.astype(int) - photo).mean() > 10
+
+
+@pytest.mark.parametrize("platform,expected", [("VC4", "YUV420"), ("PISP", "RGB888")])
+def test_lores_format_follows_the_pi_model(fake, photo, platform, expected):
+    fake.scenes = [photo]
+    fake.platform = fake_picamera2.Platform[platform]
+    cam = make()
+    cam.start()
+    assert cam.streams["lores"] == (expected, (256, 256))
+    assert cam.streams["main"] == ("XBGR8888", (640, 480))
+    frame = cam.read()
+    assert frame.main.shape == (480, 640, 3) and frame.lores.shape == (256, 256, 3)
+    # the same colours on both streams, whichever format carried them
+    small = frame.main[::2, ::2].reshape(-1, 3).mean(0)
+    assert np.abs(frame.lores.reshape(-1, 3).mean(0) - small).max() < 6
+    assert np.abs(frame.main.astype(int) - photo).mean() < 1
+    cam.stop()
+
+
+def test_rgb_lores_on_a_pi4_is_refused_with_a_clear_error(fake, photo):
+    fake.scenes = [photo]
+    cam = make(lores_format="RGB888")
+    with pytest.raises(CameraError, match="lores stream must be YUV"):
+        cam.start()
+
+
+def test_requests_are_released_so_capture_never_starves(fake, photo):
+    fake.scenes = [photo]
+    cam = make()
+    cam.start()
+    for _ in range(20):  # five times the buffer count
+        cam.read()
+    assert fake.instances[-1].held == 0
+    cam.stop()
+    assert fake.instances[-1].closed
+
+
+def test_mirror_uses_the_sensor_transform_not_a_software_flip(fake, photo):
+    fake.scenes = [photo]
+    cam = make(mirror=True)
+    cam.start()
+    frame = cam.read()
+    assert np.abs(frame.main.astype(int) - photo[:, ::-1]).mean() < 1
+
+
+def test_no_camera_and_a_lost_camera_raise_camera_error(fake, photo):
+    with pytest.raises(CameraError, match="cannot start"):
+        make().start()
+    fake.scenes, fake.fail_after = [photo], 2
+    cam = make()
+    cam.start()
+    cam.read()
+    cam.read()
+    with pytest.raises(CameraError, match="no frame"):
+        cam.read()
+
+
+def test_missing_picamera2_package_says_how_to_install(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "picamera2", None)
+    with pytest.raises(CameraError, match="apt install python3-picamera2"):
+        make().start()
+
+
+def test_overlay_sink_puts_small_rgba_on_the_preview(fake, photo):
+    from device.config import SinkConfig
+    from device.recolour import make_recolourer
+    from device.sinks import SINKS, Output
+    fake.scenes = [photo]
+    cam = make(preview="drm")
+    cam.start()
+    sink = SINKS.create("picamera2-overlay", SinkConfig(kind="picamera2-overlay"), cam)
+    frame = cam.read()
+    alpha = np.zeros((256, 256), np.float32)
+    alpha[:80] = 1.0
+    sink.show(Output(frame, alpha, make_recolourer("hsv", "crimson")))
+    overlay = fake.instances[-1].overlays[-1]
+    assert overlay.dtype == np.uint8 and overlay.shape == (240, 320, 4)
+    assert overlay[:70, :, 3].min() == 255 and overlay[100:, :, 3].max() == 0
+    sink.close()
+    assert fake.instances[-1].overlays[-1] is None
+
+
+def test_overlay_sink_needs_the_pi_camera():
+    from device.config import SinkConfig
+    from device.sinks import SINKS
+    with pytest.raises(ValueError, match="needs camera.kind = 'picamera2'"):
+        SINKS.create("picamera2-overlay", SinkConfig(), object())
+
+
+def test_stream_to_rgb_rejects_unknown_formats(photo):
+    with pytest.raises(CameraError, match="unsupported stream format"):
+        stream_to_rgb(photo, "SBGGR10", (640, 480))

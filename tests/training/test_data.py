@@ -1,0 +1,112 @@
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from training import data
+
+
+def test_figaro_pairs_are_real_and_labelled_by_class(data_root):
+    train = data.resolve("figaro-train", data_root)
+    test = data.resolve("figaro-test", data_root)
+    assert len(train) == 748 and len(test) == 210
+    assert not {p.name.split("/")[-1] for p in train} & {p.name.split("/")[-1] for p in test}
+    img, mask = train[0].load()
+    assert img.dtype == np.uint8 and img.shape[2] == 3 and mask.shape == img.shape[:2]
+    assert set(np.unique(mask)) == {0, 1}
+    assert 0.05 < mask.mean() < 0.95
+    assert {p.group for p in test} == set(data.FIGARO_CLASSES)
+
+
+def test_fasseg_labels_snap_to_the_palette_and_drop_eyebrows(data_root):
+    pair = data.resolve("fasseg-v2-train", data_root)[0]
+    label = data.read_image(pair.mask)
+    raw_hair = np.all(label == data.FASSEG_PALETTE["hair"], axis=-1)
+    _, mask = pair.load()
+    # eyebrows are hair-coloured components enclosed by skin: the mask has fewer components than the raw colour
+    n_raw = cv2.connectedComponents(raw_hair.astype(np.uint8))[0]
+    n_mask = cv2.connectedComponents(mask)[0]
+    assert n_mask < n_raw
+    # eyebrows sit just above the eyes: raw hair colour there, none in the mask
+    eyes = np.all(label == data.FASSEG_PALETTE["eyes"], axis=-1).astype(np.uint8)
+    n_eyes, _, stats, _ = cv2.connectedComponentsWithStats(eyes)
+    checked = 0
+    for x, y, w, h, area in stats[1:]:
+        if area < 50:
+            continue
+        above = (slice(max(0, y - 5 * h // 2), y), slice(x + w // 5, x + 4 * w // 5))
+        assert raw_hair[above].sum() > 20  # an eyebrow is there in the label
+        assert mask[above].sum() == 0      # and not in the hair mask
+        checked += 1
+    assert checked == 2
+    # anti-aliased pixels were snapped rather than dropped: the mask covers at least the exact-colour hair
+    # that touches the background
+    assert mask.sum() >= 0.9 * raw_hair.sum() - (n_raw - n_mask) * 3000
+
+
+def test_fasseg_v3_reports_and_skips_the_four_mismatched_pairs(data_root, caplog):
+    pairs = data.resolve("fasseg-v3-test", data_root)
+    arrays, kept, skipped = data.load_pairs(pairs)
+    assert len(skipped) == 4 and len(kept) == len(pairs) - 4
+    assert all("differ in size" in s for s in skipped)
+    assert "personne12250+0+60" in " ".join(skipped)
+
+
+def test_corrupt_image_and_missing_file_give_clear_errors(tmp_path, data_root):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"this is not a jpeg")
+    with pytest.raises(data.DataError, match="not a readable image"):
+        data.read_image(bad)
+    with pytest.raises(data.DataError, match="no such file"):
+        data.read_image(tmp_path / "absent.png")
+
+
+def test_generic_folder_format_and_skips(tmp_path, data_root):
+    src = data.resolve("figaro-test", data_root)[:3]
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for p in src:
+        shutil.copy(p.image, tmp_path / "images" / p.image.name)
+        img, mask = p.load()
+        cv2.imwrite(str(tmp_path / "masks" / f"{p.image.stem}.png"), mask * 255)
+    (tmp_path / "images" / "orphan.jpg").write_bytes(src[0].image.read_bytes())
+    (tmp_path / "images" / "junk.jpg").write_bytes(b"garbage")
+    (tmp_path / "masks" / "junk.png").write_bytes(b"garbage")
+    pairs = data.resolve(f"folder:{tmp_path}")
+    assert len(pairs) == 4  # orphan without a mask is skipped at listing
+    arrays, kept, skipped = data.load_pairs(pairs)
+    assert len(kept) == 3 and len(skipped) == 1 and "junk" in skipped[0]
+    assert np.array_equal(arrays[0][1], src[0].load()[1])
+
+
+def test_celebamask_layout_resizes_masks_to_the_image(tmp_path, data_root):
+    img_dir, anno = tmp_path / "CelebA-HQ-img", tmp_path / "CelebAMask-HQ-mask-anno" / "0"
+    img_dir.mkdir()
+    anno.mkdir(parents=True)
+    img, mask = data.resolve("figaro-test", data_root)[0].load()
+    img = cv2.resize(img, (256, 256))
+    mask = cv2.resize(mask, (128, 128), interpolation=cv2.INTER_NEAREST)
+    cv2.imwrite(str(img_dir / "7.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(img_dir / "8.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(anno / "00007_hair.png"), mask * 255)
+    pairs = data.resolve(f"celebamask:{tmp_path}")
+    (im7, m7), (im8, m8) = [p.load() for p in pairs]
+    assert m7.shape == im7.shape[:2] == (256, 256) and m7.mean() == pytest.approx(mask.mean(), abs=0.01)
+    assert m8.sum() == 0  # no hair file: no hair
+
+
+def test_split_is_deterministic_and_held_out_sets_are_refused(data_root):
+    pairs = data.resolve("figaro-train", data_root)
+    a, b = data.split_train_val(pairs), data.split_train_val(list(reversed(pairs)))
+    assert {p.name for p in a[1]} == {p.name for p in b[1]}
+    assert 0.05 < len(a[1]) / len(pairs) < 0.15
+    pytest.importorskip("torch")
+    from training.train import TrainConfig
+    with pytest.raises(ValueError, match="held-out"):
+        TrainConfig(data=["figaro-train", "figaro-test"])
+
+
+def test_unknown_data_set_names_the_known_ones():
+    with pytest.raises(data.DataError, match="figaro-train"):
+        data.resolve("figaro-everything")

@@ -1,0 +1,90 @@
+import csv
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="training needs the [train] extra (torch)")
+
+from training import augment  # noqa: E402
+from training.data import resolve  # noqa: E402
+from training.evaluate import evaluate, torch_predictor  # noqa: E402
+from training.metrics import MaskMetrics  # noqa: E402
+from training.train import TrainConfig, load_checkpoint, train  # noqa: E402
+
+
+def test_metrics_on_known_overlaps():
+    truth = np.zeros((10, 10), np.uint8)
+    truth[:5] = 1
+    pred = np.zeros_like(truth)
+    pred[:4] = 1
+    pred[9, 0] = 1
+    m = MaskMetrics()
+    m.update(pred, truth)
+    s = m.summary()
+    assert s["iou"] == pytest.approx(40 / 51)
+    assert s["f1"] == pytest.approx(80 / 91)
+    assert s["pixel_accuracy"] == pytest.approx(89 / 100)
+
+
+def test_augmentation_keeps_image_and_mask_aligned(data_root):
+    img, mask = resolve("figaro-test", data_root)[0].load()
+    rng = np.random.default_rng(1)
+    cfg = augment.AugmentConfig()
+    for _ in range(5):
+        a_img, a_mask = augment.geometric(img, mask, cfg, rng, (128, 128))
+        assert a_img.shape == (128, 128, 3) and a_mask.shape == (128, 128)
+        assert set(np.unique(a_mask)) <= {0, 1}
+    # the same warp applied to the mask as an image must land where the mask went
+    rng1, rng2 = np.random.default_rng(7), np.random.default_rng(7)
+    _, warped_mask = augment.geometric(img, mask, cfg, rng1, (128, 128))
+    as_img, _ = augment.geometric(np.repeat(mask[..., None] * 255, 3, 2), mask, cfg, rng2, (128, 128))
+    agree = ((as_img[..., 0] > 127) == warped_mask.astype(bool)).mean()
+    assert agree > 0.97
+    out = augment.photometric(img, cfg, rng)
+    assert out.shape == img.shape and out.dtype == np.uint8
+
+
+def test_letterbox_keeps_aspect_and_pads_with_zeros(data_root):
+    img, _ = resolve("figaro-test", data_root)[0].load()
+    out = augment.letterbox(img, (256, 256))
+    assert out.shape == (256, 256, 3)
+    h, w = img.shape[:2]
+    if h > w:  # portrait: padding left and right
+        assert out[:, 0].max() == 0 and out[:, 128].max() > 0
+
+
+def test_a_few_steps_on_real_pairs_lower_the_loss_and_resume(tmp_path, data_root):
+    cfg = TrainConfig(variant="unet-226k", data=["figaro-train"], data_root=str(data_root), size=64, epochs=3,
+                      batch=4, lr=3e-3, limit=16, augment="flips", out=str(tmp_path / "run"))
+    train(cfg, progress=False)
+    with open(tmp_path / "run" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    losses = [float(r["train_loss"]) for r in rows]
+    assert len(rows) == 3 and losses[-1] < losses[0]
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
+    model, ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["variant"] == "unet-226k" and ckpt["epoch"] == 2 and ckpt["size"] == [64, 64]
+    # resuming a finished run trains no more epochs and keeps the weights
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    train(cfg, progress=False)
+    after, _ = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert all(torch.equal(before[k], v) for k, v in after.state_dict().items())
+    # a different configuration in the same folder is refused rather than mixed
+    with pytest.raises(ValueError, match="another configuration"):
+        train(TrainConfig(**{**cfg.__dict__, "lr": 1e-4}), progress=False)
+
+
+def test_evaluate_scores_a_perfect_predictor_as_one(data_root):
+    pairs = resolve("figaro-test", data_root)[:4]
+    truth = {i: p.load()[1] for i, p in enumerate(pairs)}
+    calls = iter(range(100))
+
+    def oracle(batch):  # the true masks, at the model's size
+        import cv2
+        return np.stack([cv2.resize(truth[next(calls)].astype(np.float32), batch.shape[2:0:-1],
+                                    interpolation=cv2.INTER_LINEAR) for _ in batch])
+    m = evaluate(oracle, pairs, (256, 256), batch=4, progress=False)
+    assert m["iou"] > 0.95 and m["images"] == 4 and set(m["groups"]) <= {"straight", "wavy", "curly", "kinky",
+                                                                          "braids", "dreadlocks", "short-men"}
+    model = torch.nn.Conv2d(3, 1, 1)  # an untrained model scores far lower
+    assert evaluate(torch_predictor(model), pairs, (64, 64), progress=False)["iou"] < m["iou"]
