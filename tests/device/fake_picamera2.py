@@ -101,9 +101,10 @@ class Picamera2:
         self.closed = False
         Picamera2.instances.append(self)
 
-    def create_preview_configuration(self, main={}, lores=None, raw={}, transform=None, colour_space=None,
-                                     buffer_count=4, controls={}, display="main", encode="main", queue=True,
-                                     sensor={}, use_case="preview"):
+    def create_preview_configuration(self, main={}, lores=None, raw={}, transform=None,  # noqa: B006
+                                     colour_space=None, buffer_count=4, controls={},  # noqa: B006
+                                     display="main", encode="main", queue=True, sensor={},  # noqa: B006
+                                     use_case="preview"):  # mutable defaults: the real signature
         def stream(defaults, given):
             if given is None:
                 return None

@@ -164,7 +164,7 @@ def test_a_camera_that_fails_mid_stream_is_reopened(photos, monkeypatch, data_ro
 
 
 def test_a_camera_that_will_not_open_is_retried_with_backoff(photos, monkeypatch):
-    fake = fake_picamera2.install(monkeypatch)  # no scenes: no camera attached
+    fake_picamera2.install(monkeypatch)  # no scenes: no camera attached
     cfg = make_cfg(photos, camera={"kind": "picamera2", "retry_seconds": 0.05}, segmenter={"kind": "classical"})
     mirror = Mirror(cfg)
     attempts = []
