@@ -26,9 +26,10 @@ _log = logging.getLogger(__name__)
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
-def evaluate_classical(segmenter: ClassicalSegmenter, pairs: list[Pair], progress: bool = True) -> dict:
+def evaluate_classical(segmenter: ClassicalSegmenter, pairs: list[Pair], progress: bool | None = None) -> dict:
     """Metrics over all pairs, over the pairs where a mask was produced, and the reasons for the others."""
     total, produced, reasons = MaskMetrics(), MaskMetrics(), Counter()
+    progress = sys.stderr.isatty() if progress is None else progress
     for pair in tqdm(pairs, desc="classical", disable=not progress, leave=False):
         try:
             rgb, truth = pair.load()

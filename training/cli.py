@@ -95,6 +95,15 @@ def cmd_variants(args) -> int:
     return EXIT_OK
 
 
+def cmd_baseline(args) -> int:
+    """The non-U-Net baselines, each with its own options (`python -m training baseline forest --help`)."""
+    if args.method == "forest":
+        from .forest_baseline import main as baseline_main
+    else:
+        from .classical_eval import main as baseline_main
+    return baseline_main(args.options)
+
+
 def main(argv: list[str] | None = None) -> int:
     from .data import DEFAULT_DATA_ROOT
     parser = argparse.ArgumentParser(prog="hairmirror-train", description=__doc__)
@@ -117,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("variants", help="list the model registry with params and MACs")
     p.set_defaults(func=cmd_variants)
+    p = sub.add_parser("baseline", help="baselines: forest (per-pixel random forest) or classical (k-means/DBSCAN)")
+    p.add_argument("method", choices=["forest", "classical"])
+    p.add_argument("options", nargs=argparse.REMAINDER, help="the baseline's own options (see its --help)")
+    p.set_defaults(func=cmd_baseline)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
