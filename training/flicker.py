@@ -1,0 +1,105 @@
+"""Temporal stability: how much a model's mask changes between frames that barely move.
+
+Sequences are made from real labelled photos with small smooth motions (shift, zoom, rotation), applied to the
+photo and its ground truth alike. Flicker = mean |mask_t - mask_t-1| of the predicted masks, divided by the same
+for the ground truth: 1.0 means the mask moves exactly as much as the hair does; more is flicker.
+Runs exported ONNX files through the daemon's own loader and postprocessing, so it measures what ships.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .data import DEFAULT_DATA_ROOT, load_pairs, resolve
+from .metrics import MaskMetrics
+
+_log = logging.getLogger(__name__)
+
+
+def motion_sequence(img: np.ndarray, mask: np.ndarray, frames: int, rng: np.random.Generator,
+                    shift: float = 0.03, zoom: float = 0.03, rotate: float = 3.0):
+    """Yield (frame, truth) for a slow random drift: each parameter follows a sine with a random phase."""
+    h, w = mask.shape
+    phases = rng.uniform(0, 2 * math.pi, 4)
+    for t in range(frames):
+        a = 2 * math.pi * t / frames
+        angle = rotate * math.sin(a + phases[0])
+        scale = 1 + zoom * math.sin(a + phases[1])
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
+        m[:, 2] += (shift * w * math.sin(a + phases[2]), shift * h * math.sin(a + phases[3]))
+        yield (cv2.warpAffine(img, m, (w, h), borderMode=cv2.BORDER_REFLECT_101),
+               cv2.warpAffine(mask, m, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT_101))
+
+
+def measure(model_path: str, pairs, frames: int = 12, smoothing: float = 0.0, seed: int = 0, size: int = 256):
+    """Flicker ratio and mean IoU of one model over motion sequences of the given pairs."""
+    from device.model_file import load_model
+    from device.postprocess import Postprocessor
+    model = load_model(model_path)
+    h, w = model.input_size
+    rng = np.random.default_rng(seed)
+    changes, truth_changes, metrics = [], [], MaskMetrics()
+    for img, mask in pairs:
+        scale = size / max(img.shape[:2])
+        img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        mask = cv2.resize(mask, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_NEAREST)
+        post = Postprocessor(model.threshold, smoothing=smoothing)
+        prior = np.zeros((1, 1, h, w), np.float32) if model.has_prior else None
+        prev = prev_truth = None
+        for frame, truth in motion_sequence(img, mask, frames, rng):
+            small = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+            prob = model.predict(small[None], prior=prior)
+            if model.has_prior:
+                prior = prob
+            full = cv2.resize(prob[0, 0], (truth.shape[1], truth.shape[0]), interpolation=cv2.INTER_LINEAR)
+            pred = (post.smooth(full) > model.threshold).astype(np.uint8)
+            metrics.update(pred, truth)
+            if prev is not None:
+                changes.append(np.abs(pred.astype(int) - prev).mean())
+                truth_changes.append(np.abs(truth.astype(int) - prev_truth).mean())
+            prev, prev_truth = pred, truth
+    return {"model": model_path, "smoothing": smoothing, "prior": model.has_prior,
+            "mask_change": float(np.mean(changes)), "truth_change": float(np.mean(truth_changes)),
+            "flicker_ratio": float(np.mean(changes) / np.mean(truth_changes)), "iou": metrics.summary()["iou"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.flicker", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("models", nargs="+", help="contract-v1 .onnx files")
+    p.add_argument("--data", nargs="+", default=["figaro-test", "fasseg-v2-test"])
+    p.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT))
+    p.add_argument("--images", type=int, default=30, help="photos per data set")
+    p.add_argument("--frames", type=int, default=12, help="frames per sequence")
+    p.add_argument("--smoothing", type=float, nargs="+", default=[0.0, 0.5],
+                   help="the daemon's uncertainty-weighted smoothing values to compare")
+    p.add_argument("--json", help="write the results here")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for m in args.models:
+        if not Path(m).is_file():
+            print(f"no such model file: {m}", file=sys.stderr)
+            return 2
+    pairs = []
+    for spec in args.data:
+        arrays, _, _ = load_pairs(resolve(spec, Path(args.data_root))[:args.images])
+        pairs += arrays
+    rows = [measure(m, pairs, args.frames, s) for m in args.models for s in args.smoothing]
+    print(f"{'model':<40}{'prior':>6}{'smooth':>7}{'mask chg':>10}{'truth chg':>10}{'flicker':>9}{'IoU':>8}")
+    for r in rows:
+        print(f"{Path(r['model']).name:<40}{'yes' if r['prior'] else 'no':>6}{r['smoothing']:>7.2f}"
+              f"{r['mask_change']:>10.4f}{r['truth_change']:>10.4f}{r['flicker_ratio']:>9.2f}{r['iou']:>8.4f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
