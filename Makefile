@@ -70,3 +70,17 @@ e2e-deploy: $(STAMP)  ## (slow, root) arm64 rootfs under qemu: site.yml twice (2
 	@command -v debootstrap >/dev/null && command -v qemu-aarch64-static >/dev/null && command -v systemd-nspawn >/dev/null || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap qemu-user-static binfmt-support systemd-container curl >/dev/null)
 	deploy/e2e/run.sh
+
+.PHONY: classical-figures classical-bench baselines
+classical-figures: $(STAMP)  ## classical pipeline on the anime portraits: full galleries in out/classical, README figures in device/classical/figures
+	$(PY) -m device.classical gallery --faces both --out out/classical
+	$(PY) -m device.classical gallery --faces json --every 3 --cell-height 104 --format jpg --out device/classical/figures
+	$(PY) -m device.classical hsv Hazama-Rei --out device/classical/figures
+
+classical-bench: $(STAMP)  ## FPS of the classical pipeline at 256x256 on FASSEG V2 Test faces (prints wall and CPU time)
+	$(PY) -m device.classical bench --size 256 --frames 300
+
+baselines: $(STAMP)  ## IoU/F1 of the classical pipeline and the per-pixel forest on Figaro Testing + FASSEG V2 Test (minutes)
+	$(PY) -m training baseline classical --json out/classical/metrics.json
+	$(PY) -m training baseline forest --out out/forest
+	mkdir -p training/figures && cp out/forest/forest-precision-recall.png out/forest/forest-importances.png training/figures/

@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--faces", choices=["json", "cascade", "both"], default="both",
                    help="face boxes from the portraits' JSON files, lbpcascade_animeface, or both galleries")
     p.add_argument("--limit", type=int, default=0, help="only the first N portraits")
+    p.add_argument("--every", type=int, default=1, help="only every Nth portrait (a smaller figure)")
+    p.add_argument("--format", choices=["png", "jpg"], default="png", help="image format of the gallery")
     p.add_argument("--cell-height", type=int, default=156, help="panel height in pixels")
     p.add_argument("--groups", type=int, default=3, help="side-by-side column groups")
     p.add_argument("--k", type=int, default=12, help="number of k-means colours")

@@ -61,7 +61,8 @@ def gallery(rows: list[tuple[str, np.ndarray, ClassicalResult]], cell_height: in
         cell_w = max(1, round(panels[0].shape[1] * scale))
         resized = [cv2.resize(p, (cell_w, cell_height), interpolation=cv2.INTER_NEAREST) for p in panels]
         strip = np.concatenate(resized, 1)
-        cv2.putText(strip, name[:20], (3, 12), cv2.FONT_HERSHEY_PLAIN, 0.9, (255, 255, 255), 1, cv2.LINE_AA)
+        for colour, thickness in (((0, 0, 0), 3), ((255, 255, 255), 1)):  # outlined, readable on any picture
+            cv2.putText(strip, name[:20], (3, 12), cv2.FONT_HERSHEY_PLAIN, 0.9, colour, thickness, cv2.LINE_AA)
         rendered.append(strip)
     width = max(r.shape[1] for r in rendered)
     rendered = [np.pad(r, ((0, gap), (0, width - r.shape[1]), (0, 0)), constant_values=32) for r in rendered]
@@ -69,7 +70,7 @@ def gallery(rows: list[tuple[str, np.ndarray, ClassicalResult]], cell_height: in
     header = np.full((18, width, 3), 32, np.uint8)
     cell = width // len(PANELS)
     for i, title in enumerate(PANELS):
-        cv2.putText(header, title, (i * cell + 4, 13), cv2.FONT_HERSHEY_PLAIN, 1.0, (230, 230, 230), 1, cv2.LINE_AA)
+        cv2.putText(header, title, (i * cell + 3, 13), cv2.FONT_HERSHEY_PLAIN, 0.8, (230, 230, 230), 1, cv2.LINE_AA)
     columns = []
     for g in range(groups):
         part = rendered[g * per_group:(g + 1) * per_group]
@@ -82,9 +83,12 @@ def gallery(rows: list[tuple[str, np.ndarray, ClassicalResult]], cell_height: in
     return np.concatenate(columns, 1)
 
 
-def write_png(path: str | Path, rgb: np.ndarray) -> Path:
+def write_image(path: str | Path, rgb: np.ndarray, jpeg_quality: int = 85) -> Path:
+    """PNG or JPEG by the file's suffix (JPEG keeps photo-like galleries small enough to commit)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9]):
+    params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if path.suffix.lower() in (".jpg", ".jpeg") else \
+        [cv2.IMWRITE_PNG_COMPRESSION, 9]
+    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params):
         raise OSError(f"could not write {path}")
     return path

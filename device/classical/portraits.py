@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from .faces import Box, CascadeFaceFinder, read_json_box
-from .gallery import gallery, write_png
+from .gallery import gallery, write_image
 from .pipeline import ClassicalResult, ClassicalSegmenter
 
 _log = logging.getLogger(__name__)
@@ -64,12 +64,13 @@ def run_portraits(portraits: list[Portrait], faces: str, data_root: Path, k: int
 
 def gallery_command(args) -> int:
     portraits = load_portraits(args.data_root)
+    portraits = portraits[::args.every]
     if args.limit:
         portraits = portraits[:args.limit]
     for faces in (["json", "cascade"] if args.faces == "both" else [args.faces]):
         results = run_portraits(portraits, faces, args.data_root, args.k)
         image = gallery([(p.name, p.rgb, r) for p, r in zip(portraits, results)], args.cell_height, args.groups)
-        path = write_png(args.out / f"anime-gallery-{faces}.png", image)
+        path = write_image(args.out / f"anime-gallery-{faces}.{args.format}", image)
         ok = sum(r.ok for r in results)
         line = f"{faces:>8}: hair mask on {ok}/{len(results)} portraits"
         if faces == "cascade":
@@ -122,7 +123,7 @@ def hsv_command(args) -> int:
         ax2.scatter(h * 2, v / 255, **style)
         if role:
             ax2.annotate(role, (h * 2, v / 255), textcoords="offset points", xytext=(6, 6), fontsize=8)
-    ax1.set_title("hue (angle) vs saturation (radius)", fontsize=10)
+    ax1.set_xlabel("hue (angle) vs saturation (radius)", fontsize=10, labelpad=14)
     ax1.set_ylim(0, 1)
     ax2.set_xlabel("hue (degrees)")
     ax2.set_ylabel("value")
