@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import threading
@@ -37,6 +38,12 @@ class Budget:
 
 
 QUICK = Budget(seconds=0.3, min_runs=3, warmup_runs=1, max_runs=200, min_frames=4)
+
+
+def budget_for(quick: bool, seconds: float | None) -> Budget:
+    """The default or --quick budget, with --budget's seconds if given."""
+    base = QUICK if quick else Budget()
+    return base if seconds is None else dataclasses.replace(base, seconds=seconds)
 
 
 class PipelineUnavailable(Exception):

@@ -1,4 +1,8 @@
-"""The models a bench run measures: contract-v1 files found on disk, each with what the table shows about it."""
+"""The models a bench run measures: contract-v1 files found on disk, each with what the table shows about it.
+
+Whether a file holds trained or random weights is read from its metadata (`weights=random`, written by
+`python -m export.random_models`), not from how the bench got the file.
+"""
 from __future__ import annotations
 
 import logging
@@ -9,7 +13,7 @@ from ..model_file import ModelContractError, load_model
 
 _log = logging.getLogger(__name__)
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
-RANDOM_WEIGHTS = "random"  # metadata `bench.weights` of the bench's own random-weight exports
+WEIGHTS_KEY, RANDOM_WEIGHTS = "weights", "random"  # metadata of speed-only exports with random weights
 IOU_KEY = "eval.figaro_test.iou"
 
 
@@ -20,7 +24,7 @@ class BenchUsageError(ValueError):
 @dataclass
 class BenchModel:
     name: str                     # the table's row: the file name without .onnx
-    path: Path
+    path: Path | None             # None: a network built in memory (the PyTorch bench's --variants)
     metadata: dict[str, str]
     input_size: tuple[int, int]   # (H, W)
     has_prior: bool
@@ -31,8 +35,8 @@ class BenchModel:
 
     @property
     def weights(self) -> str:
-        """'trained', or 'random' for the bench's speed-only exports of a registry variant."""
-        return RANDOM_WEIGHTS if self.metadata.get("bench.weights") == RANDOM_WEIGHTS else "trained"
+        """'random' for speed-only exports of a registry variant (metadata weights=random), else 'trained'."""
+        return RANDOM_WEIGHTS if self.metadata.get(WEIGHTS_KEY) == RANDOM_WEIGHTS else "trained"
 
     @property
     def precision(self) -> str:
@@ -47,7 +51,7 @@ class BenchModel:
         return None if self.weights == RANDOM_WEIGHTS else _number(self.metadata.get(IOU_KEY), float)
 
     def record(self) -> dict:
-        return {"name": self.name, "path": str(self.path), "variant": self.variant, "weights": self.weights,
+        return {"name": self.name, "path": str(self.path) if self.path else None, "variant": self.variant, "weights": self.weights,
                 "precision": self.precision, "params": _number(self.metadata.get("params"), int),
                 "macs": self.macs, "input_size": list(self.input_size), "has_prior": self.has_prior,
                 "figaro_iou": self.figaro_iou, "trained_on": self.metadata.get("trained_on")}
@@ -64,7 +68,8 @@ def find_files(paths: list[str]) -> list[Path]:
     """Expand folders to their .onnx files (not the exporter's *.unchecked.onnx staging files); keep order."""
     if not paths:
         if not MODELS_DIR.is_dir() or not any(MODELS_DIR.glob("*.onnx")):
-            raise BenchUsageError(f"no .onnx files in {MODELS_DIR}; pass model files or folders, or --variants")
+            raise BenchUsageError(f"no .onnx files in {MODELS_DIR}; pass model files or folders (random-weight "
+                                  "files of the registry's variants: `python -m export.random_models`)")
         paths = [str(MODELS_DIR)]
     files: list[Path] = []
     for text in paths:
@@ -81,8 +86,9 @@ def find_files(paths: list[str]) -> list[Path]:
     return list(dict.fromkeys(files))
 
 
-def open_model(path: Path) -> BenchModel:
+def open_model(path: str | Path) -> BenchModel:
     """Check the file against contract v1 (the daemon's own loader) and read what the table needs."""
+    path = Path(path)
     try:
         m = load_model(path, threads=1)
     except ModelContractError as e:

@@ -1,7 +1,8 @@
 """Results as JSON (one or more machines), merging result files, the markdown tables and the IoU-vs-FPS plot.
 
 A results file: {"schema": SCHEMA, "machines": [{"label", "machine", "date", "settings", "models", "results"}]}.
-A run on one machine writes one entry; `merge` concatenates entries, so merged files merge again.
+A run on one machine writes one entry; `merge` concatenates entries, so merged files merge again. The device
+bench (onnxruntime) and export/bench_torch.py (PyTorch) write the same schema, so a desktop's two files join.
 """
 from __future__ import annotations
 
@@ -53,12 +54,18 @@ def load(path: str | Path) -> dict:
 
 
 def merge(reports: list[dict]) -> dict:
-    """One report with every machine; a label seen twice gets a ' #2' suffix so its columns stay apart."""
-    machines, seen = [], defaultdict(int)
+    """One report with every machine. A label seen again with a runtime it already has gets a ' #2' suffix so
+    the columns stay apart; with other runtimes (one desktop's onnxruntime and PyTorch files) it keeps its name."""
+    machines, columns = [], defaultdict(set)  # label -> runtimes in its columns so far
     for report in reports:
         for m in report["machines"]:
-            seen[m["label"]] += 1
-            machines.append({**m, "label": m["label"] + (f" #{seen[m['label']]}" if seen[m["label"]] > 1 else "")})
+            runtimes = {r.get("runtime") for r in m["results"] if r.get("status") == "ok"}
+            label, n = m["label"], 1
+            while columns[label] & runtimes:
+                n += 1
+                label = f"{m['label']} #{n}"
+            columns[label] |= runtimes
+            machines.append({**m, "label": label})
     return {"schema": SCHEMA, "machines": machines}
 
 
@@ -175,9 +182,13 @@ def pipeline_table(report: dict) -> str:
 def notes(report: dict) -> str:
     """Absent runtimes and failures, one line per machine, runtime and reason, naming the models."""
     groups: dict[tuple, list[str]] = defaultdict(list)
+    # e.g. the device bench's absent torch rows, when the same machine's export.bench_torch file is merged in
+    measured = {(m["label"], r["runtime"], r["model"]) for m, r in _ok(report)}
     for m in report["machines"]:
         for r in m["results"]:
             if r.get("status") != "ok":
+                if (m["label"], r["runtime"], r["model"]) in measured:
+                    continue
                 groups[(m["label"], r.get("header") or r["runtime"], r.get("status"), r.get("reason"))].append(
                     r["model"])
             elif (r.get("pipeline") or {}).get("absent"):

@@ -1,5 +1,6 @@
-"""The runtimes a model can be timed on, chosen by name: onnxruntime CPU (1 thread, all cores), onnxruntime
-CUDA, and PyTorch eager (CPU, CUDA) where torch is installed.
+"""The runtimes a model can be timed on, chosen by name: onnxruntime CPU (1 thread, all cores) and onnxruntime
+CUDA. PyTorch eager (`torch-cpu`, `torch-cuda`) is measured on a desktop by `python -m export.bench_torch`; here
+those names stand for it, absent with that reason, so the device never imports torch.
 
 A runtime that cannot run here, or cannot run a given model, raises `Absent` with the reason; the bench
 records that reason in the results instead of failing.
@@ -10,7 +11,6 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -33,22 +33,16 @@ class Prepared:
     predict: Callable[[np.ndarray], object]  # uint8 RGB [1, H, W, 3] -> hair map
     device: str                              # what ran it: the CPU's or GPU's name
     threads: int | None = None               # intra-op threads (0: the runtime's default, all cores)
-    weights: str = "trained"                 # the file's own weights, or what the eager model was built with
+    weights: str = "trained"                 # the file's (its metadata says), or what an eager model was built with
     daemon_threads: int | None = None        # segmenter.threads that make the daemon run this row; None: it can't
     notes: dict = field(default_factory=dict)
-
-
-@dataclass
-class Context:
-    """What runtimes need besides the model: PyTorch checkpoints per variant."""
-    checkpoints: dict[str, Path] = field(default_factory=dict)
 
 
 class Runtime:
     title = ""    # in the results and the machine legend
     header = ""   # the table's column header (after the machine's label)
 
-    def prepare(self, model: BenchModel, ctx: Context) -> Prepared:
+    def prepare(self, model: BenchModel) -> Prepared:
         raise NotImplementedError
 
 
@@ -63,9 +57,9 @@ class OrtCpu(Runtime):
         self.title = f"onnxruntime CPU, {'1 thread' if threads == 1 else 'all cores'}"
         self.header = f"ort {'1 thread' if threads == 1 else 'all cores'}"
 
-    def prepare(self, model: BenchModel, ctx: Context) -> Prepared:
+    def prepare(self, model: BenchModel) -> Prepared:
         m = load_model(model.path, threads=self.threads)
-        return Prepared(m.predict, cpu_model(), self.threads, daemon_threads=self.threads)
+        return Prepared(m.predict, cpu_model(), self.threads, weights=model.weights, daemon_threads=self.threads)
 
 
 RUNTIMES.register("ort-cpu-1")(lambda: OrtCpu(threads=1))
@@ -77,7 +71,7 @@ class OrtCuda(Runtime):
     """onnxruntime-gpu's CUDA provider (a desktop GPU; the daemon itself runs on the CPU)."""
     title, header = "onnxruntime CUDA", "ort CUDA"
 
-    def prepare(self, model: BenchModel, ctx: Context) -> Prepared:
+    def prepare(self, model: BenchModel) -> Prepared:
         import onnxruntime as ort
         if CUDA_PROVIDER not in ort.get_available_providers():
             raise Absent(f"onnxruntime {ort.__version__} has no {CUDA_PROVIDER} "
@@ -91,7 +85,7 @@ class OrtCuda(Runtime):
                          f"{', '.join(session.get_providers())}); check the CUDA and cuDNN libraries")
         on_gpu = dataclasses.replace(checked, session=session)
         gpu = session.get_provider_options().get(CUDA_PROVIDER, {}).get("device_id", "0")
-        return Prepared(on_gpu.predict, _gpu_name(int(gpu)))
+        return Prepared(on_gpu.predict, _gpu_name(int(gpu)), weights=model.weights)
 
 
 def _gpu_name(index: int) -> str:
@@ -99,22 +93,24 @@ def _gpu_name(index: int) -> str:
     return short_gpu(gpus[index]) if index < len(gpus) else f"GPU {index}"
 
 
-class TorchEager(Runtime):
-    """PyTorch eager mode on the model's variant: a --checkpoint's trained weights, else random weights
-    (speed only); the same uint8-in, probability-out wrapper as the exported graph."""
+TORCH_ELSEWHERE = ("PyTorch rows come from `python -m export.bench_torch` on a desktop (the device bench never "
+                   "imports torch); merge its results file with --merge")
+
+
+def torch_names(device: str) -> tuple[str, str]:
+    """(title, header) of a PyTorch eager column, the same here and in export/bench_torch.py."""
+    return f"PyTorch eager {device.upper()}", f"torch {device.upper()}"
+
+
+class TorchElsewhere(Runtime):
+    """PyTorch eager's column, measured by export/bench_torch.py under the same names; absent here."""
 
     def __init__(self, device: str):
-        self.device = device
-        self.title = f"PyTorch eager {device.upper()}"
-        self.header = f"torch {device.upper()}"
+        self.title, self.header = torch_names(device)
 
-    def prepare(self, model: BenchModel, ctx: Context) -> Prepared:
-        try:
-            from . import torch_eager
-        except ImportError as e:
-            raise Absent(f"PyTorch (and the training/export packages) not installed here: {e}") from None
-        return torch_eager.prepare(model, self.device, ctx.checkpoints.get(model.variant))
+    def prepare(self, model: BenchModel) -> Prepared:
+        raise Absent(TORCH_ELSEWHERE)
 
 
-RUNTIMES.register("torch-cpu")(lambda: TorchEager("cpu"))
-RUNTIMES.register("torch-cuda")(lambda: TorchEager("cuda"))
+RUNTIMES.register("torch-cpu")(lambda: TorchElsewhere("cpu"))
+RUNTIMES.register("torch-cuda")(lambda: TorchElsewhere("cuda"))
