@@ -15,17 +15,30 @@ def metadata_prefix(data_set: str) -> str:
     return "eval." + data_set.replace("-", "_")
 
 
-def evaluate_file(path: str | Path, data_sets: tuple[str, ...] = BENCHMARKS, data_root: Path | None = None,
-                  threads: int = 0, progress: bool = True, limit: int = 0) -> dict[str, dict]:
-    """Metrics of the ONNX file itself (through the device's contract loader) at its own threshold;
-    `limit` > 0 uses only each set's first pairs (quick checks; stored figures always use whole sets)."""
+def load_benchmark(spec: str, data_root: Path | None = None, limit: int = 0) -> tuple[list, list[str]]:
+    """Decoded (photo, mask) pairs of a data set and each pair's group; `limit` > 0 keeps the first pairs."""
     from training import data as datasets
+    pairs = datasets.resolve(spec, data_root or datasets.DEFAULT_DATA_ROOT)
+    arrays, kept, _ = datasets.load_pairs(pairs[:limit] if limit else pairs)
+    return arrays, [p.group for p in kept]
+
+
+def evaluate_file(path: str | Path, data_sets: tuple[str, ...] = BENCHMARKS, data_root: Path | None = None,
+                  threads: int = 0, progress: bool = True, limit: int = 0,
+                  loaded: dict[str, tuple[list, list[str]]] | None = None) -> dict[str, dict]:
+    """Metrics of the ONNX file itself (through the device's contract loader) at its own threshold.
+
+    `limit` > 0 uses only each set's first pairs (quick checks; stored figures always use whole sets).
+    `loaded` caches decoded data sets between calls (pass the same dict to evaluate several files)."""
     from training.evaluate import evaluate, onnx_predictor
     predict, size, threshold = onnx_predictor(path, threads)
+    loaded = {} if loaded is None else loaded
     results = {}
     for spec in data_sets:
-        pairs = datasets.resolve(spec, data_root or datasets.DEFAULT_DATA_ROOT)
-        results[spec] = evaluate(predict, pairs[:limit] if limit else pairs, size, threshold, progress=progress)
+        if spec not in loaded:
+            loaded[spec] = load_benchmark(spec, data_root, limit)
+        arrays, groups = loaded[spec]
+        results[spec] = evaluate(predict, arrays, size, threshold, progress=progress, groups=groups)
     return results
 
 

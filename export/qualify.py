@@ -69,8 +69,9 @@ def compare(fp32: str | Path, int8: str | Path, data_sets: tuple[str, ...] = BEN
     """Both files on the same benchmarks (`limit` > 0: first pairs only, for quick checks) and their speed."""
     if RULE_SET not in data_sets:
         raise ValueError(f"the shipping rule is measured on {RULE_SET}; include it in the data sets")
-    report = Int8Report(evaluate_file(fp32, data_sets, data_root, threads, progress, limit),
-                        evaluate_file(int8, data_sets, data_root, threads, progress, limit), cpu=cpu_name())
+    loaded: dict = {}  # both files see the very same decoded photos
+    report = Int8Report(evaluate_file(fp32, data_sets, data_root, threads, progress, limit, loaded),
+                        evaluate_file(int8, data_sets, data_root, threads, progress, limit, loaded), cpu=cpu_name())
     speed = side_by_side([fp32, int8], runs=runs, threads=threads)
     report.speed = {"fp32": speed[str(fp32)], "int8": speed[str(int8)]}
     return report

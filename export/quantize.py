@@ -51,7 +51,10 @@ class PhotoCalibration(CalibrationDataReader):
         from training import data as datasets
         from training.augment import stretch
         from training.priors import make_prior
-        arrays, kept, _ = datasets.load_pairs(pairs)
+        if has_prior:  # priors are made from the ground truth
+            arrays, _, _ = datasets.load_pairs(pairs)
+        else:  # photos only: decoding FASSEG's colour labels would be wasted time
+            arrays = [(datasets.read_image(p.image), None) for p in pairs]
         rng = np.random.default_rng(seed)
         self.feeds = []
         for s in range(0, len(arrays), batch):
@@ -60,7 +63,7 @@ class PhotoCalibration(CalibrationDataReader):
             if has_prior:
                 feed[PRIOR_INPUT] = np.stack([make_prior(stretch(m, size), rng) for _, m in chunk])[:, None]
             self.feeds.append(feed)
-        self.images = len(kept)
+        self.images = len(arrays)
         self._it = iter(self.feeds)
 
     def get_next(self):
