@@ -20,7 +20,8 @@ class QuietTokenHandler(WSGIRequestHandler):
     def log_request(self, code="-", size="-") -> None:
         if str(code) == "200" and self.path.split("?")[0] in UNLOGGED_PATHS:
             return
-        super().log_request(code, size)
+        # werkzeug's own version adds terminal colour codes, which end up raw in the journal
+        self.log("info", '"%s" %s %s', self.requestline.translate(self._control_char_table), code, size)
 
     def log(self, type: str, message: str, *args) -> None:
         super().log(type, "%s", redact(message % args if args else message))

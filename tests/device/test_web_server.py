@@ -151,6 +151,7 @@ def test_the_token_is_required_over_http_and_never_logged(tmp_path_factory, capl
         loop.join(WAIT)
     assert "GET /?token=*** HTTP" in caplog.text and "&token=***&y=2" in caplog.text
     assert "not-in-the-log" not in caplog.text
+    assert '"GET /api/status HTTP/1.1" 401' in caplog.text and "\x1b[" not in caplog.text  # no terminal colours
 
 
 def test_a_port_in_use_is_a_clear_error(tmp_path_factory):
