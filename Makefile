@@ -52,8 +52,12 @@ recolour-gallery: $(STAMP)  ## recolour metrics on Figaro Testing (dark/light ha
 recolour-bench: $(STAMP)  ## recolours per second per mode at 640x480 (apply, overlay, whole-frame worst case)
 	$(PY) -m device.recolour.bench
 
-bench: $(STAMP)  ## FPS table: models/ + random-weight unet-31m/1.8m on every runtime here -> out/bench.json, out/bench.png
-	$(PY) -m device.bench models --variants unet-31m unet-1.8m --out out/bench.json --plot out/bench.png
+BENCH_MODELS = $(if $(wildcard models/*.onnx),models)
+bench: $(STAMP)  ## FPS table: models/ + random-weight unet-31m/1.8m, onnxruntime and PyTorch eager -> out/bench.json, .png
+	$(PY) -m export.random_models --variants unet-31m unet-1.8m --out-dir out/random-models
+	$(PY) -m device.bench $(BENCH_MODELS) out/random-models --out out/bench-ort.json
+	$(PY) -m export.bench_torch $(BENCH_MODELS) --variants unet-31m unet-1.8m --out out/bench-torch.json
+	$(PY) -m device.bench --merge out/bench-ort.json out/bench-torch.json --out out/bench.json --plot out/bench.png
 
 .PHONY: e2e-models
 e2e-models: $(STAMP)  ## the shipped models' eval.* metadata against a full evaluation on Figaro Testing + FASSEG V2 Test
