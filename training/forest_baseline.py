@@ -164,14 +164,19 @@ def score(forest, pairs: list[Pair], cell: int, cfg: ForestConfig, pixel_step: i
     pixel_step-th pixel, for the classification report and the precision-recall curve."""
     metrics, probs, truths = MaskMetrics(), [], []
     arrays, _, skipped = load_pairs(pairs)
+    wall = cpu = 0.0
     for rgb, mask in arrays:
+        t, c = time.perf_counter(), time.process_time()
         prob = hair_probability(forest, rgb, cell, cfg)
+        wall, cpu = wall + time.perf_counter() - t, cpu + time.process_time() - c
         full = cv2.resize(prob.astype(np.float32), (mask.shape[1], mask.shape[0]), interpolation=cv2.INTER_LINEAR)
         metrics.update(full > 0.5, mask)
         small_truth = cv2.resize(mask, (cfg.size, cfg.size), interpolation=cv2.INTER_NEAREST)
         probs.append(prob.ravel()[::pixel_step])
         truths.append(small_truth.ravel()[::pixel_step])
+    frames = max(1, len(arrays))
     return {"metrics": metrics.summary(), "skipped": len(skipped),
+            "ms_per_frame": {"wall": wall / frames * 1e3, "cpu": cpu / frames * 1e3},
             "prob": np.concatenate(probs) if probs else np.zeros(0), "truth": np.concatenate(truths) if truths else
             np.zeros(0, np.uint8)}
 
@@ -242,7 +247,8 @@ def run(cfg: ForestConfig) -> dict:
     plot_importances(names, forest.feature_importances_, out / "forest-importances.png")
     result = {
         "config": asdict(cfg), "best": best, "grid": grid, "importances": importances,
-        "test": {spec: {**s["metrics"], "skipped": s["skipped"]} for spec, s in scored.items()},
+        "test": {spec: {**s["metrics"], "skipped": s["skipped"], "ms_per_frame": s["ms_per_frame"]}
+                 for spec, s in scored.items()},
         "seconds": time.perf_counter() - started,
     }
     (out / "forest-metrics.json").write_text(json.dumps(result, indent=2))
@@ -259,7 +265,8 @@ def print_result(result: dict) -> None:
         print(f"  HOG cell {r['cell']:>2}  trees {r['trees']:>4}  F1 {r['cv_f1']:.4f} +- {r['cv_f1_std']:.4f}{mark}")
     for spec, m in result["test"].items():
         print(f"{spec:>16}: IoU {m['iou']:.4f} (pooled {m['pooled_iou']:.4f})  F1 {m['f1']:.4f} "
-              f"(pooled {m['pooled_f1']:.4f})  pixel acc {m['pixel_accuracy']:.4f}  n={m['images']}")
+              f"(pooled {m['pooled_f1']:.4f})  pixel acc {m['pixel_accuracy']:.4f}  n={m['images']}  "
+              f"{m['ms_per_frame']['wall']:.0f} ms wall / {m['ms_per_frame']['cpu']:.0f} ms CPU per frame")
     for spec, text in result["report"].items():
         print(f"classification report, {spec}:\n{text}")
     top = sorted(result["importances"].items(), key=lambda kv: -kv[1])

@@ -19,6 +19,7 @@ from training.forest_baseline import (  # noqa: E402
     load_training_set,
     main,
     pixel_features,
+    print_result,
     run,
 )
 
@@ -75,7 +76,7 @@ def test_design_matrix_labels_each_pixel_with_its_image_group(data_root):
     assert 0.05 < y.mean() < 0.6  # uniform sampling keeps hair a minority
 
 
-def test_tiny_run_scores_and_writes_its_figures(data_root, tmp_path):
+def test_tiny_run_scores_and_writes_its_figures(data_root, tmp_path, capsys):
     cfg = ForestConfig(data_root=str(data_root), limit=8, size=64, pixels_per_image=150, trees=[3, 8],
                        cells=[8, 16], folds=2, jobs=1, out=str(tmp_path))
     result = run(cfg)
@@ -92,6 +93,9 @@ def test_tiny_run_scores_and_writes_its_figures(data_root, tmp_path):
     saved = json.loads((tmp_path / "forest-metrics.json").read_text())
     assert set(saved["importances"]) == set(feature_names("rgb", 9))
     assert abs(sum(saved["importances"].values()) - 1) < 1e-6
+    print_result(result)
+    out = capsys.readouterr().out
+    assert "<- best" in out and "fasseg-v2-test: IoU" in out and "ms CPU per frame" in out
 
 
 def test_bad_options_exit_2(data_root, tmp_path):
