@@ -76,7 +76,11 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: mirror.stop())
     if cfg.web.enabled:
         from .web import serve_in_thread
-        serve_in_thread(mirror, cfg.web)
+        try:
+            serve_in_thread(mirror, cfg.web)
+        except OSError as e:  # port in use, address not on this machine
+            _log.error("cannot serve the page on %s:%d: %s", cfg.web.host, cfg.web.port, e)
+            return EXIT_RUNTIME
     try:
         mirror.run(max_frames=args.frames)
     except Exception:

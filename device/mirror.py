@@ -94,7 +94,8 @@ class Mirror:
         self.cfg = cfg
         self.notifier = notifier or Notifier()
         self.timings = Timings()
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # guards the recolourer swapped in by the web page
+        self.segment_lock = threading.Lock()
         self.stop_event = threading.Event()
         self.segmenter, self.fallback_reason = create_segmenter(cfg.segmenter)
         self.post = self._postprocessor(self.segmenter)
@@ -124,7 +125,8 @@ class Mirror:
     def segment(self, frame: Frame) -> Hair | None:
         t0 = time.perf_counter()
         try:
-            prob = self.segmenter.segment(frame.lores)
+            with self.segment_lock:
+                prob = self.segmenter.segment(frame.lores)
         except SegmenterError as e:
             self._fall_back(str(e))
             return None
@@ -159,9 +161,8 @@ class Mirror:
     def process_photo(self, rgb: np.ndarray, mode: str | None = None, colour: str | None = None,
                       colour2: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Try-a-photo: (hair mask uint8 {0,1}, recoloured RGB), both at the photo's own size."""
-        h, w = self.segmenter.input_size
-        small = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
-        prob = self.segmenter.segment_still(small)
+        with self.segment_lock:  # the classical pipeline's cascade is not safe to share between threads
+            prob = self.segmenter.segment_still(self.segmenter.fit(rgb))
         prob = cv2.resize(prob, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
         pc = self.cfg.postprocess
         mask, alpha = Postprocessor(self.post.threshold, pc.keep, pc.min_area, smoothing=0)(prob)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 
+import cv2
 import numpy as np
 
 from .registry import Registry
@@ -27,6 +28,12 @@ class Segmenter:
     def segment_still(self, rgb: np.ndarray) -> np.ndarray:
         """One photo on its own: no state from earlier video frames is used or changed."""
         return self.segment(rgb)
+
+    def fit(self, rgb: np.ndarray) -> np.ndarray:
+        """A photo of any size made into this segmenter's input: stretched to `input_size`, as the ONNX
+        contract says; the classical pipeline keeps the aspect ratio instead (faces must stay faces)."""
+        h, w = self.input_size
+        return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
 
 
 SEGMENTERS: Registry[Segmenter] = Registry("segmenter kind")
@@ -74,6 +81,10 @@ class ClassicalSegmenterAdapter(Segmenter):
     mode = "classical"
     input_size = (192, 256)
     description = "k-means + face + DBSCAN + scalp ring"
+
+    def fit(self, rgb: np.ndarray) -> np.ndarray:
+        scale = max(self.input_size) / max(rgb.shape[:2])
+        return cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else rgb
 
     def __init__(self, cfg):
         from .classical import ClassicalSegmenter
