@@ -181,7 +181,8 @@ def _describe(arg) -> str:
     return f"{arg.type} {list(arg.shape)}"
 
 
-def _check_image(path: Path, arg, size: tuple[int, int]) -> None:
+def _check_image(path: Path, arg, size: tuple[int, int]) -> bool:
+    """uint8 [N, H, W, 3]; returns False when H or W is symbolic (only a run can tell)."""
     shape = list(arg.shape)
     if arg.type != "tensor(uint8)":
         layout = " (looks like a float NCHW export without the contract wrapper)" \
@@ -196,13 +197,15 @@ def _check_image(path: Path, arg, size: tuple[int, int]) -> None:
         if got is not None and got != want:
             raise ModelContractError(f"{path}: input 'image' is {_describe(arg)} but metadata input_size says "
                                      f"{size[0]},{size[1]}")
+    return all(_fixed(d) is not None for d in shape[1:])
 
 
-def _check_map(path: Path, arg, what: str, size: tuple[int, int]) -> None:
+def _check_map(path: Path, arg, what: str, size: tuple[int, int]) -> bool:
+    """A float32 [N, 1, H, W] map; returns False when some of its dims are symbolic (only a run can tell)."""
     shape = list(arg.shape)
     if arg.type != "tensor(float)":
         raise ModelContractError(f"{path}: {what} {arg.name!r} must be float32, this file has {_describe(arg)}")
-    if len(shape) != 4 or _fixed(shape[1]) != 1:
+    if len(shape) != 4 or _fixed(shape[1]) not in (1, None):
         raise ModelContractError(f"{path}: {what} {arg.name!r} must have the layout [N, 1, H, W], "
                                  f"this file has {_describe(arg)}")
     for axis, want in zip((2, 3), size):
@@ -210,6 +213,19 @@ def _check_map(path: Path, arg, what: str, size: tuple[int, int]) -> None:
         if got is not None and got != want:
             raise ModelContractError(f"{path}: {what} {arg.name!r} is {_describe(arg)} but metadata input_size "
                                      f"says {size[0]},{size[1]}")
+    return all(_fixed(d) is not None for d in shape[1:])
+
+
+def _probe(model: ContractModel) -> None:
+    """One black frame through the model, for files whose declared shapes leave the output size open."""
+    h, w = model.input_size
+    try:
+        out = model.predict(np.zeros((1, h, w, 3), np.uint8))
+    except Exception as e:  # onnxruntime's own errors: the graph cannot run at its declared size
+        raise ModelContractError(f"{model.path}: a test run on one {h}x{w} frame failed: {str(e).strip()}") from None
+    if out.dtype != np.float32 or out.shape != (1, 1, h, w):
+        raise ModelContractError(f"{model.path}: output 'hair' came out {out.dtype} {list(out.shape)} for one "
+                                 f"{h}x{w} frame; contract v1 needs float32 [1, 1, {h}, {w}]")
 
 
 def check_metadata(path: Path, meta: dict[str, str]) -> tuple[tuple[int, int], float]:
@@ -285,16 +301,18 @@ def load_model(path: str | Path, threads: int = 0) -> ContractModel:
     if extra:
         raise ModelContractError(f"{path}: unexpected input(s) {', '.join(extra)}; contract v1 allows only "
                                  "'image' and 'prior'")
-    _check_image(path, inputs[IMAGE_INPUT], size)
+    static = _check_image(path, inputs[IMAGE_INPUT], size)
     if PRIOR_INPUT in inputs:
-        _check_map(path, inputs[PRIOR_INPUT], "input", size)
+        static &= _check_map(path, inputs[PRIOR_INPUT], "input", size)
 
     outputs = {arg.name: arg for arg in session.get_outputs()}
     if HAIR_OUTPUT not in outputs:
         raise ModelContractError(f"{path}: no output named 'hair' (outputs: {', '.join(outputs) or 'none'})")
-    _check_map(path, outputs[HAIR_OUTPUT], "output", size)
+    static &= _check_map(path, outputs[HAIR_OUTPUT], "output", size)
 
     model = ContractModel(path, session, meta, size, threshold, PRIOR_INPUT in inputs)
+    if not static:
+        _probe(model)
     _log.info("loaded %s: %s, input %dx%d, threshold %.2f%s", path.name, meta["variant"], size[0], size[1],
               threshold, ", with prior input" if model.has_prior else "")
     return model

@@ -102,6 +102,13 @@ def export_wrapper(wrapper: ContractWrapper, size: tuple[int, int], out: Path, o
                           dynamic_axes=dynamic, opset_version=opset, do_constant_folding=True, dynamo=False)
 
 
+def declare_output_shape(model: onnx.ModelProto, size: tuple[int, int]) -> None:
+    """Tracing leaves `hair`'s dims symbolic after a Resize (bilinear upsampling); the contract's shape is known."""
+    dims = model.graph.output[0].type.tensor_type.shape.dim
+    for dim, value in zip(dims[1:], (1, *size)):
+        dim.dim_value = value  # replaces any symbolic dim_param
+
+
 def export_checkpoint(checkpoint: str | Path, out: str | Path, threshold: float = 0.5, opset: int = DEFAULT_OPSET,
                       command: str = "") -> tuple[Path, ContractWrapper, dict]:
     """Write the checkpoint's model as one checked contract-v1 file; returns (path, the torch wrapper, ckpt)."""
@@ -121,6 +128,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, threshold: float 
         raw = Path(tmp) / "raw.onnx"
         export_wrapper(wrapper, size, raw, opset)
         model = onnx.load(str(raw))
+    declare_output_shape(model, size)
     model.producer_name, model.doc_string = "hairmirror-export", f"Hairmirror hair segmentation, {ckpt['variant']}"
     set_metadata(model, contract_metadata(net, ckpt, checkpoint, threshold, opset, command))
     save_checked(model, out)

@@ -21,8 +21,9 @@ META = {"contract": "1", "variant": "test-graph", "params": "1", "macs": "0", "i
         "threshold": "0.5", "trained_on": "none"}
 
 
-def contract_graph(*, image_type=TensorProto.UINT8, nhwc=True, output="hair", prior=False, meta=None) -> onnx.ModelProto:
-    """hair = sigmoid(scale * (mean over RGB / 255 - 0.5) [+ prior]): a stand-in with the contract's interface."""
+def contract_graph(*, image_type=TensorProto.UINT8, nhwc=True, output="hair", prior=False,
+                   meta=None) -> onnx.ModelProto:
+    """hair = sigmoid(scale * mean over RGB - offset [+ prior]): a stand-in with the contract's interface."""
     h, w = SIZE
     image_shape = ["N", h, w, 3] if nhwc else ["N", 3, h, w]
     nodes = [helper.make_node("Cast", ["image"], ["f"], to=TensorProto.FLOAT)]
@@ -107,6 +108,35 @@ def test_prior_input_is_optional_and_used(tmp_path):
     assert (model.predict(frame, np.ones((1, 1, *SIZE), np.float32)) > first).all()
     with pytest.raises(ValueError, match="prior must be"):
         model.predict(frame, np.zeros((1, *SIZE), np.float32))
+
+
+def resized_graph(channel_scale: float) -> onnx.ModelProto:
+    """hair = sigmoid(Resize(image as NCHW, scales computed at run time)): nobody can tell the output's shape
+    before running it (as after an upsampling whose size is computed in the graph)."""
+    nodes = [helper.make_node("Cast", ["image"], ["f"], to=TensorProto.FLOAT),
+             helper.make_node("Transpose", ["f"], ["nchw"], perm=[0, 3, 1, 2]),
+             helper.make_node("ReduceMax", ["nchw"], ["peak"], keepdims=0),
+             helper.make_node("Mul", ["peak", "zero"], ["nothing"]),
+             helper.make_node("Add", ["nothing", "scales"], ["runtime_scales"]),
+             helper.make_node("Resize", ["nchw", "", "runtime_scales"], ["resized"], mode="nearest"),
+             helper.make_node("Sigmoid", ["resized"], ["hair"])]
+    inits = [numpy_helper.from_array(np.array([0.0], np.float32), "zero"),
+             numpy_helper.from_array(np.array([1, channel_scale, 1, 1], np.float32), "scales")]
+    graph = helper.make_graph(nodes, "resized", [helper.make_tensor_value_info("image", TensorProto.UINT8,
+                                                                               ["N", *SIZE, 3])],
+                              [helper.make_tensor_value_info("hair", TensorProto.FLOAT, ["N", "c", "h", "w"])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for k, v in META.items():
+        model.metadata_props.add(key=k, value=v)
+    return model
+
+
+def test_symbolic_output_shape_is_checked_by_a_run(tmp_path):
+    ok = load_model(save(resized_graph(1 / 3), tmp_path / "one_map.onnx"))  # 3 channels resized to 1
+    assert ok.predict(np.zeros((2, *SIZE, 3), np.uint8)).shape == (2, 1, *SIZE)
+    msg = refusal(save(resized_graph(1.0), tmp_path / "three_maps.onnx"))
+    assert "came out float32 [1, 3, 32, 48]" in msg
 
 
 def test_missing_file(tmp_path):

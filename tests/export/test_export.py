@@ -120,3 +120,27 @@ def test_check_command_refuses_a_bad_file(exported, tmp_path, capsys):
     assert main(["check", str(exported[0])]) == 0
     assert main(["check", str(bad)]) == 1
     assert "truncated" in capsys.readouterr().out
+
+
+def test_every_small_variant_exports_with_parity(tmp_path):
+    """Each registered variant small enough for a quick check (random weights): the contract's static output
+    shape is declared even where upsampling leaves it symbolic, and the file matches PyTorch on real photos."""
+    from training.models import VARIANTS, build_model
+    from training.train import TrainConfig, save_checkpoint
+    checked = []
+    for name in VARIANTS:
+        torch.manual_seed(0)
+        net = build_model(name)
+        if count_params(net) > 5_000_000:
+            continue
+        opt = torch.optim.AdamW(net.parameters())
+        ckpt = tmp_path / f"{name}.pt"
+        save_checkpoint(ckpt, net, opt, torch.optim.lr_scheduler.StepLR(opt, 1), 0,
+                        TrainConfig(variant=name, data=["figaro-train"], size=SIZE), {})
+        path, wrapper, _ = export_checkpoint(ckpt, tmp_path / f"{name}.onnx")
+        hair = onnx.load(str(path)).graph.output[0].type.tensor_type.shape.dim
+        assert [d.dim_value for d in hair[1:]] == [1, SIZE, SIZE], name
+        report = parity.check_parity(wrapper, path, count=4)
+        assert report.max_abs_diff <= parity.MAX_ABS_DIFF, f"{name}: {report}"
+        checked.append(name)
+    assert "unet-226k" in checked
