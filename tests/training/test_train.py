@@ -88,3 +88,23 @@ def test_evaluate_scores_a_perfect_predictor_as_one(data_root):
                                                                           "braids", "dreadlocks", "short-men"}
     model = torch.nn.Conv2d(3, 1, 1)  # an untrained model scores far lower
     assert evaluate(torch_predictor(model), pairs, (64, 64), progress=False)["iou"] < m["iou"]
+
+
+def test_prune_distils_a_small_variant_from_a_trained_teacher(tmp_path, data_root):
+    from training.cli import main
+    from training.losses import distillation
+    common = ["--data", "figaro-train", "--data-root", str(data_root), "--size", "64", "--batch", "4",
+              "--limit", "8", "--augment", "flips", "--epochs", "1"]
+    assert main(["train", "--variant", "unet-1.8m", *common, "--out", str(tmp_path / "teacher")]) == 0
+    teacher = tmp_path / "teacher" / "best.pt"
+    assert main(["prune", "--variant", "unet-226k", "--teacher", str(teacher), *common,
+                 "--out", str(tmp_path / "student")]) == 0
+    _, ckpt = load_checkpoint(tmp_path / "student" / "best.pt")
+    assert ckpt["variant"] == "unet-226k" and ckpt["config"]["teacher"] == str(teacher)
+    assert main(["prune", "--variant", "unet-226k", "--teacher", str(tmp_path / "absent.pt"), *common]) == 2
+    # with alpha = 1 the loss is minimised by the teacher's own logits, not the ground truth's
+    t = torch.tensor([[[[0.3, 0.8]]]])
+    truth = torch.tensor([[[[0.0, 1.0]]]])
+    near_teacher = torch.logit(t)
+    near_truth = torch.tensor([[[[-8.0, 8.0]]]])
+    assert distillation(near_teacher, truth, t, alpha=1.0) < distillation(near_truth, truth, t, alpha=1.0)
