@@ -20,8 +20,9 @@ def _command(argv: list[str]) -> str:
 
 
 def _staging(out: Path) -> Path:
-    """Where a file is built and checked before it may take its final name."""
-    return out.with_name(out.stem + ".unchecked" + out.suffix)
+    """Where a file is built and checked before it may take its final name (not *.onnx, so that nothing
+    globbing models/*.onnx meanwhile picks up a half-checked file)."""
+    return out.with_name(out.name + ".unchecked")
 
 
 def _print_eval(results: dict) -> None:

@@ -11,7 +11,7 @@ import torch
 
 from device.model_file import load_model
 from export import parity
-from export.cli import main
+from export.cli import _staging, main
 from export.onnx_export import export_checkpoint
 from export.provenance import training_command
 from training.evaluate import torch_predictor
@@ -27,6 +27,7 @@ def test_command_exports_a_checked_contract_file(trained_checkpoint, tmp_path, c
     printed = capsys.readouterr().out
     assert "parity vs PyTorch on 8 real images" in printed and "PASS" in printed
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"], "no staging or external data files left"
+    assert not _staging(out).name.endswith(".onnx"), "a file being checked must not look like a model to globs"
 
     model = onnx.load(str(out))
     onnx.checker.check_model(model, full_check=True)
