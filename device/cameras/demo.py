@@ -11,7 +11,7 @@ import math
 import cv2
 import numpy as np
 
-from .base import CAMERAS, Camera, CameraError, Pacer, fit_to
+from .base import CAMERAS, Camera, CameraError, Pacer
 
 _log = logging.getLogger(__name__)
 
@@ -54,8 +54,13 @@ class DemoCamera(Camera):
         cy = h / 2 + 0.03 * h * math.cos(t * 0.6)
         m = cv2.getRotationMatrix2D((cx, cy), 2.0 * math.sin(t * 0.5), zoom)
         m[:, 2] += (w / 2 - cx, h / 2 - cy)
-        moved = cv2.warpAffine(photo, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-        return fit_to(moved, self.size, anchor_y=0.1)  # keep the top of the head in view
+        # then scale to fill the frame and crop near the top (keeps the head in view): one warp for both,
+        # so the demo costs what a real camera's copy would, not two full-size resamplings
+        out_w, out_h = self.size
+        s = max(out_w / w, out_h / h)
+        m = s * m
+        m[:, 2] -= ((w * s - out_w) / 2, (h * s - out_h) * 0.1)
+        return cv2.warpAffine(photo, m, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
 
     def read(self):
         self.pacer.wait()
