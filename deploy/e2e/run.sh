@@ -97,8 +97,13 @@ hairmirror:
       ansible_python_interpreter: /usr/bin/python3
       ansible_become: false
 EOF
-EXTRA=(-e "@$REPO/deploy/e2e/vars.yml")
-if [ ! -f "$REPO/models/hair-unet-226k.onnx" ]; then
+# The code and models deployed are the last commit's (git archive): a checkout others are editing would
+# change the wheel between runs, and the second run would rightly reinstall it.
+SRC="$CACHE/src"
+rm -rf "$SRC" && mkdir -p "$SRC" && git -C "$REPO" archive HEAD | tar -x -C "$SRC"
+echo "   deploying commit $(git -C "$REPO" rev-parse --short HEAD)"
+EXTRA=(-e "@$REPO/deploy/e2e/vars.yml" -e "hairmirror_source_dir=$SRC")
+if [ ! -f "$SRC/models/hair-unet-226k.onnx" ]; then
   echo "e2e-deploy: WARNING models/hair-unet-226k.onnx not exported yet: deploying the classical segmenter only" >&2
   EXTRA+=(-e '{"hairmirror_models": [], "hairmirror_segmenter_kind": "classical"}')
 fi
