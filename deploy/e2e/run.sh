@@ -97,12 +97,12 @@ hairmirror:
       ansible_python_interpreter: /usr/bin/python3
       ansible_become: false
 EOF
-# The code and models deployed are the last commit's (git archive): a checkout others are editing would
+# The playbook, code and models deployed are the last commit's (git archive): a checkout others are editing would
 # change the wheel between runs, and the second run would rightly reinstall it.
 SRC="$CACHE/src"
 rm -rf "$SRC" && mkdir -p "$SRC" && git -C "$REPO" archive HEAD | tar -x -C "$SRC"
 echo "   deploying commit $(git -C "$REPO" rev-parse --short HEAD)"
-EXTRA=(-e "@$REPO/deploy/e2e/vars.yml" -e "hairmirror_source_dir=$SRC")
+EXTRA=(-e "@$SRC/deploy/e2e/vars.yml" -e "hairmirror_source_dir=$SRC")
 if [ ! -f "$SRC/models/hair-mobile-unet.onnx" ]; then
   echo "e2e-deploy: WARNING models/hair-mobile-unet.onnx not exported yet: deploying the classical segmenter only" >&2
   EXTRA+=(-e '{"hairmirror_models": [], "hairmirror_segmenter_kind": "classical"}')
@@ -111,7 +111,7 @@ fi
 playbook() {  # playbook NAME [extra args]: run site.yml, keep the log, check the recap
   local name=$1; shift
   local t; t=$(date +%s)
-  (cd "$REPO/deploy/ansible" && env -u PIP_FIND_LINKS ANSIBLE_FORCE_COLOR=0 \
+  (cd "$SRC/deploy/ansible" && env -u PIP_FIND_LINKS ANSIBLE_FORCE_COLOR=0 \
     "$VENV_BIN/ansible-playbook" -i "$INVENTORY" site.yml "${EXTRA[@]}" "$@") > "$LOG/$name.log" 2>&1 \
     || { tail -40 "$LOG/$name.log"; die "$name: ansible-playbook failed (log: $LOG/$name.log)"; }
   TIMES[$name]=$(elapsed "$t")
@@ -170,7 +170,7 @@ echo "   page from the host: HTTP $code, $(wc -c < "$LOG/page.html") bytes"
 # ---- 5. the playbook against the running system: the role's own check, and still nothing to change ----
 say "5. site.yml against the booted container (role's final check runs): must change nothing"
 export HAIRMIRROR_E2E_PID="$LEADER"
-playbook run3 -e ansible_chroot_exe="$REPO/deploy/e2e/nsenter-into"
+playbook run3 -e ansible_chroot_exe="$SRC/deploy/e2e/nsenter-into"
 echo "$RECAP" | grep -q ' changed=0 ' || die "third run changed something"
 grep -q 'Check that the page answers' "$LOG/run3.log" && grep -A1 'Check that the page answers' "$LOG/run3.log" | grep -q '^ok:' \
   || die "the role's final check did not run or did not pass on the booted container"
