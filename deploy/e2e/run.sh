@@ -172,7 +172,7 @@ say "5. site.yml against the booted container (role's final check runs): must ch
 export HAIRMIRROR_E2E_PID="$LEADER"
 playbook run3 -e ansible_chroot_exe="$SRC/deploy/e2e/nsenter-into"
 echo "$RECAP" | grep -q ' changed=0 ' || die "third run changed something"
-grep -q 'Check that the page answers' "$LOG/run3.log" && grep -A1 'Check that the page answers' "$LOG/run3.log" | grep -q '^ok:' \
+grep -q 'Check that the page answers' "$LOG/run3.log" && grep -A3 'Check that the page answers' "$LOG/run3.log" | grep -q '^ok:' \
   || die "the role's final check did not run or did not pass on the booted container"
 
 say "e2e-deploy passed"
