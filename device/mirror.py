@@ -242,7 +242,9 @@ class Mirror:
                 self.timings.add("display", t3 - t2)
                 self.frames += 1
                 fps_frames += 1
-                self.notifier.ready()
+                if not self.notifier.ready_sent:  # frames flow: tell systemd, with the mode, at once
+                    self.notifier.ready()
+                    self.notifier.status(self.status_text())
                 self.notifier.watchdog()
                 now = time.monotonic()
                 if now - t_fps >= 1.0:

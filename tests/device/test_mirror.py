@@ -108,6 +108,7 @@ def test_notify_messages_reach_a_test_socket(photos, tmp_path, monkeypatch):
     server.close()
     assert messages.count("READY=1") == 1
     assert messages.index("READY=1") < messages.index("WATCHDOG=1")
+    assert messages[messages.index("READY=1") + 1].startswith("STATUS=classical mode")
     assert messages[-1] == "STOPPING=1"
 
 
