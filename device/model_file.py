@@ -192,12 +192,7 @@ def _check_image(path: Path, arg, size: tuple[int, int]) -> bool:
     if len(shape) != 4 or _fixed(shape[3]) != 3:
         raise ModelContractError(f"{path}: input 'image' must have the layout [N, H, W, 3] (NHWC, RGB), "
                                  f"this file has {_describe(arg)}")
-    for axis, want in zip((1, 2), size):
-        got = _fixed(shape[axis])
-        if got is not None and got != want:
-            raise ModelContractError(f"{path}: input 'image' is {_describe(arg)} but metadata input_size says "
-                                     f"{size[0]},{size[1]}")
-    return all(_fixed(d) is not None for d in shape[1:])
+    return _check_size(path, arg, "input 'image'", (1, 2), size)
 
 
 def _check_map(path: Path, arg, what: str, size: tuple[int, int]) -> bool:
@@ -208,11 +203,17 @@ def _check_map(path: Path, arg, what: str, size: tuple[int, int]) -> bool:
     if len(shape) != 4 or _fixed(shape[1]) not in (1, None):
         raise ModelContractError(f"{path}: {what} {arg.name!r} must have the layout [N, 1, H, W], "
                                  f"this file has {_describe(arg)}")
-    for axis, want in zip((2, 3), size):
+    return _check_size(path, arg, f"{what} {arg.name!r}", (2, 3), size)
+
+
+def _check_size(path: Path, arg, label: str, axes: tuple[int, int], size: tuple[int, int]) -> bool:
+    """The fixed H and W dims must equal metadata input_size; returns False when some dims are symbolic."""
+    shape = list(arg.shape)
+    for axis, want in zip(axes, size):
         got = _fixed(shape[axis])
         if got is not None and got != want:
-            raise ModelContractError(f"{path}: {what} {arg.name!r} is {_describe(arg)} but metadata input_size "
-                                     f"says {size[0]},{size[1]}")
+            raise ModelContractError(f"{path}: {label} is {_describe(arg)} but metadata input_size says "
+                                     f"{size[0]},{size[1]}")
     return all(_fixed(d) is not None for d in shape[1:])
 
 
