@@ -26,6 +26,8 @@ def _train_args(p: argparse.ArgumentParser, default_variant: str = "unet-226k") 
     p.add_argument("--balance", action="store_true", help="sample Figaro hairstyle classes equally")
     p.add_argument("--augment", choices=["full", "flips"], default=d.augment)
     p.add_argument("--prior", action="store_true", help="train with the previous-frame prior input")
+    p.add_argument("--init", default="", metavar="CHECKPOINT",
+                   help="start from this run's weights (same variant) with a fresh optimiser and schedule")
     p.add_argument("--threads", type=int, default=d.threads)
     p.add_argument("--limit", type=int, default=0, help="use only N training pairs (smoke runs)")
     p.add_argument("--out", help="run folder (default runs/VARIANT)")
@@ -42,7 +44,8 @@ def _config(args, **extra):
         repeat[name] = int(n)
     return TrainConfig(variant=args.variant, data=args.data, repeat=repeat, data_root=args.data_root,
                        size=args.size, epochs=args.epochs, batch=args.batch, lr=args.lr, seed=args.seed,
-                       balance=args.balance, augment=args.augment, prior=args.prior, threads=args.threads,
+                       balance=args.balance, augment=args.augment, prior=args.prior, init=args.init,
+                       threads=args.threads,
                        limit=args.limit, out=args.out or f"runs/{args.variant}", **extra)
 
 

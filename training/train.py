@@ -44,6 +44,7 @@ class TrainConfig:
     prior: bool = False  # train with the contract's `prior` input channel
     teacher: str = ""  # checkpoint path: distil from its probabilities
     distill_alpha: float = 0.5
+    init: str = ""  # checkpoint path: start from its weights (fine-tuning) with a fresh optimiser and schedule
     threads: int = 2
     limit: int = 0  # use only the first N training pairs (smoke runs)
     out: str = "runs/unet-226k"
@@ -79,6 +80,18 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
     model = build_model(ckpt["variant"], **ckpt.get("model_kwargs", {}))
     model.load_state_dict(ckpt["state_dict"])
     return model.eval(), ckpt
+
+
+def warm_start(model: torch.nn.Module, cfg: TrainConfig) -> None:
+    """Load another run's weights into `model`; the variant and input channels must match."""
+    if not Path(cfg.init).is_file():
+        raise FileNotFoundError(f"--init checkpoint not found: {cfg.init}")
+    source, ckpt = load_checkpoint(cfg.init)
+    if ckpt["variant"] != cfg.variant or bool(ckpt["config"].get("prior")) != cfg.prior:
+        raise ValueError(f"--init {cfg.init} holds {ckpt['variant']} (prior={ckpt['config'].get('prior')}), "
+                         f"not {cfg.variant} (prior={cfg.prior})")
+    model.load_state_dict(source.state_dict())
+    _log.info("starting from the weights of %s (epoch %d)", cfg.init, ckpt["epoch"] + 1)
 
 
 class Batches:
@@ -151,6 +164,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     steps = max(1, cfg.epochs * len(batches))
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=steps, pct_start=0.1)
     teacher = load_checkpoint(cfg.teacher)[0] if cfg.teacher else None
+    if cfg.init:
+        warm_start(model, cfg)
 
     start_epoch, best = 0, {"val_iou": -1.0}
     last = out / "last.pt"

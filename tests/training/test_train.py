@@ -108,3 +108,24 @@ def test_prune_distils_a_small_variant_from_a_trained_teacher(tmp_path, data_roo
     near_teacher = torch.logit(t)
     near_truth = torch.tensor([[[[-8.0, 8.0]]]])
     assert distillation(near_teacher, truth, t, alpha=1.0) < distillation(near_truth, truth, t, alpha=1.0)
+
+
+def test_init_starts_from_another_runs_weights_and_refuses_a_mismatch(tmp_path, data_root):
+    base = dict(data=["figaro-train"], data_root=str(data_root), size=64, epochs=1, batch=4, limit=8,
+                augment="flips")
+    train(TrainConfig(variant="unet-226k", lr=3e-3, out=str(tmp_path / "first"), **base), progress=False)
+    source, _ = load_checkpoint(tmp_path / "first" / "last.pt")
+    # a near-zero learning rate: the fine-tuned weights are the source's, not a fresh initialisation
+    # (parameters only: batch-norm running statistics move with the data whatever the learning rate)
+    train(TrainConfig(variant="unet-226k", lr=1e-12, init=str(tmp_path / "first" / "last.pt"),
+                      out=str(tmp_path / "tuned"), **base), progress=False)
+    tuned, ckpt = load_checkpoint(tmp_path / "tuned" / "last.pt")
+    assert ckpt["config"]["init"].endswith("last.pt")
+    weights = dict(source.named_parameters())
+    assert all(torch.allclose(weights[k], v, atol=1e-6) for k, v in tuned.named_parameters())
+    with pytest.raises(ValueError, match="holds unet-226k"):
+        train(TrainConfig(variant="mobile-unet", init=str(tmp_path / "first" / "last.pt"),
+                          out=str(tmp_path / "wrong"), **base), progress=False)
+    with pytest.raises(FileNotFoundError, match="absent.pt"):
+        train(TrainConfig(variant="unet-226k", init=str(tmp_path / "absent.pt"), out=str(tmp_path / "x"), **base),
+              progress=False)
