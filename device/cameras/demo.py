@@ -1,7 +1,10 @@
 """The demo camera: real photos of people that ship inside packages, moved like live video.
 
 scikit-image's astronaut (Eileen Collins) and matplotlib's Grace Hopper, each shown for a while with a
-slow pan and zoom, so the pipeline sees frames that change every time as a live camera's would.
+slow pan and zoom, so the pipeline sees frames that change every time as a live camera's would. Like the
+Pi camera's ISP, it gives both streams itself: `main` at the display size and `lores` at the model's size
+(the same view, stretched), each one warp of a photo pre-scaled for that size, with the mirror flip in the
+warp (as the sensor's transform does it), so no per-frame resize or flip copy is left to the daemon.
 """
 from __future__ import annotations
 
@@ -36,33 +39,67 @@ def demo_photos() -> dict[str, np.ndarray]:
     return photos
 
 
+def _scale(sx: float, sy: float) -> np.ndarray:
+    """3x3 scaling between pixel grids whose pixel centres sit at integer coordinates."""
+    return np.array([[sx, 0, (sx - 1) / 2], [0, sy, (sy - 1) / 2], [0, 0, 1]])
+
+
 @CAMERAS.register("demo")
 class DemoCamera(Camera):
     seconds_per_photo = 8.0
+    hardware_mirror = True  # the flip is part of each warp
 
     def start(self) -> None:
         self.photos = list(demo_photos().values())
         self.pacer = Pacer(self.cfg.fps)
         self.t = 0.0
+        self._prescaled: dict[tuple[int, tuple[int, int]], tuple[np.ndarray, np.ndarray]] = {}
 
-    def view(self, t: float) -> np.ndarray:
-        """The frame at time t: a slow zoom (1.0-1.15) and a small circular pan over the current photo."""
-        photo = self.photos[int(t / self.seconds_per_photo) % len(self.photos)]
-        h, w = photo.shape[:2]
+    def motion(self, photo_shape: tuple[int, int], t: float) -> np.ndarray:
+        """3x3 map from photo pixels to `main` pixels at time t: a slow zoom (1.0-1.15) and a small circular
+        pan and tilt over the photo, scaled to fill the frame and cropped near the top (keeps the head in view),
+        mirrored if configured."""
+        h, w = photo_shape
         zoom = 1.075 + 0.075 * math.sin(t * 0.7)
         cx = w / 2 + 0.04 * w * math.sin(t * 0.9)
         cy = h / 2 + 0.03 * h * math.cos(t * 0.6)
-        m = cv2.getRotationMatrix2D((cx, cy), 2.0 * math.sin(t * 0.5), zoom)
-        m[:, 2] += (w / 2 - cx, h / 2 - cy)
-        # then scale to fill the frame and crop near the top (keeps the head in view): one warp for both,
-        # so the demo costs what a real camera's copy would, not two full-size resamplings
+        m = np.vstack([cv2.getRotationMatrix2D((cx, cy), 2.0 * math.sin(t * 0.5), zoom), [0, 0, 1]])
+        m[:2, 2] += (w / 2 - cx, h / 2 - cy)
         out_w, out_h = self.size
         s = max(out_w / w, out_h / h)
-        m = s * m
-        m[:, 2] -= ((w * s - out_w) / 2, (h * s - out_h) * 0.1)
-        return cv2.warpAffine(photo, m, (out_w, out_h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+        m = np.diag([s, s, 1.0]) @ m
+        m[:2, 2] -= ((w * s - out_w) / 2, (h * s - out_h) * 0.1)
+        if self.cfg.mirror:
+            m = np.array([[-1, 0, out_w - 1], [0, 1, 0], [0, 0, 1]]) @ m
+        return m
+
+    def _source(self, index: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """The photo pre-scaled (area filter, once) so that warping it to `size` never shrinks by more than the
+        zoom, which a bilinear warp would alias; with the map from pre-scaled to original photo pixels."""
+        key = (index, size)
+        if key not in self._prescaled:
+            photo = self.photos[index]
+            h, w = photo.shape[:2]
+            s = max(self.size[0] / w, self.size[1] / h)
+            fx, fy = min(1.0, s * size[0] / self.size[0]), min(1.0, s * size[1] / self.size[1])
+            small = photo if fx == fy == 1.0 else cv2.resize(
+                photo, (max(1, round(w * fx)), max(1, round(h * fy))), interpolation=cv2.INTER_AREA)
+            to_photo = _scale(w / small.shape[1], h / small.shape[0])
+            self._prescaled[key] = (small, to_photo)
+        return self._prescaled[key]
+
+    def view(self, t: float, size: tuple[int, int] | None = None) -> np.ndarray:
+        """The frame at time t at `size` (width, height; default the main size): the main view, stretched."""
+        size = size or self.size
+        index = int(t / self.seconds_per_photo) % len(self.photos)
+        source, to_photo = self._source(index, size)
+        m = _scale(size[0] / self.size[0], size[1] / self.size[1]) @ self.motion(self.photos[index].shape[:2], t)
+        return cv2.warpAffine(source, (m @ to_photo)[:2], size, flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REFLECT_101)
 
     def read(self):
         self.pacer.wait()
         self.t += self.pacer.period
-        return self._frame(self.view(self.t))
+        main = self.view(self.t)
+        lores = main if tuple(self.lores_size) == tuple(self.size) else self.view(self.t, self.lores_size)
+        return self._frame(main, lores)
