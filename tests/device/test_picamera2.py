@@ -30,6 +30,24 @@ def test_packed_formats_come_back_as_rgb(photo, fmt):
     assert np.array_equal(packed_to_rgb(fake_picamera2._encode(photo, fmt), fmt), photo)
 
 
+@pytest.mark.parametrize("fmt", ["XBGR8888", "RGB888"])
+def test_padded_rows_as_make_array_slices_them_convert_too(photo, fmt):
+    """Picamera2 reshapes a buffer to its stride and slices off the padding: rows are not contiguous."""
+    packed = fake_picamera2._encode(photo, fmt)
+    padded = np.zeros((packed.shape[0], packed.shape[1] + 32, packed.shape[2]), np.uint8)
+    padded[:, :packed.shape[1]] = packed
+    view = padded[:, :packed.shape[1]]
+    assert not view.flags.c_contiguous
+    assert np.array_equal(packed_to_rgb(view, fmt), photo)
+
+
+def test_a_packed_array_with_the_wrong_channel_count_is_a_camera_error(photo):
+    with pytest.raises(CameraError, match="expected 4 channels"):
+        packed_to_rgb(photo, "XBGR8888")
+    with pytest.raises(CameraError, match="unsupported stream format"):
+        packed_to_rgb(photo, "NV12")
+
+
 def test_yuv420_plane_comes_back_as_rgb(photo):
     yuv = fake_picamera2._encode(photo, "YUV420")
     assert yuv.shape == (720, 640)

@@ -8,6 +8,7 @@ import inspect
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.device import fake_picamera2
@@ -85,10 +86,13 @@ def test_byte_orders_match_the_real_pil_modes(real):
     fn = next(n for n in helpers.body if isinstance(n, ast.FunctionDef) and n.name == "_get_pil_mode")
     table = next(ast.literal_eval(n.value) for n in ast.walk(fn) if isinstance(n, ast.Assign)
                  and isinstance(n.value, ast.Dict))
-    from device.cameras.picamera2 import _PACKED_TO_RGB
-    for fmt, order in _PACKED_TO_RGB.items():
+    from device.cameras.picamera2 import _PACKED_TO_RGB, packed_to_rgb
+    value = {"R": 200, "G": 120, "B": 40, "X": 255}
+    for fmt in _PACKED_TO_RGB:
         pil_mode = table[fmt]  # e.g. "RGBX": byte 0 is R
-        assert [pil_mode.index(c) for c in "RGB"] == order, fmt
+        pixel = np.array([value[c] for c in pil_mode], np.uint8)  # the bytes as the real package lays them out
+        rgb = packed_to_rgb(np.tile(pixel, (2, 3, 1)), fmt)
+        assert rgb.shape == (2, 3, 3) and (rgb == [200, 120, 40]).all(), fmt
 
 
 def test_yuv420_layout_matches_the_real_array_shape(real):
