@@ -55,7 +55,7 @@ recolour-bench: $(STAMP)  ## recolours per second per mode at 640x480 (apply, ov
 BENCH_MODELS = $(if $(wildcard models/*.onnx),models)
 bench: $(STAMP)  ## FPS table: models/ + random-weight unet-31m/1.8m, onnxruntime and PyTorch eager -> out/bench.json, .png
 	$(PY) -m export.random_models --variants unet-31m unet-1.8m --out-dir out/random-models
-	$(PY) -m device.bench $(BENCH_MODELS) out/random-models --out out/bench-ort.json
+	$(PY) -m device.bench $(BENCH_MODELS) out/random-models --camera-size model config --out out/bench-ort.json
 	$(PY) -m export.bench_torch $(BENCH_MODELS) --variants unet-31m unet-1.8m --out out/bench-torch.json
 	$(PY) -m device.bench --merge out/bench-ort.json out/bench-torch.json --out out/bench.json --plot out/bench.png
 

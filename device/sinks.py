@@ -39,8 +39,11 @@ class Output:
     def overlay(self) -> np.ndarray:
         """A small RGBA image for Picamera2's set_overlay: recoloured hair, transparent elsewhere."""
         h, w = self.frame.main.shape[:2]
-        size = (OVERLAY_WIDTH, max(1, round(h * OVERLAY_WIDTH / w)))
-        small = cv2.resize(self.frame.main, size, interpolation=cv2.INTER_AREA)
+        if w <= OVERLAY_WIDTH:  # a small camera frame is used as it is, never scaled up
+            small = self.frame.main
+        else:
+            size = (OVERLAY_WIDTH, max(1, round(h * OVERLAY_WIDTH / w)))
+            small = cv2.resize(self.frame.main, size, interpolation=cv2.INTER_AREA)
         alpha = self.alpha_at(small.shape[:2])
         if alpha is None:
             return np.zeros((*small.shape[:2], 4), np.uint8)

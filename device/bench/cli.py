@@ -18,6 +18,16 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _log = logging.getLogger("device.bench")
 
 
+def camera_size(text: str):
+    """'model', 'config' or WIDTHxHEIGHT -> the name or (width, height)."""
+    if text in (run.MODEL_SIZE, run.CONFIG_SIZE):
+        return text
+    w, sep, h = text.lower().partition("x")
+    if not (sep and w.isdigit() and h.isdigit() and 16 <= int(w) <= 8192 and 16 <= int(h) <= 8192):
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT (16-8192), 'model' or 'config', got {text!r}")
+    return int(w), int(h)
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(
         prog="hairmirror-bench",
@@ -38,6 +48,9 @@ def parse_args(argv):
     p.add_argument("--no-pipeline", action="store_true", help="model-only latency, skip the daemon's pipeline")
     p.add_argument("--config", metavar="TOML", help="daemon config whose postprocess/recolour/camera size the "
                                                     "pipeline uses (camera and model are set by the bench)")
+    p.add_argument("--camera-size", nargs="+", type=camera_size, default=[run.CONFIG_SIZE], metavar="SIZE",
+                   help="demo camera size(s) for the pipeline, each WIDTHxHEIGHT, 'model' (the model's input "
+                        "size: no resize between the streams) or 'config' (default: the config's camera size)")
     p.add_argument("--camera-fps", type=float, help="demo camera's frame rate in the threaded run "
                                                     "(default: the config's camera.fps)")
     p.add_argument("--label", help="this machine's name in table columns (default: the board or the CPU)")
@@ -68,9 +81,10 @@ def measure_here(args) -> tuple[dict, bool]:
     runtimes = {name: RUNTIMES.create(name) for name in args.runtimes}
     models = [open_model(f) for f in find_files(args.models)]
     run.unique_names(models)
-    pipeline = None if args.no_pipeline else run.PipelineRun(cfg, camera_fps)
+    pipeline = None if args.no_pipeline else run.PipelineRun(cfg, camera_fps, tuple(args.camera_size))
     rows, frames = run.measure_all(models, runtimes, budget, pipeline)
     settings = {"quick": args.quick, "pipeline": not args.no_pipeline, "camera_fps_threaded": camera_fps,
+                "camera_sizes": [s if isinstance(s, str) else f"{s[0]}x{s[1]}" for s in args.camera_size],
                 "config": args.config, "input_frame": frames,
                 "command": args.command}
     return run.results(args.label, models, rows, budget, settings), run.failed(rows)

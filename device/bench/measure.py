@@ -167,15 +167,20 @@ def threaded(base: Config, model: Path, threads: int, camera_fps: float, budget:
 
 
 def pipeline(base: Config, model: Path, threads: int, model_ms: float, camera_fps: float,
-             budget: Budget) -> dict:
-    """Both pipeline figures, or why the pipeline could not run here."""
+             budget: Budget, camera_size: tuple[int, int] | None = None) -> dict:
+    """Both pipeline figures with the demo camera at `camera_size` (width, height; default the config's),
+    or why the pipeline could not run here."""
     from ..cameras.demo import demo_photos
+    base = copy.deepcopy(base)
+    if camera_size:
+        base.camera.width, base.camera.height = camera_size
+    camera = f"{base.camera.width}x{base.camera.height}"
     try:
         demo_photos()  # the daemon would retry a camera that cannot start for ever
     except CameraError as e:
-        return {"absent": f"demo camera: {e}"}
+        return {"camera": camera, "absent": f"demo camera: {e}"}
     try:
-        return {"inline": inline(base, model, threads, model_ms, budget),
+        return {"camera": camera, "inline": inline(base, model, threads, model_ms, budget),
                 "threaded": threaded(base, model, threads, camera_fps, budget)}
     except PipelineUnavailable as e:
-        return {"absent": str(e)}
+        return {"camera": camera, "absent": str(e)}

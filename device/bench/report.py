@@ -154,24 +154,30 @@ def fps_tables(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def pipelines(row: dict) -> list[dict]:
+    """A row's pipeline results, one per camera size (older result files hold one, under 'pipeline')."""
+    return row.get("pipelines") or ([row["pipeline"]] if row.get("pipeline") else [])
+
+
 def pipeline_table(report: dict) -> str:
     """Model-only latency against one frame through the daemon's loop, per stage, and the threaded figures."""
-    head = ["machine", "model", "runtime", "model ms (median / p90)", "pipeline ms/frame", "pipeline FPS",
+    head = ["machine", "model", "runtime", "camera", "model ms (median / p90)", "pipeline ms/frame",
+            "pipeline FPS",
             f"ratio (goal <= {GOAL_RATIO})", *(f"{s} ms" for s in STAGES), "threaded: display FPS",
             "new masks/s"]
     lines = []
     for m, r in _ok(report):
-        pipe = r.get("pipeline") or {}
-        inline, threaded = pipe.get("inline"), pipe.get("threaded") or {}
-        if not inline:
-            continue
-        lat, stages, ratio = r["latency"], inline["stages_ms"], inline["ratio_to_model"]
-        lines.append(_row([m["label"], r["model"], r.get("header") or r["runtime"],
-                           f"{lat['median_ms']:.1f} / {lat['p90_ms']:.1f}", f"{inline['ms_per_frame']:.1f}",
-                           _fps(inline["fps"]), f"{ratio:.2f} {'ok' if ratio <= GOAL_RATIO else 'OVER'}",
-                           *(f"{stages[s]:.1f}" if s in stages else "" for s in STAGES),
-                           _fps(threaded["display_fps"]) if threaded else "",
-                           _fps(threaded["mask_fps"]) if threaded else ""]))
+        for pipe in pipelines(r):
+            inline, threaded = pipe.get("inline"), pipe.get("threaded") or {}
+            if not inline:
+                continue
+            lat, stages, ratio = r["latency"], inline["stages_ms"], inline["ratio_to_model"]
+            lines.append(_row([m["label"], r["model"], r.get("header") or r["runtime"], pipe.get("camera", "?"),
+                               f"{lat['median_ms']:.1f} / {lat['p90_ms']:.1f}", f"{inline['ms_per_frame']:.1f}",
+                               _fps(inline["fps"]), f"{ratio:.2f} {'ok' if ratio <= GOAL_RATIO else 'OVER'}",
+                               *(f"{stages[s]:.1f}" if s in stages else "" for s in STAGES),
+                               _fps(threaded["display_fps"]) if threaded else "",
+                               _fps(threaded["mask_fps"]) if threaded else ""]))
     if not lines:
         return ""
     return "\n".join(["**Through the daemon's pipeline** (demo source; inline: every frame segmented in one "
@@ -191,8 +197,11 @@ def notes(report: dict) -> str:
                     continue
                 groups[(m["label"], r.get("header") or r["runtime"], r.get("status"), r.get("reason"))].append(
                     r["model"])
-            elif (r.get("pipeline") or {}).get("absent"):
-                groups[(m["label"], "pipeline", "absent", r["pipeline"]["absent"])].append(r["model"])
+            else:
+                for pipe in pipelines(r):
+                    if pipe.get("absent"):
+                        groups[(m["label"], f"pipeline ({pipe.get('camera', '?')})", "absent",
+                                pipe["absent"])].append(r["model"])
     return "".join(f"- {label}, {runtime}: {status}: {reason} ({', '.join(models)})\n"
                    for (label, runtime, status, reason), models in groups.items())
 

@@ -16,11 +16,21 @@ from .runtimes import Absent, Runtime
 _log = logging.getLogger(__name__)
 
 
+MODEL_SIZE, CONFIG_SIZE = "model", "config"  # camera sizes by name: the model's input, the config's camera
+
+
 @dataclass
 class PipelineRun:
-    """How rows that the daemon can run (onnxruntime CPU) are also run through its pipeline."""
+    """How rows that the daemon can run (onnxruntime CPU) are also run through its pipeline: once per camera
+    size, each (width, height) or MODEL_SIZE or CONFIG_SIZE."""
     config: Config
     camera_fps: float
+    camera_sizes: tuple = (CONFIG_SIZE,)
+
+    def sizes_for(self, model: BenchModel) -> list[tuple[int, int]]:
+        h, w = model.input_size
+        named = {MODEL_SIZE: (w, h), CONFIG_SIZE: (self.config.camera.width, self.config.camera.height)}
+        return list(dict.fromkeys(named.get(size, size) for size in self.camera_sizes))
 
 
 def unique_names(models: list[BenchModel]) -> None:
@@ -53,17 +63,24 @@ def measure_row(model: BenchModel, name: str, runtime: Runtime, frame, budget: m
     daemon_threads = prepared.daemon_threads
     del prepared  # free it (a GPU's memory, a session's threads) before the pipeline loads its own
     if pipeline is not None and daemon_threads is not None and model.path is not None:
-        try:
-            row["pipeline"] = measure.pipeline(pipeline.config, model.path, daemon_threads, latency["median_ms"],
-                                               pipeline.camera_fps, budget)
-        except Exception as e:
-            _log.error("%s on %s: pipeline failed: %s", model.name, name, e, exc_info=_log.isEnabledFor(logging.DEBUG))
-            row["pipeline"] = {"error": f"{type(e).__name__}: {e}"}
-        inline = row["pipeline"].get("inline")
-        if inline:
-            _log.info("%s on %s: pipeline %.2f ms/frame, %.2fx the model", model.name, name,
-                      inline["ms_per_frame"], inline["ratio_to_model"])
+        row["pipelines"] = [_pipeline(model, name, pipeline, daemon_threads, latency["median_ms"], budget, size)
+                            for size in pipeline.sizes_for(model)]
+        row["pipeline"] = row["pipelines"][0]  # the first size, where older result files kept their only one
     return row
+
+
+def _pipeline(model: BenchModel, name: str, pipeline: PipelineRun, threads: int, model_ms: float,
+              budget: measure.Budget, size: tuple[int, int]) -> dict:
+    try:
+        result = measure.pipeline(pipeline.config, model.path, threads, model_ms, pipeline.camera_fps, budget, size)
+    except Exception as e:
+        _log.error("%s on %s: pipeline failed: %s", model.name, name, e, exc_info=_log.isEnabledFor(logging.DEBUG))
+        return {"camera": f"{size[0]}x{size[1]}", "error": f"{type(e).__name__}: {e}"}
+    inline = result.get("inline")
+    if inline:
+        _log.info("%s on %s, camera %s: pipeline %.2f ms/frame, %.2fx the model", model.name, name,
+                  result["camera"], inline["ms_per_frame"], inline["ratio_to_model"])
+    return result
 
 
 def measure_all(models: list[BenchModel], runtimes: dict[str, Runtime], budget: measure.Budget,
@@ -80,7 +97,7 @@ def measure_all(models: list[BenchModel], runtimes: dict[str, Runtime], budget: 
 
 
 def failed(rows: list[dict]) -> bool:
-    return any(r["status"] == "error" or "error" in (r.get("pipeline") or {}) for r in rows)
+    return any(r["status"] == "error" or any("error" in p for p in report.pipelines(r)) for r in rows)
 
 
 def results(label: str | None, models: list[BenchModel], rows: list[dict], budget: measure.Budget,

@@ -46,7 +46,8 @@ def _strict_json(path: Path) -> dict:
 def quick_results(small_model, tmp_path_factory) -> tuple[Path, str]:
     """One real quick run (1-thread CPU and CUDA), its JSON file and what it printed."""
     out = tmp_path_factory.mktemp("bench") / "here.json"
-    argv = [str(small_model), "--quick", "--label", "here", "--runtimes", "ort-cpu-1", "ort-cuda", "--out", str(out)]
+    argv = [str(small_model), "--quick", "--label", "here", "--runtimes", "ort-cpu-1", "ort-cuda",
+            "--camera-size", "model", "320x240", "--out", str(out)]
     import contextlib
     import io
     printed = io.StringIO()
@@ -87,6 +88,11 @@ def test_quick_run_writes_valid_json_with_latency_and_pipeline(quick_results, sm
     # the demo camera is paced in the threaded run: the display cannot outrun it
     assert 0 < threaded["display_fps"] <= threaded["camera_fps"] * 1.1
     assert threaded["mask_fps"] <= threaded["display_fps"]
+    # one pipeline run per camera size: the model's own input size first, then 320x240
+    h, w = model["input_size"]
+    assert [p["camera"] for p in row["pipelines"]] == [f"{w}x{h}", "320x240"] and row["pipelines"][0] == row["pipeline"]
+    assert all(p["inline"]["frames"] >= 4 for p in row["pipelines"])
+    assert f"| {w}x{h} |" in printed and "| 320x240 |" in printed
 
     cuda = _row(entry, "ort-cuda")
     if "CUDAExecutionProvider" in ort.get_available_providers():
@@ -128,6 +134,12 @@ def test_merge_refuses_a_file_that_is_not_bench_results(tmp_path, capsys):
     assert f"{wrong}: not a bench results file" in capsys.readouterr().err
     assert main(["--merge", str(tmp_path / "missing.json")]) == 2
     assert "missing.json: results file not found" in capsys.readouterr().err
+
+
+def test_a_bad_camera_size_exits_2_naming_the_option(small_model, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main([str(small_model), "--quick", "--camera-size", "640by480"])
+    assert stop.value.code == 2 and "--camera-size" in capsys.readouterr().err
 
 
 def test_bad_model_paths_exit_2_naming_the_file(tmp_path, capsys):

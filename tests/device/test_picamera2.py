@@ -1,4 +1,5 @@
 """The Picamera2 camera source against a fake with the real library's formats, byte orders and buffers."""
+import cv2
 import numpy as np
 import pytest
 
@@ -142,6 +143,18 @@ def test_overlay_sink_puts_small_rgba_on_the_preview(fake, photo):
     assert overlay[:70, :, 3].min() == 255 and overlay[100:, :, 3].max() == 0
     sink.close()
     assert fake.instances[-1].overlays[-1] is None
+
+
+def test_overlay_of_a_frame_narrower_than_320_keeps_its_size(photo):
+    from device.cameras import Frame
+    from device.recolour import make_recolourer
+    from device.sinks import Output
+    small = cv2.resize(photo, (256, 192), interpolation=cv2.INTER_AREA)
+    alpha = np.zeros((256, 256), np.float32)
+    alpha[:128] = 1.0
+    overlay = Output(Frame(small, cv2.resize(small, (256, 256))), alpha, make_recolourer("hsv", "crimson")).overlay
+    assert overlay.shape == (192, 256, 4)  # not scaled up to 320 wide
+    assert overlay[:90, :, 3].min() == 255 and overlay[100:, :, 3].max() == 0
 
 
 def test_overlay_sink_needs_the_pi_camera():
