@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from device.bench import measure, report, run
+from device.bench import measure, run
 from device.bench.machine import cpu_model, short_gpu
 from device.bench.models import RANDOM_WEIGHTS, BenchModel, BenchUsageError, find_files, open_model
 from device.bench.runtimes import Absent, Prepared, Runtime, torch_names
@@ -210,16 +210,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     args.command = shlex.join(["python", "-m", "export.bench_torch", *argv])
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run.setup_logging(args.verbose)
     try:
         results, failed = measure_here(args)
     except BenchUsageError as e:
         print(f"export.bench_torch: {e}", file=sys.stderr)
         return EXIT_USAGE
-    print(report.markdown(results))
-    if args.out:
-        print(f"wrote {report.write(results, args.out)}", file=sys.stderr)
+    run.publish(results, args.out)
     return EXIT_FAILED if failed else EXIT_OK
 
 

@@ -94,10 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     args.command = shlex.join(["hairmirror-bench", *argv])
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("PIL", "matplotlib"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    run.setup_logging(args.verbose)
     try:
         if args.merge:
             results, failed = report.merge([report.load(p) for p in args.merge]), False
@@ -106,9 +103,5 @@ def main(argv: list[str] | None = None) -> int:
     except BenchUsageError as e:
         print(f"hairmirror-bench: {e}", file=sys.stderr)
         return EXIT_USAGE
-    print(report.markdown(results))
-    if args.out:
-        print(f"wrote {report.write(results, args.out)}", file=sys.stderr)
-    if args.plot:
-        print(report.plot(results, args.plot), file=sys.stderr)
+    run.publish(results, args.out, args.plot)
     return EXIT_FAILED if failed else EXIT_OK

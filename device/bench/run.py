@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sys
 from dataclasses import dataclass
 
 from ..config import Config
@@ -110,3 +111,19 @@ def results(label: str | None, models: list[BenchModel], rows: list[dict], budge
                           "warmup_runs": budget.warmup_runs, **settings},
              "models": [m.record() for m in models], "results": rows}
     return {"schema": report.SCHEMA, "machines": [entry]}
+
+
+def setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("PIL", "matplotlib"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def publish(results: dict, out: str | None = None, plot: str | None = None) -> None:
+    """The tables on stdout; the JSON file and the plot where asked for (what was written on stderr)."""
+    print(report.markdown(results))
+    if out:
+        print(f"wrote {report.write(results, out)}", file=sys.stderr)
+    if plot:
+        print(report.plot(results, plot), file=sys.stderr)
