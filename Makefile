@@ -75,6 +75,11 @@ e2e-deploy: $(STAMP)  ## (slow, root) arm64 rootfs under qemu: site.yml twice (2
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap qemu-user-static binfmt-support systemd-container curl >/dev/null)
 	deploy/e2e/run.sh
 
+# No .venv needed: everything runs in a trixie chroot. run.sh says why and exits 2 when not root; it installs
+# debootstrap with apt-get when missing (and exits 2 if it cannot).
+e2e-picamera2:  ## (slow, root) the Picamera2 camera source against the real picamera2 on libcamera's virtual camera (trixie chroot), then the daemon loop
+	deploy/e2e/picamera2/run.sh
+
 .PHONY: classical-figures classical-bench baselines
 classical-figures: $(STAMP)  ## classical pipeline on the anime portraits: full galleries in out/classical, README figures in device/classical/figures
 	$(PY) -m device.classical gallery --faces both --out out/classical
