@@ -2,7 +2,7 @@
 
 Byte orders (Picamera2 names formats by the libcamera/DRM fourcc, little-endian):
   XBGR8888 arrives as [R, G, B, X] per pixel; RGB888 arrives as [B, G, R]; BGR888 as [R, G, B].
-  YUV420 arrives as one uint8 plane of shape (H * 3 / 2, W): Y rows, then U, then V (I420).
+  YUV420 arrives as one uint8 plane of shape (H * 3 / 2, stride): Y rows, then U, then V (I420).
 A Pi 4 (VC4) can only give YUV420 on lores; a Pi 5 (PiSP) can give RGB888.
 """
 from __future__ import annotations
@@ -35,11 +35,16 @@ def packed_to_rgb(array: np.ndarray, fmt: str) -> np.ndarray:
 
 
 def yuv420_to_rgb(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A YUV420 (I420) Picamera2 array of shape (H * 3 / 2, W) -> RGB uint8 (H, W, 3)."""
+    """A YUV420 (I420) Picamera2 array of shape (H * 3 / 2, stride) -> RGB uint8 (H, W, 3).
+
+    Unlike the packed formats, Picamera2's make_array leaves the row padding in for YUV420 (its width is the
+    stride, not W; each chroma row is stride / 2 wide). Converted at the stride's width, then cropped."""
     w, h = size
-    if array.shape != (h * 3 // 2, w):
-        raise CameraError(f"YUV420 array has shape {array.shape}, expected {(h * 3 // 2, w)} for {w}x{h}")
-    return cv2.cvtColor(array, cv2.COLOR_YUV2RGB_I420)
+    if array.ndim != 2 or array.shape[0] != h * 3 // 2 or array.shape[1] < w or array.shape[1] % 2:
+        raise CameraError(f"YUV420 array has shape {array.shape}, expected {(h * 3 // 2, w)} (or a wider, even "
+                          f"stride) for {w}x{h}")
+    rgb = cv2.cvtColor(array, cv2.COLOR_YUV2RGB_I420)
+    return rgb if array.shape[1] == w else np.ascontiguousarray(rgb[:, :w])
 
 
 def stream_to_rgb(array: np.ndarray, fmt: str, size: tuple[int, int]) -> np.ndarray:

@@ -58,6 +58,27 @@ def test_yuv420_plane_comes_back_as_rgb(photo):
         yuv420_to_rgb(yuv[:-10], (640, 480))
 
 
+def test_yuv420_with_a_padded_stride_comes_back_as_rgb(photo):
+    """Picamera2's make_array gives YUV420 as (H * 3 / 2, stride), padding kept (it only slices packed and NV12
+    rows). A Pi's ISP pads rows to its alignment, so a lores width that is not a multiple of it (a 224-wide
+    model, say) arrives wider than W."""
+    w, h, stride = 224, 160, 256
+    small = cv2.resize(photo, (w, h), interpolation=cv2.INTER_AREA)
+    i420 = cv2.cvtColor(small, cv2.COLOR_RGB2YUV_I420)  # (h * 3 / 2, w): Y, then U, then V, unpadded
+    y, u, v = i420[:h], i420[h:h + h // 4].reshape(h // 2, w // 2), i420[h + h // 4:].reshape(h // 2, w // 2)
+    padded = np.zeros((h * 3 // 2, stride), np.uint8)  # how libcamera lays it out: chroma rows stride / 2 apart
+    padded[:h, :w] = y
+    for plane, row0 in ((u, h), (v, h + h // 4)):
+        rows = np.zeros((h // 2, stride // 2), np.uint8)
+        rows[:, :w // 2] = plane
+        padded[row0:row0 + h // 4] = rows.reshape(h // 4, stride)
+    rgb = yuv420_to_rgb(padded, (w, h))
+    assert rgb.shape == (h, w, 3) and rgb.flags.c_contiguous
+    assert np.abs(rgb.astype(int) - cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)).max() == 0
+    with pytest.raises(CameraError, match="YUV420 array has shape"):
+        yuv420_to_rgb(padded[:, :w - 2], (w, h))
+
+
 def test_a_wrong_byte_order_would_swap_red_and_blue(photo):
     bgr = fake_picamera2._encode(photo, "RGB888")
     wrong = packed_to_rgb(bgr, "BGR888")  # as if RGB888 were taken literally
