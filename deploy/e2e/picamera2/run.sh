@@ -46,7 +46,7 @@ PACKAGES=python3,python3-venv,python3-dev,gcc,libc6-dev,ca-certificates,python3-
 REQUIREMENTS=(numpy "opencv-python-headless<5" onnxruntime flask "picamera2==$PICAMERA2_VERSION")
 
 say() { printf '== %s  [%s]\n' "$*" "$(date +%T)"; }
-die() { echo "e2e-picamera2: $*" >&2; exit "${2:-1}"; }
+die() { echo "e2e-picamera2: $1" >&2; exit "${2:-1}"; }
 
 [ "$(id -u)" = 0 ] || die "needs root (debootstrap, chroot, mount): run as root, e.g. sudo make e2e-picamera2" 2
 if ! command -v debootstrap >/dev/null; then
