@@ -198,11 +198,15 @@ class Mirror:
                 self.camera_state = f"unavailable ({e}); retrying in {delay:.0f} s"
                 _log.error("camera: %s; retrying in %.1f s", e, delay)
                 self.notifier.status(self.status_text())
-                deadline = time.monotonic() + delay
-                while time.monotonic() < deadline and not self.stop_event.is_set():
-                    self.notifier.watchdog()
-                    self.stop_event.wait(min(0.5, delay))
+                self._pause(delay)
                 delay = min(delay * 2, MAX_BACKOFF)
+
+    def _pause(self, seconds: float) -> None:
+        """Wait (unless stopped) while telling the watchdog the loop is alive."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not self.stop_event.is_set():
+            self.notifier.watchdog()
+            self.stop_event.wait(min(0.5, seconds))
 
     def run(self, max_frames: int | None = None, inline: bool = False) -> int:
         """Show frames until stopped (or max_frames). inline=True segments every frame in this thread
@@ -211,6 +215,7 @@ class Mirror:
         hair: Hair | None = None
         last_status = t_fps = time.monotonic()
         fps_frames = 0
+        lost_delay = 0.0  # a camera that opens but never gives a frame must not be reopened in a busy loop
         try:
             self._start_camera()
             if not self.sinks:
@@ -220,11 +225,14 @@ class Mirror:
                 try:
                     frame = self.camera.read()
                 except CameraError as e:
-                    _log.error("camera: %s", e)
+                    _log.error("camera: %s%s", e, f"; reopening in {lost_delay:.1f} s" if lost_delay else "")
                     self.camera.stop()
                     self.camera_state = "lost"
+                    self._pause(lost_delay)  # the first loss reopens at once; losses with no frame between wait
+                    lost_delay = min(max(2 * lost_delay, self.cfg.camera.retry_seconds), MAX_BACKOFF)
                     self._start_camera()
                     continue
+                lost_delay = 0.0
                 t1 = time.perf_counter()
                 if inline:
                     hair = self.segment(frame) or hair

@@ -180,6 +180,19 @@ def test_a_camera_that_will_not_open_is_retried_with_backoff(photos, monkeypatch
     assert "unavailable" in mirror.camera_state
 
 
+def test_a_camera_that_opens_but_never_gives_a_frame_is_not_reopened_in_a_busy_loop(photos, monkeypatch):
+    fake = fake_picamera2.install(monkeypatch)
+    fake.scenes = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in sorted(photos.iterdir())]
+    fake.fail_after = 0  # start() works, every capture times out
+    cfg = make_cfg(photos, camera={"kind": "picamera2", "retry_seconds": 0.05}, segmenter={"kind": "classical"})
+    mirror = Mirror(cfg)
+    import threading
+    threading.Timer(1.0, mirror.stop).start()
+    assert mirror.run(max_frames=1, inline=True) == 0
+    # reopened at once, then after 0.05, 0.1, 0.2, 0.4 s: a handful of times in a second, not thousands
+    assert 3 <= len(fake.instances) <= 7 and all(i.closed for i in fake.instances)
+
+
 def run_cli(*args, timeout=60):
     return subprocess.run([sys.executable, "-m", "device", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT)
