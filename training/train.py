@@ -164,8 +164,6 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     steps = max(1, cfg.epochs * len(batches))
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=steps, pct_start=0.1)
     teacher = load_checkpoint(cfg.teacher)[0] if cfg.teacher else None
-    if cfg.init:
-        warm_start(model, cfg)
 
     start_epoch, best = 0, {"val_iou": -1.0}
     last = out / "last.pt"
@@ -180,6 +178,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
         rng = np.random.default_rng([cfg.seed, start_epoch])  # a fresh, reproducible stream per resumed epoch
         batches.rng = rng
         _log.info("resumed from %s at epoch %d", last, start_epoch)
+    elif cfg.init:  # a resumed run already holds its own weights
+        warm_start(model, cfg)
 
     info = {"params": count_params(model), "macs": count_macs(model, (cfg.size, cfg.size))}
     _log.info("%s: %d params, %.3f GMAC at %dx%d", cfg.variant, info["params"], info["macs"] / 1e9, cfg.size, cfg.size)
