@@ -149,6 +149,16 @@ def load_training_data(cfg: TrainConfig):
     return [index[p] for p in train_pairs], train_pairs, val_arrays, val_kept
 
 
+# Settings that change how fast a run goes, not what it learns: a run may resume with other values.
+RUNTIME_ONLY = frozenset({"threads"})
+
+
+def config_changes(saved: dict, current: dict) -> list[str]:
+    """The names of the settings that differ between a saved run and this one (runtime-only ones aside)."""
+    return sorted(k for k in saved.keys() | current.keys()
+                  if k not in RUNTIME_ONLY and saved.get(k) != current.get(k))
+
+
 def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -169,8 +179,10 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     last = out / "last.pt"
     if resume and last.is_file():
         ckpt = torch.load(last, map_location="cpu", weights_only=False)
-        if ckpt["config"] != dataclasses.asdict(cfg):
-            raise ValueError(f"{last} was written with another configuration; use a new --out or --no-resume")
+        changed = config_changes(ckpt["config"], dataclasses.asdict(cfg))
+        if changed:
+            raise ValueError(f"{last} was written with another configuration ({', '.join(changed)} differ); "
+                             "use a new --out or --no-resume")
         model.load_state_dict(ckpt["state_dict"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])

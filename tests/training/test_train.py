@@ -69,9 +69,11 @@ def test_a_few_steps_on_real_pairs_lower_the_loss_and_resume(tmp_path, data_root
     train(cfg, progress=False)
     after, _ = load_checkpoint(tmp_path / "run" / "last.pt")
     assert all(torch.equal(before[k], v) for k, v in after.state_dict().items())
-    # a different configuration in the same folder is refused rather than mixed
-    with pytest.raises(ValueError, match="another configuration"):
+    # a different configuration in the same folder is refused rather than mixed, naming what changed
+    with pytest.raises(ValueError, match=r"another configuration \(lr differ"):
         train(TrainConfig(**{**cfg.__dict__, "lr": 1e-4}), progress=False)
+    # the thread count only changes speed: a run resumes with another one (e.g. once a core is free)
+    train(TrainConfig(**{**cfg.__dict__, "threads": 1}), progress=False)
 
 
 def test_evaluate_scores_a_perfect_predictor_as_one(data_root):
