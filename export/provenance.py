@@ -27,6 +27,8 @@ def training_command(config: dict) -> str:
     if config.get("augment", d.augment) != d.augment:
         args += ["--augment", config["augment"]]
     args += [flag for flag in ("--balance", "--prior") if config.get(flag[2:])]
+    if config.get("init"):
+        args += ["--init", config["init"]]
     if teacher:
         args += ["--teacher", teacher, "--alpha", str(config.get("distill_alpha", d.distill_alpha))]
     if config.get("out"):

@@ -97,15 +97,18 @@ def test_prior_model_takes_the_prior_after_normalisation(prior_checkpoint, tmp_p
     assert not np.allclose(model.predict(images, priors), model.predict(images), atol=1e-4)
 
 
-def test_training_command_reproduces_the_checkpoint_config(trained_checkpoint):
+@pytest.mark.parametrize("changes", [{}, {"init": "runs/unet-226k/best.pt", "size": 128},
+                                     {"balance": True, "augment": "flips", "prior": True}])
+def test_training_command_reproduces_the_checkpoint_config(trained_checkpoint, changes):
     from training.cli import _config, _train_args
     _, ckpt = load_checkpoint(trained_checkpoint)
-    argv = training_command(ckpt["config"]).split()
+    config = {**ckpt["config"], **changes}
+    argv = training_command(config).split()
     assert argv[:4] == ["python", "-m", "training", "train"]
     parser = argparse.ArgumentParser()
     _train_args(parser)
     rebuilt = dataclasses.asdict(_config(parser.parse_args(argv[4:])))
-    assert rebuilt == ckpt["config"]
+    assert rebuilt == config
 
 
 def test_usage_errors(tmp_path):
