@@ -6,7 +6,8 @@ from pathlib import Path
 
 _log = logging.getLogger(__name__)
 
-BENCHMARKS = ("figaro-test", "fasseg-v2-test")
+# The public benchmarks, then the mirror's own view (celeb1k's fixed validation split, never trained on).
+BENCHMARKS = ("figaro-test", "fasseg-v2-test", "celeb1k-val")
 FIGURES = ("iou", "f1", "pooled_iou", "pooled_f1", "pixel_accuracy", "images")
 
 

@@ -1,5 +1,9 @@
 """Augmentation (the original report's rotations, mirrors, blur and motion blur; plus colour jitter and
-scale/crop) and the resize policies. Everything works on RGB uint8 numpy arrays with a numpy Generator."""
+scale/crop) and the resize policies. Everything works on RGB uint8 numpy arrays with a numpy Generator.
+
+The `mirror` preset adds what the mirror's camera meets and the benchmarks under-represent: grey, white and
+blond hair (the hair alone desaturated and lightened), close heads and people far away (wide scale range),
+indoor colour casts, sensor noise and JPEG artefacts."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,10 +46,24 @@ class AugmentConfig:
     saturation: float = 0.3
     hue_deg: float = 8.0
 
+    hair_recolour: float = 0.0   # probability of turning the hair grey, white or blond (mask-guided)
+    greyscale: float = 0.0       # probability of a fully desaturated frame
+    colour_cast: float = 0.0     # largest per-channel gain change (tungsten / fluorescent light)
+    noise: float = 0.0           # largest sensor-noise sigma, in 0-255 units
+    jpeg: float = 0.0            # probability of a JPEG round trip at quality 30-90
+
     @classmethod
     def flips_only(cls) -> AugmentConfig:
         return cls(rotate_deg=0, scale=(1, 1), shift=0, blur=0, motion_blur=0,
                    brightness=0, contrast=0, saturation=0, hue_deg=0)
+
+    @classmethod
+    def mirror(cls) -> AugmentConfig:
+        return cls(scale=(0.55, 1.6), shift=0.15, brightness=0.35, contrast=0.3, saturation=0.5,
+                   hair_recolour=0.25, greyscale=0.05, colour_cast=0.15, noise=8.0, jpeg=0.3)
+
+
+AUGMENT_PRESETS = {"full": AugmentConfig, "flips": AugmentConfig.flips_only, "mirror": AugmentConfig.mirror}
 
 
 def geometric(img: np.ndarray, mask: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator,
@@ -68,9 +86,30 @@ def geometric(img: np.ndarray, mask: np.ndarray, cfg: AugmentConfig, rng: np.ran
     return img, mask
 
 
-def photometric(img: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
-    """Colour jitter, then blur or motion blur (a moving head on video)."""
+def recolour_hair(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The hair alone made grey, white or blond, keeping its texture: what CelebA and Figaro have few of.
+    Works on float32 RGB 0-255; the mask is feathered so no hard seam marks where the label ends."""
+    alpha = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), max(1.0, mask.shape[0] / 150))[..., None]
+    luma = img @ np.array([0.299, 0.587, 0.114], np.float32)
+    grey = luma[..., None].repeat(3, axis=2)
+    kind = rng.choice(["grey", "white", "blond"])
+    if kind == "grey":
+        new = 60 + grey * rng.uniform(0.5, 0.9)
+    elif kind == "white":
+        new = 255 - (255 - grey) * rng.uniform(0.2, 0.45)
+    else:
+        new = 255 - (255 - grey) * rng.uniform(0.35, 0.6)
+        new = new * np.array([1.0, rng.uniform(0.85, 0.95), rng.uniform(0.55, 0.75)], np.float32)
+    return img * (1 - alpha) + np.clip(new, 0, 255) * alpha
+
+
+def photometric(img: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator,
+                mask: np.ndarray | None = None) -> np.ndarray:
+    """Hair recolouring, colour jitter and cast, then blur or motion blur (a moving head on video),
+    sensor noise and JPEG artefacts."""
     out = img.astype(np.float32)
+    if mask is not None and mask.any() and rng.random() < cfg.hair_recolour:
+        out = recolour_hair(out, mask, rng)
     if cfg.saturation or cfg.hue_deg:
         hsv = cv2.cvtColor(out / 255.0, cv2.COLOR_RGB2HSV)
         hsv[..., 0] = (hsv[..., 0] + rng.uniform(-cfg.hue_deg, cfg.hue_deg)) % 360
@@ -81,6 +120,10 @@ def photometric(img: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -
         out = (out - mean) * rng.uniform(1 - cfg.contrast, 1 + cfg.contrast) + mean
     if cfg.brightness:
         out = out * rng.uniform(1 - cfg.brightness, 1 + cfg.brightness)
+    if cfg.colour_cast:
+        out = out * rng.uniform(1 - cfg.colour_cast, 1 + cfg.colour_cast, 3).astype(np.float32)
+    if rng.random() < cfg.greyscale:
+        out = (out @ np.array([0.299, 0.587, 0.114], np.float32))[..., None].repeat(3, axis=2)
     out = np.clip(out, 0, 255).astype(np.uint8)
     r = rng.random()
     if r < cfg.blur:
@@ -88,6 +131,12 @@ def photometric(img: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -
         out = cv2.GaussianBlur(out, (k, k), 0)
     elif r < cfg.blur + cfg.motion_blur:
         out = motion_blur(out, int(rng.integers(3, 10)), rng.uniform(0, 180))
+    if cfg.noise:
+        sigma = rng.uniform(0, cfg.noise)
+        out = np.clip(out + rng.normal(0, sigma, out.shape).astype(np.float32), 0, 255).astype(np.uint8)
+    if rng.random() < cfg.jpeg:
+        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(30, 91))])
+        out = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     return out
 
 
@@ -102,4 +151,4 @@ def motion_blur(img: np.ndarray, length: int, angle_deg: float) -> np.ndarray:
 def augment(img: np.ndarray, mask: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator,
             size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     img, mask = geometric(img, mask, cfg, rng, size)
-    return photometric(img, cfg, rng), mask
+    return photometric(img, cfg, rng, mask), mask

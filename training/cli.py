@@ -11,20 +11,22 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
 def _train_args(p: argparse.ArgumentParser, default_variant: str = "unet-226k") -> None:
+    from .augment import AUGMENT_PRESETS
     from .train import TrainConfig
     d = TrainConfig()
     p.add_argument("--variant", default=default_variant, help="model variant (see `variants`)")
     p.add_argument("--data", nargs="+", default=d.data, help="training data sets: names or KIND:PATH")
     p.add_argument("--repeat", nargs="*", default=[], metavar="SET=N",
                    help="repeat a data set's pairs N times per epoch, e.g. fasseg-v3-train=2")
-    p.add_argument("--data-root", default=d.data_root, help="folder holding figaro1k/ and fasseg/")
+    p.add_argument("--data-root", default=d.data_root, help="folder holding figaro1k/, fasseg/ and celeb1k-train/")
     p.add_argument("--size", type=int, default=d.size, help="square training size (pixels)")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch", type=int, default=d.batch)
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (one-cycle, AdamW)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--balance", action="store_true", help="sample Figaro hairstyle classes equally")
-    p.add_argument("--augment", choices=["full", "flips"], default=d.augment)
+    p.add_argument("--augment", choices=list(AUGMENT_PRESETS), default=d.augment,
+                   help="augmentation preset: mirror adds grey/white/blond hair, wide scale, colour casts, noise, JPEG")
     p.add_argument("--prior", action="store_true", help="train with the previous-frame prior input")
     p.add_argument("--init", default="", metavar="CHECKPOINT",
                    help="start from this run's weights (same variant) with a fresh optimiser and schedule")

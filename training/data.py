@@ -188,6 +188,24 @@ def _resized_mask(mask_path: Path, image_path: Path) -> np.ndarray:
     return cv2.resize(m, size, interpolation=cv2.INTER_NEAREST) if m.shape[::-1] != size else m
 
 
+# celeb1k: the mirror's own view. Its fixed validation split, by CelebA-HQ id: every id divisible by 5
+# (148 of the 742 pairs, spread evenly over the id range). Model selection uses it; training never does.
+CELEB1K_VAL_EVERY = 5
+
+
+def is_celeb1k_val(pair: Pair) -> bool:
+    return int(pair.name.rsplit("/", 1)[-1]) % CELEB1K_VAL_EVERY == 0
+
+
+def load_celeb1k(root: Path, split: str) -> list[Pair]:
+    """celeb1k-train (images/NNNNN.jpg + masks/NNNNN.png, 255 = hair), split by id: `train` or `val`."""
+    folder = root / "celeb1k-train"
+    pairs = [Pair(p.image, p.mask, "celeb1k", f"celeb1k/{p.name.rsplit('/', 1)[-1]}")
+             for p in load_folder(folder) if p.image.stem.isdigit()]
+    want_val = split == "val"
+    return [p for p in pairs if is_celeb1k_val(p) == want_val]
+
+
 def load_folder(root: Path) -> list[Pair]:
     """Generic layout: images/NAME.(jpg|png|...) and masks/NAME.png (non-zero = hair, same size)."""
     img_dir, mask_dir = root / "images", root / "masks"
@@ -211,10 +229,16 @@ DATASETS: dict[str, Callable[[Path], list[Pair]]] = {
     "fasseg-v2-test": lambda r: load_fasseg(r, "V2", "test"),
     "fasseg-v3-train": lambda r: load_fasseg(r, "V3", "train"),
     "fasseg-v3-test": lambda r: load_fasseg(r, "V3", "test"),
+    "celeb1k-train": lambda r: load_celeb1k(r, "train"),
+    "celeb1k-val": lambda r: load_celeb1k(r, "val"),
 }
 PATH_DATASETS: dict[str, Callable[[Path], list[Pair]]] = {"celebamask": load_celebamask, "folder": load_folder}
 # The public benchmarks: never trained on, never used for model selection.
 HELD_OUT = {"figaro-test", "fasseg-v2-test"}
+# Fixed validation splits: a set named here is validated on its partner set, not on a hash split of itself;
+# the partner is for model selection only and is never trained on.
+FIXED_VAL = {"celeb1k-train": "celeb1k-val"}
+NEVER_TRAINED = HELD_OUT | set(FIXED_VAL.values())
 
 
 def resolve(spec: str, data_root: Path = DEFAULT_DATA_ROOT) -> list[Pair]:

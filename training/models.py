@@ -138,6 +138,8 @@ register(Variant("unet-226k", UNet, {"widths": (32, 64, 128), "convs": 1},
                  "the pruned seed model: 2 pools, single convs, halved widths"))
 register(Variant("mobile-unet", MobileUNet, {},
                  "real time on a Pi: stride-2 stem, separable convs, 5 levels, bilinear up"))
+register(Variant("mobile-unet-wide", MobileUNet, {"widths": (32, 64, 128, 160, 192)},
+                 "mobile-unet 4/3 as wide, meant for 192x192 input: more capacity at the same MACs"))
 
 
 def get_variant(name: str) -> Variant:

@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from . import data as datasets
-from .augment import AugmentConfig, augment
+from .augment import AUGMENT_PRESETS, augment
 from .evaluate import evaluate, torch_predictor
 from .losses import bce_dice, distillation
 from .models import build_model, count_macs, count_params, get_variant, normalise
@@ -40,7 +40,7 @@ class TrainConfig:
     seed: int = 0
     val_fraction: float = 0.1
     balance: bool = False  # equal weight per group (Figaro hairstyle class) within each source
-    augment: str = "full"  # full | flips
+    augment: str = "full"  # full | flips | mirror (see training.augment.AUGMENT_PRESETS)
     prior: bool = False  # train with the contract's `prior` input channel
     teacher: str = ""  # checkpoint path: distil from its probabilities
     distill_alpha: float = 0.5
@@ -53,9 +53,11 @@ class TrainConfig:
         for spec in self.data:
             if spec in datasets.HELD_OUT:
                 raise ValueError(f"{spec} is a held-out benchmark and is never used for training")
+            if spec in datasets.NEVER_TRAINED:
+                raise ValueError(f"{spec} is a validation split (model selection only) and is never used for training")
         get_variant(self.variant)
-        if self.augment not in ("full", "flips"):
-            raise ValueError(f"augment must be 'full' or 'flips', not {self.augment!r}")
+        if self.augment not in AUGMENT_PRESETS:
+            raise ValueError(f"augment must be one of {', '.join(AUGMENT_PRESETS)}, not {self.augment!r}")
 
 
 def save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, cfg: TrainConfig, metrics: dict) -> None:
@@ -99,7 +101,7 @@ class Batches:
 
     def __init__(self, arrays, pairs, cfg: TrainConfig, rng: np.random.Generator):
         self.arrays, self.cfg, self.rng = arrays, cfg, rng
-        self.aug = AugmentConfig() if cfg.augment == "full" else AugmentConfig.flips_only()
+        self.aug = AUGMENT_PRESETS[cfg.augment]()
         weights = np.ones(len(pairs))
         if cfg.balance:  # each group gets an equal share of its source's weight
             for src in {p.source for p in pairs}:
@@ -136,7 +138,10 @@ def load_training_data(cfg: TrainConfig):
     train_pairs, val_pairs = [], []
     for spec in cfg.data:
         pairs = datasets.resolve(spec, Path(cfg.data_root))
-        tr, va = datasets.split_train_val(pairs, cfg.val_fraction)
+        if spec in datasets.FIXED_VAL:
+            tr, va = pairs, datasets.resolve(datasets.FIXED_VAL[spec], Path(cfg.data_root))
+        else:
+            tr, va = datasets.split_train_val(pairs, cfg.val_fraction)
         train_pairs += tr * max(1, cfg.repeat.get(spec, 1))
         val_pairs += va
     if cfg.limit:

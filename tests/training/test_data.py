@@ -110,3 +110,24 @@ def test_split_is_deterministic_and_held_out_sets_are_refused(data_root):
 def test_unknown_data_set_names_the_known_ones():
     with pytest.raises(data.DataError, match="figaro-train"):
         data.resolve("figaro-everything")
+
+
+def test_celeb1k_has_a_fixed_validation_split_by_id_that_training_refuses(data_root):
+    if not (data_root / "celeb1k-train").is_dir():
+        pytest.skip("celeb1k-train not in ../shared/data")
+    train, val = data.resolve("celeb1k-train", data_root), data.resolve("celeb1k-val", data_root)
+    assert len(train) + len(val) == 742 and len(val) >= 100
+    ids = {p.name: int(p.name.rsplit("/", 1)[1]) for p in train + val}
+    assert all(ids[p.name] % data.CELEB1K_VAL_EVERY == 0 for p in val)
+    assert not any(ids[p.name] % data.CELEB1K_VAL_EVERY == 0 for p in train)
+    img, mask = val[0].load()
+    assert img.shape == (512, 512, 3) and set(np.unique(mask)) == {0, 1}
+    pytest.importorskip("torch")
+    from training.train import TrainConfig, load_training_data
+    with pytest.raises(ValueError, match="validation split"):
+        TrainConfig(data=["celeb1k-val"])
+    # training on celeb1k-train validates on exactly celeb1k-val, never on a hash split of the training ids
+    cfg = TrainConfig(data=["celeb1k-train"], data_root=str(data_root))
+    _, train_pairs, _, val_pairs = load_training_data(cfg)
+    assert {p.name for p in val_pairs} == {p.name for p in val}
+    assert not {p.name for p in train_pairs} & {p.name for p in val_pairs}

@@ -131,3 +131,22 @@ def test_init_starts_from_another_runs_weights_and_refuses_a_mismatch(tmp_path, 
     with pytest.raises(FileNotFoundError, match="absent.pt"):
         train(TrainConfig(variant="unet-226k", init=str(tmp_path / "absent.pt"), out=str(tmp_path / "x"), **base),
               progress=False)
+
+
+def test_mirror_augmentation_makes_hair_grey_or_light_and_keeps_the_rest(data_root):
+    """The hair-only recolouring changes hair pixels (less saturated) and leaves far-from-hair pixels alone."""
+    import cv2
+    img, mask = resolve("figaro-test", data_root)[0].load()
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        out = augment.recolour_hair(img.astype(np.float32), mask, rng)
+        sat_in = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)[..., 1].astype(float)
+        sat_out = cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_RGB2HSV)[..., 1].astype(float)
+        core = cv2.erode(mask, np.ones((15, 15), np.uint8)).astype(bool)
+        far = ~cv2.dilate(mask, np.ones((41, 41), np.uint8)).astype(bool)
+        assert np.abs(out[far] - img[far]).max() < 2
+        assert sat_out[core].mean() < sat_in[core].mean() or out[core].mean() > img[core].mean() + 20
+    cfg = augment.AugmentConfig.mirror()
+    a_img, a_mask = augment.augment(img, mask, cfg, rng, (96, 96))
+    assert a_img.shape == (96, 96, 3) and a_img.dtype == np.uint8 and set(np.unique(a_mask)) <= {0, 1}
+    assert set(augment.AUGMENT_PRESETS) >= {"full", "flips", "mirror"}
