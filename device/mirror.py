@@ -126,7 +126,7 @@ class Mirror:
         t0 = time.perf_counter()
         try:
             with self.segment_lock:
-                prob = self.segmenter.segment(frame.lores)
+                prob = self.segmenter.segment(self._input_for(self.segmenter, frame))
         except SegmenterError as e:
             self._fall_back(str(e))
             return None
@@ -136,6 +136,15 @@ class Mirror:
         self.timings.add("inference", t1 - t0)
         self.timings.add("postprocess", t2 - t1)
         return Hair(mask, alpha, frame.index, t2 - t0)
+
+    @staticmethod
+    def _input_for(segmenter: Segmenter, frame: Frame) -> np.ndarray:
+        """The frame at this segmenter's own input size: `lores` when the camera already gives that size,
+        else made from `main`: after a switch the camera still delivers the stream it was configured with
+        (Picamera2's lores is fixed until a restart), and a 32x32 lores would starve a segmenter that wants 256x192."""
+        if frame.lores.shape[:2] == tuple(segmenter.input_size):
+            return frame.lores
+        return segmenter.fit(frame.main)
 
     def _fall_back(self, reason: str) -> None:
         fallback = self.cfg.segmenter.fallback

@@ -235,3 +235,26 @@ def test_sigterm_stops_the_daemon_cleanly():
     proc.wait(timeout=30)
     assert proc.returncode == 0, "".join(seen) + rest
     assert "stopped after 0 frames" in rest
+
+
+def test_a_fallback_segmenter_is_fed_its_own_input_size_not_the_models(photos):
+    """The 32x32 model's lores stream must not reach the classical pipeline after a fallback (it segmented
+    32x32 frames: FASSEG IoU 0.047); it gets frames at its own size, made from the main stream."""
+    small = ROOT / "models" / "hair-unet-226k-32.onnx"
+    if not small.is_file():
+        pytest.skip(f"no {small.name} in models/")
+    mirror = Mirror(make_cfg(photos, segmenter={"model": str(small)}))
+    assert mirror.segmenter.input_size == (32, 32)
+    seen = []
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION")
+    mirror.segmenter.model.predict = failing
+    assert mirror.run(max_frames=2, inline=True) == 2
+    assert mirror.segmenter.mode == "classical"
+    real_segment = mirror.segmenter.segment
+    mirror.segmenter.segment = lambda rgb: seen.append(rgb.shape) or real_segment(rgb)
+    mirror.run(max_frames=4, inline=True)
+    assert seen and all(shape[:2] == tuple(mirror.segmenter.input_size) for shape in seen), seen
+    hair = mirror.segment(mirror.camera.read())
+    assert hair is not None and hair.mask.shape == tuple(mirror.segmenter.input_size)
