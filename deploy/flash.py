@@ -10,7 +10,9 @@ Safety: the target must be a whole block device that holds no mounted, swap or o
 kernel refuses for a device in use. A regular file is accepted only with --allow-file (tests, image building).
 
 Checks: the image's sha256 (--sha256, --sha256-file, or IMAGE.sha256 beside it) before anything is written,
-and a read-back of the written bytes compared with the image's decompressed sha256 afterwards.
+and a read-back of the written bytes compared with the image's decompressed sha256 afterwards. Every refusal
+comes before the first byte is written, and --dry-run runs them all: among them the decompressed image must fit
+the card (its size from the .xz index, or counted), and with first-boot settings its first partition must be FAT.
 
 First boot (Raspberry Pi OS Bookworm): custom.toml on the boot partition (hostname, user with a SHA-512
 password hash, ssh keys, Wi-Fi with a precomputed WPA PSK, locale), applied once by the image's firstboot;
@@ -91,6 +93,88 @@ def open_image(image: Path):
     if image.suffix == ".zip":
         raise Refused(f"{image}: unzip it first (a .zip may hold several files)")
     return image.open("rb")
+
+
+def image_head(image: Path) -> bytes:
+    """The raw image's first sector (its MBR); Refused when the file cannot even start to decompress."""
+    try:
+        with open_image(image) as src:
+            return src.read(512)
+    except (OSError, lzma.LZMAError, EOFError) as e:
+        raise Refused(f"{image}: cannot read the image: {e}") from None
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(buf) or shift > 63:
+            raise ValueError("bad number")
+        b = buf[pos]
+        value |= (b & 0x7F) << shift
+        pos, shift = pos + 1, shift + 7
+        if not b & 0x80:
+            return value, pos
+
+
+def xz_size(image: Path) -> int | None:
+    """The decompressed size of an .xz file from its streams' indexes, read from the end of the file (nothing is
+    decompressed); None when the file does not parse as .xz that way."""
+    total = 0
+    with image.open("rb") as f:
+        end = f.seek(0, os.SEEK_END)
+        try:
+            while end > 0:
+                if end < 24:
+                    return None
+                f.seek(end - 4)
+                if f.read(4) == bytes(4):  # stream padding
+                    end -= 4
+                    continue
+                f.seek(end - 12)
+                footer = f.read(12)
+                if footer[10:12] != b"YZ":
+                    return None
+                index_size = (int.from_bytes(footer[4:8], "little") + 1) * 4
+                index_start = end - 12 - index_size
+                if index_start < 12:
+                    return None
+                f.seek(index_start)
+                index = f.read(index_size)
+                if index[0] != 0:
+                    return None
+                count, pos = _varint(index, 1)
+                blocks = 0
+                for _ in range(count):
+                    unpadded, pos = _varint(index, pos)
+                    size, pos = _varint(index, pos)
+                    blocks += (unpadded + 3) & ~3
+                    total += size
+                end = index_start - blocks - 12
+                if end < 0:
+                    return None
+                f.seek(end)
+                if f.read(6) != b"\xfd7zXZ\x00":
+                    return None
+        except ValueError:
+            return None
+    return total
+
+
+def image_size(image: Path) -> int:
+    """The decompressed image's size in bytes, known before anything is written."""
+    if image.suffix == ".xz" and (size := xz_size(image)) is not None:
+        return size
+    if image.suffix not in (".xz", ".gz"):
+        return image.stat().st_size
+    _log.info("measuring %s decompressed (its size is not in its header)", image.name)  # .gz keeps it mod 4 GiB
+    size = 0
+    try:
+        with open_image(image) as src:
+            while chunk := src.read(CHUNK):
+                size += len(chunk)
+    except (OSError, lzma.LZMAError, EOFError) as e:
+        raise Refused(f"{image}: cannot be decompressed: {e}") from None
+    return size
 
 
 # ---- the target ---------------------------------------------------------------------------------------------
@@ -361,17 +445,21 @@ def read_back(target: Target, length: int) -> str:
     return digest.hexdigest()
 
 
-def boot_partition_offset(path: Path) -> int:
+def boot_offset_in(mbr: bytes, where: str, error: type[Exception] = Failed) -> int:
     """Byte offset of the first (FAT boot) partition, from the MBR that Raspberry Pi OS images use."""
-    with open(path, "rb") as f:
-        mbr = f.read(512)
     if len(mbr) < 512 or mbr[510:512] != b"\x55\xaa":
-        raise Failed(f"{path}: no MBR partition table after writing (not a Raspberry Pi OS image?)")
+        raise error(f"{where}: no MBR partition table (not a Raspberry Pi OS image?)")
     entry = mbr[446:462]
     ptype, start = entry[4], int.from_bytes(entry[8:12], "little")
     if ptype not in FAT_PARTITION_TYPES or start == 0:
-        raise Failed(f"{path}: partition 1 is type 0x{ptype:02x}, not the FAT boot partition")
+        raise error(f"{where}: partition 1 is type 0x{ptype:02x}, not the FAT boot partition")
     return start * 512
+
+
+def boot_partition_offset(path: Path) -> int:
+    """The boot partition's offset on the written card (checked in the image before writing, too)."""
+    with open(path, "rb") as f:
+        return boot_offset_in(f.read(512), f"{path} after writing")
 
 
 def write_boot_files(path: Path, files: dict[str, str]) -> None:
@@ -480,8 +568,17 @@ def run(args: argparse.Namespace) -> int:
             raise Refused(f"{image}: sha256 {got} does not match the expected {want}")
         _log.info("image sha256 ok: %s", got)
 
+    # what the writing would otherwise find out only after it had written: all before the first byte
+    head, raw_size = image_head(image), image_size(image)
+    if target.size is not None and raw_size > target.size:
+        raise Refused(f"{target.path}: the image is larger than the card ({raw_size} bytes decompressed, "
+                      f"the card holds {target.size})")
+    if boot_files and boot_offset_in(head, f"{image} (the image)", Refused) >= raw_size:
+        raise Refused(f"{image}: its boot partition starts beyond the image's end ({raw_size} bytes)")
+
     size = f"{target.size / 1e9:.1f} GB " if target.size else ""
-    print(f"plan: write {image} to {size}{'block device' if target.is_block else 'file'} {target.path}"
+    print(f"plan: write {image} ({raw_size} bytes decompressed) to {size}"
+          f"{'block device' if target.is_block else 'file'} {target.path}"
           f"{', read it back' if not args.no_readback else ''}"
           f"{', then ' + ', '.join(boot_files) + ' on its boot partition' if boot_files else ''}")
     for name, text in boot_files.items():

@@ -1,6 +1,8 @@
 """`hairmirror` / `python -m device`: the mirror daemon.
 
 Exit codes: 0 stopped cleanly, 1 runtime failure, 2 bad configuration or arguments.
+The start and --validate-config run the same checks (config.check through config.load, then `build`: the
+segmenter with its fallback, the recolourer and the camera object), so a config that validates also starts.
 """
 from __future__ import annotations
 
@@ -16,11 +18,18 @@ _log = logging.getLogger("device")
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="hairmirror", description="Real-time hair recolouring mirror daemon.")
+    p = argparse.ArgumentParser(prog="hairmirror", description="Real-time hair recolouring mirror daemon.",
+                                epilog="Exit codes: 0 stopped cleanly, 1 runtime failure, 2 bad configuration. "
+                                       "Secrets (web.token) are never printed.")
     p.add_argument("--config", "-c", help="TOML config file (default: built-in defaults)")
-    p.add_argument("--validate-config", action="store_true", help="check the config, print it resolved, exit")
+    p.add_argument("--validate-config", action="store_true",
+                   help="run every check the start runs (config values, paths, the model load with its fallback) "
+                        "without opening the camera; print the resolved config (web.token masked), exit 0 or 2")
     p.add_argument("--print-default-config", action="store_true", help="print every setting with its default")
-    p.add_argument("--source", choices=configuration.CHOICES["camera.kind"], help="override camera.kind")
+    p.add_argument("--source", choices=configuration.CHOICES["camera.kind"],
+                   help="override camera.kind; with a camera other than picamera2 a sink.kind of "
+                        "picamera2-overlay (the default) becomes null, saying so on stderr when the config file "
+                        "set it; a files or null sink from the file is kept; --sink chooses another")
     p.add_argument("--model", help="override segmenter.model (a contract-v1 .onnx file)")
     p.add_argument("--segmenter", choices=configuration.CHOICES["segmenter.kind"], help="override segmenter.kind")
     p.add_argument("--sink", choices=configuration.CHOICES["sink.kind"], help="override sink.kind")
@@ -33,12 +42,18 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def overrides_from(args) -> dict:
+def overrides_from(args, file_data: dict | None = None, notes: list[str] | None = None) -> dict:
+    """Dotted config overrides from the command line; `notes` collects what they replace from the file."""
     o = {"camera.kind": args.source, "segmenter.model": args.model, "segmenter.kind": args.segmenter,
          "sink.kind": args.sink, "recolour.colour": args.colour, "recolour.mode": args.mode}
     o = {k: v for k, v in o.items() if v is not None}
-    if args.source and args.source != "picamera2" and not args.sink:
+    sink_table = (file_data or {}).get("sink")
+    file_sink = sink_table.get("kind") if isinstance(sink_table, dict) else None
+    if args.source and args.source != "picamera2" and not args.sink and file_sink in (None, "picamera2-overlay"):
         o["sink.kind"] = "null"  # the overlay sink needs the Pi camera's preview
+        if file_sink is not None and notes is not None:
+            notes.append(f"--source {args.source} overrides sink.kind = 'picamera2-overlay' from {args.config} "
+                         "(it needs the Pi camera) with 'null'; give --sink to choose another")
     if args.web:
         host, _, port = args.web.rpartition(":")
         if not port.isdigit():
@@ -49,28 +64,51 @@ def overrides_from(args) -> dict:
     return o
 
 
+def build(cfg):
+    """The Mirror, built as the start builds it (segmenter with its fallback, recolourer, camera object; the
+    camera is not opened): what --validate-config runs too. ConfigError, one line, when it cannot be built."""
+    from .cameras import CameraError
+    from .mirror import Mirror
+    from .segmenters import SegmenterError
+    try:
+        return Mirror(cfg)
+    except SegmenterError as e:  # the model cannot load and there is no fallback
+        raise configuration.ConfigError(f"segmenter.model: {e}") from None
+    except (ValueError, KeyError, OSError, CameraError) as e:
+        raise configuration.ConfigError(f"cannot start: {e}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.print_default_config:
         print(configuration.to_toml(configuration.Config()), end="")
         return EXIT_OK
+    notes: list[str] = []
     try:
-        cfg = configuration.load(args.config, overrides_from(args))
+        file_data = configuration.read(args.config) if args.config else {}
+        cfg = configuration.load(args.config, overrides_from(args, file_data, notes))
     except configuration.ConfigError as e:
         print(f"hairmirror: config error: {e}", file=sys.stderr)
         return EXIT_CONFIG
+    for note in notes:
+        print(f"hairmirror: note: {note}", file=sys.stderr)
     if args.validate_config:
+        logging.basicConfig(level=logging.WARNING, format="hairmirror: %(message)s")  # e.g. a model's fallback
+        try:
+            build(cfg)
+        except configuration.ConfigError as e:
+            print(f"hairmirror: config error: {e}", file=sys.stderr)
+            return EXIT_CONFIG
         print(configuration.to_toml(cfg), end="")
         return EXIT_OK
     logging.basicConfig(level=logging.DEBUG if args.verbose else getattr(logging, cfg.log_level),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("PIL", "matplotlib"):  # their debug output drowns ours under -v
         logging.getLogger(noisy).setLevel(logging.INFO)
-    from .mirror import Mirror
     try:
-        mirror = Mirror(cfg)
-    except (ValueError, KeyError, OSError) as e:
-        _log.error("cannot start: %s", e)
+        mirror = build(cfg)
+    except configuration.ConfigError as e:
+        _log.error("config error: %s", e)
         return EXIT_CONFIG
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: mirror.stop())

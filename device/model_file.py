@@ -6,7 +6,9 @@ input_size="H,W", threshold, trained_on, eval.*; one self-contained file.
 
 Only onnxruntime and numpy are needed (no `onnx` package on the device). The file's protobuf framing is
 walked by hand first so that a truncated file, a file that is not ONNX at all and a missing external-data
-file each get their own message instead of onnxruntime's generic parse error.
+file each get their own message instead of onnxruntime's generic parse error. Last, the model runs once on a
+test frame (mid-grey with bands of real-looking values): an output that is not float32 [1, 1, H, W], not finite,
+or outside [0, 1] (0..255 values, logits) is refused, so the daemon falls back instead of dyeing nothing or all.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ _ENTRY_KEY, _ENTRY_VALUE = 1, 2
 _DATA_LOCATION_EXTERNAL = 1
 _MAX_MODEL_FIELD = 30  # ModelProto uses fields 1..26 today; anything far beyond is not an ONNX model
 _MAX_IR_VERSION = 100
+PROBABILITY_SLACK = 1e-5  # float rounding allowed around [0, 1] in the load check's test run
 # Wire types of the ModelProto fields: 0 = varint, 2 = length-delimited (bytes, string, message).
 _MODEL_WIRE_TYPES = {1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2, 26: 2}
 
@@ -217,16 +220,37 @@ def _check_size(path: Path, arg, label: str, axes: tuple[int, int], size: tuple[
     return all(_fixed(d) is not None for d in shape[1:])
 
 
+def probe_frame(h: int, w: int) -> np.ndarray:
+    """A neutral test frame, uint8 [1, h, w, 3]: mid-grey with bands of real-looking values (black, dark brown
+    hair, blond, skin, white), so a model's output is seen on the range of pixels it will meet."""
+    frame = np.full((h, w, 3), 128, np.uint8)
+    bands = [(0, 0, 0), (45, 30, 20), (200, 170, 110), (224, 172, 140), (255, 255, 255)]
+    for i, rgb in enumerate(bands):
+        frame[:, (2 * i + 1) * w // 11:(2 * i + 2) * w // 11] = rgb
+    return frame[None]
+
+
 def _probe(model: ContractModel) -> None:
-    """One black frame through the model, for files whose declared shapes leave the output size open."""
+    """One test frame through the model: it must run, and its output must keep the contract (float32
+    [1, 1, H, W], finite, in [0, 1]); a model that gives NaN, logits or 0..255 would dye nothing or everything."""
     h, w = model.input_size
+    what = f"one mid-grey {h}x{w} test frame"
     try:
-        out = model.predict(np.zeros((1, h, w, 3), np.uint8))
+        out = model.predict(probe_frame(h, w))
     except Exception as e:  # onnxruntime's own errors: the graph cannot run at its declared size
-        raise ModelContractError(f"{model.path}: a test run on one {h}x{w} frame failed: {str(e).strip()}") from None
+        raise ModelContractError(f"{model.path}: a test run on {what} failed: {str(e).strip()}") from None
     if out.dtype != np.float32 or out.shape != (1, 1, h, w):
-        raise ModelContractError(f"{model.path}: output 'hair' came out {out.dtype} {list(out.shape)} for one "
-                                 f"{h}x{w} frame; contract v1 needs float32 [1, 1, {h}, {w}]")
+        raise ModelContractError(f"{model.path}: output 'hair' came out {out.dtype} {list(out.shape)} for "
+                                 f"{what}; contract v1 needs float32 [1, 1, {h}, {w}]")
+    bad = int(np.count_nonzero(~np.isfinite(out)))
+    if bad:
+        raise ModelContractError(f"{model.path}: output 'hair' is not finite (NaN or infinity) at {bad} of "
+                                 f"{out.size} pixels for {what}; contract v1 needs probabilities in [0, 1]")
+    lo, hi = float(out.min()), float(out.max())
+    if lo < -PROBABILITY_SLACK or hi > 1 + PROBABILITY_SLACK:
+        hint = " (looks like logits: no sigmoid)" if lo < 0 else " (looks like 0..255 pixel values)" if hi > 2 else ""
+        raise ModelContractError(f"{model.path}: output 'hair' spans {lo:.4g}..{hi:.4g} for {what}{hint}; "
+                                 "contract v1 needs probabilities in [0, 1]")
 
 
 def check_metadata(path: Path, meta: dict[str, str]) -> tuple[tuple[int, int], float]:
@@ -302,18 +326,17 @@ def load_model(path: str | Path, threads: int = 0) -> ContractModel:
     if extra:
         raise ModelContractError(f"{path}: unexpected input(s) {', '.join(extra)}; contract v1 allows only "
                                  "'image' and 'prior'")
-    static = _check_image(path, inputs[IMAGE_INPUT], size)
+    _check_image(path, inputs[IMAGE_INPUT], size)
     if PRIOR_INPUT in inputs:
-        static &= _check_map(path, inputs[PRIOR_INPUT], "input", size)
+        _check_map(path, inputs[PRIOR_INPUT], "input", size)
 
     outputs = {arg.name: arg for arg in session.get_outputs()}
     if HAIR_OUTPUT not in outputs:
         raise ModelContractError(f"{path}: no output named 'hair' (outputs: {', '.join(outputs) or 'none'})")
-    static &= _check_map(path, outputs[HAIR_OUTPUT], "output", size)
+    _check_map(path, outputs[HAIR_OUTPUT], "output", size)
 
     model = ContractModel(path, session, meta, size, threshold, PRIOR_INPUT in inputs)
-    if not static:
-        _probe(model)
+    _probe(model)  # always: even a file whose shapes are all declared can give NaN or 0..255
     _log.info("loaded %s: %s, input %dx%d, threshold %.2f%s", path.name, meta["variant"], size[0], size[1],
               threshold, ", with prior input" if model.has_prior else "")
     return model

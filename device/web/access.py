@@ -45,6 +45,7 @@ class AccessGuard:
             return None
         name = host_name(headers.get("Host", "")).lower()
         if name not in LOOPBACK_NAMES:
-            return 403, (f"Host {name!r} is not a loopback name; without web.token this page answers only "
+            shown = name if len(name) <= 64 else name[:64] + "..."  # a header can be 64 kB: never echo all of it
+            return 403, (f"Host {shown!r} is not a loopback name; without web.token this page answers only "
                          f"127.0.0.1, localhost and [::1]")
         return None

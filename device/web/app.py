@@ -27,13 +27,14 @@ from ..colours import PRESETS, parse_colour, to_hex
 from ..recolour import RECOLOURERS, make_recolourer
 from ..segmenters import SegmenterError
 from .access import AccessGuard
-from .images import ImageError, decode_base64, decode_image, encode, to_base64
+from .images import ImageError, decode_base64, decode_image, encode, mib, to_base64
 from .live import BOUNDARY, LiveView
 
 _log = logging.getLogger(__name__)
 
 PHOTO_WAIT = 30.0          # seconds a photo waits for the one before it
 RECOLOUR_FIELDS = ("mode", "colour", "colour2")
+MAX_FIELD_CHARS = 64       # a colour name, #rrggbb or mode is far shorter; longer values are refused unread
 SNAPSHOT_TYPES = {"png": ("image/png", ".png"), "jpg": ("image/jpeg", ".jpg")}
 
 
@@ -57,6 +58,17 @@ def _error(message: str, status: int) -> tuple[Response, int]:
     return jsonify(error=message), status
 
 
+def _json_body() -> dict:
+    """The request's JSON object; RequestError (400) for bad JSON, another type, or nesting too deep to parse."""
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:
+        raise RequestError("the JSON body is nested too deeply") from None
+    if not isinstance(body, dict):
+        raise RequestError("the body is not a JSON object")
+    return body
+
+
 def _recolour_args(source: dict) -> dict[str, str | None]:
     """mode/colour/colour2 from a form or JSON body (absent or empty = the mirror's current setting)."""
     args = {}
@@ -64,6 +76,8 @@ def _recolour_args(source: dict) -> dict[str, str | None]:
         value = source.get(key)
         if value is not None and not isinstance(value, str):
             raise RequestError(f"{key!r}: expected a string, got {type(value).__name__}")
+        if value is not None and len(value) > MAX_FIELD_CHARS:
+            raise RequestError(f"{key!r}: too long ({len(value)} characters; at most {MAX_FIELD_CHARS})")
         args[key] = value.strip() if value and value.strip() else None
     return args
 
@@ -84,11 +98,9 @@ def _photo_bytes(state: WebState) -> tuple[bytes, dict]:
         upload = request.files.get("photo")
         if upload is None:
             raise RequestError("missing the file field 'photo' (multipart/form-data)")
-        return upload.read(state.max_image_bytes + 1), _recolour_args(request.form)
+        return upload.read(), _recolour_args(request.form)  # all of it (the request limit bounds it): size told
     if request.is_json:
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            raise RequestError("the body is not a JSON object")
+        body = _json_body()
         if "image" not in body:
             raise RequestError("missing 'image': a base64-encoded PNG or JPEG")
         args = _recolour_args(body)
@@ -138,8 +150,12 @@ def create_app(mirror, web_cfg) -> Flask:
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(e):
-        return _error(f"the upload is larger than the limit of {web_cfg.max_upload_mb:g} MB (web.max_upload_mb)",
-                      413)
+        length = request.content_length
+        if length and length <= app.config["MAX_CONTENT_LENGTH"]:  # the body fits: one form field did not
+            return _error(f"a form field is larger than {app.config['MAX_FORM_MEMORY_SIZE'] // 1024} KiB "
+                          f"(mode, colour and colour2 are at most {MAX_FIELD_CHARS} characters)", 413)
+        size = f" ({mib(length)})" if length else ""
+        return _error(f"the upload{size} is larger than the limit of {mib(max_image)} (web.max_upload_mb)", 413)
 
     @app.errorhandler(HTTPException)
     def http_error(e):
@@ -187,10 +203,7 @@ def create_app(mirror, web_cfg) -> Flask:
         # JSON only: a cross-site form cannot send it without a CORS preflight, which this server never grants
         if not request.is_json:
             raise RequestError("send JSON such as {\"colour\": \"#aa3355\", \"mode\": \"hsv\"}", 415)
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict):
-            raise RequestError("the body is not a JSON object")
-        args = _recolour_args(body)
+        args = _recolour_args(_json_body())
         if not any(args.values()):
             raise RequestError(f"nothing to change: give one of {', '.join(RECOLOUR_FIELDS)}")
         try:
@@ -209,7 +222,8 @@ def create_app(mirror, web_cfg) -> Flask:
     @app.get("/snapshot.<kind>")
     def snapshot(kind: str):
         if kind not in SNAPSHOT_TYPES:
-            return _error(f"snapshot.{kind}: use snapshot.png or snapshot.jpg", 404)
+            shown = kind if len(kind) <= MAX_FIELD_CHARS else kind[:MAX_FIELD_CHARS] + "..."
+            return _error(f"snapshot.{shown}: use snapshot.png or snapshot.jpg", 404)
         mimetype, ext = SNAPSHOT_TYPES[kind]
         current = state.live.current(ext)
         if current is None:

@@ -107,6 +107,11 @@ def bmp_size(data: bytes) -> Size | None:
     return abs(width), abs(height)  # negative height: stored top-down
 
 
+def mib(n: float) -> str:
+    """Bytes in the unit of web.max_upload_mb: '9.0 MiB'."""
+    return f"{n / 2**20:.1f} MiB"
+
+
 def image_size(data: bytes) -> tuple[str, Size]:
     """(format name, (width, height)) from the header alone; ImageError (415) for anything else."""
     for name in SIZERS.names():
@@ -133,8 +138,8 @@ def decode_image(data: bytes, max_bytes: int) -> np.ndarray:
     if not data:
         raise ImageError("the upload is empty")
     if len(data) > max_bytes:
-        raise ImageError(f"the image is {len(data) / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.1f} MB "
-                         f"(web.max_upload_mb)", status=413)
+        raise ImageError(f"the image is {mib(len(data))}; the limit is {mib(max_bytes)} (web.max_upload_mb)",
+                         status=413)
     fmt, (width, height) = image_size(data)
     if width <= 0 or height <= 0:
         raise ImageError(f"the {fmt} header gives an empty size {width}x{height}")
@@ -163,8 +168,8 @@ def decode_base64(text, max_bytes: int, field: str = "image") -> bytes:
         text = text[m.end():]
     text = "".join(text.split())  # line-wrapped base64 (as `base64` prints it) is fine too
     if len(text) * 3 // 4 > max_bytes + 3:
-        raise ImageError(f"{field!r}: the image is larger than the limit of {max_bytes / 2**20:.1f} MB "
-                         f"(web.max_upload_mb)", status=413)
+        raise ImageError(f"{field!r}: the image ({mib(len(text) * 3 // 4)}) is larger than the limit of "
+                         f"{mib(max_bytes)} (web.max_upload_mb)", status=413)
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):

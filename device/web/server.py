@@ -12,10 +12,14 @@ from .app import create_app
 
 _log = logging.getLogger(__name__)
 UNLOGGED_PATHS = ("/api/status",)  # the page polls it every few seconds
+READ_TIMEOUT = 20.0  # seconds a client may leave the socket silent (headers, body) before it is dropped
 
 
 class QuietTokenHandler(WSGIRequestHandler):
-    """werkzeug's request log without the token, and without the page's routine status polls."""
+    """werkzeug's request log without the token, and without the page's routine status polls; a client that
+    stops sending (or reading) for READ_TIMEOUT seconds is dropped, so slow clients cannot hold threads forever."""
+
+    timeout = READ_TIMEOUT  # socketserver.StreamRequestHandler sets it on each connection's socket
 
     def log_request(self, code="-", size="-") -> None:
         if str(code) == "200" and self.path.split("?")[0] in UNLOGGED_PATHS:

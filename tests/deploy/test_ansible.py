@@ -38,7 +38,7 @@ def _config_fields() -> dict[str, dict | object]:
 
 def test_config_template_renders_every_key_and_the_daemon_accepts_it(tmp_path):
     overrides = {"hairmirror_camera_kind": "demo", "hairmirror_sink_kind": "null", "hairmirror_web_host": "0.0.0.0",
-                 "hairmirror_web_token": 'to"k\\en', "hairmirror_camera_mirror": False,
+                 "hairmirror_web_token": 'to"k\\en-long-enough', "hairmirror_camera_mirror": False,
                  "hairmirror_recolour_colour": "#8a2be2", "hairmirror_web_port": 18080}
     variables = role_defaults(overrides)
     path = tmp_path / "config.toml"
@@ -53,7 +53,7 @@ def test_config_template_renders_every_key_and_the_daemon_accepts_it(tmp_path):
         assert set(written[section]) == set(fields), f"[{section}] keys differ from device/config.py"
         for key in fields:
             assert getattr(getattr(cfg, section), key) == variables[f"hairmirror_{section}_{key}"], f"{section}.{key}"
-    assert cfg.web.token == 'to"k\\en' and cfg.camera.mirror is False and cfg.web.port == 18080
+    assert cfg.web.token == 'to"k\\en-long-enough' and cfg.camera.mirror is False and cfg.web.port == 18080
 
 
 def test_config_template_defaults_match_the_daemons_defaults():

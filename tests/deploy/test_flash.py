@@ -4,6 +4,7 @@ devices only; the one test that names a real disk (the one holding /) runs with 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import importlib.util
 import lzma
@@ -178,6 +179,60 @@ def test_bad_first_boot_values_are_refused(image, tmp_path, capsys, option, valu
     assert message in capsys.readouterr().err
 
 
+def test_a_card_smaller_than_the_image_is_refused_before_writing_and_in_a_dry_run(image, tmp_path, monkeypatch,
+                                                                                  capsys):
+    """Was: the dry run passed, and the real run wrote 4 MiB before it found out (exit 1)."""
+    target = tmp_path / "card.img"
+    small = flash.Target(target, is_block=False, size=4 << 20)  # a 4 MiB card, without needing a loop device
+    monkeypatch.setattr(flash, "check_target", lambda path, allow_file: small)
+    assert flash.main([str(image), str(target), "--allow-file", "--dry-run"]) == 2
+    assert "larger than the card" in capsys.readouterr().err
+    assert flash.main([str(image), str(target), "--allow-file", "--yes"]) == 2
+    assert "larger than the card" in capsys.readouterr().err
+    assert not target.exists()
+
+
+@pytest.fixture(scope="module")
+def linux_first_image(tmp_path_factory) -> Path:
+    """An image whose first partition is Linux (0x83), not FAT: nowhere to put first-boot files."""
+    _need("sfdisk")
+    raw = tmp_path_factory.mktemp("linux-first") / "not-raspios.img"
+    with raw.open("wb") as f:
+        f.truncate(4 << 20)
+    subprocess.run(["sfdisk", "-q", str(raw)], input="label: dos\nstart=2048, type=83\n", text=True, check=True,
+                   capture_output=True)
+    return raw
+
+
+def test_an_image_without_a_fat_first_partition_is_refused_before_writing(linux_first_image, tmp_path, capsys):
+    """Was: the dry run passed, and the real run wrote the whole image before it found out (exit 1)."""
+    target = tmp_path / "card.img"
+    args = [str(linux_first_image), str(target), "--allow-file", "--skip-checksum", "--hostname", "mirror-3"]
+    assert flash.main(args + ["--dry-run"]) == 2
+    assert "type 0x83, not the FAT boot partition" in capsys.readouterr().err
+    assert flash.main(args + ["--yes"]) == 2
+    assert "not the FAT boot partition" in capsys.readouterr().err
+    assert not target.exists()
+    # without first-boot files the image is only copied, and its partitions are its own business
+    assert flash.main(args[:4] + ["--yes", "--no-readback"]) == 0 and target.stat().st_size == 4 << 20
+
+
+def test_the_decompressed_size_is_known_before_writing(image, tmp_path):
+    raw = _raw(image)
+    assert flash.xz_size(image) == flash.image_size(image) == len(raw)  # from the .xz index, nothing decompressed
+    two = tmp_path / "two.img.xz"  # two concatenated streams with stream padding, as xz allows
+    two.write_bytes(lzma.compress(b"a" * 1000) + bytes(8) + lzma.compress(b"b" * 5000))
+    assert flash.xz_size(two) == 6000
+    gz = tmp_path / "image.img.gz"
+    gz.write_bytes(gzip.compress(raw[:3 << 20], compresslevel=1))
+    assert flash.image_size(gz) == 3 << 20  # counted: a .gz keeps its size only modulo 4 GiB
+    junk = tmp_path / "junk.img.xz"
+    junk.write_bytes(b"not xz at all" * 10)
+    assert flash.xz_size(junk) is None
+    with pytest.raises(flash.Refused, match="junk.img.xz"):
+        flash.image_size(junk)
+
+
 def _system_disk() -> Path | None:
     """The block device holding /, from /proc/self/mountinfo."""
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
@@ -239,13 +294,16 @@ def test_loop_device_is_written_and_read_back(image, tmp_path):
     assert backing.read_bytes()[root:len(raw)] == raw[root:]
 
 
-def test_loop_device_that_is_too_small_fails_cleanly(image, tmp_path, capsys):
+def test_loop_device_that_is_too_small_is_refused_before_writing(image, tmp_path, capsys):
     backing = tmp_path / "small.bin"
     with backing.open("wb") as f:
         f.truncate(4 << 20)
     with _loop(backing) as device:
-        assert flash.main([str(image), str(device), "--yes", "--no-readback"]) == 1
-    assert "larger than the card" in capsys.readouterr().err
+        assert flash.main([str(image), str(device), "--dry-run"]) == 2  # the dry run finds it too
+        assert "larger than the card" in capsys.readouterr().err
+        assert flash.main([str(image), str(device), "--yes", "--no-readback"]) == 2
+        assert "larger than the card" in capsys.readouterr().err
+    assert backing.read_bytes() == bytes(4 << 20), "nothing may be written to a card that is too small"
 
 
 @pytest.fixture

@@ -193,6 +193,67 @@ def test_a_camera_that_opens_but_never_gives_a_frame_is_not_reopened_in_a_busy_l
     assert 3 <= len(fake.instances) <= 7 and all(i.closed for i in fake.instances)
 
 
+def scenes_of(photos):
+    return [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in sorted(photos.iterdir())]
+
+
+def test_the_backoff_is_capped_at_5_s_on_both_paths(photos, monkeypatch):
+    """Was: doubling to 30 s, so a camera back after 20 s away waited up to 21 s more. The waits are recorded
+    instead of waited (the real ones ping the watchdog): 1, 2, 4, then 5 s at most, when it will not open and
+    when it opens but gives no frame."""
+    from device.cameras import CameraError
+    from device.mirror import MAX_BACKOFF
+    assert MAX_BACKOFF <= 5.0
+    fake = fake_picamera2.install(monkeypatch)
+    fake.scenes = scenes_of(photos)
+    mirror = Mirror(make_cfg(photos, camera={"kind": "picamera2", "retry_seconds": 1.0},
+                             segmenter={"kind": "classical"}))
+    pauses = []
+    monkeypatch.setattr(mirror, "_pause", pauses.append)
+    real_start = mirror.camera.start
+
+    def away_for_8_attempts():
+        if len(pauses) < 8:
+            raise CameraError("no camera")
+        real_start()
+    mirror.camera.start = away_for_8_attempts
+    assert mirror.run(max_frames=1, inline=True) == 1
+    assert pauses == [1, 2, 4, 5, 5, 5, 5, 5]
+
+    fake.fail_after = 0  # opens, never gives a frame
+    mirror = Mirror(make_cfg(photos, camera={"kind": "picamera2", "retry_seconds": 1.0},
+                             segmenter={"kind": "classical"}))
+    pauses = []
+    monkeypatch.setattr(mirror, "_pause", lambda s: pauses.append(s) or (len(pauses) >= 8 and mirror.stop()))
+    assert mirror.run(max_frames=1, inline=True) == 0
+    assert pauses == [0, 1, 2, 4, 5, 5, 5, 5]
+
+
+def test_a_camera_that_comes_back_runs_again_within_the_cap_without_a_busy_loop(photos, monkeypatch):
+    """In real time, with the cap scaled down (0.2 s): the camera is away for 1 s, then frames flow again
+    within the cap of its return, after a handful of attempts."""
+    from device import mirror as mirror_module
+    from device.cameras import CameraError
+    monkeypatch.setattr(mirror_module, "MAX_BACKOFF", 0.2)
+    fake = fake_picamera2.install(monkeypatch)
+    fake.scenes = scenes_of(photos)
+    mirror = Mirror(make_cfg(photos, camera={"kind": "picamera2", "retry_seconds": 0.05},
+                             segmenter={"kind": "classical"}))
+    real_start, attempts, opened = mirror.camera.start, [], []
+    back_at = time.monotonic() + 1.0
+
+    def unplugged_for_a_second():
+        attempts.append(time.monotonic())
+        if attempts[-1] < back_at:
+            raise CameraError("camera unplugged")
+        real_start()
+        opened.append(time.monotonic())
+    mirror.camera.start = unplugged_for_a_second
+    assert mirror.run(max_frames=1, inline=True) == 1
+    assert opened[0] - back_at < 0.2 + 0.3, "recovered later than the cap (+ slack for a loaded CPU)"
+    assert 4 <= len(attempts) <= 12  # 0.05, 0.1, 0.2, 0.2, ... apart: not thousands
+
+
 def run_cli(*args, timeout=60):
     return subprocess.run([sys.executable, "-m", "device", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT)
@@ -220,10 +281,12 @@ def test_default_config_round_trips_and_validates(tmp_path):
     assert configuration.load(tmp_path / "c.toml") == configuration.Config()
 
 
-def test_sigterm_stops_the_daemon_cleanly():
-    # the images camera without a path cannot open: the daemon logs it and retries until SIGTERM
-    proc = subprocess.Popen([sys.executable, "-m", "device", "--source", "images", "--segmenter", "classical",
-                             "--no-web"], cwd=ROOT, stderr=subprocess.PIPE, text=True,
+def test_sigterm_stops_the_daemon_cleanly(tmp_path):
+    # the images camera's folder is absent (a USB stick not plugged in): the daemon logs it and retries until SIGTERM
+    cfg = tmp_path / "absent-folder.toml"
+    cfg.write_text(f'[camera]\nkind = "images"\npath = "{tmp_path / "absent"}"\n')
+    proc = subprocess.Popen([sys.executable, "-m", "device", "--config", str(cfg), "--segmenter", "classical",
+                             "--sink", "null", "--no-web"], cwd=ROOT, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     seen = []
     for line in proc.stderr:  # wait until the loop runs (signal handlers are installed by then)

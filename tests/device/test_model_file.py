@@ -243,3 +243,44 @@ def test_each_failure_has_its_own_message(tmp_path, good):
              save(contract_graph(meta={k: v for k, v in META.items() if k != "threshold"}), tmp_path / "t.onnx")]
     reasons = [refusal(f).replace(str(f), "FILE") for f in files]
     assert len(set(reasons)) == len(files), reasons
+
+
+def output_graph(kind: str) -> onnx.ModelProto:
+    """A file whose interface keeps the contract (every shape declared) but whose output breaks it when run:
+    "nan" (a NaN weight), "0..255" (the grey level itself, no scaling), "logits" (no sigmoid), "ok" (in [0, 1])."""
+    h, w = SIZE
+    nodes = [helper.make_node("Cast", ["image"], ["f"], to=TensorProto.FLOAT),
+             helper.make_node("Transpose", ["f"], ["nchw"], perm=[0, 3, 1, 2]),
+             helper.make_node("ReduceMean", ["nchw"], ["grey"], axes=[1], keepdims=1)]
+    weight = {"nan": np.nan, "0..255": 1.0, "logits": 8.0 / 255, "ok": 1.0 / 255}[kind]
+    offset = 4.0 if kind == "logits" else 0.0
+    nodes += [helper.make_node("Mul", ["grey", "weight"], ["scaled"]),
+              helper.make_node("Sub", ["scaled", "offset"], ["hair"])]
+    inits = [numpy_helper.from_array(np.array([weight], np.float32), "weight"),
+             numpy_helper.from_array(np.array([offset], np.float32), "offset")]
+    graph = helper.make_graph(nodes, f"output-{kind}",
+                              [helper.make_tensor_value_info("image", TensorProto.UINT8, ["N", h, w, 3])],
+                              [helper.make_tensor_value_info("hair", TensorProto.FLOAT, ["N", 1, h, w])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for k, v in META.items():
+        model.metadata_props.add(key=k, value=v)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+@pytest.mark.parametrize("kind,words", [("nan", "not finite"), ("0..255", "0..255 pixel values"),
+                                        ("logits", "no sigmoid")])
+def test_an_output_that_breaks_the_contract_when_run_is_refused(tmp_path, kind, words):
+    """Every declared shape is right, so only running the model shows it would dye nothing or everything."""
+    msg = refusal(save(output_graph(kind), tmp_path / "bad.onnx"))
+    assert words in msg and "contract v1 needs probabilities in [0, 1]" in msg and "test frame" in msg
+
+
+def test_the_load_check_runs_on_real_looking_values_and_accepts_a_model_in_range(tmp_path):
+    from device.model_file import probe_frame
+    frame = probe_frame(*SIZE)
+    assert frame.shape == (1, *SIZE, 3) and frame.dtype == np.uint8
+    assert {0, 128, 255} <= set(np.unique(frame)) and len(np.unique(frame.reshape(-1, 3), axis=0)) >= 5
+    model = load_model(save(output_graph("ok"), tmp_path / "ok.onnx"))
+    assert 0.0 <= model.predict(frame).min() and model.predict(frame).max() <= 1.0

@@ -235,11 +235,11 @@ def test_uploads_over_the_size_limit_get_413(mirror):
     rgb = astronaut()
     jpeg = next(b for q in range(100, 0, -1)
                 if limit < len(b := cv2.imencode(".jpg", rgb, [cv2.IMWRITE_JPEG_QUALITY, q])[1].tobytes()) < 1.9 * limit)
-    assert_error(upload(small, jpeg), 413, "0.1 MB", "web.max_upload_mb")  # over the image limit
-    assert_error(small.post("/api/photo", json={"image": base64.b64encode(jpeg).decode()}), 413, "0.1 MB")
+    assert_error(upload(small, jpeg), 413, "limit is 0.1 MiB", "web.max_upload_mb")  # over the image limit
+    assert_error(small.post("/api/photo", json={"image": base64.b64encode(jpeg).decode()}), 413, "0.1 MiB")
     big = png_bytes(rgb)
     assert len(big) > 2 * limit
-    assert_error(upload(small, big, "big.png"), 413, "0.1 MB", "web.max_upload_mb")  # over the request limit
+    assert_error(upload(small, big, "big.png"), 413, "0.1 MiB", "web.max_upload_mb")  # over the request limit
     assert small.get("/api/status").status_code == 200
 
 

@@ -119,11 +119,32 @@ def test_a_body_over_the_limit_gets_413_over_a_real_socket_and_the_server_keeps_
         conn.request("POST", "/api/photo", body=body,
                      headers={"Content-Type": "multipart/form-data; boundary=b", "Content-Length": str(len(body))})
         r = conn.getresponse()
-        assert r.status == 413 and "8 MB" in json.loads(r.read())["error"]
+        assert r.status == 413
+        assert "the upload (12.0 MiB) is larger than the limit of 8.0 MiB" in json.loads(r.read())["error"]
     except (BrokenPipeError, ConnectionResetError):
         pytest.fail("the server dropped the connection instead of answering 413")
     finally:
         conn.close()
+    assert "mode" in get_json(server.url + "api/status")
+
+
+def test_a_client_that_stops_sending_is_dropped_and_the_server_keeps_serving(running, monkeypatch):
+    """A slow client (headers never finished) must not hold its thread forever: the socket has a read timeout."""
+    from device.web import server as server_module
+    assert server_module.QuietTokenHandler.timeout == server_module.READ_TIMEOUT <= 30
+    monkeypatch.setattr(server_module.QuietTokenHandler, "timeout", 0.5)  # read for each new connection
+    _, server = running
+    slow = socket.create_connection((server.host, server.port), timeout=WAIT)
+    try:
+        slow.sendall(b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and then nothing
+        t0 = time.monotonic()
+        try:
+            assert slow.recv(1024) == b"", "the server answered a request it never got"
+        except ConnectionResetError:
+            pass
+        assert time.monotonic() - t0 < WAIT / 2
+    finally:
+        slow.close()
     assert "mode" in get_json(server.url + "api/status")
 
 
