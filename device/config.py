@@ -48,8 +48,10 @@ class SegmenterConfig:
 @dataclass
 class PostprocessConfig:
     threshold: float = -1.0          # hair probability cut; -1 = the model file's own threshold
-    keep: str = "largest"            # largest (the original design) | all (components above min_area)
-    min_area: float = 0.01           # with keep = all: smallest component kept, as a fraction of the frame
+    keep: str = "face"               # which components are hair (device/postprocess.py): face (mass around the
+    #                                  face, the face carved out; chosen by `python -m export postprocess`) |
+    #                                  largest (the original design) | all (above min_area) | mass | framed
+    min_area: float = 0.01           # keep = all/framed/face: smallest extra component kept (fraction of frame)
     smoothing: float = 0.5           # temporal smoothing of the probability (0 = none, 0.9 = heavy)
 
 
@@ -95,7 +97,7 @@ CHOICES = {
     "camera.lores_format": ("auto", "YUV420", "RGB888"),
     "segmenter.kind": ("onnx", "classical"),
     "segmenter.fallback": ("classical", ""),
-    "postprocess.keep": ("largest", "all"),
+    "postprocess.keep": ("largest", "all", "mass", "framed", "face"),  # device.postprocess.KEEP_RULES
     "recolour.mode": ("hsv", "natural", "ombre"),
     "sink.kind": ("picamera2-overlay", "files", "null"),
     "sink.preview": ("drm", "qtgl", "null"),

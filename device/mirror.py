@@ -11,19 +11,18 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from .cameras import CAMERAS, CameraError, Frame
 from .config import Config
 from .notify import Notifier
-from .postprocess import Postprocessor
+from .postprocess import Postprocessor, postprocess_still
 from .recolour import make_recolourer
 from .segmenters import SEGMENTERS, Segmenter, SegmenterError, create_segmenter
 from .sinks import SINKS, Output
 
 _log = logging.getLogger(__name__)
-MAX_BACKOFF = 30.0
+MAX_BACKOFF = 5.0  # seconds; a camera that comes back is running again within this, without a busy loop
 
 
 @dataclass
@@ -126,12 +125,13 @@ class Mirror:
         t0 = time.perf_counter()
         try:
             with self.segment_lock:
-                prob = self.segmenter.segment(self._input_for(self.segmenter, frame))
+                rgb = self._input_for(self.segmenter, frame)
+                prob = self.segmenter.segment(rgb)
         except SegmenterError as e:
             self._fall_back(str(e))
             return None
         t1 = time.perf_counter()
-        mask, alpha = self.post(prob)
+        mask, alpha = self.post(prob, rgb)
         t2 = time.perf_counter()
         self.timings.add("inference", t1 - t0)
         self.timings.add("postprocess", t2 - t1)
@@ -172,9 +172,8 @@ class Mirror:
         """Try-a-photo: (hair mask uint8 {0,1}, recoloured RGB), both at the photo's own size."""
         with self.segment_lock:  # the classical pipeline's cascade is not safe to share between threads
             prob = self.segmenter.segment_still(self.segmenter.fit(rgb))
-        prob = cv2.resize(prob, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
         pc = self.cfg.postprocess
-        mask, alpha = Postprocessor(self.post.threshold, pc.keep, pc.min_area, smoothing=0)(prob)
+        mask, alpha = postprocess_still(prob, rgb, self.post.threshold, pc.keep, pc.min_area)
         rc = self.cfg.recolour
         recolourer = make_recolourer(mode or rc.mode, colour or rc.colour, colour2 or rc.colour2, rc.strength)
         return mask, recolourer.apply(rgb, alpha)
@@ -196,7 +195,7 @@ class Mirror:
 
     def _start_camera(self) -> None:
         """Open the camera, retrying with doubling back-off; keeps pinging the watchdog while it waits."""
-        delay = self.cfg.camera.retry_seconds
+        delay = min(self.cfg.camera.retry_seconds, MAX_BACKOFF)
         while not self.stop_event.is_set():
             try:
                 self.camera.start()

@@ -1,20 +1,208 @@
-"""From a probability map to the hair that gets recoloured: temporal smoothing, threshold, components."""
+"""From a probability map to the hair that gets recoloured: temporal smoothing, threshold, and which connected
+components are hair (`[postprocess] keep`, a rule from KEEP_RULES):
+
+- `largest`: the component with the most pixels (the original design).
+- `all`: every component covering at least `min_area` of the frame.
+- `mass`: the component with the most probability mass (sum of p): a big, unsure blob loses to a confident one.
+- `framed`: probability mass weighted by where a mirror puts the head (upper centre of the frame); also keeps any
+  component of at least `min_area` that scores half the best (hair on both sides of a face, split by it).
+- `face`: as `framed`, but the weight is placed by the face OpenCV's frontal-face cascade finds (the one the
+  classical pipeline uses): full over the head, falling off fast below the chin; and the face itself (an ellipse
+  inside the box, eyes to chin) is not hair unless the model is sure (p >= 0.95). A collar, clothes and the face
+  cannot win; without a face it is `framed`.
+
+`python -m export postprocess MODEL.onnx` measures every rule on validation data and the demo photos' hand labels.
+"""
 from __future__ import annotations
+
+import logging
+import threading
 
 import cv2
 import numpy as np
 
+from .registry import Registry
+
+_log = logging.getLogger(__name__)
 _BAND_KERNEL = np.ones((5, 5), np.uint8)
 
 
+class Components:
+    """The 8-connected components of a {0,1} mask: `labels` (0 = background, 1..count) and `areas` [count].
+    Labels without stats plus a histogram: ~4x faster than connectedComponentsWithStats, which computes boxes
+    and centroids nobody uses."""
+
+    def __init__(self, mask: np.ndarray):
+        h, w = mask.shape
+        most_labels = ((h + 1) // 2) * ((w + 1) // 2) + 1  # 8-connected blobs are at least one pixel apart
+        label_type = cv2.CV_16U if most_labels <= 65535 else cv2.CV_32S
+        n, self.labels = cv2.connectedComponentsWithAlgorithm(mask, 8, label_type, cv2.CCL_SPAGHETTI)
+        self.count = n - 1
+        if n <= 1:
+            self.areas = np.zeros(0)
+        elif label_type == cv2.CV_32S:
+            self.areas = np.bincount(self.labels.ravel(), minlength=n)[1:]
+        else:
+            self.areas = cv2.calcHist([self.labels], [0], None, [n], [0, n]).ravel()[1:]
+
+    def mass(self, weight: np.ndarray) -> np.ndarray:
+        """The sum of `weight` (an array the mask's size) over each component, [count]."""
+        return np.bincount(self.labels.ravel(), weights=weight.ravel(), minlength=self.count + 1)[1:]
+
+    def mask_of(self, kept: np.ndarray) -> np.ndarray:
+        """{0,1} uint8 mask of the given labels (1-based)."""
+        if len(kept) == 1:
+            return (self.labels == kept[0]).view(np.uint8)
+        return np.isin(self.labels, kept).view(np.uint8)
+
+
+class KeepRule:
+    """Chooses which components are hair. `prepare` may lower probabilities known not to be hair (before the
+    threshold); `select` returns the kept labels (1-based) of a mask with at least one component."""
+
+    def __init__(self, min_area: float = 0.01):
+        self.min_area = min_area
+
+    def prepare(self, prob: np.ndarray, rgb: np.ndarray | None) -> np.ndarray:
+        return prob
+
+    def select(self, comps: Components, prob: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget anything carried between frames (a new scene)."""
+
+
+KEEP_RULES: Registry[KeepRule] = Registry("postprocess keep")
+
+
+@KEEP_RULES.register("largest")
+class Largest(KeepRule):
+    def select(self, comps, prob):
+        return np.array([1 + int(comps.areas.argmax())])
+
+
+@KEEP_RULES.register("all")
+class All(KeepRule):
+    def select(self, comps, prob):
+        return 1 + np.flatnonzero(comps.areas >= self.min_area * prob.size)
+
+
+@KEEP_RULES.register("mass")
+class Mass(KeepRule):
+    def select(self, comps, prob):
+        return np.array([1 + int(comps.mass(prob).argmax())])
+
+
+def gaussian(shape: tuple[int, int], centre: tuple[float, float], sigma: tuple[float, float]) -> np.ndarray:
+    """float32 [H, W] separable Gaussian, 1 at centre (x, y); pixel centres at integer coordinates."""
+    h, w = shape
+    gy = np.exp(-0.5 * ((np.arange(h, dtype=np.float32) - centre[1]) / sigma[1]) ** 2)
+    gx = np.exp(-0.5 * ((np.arange(w, dtype=np.float32) - centre[0]) / sigma[0]) ** 2)
+    return np.outer(gy, gx).astype(np.float32)
+
+
+@KEEP_RULES.register("framed")
+class Framed(KeepRule):
+    """Mass weighted by the mirror's framing: a Gaussian at (0.5, 0.3) of the frame, spread 0.25 of its size.
+    The best component is kept, and any other of at least `min_area` that scores `near` of the best."""
+    centre, spread, near = (0.5, 0.3), 0.25, 0.5
+
+    def __init__(self, min_area: float = 0.01):
+        super().__init__(min_area)
+        self._weights: dict[tuple[int, int], np.ndarray] = {}
+
+    def weight(self, shape: tuple[int, int]) -> np.ndarray:
+        if shape not in self._weights:
+            h, w = shape
+            self._weights = {shape: gaussian(shape, (self.centre[0] * w, self.centre[1] * h),
+                                             (self.spread * w, self.spread * h))}
+        return self._weights[shape]
+
+    def select(self, comps, prob):
+        scores = comps.mass(prob * self.weight(prob.shape))
+        best = scores.max()
+        if best <= 0:  # every component is where the weight has underflowed: none is where a head would be
+            return np.array([1 + int(comps.mass(prob).argmax())])
+        near = (scores >= self.near * best) & (comps.areas >= self.min_area * prob.size)
+        near[scores.argmax()] = True
+        return 1 + np.flatnonzero(near)
+
+
+_faces = threading.local()  # one cascade per thread: OpenCV's cascade is not safe to share between threads
+
+
+def find_face(rgb: np.ndarray) -> tuple[int, int, int, int] | None:
+    """The surest frontal face (x, y, w, h) by OpenCV's bundled Haar cascade, None if none (or no cascade).
+    The surest, not the largest: a false face on a collar can be larger than the real one, never as sure."""
+    finder = getattr(_faces, "finder", False)
+    if finder is False:
+        from .classical.faces import face_finder_for
+        try:
+            finder = face_finder_for("")
+        except (OSError, ValueError) as e:  # opencv-python-headless 5.x ships no cascades
+            _log.warning("postprocess: no face cascade (%s); keep = face works as framed", e)
+            finder = None
+        _faces.finder = finder
+    found = finder.detections(rgb) if finder is not None else []
+    return found[0][0] if found else None
+
+
+@KEEP_RULES.register("face")
+class FaceAnchored(Framed):
+    """`framed`, weighted around the face instead of the frame: 1 from the top of the face box down to the chin
+    (its bottom), falling off above it (one face height: hair), fast below it (0.3 face heights: collar and
+    clothes; long hair still scores by its part above the chin) and sideways (one face width). Inside the face (an
+    ellipse centred at 0.62 of the box height, half-axes 0.36 w and 0.42 h) only sure hair (p >= 0.95, e.g. a
+    fringe) stays. The face is looked for on the first frame and every `every` frames after it (video; a Haar
+    pass costs more than the rest of post-processing), and on each photo (a new Postprocessor). No face: `framed`."""
+    every, sure = 8, 0.95
+    ellipse = (0.62, 0.36, 0.42)  # centre (fraction of h from the top), half-axes (fractions of w, h)
+    above, below = 1.0, 0.3       # fall-off above the face box and below the chin, in face heights
+
+    def __init__(self, min_area: float = 0.01):
+        super().__init__(min_area)
+        self.box: tuple[float, float, float, float] | None = None
+        self.frames = 0
+
+    def reset(self):
+        self.box, self.frames = None, 0
+
+    def prepare(self, prob, rgb):
+        if rgb is not None and self.frames % self.every == 0:
+            box = find_face(rgb)
+            sy, sx = prob.shape[0] / rgb.shape[0], prob.shape[1] / rgb.shape[1]
+            self.box = None if box is None else (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
+        self.frames += 1
+        if self.box is None:
+            return prob
+        x, y, w, h = self.box
+        cy, ax, ay = self.ellipse
+        face = np.zeros(prob.shape, np.uint8)
+        cv2.ellipse(face, (round(x + w / 2), round(y + cy * h)), (round(ax * w), round(ay * h)), 0, 0, 360, 1, -1)
+        carve = (face > 0) & (prob < self.sure)
+        return np.where(carve, np.float32(0), prob)
+
+    def weight(self, shape):
+        if self.box is None:
+            return super().weight(shape)
+        x, y, w, h = self.box
+        rows = np.arange(shape[0], dtype=np.float32)
+        above = np.minimum(rows - y, 0) / (self.above * h)
+        below = np.maximum(rows - (y + h), 0) / (self.below * h)
+        across = (np.arange(shape[1], dtype=np.float32) - (x + w / 2)) / w
+        return np.outer(np.exp(-0.5 * (above ** 2 + below ** 2)), np.exp(-0.5 * across ** 2)).astype(np.float32)
+
+
 class Postprocessor:
-    """Smooths probabilities over time, keeps the largest component (or all above `min_area`),
+    """Smooths probabilities over time, keeps the components the `keep` rule says are hair,
     and returns a soft alpha that is zero outside the kept hair."""
 
     def __init__(self, threshold: float, keep: str = "largest", min_area: float = 0.01, smoothing: float = 0.5):
-        if keep not in ("largest", "all"):
-            raise ValueError(f"keep must be 'largest' or 'all', not {keep!r}")
+        if keep not in KEEP_RULES:
+            raise ValueError(f"keep must be one of {', '.join(map(repr, KEEP_RULES.names()))}, not {keep!r}")
         self.threshold, self.keep, self.min_area, self.smoothing = threshold, keep, min_area, smoothing
+        self.rule = KEEP_RULES.create(keep, min_area)
         self.state: np.ndarray | None = None
 
     def smooth(self, prob: np.ndarray) -> np.ndarray:
@@ -32,26 +220,18 @@ class Postprocessor:
         self.state += prob
         return self.state
 
-    def components(self, mask: np.ndarray) -> np.ndarray:
-        """The kept components of a {0,1} mask as {0,1} uint8. Labels without stats plus a histogram:
-        ~4x faster than connectedComponentsWithStats, which computes boxes and centroids nobody uses."""
-        h, w = mask.shape
-        most_labels = ((h + 1) // 2) * ((w + 1) // 2) + 1  # 8-connected blobs are at least one pixel apart
-        label_type = cv2.CV_16U if most_labels <= 65535 else cv2.CV_32S
-        n, labels = cv2.connectedComponentsWithAlgorithm(mask, 8, label_type, cv2.CCL_SPAGHETTI)
-        if n <= 1:
+    def components(self, mask: np.ndarray, prob: np.ndarray | None = None) -> np.ndarray:
+        """The kept components of a {0,1} mask as {0,1} uint8; `prob` (default: the mask itself) scores them."""
+        comps = Components(mask)
+        if comps.count == 0:
             return np.zeros_like(mask)
-        areas = np.bincount(labels.ravel(), minlength=n)[1:] if label_type == cv2.CV_32S else \
-            cv2.calcHist([labels], [0], None, [n], [0, n]).ravel()[1:]
-        if self.keep == "largest":
-            return (labels == 1 + int(areas.argmax())).view(np.uint8)
-        big = 1 + np.flatnonzero(areas >= self.min_area * mask.size)
-        return np.isin(labels, big).view(np.uint8)
+        return comps.mask_of(self.rule.select(comps, mask.astype(np.float32) if prob is None else prob))
 
-    def __call__(self, prob: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """prob float32 [H, W] -> (mask uint8 {0,1}, alpha float32 [0,1] zero outside the kept hair)."""
-        p = self.smooth(prob)
-        mask = self.components((p > self.threshold).view(np.uint8))
+    def __call__(self, prob: np.ndarray, rgb: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """prob float32 [H, W] -> (mask uint8 {0,1}, alpha float32 [0,1] zero outside the kept hair).
+        `rgb` is the frame the probability is of (any size; `keep = face` looks for the face in it)."""
+        p = self.rule.prepare(self.smooth(prob), rgb)
+        mask = self.components((p > self.threshold).view(np.uint8), p)
         # soft edge: probabilities inside a 2-pixel band around the kept hair, nothing beyond it
         band = cv2.dilate(mask, _BAND_KERNEL)
         alpha = np.clip(p, 0.0, 1.0) * band
@@ -60,3 +240,12 @@ class Postprocessor:
 
     def reset(self) -> None:
         self.state = None
+        self.rule.reset()
+
+
+def postprocess_still(prob: np.ndarray, rgb: np.ndarray, threshold: float, keep: str = "largest",
+                      min_area: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
+    """One photo on its own (the daemon's photo path): the probability stretched back to the photo's size, no
+    history, components chosen on the photo -> (mask, alpha) at the photo's size."""
+    prob = cv2.resize(prob, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return Postprocessor(threshold, keep, min_area, smoothing=0)(prob, rgb)

@@ -113,7 +113,22 @@ def cmd_check(args) -> int:
 
 def cmd_card(args) -> int:
     from .model_card import write_card
-    print(f"wrote {write_card(args.models_dir, args.out, args.runs, not args.no_bench)}")
+    card = write_card(args.models_dir, args.out, args.runs, not args.no_bench, not args.no_breakdown,
+                      threads=args.threads, worst=args.worst, gallery_dir=args.gallery_dir, progress=True)
+    print(f"wrote {card}")
+    return EXIT_OK
+
+
+def cmd_breakdown(args) -> int:
+    from .breakdown import check_gallery_place, gallery, gallery_name, measure, report
+    outs = {spec: Path(args.out_dir) / gallery_name(args.model, spec) for spec in args.data}
+    for spec, out in outs.items():  # celeb1k photos never go next to the shipped files
+        check_gallery_place(spec, out, [Path(args.model).parent])
+    for spec in args.data:
+        b = measure(args.model, spec, args.data_root, args.threads, args.every, worst=args.worst)
+        print(report(b) + "\n")
+        if args.worst:
+            print(f"wrote {gallery(b, outs[spec])}")
     return EXIT_OK
 
 
@@ -172,7 +187,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="card file (default MODELS_DIR/README.md)")
     p.add_argument("--runs", type=int, default=20, help="timed runs per file for the latency column")
     p.add_argument("--no-bench", action="store_true", help="leave latency out (no timing)")
+    p.add_argument("--no-breakdown", action="store_true",
+                   help="skip the default model's per-class figures and worst-case galleries (the slow part)")
+    p.add_argument("--worst", type=int, default=8, help="photos in each worst-case gallery")
+    p.add_argument("--gallery-dir", type=Path, help="where the celeb1k-val gallery goes (default: out/ beside "
+                                                    "MODELS_DIR; never committed)")
+    p.add_argument("--threads", type=int, default=0, help="onnxruntime threads for the breakdown (0: all cores)")
     p.set_defaults(func=cmd_card)
+
+    p = sub.add_parser("breakdown", help="per-class figures, hat proxy and worst-case galleries of one file")
+    p.add_argument("model", help="contract-v1 .onnx file")
+    p.add_argument("--data", nargs="+", default=["figaro-test", "celeb1k-val"])
+    p.add_argument("--worst", type=int, default=8, help="photos in each worst-case gallery (0: none)")
+    p.add_argument("--out-dir", default="out", help="folder for the galleries (git-ignored out/ by default)")
+    p.add_argument("--every", type=int, default=1, help="take every k-th photo (quick look)")
+    common(p)
+    p.set_defaults(func=cmd_breakdown)
+
+    from .postprocess_eval import add_parser as add_postprocess_parser
+    add_postprocess_parser(sub)  # postprocess: every [postprocess] keep rule on one file, validation + demo labels
     return parser
 
 

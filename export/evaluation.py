@@ -18,10 +18,18 @@ def metadata_prefix(data_set: str) -> str:
 
 def load_benchmark(spec: str, data_root: Path | None = None, limit: int = 0) -> tuple[list, list[str]]:
     """Decoded (photo, mask) pairs of a data set and each pair's group; `limit` > 0 keeps the first pairs."""
+    arrays, groups, _ = load_named(spec, data_root, limit)
+    return arrays, groups
+
+
+def load_named(spec: str, data_root: Path | None = None, limit: int = 0,
+               every: int = 1) -> tuple[list, list[str], list[str]]:
+    """`load_benchmark` plus each kept pair's name (e.g. `celeb1k/27640`); `every` > 1 keeps every k-th pair
+    (an evenly spread subset for quick checks), then `limit` > 0 the first of those."""
     from training import data as datasets
-    pairs = datasets.resolve(spec, data_root or datasets.DEFAULT_DATA_ROOT)
+    pairs = datasets.resolve(spec, data_root or datasets.DEFAULT_DATA_ROOT)[::max(1, every)]
     arrays, kept, _ = datasets.load_pairs(pairs[:limit] if limit else pairs)
-    return arrays, [p.group for p in kept]
+    return arrays, [p.group for p in kept], [p.name for p in kept]
 
 
 def evaluate_file(path: str | Path, data_sets: tuple[str, ...] = BENCHMARKS, data_root: Path | None = None,

@@ -28,7 +28,15 @@ DATA_AND_LICENCE = """\
 - **FASSEG** V2/V3 (Khan, Mauro, Leonardi, "Multi-class semantic segmentation of faces", ICIP 2015):
   `fasseg-v2-train`/`fasseg-v3-train` are its training splits (eyebrows, labelled with the hair colour, are
   removed from the hair mask); V2 Test is the second benchmark.
-- Both data sets are released by their authors for research use. The weights here are derived from them:
+- **celeb1k**: 742 CelebAMask-HQ pairs (Lee, Liu, Wu, Luo, "MaskGAN: Towards Diverse and Interactive Facial
+  Image Manipulation", CVPR 2020), CelebA-HQ ids 27636-28401, the training split of a 1000-image subset (hats,
+  caps and headbands are not hair in its labels). Its fixed validation split `celeb1k-val` is the ids divisible
+  by 5 (148 pairs), used for model selection and the targets and never trained on; `celeb1k-train` is the
+  other 594. CelebAMask-HQ is for non-commercial research and educational use only and is not redistributed:
+  no image of it is in this repository or on the device (the card lists ids and numbers only, its gallery is
+  written to the git-ignored `out/`). Weights trained on it (`celeb1k-train` in `trained_on`) inherit that
+  restriction: non-commercial research and education only.
+- Figaro-1k and FASSEG are released by their authors for research use. The weights here are derived from them:
   use them for research and testing only, and cite the papers above.
 - Evaluation: each photo is stretched to the model's input size, the probability map is stretched back to the
   photo's size and thresholded at the file's `threshold`; IoU and F1 are per-image means ("pooled" sums the
@@ -85,7 +93,7 @@ def _details(path: Path, meta: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-def render(files: list[Path], latency: dict[str, dict] | None, cpu: str) -> str:
+def render(files: list[Path], latency: dict[str, dict] | None, cpu: str, default_section: str | None = None) -> str:
     metas = [load_model(p).metadata for p in files]  # every listed file must satisfy the contract
     out = [BEGIN, "## Files", "",
            "| file | model | input | params | GMAC/frame | Figaro Testing IoU / F1 / pooled IoU / pixel acc "
@@ -97,20 +105,32 @@ def render(files: list[Path], latency: dict[str, dict] | None, cpu: str) -> str:
         out += ["", f"Latency: median of {runs} one-image runs per file, interleaved, onnxruntime "
                     f"{onnxruntime.__version__} (all cores) on {cpu}. Other work on the machine slows every file "
                     "alike; compare the ratios, and see the bench for Raspberry Pi figures."]
+    if default_section:
+        out += ["", default_section.rstrip("\n")]
     out += ["", "### How each file was made", ""]
     out += [_details(p, m) + "\n" for p, m in zip(files, metas)]
     out += [DATA_AND_LICENCE, END]
     return "\n".join(out) + "\n"
 
 
-def write_card(models_dir: str | Path, out: str | Path | None = None, runs: int = 20, bench: bool = True) -> Path:
+def write_card(models_dir: str | Path, out: str | Path | None = None, runs: int = 20, bench: bool = True,
+               breakdown: bool = True, default: str | None = None, threads: int = 0, worst: int = 8,
+               every: int = 1, gallery_dir: str | Path | None = None, progress: bool = False) -> Path:
+    """Render the card. If the default model (`default`, a file name; None: device.config's) is among the
+    files, it gets its own section (export.card_default); `breakdown` off skips its per-class measurement."""
+    from . import card_default
     models_dir = Path(models_dir)
     files = sorted(models_dir.glob("*.onnx"))
     if not files:
         raise FileNotFoundError(f"no .onnx files in {models_dir}")
     out = Path(out) if out else models_dir / "README.md"
     latency = side_by_side(files, runs=runs) if bench else None
-    card = render(files, latency, cpu_name())
+    default_path = models_dir / (default or card_default.default_name())
+    section = None
+    if default_path in files:
+        section = card_default.build(default_path, load_model(default_path).metadata, out, breakdown, threads,
+                                     worst, every, Path(gallery_dir) if gallery_dir else None, progress)
+    card = render(files, latency, cpu_name(), section)
     old = out.read_text() if out.is_file() else HEADER + BEGIN + "\n" + END + "\n"
     if BEGIN in old and END in old:
         head, rest = old.split(BEGIN, 1)

@@ -48,8 +48,12 @@ def onnx_predictor(path: str | Path, threads: int = 0) -> tuple[Predictor, tuple
 
 def evaluate(predict: Predictor, pairs: list[Pair] | list[tuple[np.ndarray, np.ndarray]],
              size: tuple[int, int], threshold: float = 0.5, batch: int = 8, progress: bool = True,
-             groups: list[str] | None = None) -> dict:
-    """Metrics over all pairs, plus per group (e.g. Figaro hairstyle class) when groups are given."""
+             groups: list[str] | None = None,
+             on_image: Callable[[int, np.ndarray, np.ndarray], None] | None = None) -> dict:
+    """Metrics over all pairs, plus per group (e.g. Figaro hairstyle class) when groups are given.
+
+    `on_image(index, prediction, truth)` sees each image's thresholded mask at the image's size (for
+    per-image figures and galleries); it is called in order, after the image is counted."""
     if pairs and isinstance(pairs[0], Pair):
         groups = [p.group for p in pairs]
         pairs, _, _ = load_pairs(pairs)
@@ -63,6 +67,8 @@ def evaluate(predict: Predictor, pairs: list[Pair] | list[tuple[np.ndarray, np.n
             total.update(pred, mask)
             if groups:
                 by_group[groups[start + j]].update(pred, mask)
+            if on_image:
+                on_image(start + j, pred, mask)
     out = total.summary()
     if groups:
         out["groups"] = {g: m.summary() for g, m in sorted(by_group.items())}

@@ -38,6 +38,8 @@ class MaskMetrics:
             "f1": float(np.mean(self.f1s)) if self.f1s else float("nan"),
             "pooled_iou": self.tp / union if union else float("nan"),
             "pooled_f1": 2 * self.tp / (2 * self.tp + self.fp + self.fn) if union else float("nan"),
+            "pooled_precision": self.tp / (self.tp + self.fp) if self.tp + self.fp else float("nan"),
+            "pooled_recall": self.tp / (self.tp + self.fn) if self.tp + self.fn else float("nan"),
             "pixel_accuracy": (self.tp + self.tn) / total if total else float("nan"),
             "images": len(self.ious),
         }

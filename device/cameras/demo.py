@@ -88,12 +88,19 @@ class DemoCamera(Camera):
             self._prescaled[key] = (small, to_photo)
         return self._prescaled[key]
 
+    def view_map(self, t: float, size: tuple[int, int] | None = None) -> tuple[int, np.ndarray]:
+        """Which photo is shown at time t, and the 3x3 map from its pixels to the view at `size` (width, height;
+        default the main size). Labels drawn on a photo land on the frame through the same map."""
+        size = size or self.size
+        index = int(t / self.seconds_per_photo) % len(self.photos)
+        return index, _scale(size[0] / self.size[0], size[1] / self.size[1]) @ self.motion(
+            self.photos[index].shape[:2], t)
+
     def view(self, t: float, size: tuple[int, int] | None = None) -> np.ndarray:
         """The frame at time t at `size` (width, height; default the main size): the main view, stretched."""
         size = size or self.size
-        index = int(t / self.seconds_per_photo) % len(self.photos)
+        index, m = self.view_map(t, size)
         source, to_photo = self._source(index, size)
-        m = _scale(size[0] / self.size[0], size[1] / self.size[1]) @ self.motion(self.photos[index].shape[:2], t)
         return cv2.warpAffine(source, (m @ to_photo)[:2], size, flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REFLECT_101)
 

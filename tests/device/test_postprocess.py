@@ -2,8 +2,9 @@ import cv2
 import numpy as np
 import pytest
 
+from device import postprocess
 from device.config import DEFAULT_MODEL
-from device.postprocess import Postprocessor
+from device.postprocess import KEEP_RULES, Postprocessor
 
 from .web_fixtures import figaro_photo_paths, read_rgb
 
@@ -105,3 +106,121 @@ def test_soft_alpha_matches_its_definition():
     expected[mask > 0] = np.maximum(expected[mask > 0], 0.5)
     assert alpha.dtype == np.float32 and np.allclose(alpha, expected)
     assert alpha[31, 10] == pytest.approx(0.3) and alpha[33, 10] == 0
+
+
+# --- keep rules: which components are hair (a collar or a face must not win) ---
+
+def collar_and_hair():
+    """A big, unsure 'collar' low in the frame (1000 px at p 0.6: mass 600) and a smaller, confident 'hair' blob
+    at the upper centre (704 px at p 0.95: mass 669)."""
+    p = np.zeros((100, 100), np.float32)
+    p[70:95, 30:70] = 0.6    # collar
+    p[8:30, 34:66] = 0.95    # hair
+    return p
+
+
+def test_largest_keeps_the_bigger_unsure_collar_mass_keeps_the_confident_hair():
+    p = collar_and_hair()
+    largest, _ = Postprocessor(0.5, keep="largest", smoothing=0)(p)
+    mass, _ = Postprocessor(0.5, keep="mass", smoothing=0)(p)
+    assert largest[80, 50] == 1 and largest[20, 50] == 0
+    assert mass[20, 50] == 1 and mass[80, 50] == 0
+
+
+def test_framed_prefers_the_upper_centre_even_against_more_mass():
+    p = np.zeros((100, 100), np.float32)
+    p[65:100, 10:90] = 0.9   # clothes: 2800 px, more mass than the hair
+    p[8:30, 30:70] = 0.9     # hair: 880 px, where a mirror puts the head
+    for keep in ("largest", "mass"):
+        assert Postprocessor(0.5, keep=keep, smoothing=0)(p)[0][80, 50] == 1
+    mask, _ = Postprocessor(0.5, keep="framed", smoothing=0)(p)
+    assert mask[20, 50] == 1 and mask[80, 50] == 0
+
+
+def test_framed_keeps_hair_on_both_sides_of_a_face_but_not_specks():
+    p = np.zeros((100, 100), np.float32)
+    p[15:60, 20:35] = 0.9   # left of the face
+    p[15:60, 65:82] = 0.9   # right of it, a little bigger
+    p[5:7, 48:50] = 0.9     # a speck under min_area
+    mask, _ = Postprocessor(0.5, keep="framed", min_area=0.01, smoothing=0)(p)
+    assert mask[30, 25] == 1 and mask[30, 70] == 1 and mask[6, 49] == 0
+    assert Postprocessor(0.5, keep="largest", smoothing=0)(p)[0][30, 25] == 0  # the original kept one side
+
+
+def head_and_collar():
+    """128x128: hair on top of a face box (44, 40, 40, 40), the face itself unsure-but-above-threshold and
+    joined to the hair, a sure fringe over the forehead, and a bigger collar below the chin."""
+    p = np.zeros((128, 128), np.float32)
+    p[14:50, 32:96] = 0.9    # hair over the head, reaching into the top of the face box
+    p[50:84, 50:78] = 0.8    # the face, which the model takes for hair
+    p[50:58, 56:72] = 0.99   # a sure fringe inside the face ellipse
+    p[96:128, 8:120] = 0.9   # collar and shoulders: more pixels and mass than hair and face together
+    return p
+
+
+@pytest.fixture
+def face_at(monkeypatch):
+    """find_face returns a fixed box and counts its calls."""
+    calls = []
+
+    def set_box(box):
+        def find(rgb):
+            calls.append(rgb.shape)
+            return box
+        monkeypatch.setattr(postprocess, "find_face", find)
+        return calls
+    return set_box
+
+
+def test_face_rule_keeps_the_hair_and_sure_fringe_and_drops_the_face_and_collar(face_at):
+    face_at((44, 40, 40, 40))
+    p, rgb = head_and_collar(), np.zeros((128, 128, 3), np.uint8)
+    assert Postprocessor(0.5, keep="largest", smoothing=0)(p)[0][110, 60] == 1  # the collar wins by area
+    mask, alpha = Postprocessor(0.5, keep="face", smoothing=0)(p, rgb)
+    assert mask[20, 60] == 1 and mask[54, 64] == 1          # hair and the sure fringe
+    assert mask[70, 64] == 0 and alpha[70, 64] == 0         # the face (inside the ellipse) is not dyed
+    assert mask[110, 60] == 0 and alpha[110:, :].max() == 0  # nor the collar
+
+
+def test_face_rule_finds_the_box_at_photo_size_and_scales_it_to_the_probability(face_at):
+    """The photo path gives the photo at its own size; the box must land on the probability map's pixels."""
+    face_at((88, 80, 80, 80))  # the same box in a photo twice the size
+    mask, _ = Postprocessor(0.5, keep="face", smoothing=0)(head_and_collar(), np.zeros((256, 256, 3), np.uint8))
+    assert mask[20, 60] == 1 and mask[70, 64] == 0 and mask[110, 60] == 0
+
+
+def test_face_rule_looks_again_every_few_frames_and_after_reset(face_at):
+    calls = face_at((44, 40, 40, 40))
+    post = Postprocessor(0.5, keep="face", smoothing=0.5)
+    p, rgb = head_and_collar(), np.zeros((128, 128, 3), np.uint8)
+    for _ in range(post.rule.every + 1):
+        post(p, rgb)
+    assert len(calls) == 2  # the first frame and the (every + 1)-th
+    post.reset()
+    post(p, rgb)
+    assert len(calls) == 3
+
+
+def test_face_rule_without_a_face_is_framed(face_at):
+    calls = face_at(None)
+    p = collar_and_hair()
+    framed, _ = Postprocessor(0.5, keep="framed", smoothing=0)(p)
+    for rgb in (np.zeros((100, 100, 3), np.uint8), None):  # none found / no frame given
+        mask, _ = Postprocessor(0.5, keep="face", smoothing=0)(p, rgb)
+        assert np.array_equal(mask, framed)
+    assert len(calls) == 1
+
+
+def test_find_face_takes_the_surest_face_of_a_real_photo():
+    data = pytest.importorskip("skimage.data", reason="scikit-image (the [demo] extra) is not installed")
+    photo = data.astronaut()
+    x, y, w, h = postprocess.find_face(photo)
+    assert x < 225 < x + w and y < 125 < y + h and 60 < w < 160  # her face (labels: x 193-262, y 100-163)
+
+
+def test_keep_choices_in_the_config_are_the_registry():
+    from device import config as configuration
+    assert sorted(configuration.CHOICES["postprocess.keep"]) == KEEP_RULES.names()
+    assert configuration.PostprocessConfig().keep in KEEP_RULES
+    with pytest.raises(configuration.ConfigError, match="postprocess.keep.*'face'"):
+        configuration.from_dict({"postprocess": {"keep": "biggest"}, "sink": {"kind": "null"}})

@@ -1,0 +1,178 @@
+"""The model card's section on the default model (the file `device.config.DEFAULT_MODEL` names): issue 19's
+targets against what the file measures, per-class figures, the worst cases and the training cost.
+
+Driven by the file: whichever file has the default name when the card is written is described.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from .breakdown import (
+    ABOVE_MARGIN,
+    CELEB,
+    FIGARO,
+    TAGS_FILE,
+    UNTAGGED,
+    SetBreakdown,
+    check_gallery_place,
+    gallery,
+    gallery_name,
+    measure,
+    table,
+    worst_list,
+)
+from .evaluation import metadata_prefix
+
+_log = logging.getLogger(__name__)
+
+# (data set, what it is, mean-IoU pass mark), as the issues set them.
+TARGETS = (
+    (CELEB, "celeb1k validation split (148 photos, ids divisible by 5): the mirror's own view", 0.88),
+    (FIGARO, "Figaro-1k Testing (210 photos)", 0.85),
+    ("fasseg-v2-test", "FASSEG V2 Test (50 photos)", 0.92),
+)
+# The hat target has no number in the issue; the card's own rule compares hat photos with untagged ones.
+HAT_PRECISION_SLACK, HAT_ABOVE_SLACK = 0.05, 0.02
+
+
+def default_name() -> str:
+    from device.config import DEFAULT_MODEL
+    return Path(DEFAULT_MODEL).name
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.0f} min" if seconds >= 60 else f"{seconds:.0f} s"
+
+
+def _measured(meta: dict[str, str], spec: str, now: SetBreakdown | None) -> tuple[float | None, str]:
+    """The figure to judge a target by: the file's own eval.* metadata, else what was measured now."""
+    key = f"{metadata_prefix(spec)}.iou"
+    fresh = now.overall["iou"] if now is not None else None
+    where = f"now, {now.subset}" if now is not None and now.every > 1 else "now"
+    if key in meta:
+        value = float(meta[key])
+        note = f"`{key}`"
+        if fresh is not None and abs(fresh - value) > 0.001:
+            note += f" (measured {where}: {fresh:.3f})"
+        return value, note
+    if fresh is not None:
+        return fresh, f"measured {where} (not in the file's metadata)"
+    return None, "not measured (not in the file's metadata; `python -m export eval FILE --write`)"
+
+
+def targets_table(meta: dict[str, str], breakdowns: dict[str, SetBreakdown]) -> list[str]:
+    out = ["| target | pass mark | measured | from | met |", "|---|---|---|---|---|"]
+    for spec, what, bar in TARGETS:
+        value, note = _measured(meta, spec, breakdowns.get(spec))
+        shown = "n/a" if value is None else f"{value:.3f}"
+        met = "?" if value is None else ("yes" if value >= bar else f"no ({100 * (value - bar):+.1f} points)")
+        out.append(f"| {what}, mean IoU | >= {bar:.2f} | {shown} | {note} | {met} |")
+    celeb = breakdowns.get(CELEB)
+    if celeb is not None and "hat" in celeb.rows and UNTAGGED in celeb.rows:
+        hat, plain = celeb.rows["hat"], celeb.rows[UNTAGGED]
+        ok = (hat["pooled_precision"] >= plain["pooled_precision"] - HAT_PRECISION_SLACK
+              and hat["above_fraction"] <= plain["above_fraction"] + HAT_ABOVE_SLACK)
+        out.append(f"| hats and caps stay non-hair (celeb1k-val, {hat['images']} hat photos) | no number set; "
+                   f"card rule: precision within {HAT_PRECISION_SLACK:.2f} and hair above the labelled hair within "
+                   f"{100 * HAT_ABOVE_SLACK:.0f} points of the untagged photos | precision "
+                   f"{hat['pooled_precision']:.3f} (untagged {plain['pooled_precision']:.3f}); hair above "
+                   f"{100 * hat['above_fraction']:.1f}% (untagged {100 * plain['above_fraction']:.1f}%) "
+                   f"| measured now | {'yes' if ok else 'no'} |")
+    else:
+        out.append("| hats and caps stay non-hair | no number set | n/a | not measured (`--no-breakdown`) | ? |")
+    return out
+
+
+def training_cost(meta: dict[str, str]) -> list[str]:
+    seconds, epochs = meta.get("train.seconds"), meta.get("train.epochs")
+    if not seconds or not epochs:
+        return ["- not recorded in the file (no `train.seconds` / `train.epochs` metadata)"]
+    s, n = float(seconds), int(epochs)
+    lines = [f"- {n} epochs up to the exported (best) checkpoint, {_duration(s)} of epoch time ({s:,.0f} s, "
+             f"{_duration(s / max(n, 1))} per epoch; validation excluded), from the file's `train.seconds` / "
+             "`train.epochs`; on the training machine's CPU with the command's `--threads` (epochs run after "
+             "the best one are not counted)"]
+    if meta.get("train.command"):
+        lines.append(f"- command: `{meta['train.command']}`")
+    lines.append(f"- trained on: {meta.get('trained_on', '?').replace(',', ', ')}; "
+                 f"inference: {int(meta['macs']) / 1e9:.2f} GMAC per frame (latency in the table above)")
+    return lines
+
+
+HAT_PROXY = f"""\
+*Predicted hair above the labelled hair* is the hat proxy: the share of predicted hair pixels lying more
+than {100 * ABOVE_MARGIN:.0f}% of the photo's height above the highest labelled hair pixel of their own column.
+There are no hat masks here, but CelebAMask-HQ labels hats apart from hair, so on a hat photo those pixels
+are almost all hat (or background just above it) painted as hair. It misses hat pixels beside the hair and
+over columns with no visible hair, so it is a floor for the hat area dyed, not its size. On hatless photos the
+same figure is the spill over the top edge of the hair: the baseline to compare with. Precision (pooled over
+the photos) counts every false hair pixel, hat or not. Tags are by hand (`export/{TAGS_FILE.name}`:
+hat = any headwear over the hair, incl. hoods and headbands); a photo may carry several tags, so the rows
+overlap and only *untagged* + the tagged photos make up *all*. Rows of a handful of photos (see the photos
+column) are anecdotes, not estimates."""
+
+
+def section(path: Path, meta: dict[str, str], breakdowns: dict[str, SetBreakdown], figure: str | None,
+            celeb_gallery: str | None) -> str:
+    """Markdown of the default-model section (`figure`: the Figaro gallery's link relative to the card)."""
+    out = [f"### The default model: `{path.name}`", "",
+           "`device.config.DEFAULT_MODEL` loads this file. Targets are judged by the file's own `eval.*` "
+           "figures where it has them; the rest below is measured on the file when the card was written "
+           "(`python -m export card models`; `--no-breakdown` skips it). Mean IoU is the per-photo IoU of the "
+           "hair mask averaged over the photos (the table's IoU).", "", "#### Targets", ""]
+    out += targets_table(meta, breakdowns)
+    figaro, celeb = breakdowns.get(FIGARO), breakdowns.get(CELEB)
+    if figaro is None and celeb is None:
+        out += ["", "Per-class figures and the worst cases were not measured in this run (`--no-breakdown`)."]
+    if figaro is not None:
+        out += ["", f"#### Figaro-1k Testing by hairstyle class ({figaro.subset}{figaro.overall['images']} photos)", ""]
+        out += table(figaro, "class")
+    if celeb is not None:
+        out += ["", f"#### celeb1k-val by hand tag ({celeb.subset}{celeb.overall['images']} photos)", ""]
+        out += table(celeb, "tag")
+    if figaro is not None or celeb is not None:
+        out += ["", HAT_PROXY]
+    out += ["", "#### Worst cases"]
+    if figaro is not None and figure:
+        out += ["", f"The {len(figaro.worst)} Figaro Testing photos with the lowest IoU, worst first "
+                    "(photo, truth, prediction: white hair found, red false hair, blue hair missed):", "",
+                f"![worst Figaro Testing photos of {path.name}]({figure})", ""]
+        out += worst_list(figaro)
+    if celeb is not None:
+        out += ["", f"The {len(celeb.worst)} celeb1k-val photos with the lowest IoU, by id only: CelebAMask-HQ "
+                    "may not be redistributed, so their gallery is not committed. The card run writes it to "
+                    f"`{celeb_gallery}` (git-ignored); on its own: "
+                    f"`python -m export breakdown models/{path.name} --out-dir out`.", ""]
+        out += worst_list(celeb)
+    if figaro is None and celeb is None:
+        out += ["", "Not measured in this run (`--no-breakdown`)."]
+    out += ["", "#### Training cost", ""]
+    out += training_cost(meta)
+    return "\n".join(out) + "\n"
+
+
+def build(path: Path, meta: dict[str, str], card: Path, breakdown: bool = True, threads: int = 0, worst: int = 8,
+          every: int = 1, gallery_dir: Path | None = None, progress: bool = True, data_root: Path | None = None) -> str:
+    """Measure the default file (unless `breakdown` is off), write its galleries and render its section.
+
+    The Figaro gallery goes to figures/ beside the file (committed); the celeb1k-val one to `gallery_dir`
+    (default out/ beside the models folder, git-ignored), never into the models folder."""
+    models_dir = path.parent
+    breakdowns: dict[str, SetBreakdown] = {}
+    figure = celeb_gallery = None
+    if breakdown:
+        gallery_dir = Path(gallery_dir) if gallery_dir else models_dir.resolve().parent / "out"
+        celeb_path = gallery_dir / gallery_name(path.name, CELEB)
+        check_gallery_place(CELEB, celeb_path, [models_dir, card.parent])
+        for spec in (FIGARO, CELEB):
+            breakdowns[spec] = measure(path, spec, data_root, threads, every, worst=worst, progress=progress)
+        fig_path = gallery(breakdowns[FIGARO], models_dir / "figures" / gallery_name(path.name, FIGARO))
+        figure = os.path.relpath(fig_path, card.parent)
+        gallery(breakdowns[CELEB], celeb_path)
+        celeb_gallery = (f"out/{celeb_path.name}" if gallery_dir.resolve() == models_dir.resolve().parent / "out"
+                         else str(celeb_path))
+    return section(path, meta, breakdowns, figure, celeb_gallery)

@@ -1,0 +1,217 @@
+"""`python -m export postprocess MODEL.onnx`: every `[postprocess] keep` rule on one model file, measured through
+the daemon's own photo path (device segmenter `fit` + `segment_still`, then `device.postprocess.postprocess_still`).
+
+- Validation data only (model selection is allowed there): `celeb1k-val` (the mirror's own view) and
+  `figaro-val` (the deterministic 10% of figaro-train). The public benchmarks are refused.
+- The demo camera's photos against their hand-drawn labels (tests/device/fixtures/demo_labels.json): the fraction
+  of the hair regions dyed (should be 1) and of each non-hair region (face, collar, cap...; should be 0), once
+  as photos and once live: the demo camera's moving lores frames through the segmenter's video path and a
+  Postprocessor with the default smoothing, the labels carried onto each frame by the camera's own map.
+
+The network runs once per photo; each rule then post-processes the same probability map, so the whole
+command costs about one evaluation pass (mobile-unet at 256x256: ~10 ms a photo) plus the rules.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+DEMO_LABELS = Path(__file__).resolve().parent.parent / "tests" / "device" / "fixtures" / "demo_labels.json"
+TIE = 0.005  # mean IoU differences below half a point are ties (148 photos: about the noise of a rerun)
+
+
+def _celeb1k_val(root: Path) -> list:
+    from training.data import resolve
+    return resolve("celeb1k-val", root)
+
+
+def _figaro_val(root: Path) -> list:
+    from training.data import resolve, split_train_val
+    return split_train_val(resolve("figaro-train", root), 0.1)[1]
+
+
+# Validation splits only: never figaro-test or fasseg-v2-test (the benchmarks are not for choosing anything).
+VALIDATION: dict[str, Callable[[Path], list]] = {"celeb1k-val": _celeb1k_val, "figaro-val": _figaro_val}
+
+
+def region_masks(photo_labels: dict, shape: tuple[int, int]) -> dict[str, np.ndarray]:
+    """{'hair': bool mask, '<non-hair region>': bool mask, ...} of one photo's polygons, at the photo's size."""
+    def fill(polygons: list) -> np.ndarray:
+        canvas = np.zeros(shape, np.uint8)
+        cv2.fillPoly(canvas, [np.array(p, np.int32).reshape(-1, 1, 2) for p in polygons], 1)
+        return canvas.astype(bool)
+    return {"hair": fill(photo_labels["hair"]), **{k: fill(v) for k, v in photo_labels["not_hair"].items()}}
+
+
+def load_demo_labels(path: str | Path = DEMO_LABELS) -> dict:
+    """The hand labels of the demo photos: {photo name: {'size': [w, h], 'hair': [...], 'not_hair': {...}}}."""
+    return json.loads(Path(path).read_text())["photos"]
+
+
+def _segmenter(model: str, threads: int):
+    from device.config import SegmenterConfig
+    from device.segmenters import SEGMENTERS
+    return SEGMENTERS.create("onnx", SegmenterConfig(model=str(model), threads=threads, fallback=""))
+
+
+def measure(model: str | Path, keeps: list[str] | None = None, data: tuple[str, ...] = tuple(VALIDATION),
+            data_root: Path | None = None, threads: int = 1, min_area: float = 0.01,
+            labels: str | Path = DEMO_LABELS, limit: int = 0) -> dict:
+    """{'splits': {split: {keep: metrics}}, 'demo': {photo: {keep: {region: fraction dyed}}}, 'ms': {keep: ms}};
+    the demo holds each photo on its own and '<photo> (live)', the demo camera's frames."""
+    from device.cameras.demo import demo_photos
+    from device.postprocess import KEEP_RULES, postprocess_still
+    from training.data import DEFAULT_DATA_ROOT, load_pairs
+    from training.metrics import MaskMetrics
+    keeps = keeps or KEEP_RULES.names()
+    for spec in data:
+        if spec not in VALIDATION:
+            raise ValueError(f"{spec!r} is not a validation split; choose from {', '.join(VALIDATION)} "
+                             "(rules are never chosen on figaro-test or fasseg-v2-test)")
+    seg = _segmenter(model, threads)
+    seconds = {k: 0.0 for k in keeps}
+    photos_run = 0
+
+    def run(rgb: np.ndarray) -> dict[str, np.ndarray]:
+        nonlocal photos_run
+        prob = seg.segment_still(seg.fit(rgb))
+        masks = {}
+        for keep in keeps:
+            t = time.perf_counter()
+            masks[keep] = postprocess_still(prob, rgb, seg.threshold, keep, min_area)[0].astype(bool)
+            seconds[keep] += time.perf_counter() - t
+        photos_run += 1
+        return masks
+
+    splits = {}
+    for spec in data:
+        pairs = VALIDATION[spec](Path(data_root or DEFAULT_DATA_ROOT))
+        arrays, _, _ = load_pairs(pairs[:limit] if limit else pairs)
+        metrics = {k: MaskMetrics() for k in keeps}
+        for rgb, truth in arrays:
+            for keep, mask in run(rgb).items():
+                metrics[keep].update(mask, truth)
+        splits[spec] = {k: m.summary() for k, m in metrics.items()}
+    demo = {}
+    if labels:
+        all_labels = load_demo_labels(labels)
+        for name, rgb in demo_photos().items():
+            if name not in all_labels:
+                continue
+            regions = region_masks(all_labels[name], rgb.shape[:2])
+            demo[name] = {keep: {r: float(mask[m].mean()) for r, m in regions.items()}
+                          for keep, mask in run(rgb).items()}
+        for name, by_keep in live_demo(seg, keeps, all_labels, min_area).items():
+            demo[f"{name} (live)"] = by_keep
+    return {"model": str(model), "input_size": seg.input_size, "threshold": seg.threshold, "min_area": min_area,
+            "splits": splits, "demo": demo, "ms": {k: 1e3 * s / max(1, photos_run) for k, s in seconds.items()}}
+
+
+def live_demo(seg, keeps: list[str], labels: dict, min_area: float, step: float = 0.1) -> dict:
+    """{photo: {keep: {region: fraction dyed}}} over the demo camera's frames every `step` seconds (both photos),
+    pooled over the frames; each rule runs as the daemon's video path does (history, reset at a photo change)."""
+    from device.cameras import CAMERAS
+    from device.cameras.demo import demo_photos
+    from device.config import CameraConfig, PostprocessConfig
+    from device.postprocess import Postprocessor
+    names = list(demo_photos())
+    cam = CAMERAS.create("demo", CameraConfig(kind="demo"), seg.input_size[::-1])
+    cam.start()
+    size = tuple(cam.lores_size)
+    smoothing = PostprocessConfig().smoothing
+    posts = {k: Postprocessor(seg.threshold, k, min_area, smoothing) for k in keeps}
+    counts: dict = {}
+    shown = None
+    for t in np.arange(step / 2, cam.seconds_per_photo * len(names), step):
+        index, to_view = cam.view_map(t, size)
+        name = names[index]
+        if name not in labels:
+            continue
+        if index != shown:
+            for post in posts.values():
+                post.reset()
+            shown = index
+        photo = cam.photos[index]
+        regions = {r: cv2.warpAffine(m.view(np.uint8), to_view[:2], size, flags=cv2.INTER_NEAREST).view(bool)
+                   for r, m in region_masks(labels[name], photo.shape[:2]).items()}
+        frame = cam.view(t, size)
+        prob = seg.segment(frame)
+        for keep, post in posts.items():
+            mask = post(prob, frame)[0].view(bool)
+            for r, m in regions.items():
+                c = counts.setdefault(name, {}).setdefault(keep, {}).setdefault(r, [0, 0])
+                c[0] += int(np.count_nonzero(mask & m))
+                c[1] += int(np.count_nonzero(m))
+    return {name: {k: {r: a / max(1, b) for r, (a, b) in by_region.items()} for k, by_region in by_keep.items()}
+            for name, by_keep in counts.items()}
+
+
+def worst_non_hair(result: dict, keep: str) -> float:
+    """The largest fraction of any non-hair demo region the rule dyes (0 without demo photos)."""
+    return max((f for photo in result["demo"].values() for r, f in photo[keep].items() if r != "hair"), default=0.0)
+
+
+def suggest(result: dict, tie: float = TIE) -> str:
+    """The rule to make the default: the best mean IoU on the first split (celeb1k-val: the mirror's own view);
+    rules within `tie` of it are equal, and among those the one that dyes the least of any non-hair demo region."""
+    first = next(iter(result["splits"].values()))
+    best = max(m["iou"] for m in first.values())
+    tied = [k for k, m in first.items() if m["iou"] >= best - tie]
+    return min(tied, key=lambda k: (round(worst_non_hair(result, k), 2), -first[k]["iou"]))
+
+
+def report(result: dict, tie: float = TIE) -> str:
+    h, w = result["input_size"]
+    keeps = list(result["ms"])
+    lines = [f"{result['model']}: {h}x{w}, threshold {result['threshold']:g}, min_area {result['min_area']:g}; "
+             "each keep rule through the daemon's photo path", ""]
+    head = f"{'keep':<8}" + "".join(f"  {spec + ' IoU (pooled)':>26}" for spec in result["splits"]) + "  ms/photo"
+    lines += [head, "-" * len(head)]
+    for k in keeps:
+        cells = ["{:.4f} ({:.4f})".format(m[k]["iou"], m[k]["pooled_iou"]) for m in result["splits"].values()]
+        lines.append(f"{k:<8}" + "".join(f"  {c:>26}" for c in cells) + f"  {result['ms'][k]:8.2f}")
+    if result["splits"]:
+        n = ", ".join(f"{spec} n={next(iter(m.values()))['images']}" for spec, m in result["splits"].items())
+        lines.append(f"(mean IoU per photo, pooled over all pixels in brackets; {n})")
+    for photo, by_keep in result["demo"].items():
+        regions = list(next(iter(by_keep.values())))
+        lines += ["", f"demo {photo}: fraction of each hand-labelled region dyed (hair should be 1, the rest 0)"]
+        head = f"{'keep':<8}" + "".join(f"  {r:>10}" for r in regions)
+        lines += [head, "-" * len(head)]
+        lines += [f"{k:<8}" + "".join(f"  {by_keep[k][r]:10.3f}" for r in regions) for k in keeps]
+    if result["splits"]:
+        first = next(iter(result["splits"]))
+        lines += ["", f"suggested default: {suggest(result, tie)} (best mean IoU on {first}; rules within {tie:g} "
+                      "of it tie, and the tie goes to the one dyeing the least of any non-hair demo region)"]
+    return "\n".join(lines)
+
+
+def cmd_postprocess(args) -> int:
+    result = measure(args.model, args.keep, tuple(args.data), args.data_root, args.threads, args.min_area,
+                     args.labels, args.limit)
+    print(report(result, args.tie))
+    return 0
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """The `postprocess` subcommand of `python -m export`."""
+    p = sub.add_parser("postprocess", help="measure every [postprocess] keep rule on one .onnx file: validation "
+                                           "IoU and the demo photos' hand-labelled regions")
+    p.add_argument("model", help="contract-v1 .onnx file")
+    p.add_argument("--keep", nargs="+", help="rules to measure (default: all of device.postprocess.KEEP_RULES)")
+    p.add_argument("--data", nargs="+", default=list(VALIDATION), choices=list(VALIDATION),
+                   help="validation splits (the first one decides the suggested default)")
+    p.add_argument("--labels", default=str(DEMO_LABELS), help="demo photos' hand labels ('' to skip the demo)")
+    p.add_argument("--min-area", type=float, default=0.01, help="[postprocess] min_area")
+    p.add_argument("--tie", type=float, default=TIE, help="mean IoU difference below which rules tie")
+    p.add_argument("--limit", type=int, default=0, help="only the first N photos of each split (quick look)")
+    p.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
+    p.add_argument("--data-root", type=Path, default=None, help="folder holding figaro1k/ and celeb1k-train/")
+    p.set_defaults(func=cmd_postprocess)
+    return p

@@ -1,0 +1,224 @@
+"""Per-class figures, the hat proxy, the celeb1k-val hand tags, the worst-case galleries and the default model's
+card section, measured with the shipped default model on the real data (every 5th Figaro Testing photo: six of
+each hairstyle class; all 148 celeb1k-val photos, so that every hat photo is in)."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from export.breakdown import (
+    ALL,
+    CELEB,
+    FIGARO,
+    REPO,
+    TAGS,
+    TAGS_FILE,
+    UNTAGGED,
+    check_gallery_place,
+    fit_tile,
+    gallery,
+    hair_above_top,
+    image_id,
+    load_tags,
+    measure,
+)
+from training.metrics import MaskMetrics
+
+EVERY = 5
+WORST = 5
+
+
+@pytest.fixture(scope="module")
+def default_model() -> Path:
+    from device.config import DEFAULT_MODEL
+    if not Path(DEFAULT_MODEL).is_file():
+        pytest.skip(f"no default model at {DEFAULT_MODEL}")
+    return Path(DEFAULT_MODEL)
+
+
+@pytest.fixture(scope="module")
+def celeb_root(data_root) -> Path:
+    if not (data_root / "celeb1k-train" / "images").is_dir():
+        pytest.skip("celeb1k-train absent from the shared data")
+    return data_root
+
+
+@pytest.fixture(scope="module")
+def figaro(default_model, data_root):
+    return measure(default_model, FIGARO, data_root, threads=1, every=EVERY, worst=WORST, progress=False)
+
+
+@pytest.fixture(scope="module")
+def celeb(default_model, celeb_root):
+    return measure(default_model, CELEB, celeb_root, threads=1, worst=WORST, progress=False)
+
+
+def test_tags_fixture_holds_exactly_the_celeb1k_val_ids(celeb_root):
+    from training.data import resolve
+    val = {image_id(p.name) for p in resolve(CELEB, celeb_root)}
+    train = {image_id(p.name) for p in resolve("celeb1k-train", celeb_root)}
+    tags = load_tags()
+    assert set(tags) == val and len(val) == 148 and not set(tags) & train
+    assert all(int(i) % 5 == 0 for i in tags)
+    assert {t for v in tags.values() for t in v} <= set(TAGS)
+    hats = [i for i, v in tags.items() if "hat" in v]
+    greys = [i for i, v in tags.items() if "grey" in v]
+    assert len(hats) >= 5 and len(greys) >= 1
+    doc = json.loads(TAGS_FILE.read_text())
+    assert doc["date"] == "2026-12-04" and "by hand" in doc["note"] and doc["data_set"] == CELEB
+    assert set(doc["remarks"]) <= val
+    # ids and words only: nothing in it could hold pixels
+    assert TAGS_FILE.stat().st_size < 20_000
+    assert all(isinstance(t, str) for v in doc["tags"].values() for t in v)
+
+
+def test_hair_above_top_counts_only_what_lies_above_each_columns_labelled_hair():
+    truth = np.zeros((100, 8), np.uint8)
+    truth[10:30, 2:6] = 1  # hair from row 10 down in columns 2-5
+    truth[50:60, 7] = 1  # column 7's hair starts lower
+    pred = np.zeros_like(truth)
+    pred[0:30, :] = 1
+    # margin 2% of 100 rows: rows 0-7 count in columns 2-5 (4 x 8), rows 0-47 in column 7 (but pred stops at 29);
+    # columns 0, 1 and 6 have no labelled hair and never count
+    assert hair_above_top(pred, truth) == 4 * 8 + 30
+    assert hair_above_top(truth, truth) == 0
+    assert hair_above_top(pred, np.zeros_like(truth)) == 0
+
+
+def _rows_from_images(b, key):
+    picked = [im for im in b.images if key == ALL or key == im.group or key in im.tags
+              or (key == UNTAGGED and not im.tags)]
+    tp, fp = sum(im.tp for im in picked), sum(im.fp for im in picked)
+    return picked, tp / (tp + fp), sum(im.above for im in picked) / (tp + fp)
+
+
+def test_figaro_class_rows_add_up_to_the_overall_figure(figaro):
+    from training.data import FIGARO_CLASSES
+    classes = [k for k in figaro.rows if k != ALL]
+    assert classes == list(FIGARO_CLASSES) and list(figaro.rows)[-1] == ALL
+    n = figaro.overall["images"]
+    assert n == len(figaro.images) == 210 // EVERY and all(figaro.rows[c]["images"] == 30 // EVERY for c in classes)
+    # the mean IoU over classes, weighted by photos, is evaluate()'s overall mean IoU
+    weighted = sum(figaro.rows[c]["iou"] * figaro.rows[c]["images"] for c in classes) / n
+    assert weighted == pytest.approx(figaro.overall["iou"], abs=1e-12)
+    assert np.mean([im.iou for im in figaro.images]) == pytest.approx(figaro.overall["iou"], abs=1e-12)
+    for key in ("iou", "f1", "pooled_iou", "pooled_f1", "pixel_accuracy", "images"):
+        assert figaro.rows[ALL][key] == pytest.approx(figaro.overall[key], abs=1e-12)
+    for key in (*classes, ALL):
+        picked, precision, above = _rows_from_images(figaro, key)
+        assert figaro.rows[key]["pooled_precision"] == pytest.approx(precision, abs=1e-12)
+        assert figaro.rows[key]["above_fraction"] == pytest.approx(above, abs=1e-12)
+        assert figaro.rows[key]["iou"] == pytest.approx(np.mean([im.iou for im in picked]), abs=1e-12)
+
+
+def test_celeb_tag_rows_match_the_fixture(celeb):
+    tags = load_tags()
+    assert celeb.overall["images"] == len(celeb.images) == len(tags)
+    for tag in TAGS:
+        assert celeb.rows[tag]["images"] == sum(tag in v for v in tags.values())
+    untagged = sum(not v for v in tags.values())
+    assert celeb.rows[UNTAGGED]["images"] == untagged
+    assert untagged + sum(bool(v) for v in tags.values()) == celeb.rows[ALL]["images"]
+    for key in (*TAGS, UNTAGGED, ALL):
+        picked, precision, above = _rows_from_images(celeb, key)
+        assert celeb.rows[key]["pooled_precision"] == pytest.approx(precision, abs=1e-12)
+        assert celeb.rows[key]["above_fraction"] == pytest.approx(above, abs=1e-12)
+    assert celeb.rows[ALL]["iou"] == pytest.approx(celeb.overall["iou"], abs=1e-12)
+
+
+@pytest.mark.parametrize("which", ["figaro", "celeb"])
+def test_worst_rows_are_the_lowest_iou_photos_worst_first(which, request, data_root):
+    from training.data import resolve
+    b = request.getfixturevalue(which)
+    ranked = sorted(b.images, key=lambda im: (im.iou, im.index))[:WORST]
+    assert [photo.index for photo, *_ in b.worst] == [im.index for im in ranked]
+    ious = [photo.iou for photo, *_ in b.worst]
+    assert ious == sorted(ious) and ious[-1] <= min(im.iou for im in b.images if im not in ranked)
+    pairs = resolve(b.spec, data_root)[::b.every]
+    for photo, image, truth, pred in b.worst:
+        # each row really is that photo, its truth, and a prediction with the IoU it is listed with
+        img, mask = pairs[photo.index].load()
+        assert pairs[photo.index].name == photo.name
+        assert np.array_equal(img, image) and np.array_equal(mask, truth) and pred.shape == mask.shape
+        m = MaskMetrics()
+        m.update(pred, truth)
+        assert m.ious[0] == photo.iou and (m.tp, m.fp, m.fn) == (photo.tp, photo.fp, photo.fn)
+
+
+def test_gallery_has_one_row_per_worst_photo_in_order(figaro, tmp_path):
+    tile, strip = 160, 20
+    out = gallery(figaro, tmp_path / "g.png", tile=tile)
+    sheet = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB)
+    assert sheet.shape == (strip + WORST * (strip + tile) + strip, 3 * tile, 3)
+    for r, (_, image, truth, _) in enumerate(figaro.worst):
+        y = strip + r * (strip + tile) + strip
+        assert np.array_equal(sheet[y:y + tile, :tile], fit_tile(image, tile, cv2.INTER_AREA))
+        truth_rgb = np.repeat((truth * 255)[..., None], 3, 2).astype(np.uint8)
+        assert np.array_equal(sheet[y:y + tile, tile:2 * tile], fit_tile(truth_rgb, tile, cv2.INTER_NEAREST))
+
+
+def test_celeb_photos_are_refused_under_a_committed_folder(tmp_path):
+    models = tmp_path / "models"
+    with pytest.raises(ValueError, match="may not be redistributed"):
+        check_gallery_place(CELEB, models / "figures" / "x.png", [models])
+    check_gallery_place(CELEB, tmp_path / "out" / "x.png", [models])
+    check_gallery_place(FIGARO, models / "figures" / "x.png", [models])
+    # inside the checkout, only where git ignores it (out/), whatever folders the caller named
+    with pytest.raises(ValueError, match="may not be redistributed"):
+        check_gallery_place(CELEB, REPO / "export" / "x.png", [])
+    check_gallery_place(CELEB, REPO / "out" / "x.png", [])
+
+
+def test_card_describes_the_default_model_from_the_file(default_model, celeb_root, tmp_path):
+    from device.model_file import load_model
+    from export.card_default import TARGETS
+    from export.model_card import write_card
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(default_model, models / default_model.name)
+    meta = load_model(default_model).metadata
+    card = write_card(models, bench=False, threads=1, worst=3, every=EVERY, gallery_dir=tmp_path / "out").read_text()
+    assert f"### The default model: `{default_model.name}`" in card
+    for spec, what, bar in TARGETS:  # each target's verdict agrees with its figure
+        row = next(line for line in card.splitlines() if line.startswith(f"| {what}"))
+        value = float(row.split("|")[3])
+        key = f"eval.{spec.replace('-', '_')}.iou"
+        if key in meta:
+            assert value == pytest.approx(float(meta[key]), abs=5e-4) and f"`{key}`" in row
+        assert row.rstrip(" |").split("|")[-1].strip().startswith("yes" if value >= bar else "no")
+    assert "hats and caps stay non-hair" in card and "Figaro-1k Testing by hairstyle class" in card
+    # the Figaro gallery is committed beside the file; celeb1k photos go to out/ only, and the card lists ids
+    figure = models / "figures" / f"{default_model.stem}-figaro-test-worst.png"
+    assert figure.is_file() and f"](figures/{figure.name})" in card
+    assert [p for p in models.rglob("*.png")] == [figure]
+    assert (tmp_path / "out" / f"{default_model.stem}-celeb1k-val-worst.png").is_file()
+    celeb_rows = card.split("celeb1k-val photos with the lowest IoU")[1].split("#### Training cost")[0]
+    assert len(re.findall(r"^\| 2\d{4} \| ", celeb_rows, re.M)) == 3
+    assert f"{meta['train.epochs']} epochs up to the exported (best) checkpoint" in card
+    assert "MaskGAN" in card and "148 pairs" in card and "inherit that" in card
+    with pytest.raises(ValueError, match="may not be redistributed"):
+        write_card(models, bench=False, threads=1, worst=1, every=50, gallery_dir=models / "out")
+
+    quick = write_card(models, bench=False, breakdown=False).read_text()
+    assert "#### Targets" in quick and "not measured in this run (`--no-breakdown`)" in quick
+    assert "hat photos" not in quick
+    other = write_card(models, bench=False, default="another.onnx").read_text()
+    assert "The default model" not in other
+
+
+def test_breakdown_command_prints_tables_and_keeps_celeb_photos_out_of_models(default_model, celeb_root, tmp_path,
+                                                                              capsys):
+    from export.cli import EXIT_OK, EXIT_USAGE, main
+    rc = main(["breakdown", str(default_model), "--data", FIGARO, "--every", "30", "--worst", "2",
+               "--out-dir", str(tmp_path), "--threads", "1", "--data-root", str(celeb_root)])
+    out = capsys.readouterr().out
+    assert rc == EXIT_OK and "| **all** | 7 |" in out and "| short-men | 1 |" in out
+    assert (tmp_path / f"{default_model.stem}-figaro-test-worst.png").is_file()
+    rc = main(["breakdown", str(default_model), "--data", CELEB, "--out-dir", str(default_model.parent / "x")])
+    assert rc == EXIT_USAGE and not (default_model.parent / "x").exists()
