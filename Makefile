@@ -3,18 +3,26 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
+# STAMP: everything (training, export, tests); RUN_STAMP: the daemon and its demo photos only (`make run`).
 STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint e2e e2e-deploy e2e-aarch64 e2e-picamera2 bench train models browser clean help
+.PHONY: run test lint e2e e2e-deploy e2e-picamera2 bench browser clean help install
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(PY):
+	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(PY)
+	$(PIP) install -q -e '.[device,demo]'
+	touch $(RUN_STAMP)
+
+$(STAMP): pyproject.toml $(RUN_STAMP)
 	# torch first, pinned: the CPU build (a bare `torch` pulls a multi-GB CUDA build)
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[device,demo,train,dev]'
@@ -22,7 +30,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv with everything
 
-run: $(STAMP)  ## the daemon on the demo camera with the shipped model, page on http://$(HOST):$(PORT)
+run: $(RUN_STAMP)  ## the daemon on the demo camera with the shipped model, page on http://$(HOST):$(PORT)
 	$(PY) -m device --source demo --web $(HOST):$(PORT)
 
 # The real picamera2 package's source, read (not imported) by the camera adapter's API test.
@@ -30,7 +38,7 @@ PICAMERA2_SRC := $(VENV)/picamera2-src/.done
 $(PICAMERA2_SRC): $(STAMP)
 	$(PIP) download -q --no-deps picamera2==0.3.38 -d $(VENV)/picamera2-src && touch $@
 
-test: $(STAMP) $(PICAMERA2_SRC) browser deploy-tools  ## the test suite (fast checks; slow ones are `make e2e-*`)
+test: lint $(PICAMERA2_SRC) browser deploy-tools  ## lint, then the test suite (fast checks; slow ones are `make e2e`)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)  ## ruff
@@ -69,6 +77,8 @@ deploy-tools:
 	@command -v mcopy >/dev/null && command -v mkfs.fat >/dev/null && command -v sfdisk >/dev/null || \
 	  { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mtools dosfstools fdisk >/dev/null) \
 	    || echo "mtools/dosfstools/fdisk not installed: the flash tests will skip"; }
+
+e2e: e2e-models e2e-deploy e2e-picamera2  ## (slow, root) every end-to-end check below, one after another
 
 e2e-deploy: $(STAMP)  ## (slow, root) arm64 rootfs under qemu: site.yml twice (2nd changes nothing), nspawn boot, service active + page
 	@command -v debootstrap >/dev/null && command -v qemu-aarch64-static >/dev/null && command -v systemd-nspawn >/dev/null || \
