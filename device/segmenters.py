@@ -98,6 +98,9 @@ class ClassicalSegmenterAdapter(Segmenter):
             self.last_reason = result.reason
         return result.mask.astype(np.float32)
 
+    def segment_still(self, rgb: np.ndarray) -> np.ndarray:
+        return self.impl.segment_still(rgb).mask.astype(np.float32)
+
 
 def create_segmenter(cfg) -> tuple[Segmenter, str | None]:
     """The configured segmenter, or the fallback with the reason the configured one could not start."""

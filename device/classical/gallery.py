@@ -29,7 +29,7 @@ def _tint(rgb: np.ndarray, mask: np.ndarray | None, colour: tuple[int, int, int]
 def stage_panels(rgb: np.ndarray, result: ClassicalResult) -> list[np.ndarray]:
     """The five panels at the pipeline's working size (RGB uint8)."""
     d = result.debug
-    small = d.get("reduced")
+    small = d["reduction"].image if "reduction" in d else None
     h, w = (small.shape[:2] if small is not None else rgb.shape[:2])
     base = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA) if rgb.shape[:2] != (h, w) else rgb.copy()
     shown = base.copy()

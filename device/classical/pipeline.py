@@ -89,7 +89,15 @@ class ClassicalSegmenter:
         self.exclude_face = exclude_face
 
     def segment(self, rgb: np.ndarray, face_box: Box | None = None) -> ClassicalResult:
-        """Hair mask of an RGB uint8 frame. face_box (x, y, w, h, in the frame's pixels) skips face detection."""
+        """Hair mask of an RGB uint8 frame of a video stream. face_box (x, y, w, h, in the frame's pixels) skips
+        face detection. The mask depends on this frame only; with warm_start a still scene reuses its colour fit."""
+        return self._segment(rgb, face_box, still=False)
+
+    def segment_still(self, rgb: np.ndarray, face_box: Box | None = None) -> ClassicalResult:
+        """Hair mask of one photo on its own: the video stream's state is neither used nor changed."""
+        return self._segment(rgb, face_box, still=True)
+
+    def _segment(self, rgb: np.ndarray, face_box: Box | None, still: bool) -> ClassicalResult:
         if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"segment() needs an RGB uint8 HxWx3 array, got "
                              f"{getattr(rgb, 'dtype', type(rgb))} {getattr(rgb, 'shape', '')}")
@@ -100,14 +108,15 @@ class ClassicalSegmenter:
         small = rgb if scale == 1.0 else cv2.resize(rgb, (max(8, round(w * scale)), max(8, round(h * scale))),
                                                     interpolation=cv2.INTER_AREA)
         debug: dict = {"scale": scale, "timings_ms": {}, "cpu_ms": {}}
-        mask, reason = self._hair(small, face_box, scale, debug)
+        mask, reason = self._hair(small, face_box, scale, debug, still)
         if reason is not None:
             _log.debug("classical: %s", reason)
         if mask.shape != (h, w):
             mask = cv2.resize(mask * np.uint8(255), (w, h), interpolation=cv2.INTER_LINEAR) > 127
         return ClassicalResult(mask=mask.astype(np.uint8), reason=reason, debug=debug)
 
-    def _hair(self, rgb: np.ndarray, face_box: Box | None, scale: float, debug: dict) -> tuple[np.ndarray, str | None]:
+    def _hair(self, rgb: np.ndarray, face_box: Box | None, scale: float, debug: dict,
+              still: bool = False) -> tuple[np.ndarray, str | None]:
         empty = np.zeros(rgb.shape[:2], np.uint8)
         t, c = time.perf_counter(), time.process_time()
 
@@ -117,8 +126,9 @@ class ClassicalSegmenter:
             debug["timings_ms"][name], debug["cpu_ms"][name] = (now - t) * 1e3, (cpu - c) * 1e3
             t, c = now, cpu
 
-        red = self.reducer.reduce(rgb)
-        debug.update(reduced=red.image, labels=red.labels, centres=red.centres)
+        red = self.reducer.reduce(rgb, still=still)
+        # The Reduction, not its image: drawing the reduced frame costs ~0.5 ms, and only galleries look at it.
+        debug.update(reduction=red, labels=red.labels, centres=red.centres)
         lap("kmeans")
 
         if face_box is not None:

@@ -133,7 +133,7 @@ def test_face_finder_registry_and_errors(tmp_path):
         read_json_box(bad)
 
 
-def test_colour_reduction_is_deterministic_and_warm_starts():
+def test_colour_reduction_is_deterministic_and_reuses_a_still_scenes_fit():
     rgb = cv2.resize(rgb_of(FASSEG_V2 / "Test_RGB" / "12.png"), (128, 176), interpolation=cv2.INTER_AREA)
     a, b = ColourReducer(k=12).reduce(rgb), ColourReducer(k=12).reduce(rgb)
     np.testing.assert_array_equal(a.labels, b.labels)
@@ -144,8 +144,8 @@ def test_colour_reduction_is_deterministic_and_warm_starts():
     # Reduction error is far below that of a single colour.
     err = np.abs(a.image.astype(int) - rgb).mean()
     assert err < 0.2 * np.abs(rgb.astype(int) - rgb.reshape(-1, 3).mean(0)).mean()
-    # A warm start from the previous frame's centres is at least as good a fit (it keeps converging).
+    # With a warm start, the same frame again keeps its fit: the colours a frame on its own gets.
     warm = ColourReducer(k=12, warm_start=True)
     first, second = warm.reduce(rgb), warm.reduce(rgb)
-    errors = [((r.image.astype(float) - rgb) ** 2).mean() for r in (first, second)]
-    assert errors[1] <= errors[0] * 1.01
+    np.testing.assert_array_equal(first.centres, a.centres)
+    assert second.centres is first.centres
