@@ -100,6 +100,6 @@ classical-bench: $(STAMP)  ## FPS of the classical pipeline at 256x256 on FASSEG
 	$(PY) -m device.classical bench --size 256 --frames 300
 
 baselines: $(STAMP)  ## IoU/F1 of the classical pipeline and the per-pixel forest on Figaro Testing + FASSEG V2 Test (minutes)
-	$(PY) -m training baseline classical --json out/classical/metrics.json
+	$(PY) -m export classical-baseline --json out/classical/metrics.json
 	$(PY) -m training baseline forest --out out/forest
 	mkdir -p training/figures && cp out/forest/forest-precision-recall.png out/forest/forest-importances.png training/figures/

@@ -114,10 +114,10 @@ def measure(path: str | Path, spec: str, data_root: Path | None = None, threads:
     evenly spread subset for quick checks."""
     from tqdm import tqdm
 
-    from training.evaluate import evaluate, onnx_predictor
+    from training.evaluate import evaluate
     from training.metrics import MaskMetrics
 
-    from .evaluation import load_named
+    from .evaluation import load_named, onnx_predictor
     path = Path(path)
     predict, size, threshold = onnx_predictor(path, threads)
     arrays, groups, names = load_named(spec, data_root, limit, every)

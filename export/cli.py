@@ -1,10 +1,12 @@
-"""`python -m export` / `hairmirror-export`: checkpoint -> contract-v1 ONNX, int8, evaluation, checks, model card.
+"""`python -m export` / `hairmirror-export`: checkpoint -> contract-v1 ONNX, int8, evaluation of exported files, checks,
+model card, and the measurements that run device code (classical-baseline, flicker, postprocess, breakdown).
 
 Exit codes: 0 ok, 1 a check failed (parity, int8 rule, contract) or a runtime error, 2 usage or input error.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shlex
@@ -88,6 +90,8 @@ def cmd_eval(args) -> int:
     from .metadata import update_metadata
     results = evaluate_file(args.model, tuple(args.data), args.data_root, args.threads)
     _print_eval(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
     if args.write:
         update_metadata(args.model, eval_metadata(results))
         print(f"stored eval.* figures in {args.model}")
@@ -175,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="contract-v1 .onnx file")
     p.add_argument("--data", nargs="+", default=list(BENCHMARKS))
     p.add_argument("--write", action="store_true", help="store the figures in the file's eval.* metadata")
+    p.add_argument("--json", help="also write the metrics (with per-group figures) here")
     common(p)
     p.set_defaults(func=cmd_eval)
 
@@ -206,6 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .postprocess_eval import add_parser as add_postprocess_parser
     add_postprocess_parser(sub)  # postprocess: every [postprocess] keep rule on one file, validation + demo labels
+    from .classical_eval import add_parser as add_classical_parser
+    add_classical_parser(sub)  # classical-baseline: the classical fallback's IoU/F1 on the benchmarks
+    from .flicker import add_parser as add_flicker_parser
+    add_flicker_parser(sub)  # flicker: mask change between frames of slowly moving real photos
     return parser
 
 

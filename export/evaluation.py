@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
 
 _log = logging.getLogger(__name__)
 
@@ -32,6 +35,18 @@ def load_named(spec: str, data_root: Path | None = None, limit: int = 0,
     return arrays, [p.group for p in kept], [p.name for p in kept]
 
 
+def onnx_predictor(path: str | Path, threads: int = 0) -> tuple[Callable[[np.ndarray], np.ndarray], tuple[int, int],
+                                                                 float]:
+    """Predictor (as `training.evaluate.evaluate` takes) for an exported file, via the device's contract loader
+    (no torch in the graph), with the file's input size and threshold."""
+    from device.model_file import load_model
+    model = load_model(path, threads=threads)
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        return model.predict(batch)[:, 0]
+    return predict, model.input_size, model.threshold
+
+
 def evaluate_file(path: str | Path, data_sets: tuple[str, ...] = BENCHMARKS, data_root: Path | None = None,
                   threads: int = 0, progress: bool = True, limit: int = 0,
                   loaded: dict[str, tuple[list, list[str]]] | None = None) -> dict[str, dict]:
@@ -39,7 +54,7 @@ def evaluate_file(path: str | Path, data_sets: tuple[str, ...] = BENCHMARKS, dat
 
     `limit` > 0 uses only each set's first pairs (quick checks; stored figures always use whole sets).
     `loaded` caches decoded data sets between calls (pass the same dict to evaluate several files)."""
-    from training.evaluate import evaluate, onnx_predictor
+    from training.evaluate import evaluate
     predict, size, threshold = onnx_predictor(path, threads)
     loaded = {} if loaded is None else loaded
     results = {}

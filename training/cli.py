@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 from pathlib import Path
 
@@ -71,17 +72,18 @@ def cmd_prune(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    if args.model.endswith(".onnx"):  # exported files go through the device's loader: export's side, not training's
+        raise ValueError("training evaluates checkpoints (.pt); measure an exported file with `"
+                         + shlex.join(["python", "-m", "export", "eval", args.model]) + "`")
+    import torch
+
     from . import data as datasets
-    from .evaluate import evaluate, format_metrics, onnx_predictor, torch_predictor
+    from .evaluate import evaluate, format_metrics, torch_predictor
     from .train import load_checkpoint
-    if args.model.endswith(".onnx"):
-        predict, size, threshold = onnx_predictor(args.model, args.threads)
-    else:
-        import torch
-        torch.set_num_threads(args.threads or 2)
-        model, ckpt = load_checkpoint(args.model)
-        predict, size = torch_predictor(model, ckpt["model_kwargs"].get("in_channels", 3) == 4), tuple(ckpt["size"])
-        threshold = 0.5
+    torch.set_num_threads(args.threads or 2)
+    model, ckpt = load_checkpoint(args.model)
+    predict, size = torch_predictor(model, ckpt["model_kwargs"].get("in_channels", 3) == 4), tuple(ckpt["size"])
+    threshold = 0.5
     results = {}
     for spec in args.data:
         results[spec] = evaluate(predict, datasets.resolve(spec, Path(args.data_root)), size, threshold)
@@ -101,11 +103,13 @@ def cmd_variants(args) -> int:
 
 
 def cmd_baseline(args) -> int:
-    """The non-U-Net baselines, each with its own options (`python -m training baseline forest --help`)."""
-    if args.method == "forest":
-        from .forest_baseline import main as baseline_main
-    else:
-        from .classical_eval import main as baseline_main
+    """The per-pixel forest baseline, with its own options (`python -m training baseline forest --help`).
+    The classical pipeline's baseline is device code, so it is measured from export
+    (`python -m export classical-baseline`)."""
+    if args.method == "classical":
+        raise ValueError("the classical pipeline's baseline is measured by export: `"
+                         + shlex.join(["python", "-m", "export", "classical-baseline", *args.options]) + "`")
+    from .forest_baseline import main as baseline_main
     return baseline_main(args.options)
 
 
@@ -122,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--teacher", required=True, help="checkpoint of the trained larger variant")
     p.add_argument("--alpha", type=float, default=0.5, help="weight of the teacher's soft targets")
     p.set_defaults(func=cmd_prune)
-    p = sub.add_parser("evaluate", help="metrics of a checkpoint (.pt) or exported model (.onnx)")
+    p = sub.add_parser("evaluate", help="metrics of a checkpoint (.pt); exported .onnx files: `python -m export eval`")
     p.add_argument("model")
     p.add_argument("--data", nargs="+", default=["figaro-test", "fasseg-v2-test"])
     p.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT))
@@ -131,8 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("variants", help="list the model registry with params and MACs")
     p.set_defaults(func=cmd_variants)
-    p = sub.add_parser("baseline", help="baselines: forest (per-pixel random forest) or classical (k-means/DBSCAN)")
-    p.add_argument("method", choices=["forest", "classical"])
+    p = sub.add_parser("baseline", help="the per-pixel random-forest baseline (the classical pipeline's: "
+                                        "`python -m export classical-baseline`)")
+    p.add_argument("method", choices=["forest", "classical"], help="forest (classical only points to export)")
     p.add_argument("options", nargs=argparse.REMAINDER, help="the baseline's own options (see its --help)")
     p.set_defaults(func=cmd_baseline)
     args = parser.parse_args(argv)

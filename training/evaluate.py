@@ -1,14 +1,15 @@
-"""Evaluate a checkpoint or an ONNX file on labelled data at each image's own resolution.
+"""Evaluate a model on labelled data at each image's own resolution.
 
 A predictor maps a uint8 RGB batch [N, H, W, 3] at the model's size to hair probabilities [N, H, W];
-the probability map is stretched back to the image's size and thresholded there.
+the probability map is stretched back to the image's size and thresholded there. `torch_predictor` wraps a
+checkpoint's model; exported .onnx files are export's business (`export.evaluation.onnx_predictor`,
+`python -m export eval`), so training never loads the device's code.
 """
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
 from collections.abc import Callable
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -34,16 +35,6 @@ def torch_predictor(model: torch.nn.Module, prior: bool = False) -> Predictor:
             x = torch.cat([x, torch.zeros_like(x[:, :1])], 1)
         return torch.sigmoid(model(x))[:, 0].numpy()
     return predict
-
-
-def onnx_predictor(path: str | Path, threads: int = 0) -> tuple[Predictor, tuple[int, int], float]:
-    """Predictor for an exported file, via the device's contract loader (no torch in the graph)."""
-    from device.model_file import load_model
-    model = load_model(path, threads=threads)
-
-    def predict(batch: np.ndarray) -> np.ndarray:
-        return model.predict(batch)[:, 0]
-    return predict, model.input_size, model.threshold
 
 
 def evaluate(predict: Predictor, pairs: list[Pair] | list[tuple[np.ndarray, np.ndarray]],

@@ -148,3 +148,18 @@ def test_every_small_variant_exports_with_parity(tmp_path):
         assert report.max_abs_diff <= parity.MAX_ABS_DIFF, f"{name}: {report}"
         checked.append(name)
     assert "unet-226k" in checked
+
+
+def test_eval_measures_a_shipped_file_and_writes_json(tmp_path, data_root, capsys):
+    """Exported files are evaluated here (training evaluates checkpoints only)."""
+    import json
+    from pathlib import Path
+    model = Path(__file__).resolve().parents[2] / "models" / "hair-mobile-unet.onnx"
+    if not model.is_file():
+        pytest.skip(f"no {model.name} in models/")
+    out = tmp_path / "eval.json"
+    assert main(["eval", str(model), "--data", "fasseg-v2-test", "--data-root", str(data_root), "--threads", "1",
+                 "--json", str(out)]) == 0
+    m = json.loads(out.read_text())["fasseg-v2-test"]
+    assert m["images"] == 50 and m["iou"] > 0.8
+    assert "fasseg-v2-test: IoU" in capsys.readouterr().out

@@ -4,6 +4,8 @@ Sequences are made from real labelled photos with small smooth motions (shift, z
 photo and its ground truth alike. Flicker = mean |mask_t - mask_t-1| of the predicted masks, divided by the same
 for the ground truth: 1.0 means the mask moves exactly as much as the hair does; more is flicker.
 Runs exported ONNX files through the daemon's own loader and postprocessing, so it measures what ships.
+
+    python -m export flicker models/hair-mobile-unet.onnx --images 15 --frames 10 --smoothing 0 0.5
 """
 from __future__ import annotations
 
@@ -17,8 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .data import DEFAULT_DATA_ROOT, load_pairs, resolve
-from .metrics import MaskMetrics
+from training.data import DEFAULT_DATA_ROOT, load_pairs, resolve
+from training.metrics import MaskMetrics
 
 _log = logging.getLogger(__name__)
 
@@ -70,9 +72,7 @@ def measure(model_path: str, pairs, frames: int = 12, smoothing: float = 0.0, se
             "flicker_ratio": float(np.mean(changes) / np.mean(truth_changes)), "iou": metrics.summary()["iou"]}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.flicker", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("models", nargs="+", help="contract-v1 .onnx files")
     p.add_argument("--data", nargs="+", default=["figaro-test", "fasseg-v2-test"])
     p.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT))
@@ -81,8 +81,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--smoothing", type=float, nargs="+", default=[0.0, 0.5],
                    help="the daemon's uncertainty-weighted smoothing values to compare")
     p.add_argument("--json", help="write the results here")
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """The `flicker` subcommand of `python -m export`."""
+    p = sub.add_parser("flicker", help="temporal stability of .onnx files on moving sequences of real photos",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m export.flicker", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
     for m in args.models:
         if not Path(m).is_file():
             print(f"no such model file: {m}", file=sys.stderr)

@@ -3,8 +3,9 @@
 Each image is segmented at its own resolution (the segmenter works at <= 256 px internally) and scored with
 MaskMetrics. A frame where the pipeline gives up (no face, no skin, no hair colour) counts with its empty mask,
 as the daemon would show it; the metrics over the frames where it did produce a mask are reported beside.
+The pipeline is device code, so it is measured here on the export side (training knows no device).
 
-    python -m training.classical_eval --data figaro-test fasseg-v2-test --json out/classical/metrics.json
+    python -m export classical-baseline --data figaro-test fasseg-v2-test --json out/classical/metrics.json
 """
 from __future__ import annotations
 
@@ -18,9 +19,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from device.classical import ClassicalSegmenter
-
-from .data import DEFAULT_DATA_ROOT, DataError, Pair, resolve
-from .metrics import MaskMetrics
+from training.data import DEFAULT_DATA_ROOT, DataError, Pair, resolve
+from training.metrics import MaskMetrics
 
 _log = logging.getLogger(__name__)
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -55,19 +55,37 @@ def format_classical(name: str, m: dict) -> str:
             f"IoU {p['iou']:.4f}  F1 {p['f1']:.4f}; empty: {m['reasons']}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.classical_eval", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", nargs="+", default=["figaro-test", "fasseg-v2-test"], help="data sets to score")
     parser.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT), help="folder holding figaro1k/ and fasseg/")
     parser.add_argument("--face-cascade", default="", help="cascade XML ('' = OpenCV's frontal face Haar cascade)")
     parser.add_argument("--k", type=int, default=12, help="number of k-means colours")
     parser.add_argument("--limit", type=int, default=0, help="score only the first N pairs of each set")
     parser.add_argument("--json", help="also write the metrics here")
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """The `classical-baseline` subcommand of `python -m export`."""
+    p = sub.add_parser("classical-baseline", help="IoU/F1 of the classical fallback (k-means/face/DBSCAN) on the "
+                                                  "benchmarks", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(func=run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m export.classical_eval", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
     try:
         segmenter = ClassicalSegmenter(face_cascade=args.face_cascade, k=args.k, warm_start=False)
         results = {}

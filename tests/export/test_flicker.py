@@ -1,10 +1,11 @@
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from export.flicker import measure, motion_sequence
 from training.data import resolve
-from training.flicker import measure, motion_sequence
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
@@ -31,3 +32,17 @@ def test_smoothing_lowers_flicker_of_a_shipped_model(data_root):
     assert raw["truth_change"] == pytest.approx(smooth["truth_change"])
     assert smooth["mask_change"] < raw["mask_change"]
     assert raw["iou"] > 0.5
+
+
+def test_command_prints_a_row_per_model_and_smoothing(tmp_path, data_root, capsys):
+    from export.cli import main
+    model = MODELS / "hair-mobile-unet.onnx"
+    if not model.is_file():
+        pytest.skip(f"no {model.name} in models/")
+    out = tmp_path / "flicker.json"
+    common = ["--data", "fasseg-v2-test", "--data-root", str(data_root), "--images", "2", "--frames", "3"]
+    assert main(["flicker", str(model), *common, "--smoothing", "0", "0.5", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [(r["model"], r["smoothing"]) for r in rows] == [(str(model), 0.0), (str(model), 0.5)]
+    assert capsys.readouterr().out.count(model.name) == 2
+    assert main(["flicker", str(tmp_path / "absent.onnx"), *common]) == 2

@@ -1,0 +1,29 @@
+"""`python -m export classical-baseline`: the classical fallback's IoU/F1 on labelled data. The pipeline is device
+code, so it is measured from export (training knows no device)."""
+from __future__ import annotations
+
+import json
+
+from export import classical_eval
+from export.cli import main
+
+
+def test_command_scores_real_photos_like_the_modules_own_entry_point(tmp_path, data_root, capsys):
+    argv = ["--data", "fasseg-v2-test", "--limit", "3", "--data-root", str(data_root)]
+    out = tmp_path / "classical" / "metrics.json"
+    assert main(["classical-baseline", *argv, "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "fasseg-v2-test: IoU" in printed and "mask produced on" in printed
+    results = json.loads(out.read_text())
+    m = results["fasseg-v2-test"]
+    assert m["images"] == 3 and m["produced"]["images"] + sum(m["reasons"].values()) == 3
+    assert 0.0 <= m["iou"] <= 1.0
+    again = tmp_path / "again.json"
+    assert classical_eval.main([*argv, "--json", str(again)]) == 0
+    assert json.loads(again.read_text()) == results  # same figures either way (the pipeline is deterministic)
+
+
+def test_an_unknown_data_set_is_an_error_not_a_traceback(tmp_path, data_root):
+    assert main(["classical-baseline", "--data", "no-such-set", "--data-root", str(data_root),
+                 "--json", str(tmp_path / "m.json")]) == 1
+    assert not (tmp_path / "m.json").exists()

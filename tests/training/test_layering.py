@@ -1,0 +1,113 @@
+"""The packages' layering, read from the source with `ast` (no imports run): training/ knows no device/ (exported
+files and the classical pipeline are measured from export/), and device/ never imports torch, training/ or export/.
+
+Every import counts: top-level and lazy (inside functions), `import x.y`, `from x import y`, relative imports
+(resolved against the file's package; one that climbs out of the package is refused outright) and
+`importlib.import_module("x")` / `__import__("x")` with a literal name.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+# package -> top-level names it must never import
+FORBIDDEN = {
+    "training": {"device"},
+    "device": {"torch", "training", "export"},
+}
+
+
+def _package_parts(path: Path, root: Path) -> list[str]:
+    """`training/x.py` -> ['training']; `device/cameras/y.py` -> ['device', 'cameras'] (relative to `root`)."""
+    return list(path.relative_to(root).parent.parts)
+
+
+def imported_modules(source: str, package: list[str]) -> list[tuple[int, str]]:
+    """(line, absolute module name) of every import in `source`, a module of `package` (its dotted parts).
+    A relative import that climbs out of the top-level package comes back as '<beyond the package>: ...'."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                found.append((node.lineno, node.module or ""))
+                continue
+            if node.level - 1 >= len(package):  # e.g. `from .. import device` in training/x.py
+                found.append((node.lineno, f"<beyond the package>: {'.' * node.level}{node.module or ''}"))
+                continue
+            base = package[:len(package) - (node.level - 1)]
+            names = [node.module] if node.module else [alias.name for alias in node.names]
+            found += [(node.lineno, ".".join([*base, name])) for name in names]
+        elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+              and isinstance(node.args[0].value, str)
+              and ((isinstance(node.func, ast.Name) and node.func.id in ("__import__", "import_module"))
+                   or (isinstance(node.func, ast.Attribute) and node.func.attr == "import_module"))):
+            found.append((node.lineno, node.args[0].value))
+    return found
+
+
+def offending_imports(package: str, forbidden: set[str], root: Path = REPO) -> list[str]:
+    out = []
+    for path in sorted((root / package).rglob("*.py")):
+        for line, module in imported_modules(path.read_text(), _package_parts(path, root)):
+            if module.startswith("<beyond") or module.split(".")[0] in forbidden:
+                out.append(f"{path.relative_to(root)}:{line}: imports {module}")
+    return out
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_package_imports_respect_the_layering(package):
+    assert (REPO / package / "__init__.py").is_file()
+    offending = offending_imports(package, FORBIDDEN[package])
+    assert not offending, f"{package}/ must not import {sorted(FORBIDDEN[package])}:\n" + "\n".join(offending)
+
+
+@pytest.mark.parametrize("source, package", [
+    ("from device.model_file import load_model", ["training"]),
+    ("import device", ["training"]),
+    ("import numpy, device.postprocess as pp", ["training"]),
+    ("def f():\n    from device import classical\n    return classical", ["training"]),  # lazy
+    ("from .. import device", ["training"]),  # climbs out of training/
+    ("from ..device import model_file", ["training"]),
+    ("import importlib\nm = importlib.import_module('device.model_file')", ["training"]),
+    ("m = __import__('device')", ["training"]),
+    ("import torch", ["device"]),
+    ("from torch import nn", ["device", "cameras"]),
+    ("from training.data import resolve", ["device"]),
+    ("def f():\n    import export.evaluation", ["device", "recolour"]),
+    ("from ... import training", ["device", "classical"]),  # climbs out of device/
+])
+def test_the_check_catches_a_forbidden_import(tmp_path, source, package):
+    top = package[0]
+    folder = tmp_path.joinpath(*package)
+    folder.mkdir(parents=True)
+    (folder / "added.py").write_text(source + "\n")
+    assert offending_imports(top, FORBIDDEN[top], root=tmp_path), source
+
+
+@pytest.mark.parametrize("source, package", [
+    ("from .data import resolve\nfrom . import metrics", ["training"]),
+    ("import numpy as np\nfrom torch import nn", ["training"]),
+    ("from ..postprocess import Postprocessor", ["device", "recolour"]),  # stays inside device/
+    ("from device.model_file import load_model", ["device"]),
+    ("import devices_extra  # a name that merely starts alike", ["training"]),
+])
+def test_the_check_allows_what_the_layering_allows(tmp_path, source, package):
+    top = package[0]
+    folder = tmp_path.joinpath(*package)
+    folder.mkdir(parents=True)
+    (folder / "allowed.py").write_text(source + "\n")
+    assert not offending_imports(top, FORBIDDEN[top], root=tmp_path)
+
+
+def test_training_cli_points_exported_files_and_the_classical_baseline_to_export(caplog):
+    from training.cli import main
+    assert main(["evaluate", "models/hair-mobile-unet.onnx"]) == 2
+    assert "`python -m export eval models/hair-mobile-unet.onnx`" in caplog.text
+    assert main(["baseline", "classical", "--limit", "3"]) == 2
+    assert "`python -m export classical-baseline --limit 3`" in caplog.text
