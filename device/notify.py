@@ -19,9 +19,11 @@ def _send_datagram(message: str) -> bool:
         return False
     if address.startswith("@"):  # abstract namespace
         address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+    # Non-blocking: a receiver that stops reading (its queue holds net.unix.max_dgram_qlen = 10 datagrams) must
+    # never stall the frame loop; the message is dropped with BlockingIOError, which notify() logs.
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK) as s:
         s.connect(address)
-        s.sendall(message.encode())
+        s.send(message.encode())
     return True
 
 

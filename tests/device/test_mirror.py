@@ -5,6 +5,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -98,18 +99,41 @@ def test_notify_messages_reach_a_test_socket(photos, tmp_path, monkeypatch):
     monkeypatch.setenv("NOTIFY_SOCKET", str(path))
     monkeypatch.setenv("WATCHDOG_USEC", "20000")
     mirror = Mirror(make_cfg(photos, segmenter={"kind": "classical"}))
+    messages, done = [], threading.Event()
+
+    def receive():  # as systemd does: read while the daemon runs
+        while not done.is_set():
+            try:
+                messages.append(server.recv(4096).decode())
+            except TimeoutError:
+                continue
+    reader = threading.Thread(target=receive)
+    reader.start()
     mirror.run(max_frames=8, inline=True)
-    messages = []
-    while True:
-        try:
-            messages.append(server.recv(4096).decode())
-        except TimeoutError:
-            break
+    time.sleep(0.3)
+    done.set()
+    reader.join()
     server.close()
     assert messages.count("READY=1") == 1
     assert messages.index("READY=1") < messages.index("WATCHDOG=1")
     assert messages[messages.index("READY=1") + 1].startswith("STATUS=classical mode")
     assert messages[-1] == "STOPPING=1"
+
+
+def test_a_notify_socket_nobody_reads_never_stalls_the_frame_loop(photos, tmp_path, monkeypatch):
+    """A unix datagram queue holds 10 messages: a blocking send would hang the loop on the 11th."""
+    path = tmp_path / "deaf.sock"
+    deaf = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    deaf.bind(str(path))
+    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    monkeypatch.setenv("WATCHDOG_USEC", "2")  # a ping on every frame
+    mirror = Mirror(make_cfg(photos, segmenter={"kind": "classical"}))
+    done = threading.Event()
+    runner = threading.Thread(target=lambda: (mirror.run(max_frames=40, inline=True), done.set()), daemon=True)
+    runner.start()
+    runner.join(timeout=60)
+    deaf.close()
+    assert done.is_set() and mirror.frames == 40
 
 
 def test_status_reports_mode_and_fps(photos):
