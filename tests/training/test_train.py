@@ -150,3 +150,23 @@ def test_mirror_augmentation_makes_hair_grey_or_light_and_keeps_the_rest(data_ro
     a_img, a_mask = augment.augment(img, mask, cfg, rng, (96, 96))
     assert a_img.shape == (96, 96, 3) and a_img.dtype == np.uint8 and set(np.unique(a_mask)) <= {0, 1}
     assert set(augment.AUGMENT_PRESETS) >= {"full", "flips", "mirror"}
+
+
+def test_synthetic_hat_covers_the_top_of_the_hair_and_is_labelled_not_hair(data_root):
+    img, mask = resolve("figaro-test", data_root)[0].load()
+    img, mask = augment.stretch(img, (128, 128)), augment.stretch(mask, (128, 128), interpolation=0)
+    rng = np.random.default_rng(5)
+    for _ in range(5):
+        out, new_mask = augment.add_hat(img, mask, rng)
+        hat = (mask == 1) & (new_mask == 0)
+        assert hat.sum() > 20, "the hat covers some hair"
+        assert not ((mask == 0) & (new_mask == 1)).any(), "a hat never adds hair"
+        rows = np.nonzero(hat.any(1))[0]
+        hair_rows = np.nonzero(mask.any(1))[0]
+        assert rows.min() <= np.percentile(hair_rows, 50), "the hat sits on the upper part of the hair"
+        changed = np.abs(out.astype(int) - img.astype(int)).max(-1) > 0
+        assert changed[hat].mean() > 0.9
+        ys = np.nonzero(mask)[0]
+        top, p60 = ys.min(), np.percentile(ys, 60)
+        assert np.nonzero(changed.any(1))[0].max() <= p60 + 0.3 * (p60 - top) + 3, "below the hat nothing changes"
+    assert augment.AUGMENT_PRESETS["mirror-hats"]().hat > 0
