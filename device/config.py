@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-DEFAULT_MODEL = PACKAGE_DIR.parent / "models" / "hair-mobile-unet.onnx"  # 0.15 GMAC: real time on a Pi
+DEFAULT_MODEL = PACKAGE_DIR.parent / "models" / "hair-mobile-unet-wide.onnx"  # 0.14 GMAC at 192x192: real time on a Pi
 
 
 class ConfigError(ValueError):

@@ -65,7 +65,7 @@ def test_config_template_defaults_match_the_daemons_defaults():
             continue
         for key, default in fields.items():
             if (section, key) == ("segmenter", "model"):
-                assert variables["hairmirror_segmenter_model"] == "/opt/hairmirror/models/hair-mobile-unet.onnx"
+                assert variables["hairmirror_segmenter_model"] == "/opt/hairmirror/models/hair-mobile-unet-wide.onnx"
                 continue
             assert variables[f"hairmirror_{section}_{key}"] == default, f"hairmirror_{section}_{key}"
 

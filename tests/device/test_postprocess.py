@@ -74,7 +74,8 @@ def test_components_match_opencv_with_stats_on_real_model_output(keep):
     """The fast labelling (no stats, a histogram of labels) keeps exactly what the plain one keeps, on the
     shipped model's masks of real photos, thresholded at several levels to get many fragments."""
     model = pytest.importorskip("device.model_file").load_model(DEFAULT_MODEL, threads=1)
-    photos = [cv2.resize(p, (256, 256), interpolation=cv2.INTER_AREA) for p in real_photos(8)]
+    h, w = model.input_size
+    photos = [cv2.resize(p, (w, h), interpolation=cv2.INTER_AREA) for p in real_photos(8)]
     post = Postprocessor(0.5, keep=keep, min_area=0.002)
     fragments = 0
     for photo in photos:

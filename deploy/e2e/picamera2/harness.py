@@ -400,7 +400,7 @@ def overlay_sink(model: str, frames: int) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--frames-dir", default="/opt/frames")
-    p.add_argument("--model", default="/opt/hairmirror/models/hair-mobile-unet.onnx")
+    p.add_argument("--model", default="/opt/hairmirror/models/hair-mobile-unet-wide.onnx")
     p.add_argument("--no-model", metavar="REASON", help="skip the daemon checks (no onnxruntime), saying why")
     p.add_argument("-n", type=int, default=40, help="frames per camera check (buffer_count is 4)")
     p.add_argument("--daemon-frames", type=int, default=30)

@@ -6,7 +6,7 @@
 #      $ROOTFS (reused when present; delete the folder to rebuild), following the recipe in
 #      ../shared/recipes/picamera2-virtual beside the checkout (its shims are used from there, never copied here),
 #   2. a venv there with picamera2 and what device/ needs (numpy, opencv-python-headless<5, onnxruntime, flask),
-#   3. a snapshot of the COMMITTED device/ package and models/hair-mobile-unet.onnx (git archive $REF),
+#   3. a snapshot of the COMMITTED device/ package and models/hair-mobile-unet-wide.onnx (git archive $REF),
 #   4. 640x480 JPEGs of FASSEG V2 test faces (../shared/data, never copied into the repo) as the camera's frames,
 #   5. harness.py inside the chroot: the adapter's streams and colours, mirror, request release, then the daemon's
 #      frame loop (onnx model, files sink) and the picamera2-overlay sink with the null preview.
@@ -58,7 +58,7 @@ for f in virtual_cam_patch.py memfd_allocator.py pykms.py; do
   [ -f "$RECIPE/$f" ] || die "recipe file $RECIPE/$f missing (../shared/recipes/picamera2-virtual beside the checkout)" 2
 done
 [ -d "$DATA/fasseg/V2/Test_RGB" ] || die "real photos missing: $DATA/fasseg/V2/Test_RGB (../shared/data)" 2
-git -C "$REPO" cat-file -e "$REF:models/hair-mobile-unet.onnx" 2>/dev/null || die "models/hair-mobile-unet.onnx is not committed at $REF" 2
+git -C "$REPO" cat-file -e "$REF:models/hair-mobile-unet-wide.onnx" 2>/dev/null || die "models/hair-mobile-unet-wide.onnx is not committed at $REF" 2
 
 CH=(chroot "$ROOT" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root LANG=C.UTF-8)
 START=$(date +%s)
@@ -122,10 +122,10 @@ rm -rf "${ROOT:?}/opt/photos"
 find "$ROOT/opt/frames" -type f -printf '   %f\n' | sort
 
 # ---- 4. the code under test: committed device/ and the shipped model; the harness and the recipe's shims ----
-say "4. device/ and models/hair-mobile-unet.onnx from git $REF ($(git -C "$REPO" rev-parse --short "$REF"))"
+say "4. device/ and models/hair-mobile-unet-wide.onnx from git $REF ($(git -C "$REPO" rev-parse --short "$REF"))"
 rm -rf "${ROOT:?}/opt/hairmirror" "${ROOT:?}/opt/harness"
 mkdir -p "$ROOT/opt/hairmirror" "$ROOT/opt/harness"
-git -C "$REPO" archive "$REF" device models/hair-mobile-unet.onnx | tar -x -C "$ROOT/opt/hairmirror"
+git -C "$REPO" archive "$REF" device models/hair-mobile-unet-wide.onnx | tar -x -C "$ROOT/opt/hairmirror"
 cp "$RECIPE/virtual_cam_patch.py" "$RECIPE/memfd_allocator.py" "$RECIPE/pykms.py" "$HERE/harness.py" "$ROOT/opt/harness/"
 
 # ---- 5. the harness ----

@@ -1,0 +1,140 @@
+"""Visual regression of the demo: each demo photo through the daemon's own photo path (a Mirror built from the
+default config, `process_photo`), judged against hand-drawn regions (fixtures/demo_labels.json): most of the hair
+dyed, almost none of the face, collar, cap, clothes or background. `onnx-live` is the same for the live demo: the
+demo camera's moving frames through the Mirror's video path (`segment`, with history), the labels carried onto
+each frame by the camera's own map, pooled over the frames.
+
+`python -m export postprocess MODEL.onnx` prints the same fractions for every `[postprocess] keep` rule.
+"""
+import json
+from functools import cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from device import config as configuration
+
+# --- The bounds: the one place to edit when the default model or post-processing changes. ---------------------
+# Fraction of the hand-labelled hair that must be dyed, and of each non-hair region that may be, per segmenter kind.
+HAIR_DYED_AT_LEAST = {"onnx": 0.80, "onnx-live": 0.80, "classical": 0.75}
+NOT_HAIR_DYED_AT_MOST = {"onnx": 0.05, "onnx-live": 0.05, "classical": 0.05}
+LIVE_STEP = 0.2  # seconds of demo time between live frames (40 frames a photo)
+# What a segmenter cannot do on these photos yet: (kind, photo, region) -> the fraction measured (2026-12-04).
+# Strict xfails: once one is met, its test XPASSes and fails, so the entry is removed and the bound holds again.
+# The classical fallback takes every pixel of the hair's colours: on Grace Hopper the k-means colours of her grey
+# hair also cover the blue sky, the navy jacket, the cap and the flag, and only a quarter of her hair is kept.
+KNOWN_FAILURES = {
+    # The default model (hair-mobile-unet-wide.onnx, keep = face) on Grace Hopper: her hair shows only as grey
+    # wisps under the cap, half of it found; on the live demo's closer crop her navy cap is taken for dark hair.
+    ("onnx", "grace_hopper", "hair"): 0.440,
+    ("onnx-live", "grace_hopper", "hair"): 0.125,
+    ("onnx-live", "grace_hopper", "cap"): 0.636,
+    ("classical", "astronaut", "collar"): 0.292,
+    ("classical", "astronaut", "background"): 0.359,
+    ("classical", "astronaut", "flag"): 0.316,
+    ("classical", "astronaut", "shuttle"): 0.677,
+    ("classical", "grace_hopper", "hair"): 0.249,
+    ("classical", "grace_hopper", "cap"): 0.940,
+    ("classical", "grace_hopper", "jacket"): 0.964,
+    ("classical", "grace_hopper", "background"): 1.000,
+    ("classical", "grace_hopper", "flag"): 0.903,
+}
+# -------------------------------------------------------------------------------------------------------------------
+
+LABELS = json.loads((Path(__file__).parent / "fixtures" / "demo_labels.json").read_text())["photos"]
+CASES = [(kind, photo, region) for kind in HAIR_DYED_AT_LEAST for photo, entry in LABELS.items()
+         for region in ("hair", *entry["not_hair"])]
+
+
+def region_mask(polygons: list, shape: tuple[int, int]) -> np.ndarray:
+    canvas = np.zeros(shape, np.uint8)
+    cv2.fillPoly(canvas, [np.array(p, np.int32).reshape(-1, 1, 2) for p in polygons], 1)
+    return canvas.astype(bool)
+
+
+@cache
+def photos() -> dict:
+    from device.cameras import CameraError
+    from device.cameras.demo import demo_photos
+    try:
+        return demo_photos()
+    except CameraError as e:
+        return {"": str(e)}
+
+
+def mirror(kind: str):
+    from device.mirror import Mirror
+    cfg = configuration.from_dict({"camera": {"kind": "demo"}, "sink": {"kind": "null"}, "web": {"enabled": False},
+                                   "segmenter": {"kind": kind, "threads": 1, "fallback": ""}})
+    return Mirror(cfg)
+
+
+@cache
+def photo_fractions(kind: str, photo: str) -> dict[str, float]:
+    """{region: fraction dyed} of a demo photo through the daemon's photo path."""
+    mask, _ = mirror(kind).process_photo(photos()[photo])
+    return {r: float(mask.view(bool)[m].mean()) for r, m in regions(photo, mask.shape).items()}
+
+
+@cache
+def live_fractions(photo: str) -> dict[str, float]:
+    """{region: fraction dyed} over the live demo's frames of one photo, through the Mirror's video path."""
+    from device.cameras import Frame
+    m = mirror("onnx")
+    cam = m.camera
+    cam.start()
+    size = tuple(cam.lores_size)
+    start = list(photos()).index(photo) * cam.seconds_per_photo
+    dyed, labelled = {}, {}
+    for i, t in enumerate(np.arange(start + LIVE_STEP / 2, start + cam.seconds_per_photo, LIVE_STEP)):
+        _, to_view = cam.view_map(t, size)
+        frame = cam.view(t, size)
+        hair = m.segment(Frame(frame, frame, i))
+        for r, g in regions(photo, photos()[photo].shape[:2]).items():
+            g = cv2.warpAffine(g.view(np.uint8), to_view[:2], size, flags=cv2.INTER_NEAREST).view(bool)
+            dyed[r] = dyed.get(r, 0) + int(np.count_nonzero(hair.mask.view(bool) & g))
+            labelled[r] = labelled.get(r, 0) + int(np.count_nonzero(g))
+    return {r: dyed[r] / labelled[r] for r in dyed}
+
+
+def regions(photo: str, shape: tuple[int, int]) -> dict[str, np.ndarray]:
+    entry = LABELS[photo]
+    return {"hair": region_mask(entry["hair"], shape),
+            **{r: region_mask(polygons, shape) for r, polygons in entry["not_hair"].items()}}
+
+
+def case_id(case) -> str:
+    return "-".join(case)
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.xfail(
+    strict=True, reason=f"known: {KNOWN_FAILURES[c]:.3f} measured")) if c in KNOWN_FAILURES else c for c in CASES],
+    ids=case_id)
+def test_demo_photo_region(case):
+    kind, photo, region = case
+    available = photos()
+    if photo not in available:
+        pytest.skip(available.get("", f"the {photo} sample photo is not installed (scikit-image / matplotlib)"))
+    if kind.startswith("onnx") and not Path(configuration.DEFAULT_MODEL).is_file():
+        pytest.skip(f"no shipped model at {configuration.DEFAULT_MODEL}")
+    rgb = available[photo]
+    assert [rgb.shape[1], rgb.shape[0]] == LABELS[photo]["size"], "the labels were drawn on a photo of another size"
+    fraction = live_fractions(photo)[region] if kind == "onnx-live" else photo_fractions(kind, photo)[region]
+    if region == "hair":
+        assert fraction >= HAIR_DYED_AT_LEAST[kind], f"{kind} dyes only {fraction:.3f} of {photo}'s hair"
+    else:
+        assert fraction <= NOT_HAIR_DYED_AT_MOST[kind], f"{kind} dyes {fraction:.3f} of {photo}'s {region}"
+
+
+def test_labels_are_conservative_and_disjoint():
+    """Hair and non-hair polygons never overlap and stay at least 3 px apart (edges are not judged)."""
+    for photo, entry in LABELS.items():
+        w, h = entry["size"]
+        hair = region_mask(entry["hair"], (h, w))
+        near_hair = cv2.dilate(hair.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+        assert hair.sum() > 300, photo
+        for region, polygons in entry["not_hair"].items():
+            mask = region_mask(polygons, (h, w))
+            assert mask.sum() > 300 and not (mask & near_hair).any(), (photo, region)
