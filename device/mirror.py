@@ -32,6 +32,7 @@ class Hair:
     alpha: np.ndarray
     frame_index: int
     seconds: float
+    scene: int = 0
 
 
 class Timings:
@@ -108,6 +109,7 @@ class Mirror:
         self.frames = 0
         self.latest_output: Output | None = None
         self.camera_state = "starting"
+        self.scene = 0
         _log.info("segmenter: %s", self.mode_text)
 
     def _postprocessor(self, segmenter: Segmenter) -> Postprocessor:
@@ -123,6 +125,9 @@ class Mirror:
     # --- segmentation (runs in the inference thread) ---
     def segment(self, frame: Frame) -> Hair | None:
         t0 = time.perf_counter()
+        if frame.scene != self.scene:  # a cut: the last scene's smoothing and face must not carry over
+            self.post.reset()
+            self.scene = frame.scene
         try:
             with self.segment_lock:
                 rgb = self._input_for(self.segmenter, frame)
@@ -135,7 +140,7 @@ class Mirror:
         t2 = time.perf_counter()
         self.timings.add("inference", t1 - t0)
         self.timings.add("postprocess", t2 - t1)
-        return Hair(mask, alpha, frame.index, t2 - t0)
+        return Hair(mask, alpha, frame.index, t2 - t0, frame.scene)
 
     @staticmethod
     def _input_for(segmenter: Segmenter, frame: Frame) -> np.ndarray:
@@ -249,7 +254,8 @@ class Mirror:
                     hair = worker.latest or hair
                 t2 = time.perf_counter()
                 with self.lock:
-                    output = Output(frame, hair.alpha if hair else None, self.recolourer)
+                    same_scene = hair is not None and hair.scene == frame.scene
+                    output = Output(frame, hair.alpha if same_scene else None, self.recolourer)
                 for sink in self.sinks:
                     sink.show(output)
                 self.latest_output = output

@@ -20,6 +20,7 @@ class Frame:
     lores: np.ndarray     # RGB uint8 at the segmenter's input size, for inference
     index: int = 0
     timestamp: float = field(default_factory=time.monotonic)
+    scene: int = 0        # changes at a cut (the demo's next photo): a mask of another scene is never applied
 
 
 class Camera:
@@ -42,7 +43,7 @@ class Camera:
     def stop(self) -> None:
         """Release the device; safe to call twice."""
 
-    def _frame(self, main_rgb: np.ndarray, lores_rgb: np.ndarray | None = None) -> Frame:
+    def _frame(self, main_rgb: np.ndarray, lores_rgb: np.ndarray | None = None, scene: int = 0) -> Frame:
         if self.cfg.mirror and not self.hardware_mirror:
             main_rgb = cv2.flip(main_rgb, 1)  # ~40x faster than a numpy copy of a reversed view
             if lores_rgb is not None:
@@ -51,7 +52,7 @@ class Camera:
             same = main_rgb.shape[1::-1] == tuple(self.lores_size)
             lores_rgb = main_rgb if same else cv2.resize(main_rgb, self.lores_size, interpolation=cv2.INTER_AREA)
         self._index += 1
-        return Frame(main_rgb, lores_rgb, self._index)
+        return Frame(main_rgb, lores_rgb, self._index, scene=scene)
 
 
 class Pacer:

@@ -109,4 +109,4 @@ class DemoCamera(Camera):
         self.t += self.pacer.period
         main = self.view(self.t)
         lores = main if tuple(self.lores_size) == tuple(self.size) else self.view(self.t, self.lores_size)
-        return self._frame(main, lores)
+        return self._frame(main, lores, scene=int(self.t / self.seconds_per_photo))

@@ -26,9 +26,11 @@ class Recorder(Sink):
 
     def __init__(self):
         self.outputs = []
+        self.frames_and_alpha = []
 
     def show(self, output):
         self.outputs.append((output.frame, output.alpha, output.composite))
+        self.frames_and_alpha.append((output.frame, output.alpha))
 
 
 @pytest.fixture
@@ -345,3 +347,27 @@ def test_a_fallback_segmenter_is_fed_its_own_input_size_not_the_models(photos):
     assert seen and all(shape[:2] == tuple(mirror.segmenter.input_size) for shape in seen), seen
     hair = mirror.segment(mirror.camera.read())
     assert hair is not None and hair.mask.shape == tuple(mirror.segmenter.input_size)
+
+
+def test_a_mask_is_never_applied_across_the_demo_cameras_photo_switch(monkeypatch):
+    """The newest mask is applied to every frame, but not across a cut: at the demo's switch to the next photo the
+    last photo's mask (e.g. Grace Hopper's cap) showed as a blob on the astronaut's background."""
+    pytest.importorskip("skimage")
+    from device.cameras.demo import DemoCamera
+    monkeypatch.setattr(DemoCamera, "seconds_per_photo", 0.5)
+    cfg = configuration.from_dict({"camera": {"kind": "demo", "fps": 30}, "sink": {"kind": "null"},
+                                   "web": {"enabled": False}, "segmenter": {"kind": "classical"}})
+    mirror = Mirror(cfg)
+    recorder = Recorder()
+    mirror.sinks = [recorder]
+
+    def slow(rgb):  # inference slower than the display: masks always lag behind the frames
+        time.sleep(0.12)
+        return np.ones(rgb.shape[:2], np.float32)  # "hair everywhere": any applied mask shows
+    mirror.segmenter.segment = slow
+    mirror.run(max_frames=60)  # 2 s at 30 fps: three cuts
+    scenes = [(f.scene, alpha is not None) for f, alpha in recorder.frames_and_alpha]
+    assert {s for s, _ in scenes} >= {0, 1, 2}
+    first_of_scene = [i for i in range(1, len(scenes)) if scenes[i][0] != scenes[i - 1][0]]
+    assert first_of_scene and all(not scenes[i][1] for i in first_of_scene), scenes
+    assert any(applied for _, applied in scenes), "masks of the same scene are applied"
