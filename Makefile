@@ -23,8 +23,8 @@ $(RUN_STAMP): pyproject.toml | $(PY)
 	touch $(RUN_STAMP)
 
 $(STAMP): pyproject.toml $(RUN_STAMP)
-	# torch first, pinned: the CPU build (a bare `torch` pulls a multi-GB CUDA build)
-	$(PIP) install -q torch==2.13.0
+	# torch is pinned once, in pyproject.toml's [train] extra: torch==2.13.0 resolves to the CPU build on disk
+	# (a bare `torch` pulls a multi-GB CUDA build)
 	$(PIP) install -q -e '.[device,demo,train,dev]'
 	touch $(STAMP)
 
