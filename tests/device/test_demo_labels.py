@@ -6,7 +6,6 @@ each frame by the camera's own map, pooled over the frames.
 
 `python -m export postprocess MODEL.onnx` prints the same fractions for every `[postprocess] keep` rule.
 """
-import json
 from functools import cache
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 
 from device import config as configuration
+from export.postprocess_eval import load_demo_labels, region_masks
 
 # --- The bounds: the one place to edit when the default model or post-processing changes. ---------------------
 # Fraction of the hand-labelled hair that must be dyed, and of each non-hair region that may be, per segmenter kind.
@@ -43,15 +43,9 @@ KNOWN_FAILURES = {
 }
 # -------------------------------------------------------------------------------------------------------------------
 
-LABELS = json.loads((Path(__file__).parent / "fixtures" / "demo_labels.json").read_text())["photos"]
+LABELS = load_demo_labels()  # the fixture the export-side measurement reads too
 CASES = [(kind, photo, region) for kind in HAIR_DYED_AT_LEAST for photo, entry in LABELS.items()
          for region in ("hair", *entry["not_hair"])]
-
-
-def region_mask(polygons: list, shape: tuple[int, int]) -> np.ndarray:
-    canvas = np.zeros(shape, np.uint8)
-    cv2.fillPoly(canvas, [np.array(p, np.int32).reshape(-1, 1, 2) for p in polygons], 1)
-    return canvas.astype(bool)
 
 
 @cache
@@ -75,7 +69,7 @@ def mirror(kind: str):
 def photo_fractions(kind: str, photo: str) -> dict[str, float]:
     """{region: fraction dyed} of a demo photo through the daemon's photo path."""
     mask, _ = mirror(kind).process_photo(photos()[photo])
-    return {r: float(mask.view(bool)[m].mean()) for r, m in regions(photo, mask.shape).items()}
+    return {r: float(mask.view(bool)[m].mean()) for r, m in region_masks(LABELS[photo], mask.shape).items()}
 
 
 @cache
@@ -92,17 +86,11 @@ def live_fractions(photo: str) -> dict[str, float]:
         _, to_view = cam.view_map(t, size)
         frame = cam.view(t, size)
         hair = m.segment(Frame(frame, frame, i))
-        for r, g in regions(photo, photos()[photo].shape[:2]).items():
+        for r, g in region_masks(LABELS[photo], photos()[photo].shape[:2]).items():
             g = cv2.warpAffine(g.view(np.uint8), to_view[:2], size, flags=cv2.INTER_NEAREST).view(bool)
             dyed[r] = dyed.get(r, 0) + int(np.count_nonzero(hair.mask.view(bool) & g))
             labelled[r] = labelled.get(r, 0) + int(np.count_nonzero(g))
     return {r: dyed[r] / labelled[r] for r in dyed}
-
-
-def regions(photo: str, shape: tuple[int, int]) -> dict[str, np.ndarray]:
-    entry = LABELS[photo]
-    return {"hair": region_mask(entry["hair"], shape),
-            **{r: region_mask(polygons, shape) for r, polygons in entry["not_hair"].items()}}
 
 
 def case_id(case) -> str:
@@ -132,9 +120,9 @@ def test_labels_are_conservative_and_disjoint():
     """Hair and non-hair polygons never overlap and stay at least 3 px apart (edges are not judged)."""
     for photo, entry in LABELS.items():
         w, h = entry["size"]
-        hair = region_mask(entry["hair"], (h, w))
+        masks = region_masks(entry, (h, w))
+        hair = masks.pop("hair")
         near_hair = cv2.dilate(hair.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
         assert hair.sum() > 300, photo
-        for region, polygons in entry["not_hair"].items():
-            mask = region_mask(polygons, (h, w))
+        for region, mask in masks.items():
             assert mask.sum() > 300 and not (mask & near_hair).any(), (photo, region)
