@@ -167,6 +167,45 @@ code=$(curl -s -o "$LOG/page.html" -w '%{http_code}' "http://127.0.0.1:$PORT/" |
 echo "   page from the host: HTTP $code, $(wc -c < "$LOG/page.html") bytes"
 [ "$code" = 200 ] || die "the page did not answer (HTTP $code)"
 
+# ---- 4b. the watchdog, with the unit's real WatchdogSec: a frozen frame loop is killed and restarted ----
+wait_active() {  # wait_active LABEL: until the service is active again (or fail)
+  local st=""
+  for _ in $(seq "$((BOOT_TIMEOUT / 5))"); do
+    st=$(inside systemctl is-active hairmirror.service 2>/dev/null || true)
+    [ "$st" = active ] && return 0
+    sleep 5
+  done
+  inside journalctl --no-pager -u hairmirror.service | tail -30
+  die "$1: hairmirror.service is '$st', not active"
+}
+show() { inside systemctl show hairmirror.service -p "$1" --value; }
+say "4b. watchdog: SIGSTOP the daemon; systemd must kill and restart it within WatchdogSec=$(show WatchdogUSec)"
+t=$(date +%s)
+pid=$(show MainPID); restarts=$(show NRestarts)
+inside kill -STOP "$pid"
+for _ in $(seq "$((BOOT_TIMEOUT / 5))"); do
+  [ "$(show NRestarts)" -gt "$restarts" ] && break
+  sleep 5
+done
+[ "$(show NRestarts)" -gt "$restarts" ] || die "the watchdog did not restart a stopped daemon"
+inside journalctl --no-pager -u hairmirror.service | grep -q "Watchdog timeout" \
+  || die "restarted, but not by the watchdog (no 'Watchdog timeout' in the journal)"
+TIMES[watchdog_kill]=$(elapsed "$t")
+wait_active "after the watchdog restart"
+[ "$(show MainPID)" != "$pid" ] || die "same MainPID after a watchdog restart"
+TIMES[watchdog_back]=$(elapsed "$t")
+echo "   killed by the watchdog and restarted: NRestarts $restarts -> $(show NRestarts), pid $pid -> $(show MainPID)"
+
+say "4c. SIGTERM (systemctl stop): the daemon stops cleanly with exit 0 within TimeoutStopSec"
+t=$(date +%s)
+inside systemctl stop hairmirror.service
+status=$(show ExecMainStatus); result=$(show Result)
+TIMES[stop]=$(elapsed "$t")
+echo "   stopped in ${TIMES[stop]} s: ExecMainStatus=$status Result=$result"
+[ "$status" = 0 ] && [ "$result" = success ] || die "stop was not clean (exit $status, result $result)"
+inside systemctl start --no-block hairmirror.service
+wait_active "after a clean restart"
+
 # ---- 5. the playbook against the running system: the role's own check, and still nothing to change ----
 say "5. site.yml against the booted container (role's final check runs): must change nothing"
 export HAIRMIRROR_E2E_PID="$LEADER"
@@ -176,5 +215,5 @@ grep -q 'Check that the page answers' "$LOG/run3.log" && grep -A3 'Check that th
   || die "the role's final check did not run or did not pass on the booted container"
 
 say "e2e-deploy passed"
-for k in rootfs copy run1 run2 boot_to_active run3; do printf '   %-15s %6s s\n' "$k" "${TIMES[$k]:-?}"; done
+for k in rootfs copy run1 run2 boot_to_active watchdog_kill watchdog_back stop run3; do printf '   %-15s %6s s\n' "$k" "${TIMES[$k]:-?}"; done
 echo "   logs: $LOG"
