@@ -21,6 +21,7 @@ from export.postprocess_eval import load_demo_labels, region_masks
 HAIR_DYED_AT_LEAST = {"onnx": 0.80, "onnx-live": 0.80, "classical": 0.75}
 NOT_HAIR_DYED_AT_MOST = {"onnx": 0.05, "onnx-live": 0.05, "classical": 0.05}
 LIVE_STEP = 0.2  # seconds of demo time between live frames (40 frames a photo)
+HAIR_KEPT_ON_EVERY_FRAME = 0.5  # each live frame dyes at least this fraction of its labelled hair
 # What a segmenter cannot do on these photos yet: (kind, photo, region) -> the fraction measured (2026-12-04).
 # Strict xfails: once one is met, its test XPASSes and fails, so the entry is removed and the bound holds again.
 # The classical fallback takes every pixel of the hair's colours: on Grace Hopper the k-means colours of her grey
@@ -41,6 +42,10 @@ KNOWN_FAILURES = {
     ("classical", "grace_hopper", "background"): 1.000,
     ("classical", "grace_hopper", "flag"): 0.903,
 }
+# Live frames (of 40 a photo) that dye under HAIR_KEPT_ON_EVERY_FRAME of the labelled hair, measured (2026-12-04).
+# The astronaut's hair drops out for a moment as the view turns (the probability map itself falls); Grace Hopper's
+# grey wisps are under half found on every frame (the pooled figure above).
+KNOWN_LIVE_FRAMES_LOSING_HAIR = {"astronaut": 3, "grace_hopper": 40}
 # -------------------------------------------------------------------------------------------------------------------
 
 LABELS = load_demo_labels()  # the fixture the export-side measurement reads too
@@ -73,24 +78,28 @@ def photo_fractions(kind: str, photo: str) -> dict[str, float]:
 
 
 @cache
-def live_fractions(photo: str) -> dict[str, float]:
-    """{region: fraction dyed} over the live demo's frames of one photo, through the Mirror's video path."""
+def live_measure(photo: str) -> tuple[dict[str, float], list[float]]:
+    """Over the live demo's frames of one photo, through the Mirror's video path: {region: fraction dyed} pooled
+    over the frames, and each frame's fraction of its labelled hair dyed."""
     from device.cameras import Frame
     m = mirror("onnx")
     cam = m.camera
     cam.start()
     size = tuple(cam.lores_size)
     start = list(photos()).index(photo) * cam.seconds_per_photo
-    dyed, labelled = {}, {}
+    dyed, labelled, hair_per_frame = {}, {}, []
     for i, t in enumerate(np.arange(start + LIVE_STEP / 2, start + cam.seconds_per_photo, LIVE_STEP)):
         _, to_view = cam.view_map(t, size)
         frame = cam.view(t, size)
         hair = m.segment(Frame(frame, frame, i))
         for r, g in region_masks(LABELS[photo], photos()[photo].shape[:2]).items():
             g = cv2.warpAffine(g.view(np.uint8), to_view[:2], size, flags=cv2.INTER_NEAREST).view(bool)
-            dyed[r] = dyed.get(r, 0) + int(np.count_nonzero(hair.mask.view(bool) & g))
-            labelled[r] = labelled.get(r, 0) + int(np.count_nonzero(g))
-    return {r: dyed[r] / labelled[r] for r in dyed}
+            hit, n = int(np.count_nonzero(hair.mask.view(bool) & g)), int(np.count_nonzero(g))
+            dyed[r] = dyed.get(r, 0) + hit
+            labelled[r] = labelled.get(r, 0) + n
+            if r == "hair":
+                hair_per_frame.append(hit / max(n, 1))
+    return {r: dyed[r] / labelled[r] for r in dyed}, hair_per_frame
 
 
 def case_id(case) -> str:
@@ -109,11 +118,25 @@ def test_demo_photo_region(case):
         pytest.skip(f"no shipped model at {configuration.DEFAULT_MODEL}")
     rgb = available[photo]
     assert [rgb.shape[1], rgb.shape[0]] == LABELS[photo]["size"], "the labels were drawn on a photo of another size"
-    fraction = live_fractions(photo)[region] if kind == "onnx-live" else photo_fractions(kind, photo)[region]
+    fraction = live_measure(photo)[0][region] if kind == "onnx-live" else photo_fractions(kind, photo)[region]
     if region == "hair":
         assert fraction >= HAIR_DYED_AT_LEAST[kind], f"{kind} dyes only {fraction:.3f} of {photo}'s hair"
     else:
         assert fraction <= NOT_HAIR_DYED_AT_MOST[kind], f"{kind} dyes {fraction:.3f} of {photo}'s {region}"
+
+
+@pytest.mark.parametrize("photo", [pytest.param(p, marks=pytest.mark.xfail(
+    strict=True, reason=f"known: {KNOWN_LIVE_FRAMES_LOSING_HAIR[p]} frames")) if p in KNOWN_LIVE_FRAMES_LOSING_HAIR
+    else p for p in LABELS])
+def test_live_demo_never_loses_the_hair(photo):
+    """Pooled fractions hide a mask that drops out for a second: no live frame may dye under half of its hair."""
+    if photo not in photos():
+        pytest.skip(photos().get("", f"the {photo} sample photo is not installed (scikit-image / matplotlib)"))
+    if not Path(configuration.DEFAULT_MODEL).is_file():
+        pytest.skip(f"no shipped model at {configuration.DEFAULT_MODEL}")
+    per_frame = live_measure(photo)[1]
+    lost = [round(i * LIVE_STEP, 1) for i, f in enumerate(per_frame) if f < HAIR_KEPT_ON_EVERY_FRAME]
+    assert not lost, f"{len(lost)} of {len(per_frame)} frames dye under half of {photo}'s hair (at {lost} s)"
 
 
 def test_labels_are_conservative_and_disjoint():
