@@ -11,29 +11,11 @@ _log = logging.getLogger(__name__)
 
 def training_command(config: dict) -> str:
     """The `python -m training` command line that trains this configuration (defaults left out)."""
+    from training.cli import command_line
     from training.data import DEFAULT_DATA_ROOT
-    from training.train import TrainConfig
-    d = TrainConfig()
-    teacher = config.get("teacher")
-    args = ["python", "-m", "training", "prune" if teacher else "train", "--variant", config["variant"],
-            "--data", *config["data"]]
-    if config.get("repeat"):
-        args += ["--repeat", *(f"{k}={v}" for k, v in config["repeat"].items())]
-    if config.get("data_root") and Path(config["data_root"]).resolve() != DEFAULT_DATA_ROOT.resolve():
-        args += ["--data-root", config["data_root"]]
-    for key in ("size", "epochs", "batch", "lr", "seed", "threads", "limit"):
-        if key in config and config[key] != getattr(d, key):
-            args += [f"--{key}", str(config[key])]
-    if config.get("augment", d.augment) != d.augment:
-        args += ["--augment", config["augment"]]
-    args += [flag for flag in ("--balance", "--prior") if config.get(flag[2:])]
-    if config.get("init"):
-        args += ["--init", config["init"]]
-    if teacher:
-        args += ["--teacher", teacher, "--alpha", str(config.get("distill_alpha", d.distill_alpha))]
-    if config.get("out"):
-        args += ["--out", config["out"]]
-    return shlex.join(args)
+    if config.get("data_root") and Path(config["data_root"]).resolve() == DEFAULT_DATA_ROOT.resolve():
+        config = {**config, "data_root": str(DEFAULT_DATA_ROOT)}  # the same folder spelt another way
+    return shlex.join(command_line(config))
 
 
 def training_cost(checkpoint: Path, ckpt: dict) -> dict[str, str]:

@@ -11,45 +11,71 @@ from pathlib import Path
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
-def _train_args(p: argparse.ArgumentParser, default_variant: str = "unet-226k") -> None:
-    from .augment import AUGMENT_PRESETS
+def _flag(f) -> str:
+    return f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+
+
+def _cli_fields(command: str = "train"):
+    """TrainConfig's fields that `command` takes on its command line."""
+    import dataclasses
+
     from .train import TrainConfig
-    d = TrainConfig()
-    p.add_argument("--variant", default=default_variant, help="model variant (see `variants`)")
-    p.add_argument("--data", nargs="+", default=d.data, help="training data sets: names or KIND:PATH")
-    p.add_argument("--repeat", nargs="*", default=[], metavar="SET=N",
-                   help="repeat a data set's pairs N times per epoch, e.g. fasseg-v3-train=2")
-    p.add_argument("--data-root", default=d.data_root, help="folder holding figaro1k/, fasseg/ and celeb1k-train/")
-    p.add_argument("--size", type=int, default=d.size, help="square training size (pixels)")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch", type=int, default=d.batch)
-    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (one-cycle, AdamW)")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--balance", action="store_true", help="sample Figaro hairstyle classes equally")
-    p.add_argument("--augment", choices=list(AUGMENT_PRESETS), default=d.augment,
-                   help="augmentation preset: mirror adds grey/white/blond hair, wide scale, colour casts, noise, JPEG")
-    p.add_argument("--prior", action="store_true", help="train with the previous-frame prior input")
-    p.add_argument("--init", default="", metavar="CHECKPOINT",
-                   help="start from this run's weights (same variant) with a fresh optimiser and schedule")
-    p.add_argument("--threads", type=int, default=d.threads)
-    p.add_argument("--limit", type=int, default=0, help="use only N training pairs (smoke runs)")
-    p.add_argument("--out", help="run folder (default runs/VARIANT)")
+    return [f for f in dataclasses.fields(TrainConfig) if f.metadata.get("command", command) == command]
+
+
+def _train_args(p: argparse.ArgumentParser, command: str = "train") -> None:
+    """One flag per TrainConfig field, with the field's default and help: the config is the one list."""
+    import dataclasses
+    for f in _cli_fields(command):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        kwargs = {"help": f.metadata["help"], "dest": f.name}
+        if "choices" in f.metadata:
+            kwargs["choices"] = f.metadata["choices"]()
+        if "metavar" in f.metadata:
+            kwargs["metavar"] = f.metadata["metavar"]
+        if isinstance(default, bool):
+            p.add_argument(_flag(f), action="store_true", **kwargs)
+        elif isinstance(default, list):
+            p.add_argument(_flag(f), nargs="+", default=default, **kwargs)
+        elif isinstance(default, dict):
+            p.add_argument(_flag(f), nargs="*", default=[], metavar="SET=N", **kwargs)
+        else:
+            required = f.name == "teacher"  # prune without a teacher is plain training
+            p.add_argument(_flag(f), type=type(default), default=None if required else default, required=required,
+                           **kwargs)
     p.add_argument("--no-resume", action="store_true", help="start afresh even if OUT/last.pt exists")
 
 
-def _config(args, **extra):
+def _config(args, command: str = "train"):
     from .train import TrainConfig
+    values = {f.name: getattr(args, f.name) for f in _cli_fields(command)}
     repeat = {}
-    for item in args.repeat:
+    for item in values.get("repeat", []):
         name, _, n = item.partition("=")
         if not n.isdigit():
             raise ValueError(f"--repeat takes SET=N, got {item!r}")
         repeat[name] = int(n)
-    return TrainConfig(variant=args.variant, data=args.data, repeat=repeat, data_root=args.data_root,
-                       size=args.size, epochs=args.epochs, batch=args.batch, lr=args.lr, seed=args.seed,
-                       balance=args.balance, augment=args.augment, prior=args.prior, init=args.init,
-                       threads=args.threads,
-                       limit=args.limit, out=args.out or f"runs/{args.variant}", **extra)
+    return TrainConfig(**{**values, "repeat": repeat})
+
+
+def command_line(config: dict) -> list[str]:
+    """The `python -m training ...` arguments that rebuild `config` (a TrainConfig as a dict), defaults left out."""
+    from .train import TrainConfig
+    command = "prune" if config.get("teacher") else "train"
+    defaults = TrainConfig(variant=config.get("variant", "unet-226k"), teacher=config.get("teacher", ""))
+    args = ["python", "-m", "training", command]
+    for f in _cli_fields(command):
+        value = config.get(f.name, getattr(defaults, f.name))
+        if f.name in ("variant", "data", "teacher") or value != getattr(defaults, f.name):  # what is trained, always
+            if isinstance(value, bool):
+                args += [_flag(f)] if value else []
+            elif isinstance(value, list):
+                args += [_flag(f), *value]
+            elif isinstance(value, dict):
+                args += [_flag(f), *(f"{k}={v}" for k, v in value.items())]
+            else:
+                args += [_flag(f), str(value)]
+    return args
 
 
 def cmd_train(args) -> int:
@@ -64,9 +90,7 @@ def cmd_prune(args) -> int:
     from .train import train
     if not Path(args.teacher).is_file():
         raise FileNotFoundError(f"teacher checkpoint not found: {args.teacher}")
-    cfg = _config(args, teacher=args.teacher, distill_alpha=args.alpha)
-    if not args.out:
-        cfg.out = f"runs/{args.variant}-distilled"
+    cfg = _config(args, "prune")
     print(json.dumps(train(cfg, resume=not args.no_resume), indent=2))
     return EXIT_OK
 
@@ -122,9 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     _train_args(p)
     p.set_defaults(func=cmd_train)
     p = sub.add_parser("prune", help="layer-reduce a trained large U-Net to a small variant with distillation")
-    _train_args(p)
-    p.add_argument("--teacher", required=True, help="checkpoint of the trained larger variant")
-    p.add_argument("--alpha", type=float, default=0.5, help="weight of the teacher's soft targets")
+    _train_args(p, "prune")
     p.set_defaults(func=cmd_prune)
     p = sub.add_parser("evaluate", help="metrics of a checkpoint (.pt); exported .onnx files: `python -m export eval`")
     p.add_argument("model")

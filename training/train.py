@@ -26,30 +26,44 @@ from .priors import make_prior
 _log = logging.getLogger(__name__)
 
 
+def _option(default=None, help: str = "", factory=None, **cli) -> dataclasses.Field:
+    """A TrainConfig field with its command-line help (training.cli derives the flags from these)."""
+    metadata = {"help": help, **cli}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 @dataclass
 class TrainConfig:
-    variant: str = "unet-226k"
-    data: list[str] = field(default_factory=lambda: ["figaro-train", "fasseg-v2-train", "fasseg-v3-train"])
-    repeat: dict[str, int] = field(default_factory=dict)  # data set -> times its pairs appear per epoch
-    data_root: str = str(datasets.DEFAULT_DATA_ROOT)
-    size: int = 256
-    epochs: int = 30
-    batch: int = 16
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    seed: int = 0
-    val_fraction: float = 0.1
-    balance: bool = False  # equal weight per group (Figaro hairstyle class) within each source
-    augment: str = "full"  # full | flips | mirror (see training.augment.AUGMENT_PRESETS)
-    prior: bool = False  # train with the contract's `prior` input channel
-    teacher: str = ""  # checkpoint path: distil from its probabilities
-    distill_alpha: float = 0.5
-    init: str = ""  # checkpoint path: start from its weights (fine-tuning) with a fresh optimiser and schedule
-    threads: int = 2
-    limit: int = 0  # use only the first N training pairs (smoke runs)
-    out: str = "runs/unet-226k"
+    variant: str = _option("unet-226k", "model variant (see `variants`)")
+    data: list[str] = _option(help="training data sets: names or KIND:PATH",
+                              factory=lambda: ["figaro-train", "fasseg-v2-train", "fasseg-v3-train"])
+    repeat: dict[str, int] = _option(help="repeat a data set's pairs N times per epoch, e.g. fasseg-v3-train=2",
+                                     factory=dict)
+    data_root: str = _option(str(datasets.DEFAULT_DATA_ROOT), "folder holding figaro1k/, fasseg/ and celeb1k-train/")
+    size: int = _option(256, "square training size (pixels)")
+    epochs: int = _option(30, "epochs (one-cycle schedule over all of them)")
+    batch: int = _option(16, "batch size")
+    lr: float = _option(1e-3, "peak learning rate (one-cycle, AdamW)")
+    weight_decay: float = _option(1e-4, "AdamW weight decay")
+    seed: int = _option(0, "seed of the split, the augmentation and the weights")
+    val_fraction: float = _option(0.1, "share of each data set without a fixed validation split held out by id")
+    balance: bool = _option(False, "sample Figaro hairstyle classes equally")
+    augment: str = _option("full", "augmentation preset: mirror adds grey/white/blond hair, wide scale, colour casts, "
+                                   "noise, JPEG; mirror-hats adds synthetic hats", choices=lambda: list(AUGMENT_PRESETS))
+    prior: bool = _option(False, "train with the contract's previous-frame `prior` input")
+    teacher: str = _option("", "checkpoint of the trained larger variant to distil from", command="prune")
+    distill_alpha: float = _option(0.5, "weight of the teacher's soft targets", command="prune", flag="--alpha")
+    init: str = _option("", "start from this run's weights (same variant) with a fresh optimiser and schedule",
+                        metavar="CHECKPOINT")
+    threads: int = _option(2, "torch CPU threads (changes speed, not what is learnt)")
+    limit: int = _option(0, "use only the first N training pairs (smoke runs)")
+    out: str = _option("", "run folder (default runs/VARIANT, runs/VARIANT-distilled for prune)")
 
     def __post_init__(self):
+        if not self.out:
+            self.out = f"runs/{self.variant}" + ("-distilled" if self.teacher else "")
         for spec in self.data:
             if spec in datasets.HELD_OUT:
                 raise ValueError(f"{spec} is a held-out benchmark and is never used for training")
