@@ -19,11 +19,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from device.classical import ClassicalSegmenter
+from training.cli import run_command
 from training.data import DEFAULT_DATA_ROOT, DataError, Pair, resolve
 from training.metrics import MaskMetrics
 
 _log = logging.getLogger(__name__)
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
 def evaluate_classical(segmenter: ClassicalSegmenter, pairs: list[Pair], progress: bool | None = None) -> dict:
@@ -86,23 +86,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        segmenter = ClassicalSegmenter(face_cascade=args.face_cascade, k=args.k, warm_start=False)
-        results = {}
-        for spec in args.data:
-            pairs = resolve(spec, Path(args.data_root))
-            results[spec] = evaluate_classical(segmenter, pairs[:args.limit] if args.limit else pairs)
-            print(format_classical(spec, results[spec]))
-    except (ValueError, KeyError, FileNotFoundError) as e:
-        _log.error("%s", e)
-        return EXIT_USAGE
-    except DataError as e:
-        _log.error("%s", e)
-        return EXIT_ERROR
+    return run_command(lambda: measure(args), _log)
+
+
+def measure(args: argparse.Namespace) -> None:
+    segmenter = ClassicalSegmenter(face_cascade=args.face_cascade, k=args.k, warm_start=False)
+    results = {}
+    for spec in args.data:
+        pairs = resolve(spec, Path(args.data_root))
+        results[spec] = evaluate_classical(segmenter, pairs[:args.limit] if args.limit else pairs)
+        print(format_classical(spec, results[spec]))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=2))
-    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -11,6 +11,21 @@ from pathlib import Path
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
+def run_command(command, log: logging.Logger) -> int:
+    """Run `command()` (returns an exit code or None) for a CLI: bad input (ValueError, KeyError, a missing file)
+    is exit 2 and unusable data exit 1, each one logged line instead of a traceback."""
+    from .data import DataError
+    try:
+        code = command()
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        log.error("%s", e)
+        return EXIT_USAGE
+    except DataError as e:
+        log.error("%s", e)
+        return EXIT_ERROR
+    return EXIT_OK if code is None else code
+
+
 def _flag(f) -> str:
     return f.metadata.get("flag", "--" + f.name.replace("_", "-"))
 
@@ -165,17 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError) as e:
-        logging.getLogger("training").error("%s", e)
-        return EXIT_USAGE
-    except Exception as e:  # data errors and the like: a message, not a traceback
-        from .data import DataError
-        if isinstance(e, DataError):
-            logging.getLogger("training").error("%s", e)
-            return EXIT_ERROR
-        raise
+    return run_command(lambda: args.func(args), logging.getLogger("training"))
 
 
 if __name__ == "__main__":

@@ -24,11 +24,11 @@ import cv2
 import numpy as np
 
 from .augment import stretch
+from .cli import EXIT_USAGE, run_command
 from .data import DEFAULT_DATA_ROOT, DataError, Pair, load_pairs, resolve
 from .metrics import MaskMetrics
 
 _log = logging.getLogger(__name__)
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
 @dataclass
@@ -306,15 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.size < 2 * max(cfg.cells) or min(cfg.cells) < 2 or min(cfg.trees) < 1 or cfg.folds < 2:
         _log.error("need --cells >= 2 and at most --size/2, --trees >= 1 and --folds >= 2")
         return EXIT_USAGE
-    try:
-        print_result(run(cfg))
-    except (ValueError, KeyError, FileNotFoundError) as e:
-        _log.error("%s", e)
-        return EXIT_USAGE
-    except DataError as e:
-        _log.error("%s", e)
-        return EXIT_ERROR
-    return EXIT_OK
+    return run_command(lambda: print_result(run(cfg)), _log)
 
 
 if __name__ == "__main__":
