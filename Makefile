@@ -78,7 +78,7 @@ deploy-tools:
 	  { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mtools dosfstools fdisk >/dev/null) \
 	    || echo "mtools/dosfstools/fdisk not installed: the flash tests will skip"; }
 
-e2e: e2e-models e2e-deploy e2e-picamera2  ## (slow, root) every end-to-end check below, one after another
+e2e: e2e-models e2e-deploy e2e-picamera2 e2e-soak  ## (slow, root) every end-to-end check below, one after another
 
 e2e-deploy: $(STAMP)  ## (slow, root) arm64 rootfs under qemu: site.yml twice (2nd changes nothing), nspawn boot, service active + page
 	@command -v debootstrap >/dev/null && command -v qemu-aarch64-static >/dev/null && command -v systemd-nspawn >/dev/null || \
@@ -101,6 +101,12 @@ classical-bench: $(STAMP)  ## FPS of the classical pipeline at 256x256 on FASSEG
 
 baselines: $(STAMP)  ## IoU/F1 of the classical pipeline and the per-pixel forest on Figaro Testing + FASSEG V2 Test (minutes)
 	$(PY) -m export classical-baseline --json out/classical/metrics.json
+# The daemon on the demo camera with web clients hammering the page, stream, snapshot, colour and photo API.
+MINUTES ?= 15
+.PHONY: e2e-soak
+e2e-soak: $(RUN_STAMP)  ## (slow) soak for MINUTES (default 15; 60 for the documented hour): frames, RSS growth, errors, p99
+	$(PY) deploy/e2e/soak.py --minutes $(MINUTES) --json out/soak.json
+
 	$(PY) -m training baseline forest --out out/forest
 	mkdir -p training/figures && cp out/forest/forest-precision-recall.png out/forest/forest-importances.png training/figures/
 

@@ -1,0 +1,31 @@
+"""`make e2e-soak`'s script, short: the daemon on the demo camera under every kind of web client, no error, a
+clean stop, figures printed. The long run (15 min, an hour documented) is `make e2e-soak`."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SOAK = REPO / "deploy/e2e/soak.py"
+
+
+def test_bad_arguments_exit_2():
+    out = subprocess.run([sys.executable, str(SOAK), "--minutes", "1", "--warmup", "90"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "warmup" in out.stderr
+
+
+def test_short_soak_has_no_errors_and_stops_cleanly(tmp_path):
+    pytest.importorskip("skimage", reason="the demo camera's photos come from scikit-image (the [demo] extra)")
+    figures = tmp_path / "soak.json"
+    out = subprocess.run([sys.executable, str(SOAK), "--minutes", "0.4", "--warmup", "10", "--fps", "10",
+                          "--max-rss-growth-mb", "400", "--json", str(figures)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    f = json.loads(figures.read_text())
+    assert f["frames"] > 50 and f["exit_code"] == 0 and f["tracebacks"] == 0 and not f["errors"]
+    assert {"page", "status", "snapshot", "colour", "photo", "stream"} <= set(f["requests"])
+    assert all(r["count"] > 0 for r in f["requests"].values()), f["requests"]
+    assert "p99 ms" in out.stdout
