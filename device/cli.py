@@ -1,6 +1,8 @@
 """`hairmirror` / `python -m device`: the mirror daemon.
 
 Exit codes: 0 stopped cleanly, 1 runtime failure, 2 bad configuration or arguments.
+SIGTERM or SIGINT stop it cleanly with exit 0 within a few seconds (mirror.STOP_WAIT for an inference in
+progress, the same for a photo the page is working on), even when an inference inside onnxruntime takes longer.
 The start and --validate-config run the same checks (config.check through config.load, then `build`: the
 segmenter with its fallback, the recolourer and the camera object), so a config that validates also starts.
 """
@@ -8,12 +10,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
+import threading
 
 from . import config as configuration
 
 EXIT_OK, EXIT_RUNTIME, EXIT_CONFIG = 0, 1, 2
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _log = logging.getLogger("device")
 
 
@@ -105,27 +110,62 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("PIL", "matplotlib"):  # their debug output drowns ours under -v
         logging.getLogger(noisy).setLevel(logging.INFO)
+    stopping = threading.Event()  # a SIGTERM during the (slow) model load stops the daemon once it is built
+    on_stop = [stopping.set]
+
+    def request_stop(*_) -> None:
+        for stop in on_stop:
+            stop()
+    previous = {sig: signal.signal(sig, request_stop) for sig in STOP_SIGNALS}
+    try:
+        return _serve(cfg, args, stopping, on_stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _serve(cfg, args, stopping: threading.Event, on_stop: list) -> int:
+    """Build, serve the page, run the frame loop until stopped; then release everything and leave cleanly."""
     try:
         mirror = build(cfg)
     except configuration.ConfigError as e:
         _log.error("config error: %s", e)
         return EXIT_CONFIG
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: mirror.stop())
+    on_stop.append(mirror.stop)
+    if stopping.is_set():
+        _log.info("stopped before the first frame")
+        return EXIT_OK
+    web = None
     if cfg.web.enabled:
         from .web import serve_in_thread
         try:
-            serve_in_thread(mirror, cfg.web)
+            web = serve_in_thread(mirror, cfg.web)
         except OSError as e:  # port in use, address not on this machine
             _log.error("cannot serve the page on %s:%d: %s", cfg.web.host, cfg.web.port, e)
             return EXIT_RUNTIME
+    code = EXIT_OK
     try:
         mirror.run(max_frames=args.frames)
     except Exception:
         _log.exception("the frame loop failed")
-        return EXIT_RUNTIME
-    _log.info("stopped after %d frames", mirror.frames)
-    return EXIT_OK
+        code = EXIT_RUNTIME
+    photos_in_flight = web.shutdown() if web else 0
+    if code == EXIT_OK:
+        _log.info("stopped after %d frames", mirror.frames)
+    if mirror.inference_unfinished or photos_in_flight:
+        _exit_at_once(code)
+    return code
+
+
+def _exit_at_once(code: int) -> None:
+    """A daemon thread is still inside onnxruntime (an inference slower than the stop's wait): letting the
+    interpreter finalise would destroy onnxruntime's globals under it and abort (SIGABRT, exit 134). The camera
+    and sinks are released and the page is closed already; flush the logs and leave without finalising."""
+    _log.info("leaving without waiting for the inference in progress")
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from .sinks import SINKS, Output
 
 _log = logging.getLogger(__name__)
 MAX_BACKOFF = 5.0  # seconds; a camera that comes back is running again within this, without a busy loop
+STOP_WAIT = 2.0    # seconds a stop waits for an inference in progress; a slower one is left to the process exit
 
 
 @dataclass
@@ -82,11 +83,14 @@ class InferenceWorker:
                 self.latest = hair
                 self.pending = None  # free for the next frame only once this one is done
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = STOP_WAIT) -> bool:
+        """Ask the thread to end and wait up to `timeout`; False when it is still inside an inference (a daemon
+        thread: it cannot hold the process, but the caller must not let the interpreter finalise under it)."""
         with self.cond:
             self.running = False
             self.cond.notify()
-        self.thread.join(timeout=5)
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
 
 
 class Mirror:
@@ -110,6 +114,7 @@ class Mirror:
         self.latest_output: Output | None = None
         self.camera_state = "starting"
         self.scene = 0
+        self.inference_unfinished = False  # set by a stop that left an inference running (see InferenceWorker.stop)
         _log.info("segmenter: %s", self.mode_text)
 
     def _postprocessor(self, segmenter: Segmenter) -> Postprocessor:
@@ -276,11 +281,12 @@ class Mirror:
                     last_status = now
         finally:
             self.notifier.stopping()
-            if worker:
-                worker.stop()
-            for sink in self.sinks:
+            for sink in self.sinks:  # the camera and sinks first: they never wait for an inference
                 sink.close()
             self.camera.stop()
+            if worker and not worker.stop():
+                self.inference_unfinished = True
+                _log.warning("stop: an inference is still running after %.0f s; not waiting for it", STOP_WAIT)
         return self.frames
 
     def stop(self) -> None:

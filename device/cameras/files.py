@@ -1,46 +1,163 @@
-"""Software sources: a folder of photos (looped) and OpenCV capture (webcam index or video file)."""
+"""Software sources: a folder of photos (looped) and OpenCV capture (webcam index or video file).
+
+Both watch their path while they run: the folder is re-read and the video file's name re-checked every
+RESCAN_SECONDS, so photos added or removed show up, and a folder or video that is removed or renamed is reported
+as a CameraError, which the mirror's back-off turns into a reopen once it is back.
+"""
 from __future__ import annotations
 
 import logging
+import os
+import stat
+import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 
+from ..imagefile import MAX_DECODE_BYTES, ImageError, decode, inspect, mib
 from .base import CAMERAS, Camera, CameraError, Pacer, fit_to
 
 _log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+RESCAN_SECONDS = 2.0            # how often a running camera looks at its folder or video file again
+MAX_FILE_BYTES = 64 * 2**20     # a photo file larger than this is not read (a camera photo is a few MiB)
+MAX_CACHED_BYTES = 128 * 2**20  # photos fitted to the display size are kept up to this; the rest decode per show
+
+
+class SkippedImage(ValueError):
+    """One file of the folder that cannot be shown; the message says why."""
+
+
+def _read_photo(path: Path) -> bytes:
+    """The file's bytes, opened without blocking (a FIFO named photo.jpg would hang a plain open) and checked on
+    the open descriptor (the name may be swapped after a stat)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise SkippedImage(f"cannot open it: {e.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise SkippedImage("not a regular file (a folder, pipe or device with an image's name)")
+        if info.st_size == 0:
+            raise SkippedImage("empty (0 bytes)")
+        if info.st_size > MAX_FILE_BYTES:
+            raise SkippedImage(f"{mib(info.st_size)}, larger than the {mib(MAX_FILE_BYTES)} a photo may be")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read(MAX_FILE_BYTES + 1)
+    except OSError as e:
+        raise SkippedImage(f"cannot read it: {e.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def _stamp(path: Path) -> tuple | None:
+    """(size, mtime) of the file a name leads to, which says when it changed; None when it is gone since the
+    scan (quietly: the next scan drops it); SkippedImage for a link to nothing or a name that cannot be looked at."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise SkippedImage("a symbolic link to nothing") from None
+        return None
+    except OSError as e:
+        raise SkippedImage(f"cannot look at it: {e.strerror}") from None
+    return st.st_size, st.st_mtime_ns
 
 
 @CAMERAS.register("images")
 class ImageFolderCamera(Camera):
-    """Every readable image in a folder, in name order, looped; unreadable files are skipped with a warning."""
+    """Every showable image in a folder, in name order, looped. A file that cannot be shown (not a regular file,
+    empty, not an image, a header claiming more than the decode budget, truncated or corrupt) is skipped with one
+    warning, and looked at again only once it changes. Photos are decoded when first shown, never all at start."""
+
+    def __init__(self, cfg, lores_size):
+        super().__init__(cfg, lores_size)
+        self.folder = Path(cfg.path)
+        self.paths: list[Path] = []
+        self.position = 0
+        self.next_scan = 0.0
+        self.cache: dict[Path, tuple[tuple, np.ndarray]] = {}  # path -> ((size, mtime), frame at display size)
+        self.skipped: dict[Path, tuple] = {}                   # path -> the (size, mtime) it was skipped at
 
     def start(self) -> None:
-        folder = Path(self.cfg.path)
-        if not folder.is_dir():
-            raise CameraError(f"camera.path: {folder} is not a folder")
-        self.frames = []
-        for p in sorted(folder.iterdir()):
-            if p.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
-            if bgr is None:
-                _log.warning("images: %s is not a readable image; skipped", p)
-                continue
-            self.frames.append(fit_to(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), self.size))
-        if not self.frames:
-            raise CameraError(f"camera.path: no readable images in {folder}")
+        self._scan()
+        self._next_photo()  # at least one photo must show, or the start fails (and the mirror retries)
         self.pacer = Pacer(self.cfg.fps)
+
+    def _scan(self) -> None:
+        try:
+            names = sorted(entry.name for entry in os.scandir(self.folder)
+                           if Path(entry.name).suffix.lower() in IMAGE_SUFFIXES)
+        except (FileNotFoundError, NotADirectoryError):
+            raise CameraError(f"camera.path: {self.folder} is not a folder (removed or renamed?)") from None
+        except OSError as e:
+            raise CameraError(f"camera.path: cannot list {self.folder}: {e.strerror}") from None
+        paths = [self.folder / name for name in names]
+        if paths != self.paths:
+            _log.debug("images: %d photo files in %s", len(paths), self.folder)
+            kept = set(paths)
+            self.cache = {p: v for p, v in self.cache.items() if p in kept}
+            self.skipped = {p: v for p, v in self.skipped.items() if p in kept}
+            self.paths = paths
+        self.next_scan = time.monotonic() + RESCAN_SECONDS
+
+    def _load(self, path: Path, stamp: tuple) -> np.ndarray:
+        data = _read_photo(path)
+        try:
+            info = inspect(data, MAX_DECODE_BYTES, cover=self.size)
+            rgb = decode(data, info, longest=None)
+        except ImageError as e:
+            raise SkippedImage(str(e)) from None
+        frame = fit_to(rgb, self.size)
+        if sum(f.nbytes for _, f in self.cache.values()) + frame.nbytes <= MAX_CACHED_BYTES:
+            self.cache[path] = (stamp, frame)
+        return frame
+
+    def _photo(self, path: Path) -> np.ndarray | None:
+        """The photo at display size, or None (warned once per version of the file) when it cannot be shown."""
+        try:
+            stamp = _stamp(path)
+        except SkippedImage as e:
+            return self._skip(path, (), e)
+        if stamp is None or self.skipped.get(path) == stamp:
+            return None
+        cached = self.cache.get(path)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        try:
+            return self._load(path, stamp)
+        except SkippedImage as e:
+            return self._skip(path, stamp, e)
+
+    def _skip(self, path: Path, stamp: tuple, reason: SkippedImage) -> None:
+        if self.skipped.get(path) != stamp:
+            _log.warning("images: %s skipped: %s", path, reason)
+            self.skipped[path] = stamp
+        self.cache.pop(path, None)
+
+    def _next_photo(self) -> np.ndarray:
+        for _ in range(len(self.paths)):
+            path = self.paths[self.position % len(self.paths)]
+            self.position += 1
+            photo = self._photo(path)
+            if photo is not None:
+                return photo
+        skipped = f" ({len(self.skipped)} skipped: see the warnings above)" if self.skipped else ""
+        raise CameraError(f"camera.path: no showable images in {self.folder}{skipped}")
 
     def read(self):
         self.pacer.wait()
-        return self._frame(self.frames[self._index % len(self.frames)])
+        if time.monotonic() >= self.next_scan:
+            self._scan()
+        return self._frame(self._next_photo())
 
 
 @CAMERAS.register("opencv")
 class OpenCVCamera(Camera):
-    """A webcam (camera.device = "0") or a video file (looped)."""
+    """A webcam (camera.device = "0") or a video file (looped; a file removed or renamed while open is noticed
+    within RESCAN_SECONDS and reported, and a new file at the name is opened by the mirror's retry)."""
 
     def start(self) -> None:
         dev = self.cfg.device
@@ -53,11 +170,30 @@ class OpenCVCamera(Camera):
         if not self.is_file:
             self.cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.size[0])
             self.cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.size[1])
+        width, height = int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if 6 * width * height > MAX_DECODE_BYTES:  # a frame and its RGB copy, like an image's decode
+            self.stop()
+            raise CameraError(f"camera.device: {dev!r} gives {width}x{height} frames, more than the "
+                              f"{mib(MAX_DECODE_BYTES)} a decoded frame may take")
+        self.opened = os.stat(dev).st_ino if self.is_file else None
+        self.next_check = time.monotonic() + RESCAN_SECONDS
         self.pacer = Pacer(self.cfg.fps) if self.is_file else None
+
+    def _check_file(self) -> None:
+        """An open file reads on after it is removed or renamed: look at the name itself now and then."""
+        self.next_check = time.monotonic() + RESCAN_SECONDS
+        try:
+            same = os.stat(self.cfg.device).st_ino == self.opened
+        except OSError:
+            same = False
+        if not same:
+            raise CameraError(f"camera.device: the video file {self.cfg.device} was removed, renamed or replaced")
 
     def read(self):
         if self.pacer:
             self.pacer.wait()
+        if self.is_file and time.monotonic() >= self.next_check:
+            self._check_file()
         ok, bgr = self.cap.read()
         if not ok and self.is_file:  # loop a video file
             self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)

@@ -24,9 +24,11 @@ def redact(text: str) -> str:
 
 
 def host_name(host_header: str) -> str:
-    """'127.0.0.1:8080' -> '127.0.0.1', '[::1]:8080' -> '::1', 'localhost' -> 'localhost'."""
+    """'127.0.0.1:8080' -> '127.0.0.1', '[::1]:8080' -> '::1', 'localhost' -> 'localhost'; a malformed
+    bracketed name ('[::1', '[::1]x') is returned as it is, which is no loopback name."""
     if host_header.startswith("["):
-        return host_header[1:].partition("]")[0]
+        inside, bracket, rest = host_header[1:].partition("]")
+        return inside if bracket and (not rest or rest.startswith(":")) else host_header  # "[::1" is no name
     return host_header.rpartition(":")[0] if host_header.count(":") == 1 else host_header
 
 

@@ -2,7 +2,9 @@
 
     GET  /                 the page (inline CSS/JS; no external resources)
     POST /api/photo        a photo (multipart field `photo`, or JSON {"image": base64}) + colour/mode/colour2
-                           -> JSON with base64 PNGs of the hair mask and the recoloured photo
+                           -> JSON with base64 PNGs of the hair mask and the recoloured photo; at most
+                           MAX_PHOTOS_IN_FLIGHT at once (503 + Retry-After beyond), each decode within
+                           MAX_DECODE_BYTES by its header (413 beyond)
     GET  /api/status       mode, model, fps, camera, the live recolour settings
     POST /api/colour       JSON {"colour", "mode", "colour2"}: applied to the live mirror at once
     GET  /stream.mjpg      the live mirror as MJPEG (while watched, <= 15 fps)
@@ -21,14 +23,16 @@ from dataclasses import dataclass
 
 import numpy as np
 from flask import Flask, Response, jsonify, render_template, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 
 from ..colours import PRESETS, parse_colour, to_hex
 from ..recolour import RECOLOURERS, make_recolourer
 from ..segmenters import SegmenterError
 from .access import AccessGuard
+from .bodies import DeadlineInput
 from .images import ImageError, decode_base64, decode_image, encode, mib, to_base64
 from .live import BOUNDARY, LiveView
+from .slots import RETRY_AFTER_SECONDS, PhotoSlots
 
 _log = logging.getLogger(__name__)
 
@@ -36,6 +40,7 @@ PHOTO_WAIT = 30.0          # seconds a photo waits for the one before it
 RECOLOUR_FIELDS = ("mode", "colour", "colour2")
 MAX_FIELD_CHARS = 64       # a colour name, #rrggbb or mode is far shorter; longer values are refused unread
 SNAPSHOT_TYPES = {"png": ("image/png", ".png"), "jpg": ("image/jpeg", ".jpg")}
+DRAIN_CHUNK = 64 * 1024    # a refused body is read and dropped in pieces this big (never held)
 
 
 class RequestError(ValueError):
@@ -52,6 +57,7 @@ class WebState:
     guard: AccessGuard
     max_image_bytes: int
     photo_lock: threading.Lock
+    slots: PhotoSlots
 
 
 def _error(message: str, status: int) -> tuple[Response, int]:
@@ -108,6 +114,27 @@ def _photo_bytes(state: WebState) -> tuple[bytes, dict]:
     raise RequestError("send multipart/form-data with a 'photo' file, or JSON {\"image\": \"<base64>\"}", 415)
 
 
+def _discard_body() -> None:
+    """Read and drop a refused request's body: a server that closes the socket on unread data makes the client's
+    kernel see a reset, and the client may never read the refusal. Bounded by the request size limit."""
+    try:
+        stream = request.stream
+        while stream.read(DRAIN_CHUNK):
+            pass
+    except (HTTPException, OSError, ValueError):  # too large, or the client went away: nothing to drain
+        pass
+
+
+def _busy(state: WebState) -> Response:
+    _discard_body()
+    _log.info("photo refused: %d already in flight", state.slots.size)
+    response = jsonify(error=f"busy: {state.slots.size} photos are already being worked on; "
+                             f"try again in {RETRY_AFTER_SECONDS} s")
+    response.status_code = 503
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
 def _process(state: WebState, rgb: np.ndarray, args: dict) -> tuple[np.ndarray, np.ndarray]:
     """One photo at a time: the Pi's CPU is shared with the live mirror."""
     if not state.photo_lock.acquire(timeout=PHOTO_WAIT):
@@ -126,7 +153,7 @@ def create_app(mirror, web_cfg) -> Flask:
     # the JSON route carries the image as base64 (4/3 larger) plus a few fields
     app.config["MAX_CONTENT_LENGTH"] = math.ceil(max_image * 4 / 3) + 64 * 1024
     app.json.sort_keys = False
-    state = WebState(mirror, LiveView(mirror), AccessGuard(web_cfg.token), max_image, threading.Lock())
+    state = WebState(mirror, LiveView(mirror), AccessGuard(web_cfg.token), max_image, threading.Lock(), PhotoSlots())
     app.extensions["hairmirror"] = state
 
     @app.before_request
@@ -134,6 +161,10 @@ def create_app(mirror, web_cfg) -> Flask:
         refused = state.guard.refuse(request.args, request.headers)
         if refused:
             return _error(refused[1], refused[0])
+        if request.method == "POST" and request.content_length is None and "chunked" in \
+                request.headers.get("Transfer-Encoding", "").lower():
+            # a chunked body has no size to check up front; werkzeug would cut it silently at the limit
+            return _error("send the body with a Content-Length (chunked uploads are not accepted)", 411)
         return None
 
     @app.after_request
@@ -156,6 +187,13 @@ def create_app(mirror, web_cfg) -> Flask:
                           f"(mode, colour and colour2 are at most {MAX_FIELD_CHARS} characters)", 413)
         size = f" ({mib(length)})" if length else ""
         return _error(f"the upload{size} is larger than the limit of {mib(max_image)} (web.max_upload_mb)", 413)
+
+    @app.errorhandler(ClientDisconnected)
+    def body_cut_short(e):
+        body = request.environ.get(DeadlineInput.ENVIRON_KEY)
+        if body is not None and body.expired:
+            return _error(f"the upload took longer than {body.seconds:.0f} s; send it again on a faster link", 408)
+        return _error("the request body ended before its Content-Length (or its chunked encoding is broken)", 400)
 
     @app.errorhandler(HTTPException)
     def http_error(e):
@@ -181,9 +219,20 @@ def create_app(mirror, web_cfg) -> Flask:
 
     @app.post("/api/photo")
     def photo():
+        DeadlineInput.install(request.environ)  # before anything reads the body, the refusal's drain included
+        # the slot is taken before the body is read: the body, its decode and the segmentation are what it bounds
+        if not state.slots.try_take():
+            return _busy(state)
+        try:
+            return _photo()
+        finally:
+            state.slots.give_back()
+
+    def _photo():
         data, args = _photo_bytes(state)
         _check_recolour(mirror, args)
         rgb = decode_image(data, state.max_image_bytes)
+        del data  # the upload's bytes are not needed past the decode
         t0 = time.perf_counter()
         mask, recoloured = _process(state, rgb, args)
         seconds = time.perf_counter() - t0

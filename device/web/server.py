@@ -1,9 +1,11 @@
 """Serve the page from a thread of the daemon: werkzeug's threaded WSGI server, with a shutdown handle."""
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import threading
+import time
 
 from werkzeug.serving import LISTEN_QUEUE, BaseWSGIServer, WSGIRequestHandler, make_server, select_address_family
 
@@ -12,6 +14,8 @@ from .app import create_app
 
 _log = logging.getLogger(__name__)
 UNLOGGED_PATHS = ("/api/status",)  # the page polls it every few seconds
+MAX_LOGGED_CHARS = 300  # of one request log line
+MAX_ERROR_CHARS = 120   # of a protocol error's message (it may quote the client's bytes)
 READ_TIMEOUT = 20.0  # seconds a client may leave the socket silent (headers, body) before it is dropped
 
 
@@ -27,8 +31,32 @@ class QuietTokenHandler(WSGIRequestHandler):
         # werkzeug's own version adds terminal colour codes, which end up raw in the journal
         self.log("info", '"%s" %s %s', self.requestline.translate(self._control_char_table), code, size)
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals, before the app sees the request (a request line or header too long, too many
+        headers, bad syntax or HTTP version), answer JSON like the page's, with a bounded message."""
+        short = self.responses.get(code, ("Error",))[0]
+        text = message or short
+        if self.raw_requestline.startswith(b"\x16\x03"):  # a TLS handshake
+            text = "this page speaks plain HTTP: open it with http://, not https://"
+        if self.request_version == "HTTP/0.9":  # an unreadable request line: answer with a status line anyway
+            self.request_version = "HTTP/1.0"
+        if len(text) > MAX_ERROR_CHARS:
+            text = text[:MAX_ERROR_CHARS] + "..."
+        self.log_error("code %d, message %s", code, text)
+        self.send_response(code, short)
+        self.send_header("Connection", "close")
+        body = json.dumps({"error": f"{code} {text}"}).encode()
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
     def log(self, type: str, message: str, *args) -> None:
-        super().log(type, "%s", redact(message % args if args else message))
+        text = redact(message % args if args else message)
+        if len(text) > MAX_LOGGED_CHARS:  # a 64 kB garbage request line must not land in the journal twice
+            text = f"{text[:MAX_LOGGED_CHARS]}... ({len(text)} characters)"
+        super().log(type, "%s", text)
 
 
 class WebServer:
@@ -50,12 +78,20 @@ class WebServer:
         _log.info("control page on %s%s", self.url, " (open it with ?token=...)" if token else "")
         return self
 
-    def shutdown(self, timeout: float = 5.0) -> None:
-        self.app.extensions["hairmirror"].live.stop()  # open streams end first
+    def shutdown(self, timeout: float = 2.0) -> int:
+        """Stop serving; returns how many photos are still being worked on after `timeout` seconds (their daemon
+        threads may be inside onnxruntime, which the caller must not finalise under them)."""
+        state = self.app.extensions["hairmirror"]
+        state.live.stop()  # open streams end first
         self.server.shutdown()
         self.thread.join(timeout)
         self.server.server_close()
-        _log.info("control page stopped")
+        deadline = time.monotonic() + timeout
+        while state.slots.in_flight and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _log.info("control page stopped%s", f" ({state.slots.in_flight} photos still in flight)"
+                  if state.slots.in_flight else "")
+        return state.slots.in_flight
 
 
 def _listen(host: str, port: int) -> socket.socket:

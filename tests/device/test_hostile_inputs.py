@@ -1,9 +1,11 @@
 """Hostile inputs (issue 20): nothing a user or the world feeds the mirror takes it down.
 
 Every kind of bad input below (config files and values, model files, uploads, HTTP bodies and headers) must get a
-clear refusal, one line or one JSON message naming the file, key or field, and leave the daemon or the app alive:
-the command returns exit code 2 instead of a traceback, the Mirror falls back to classical and keeps showing
-frames, the page keeps answering. The last test prints how many kinds are covered.
+clear refusal, one line or one JSON message naming the file, key or field, and leave the daemon or the app alive
+with nothing lost: the command returns exit code 2 instead of a traceback, the Mirror falls back to classical and
+keeps showing frames, the page keeps answering and keeps the colour set before. Camera files and folders are in
+test_hostile_camera.py, raw HTTP, slow clients, concurrency and memory against the running daemon in
+test_hostile_daemon.py; the last test here prints how many kinds the three files cover.
 """
 from __future__ import annotations
 
@@ -11,33 +13,29 @@ import base64
 import collections
 import dataclasses
 import io
-import struct
-import zlib
-from collections.abc import Callable
+import json
+import os
 from pathlib import Path
 
 import cv2
 import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto
 
 from device import cli
 from device import config as configuration
 from device.mirror import Mirror
 from device.web import create_app
 
-from .test_model_file import contract_graph, output_graph, resized_graph, save
+from . import hostile as h
+from .hostile import Kind
+from .test_hostile_camera import CAMERA_KINDS
+from .test_hostile_daemon import DAEMON_KINDS
+from .test_model_file import META, contract_graph, output_graph, resized_graph, save
 from .web_fixtures import mirror_config
 
 STRONG_TOKEN = "hostile-test-token-0123"
-
-
-@dataclasses.dataclass(frozen=True)
-class Kind:
-    category: str
-    id: str
-    make: Callable   # config: tmp_path -> (argv, words); model: tmp_path -> path; http: (clients) -> response
-    words: tuple[str, ...] = ()
-    status: int = 0  # HTTP kinds: the expected status
 
 
 # --- config files and values ------------------------------------------------------------------------------------------
@@ -86,6 +84,28 @@ def _absent_model_without_fallback(tmp_path):
     return ["--config", str(path)], ["segmenter.model", str(model)]
 
 
+def _cascade_folder(tmp_path):
+    cascade = tmp_path / "cascade-folder.xml"
+    cascade.mkdir()
+    path = _file(tmp_path, f'[segmenter]\nkind = "classical"\nface_cascade = "{cascade}"\n')
+    return ["--config", str(path)], ["segmenter.face_cascade", "is not a file"]
+
+
+def _folder_model_without_fallback(tmp_path):
+    model = tmp_path / "model-folder.onnx"
+    model.mkdir()
+    path = _file(tmp_path, f'[segmenter]\nmodel = "{model}"\nfallback = ""\n[camera]\nkind = "demo"\n'
+                           '[sink]\nkind = "null"\n')
+    return ["--config", str(path)], ["segmenter.model", "not a file"]
+
+
+def _junk_model_without_fallback(tmp_path):
+    model = _file(tmp_path, b"<html>404 Not Found</html>", "downloaded.onnx")
+    path = _file(tmp_path, f'[segmenter]\nmodel = "{model}"\nfallback = ""\n[camera]\nkind = "demo"\n'
+                           '[sink]\nkind = "null"\n')
+    return ["--config", str(path)], ["segmenter.model", "not an ONNX model"]
+
+
 CLASSICAL = '[segmenter]\nkind = "classical"\n'
 CONFIG_KINDS = [
     Kind("config", "path-is-a-folder", _folder_as_config),
@@ -114,6 +134,48 @@ CONFIG_KINDS = [
     Kind("config", "token-of-wrong-type", _config('[web]\ntoken = 123456789012345\n', "web.token", "<redacted>")),
     Kind("config", "retry-beyond-the-cap", _config('[camera]\nretry_seconds = 30\n', "camera.retry_seconds")),
     Kind("config", "absent-model-without-fallback", _absent_model_without_fallback),
+    Kind("config", "folder-model-without-fallback", _folder_model_without_fallback),
+    Kind("config", "html-model-without-fallback", _junk_model_without_fallback),
+    Kind("config", "cascade-is-a-folder", _cascade_folder),
+    Kind("config", "utf8-bom", _config(b'\xef\xbb\xbf[camera]\nkind = "demo"\n', "{file}", "not valid TOML")),
+    Kind("config", "utf16-file", _config('[camera]\nkind = "demo"\n'.encode("utf-16"), "{file}", "not UTF-8")),
+    Kind("config", "nul-byte-in-a-key", _config(b"a\x00 = 1\n", "{file}", "not valid TOML")),
+    Kind("config", "key-given-twice", _config('[camera]\nfps = 3\nfps = 4\n', "{file}", "not valid TOML")),
+    Kind("config", "table-declared-twice", _config('[camera]\nfps = 3\n[camera]\nwidth = 64\n', "{file}",
+                                                   "not valid TOML")),
+    Kind("config", "unknown-section", _config('[foo]\nx = 1\n', "unknown key 'foo'")),
+    Kind("config", "unknown-top-level-key", _config("zoom = 3\n", "unknown key 'zoom'")),
+    Kind("config", "unknown-subtable", _config("[camera.extra]\nx = 1\n", "camera.'extra'")),
+    Kind("config", "array-of-tables", _config('[[camera]]\nkind = "demo"\n', "camera", "expected a table")),
+    Kind("config", "width-as-string", _config('[camera]\nwidth = "640"\n', "camera.width", "expected int", "str")),
+    Kind("config", "width-as-bool", _config("[camera]\nwidth = true\n", "camera.width", "bool")),
+    Kind("config", "width-as-float", _config("[camera]\nwidth = 640.5\n", "camera.width", "float")),
+    Kind("config", "width-zero", _config("[camera]\nwidth = 0\n", "camera.width", "outside 16..4096")),
+    Kind("config", "width-of-20-digits", _config("[camera]\nwidth = 99999999999999999999\n", "camera.width",
+                                                 "outside")),
+    Kind("config", "fps-nan", _config("[camera]\nfps = nan\n", "camera.fps", "nan")),
+    Kind("config", "fps-infinite", _config("[camera]\nfps = inf\n", "camera.fps", "inf")),
+    Kind("config", "port-beyond-65535", _config("[web]\nport = 70000\n", "web.port", "outside")),
+    Kind("config", "upload-limit-zero", _config("[web]\nmax_upload_mb = 0\n", "web.max_upload_mb")),
+    Kind("config", "threshold-above-1", _config("[postprocess]\nthreshold = 2\n", "postprocess.threshold")),
+    Kind("config", "negative-strength", _config("[recolour]\nstrength = -1\n", "recolour.strength")),
+    Kind("config", "every-zero-frames", _config("[sink]\nevery = 0\n", "sink.every")),
+    Kind("config", "a-thousand-threads", _config("[segmenter]\nthreads = 1000\n", "segmenter.threads")),
+    Kind("config", "unknown-camera-kind", _config('[camera]\nkind = "webcam"\n', "camera.kind", "'webcam'")),
+    Kind("config", "unknown-recolour-mode", _config('[recolour]\nmode = "rainbow"\n', "recolour.mode")),
+    Kind("config", "unknown-log-level", _config('log_level = "TRACE"\n', "log_level", "'TRACE'")),
+    Kind("config", "log-level-as-number", _config("log_level = 3\n", "log_level", "expected str")),
+    Kind("config", "unknown-lores-format", _config('[camera]\nlores_format = "NV12"\n', "camera.lores_format")),
+    Kind("config", "unknown-preview", _config('[sink]\npreview = "x11"\n', "sink.preview")),
+    Kind("config", "unknown-keep-rule", _config('[postprocess]\nkeep = "biggest"\n', "postprocess.keep")),
+    Kind("config", "fallback-none", _config('[segmenter]\nfallback = "none"\n', "segmenter.fallback")),
+    Kind("config", "mirror-as-yes", _config('[camera]\nmirror = "yes"\n', "camera.mirror", "expected bool")),
+    Kind("config", "bad-colour2", _config(CLASSICAL + '[recolour]\ncolour2 = "#12345"\n', "recolour.colour2")),
+    Kind("config", "colour-as-number", _config("[recolour]\ncolour = 42\n", "recolour.colour", "expected str")),
+    Kind("config", "token-with-a-bell", _config('[web]\ntoken = "abcdefghijkl\\u0007mn"\n', "web.token",
+                                                "control character")),
+    Kind("config", "web-flag-without-a-port", _config("", "--web", "HOST:PORT", extra=("--web", "localhost"))),
+    Kind("config", "web-flag-port-99999", _config("", "web.port", extra=("--web", "127.0.0.1:99999"))),
 ]
 
 
@@ -198,6 +260,47 @@ def _folder_model(tmp_path):
     return tmp_path / "model-folder.onnx"
 
 
+def _missing(tmp_path):
+    return tmp_path / "no-such-model.onnx"
+
+
+def _special(target: str):
+    def make(tmp_path):
+        path = tmp_path / "special.onnx"
+        path.symlink_to(target)
+        return path
+    return make
+
+
+def _fifo_model(tmp_path):
+    path = tmp_path / "pipe.onnx"
+    os.mkfifo(path)
+    return path
+
+
+def _cut(keep: float):
+    def make(tmp_path):
+        good = save(contract_graph(), tmp_path / "good.onnx").read_bytes()
+        return _bytes(good[:int(len(good) * keep)])(tmp_path)
+    return make
+
+
+def _external(present: bool):
+    def make(tmp_path):
+        path = tmp_path / "ext.onnx"
+        onnx.save_model(contract_graph(), str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location="ext.onnx.data", size_threshold=0)
+        if not present:
+            (tmp_path / "ext.onnx.data").unlink()
+        return path
+    return make
+
+
+def _meta(**changes):
+    meta = {k: v for k, v in (META | changes).items() if v is not None}
+    return _graph(lambda: contract_graph(meta=meta))
+
+
 MODEL_KINDS = [
     Kind("model", "nan-output", _graph(lambda: output_graph("nan")), ("not finite",)),
     Kind("model", "0..255-output", _graph(lambda: output_graph("0..255")), ("0..255 pixel values",)),
@@ -207,6 +310,28 @@ MODEL_KINDS = [
     Kind("model", "truncated", _truncated, ("truncated",)),
     Kind("model", "empty", _bytes(b""), ("empty",)),
     Kind("model", "a-folder", _folder_model, ("not a file",)),
+    Kind("model", "missing-file", _missing, ("model file not found",)),
+    Kind("model", "link-to-nothing", _special("/no/such/model.onnx"), ("model file not found",)),
+    Kind("model", "link-to-a-device", _special("/dev/zero"), ("not a file",)),
+    Kind("model", "fifo", _fifo_model, ("not a file",)),
+    Kind("model", "zip-archive", _bytes(b"PK\x03\x04 not a model, a zip header" + bytes(64)), ("not an ONNX model",)),
+    Kind("model", "html-error-page", _bytes(b"<html><body>404 Not Found</body></html>\n" * 20), ("not an ONNX model",)),
+    Kind("model", "zero-filled", _bytes(bytes(100)), ("not an ONNX model",)),
+    Kind("model", "cut-at-90-percent", _cut(0.9), ("truncated",)),
+    Kind("model", "float-input", _graph(lambda: contract_graph(image_type=TensorProto.FLOAT)), ("must be uint8",)),
+    Kind("model", "nchw-input", _graph(lambda: contract_graph(nhwc=False)), ("layout [N, H, W, 3]",)),
+    Kind("model", "float-nchw-export", _graph(lambda: contract_graph(image_type=TensorProto.FLOAT, nhwc=False)),
+         ("NCHW",)),
+    Kind("model", "output-named-mask", _graph(lambda: contract_graph(output="mask")), ("no output named 'hair'",)),
+    Kind("model", "contract-version-2", _meta(contract="2"), ("contract version '2'",)),
+    Kind("model", "no-contract-metadata", _meta(contract=None), ("no 'contract' metadata",)),
+    Kind("model", "no-threshold-metadata", _meta(threshold=None), ("required metadata missing: threshold",)),
+    Kind("model", "input-size-as-WxH", _meta(input_size="32x48"), ("must be 'H,W'",)),
+    Kind("model", "input-size-swapped", _meta(input_size="48,32"), ("input_size says 48,32",)),
+    Kind("model", "threshold-as-a-word", _meta(threshold="half"), ("must be a number",)),
+    Kind("model", "threshold-1.5", _meta(threshold="1.5"), ("must lie in (0, 1)",)),
+    Kind("model", "external-data-absent", _external(False), ("external data file", "absent")),
+    Kind("model", "external-data-present", _external(True), ("self-contained",)),
 ]
 
 
@@ -234,14 +359,7 @@ def test_bad_model_falls_back_to_classical_and_the_mirror_keeps_running(kind, tm
 
 # --- uploads and HTTP bodies and headers ------------------------------------------------------------------------------
 
-def _png_header(width: int, height: int) -> bytes:
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr
-            + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)))
-
-
-def _jpeg() -> bytes:
-    return cv2.imencode(".jpg", np.full((64, 64, 3), 90, np.uint8))[1].tobytes()
+_png_header, _jpeg = h.png_header, h.jpeg
 
 
 def _upload(data: bytes, name: str = "photo.jpg", **fields):
@@ -251,6 +369,43 @@ def _upload(data: bytes, name: str = "photo.jpg", **fields):
 
 def _json(path: str, body: str):
     return lambda c: c["open"].post(path, data=body, content_type="application/json")
+
+
+def _base64(data: bytes, **fields):
+    return lambda c: c["open"].post("/api/photo", json={"image": base64.b64encode(data).decode(), **fields})
+
+
+def _body(path: str, data: bytes, content_type: str):
+    return lambda c: c["open"].post(path, data=data, content_type=content_type)
+
+
+def _get(path: str, client: str = "open", method: str = "GET", **headers):
+    def make(c):
+        token = {"X-Hairmirror-Token": STRONG_TOKEN} if client == "guarded" and "token" not in path else {}
+        return c[client].open(path, method=method, headers=token | {k.replace("_", "-"): v for k, v in headers.items()})
+    return make
+
+
+def _slots_taken(c):
+    """Every photo slot busy: the next photo is refused at once with Retry-After, its body never decoded."""
+    state = c["app"].extensions["hairmirror"]
+    taken = [state.slots.try_take() for _ in range(state.slots.size)]
+    try:
+        r = _upload(_jpeg())(c)
+        assert r.headers.get("Retry-After", "").isdigit(), r.headers
+        return r
+    finally:
+        for ok in taken:
+            if ok:
+                state.slots.give_back()
+
+
+def _too_slow(c):
+    """An upload still arriving when its deadline passes: 408, and the slot is free again."""
+    from device.web import bodies
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(bodies, "BODY_SECONDS", -1.0)
+        return _upload(_jpeg())(c)
 
 
 def Req(category: str, id: str, make, status: int, words: tuple[str, ...]) -> Kind:  # noqa: N802
@@ -272,6 +427,53 @@ UPLOAD_KINDS = [
          ("a form field is larger than", "KiB")),
     Req("upload", "long-colour-field", lambda c: _upload(_jpeg(), colour="#" * 5000)(c), 400,
          ("'colour'", "too long")),
+    Req("upload", "png-claims-0x0", _upload(h.png_header(0, 0), "zero.png"), 400, ("empty size 0x0",)),
+    Req("upload", "png-over-the-decode-budget", _upload(h.png_header(5000, 4000), "big.png"), 413,
+         ("5000x4000", "decoding it would take 114.4 MiB", "64.0 MiB")),
+    Req("upload", "tiny-png-bomb-over-budget", _upload(h.png_bomb(5000, 4000), "bomb.png"), 413,
+         ("decoding it would take",)),
+    Req("upload", "png-without-ihdr", _upload(h.noise_png()[:20], "cut.png"), 400, ("IHDR",)),
+    Req("upload", "png-corrupt-data", _upload(h.corrupt_png(), "corrupt.png"), 400, ("could not be decoded",)),
+    Req("upload", "apng", _upload(h.apng(), "animated.png"), 415, ("animated PNG",)),
+    Req("upload", "jpeg-claims-65535x65535", _upload(h.jpeg_frame(65535, 65535)), 413, ("65535x65535", "100 MP")),
+    Req("upload", "jpeg-progressive-over-budget", _upload(h.jpeg_frame(10000, 8000, sof=0xC2)), 413,
+         ("10000x8000", "decoding it would take")),
+    Req("upload", "jpeg-multi-scan-over-budget", _upload(h.jpeg_frame(6000, 5000, scan_components=1)), 413,
+         ("6000x5000", "decoding it would take")),
+    Req("upload", "jpeg-without-frame-header", _upload(b"\xff\xd8\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00"
+                                                      + bytes(32)), 400, ("no frame header",)),
+    Req("upload", "webp-claims-16383x16383", _upload(h.webp_vp8x(16383, 16383), "bomb.webp"), 413, ("16383x16383",)),
+    Req("upload", "webp-animated", _upload(h.webp_vp8x(64, 48, flags=0x02), "anim.webp"), 415, ("animated WebP",)),
+    Req("upload", "webp-corrupt-header", _upload(b"RIFF\x10\x00\x00\x00WEBPVP8 " + bytes(4), "x.webp"), 400,
+         ("WebP", "corrupt")),
+    Req("upload", "bmp-claims-100000x100000", _upload(h.bmp_header(100000, 100000), "bomb.bmp"), 413,
+         ("100000x100000",)),
+    Req("upload", "bmp-top-down-claims-huge", _upload(h.bmp_header(70000, -70000), "bomb.bmp"), 413,
+         ("70000x70000",)),
+    Req("upload", "bmp-cut-in-its-header", _upload(h.bmp_header(64, 48)[:20], "cut.bmp"), 400, ("truncated",)),
+    Req("upload", "gif", _upload(h.gif(), "anim.gif"), 415, ("not an image", "GIF89a")),
+    Req("upload", "tiff", _upload(h.tiff(), "scan.tiff"), 415, ("not an image",)),
+    Req("upload", "heic", _upload(h.heic(), "iphone.heic"), 415, ("not an image", "ftyp")),
+    Req("upload", "gzip-bomb", _upload(h.gzip_bomb(), "photo.jpg.gz"), 415, ("not an image",)),
+    Req("upload", "svg-with-script", _upload(b"<svg onload=alert(1)/>", "x.svg"), 415, ("not an image",)),
+    Req("upload", "bomb-in-base64-json", _base64(h.png_bomb(5000, 4000)), 413, ("decoding it would take",)),
+    Req("upload", "data-url-of-html", _json("/api/photo", '{"image": "data:text/html;base64,PGgxPg=="}'), 400,
+         ("'image'", "base64")),
+    Req("upload", "base64-with-junk", _json("/api/photo", '{"image": "iVBORw0K!!!$$$"}'), 400, ("not valid base64",)),
+    Req("upload", "image-is-empty", _json("/api/photo", '{"image": ""}'), 400, ("'image'",)),
+    Req("upload", "image-is-null", _json("/api/photo", '{"image": null}'), 400, ("'image'",)),
+    Req("upload", "image-is-a-list", _json("/api/photo", '{"image": ["iVBORw0K"]}'), 400, ("'image'",)),
+    Req("upload", "no-image-field", _json("/api/photo", '{"photo": "iVBORw0K"}'), 400, ("missing 'image'",)),
+    Req("upload", "multipart-without-photo", lambda c: c["open"].post(
+        "/api/photo", data={"picture": (io.BytesIO(_jpeg()), "p.jpg")}, content_type="multipart/form-data"), 400,
+         ("missing the file field 'photo'",)),
+    Req("upload", "text-plain-body", _body("/api/photo", b"hello", "text/plain"), 415, ("multipart/form-data",)),
+    Req("upload", "raw-jpeg-body", _body("/api/photo", h.jpeg(), "image/jpeg"), 415, ("multipart/form-data",)),
+    Req("upload", "bad-colour-before-a-bomb", _upload(h.png_bomb(5000, 4000), colour="blurple"), 400,
+         ("blurple",)),
+    Req("upload", "unknown-mode", _base64(h.jpeg(), mode="rainbow"), 400, ("rainbow",)),
+    Req("upload", "all-photo-slots-taken", _slots_taken, 503, ("busy", "try again")),
+    Req("upload", "slower-than-the-deadline", _too_slow, 408, ("took longer than",)),
 ]
 HTTP_KINDS = [
     Req("http", "deep-json-colour", _json("/api/colour", DEEP), 400, ("nested too deeply",)),
@@ -294,16 +496,49 @@ HTTP_KINDS = [
     Req("http", "token-in-the-wrong-place", lambda c: c["guarded"].get("/api/status",
                                                                         headers={"Authorization": STRONG_TOKEN}),
          401, ("no token",)),
+    Req("http", "json-integer-of-5000-digits", _json("/api/colour", '{"colour": ' + "9" * 5000 + "}"), 400,
+         ("JSON object",)),
+    Req("http", "json-invalid-utf8", _body("/api/colour", b'{"colour": "\xff\xfe"}', "application/json"), 400,
+         ("JSON object",)),
+    Req("http", "colour-lone-surrogate", _json("/api/colour", '{"colour": "\\ud800"}'), 400, ("colour",)),
+    Req("http", "colour-header-injection", _json("/api/colour", '{"colour": "red\\r\\nSet-Cookie: a=b"}'), 400,
+         ("colour",)),
+    Req("http", "colour-homoglyph", _json("/api/colour", json.dumps({"colour": "r\u0435d"})), 400, ("colour",)),
+    Req("http", "nothing-to-change", _json("/api/colour", '{"mode": "", "colour": null}'), 400,
+         ("nothing to change",)),
+    Req("http", "unknown-path", _get("/admin"), 404, ("not found",)),
+    Req("http", "get-on-the-photo-api", _get("/api/photo"), 405, ("not allowed",)),
+    Req("http", "put-on-the-colour-api", _get("/api/colour", method="PUT"), 405, ("not allowed",)),
+    Req("http", "delete-the-page", _get("/", method="DELETE"), 405, ("not allowed",)),
+    Req("http", "encoded-traversal", _get("/%2e%2e/%2e%2e/etc/passwd"), 404, ("not found",)),
+    Req("http", "snapshot-before-the-first-frame", _get("/snapshot.png"), 503, ("no live frame yet",)),
+    Req("http", "snapshot-as-gif", _get("/snapshot.gif"), 404, ("snapshot.png",)),
+    Req("http", "host-with-a-trailing-dot", _get("/api/status", Host="localhost."), 403, ("not a loopback name",)),
+    Req("http", "host-rebound-to-loopback", _get("/api/status", Host="127.0.0.1.nip.io"), 403,
+         ("not a loopback name",)),
+    Req("http", "host-half-an-ipv6", _get("/api/status", Host="[::1"), 403, ("not a loopback name",)),
+    Req("http", "token-wrong-header-right-query", _get(f"/api/status?token={STRONG_TOKEN}", "guarded",
+                                                       X_Hairmirror_Token="wrong"), 401, ("wrong token",)),
+    Req("http", "token-first-of-two-wrong", _get(f"/api/status?token=wrong&token={STRONG_TOKEN}", "guarded"), 401,
+         ("wrong token",)),
+    Req("http", "token-prefix", _get(f"/api/status?token={STRONG_TOKEN[:-1]}", "guarded"), 401, ("wrong token",)),
+    Req("http", "token-in-a-cookie", _get("/api/status?x=1&token", "guarded", Cookie=f"token={STRONG_TOKEN}"), 401,
+         ("no token",)),
 ]
+
+
+COLOUR = "#123456"  # set before the first request; every refusal must leave it set
 
 
 @pytest.fixture(scope="module")
 def clients():
     mirror = Mirror(mirror_config(None))  # classical: nothing here needs a model
+    mirror.set_recolour(colour=COLOUR)
     web = mirror.cfg.web
     guarded = dataclasses.replace(web, token=STRONG_TOKEN)
-    return {"open": create_app(mirror, web).test_client(), "guarded": create_app(mirror, guarded).test_client(),
-            "mirror": mirror}
+    app = create_app(mirror, web)
+    return {"open": app.test_client(), "guarded": create_app(mirror, guarded).test_client(), "mirror": mirror,
+            "app": app}
 
 
 @pytest.mark.parametrize("kind", UPLOAD_KINDS + HTTP_KINDS, ids=lambda k: f"{k.category}-{k.id}")
@@ -317,9 +552,12 @@ def test_bad_request_gets_a_clear_bounded_refusal_and_the_app_keeps_answering(ki
     assert len(r.get_data()) < 1024, "the refusal must not echo the input back"
     assert " MB" not in message and STRONG_TOKEN not in message
     assert "internal error" not in message
-    for name in ("open", "guarded"):  # alive
+    assert "Set-Cookie" not in r.headers
+    for name in ("open", "guarded"):  # alive, and nothing lost
         headers = {"X-Hairmirror-Token": STRONG_TOKEN} if name == "guarded" else {}
-        assert clients[name].get("/api/status", headers=headers).status_code == 200
+        status = clients[name].get("/api/status", headers=headers)
+        assert status.status_code == 200 and status.get_json()["recolour"]["colour"] == COLOUR
+    assert clients["app"].extensions["hairmirror"].slots.in_flight == 0, "a refused photo kept its slot"
 
 
 def test_a_good_photo_still_works_after_all_that(clients):
@@ -331,7 +569,7 @@ def test_a_good_photo_still_works_after_all_that(clients):
 
 # --- the count ----------------------------------------------------------------------------------------------------------
 
-KINDS = CONFIG_KINDS + MODEL_KINDS + UPLOAD_KINDS + HTTP_KINDS
+KINDS = CONFIG_KINDS + MODEL_KINDS + UPLOAD_KINDS + HTTP_KINDS + CAMERA_KINDS + DAEMON_KINDS
 
 
 def test_zz_count_of_kinds(capsys):
@@ -340,3 +578,4 @@ def test_zz_count_of_kinds(capsys):
     with capsys.disabled():
         print(f"\nhostile input kinds covered: {len(KINDS)} "
               f"({', '.join(f'{n} {category}' for category, n in per.items())})")
+    assert len(KINDS) >= 150

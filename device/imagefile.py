@@ -1,0 +1,251 @@
+"""Image bytes -> pixels, with the memory cost known and bounded before anything is decoded.
+
+A small file can claim a huge picture (a decompression bomb: a 100 kB PNG that inflates to 2.7 GB; a BMP header
+that claims 100000x100000), so the format, size and layout are read from the header first, the bytes the decode
+would allocate are estimated (`ImageInfo.cost`), and the image is refused above a budget before OpenCV sees it.
+Only formats whose header this module reads are decoded: PNG, JPEG, WebP and BMP; animated images are refused
+(OpenCV composes their frames in extra full-size buffers). Used by the page's uploads and the images camera.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .registry import Registry
+
+_log = logging.getLogger(__name__)
+
+MAX_DECODE_BYTES = 64 * 2**20   # what one decode may allocate: 64 MiB (an 11 MP PNG; a baseline JPEG of any size
+#                                 decodes at a reduced scale, see `_jpeg_reduce`)
+MAX_PIXELS = 100_000_000         # and at most this many pixels by the header: even at 1/8 scale libjpeg reads them all
+Size = tuple[int, int]           # (width, height)
+
+
+class ImageError(ValueError):
+    """Bytes that cannot be used as an image; `status` is the HTTP status the page answers with."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    format: str
+    width: int
+    height: int
+    reduce: int = 1        # JPEG: libjpeg decodes at 1/reduce scale (1, 2, 4 or 8)
+    extra_bytes: int = 0   # the decoder's own full-size buffers (progressive JPEG coefficients, WebP's BGRA)
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+    @property
+    def decoded_size(self) -> Size:
+        return -(-self.width // self.reduce), -(-self.height // self.reduce)
+
+    @property
+    def cost(self) -> int:
+        """Peak bytes the decode allocates: the BGR output plus the decoder's buffers, or the output twice (OpenCV's
+        Python binding copies it into a numpy array), whichever is more. Measured within 2% for every format
+        read here (tests/device/test_image_budget.py)."""
+        w, h = self.decoded_size
+        out = w * h * 3
+        return max(out + self.extra_bytes, 2 * out)
+
+    def describe(self) -> str:
+        return f"{self.format} image is {self.width}x{self.height} ({self.pixels / 1e6:.0f} MP)"
+
+
+def mib(n: float) -> str:
+    """Bytes in the unit of the limits (web.max_upload_mb is MiB): '9.0 MiB'."""
+    return f"{n / 2**20:.1f} MiB"
+
+
+# name -> function(data) giving the header's ImageInfo, or None when the data is not in that format
+HEADERS: Registry[Callable[[bytes], ImageInfo | None]] = Registry("image format")
+
+
+def _png_chunks(data: bytes):
+    pos = 8
+    while pos + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        yield kind, pos
+        if kind == b"IDAT":
+            return
+        pos += 12 + length
+
+
+@HEADERS.register("PNG")
+def png_info(data: bytes) -> ImageInfo | None:
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return None
+    if len(data) < 24 or data[12:16] != b"IHDR":
+        raise ImageError("the PNG file is truncated or corrupt: its IHDR header is missing")
+    width, height = struct.unpack(">II", data[16:24])
+    if any(kind == b"acTL" for kind, _ in _png_chunks(data)):  # APNG: OpenCV composes frames in RGBA buffers
+        raise ImageError("animated PNG (APNG) is not accepted: use a still image", status=415)
+    return ImageInfo("PNG", width, height)
+
+
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+_JPEG_PROGRESSIVE = {0xC2, 0xC6, 0xCA, 0xCE}
+_JPEG_NO_LENGTH = {0x01, *range(0xD0, 0xD9)}  # TEM, RSTn, SOI: markers without a length field
+WORK_SIDE = 1600  # uploads are used at most this long on their longer side: a JPEG may decode at a smaller scale
+
+
+def _jpeg_reduce(width: int, height: int, longest: int, cover: Size | None) -> int:
+    """libjpeg decodes at 1/2, 1/4 or 1/8 scale for a fraction of the memory: the largest factor whose result
+    still has `longest` pixels on its longer side, or (`cover`) still fills a (width, height) frame."""
+    for factor in (8, 4, 2):
+        if cover is None and max(width, height) // factor >= longest:
+            return factor
+        if cover is not None and width // factor >= cover[0] and height // factor >= cover[1]:
+            return factor
+    return 1
+
+
+def _coefficient_bytes(width: int, height: int, sampling: list[tuple[int, int]]) -> int:
+    """libjpeg's full-image coefficient buffer (progressive or multi-scan files): 64 int16 per 8x8 block per
+    component, at full size whatever the output scale."""
+    hmax, vmax = max(h for h, _ in sampling), max(v for _, v in sampling)
+    total = 0
+    for h, v in sampling:
+        blocks_w = math.ceil(math.ceil(width * h / hmax) / 8)
+        blocks_h = math.ceil(math.ceil(height * v / vmax) / 8)
+        total += (blocks_w + h) * (blocks_h + v) * 128  # rounded up to whole MCUs
+    return total
+
+
+@HEADERS.register("JPEG")
+def jpeg_info(data: bytes) -> ImageInfo | None:
+    """Walk the marker segments to the start-of-frame (size, components) and the first scan (how many of the
+    components it holds: fewer than all, or a progressive frame, makes libjpeg buffer the whole image)."""
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    pos, frame = 2, None
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            raise ImageError(f"the JPEG file is corrupt: no marker at byte {pos}")
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in _JPEG_NO_LENGTH:
+            pos += 2
+            continue
+        (length,) = struct.unpack(">H", data[pos + 2:pos + 4])
+        if marker in _JPEG_SOF and frame is None:
+            if pos + 10 > len(data):
+                break
+            height, width, count = struct.unpack(">HHB", data[pos + 5:pos + 10])
+            table = data[pos + 10:pos + 10 + 3 * count]
+            if count == 0 or len(table) < 3 * count:
+                raise ImageError("the JPEG file is corrupt: its frame header lists no components")
+            sampling = [(max(1, b >> 4), max(1, b & 15)) for b in table[1::3]]
+            frame = (marker, width, height, sampling)
+        elif marker == 0xDA:  # the first scan
+            if frame is None:
+                raise ImageError("the JPEG file is corrupt: it has no frame header")
+            sof, width, height, sampling = frame
+            scan_components = data[pos + 4] if pos + 4 < len(data) else 0
+            buffered = sof in _JPEG_PROGRESSIVE or scan_components < len(sampling)
+            extra = _coefficient_bytes(width, height, sampling) if buffered else 0
+            return ImageInfo("JPEG", width, height, extra_bytes=extra)
+        elif marker == 0xD9:
+            raise ImageError("the JPEG file is corrupt: it ends before its first scan")
+        pos += 2 + length
+    if frame is None:
+        raise ImageError("the JPEG file is truncated: it ends before its frame header")
+    raise ImageError("the JPEG file is truncated: it ends before its first scan")
+
+
+@HEADERS.register("WebP")
+def webp_info(data: bytes) -> ImageInfo | None:
+    """OpenCV decodes a WebP with alpha into a full-size BGRA buffer first, then converts it to BGR."""
+    if not (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
+        return None
+    chunk, body = data[12:16], data[20:40]
+    if chunk == b"VP8X" and len(body) >= 10:
+        if body[0] & 0x02:
+            raise ImageError("animated WebP is not accepted: use a still image", status=415)
+        alpha = bool(body[0] & 0x10)
+        width, height = 1 + int.from_bytes(body[4:7], "little"), 1 + int.from_bytes(body[7:10], "little")
+    elif chunk == b"VP8L" and len(body) >= 5 and body[0] == 0x2F:
+        bits = int.from_bytes(body[1:5], "little")
+        width, height, alpha = 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF), bool(bits >> 28 & 1)
+    elif chunk == b"VP8 " and len(body) >= 10 and body[3:6] == b"\x9d\x01\x2a":
+        (width, height), alpha = struct.unpack("<HH", body[6:10]), False
+        width, height = width & 0x3FFF, height & 0x3FFF
+    else:
+        raise ImageError("the WebP file is truncated or corrupt: its frame header is missing")
+    return ImageInfo("WebP", width, height, extra_bytes=4 * width * height if alpha else 0)
+
+
+@HEADERS.register("BMP")
+def bmp_info(data: bytes) -> ImageInfo | None:
+    if not data.startswith(b"BM"):
+        return None
+    if len(data) < 26:
+        raise ImageError("the BMP file is truncated: its header is incomplete")
+    (header,) = struct.unpack("<I", data[14:18])
+    if header == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes
+        width, height = struct.unpack("<HH", data[18:22])
+    else:
+        width, height = struct.unpack("<ii", data[18:26])
+    return ImageInfo("BMP", abs(width), abs(height))  # negative height: stored top-down
+
+
+def inspect(data: bytes, max_bytes: int = MAX_DECODE_BYTES, longest: int = WORK_SIDE,
+            cover: Size | None = None) -> ImageInfo:
+    """The header's ImageInfo, checked against the decode budget; ImageError (415: not a format read here,
+    413: over the budget, 400: corrupt) otherwise. Nothing is decoded. A JPEG is planned at the smallest scale
+    that keeps `longest` pixels on the longer side (or that still fills `cover`, a (width, height) frame)."""
+    if not data:
+        raise ImageError("the image is empty (0 bytes)")
+    for name in HEADERS.names():
+        info = HEADERS.get(name)(data)
+        if info is not None:
+            break
+    else:
+        raise ImageError(f"not an image this mirror reads ({', '.join(HEADERS.names())}); "
+                         f"the data starts with {data[:8]!r}", status=415)
+    if info.width <= 0 or info.height <= 0:
+        raise ImageError(f"the {info.format} header gives an empty size {info.width}x{info.height}")
+    if info.pixels > MAX_PIXELS:
+        raise ImageError(f"the {info.describe()}; the limit is {MAX_PIXELS / 1e6:.0f} MP", status=413)
+    if info.format == "JPEG":
+        info = dataclasses.replace(info, reduce=_jpeg_reduce(info.width, info.height, longest, cover))
+    if info.cost > max_bytes:
+        raise ImageError(f"the {info.describe()}: decoding it would take {mib(info.cost)}; the limit is "
+                         f"{mib(max_bytes)} per image (about {max_bytes / 6e6:.0f} MP; a JPEG may be larger)", status=413)
+    return info
+
+
+_REDUCED_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+                  8: cv2.IMREAD_REDUCED_COLOR_8}
+
+
+def decode(data: bytes, info: ImageInfo, longest: int | None = WORK_SIDE) -> np.ndarray:
+    """Checked bytes (see `inspect`) -> RGB uint8 HxWx3, at most `longest` on its longer side (None: as decoded);
+    the full-size decode is dropped as soon as it is scaled down, so only one big buffer lives at a time."""
+    try:
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), _REDUCED_FLAGS[info.reduce])
+    except cv2.error as e:  # some malformed files raise instead of returning None
+        _log.debug("OpenCV failed on a %s: %s", info.format, e)
+        bgr = None
+    if bgr is None:
+        raise ImageError(f"the {info.format} file could not be decoded: it is truncated or corrupt")
+    scale = longest / max(bgr.shape[:2]) if longest else 1.0
+    if scale < 1:
+        size = (max(1, round(bgr.shape[1] * scale)), max(1, round(bgr.shape[0] * scale)))
+        bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

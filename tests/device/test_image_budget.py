@@ -1,0 +1,98 @@
+"""The decode budget is real memory: ImageInfo.cost, read from the header, matches the peak RSS a decode adds.
+
+One fresh process decodes a 3000x2000 image in every layout the readers handle (PNG RGB/RGBA/16-bit/grey/palette/
+interlaced, JPEG baseline at reduced scale and progressive, WebP lossy and with alpha, BMP 8/24/32-bit) and
+measures each decode's peak RSS growth (VmHWM after resetting it through /proc/self/clear_refs). The estimate must
+not be beaten by more than the resize's small output, nor overstate the cost by more than a fifth.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from device.imagefile import WORK_SIDE, inspect
+
+W, H = 3000, 2000
+SLACK_MIB = 8  # the scaled-down output (<= 1600x1067 RGB, 5 MiB) and allocator rounding
+
+MEASURE = r"""
+import json, sys
+from pathlib import Path
+from device.imagefile import decode, inspect
+def kib(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1])
+out = {}
+for path in sys.argv[1:]:
+    data = Path(path).read_bytes()
+    info = inspect(data, max_bytes=1 << 40)
+    open("/proc/self/clear_refs", "w").write("5")
+    before = kib("VmRSS:")
+    rgb = decode(data, info)
+    out[Path(path).name] = [info.cost, (kib("VmHWM:") - before) * 1024]
+    del rgb
+print(json.dumps(out))
+"""
+
+
+def _images(folder: Path) -> list[Path]:
+    base = np.zeros((H, W, 3), np.uint8)
+    base[::7, ::5] = 200
+    rgba = np.dstack([base, base[..., :1]])
+    writers = {
+        "rgb.png": lambda p: cv2.imwrite(str(p), base),
+        "rgba.png": lambda p: cv2.imwrite(str(p), rgba),
+        "16-bit.png": lambda p: cv2.imwrite(str(p), base.astype(np.uint16) * 200),
+        "grey.png": lambda p: cv2.imwrite(str(p), base[..., 0]),
+        "palette.png": lambda p: Image.fromarray(base).convert("P").save(p, format="PNG"),
+        "interlaced.png": lambda p: Image.fromarray(base).save(p, format="PNG", interlace=1),
+        "baseline.jpg": lambda p: cv2.imwrite(str(p), base),
+        "progressive.jpg": lambda p: cv2.imwrite(str(p), base, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
+        "lossy.webp": lambda p: cv2.imwrite(str(p), base, [cv2.IMWRITE_WEBP_QUALITY, 80]),
+        "alpha.webp": lambda p: Image.fromarray(rgba).save(p, format="WEBP", lossless=True),
+        "8-bit.bmp": lambda p: cv2.imwrite(str(p), base[..., 0]),
+        "24-bit.bmp": lambda p: cv2.imwrite(str(p), base),
+        "32-bit.bmp": lambda p: Image.fromarray(rgba).save(p, format="BMP"),
+    }
+    paths = []
+    for name, write in writers.items():
+        path = folder / name
+        write(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory):
+    paths = _images(tmp_path_factory.mktemp("budget"))
+    # a fixed mmap threshold: every big buffer is mapped and unmapped, so one decode does not reuse the last one's
+    r = subprocess.run([sys.executable, "-c", MEASURE, *map(str, paths)], capture_output=True, text=True,
+                       cwd=Path(__file__).resolve().parents[2], timeout=120,
+                       env={**os.environ, "OMP_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": "131072"})
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_the_cost_from_the_header_is_the_peak_memory_of_the_decode(measured):
+    lines = []
+    for name, (cost, peak) in measured.items():
+        lines.append(f"{name:16s} estimated {cost / 2**20:6.1f} MiB, measured {peak / 2**20:6.1f} MiB")
+        assert peak <= cost + SLACK_MIB * 2**20, f"{name}: the decode took more than its estimate\n" + "\n".join(lines)
+        assert peak >= 0.8 * cost, f"{name}: the estimate overstates the decode\n" + "\n".join(lines)
+    print("\n" + "\n".join(lines))
+
+
+def test_a_large_baseline_jpeg_is_planned_at_a_reduced_scale():
+    data = cv2.imencode(".jpg", np.zeros((4000, 6000, 3), np.uint8))[1].tobytes()
+    info = inspect(data)
+    assert info.reduce == 2 and max(info.decoded_size) >= WORK_SIDE  # 3000x2000: still covers the work size
+    assert inspect(data, cover=(640, 480)).reduce == 8  # the camera only needs to fill its frame
