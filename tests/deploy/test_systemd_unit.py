@@ -94,6 +94,8 @@ def test_unit_has_notify_watchdog_restart_and_hardening():
     assert {"char-video4linux", "char-media", "char-dma_heap", "char-drm"} <= allowed
     assert service["User"] != ["root"]
     assert service["SystemCallFilter"][0] == "@system-service" and service["IPAddressDeny"] == ["any"]
+    from device.mirror import STOP_WAIT  # how long a stop waits for an inference before leaving without it
+    assert 2 * STOP_WAIT < int(service["TimeoutStopSec"][0]) <= 30
 
 
 def _exposure(root: Path) -> float:
