@@ -61,11 +61,27 @@ recolour-bench: $(STAMP)  ## recolours per second per mode at 640x480 (apply, ov
 	$(PY) -m device.recolour.bench
 
 BENCH_MODELS = $(if $(wildcard models/*.onnx),models)
-bench: $(STAMP)  ## FPS table: models/ + random-weight unet-31m/1.8m, onnxruntime and PyTorch eager -> out/bench.json, .png
+BENCH_GPU := $(shell command -v nvidia-smi 2>/dev/null)
+.PHONY: bench-full bench-readme
+# GPU rows (onnxruntime CUDA, PyTorch CUDA) only where nvidia-smi is; elsewhere the table says so in one line.
+bench: $(STAMP)  ## (< 3 min) models/: FPS, paired speed-ups, threads/spinning, pipeline, Pi projection -> out/bench.json, .png
+ifeq ($(BENCH_GPU),)
+	$(PY) -m device.bench $(BENCH_MODELS) --out out/bench.json --plot out/bench.png
+else
+	$(PY) -m device.bench $(BENCH_MODELS) --quiet --out out/bench-ort.json
+	$(PY) -m export.bench_torch $(BENCH_MODELS) --runtimes torch-cuda --quiet --out out/bench-torch.json
+	$(PY) -m device.bench report out/bench-ort.json out/bench-torch.json --out out/bench.json --plot out/bench.png
+endif
+
+bench-full: $(STAMP)  ## everything: + random-weight unet-31m/1.8m, pipeline of every model at two sizes, PyTorch rows -> out/bench-full.*
 	$(PY) -m export.random_models --variants unet-31m unet-1.8m --out-dir out/random-models
-	$(PY) -m device.bench $(BENCH_MODELS) out/random-models --camera-size model config --out out/bench-ort.json
-	$(PY) -m export.bench_torch $(BENCH_MODELS) --variants unet-31m unet-1.8m --out out/bench-torch.json
-	$(PY) -m device.bench --merge out/bench-ort.json out/bench-torch.json --out out/bench.json --plot out/bench.png
+	$(PY) -m device.bench $(BENCH_MODELS) out/random-models --full --quiet --out out/bench-full-ort.json
+	$(PY) -m export.bench_torch $(BENCH_MODELS) out/random-models --quiet --out out/bench-full-torch.json
+	$(PY) -m device.bench report out/bench-full-ort.json out/bench-full-torch.json --out out/bench-full.json \
+	  --plot out/bench-full.png
+
+bench-readme: $(STAMP)  ## README's generated bench block and figure from out/bench.json (after `make bench`)
+	$(PY) -m device.bench report out/bench.json --readme README.md --plot device/figures/bench_iou_fps.png
 
 .PHONY: e2e-models
 e2e-models: $(STAMP)  ## the shipped models' eval.* metadata against a full evaluation on Figaro Testing + FASSEG V2 Test
@@ -85,6 +101,12 @@ e2e-deploy: $(STAMP)  ## (slow, root) arm64 rootfs under qemu: site.yml twice (2
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap qemu-user-static binfmt-support systemd-container curl >/dev/null)
 	deploy/e2e/run.sh
 
+# The daemon on the demo camera with web clients hammering the page, stream, snapshot, colour and photo API.
+MINUTES ?= 15
+.PHONY: e2e-soak
+e2e-soak: $(RUN_STAMP)  ## (slow) soak for MINUTES (default 15; 60 for the documented hour): frames, RSS growth, errors, p99
+	$(PY) deploy/e2e/soak.py --minutes $(MINUTES) --json out/soak.json
+
 # No .venv needed: everything runs in a trixie chroot. run.sh says why and exits 2 when not root; it installs
 # debootstrap with apt-get when missing (and exits 2 if it cannot).
 e2e-picamera2:  ## (slow, root) the Picamera2 camera source against the real picamera2 on libcamera's virtual camera (trixie chroot), then the daemon loop
@@ -101,12 +123,6 @@ classical-bench: $(STAMP)  ## FPS of the classical pipeline at 256x256 on FASSEG
 
 baselines: $(STAMP)  ## IoU/F1 of the classical pipeline and the per-pixel forest on Figaro Testing + FASSEG V2 Test (minutes)
 	$(PY) -m export classical-baseline --json out/classical/metrics.json
-# The daemon on the demo camera with web clients hammering the page, stream, snapshot, colour and photo API.
-MINUTES ?= 15
-.PHONY: e2e-soak
-e2e-soak: $(RUN_STAMP)  ## (slow) soak for MINUTES (default 15; 60 for the documented hour): frames, RSS growth, errors, p99
-	$(PY) deploy/e2e/soak.py --minutes $(MINUTES) --json out/soak.json
-
 	$(PY) -m training baseline forest --out out/forest
 	mkdir -p training/figures && cp out/forest/forest-precision-recall.png out/forest/forest-importances.png training/figures/
 

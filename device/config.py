@@ -40,7 +40,8 @@ class CameraConfig:
 class SegmenterConfig:
     kind: str = "onnx"               # onnx | classical
     model: str = str(DEFAULT_MODEL)  # contract-v1 .onnx file
-    threads: int = 0                 # onnxruntime intra-op threads (0: all cores)
+    threads: int = 1                 # onnxruntime intra-op threads (0: all cores); 1 keeps up with the
+    #                                  camera at the least CPU (`make bench`: threads and spinning)
     fallback: str = "classical"      # used when the model cannot load or inference fails; "" for none
     face_cascade: str = ""           # classical: cascade XML path ("" = OpenCV's frontal face cascade)
 

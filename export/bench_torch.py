@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from device.bench import measure, run
+from device.bench import machine, measure, run
+from device.bench.cli import publish
 from device.bench.machine import cpu_model, short_gpu
 from device.bench.models import RANDOM_WEIGHTS, BenchModel, BenchUsageError, find_files, open_model
 from device.bench.runtimes import Absent, Prepared, Runtime, torch_names
@@ -56,6 +57,14 @@ class TorchEager(Runtime):
         self.device = device
         self.checkpoints = checkpoints
         self.title, self.header = torch_names(device)
+        self.gpu = device == "cuda"
+
+    def unavailable(self) -> str | None:
+        try:
+            self._torch_device()
+        except Absent as e:
+            return str(e)
+        return None
 
     def _torch_device(self) -> torch.device:
         if self.device == "cuda" and not torch.cuda.is_available():
@@ -167,15 +176,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                            "without a GPU). Put model paths before this option.")
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's, all cores)")
     p.add_argument("--budget", type=float, metavar="SECONDS",
-                   help=f"time per measurement (default {measure.Budget.seconds:g}, --quick {measure.QUICK.seconds:g})")
+                   help=f"seconds each measurement is timed, over all interleaved rounds (default "
+                        f"{measure.Budget.seconds:g}, --quick {measure.QUICK.seconds:g})")
+    p.add_argument("--rounds", type=int, metavar="N", help=f"interleaved rounds (default {measure.Budget.rounds})")
     p.add_argument("--quick", action="store_true", help="tiny budget and few runs: checks that everything runs")
     p.add_argument("--label", help="this machine's name in table columns (default: the CPU); use the device "
                                    "bench's label to put both in one machine's columns")
     p.add_argument("--out", metavar="JSON", help="write the results here (hairmirror-bench --merge reads it)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print no tables (for --out, merged later)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = p.parse_args(argv)
     if args.budget is not None and args.budget <= 0:
         p.error(f"--budget must be positive, got {args.budget:g}")
+    if args.rounds is not None and args.rounds < 1:
+        p.error(f"--rounds must be at least 1, got {args.rounds}")
     if args.threads is not None and args.threads < 1:
         p.error(f"--threads must be at least 1, got {args.threads}")
     if args.size and not args.variants:
@@ -190,20 +204,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def measure_here(args) -> tuple[dict, bool]:
     """Every model on every PyTorch runtime; returns (the report, whether anything failed)."""
-    budget = measure.budget_for(args.quick, args.budget)
+    load_before = machine.load_average()
+    budget = measure.budget_for(args.quick, args.budget, args.rounds)
     checkpoints = load_checkpoints(args.checkpoint)
     models = collect_models(args, checkpoints)
     runtimes = {name: TORCH_RUNTIMES.create(name, checkpoints) for name in args.runtimes}
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads or threads)
     try:
-        rows, frames = run.measure_all(models, runtimes, budget, pipeline=None)
-        settings = {"quick": args.quick, "pipeline": False, "input_frame": frames,
+        ref = run.reference(models)
+        measured = run.measure_all(models, runtimes, budget, pipeline_run=None, ref=ref)
+        settings = {"quick": args.quick, "pipeline": False, "reference": ref.name if ref else None,
                     "checkpoints": {k: str(v.path) for k, v in checkpoints.items()},
                     "torch_threads": torch.get_num_threads(), "command": args.command}
     finally:
         torch.set_num_threads(threads)  # a caller in the same process keeps its own setting
-    return run.results(args.label, models, rows, budget, settings), run.failed(rows)
+    return run.results(args.label, models, measured, budget, settings, load_before), run.failed(measured.rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -216,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     except BenchUsageError as e:
         print(f"export.bench_torch: {e}", file=sys.stderr)
         return EXIT_USAGE
-    run.publish(results, args.out)
+    publish(results, args.out, quiet=args.quiet)
     return EXIT_FAILED if failed else EXIT_OK
 
 

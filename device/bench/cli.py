@@ -1,4 +1,5 @@
-"""`hairmirror-bench` / `python -m device.bench`: time every model on every runtime here, print the table.
+"""`hairmirror-bench` / `python -m device.bench`: time every model on every runtime here, print the tables;
+`hairmirror-bench report` renders (and merges) result files, into a README's generated block too.
 
 Exit codes: 0 done (absent runtimes are reported, not errors), 1 a measurement failed, 2 bad arguments or input.
 """
@@ -8,13 +9,15 @@ import argparse
 import logging
 import shlex
 import sys
+from pathlib import Path
 
 from .. import config as configuration
-from . import measure, report, run
+from . import machine, measure, readme, report, run, threads
 from .models import MODELS_DIR, BenchUsageError, find_files, open_model
-from .runtimes import RUNTIMES
+from .runtimes import DEFAULT_RUNTIMES, RUNTIMES
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+REPORT = "report"
 _log = logging.getLogger("device.bench")
 
 
@@ -28,51 +31,89 @@ def camera_size(text: str):
     return int(w), int(h)
 
 
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+    return parse
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(
         prog="hairmirror-bench",
-        description="Time hair models on every runtime available here: model-only latency, and frames through "
-                    "the daemon's pipeline on the demo source. Prints markdown tables; --out keeps the results "
-                    "as JSON, --merge joins result files from several machines into one table. Never imports "
-                    "torch: PyTorch rows come from `python -m export.bench_torch` on a desktop, merged in.")
+        description="Time hair models on every runtime available here, all in one set of interleaved rounds "
+                    "(A B C, B C A, ...) so every ratio is the median of paired per-round ratios: model-only FPS, "
+                    "speed-ups against the seed's unet-226k, int8 against fp32, onnxruntime thread settings on "
+                    "the default model, frames through the daemon's pipeline, a Raspberry Pi projection. Prints "
+                    "markdown tables; --out keeps the results as JSON. `hairmirror-bench report --help`: render "
+                    "and merge result files (a Pi's, a desktop's), and write a README's generated block. Never "
+                    "imports torch: PyTorch rows come from `python -m export.bench_torch`, merged in.")
     p.add_argument("models", nargs="*", metavar="MODEL",
                    help=f"contract-v1 .onnx files or folders of them (default: {MODELS_DIR}); random-weight "
                         "files of the big variants come from `python -m export.random_models`")
-    p.add_argument("--runtimes", nargs="+", choices=RUNTIMES.names(), default=RUNTIMES.names(), metavar="RUNTIME",
-                   help=f"runtimes to try: {', '.join(RUNTIMES.names())} (default: all; those not installed "
-                        "are reported as absent; torch-* always are: see export.bench_torch). Put model paths "
-                        "before this option.")
-    p.add_argument("--budget", type=float, metavar="SECONDS",
-                   help=f"time per measurement (default {measure.Budget.seconds:g}, --quick {measure.QUICK.seconds:g})")
-    p.add_argument("--quick", action="store_true", help="tiny budget and few runs: checks that everything runs")
+    p.add_argument("--runtimes", nargs="+", choices=RUNTIMES.names(), default=list(DEFAULT_RUNTIMES),
+                   metavar="RUNTIME",
+                   help=f"runtimes to try: {', '.join(RUNTIMES.names())} (default: {' '.join(DEFAULT_RUNTIMES)}; "
+                        "without CUDA the GPU ones are skipped with one line; torch-* always are absent here: "
+                        "see export.bench_torch). Put model paths before this option.")
+    p.add_argument("--full", action="store_true",
+                   help="everything: the pipeline for every model on every CPU runtime at the model's size and "
+                        "the config's camera size (default: the config's model, first CPU runtime, camera size)")
+    p.add_argument("--budget", type=_positive(float), metavar="SECONDS",
+                   help=f"seconds each measurement is timed, over all rounds (default {measure.Budget.seconds:g}, "
+                        f"--quick {measure.QUICK.seconds:g})")
+    p.add_argument("--rounds", type=_positive(int), metavar="N",
+                   help=f"interleaved rounds (default {measure.Budget.rounds}, --quick {measure.QUICK.rounds})")
+    p.add_argument("--quick", action="store_true", help="tiny budget and few rounds: checks that everything runs")
+    p.add_argument("--ref", metavar="NAME", help="the model speed-ups are measured against (default: the fp32 "
+                                                 f"{run.REFERENCE_VARIANT} file with the largest input)")
     p.add_argument("--no-pipeline", action="store_true", help="model-only latency, skip the daemon's pipeline")
-    p.add_argument("--config", metavar="TOML", help="daemon config whose postprocess/recolour/camera size the "
-                                                    "pipeline uses (camera and model are set by the bench)")
-    p.add_argument("--camera-size", nargs="+", type=camera_size, default=[run.CONFIG_SIZE], metavar="SIZE",
+    p.add_argument("--no-threads", action="store_true", help="skip the thread/spinning table")
+    p.add_argument("--threads-model", metavar="ONNX", help="model of the thread/spinning table (default: the "
+                                                           "config's segmenter.model)")
+    p.add_argument("--config", metavar="TOML", help="daemon config whose model, postprocess, recolour and camera "
+                                                    "size and rate the bench uses (camera kind is set by the bench)")
+    p.add_argument("--camera-size", nargs="+", type=camera_size, metavar="SIZE",
                    help="demo camera size(s) for the pipeline, each WIDTHxHEIGHT, 'model' (the model's input "
-                        "size: no resize between the streams) or 'config' (default: the config's camera size)")
-    p.add_argument("--camera-fps", type=float, help="demo camera's frame rate in the threaded run "
-                                                    "(default: the config's camera.fps)")
+                        "size: no resize between the streams) or 'config' (default: config; --full: model config)")
+    p.add_argument("--camera-fps", type=_positive(float), help="camera frame rate of the threaded run and the "
+                                                               "paced thread settings (default: the config's)")
     p.add_argument("--label", help="this machine's name in table columns (default: the board or the CPU)")
     p.add_argument("--out", metavar="JSON", help="write the results here")
     p.add_argument("--plot", metavar="PNG", help="write IoU vs FPS here (needs matplotlib)")
-    p.add_argument("--merge", nargs="+", metavar="JSON", help="no measuring: join these result files (this "
-                                                             "bench's and export.bench_torch's), print the table "
-                                                             "(and --out/--plot the merged results)")
+    p.add_argument("--merge", nargs="+", metavar="JSON", help="no measuring: the same as `report JSON...`")
+    p.add_argument("-q", "--quiet", action="store_true", help="print no tables (for --out, merged later)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = p.parse_args(argv)
-    if args.budget is not None and args.budget <= 0:
-        p.error(f"--budget must be positive, got {args.budget:g}")
-    if args.camera_fps is not None and args.camera_fps <= 0:
-        p.error(f"--camera-fps must be positive, got {args.camera_fps:g}")
     if args.merge and args.models:
         p.error("--merge joins result files; it does not take models")
     return args
 
 
+def parse_report_args(argv):
+    p = argparse.ArgumentParser(
+        prog="hairmirror-bench report",
+        description="Render result files (this bench's, export.bench_torch's, other machines' such as a Pi's) as "
+                    "one set of tables; --readme rewrites the generated block of a markdown file, so the figures "
+                    "in the docs always come from a results file.")
+    p.add_argument("files", nargs="+", metavar="JSON", help="results files (--out of the bench commands)")
+    p.add_argument("--out", metavar="JSON", help="write the merged results here")
+    p.add_argument("--plot", metavar="PNG", help="write IoU vs FPS here (needs matplotlib)")
+    p.add_argument("--readme", nargs="+", metavar="MD", help="markdown files whose '<!-- bench:begin' ... "
+                                                             "'<!-- bench:end -->' block gets the tables")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p.parse_args(argv)
+
+
 def measure_here(args) -> tuple[dict, bool]:
     """Measure every model on every runtime; returns (the report, whether anything failed)."""
-    budget = measure.budget_for(args.quick, args.budget)
+    load_before = machine.load_average()
+    budget = measure.budget_for(args.quick, args.budget, args.rounds)
     try:
         cfg = configuration.load(args.config)
     except configuration.ConfigError as e:
@@ -81,17 +122,69 @@ def measure_here(args) -> tuple[dict, bool]:
     runtimes = {name: RUNTIMES.create(name) for name in args.runtimes}
     models = [open_model(f) for f in find_files(args.models)]
     run.unique_names(models)
-    pipeline = None if args.no_pipeline else run.PipelineRun(cfg, camera_fps, tuple(args.camera_size))
-    rows, frames = run.measure_all(models, runtimes, budget, pipeline)
-    settings = {"quick": args.quick, "pipeline": not args.no_pipeline, "camera_fps_threaded": camera_fps,
-                "camera_sizes": [s if isinstance(s, str) else f"{s[0]}x{s[1]}" for s in args.camera_size],
-                "config": args.config, "input_frame": frames,
-                "command": args.command}
-    return run.results(args.label, models, rows, budget, settings), run.failed(rows)
+    ref = run.reference(models, args.ref)
+    if args.ref and ref is None:
+        raise BenchUsageError(f"--ref {args.ref}: no such model among {', '.join(m.name for m in models)}")
+    sizes = tuple(args.camera_size or ([run.MODEL_SIZE, run.CONFIG_SIZE] if args.full else [run.CONFIG_SIZE]))
+    pipeline = None if args.no_pipeline else run.PipelineRun(cfg, camera_fps, sizes, "all" if args.full else
+                                                             "default", all_runtimes=args.full)
+    measured = run.measure_all(models, runtimes, budget, pipeline, ref)
+    table = None if args.no_threads else _threads(args, cfg, models, budget, camera_fps)
+    settings = {"quick": args.quick, "full": args.full, "pipeline": not args.no_pipeline,
+                "camera_fps": camera_fps, "camera_sizes": [s if isinstance(s, str) else f"{s[0]}x{s[1]}"
+                                                           for s in sizes],
+                "config": args.config, "reference": ref.name if ref else None, "command": args.command}
+    return (run.results(args.label, models, measured, budget, settings, load_before, table),
+            run.failed(measured.rows) or bool(table and any("error" in s for s in table["settings"])))
+
+
+def _threads(args, cfg, models, budget, camera_fps) -> dict | None:
+    """The thread/spinning table on --threads-model, else the config's model (by file name among the measured
+    ones where the config's path does not exist, as on a Pi with models elsewhere)."""
+    path = Path(args.threads_model or cfg.segmenter.model)
+    if args.threads_model and not path.is_file():
+        raise BenchUsageError(f"--threads-model {path}: no such file")
+    if not path.is_file():
+        path = next((m.path for m in models if m.path and m.path.name == path.name), None)
+        if path is None:
+            _log.warning("no thread/spinning table: the config's model %s is not here", cfg.segmenter.model)
+            return None
+    model = open_model(path)
+    frame, _ = run.sample_frame(model.input_size)
+    _log.info("thread settings on %s: back to back and paced at %g FPS", path.name, camera_fps)
+    return threads.measure(path, frame, budget, camera_fps)
+
+
+def publish(results: dict, out: str | None = None, plot: str | None = None, quiet: bool = False) -> None:
+    """The tables on stdout; the JSON file and the plot where asked for (what was written on stderr)."""
+    if not quiet:
+        print(report.markdown(results))
+    if out:
+        print(f"wrote {report.write(results, out)}", file=sys.stderr)
+    if plot:
+        from .plot import plot as draw
+        print(draw(results, plot), file=sys.stderr)
+
+
+def report_main(argv: list[str]) -> int:
+    args = parse_report_args(argv)
+    run.setup_logging(args.verbose)
+    try:
+        results = report.merge([report.load(p) for p in args.files])
+        publish(results, args.out, args.plot)
+        for path in args.readme or []:
+            command = shlex.join(["python", "-m", "device.bench", REPORT, *argv])
+            print(f"wrote {readme.rewrite(path, report.markdown(results, brief=True), command)}", file=sys.stderr)
+    except BenchUsageError as e:
+        print(f"hairmirror-bench report: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == [REPORT]:
+        return report_main(argv[1:])
     args = parse_args(argv)
     args.command = shlex.join(["hairmirror-bench", *argv])
     run.setup_logging(args.verbose)
@@ -103,5 +196,5 @@ def main(argv: list[str] | None = None) -> int:
     except BenchUsageError as e:
         print(f"hairmirror-bench: {e}", file=sys.stderr)
         return EXIT_USAGE
-    run.publish(results, args.out, args.plot)
+    publish(results, args.out, args.plot, args.quiet)
     return EXIT_FAILED if failed else EXIT_OK

@@ -1,4 +1,5 @@
-"""What machine a result was measured on: board/CPU, cores, RAM, OS, Python and the runtimes' versions.
+"""What machine a result was measured on: board/CPU and its vector extensions, cores, load, RAM, OS, Python and the
+runtimes' versions.
 
 Read from /proc and package metadata only: describing the machine must not import torch (absent on a Pi).
 """
@@ -42,6 +43,27 @@ def cpu_model() -> str:
         except (OSError, subprocess.SubprocessError):
             pass
     return platform.processor() or platform.machine()
+
+
+# The extensions that decide how fast convolutions run (x86: AVX-512 and VNNI for int8; ARM: dot product).
+NOTABLE_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "asimd", "asimddp", "i8mm", "sve")
+
+
+def cpu_flags() -> list[str]:
+    """The notable vector extensions this CPU reports (/proc/cpuinfo 'flags' on x86, 'Features' on ARM)."""
+    for line in _read("/proc/cpuinfo").splitlines():
+        if line.startswith(("flags", "Features")):
+            have = set(line.split(":", 1)[1].split())
+            return [f for f in NOTABLE_FLAGS if f in have]
+    return []
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages: other work on the machine while it was measured."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def ram_gb() -> float | None:
@@ -95,6 +117,7 @@ def describe() -> dict:
     return {
         "board": board_model(),
         "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
         "arch": platform.machine(),
         "cores": os.cpu_count(),
         "ram_gb": ram_gb(),

@@ -1,8 +1,9 @@
-"""Results as JSON (one or more machines), merging result files, the markdown tables and the IoU-vs-FPS plot.
+"""Results as JSON (one or more machines), merging result files, and the markdown tables.
 
-A results file: {"schema": SCHEMA, "machines": [{"label", "machine", "date", "settings", "models", "results"}]}.
-A run on one machine writes one entry; `merge` concatenates entries, so merged files merge again. The device
-bench (onnxruntime) and export/bench_torch.py (PyTorch) write the same schema, so a desktop's two files join.
+A results file: {"schema": SCHEMA, "machines": [{"label", "machine", "date", "settings", "models", "results",
+"ratios", "threads"}]}. A run on one machine writes one entry; `merge` concatenates entries, so merged files merge
+again. The device bench (onnxruntime) and export/bench_torch.py (PyTorch) write the same schema, so a desktop's two
+files join. Files of the first schema (no paired ratios, no threads table) still load and merge.
 """
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import projection
 from .models import RANDOM_WEIGHTS, BenchUsageError
 
 _log = logging.getLogger(__name__)
-SCHEMA = "hairmirror-bench/1"
-GOAL_RATIO = 1.2  # issue 4: the pipeline adds at most 20% to the model's time
-STAGES = ("capture", "inference", "postprocess", "display")
+SCHEMA = "hairmirror-bench/2"
+READABLE = ("hairmirror-bench/1", SCHEMA)
+GOAL_RATIO = 1.10  # issue 22: the whole frame path costs at most 1.10x the model alone
 
 
 # --- files -----------------------------------------------------------------------------------------------------------
@@ -40,7 +42,7 @@ def load(path: str | Path) -> dict:
         raise BenchUsageError(f"{path}: cannot read it: {e}") from None
     except json.JSONDecodeError as e:
         raise BenchUsageError(f"{path}: not JSON ({e})") from None
-    if not isinstance(report, dict) or report.get("schema") != SCHEMA:
+    if not isinstance(report, dict) or report.get("schema") not in READABLE:
         found = report.get("schema") if isinstance(report, dict) else type(report).__name__
         raise BenchUsageError(f"{path}: not a bench results file (schema {found!r}, expected {SCHEMA!r})")
     machines = report.get("machines")
@@ -87,7 +89,7 @@ def _fps(value: float) -> str:
     return f"{value:.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
 
 
-def _models(report: dict) -> dict[str, dict]:
+def models_of(report: dict) -> dict[str, dict]:
     """Every model by name, first description wins (the same file measured on several machines)."""
     out: dict[str, dict] = {}
     for m in report["machines"]:
@@ -96,62 +98,123 @@ def _models(report: dict) -> dict[str, dict]:
     return out
 
 
-def _ok(report: dict):
+def ok_rows(report: dict):
     for m in report["machines"]:
         for r in m["results"]:
             if r.get("status") == "ok" and r.get("latency"):
                 yield m, r
 
 
-def _columns(report: dict) -> dict[Column, str]:
+def columns(report: dict) -> dict[Column, str]:
     cols: dict[Column, str] = {}
-    for m, r in _ok(report):
+    for m, r in ok_rows(report):
         col = Column(m["label"], r["runtime"])
         cols.setdefault(col, col.header(r))
     return cols
 
 
+def display_name(model: dict) -> str:
+    return model["name"] + (" (random weights)" if model.get("weights") == RANDOM_WEIGHTS else "")
+
+
 def _model_cells(model: dict) -> list[str]:
-    name = model["name"] + (" (random weights)" if model.get("weights") == RANDOM_WEIGHTS else "")
     params = f"{model['params']:,}" if model.get("params") else "?"
     macs = f"{model['macs'] / 1e9:.2f}" if model.get("macs") else "?"
     size = "x".join(str(v) for v in model.get("input_size", [])) or "?"
     iou = f"{model['figaro_iou']:.3f}" if model.get("figaro_iou") is not None else "–"
-    return [name, params, size, macs, iou]
+    return [display_name(model), params, size, macs, iou]
 
 
 def _row(cells) -> str:
     return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
-def fps_tables(report: dict) -> str:
-    """The original report's layout: one row per model, FPS per machine and runtime; then the implied GMAC/s."""
-    cols = _columns(report)
+def _table(head: list[str], rows: list[list]) -> list[str]:
+    return [_row(head), _row(["---"] * len(head)), *(_row(r) for r in rows)]
+
+
+def _iqr(r: dict, unit: str = "x") -> str:
+    return f"{r['median']:.2f}{unit} ({r['q25']:.2f}-{r['q75']:.2f})"
+
+
+def fps_table(report: dict) -> str:
+    """One row per model: FPS per machine and runtime (1 / the median single-frame latency)."""
+    cols = columns(report)
     if not cols:
         return "No model was measured (every runtime absent or failed; see below).\n"
-    cells: dict[tuple[str, Column], dict] = {}
-    for m, r in _ok(report):
-        cells[(r["model"], Column(m["label"], r["runtime"]))] = r
-    models = _models(report)
-    head = ["model", "params", "input", "GMACs", "IoU Figaro test"]
-    lines = ["**FPS, model only** (1 / median latency of one frame; higher is better)", "",
-             _row(head + list(cols.values())), _row(["---"] * (len(head) + len(cols)))]
-    for name, model in models.items():
-        lines.append(_row(_model_cells(model) + [_fps(1e3 / cells[(name, c)]["latency"]["median_ms"])
-                                                 if (name, c) in cells else "" for c in cols]))
-    untrained = sorted({cols[Column(m["label"], r["runtime"])] for m, r in _ok(report)
+    cells = {(r["model"], Column(m["label"], r["runtime"])): r for m, r in ok_rows(report)}
+    head = ["model", "params", "input", "GMACs", "IoU Figaro test"] + list(cols.values())
+    rows = [_model_cells(model) + [_fps(1e3 / cells[(name, c)]["latency"]["median_ms"]) if (name, c) in cells
+                                   else "" for c in cols] for name, model in models_of(report).items()]
+    lines = ["**FPS, model only** (1 / median latency of one frame; higher is better)", "", *_table(head, rows)]
+    models = models_of(report)
+    untrained = sorted({cols[Column(m["label"], r["runtime"])] for m, r in ok_rows(report)
                         if r.get("weights") == RANDOM_WEIGHTS and models[r["model"]].get("weights") != RANDOM_WEIGHTS})
     if untrained:
         lines += ["", f"({'; '.join(untrained)}: the variant built with random weights, no --checkpoint given; "
                       "the same speed, not the same masks.)"]
-    lines += ["", "**Implied GMAC/s** (the model's multiply-accumulates per second at these speeds)", "",
-              _row(["model", "GMACs"] + list(cols.values())), _row(["---"] * (2 + len(cols)))]
-    for name, model in models.items():
-        gmacs = model.get("macs")
-        lines.append(_row([name, f"{gmacs / 1e9:.2f}" if gmacs else "?"]
-                          + [f"{gmacs / 1e9 * 1e3 / cells[(name, c)]['latency']['median_ms']:.1f}"
-                             if gmacs and (name, c) in cells else "" for c in cols]))
     return "\n".join(lines) + "\n"
+
+
+def ratios_table(report: dict, runtimes: tuple[str, ...] | None = None) -> str:
+    """The paired ratios each machine measured in one process, one column per machine and runtime: speed-ups
+    against the reference model, then int8 files against their fp32 files."""
+    cells: dict[str, dict[tuple[str, str], dict]] = {"speedup": {}, "int8": {}}
+    heads: dict[str, str] = {}
+    refs: list[str] = []
+    for m in report["machines"]:
+        ref = (m.get("settings") or {}).get("reference")
+        for r in m.get("ratios") or []:
+            if runtimes and r["runtime"] not in runtimes:
+                continue
+            col = f"{m['label']}: " + next((x.get("header") or x["runtime"] for x in m["results"]
+                                            if x["runtime"] == r["runtime"]), r["runtime"])
+            heads.setdefault(col, col)
+            if r["kind"] == "int8":
+                cells["int8"][(r["model"], col)] = r
+            if r["versus"] == ref or r["kind"] == "speedup":
+                cells["speedup"][(r["model"], col)] = r
+                refs += [r["versus"]] if r["versus"] not in refs else []
+    parts = []
+    for kind, title in (("speedup", f"**Speed-up against {' / '.join(refs)}**"),
+                        ("int8", "**int8 against its fp32 file**")):
+        found = cells[kind]
+        if not found:
+            continue
+        cols = [c for c in heads if any(col == c for _, col in found)]
+        models = list(dict.fromkeys(name for name, _ in found))
+        rows = [[name, *(_iqr(found[(name, c)]) if (name, c) in found else "" for c in cols)] for name in models]
+        parts.append("\n".join([f"{title} (times faster, both timed in the same interleaved rounds: median of the "
+                                 "per-round ratios, interquartile range in brackets)", "",
+                                 *_table(["model", *cols], rows)]) + "\n")
+    return "\n".join(parts)
+
+
+def threads_table(report: dict) -> str:
+    """Every onnxruntime thread setting on the default model: back to back, and paced at the camera's rate."""
+    parts = []
+    for m in report["machines"]:
+        t = m.get("threads")
+        if not t:
+            continue
+        fps = f"{t['camera_fps']:g}"
+        head = ["setting", "FPS back to back", "CPU % (100 = 1 core)", "CPU ms/frame", f"FPS paced at {fps}",
+                f"CPU % paced at {fps}", "speed-up vs 1 thread (IQR)", f"CPU vs 1 thread at {fps} FPS (IQR)"]
+        rows = []
+        for s in t["settings"]:
+            if "error" in s:
+                rows.append([s["setting"], f"error: {s['error']}", *[""] * 6])
+                continue
+            rows.append([s["setting"], _fps(s["fps"]), f"{s['cpu_pct']:.0f}", f"{s['cpu_ms_per_frame']:.2f}",
+                         _fps(s["paced_fps"]), f"{s['paced_cpu_pct']:.0f}",
+                         _iqr(s["speedup"]) if s.get("speedup") else "",
+                         _iqr(s["paced_cpu_ratio"]) if s.get("paced_cpu_ratio") else ""])
+        choice = t.get("choice")
+        chosen = (f"Chosen: **{choice['setting']}**: {choice['why']}." if choice else "No setting ran.")
+        parts.append("\n".join([f"**Threads and spinning** ({m['label']}, {Path(t['model']).name}, onnxruntime "
+                                "intra-op threads and `session.intra_op.allow_spinning`; one set of interleaved "
+                                "rounds)", "", *_table(head, rows), "", chosen]) + "\n")
+    return "\n".join(parts)
 
 
 def pipelines(row: dict) -> list[dict]:
@@ -160,115 +223,153 @@ def pipelines(row: dict) -> list[dict]:
 
 
 def pipeline_table(report: dict) -> str:
-    """Model-only latency against one frame through the daemon's loop, per stage, and the threaded figures."""
-    head = ["machine", "model", "runtime", "camera", "model ms (median / p90)", "pipeline ms/frame",
-            "pipeline FPS",
-            f"ratio (goal <= {GOAL_RATIO})", *(f"{s} ms" for s in STAGES), "threaded: display FPS",
-            "new masks/s"]
-    lines = []
-    for m, r in _ok(report):
-        for pipe in pipelines(r):
-            inline, threaded = pipe.get("inline"), pipe.get("threaded") or {}
-            if not inline:
-                continue
-            lat, stages, ratio = r["latency"], inline["stages_ms"], inline["ratio_to_model"]
-            lines.append(_row([m["label"], r["model"], r.get("header") or r["runtime"], pipe.get("camera", "?"),
-                               f"{lat['median_ms']:.1f} / {lat['p90_ms']:.1f}", f"{inline['ms_per_frame']:.1f}",
-                               _fps(inline["fps"]), f"{ratio:.2f} {'ok' if ratio <= GOAL_RATIO else 'OVER'}",
-                               *(f"{stages[s]:.1f}" if s in stages else "" for s in STAGES),
-                               _fps(threaded["display_fps"]) if threaded else "",
-                               _fps(threaded["mask_fps"]) if threaded else ""]))
-    if not lines:
+    """Model-only time against one frame through the daemon's loop, per stage, and the threaded figures."""
+    found = [(m, r, p) for m, r in ok_rows(report) for p in pipelines(r) if p.get("inline")]
+    if not found:
         return ""
+    stages = list(dict.fromkeys(s for _, _, p in found for s in p["inline"]["stages_ms"]))
+    stages.sort(key=lambda s: {"capture": -1, "display": 1}.get(s, 0))  # a frame's order; the rest as reported
+    head = ["machine", "model", "runtime", "camera", "model ms", "pipeline ms/frame", "pipeline FPS",
+            f"ratio, IQR (goal <= {GOAL_RATIO:.2f})", *(f"{s} ms" for s in stages), "threaded: display FPS",
+            "new masks/s"]
+    rows = []
+    for m, r, pipe in found:
+        inline, threaded = pipe["inline"], pipe.get("threaded") or {}
+        ratio = inline["ratio_to_model"]
+        iqr = inline.get("ratio_iqr")
+        spread = f" ({iqr[0]:.2f}-{iqr[1]:.2f})" if iqr else ""
+        model_ms = inline.get("model_ms", r["latency"]["median_ms"])
+        rows.append([m["label"], r["model"], r.get("header") or r["runtime"], pipe.get("camera", "?"),
+                     f"{model_ms:.1f}", f"{inline['ms_per_frame']:.1f}", _fps(inline["fps"]),
+                     f"{ratio:.2f}{spread} {'ok' if ratio <= GOAL_RATIO else 'OVER'}",
+                     *(f"{inline['stages_ms'][s]:.1f}" if s in inline["stages_ms"] else "" for s in stages),
+                     _fps(threaded["display_fps"]) if threaded else "",
+                     _fps(threaded["mask_fps"]) if threaded else ""])
     return "\n".join(["**Through the daemon's pipeline** (demo source; inline: every frame segmented in one "
-                      "thread; threaded: the daemon's own mode, camera paced, one frame in flight)", "",
-                      _row(head), _row(["---"] * len(head)), *lines]) + "\n"
+                      "thread, in rounds interleaved with the same session's model-only calls; threaded: the "
+                      "daemon's own mode, camera paced, one frame in flight)", "", *_table(head, rows)]) + "\n"
 
 
-def notes(report: dict) -> str:
-    """Absent runtimes and failures, one line per machine, runtime and reason, naming the models."""
-    groups: dict[tuple, list[str]] = defaultdict(list)
-    # e.g. the device bench's absent torch rows, when the same machine's export.bench_torch file is merged in
-    measured = {(m["label"], r["runtime"], r["model"]) for m, r in _ok(report)}
-    for m in report["machines"]:
-        for r in m["results"]:
-            if r.get("status") != "ok":
-                if (m["label"], r["runtime"], r["model"]) in measured:
-                    continue
-                groups[(m["label"], r.get("header") or r["runtime"], r.get("status"), r.get("reason"))].append(
-                    r["model"])
-            else:
-                for pipe in pipelines(r):
-                    if pipe.get("absent"):
-                        groups[(m["label"], f"pipeline ({pipe.get('camera', '?')})", "absent",
-                                pipe["absent"])].append(r["model"])
-    return "".join(f"- {label}, {runtime}: {status}: {reason} ({', '.join(models)})\n"
-                   for (label, runtime, status, reason), models in groups.items())
+def projection_table(report: dict) -> str:
+    """GMAC/s each model reaches here, its share of the dense reference's, and the Pi projection beside the
+    measured Pi columns that merged files fill."""
+    p = projection.project(report, models_of(report))
+    if p is None:
+        return ""
+    pis = list(projection.PI_GMACS)
+    head = ["model", "GMACs", f"GMAC/s ({p['machine']}, 1 thread)", f"share of {p['reference']}'s"]
+    for pi in pis:
+        head += [f"{pi} FPS projected", f"{pi} FPS measured"]
+    models = models_of(report)
+    rows = []
+    for r in p["rows"]:
+        cells = [display_name(models[r["model"]]), f"{r['gmacs']:.2f}", f"{r['gmac_per_s']:.1f}",
+                 f"{100 * r['share_of_dense']:.0f}%"]
+        for pi in pis:
+            got = r["measured"][pi]
+            cells += [_fps(r["projected"][pi]), _fps(got) if got else "–"]
+        rows.append(cells)
+    missing = [pi for pi in pis if not any(r["measured"][pi] for r in p["rows"])]
+    lines = ["**Efficiency and Raspberry Pi projection** (" + p["assumption"] + ")", "", *_table(head, rows)]
+    rule = _pi_threads(report, p)
+    if rule:
+        lines += ["", rule]
+    if missing:
+        lines += ["", f"Measured columns fill from a Pi's results file: `hairmirror-bench --label \"Pi 5\" --out "
+                      f"pi5.json` on the Pi, then `--merge` it here ({', '.join(missing)}: none merged)."]
+    return "\n".join(lines) + "\n"
+
+
+def _pi_threads(report: dict, p: dict) -> str:
+    """The thread rule applied to each Pi by the projection: 1 thread where it keeps up with the camera, else 2
+    without spinning (4 cores: the other two stay free for the camera, recolour and page)."""
+    table = next((m.get("threads") for m in report["machines"] if m["label"] == p["machine"] and m.get("threads")),
+                 None)
+    if not table:
+        return ""
+    name = Path(table["model"]).name.removesuffix(".onnx")
+    row = next((r for r in p["rows"] if r["model"] == name), None)
+    if row is None:
+        return ""
+    fps = table["camera_fps"]
+    advice = []
+    for pi, projected in row["projected"].items():
+        got = row["measured"][pi]
+        one = got if got else projected
+        source = "measured" if got else "projected"
+        advice.append(f"{pi}: {'1 thread' if one >= fps else '2 threads, spinning off'} ({source} "
+                      f"{_fps(one)} FPS at 1 thread against the camera's {fps:g})")
+    return (f"Threads for {name} on a Pi (rule: the fewest threads that keep up with the camera, spinning off; "
+            "projected until a Pi's own threads table decides): " + "; ".join(advice) + ".")
 
 
 def machines(report: dict) -> str:
     lines = []
     for m in report["machines"]:
         i, s = m["machine"], m.get("settings", {})
-        parts = [i.get("board"), i.get("cpu"), f"{i.get('cores')} cores" if i.get("cores") else None,
+        load = i.get("load") or {}
+        loads = (f"load average {_load(load.get('before'))} before, {_load(load.get('after'))} after"
+                 if load else None)
+        parts = [i.get("board"), i.get("cpu"), " ".join(i.get("cpu_flags") or []) or None,
+                 f"{i.get('cores')} cores" if i.get("cores") else None, loads,
                  f"{i['ram_gb']} GB RAM" if i.get("ram_gb") else None, ", ".join(i.get("gpus") or []) or None,
                  i.get("os"), f"Python {i.get('python')}",
                  f"onnxruntime {i.get('onnxruntime')} ({', '.join(i.get('onnxruntime_providers') or [])})",
                  f"torch {i['torch']}" if i.get("torch") else "no torch"]
-        when = f"; measured {m.get('date', '?')}, budget {s.get('budget_s', '?')} s per measurement"
+        rounds = f", {s['rounds']} interleaved rounds" if s.get("rounds") else ""
+        when = f"; measured {m.get('date', '?')}, {s.get('budget_s', '?')} s per measurement{rounds}"
         lines.append(f"- **{m['label']}**: {', '.join(p for p in parts if p)}{when}")
     return "\n".join(lines) + "\n"
 
 
-def markdown(report: dict) -> str:
-    parts = [fps_tables(report), pipeline_table(report), "Machines:\n\n" + machines(report)]
-    absent = notes(report)
+def _load(values) -> str:
+    return "/".join(f"{v:.1f}" for v in values) if values else "?"
+
+
+def no_cuda(report: dict) -> str:
+    """The one line that says there is no CUDA here, for every machine and GPU runtime at once."""
+    reasons: dict[str, list[str]] = defaultdict(list)
+    measured = {m["label"] for m, r in ok_rows(report) if r.get("device") and "cuda" in r["runtime"]}
+    for m in report["machines"]:
+        for r in m["results"]:
+            if r.get("gpu") and r.get("status") == "absent" and m["label"] not in measured:
+                if r["reason"] not in reasons[m["label"]]:
+                    reasons[m["label"]].append(r["reason"])
+    if not reasons:
+        return ""
+    where = "; ".join(f"{label}: {', '.join(rs)}" for label, rs in reasons.items())
+    return f"No CUDA GPU rows ({where}): GPU runtimes skipped.\n"
+
+
+def notes(report: dict) -> str:
+    """Absent runtimes and failures (other than no CUDA), one line per machine, runtime and reason."""
+    groups: dict[tuple, list[str]] = defaultdict(list)
+    # e.g. the device bench's absent torch rows, when the same machine's export.bench_torch file is merged in
+    measured = {(m["label"], r["runtime"], r["model"]) for m, r in ok_rows(report)}
+    for m in report["machines"]:
+        for r in m["results"]:
+            if r.get("status") != "ok":
+                if (m["label"], r["runtime"], r["model"]) in measured or r.get("gpu"):
+                    continue
+                groups[(m["label"], r.get("header") or r["runtime"], r.get("status"), r.get("reason"))].append(
+                    r["model"])
+            else:
+                for pipe in pipelines(r):
+                    if pipe.get("absent") or pipe.get("error"):
+                        groups[(m["label"], f"pipeline ({pipe.get('camera', '?')})",
+                                "absent" if pipe.get("absent") else "error",
+                                pipe.get("absent") or pipe.get("error"))].append(r["model"])
+    return "".join(f"- {label}, {runtime}: {status}: {reason} ({', '.join(models)})\n"
+                   for (label, runtime, status, reason), models in groups.items())
+
+
+def markdown(report: dict, brief: bool = False) -> str:
+    """Every table; `brief` (the README's block) keeps the ratios of the first runtime and leaves out the notes."""
+    first = next((r["runtime"] for _, r in ok_rows(report)), None)
+    parts = [fps_table(report), ratios_table(report, (first,) if brief and first else None),
+             threads_table(report), pipeline_table(report), projection_table(report),
+             "Machines:\n\n" + machines(report), no_cuda(report)]
+    absent = "" if brief else notes(report)
     if absent:
         parts.append("Absent or failed:\n\n" + absent)
     return "\n".join(p for p in parts if p)
-
-
-# --- plot ------------------------------------------------------------------------------------------------------------
-
-def plot(report: dict, path: str | Path) -> str:
-    """IoU on Figaro Testing against model-only FPS, one colour per machine and runtime; says what it did."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        import matplotlib.ticker
-    except ImportError:
-        return f"matplotlib is not installed: no plot written ({path})"
-    models = _models(report)
-    series: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
-    for m, r in _ok(report):
-        iou = models.get(r["model"], {}).get("figaro_iou")
-        if iou is not None:
-            series[Column(m["label"], r["runtime"]).header(r)].append((1e3 / r["latency"]["median_ms"], iou,
-                                                                        r["model"]))
-    if not series:
-        return "no measured model has an IoU on Figaro Testing (eval.figaro_test.iou): no plot written"
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
-    for header, points in series.items():
-        xs, ys, names = zip(*points)
-        ax.plot(xs, ys, "o", label=header)
-        for x, y, name in points:
-            ax.annotate(name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.set_xscale("log")
-    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.ticklabel_format(axis="y", useOffset=False, style="plain")
-    low, high = ax.get_ylim()
-    mid, half = (low + high) / 2, max((high - low) / 2, 0.05)  # near-equal IoUs: do not magnify the noise
-    ax.set_ylim(max(0.0, mid - half), min(1.0, mid + half))
-    ax.set_xlabel("FPS, model only (log scale)")
-    ax.set_ylabel("IoU on Figaro Testing")
-    ax.set_title("Hair segmentation: accuracy vs speed")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return f"wrote {path}"

@@ -1,9 +1,9 @@
-"""The runtimes a model can be timed on, chosen by name: onnxruntime CPU (1 thread, all cores) and onnxruntime
-CUDA. PyTorch eager (`torch-cpu`, `torch-cuda`) is measured on a desktop by `python -m export.bench_torch`; here
+"""The runtimes a model can be timed on, chosen by name: onnxruntime CPU (1 thread, all cores; the daemon's own
+loader and session options) and onnxruntime CUDA. PyTorch eager (`torch-cpu`, `torch-cuda`) is measured on a desktop by `python -m export.bench_torch`; here
 those names stand for it, absent with that reason, so the device never imports torch.
 
-A runtime that cannot run here, or cannot run a given model, raises `Absent` with the reason; the bench
-records that reason in the results instead of failing.
+A runtime that cannot run here says why in `unavailable()` (asked once; its rows are absent without trying each
+model); one that cannot run a given model raises `Absent`. Either way the reason goes into the results.
 """
 from __future__ import annotations
 
@@ -41,6 +41,11 @@ class Prepared:
 class Runtime:
     title = ""    # in the results and the machine legend
     header = ""   # the table's column header (after the machine's label)
+    gpu = False   # a CUDA runtime: where there is no CUDA the report says so in one line for all of them
+
+    def unavailable(self) -> str | None:
+        """Why this runtime cannot run any model here, asked once before a run; None when it can."""
+        return None
 
     def prepare(self, model: BenchModel) -> Prepared:
         raise NotImplementedError
@@ -64,18 +69,25 @@ class OrtCpu(Runtime):
 
 RUNTIMES.register("ort-cpu-1")(lambda: OrtCpu(threads=1))
 RUNTIMES.register("ort-cpu-all")(lambda: OrtCpu(threads=0))
+DEFAULT_RUNTIMES = ("ort-cpu-1", "ort-cpu-all", "ort-cuda")  # torch-* rows come from export.bench_torch
 
 
 @RUNTIMES.register("ort-cuda")
 class OrtCuda(Runtime):
     """onnxruntime-gpu's CUDA provider (a desktop GPU; the daemon itself runs on the CPU)."""
-    title, header = "onnxruntime CUDA", "ort CUDA"
+    title, header, gpu = "onnxruntime CUDA", "ort CUDA", True
+
+    def unavailable(self) -> str | None:
+        import onnxruntime as ort
+        if CUDA_PROVIDER in ort.get_available_providers():
+            return None
+        gpus = nvidia_gpus()
+        return (f"onnxruntime {ort.__version__} has no {CUDA_PROVIDER}"
+                + (f" although nvidia-smi finds {', '.join(gpus)} (install onnxruntime-gpu)" if gpus
+                   else " and nvidia-smi finds no NVIDIA GPU"))
 
     def prepare(self, model: BenchModel) -> Prepared:
         import onnxruntime as ort
-        if CUDA_PROVIDER not in ort.get_available_providers():
-            raise Absent(f"onnxruntime {ort.__version__} has no {CUDA_PROVIDER} "
-                         f"(providers: {', '.join(ort.get_available_providers())}); install onnxruntime-gpu")
         checked = load_model(model.path, threads=0)
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
@@ -107,6 +119,9 @@ class TorchElsewhere(Runtime):
 
     def __init__(self, device: str):
         self.title, self.header = torch_names(device)
+
+    def unavailable(self) -> str | None:
+        return TORCH_ELSEWHERE
 
     def prepare(self, model: BenchModel) -> Prepared:
         raise Absent(TORCH_ELSEWHERE)

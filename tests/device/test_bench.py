@@ -1,8 +1,13 @@
-"""The bench command: a tiny real run writes valid JSON, result files merge, absent runtimes are reported
-(also on a machine without torch), bad input exits 2, and device/ never imports torch, training/ or export/.
-Timing figures are printed by the bench, never asserted. The PyTorch side: tests/export/test_bench_torch.py."""
+"""The bench command: its one timing method (interleaved rounds, paired ratios), a tiny real run that writes valid
+JSON with the machine it ran on, result files that merge (a Pi's fills the measured Pi column), the thread choice,
+one line when there is no CUDA, a plot whose labels do not collide, the README block rewritten from JSON, bad input
+exiting 2, and device/ never importing torch, training/ or export/. Timing figures are printed, never asserted
+(except that a model against itself comes out near 1). The PyTorch side: tests/export/test_bench_torch.py."""
 from __future__ import annotations
 
+import contextlib
+import io
+import itertools
 import json
 import os
 import re
@@ -14,10 +19,11 @@ from pathlib import Path
 import onnxruntime as ort
 import pytest
 
-from device.bench import main
+from device.bench import machine, main, measure, projection, threads
 from device.bench import report as bench_report
 from device.bench.models import MODELS_DIR, open_model
-from device.bench.runtimes import TORCH_ELSEWHERE
+from device.bench.runtimes import TORCH_ELSEWHERE, OrtCuda
+from device.config import Config
 from device.model_file import load_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,11 +32,10 @@ STAGES = {"capture", "inference", "postprocess", "display"}
 
 @pytest.fixture(scope="module")
 def small_model(tmp_path_factory) -> Path:
-    """The smallest shipped model, else a random-weight unet-226k at 64x64 from `export.random_models`."""
-    shipped = sorted((p for p in MODELS_DIR.glob("*.onnx") if not p.name.endswith(".unchecked.onnx")),
-                     key=lambda p: p.stat().st_size)
+    """The shipped model with the fewest MACs, else a random-weight unet-226k at 64x64 from `export.random_models`."""
+    shipped = [p for p in MODELS_DIR.glob("*.onnx") if not p.name.endswith(".unchecked.onnx")]
     if shipped:
-        return shipped[0]
+        return min(shipped, key=lambda p: open_model(p).macs or 0)
     pytest.importorskip("torch", reason="no model in models/ and no torch to export one")
     from export.random_models import export_random
     return export_random("unet-226k", (64, 64), tmp_path_factory.mktemp("bench-model"))
@@ -42,18 +47,21 @@ def _strict_json(path: Path) -> dict:
     return json.loads(path.read_text(), parse_constant=no_constant)
 
 
-@pytest.fixture(scope="module")
-def quick_results(small_model, tmp_path_factory) -> tuple[Path, str]:
-    """One real quick run (1-thread CPU and CUDA), its JSON file and what it printed."""
-    out = tmp_path_factory.mktemp("bench") / "here.json"
-    argv = [str(small_model), "--quick", "--label", "here", "--runtimes", "ort-cpu-1", "ort-cuda",
-            "--camera-size", "model", "320x240", "--out", str(out)]
-    import contextlib
-    import io
+def _run(argv: list[str]) -> tuple[int, str]:
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        assert main(argv) == 0
-    return out, printed.getvalue()
+        rc = main(argv)
+    return rc, printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def quick_results(small_model, tmp_path_factory) -> tuple[Path, str]:
+    """One real quick run (1-thread CPU, CUDA, the thread table on the same model), its JSON and what it printed."""
+    out = tmp_path_factory.mktemp("bench") / "here.json"
+    rc, printed = _run([str(small_model), "--quick", "--label", "here", "--runtimes", "ort-cpu-1", "ort-cuda",
+                        "--camera-size", "model", "320x240", "--threads-model", str(small_model), "--out", str(out)])
+    assert rc == 0
+    return out, printed
 
 
 def _row(entry: dict, runtime: str) -> dict:
@@ -61,88 +69,307 @@ def _row(entry: dict, runtime: str) -> dict:
     return row
 
 
-def test_quick_run_writes_valid_json_with_latency_and_pipeline(quick_results, small_model):
+# --- the method ------------------------------------------------------------------------------------------------------
+
+class _Fake(measure.Item):
+    """An item whose time per unit is its cost times the machine's 'load', which changes every block."""
+
+    def __init__(self, name, cost, load, order):
+        self.name, self.cost, self.load, self.order = name, cost, load, order
+
+    def block(self, budget):
+        self.order.append(self.name)
+        return measure.Block(units=4, wall_s=4 * self.cost * next(self.load), cpu_s=0.0)
+
+
+def _per_round(values, items=3):
+    """A load that changes from round to round (constant within a round of `items` blocks)."""
+    return itertools.chain.from_iterable(itertools.repeat(v, items) for v in values)
+
+
+def test_interleaved_rounds_pair_out_a_load_that_changes_during_the_run():
+    """The load swings 1x..9x between rounds: the paired ratio still comes out exact with no spread, while the same
+    items timed in separate runs (what the old bench divided) are off by the load; the order changes per round."""
+    budget = measure.Budget(seconds=1, rounds=6, warmup_runs=0)
+    load, order = _per_round([1.0, 7.0, 2.0, 9.0, 3.0, 5.0]), []
+    a, b, c = measure.interleave([_Fake("a", 2.0, load, order), _Fake("b", 1.0, load, order),
+                                  _Fake("c", 0.5, load, order)], budget)
+    assert measure.paired(a, b) == {"median": 2.0, "q25": 2.0, "q75": 2.0, "rounds": 6}
+    assert measure.paired(a, c)["median"] == pytest.approx(4.0)
+    before = {name: {order[k - 1] for k in range(1, len(order)) if order[k] == name} for name in "abc"}
+    assert all(len(b - {name}) == 2 for name, b in before.items()), before  # no fixed neighbour
+    (alone_a,) = measure.interleave([_Fake("a", 2.0, _per_round([1, 1, 2, 1, 1, 2], 1), [])], budget)
+    (alone_b,) = measure.interleave([_Fake("b", 1.0, _per_round([5, 9, 4, 7, 6, 8], 1), [])], budget)
+    assert abs(float(alone_a.round_ms.mean() / alone_b.round_ms.mean()) - 2.0) > 1.0
+
+
+def test_a_failing_item_stops_alone():
+    class Broken(measure.Item):
+        name = "broken"
+
+        def block(self, budget):
+            raise RuntimeError("boom")
+
+    load = itertools.repeat(1.0)
+    good, bad = measure.interleave([_Fake("ok", 1.0, load, []), Broken()], measure.QUICK)
+    assert len(good.blocks) == measure.QUICK.rounds and str(bad.error) == "boom"
+    assert measure.paired(good, bad) is None
+
+
+def test_a_model_against_itself_is_near_one_with_its_spread(small_model, tmp_path):
+    """Two copies of one file, timed in the same rounds: the paired ratio is ~1 (the noise is the spread)."""
+    a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    shutil.copy(small_model, a), shutil.copy(small_model, b)
+    out = tmp_path / "self.json"
+    rc, _ = _run([str(a), str(b), "--quick", "--rounds", "8", "--budget", "0.4", "--runtimes", "ort-cpu-1",
+                  "--ref", "a", "--no-pipeline", "--no-threads", "--out", str(out)])
+    assert rc == 0
+    (ratio,) = _strict_json(out)["machines"][0]["ratios"]
+    assert (ratio["model"], ratio["versus"], ratio["kind"], ratio["rounds"]) == ("b", "a", "speedup", 8)
+    assert ratio["q25"] <= ratio["median"] <= ratio["q75"]
+    assert 0.75 < ratio["median"] < 1.33, ratio
+
+
+# --- a real run ------------------------------------------------------------------------------------------------------
+
+def test_quick_run_writes_valid_json_with_the_machine_latency_and_pipeline(quick_results, small_model):
     out, printed = quick_results
     data = _strict_json(out)
     bench_report.load(out)  # the bench reads back what it wrote
     (entry,) = data["machines"]
     info = entry["machine"]
+    assert info["cpu"] == machine.cpu_model() and info["cpu"]
     assert info["cores"] == os.cpu_count() and info["python"] == ".".join(map(str, sys.version_info[:3]))
     assert info["onnxruntime"] == ort.__version__ and "CPUExecutionProvider" in info["onnxruntime_providers"]
+    assert all(len(info["load"][k]) == 3 for k in ("before", "after"))
+    assert entry["settings"]["rounds"] == measure.QUICK.rounds
     (model,) = entry["models"]
     assert model["path"] == str(small_model)
-    meta = load_model(small_model).metadata
     assert tuple(model["input_size"]) == load_model(small_model).input_size
-    assert model["weights"] == ("random" if meta.get("weights") == "random" else "trained")
 
     row = _row(entry, "ort-cpu-1")
-    assert row["status"] == "ok" and row["threads"] == 1 and row["weights"] == model["weights"]
+    assert row["status"] == "ok" and row["threads"] == 1
     lat = row["latency"]
-    assert 0 < lat["median_ms"] <= lat["p90_ms"] and lat["runs"] >= 3
+    assert 0 < lat["median_ms"] <= lat["p90_ms"] and lat["runs"] >= lat["rounds"] == measure.QUICK.rounds
     assert row["fps"] == pytest.approx(1e3 / lat["median_ms"], rel=1e-3)
-    inline = row["pipeline"]["inline"]
-    assert inline["frames"] >= 4 and set(inline["stages_ms"]) == STAGES
-    assert inline["ratio_to_model"] == pytest.approx(inline["ms_per_frame"] / lat["median_ms"], rel=1e-2)
-    threaded = row["pipeline"]["threaded"]
-    assert threaded["masks"] >= 2 and threaded["frames"] >= 4
-    # the demo camera is paced in the threaded run: the display cannot outrun it
-    assert 0 < threaded["display_fps"] <= threaded["camera_fps"] * 1.1
-    assert threaded["mask_fps"] <= threaded["display_fps"]
-    # one pipeline run per camera size: the model's own input size first, then 320x240
     h, w = model["input_size"]
     assert [p["camera"] for p in row["pipelines"]] == [f"{w}x{h}", "320x240"] and row["pipelines"][0] == row["pipeline"]
-    assert all(p["inline"]["frames"] >= 4 for p in row["pipelines"])
-    assert f"| {w}x{h} |" in printed and "| 320x240 |" in printed
+    for pipe in row["pipelines"]:
+        inline = pipe["inline"]
+        assert inline["frames"] >= measure.QUICK.rounds and STAGES <= set(inline["stages_ms"])
+        assert inline["ratio_iqr"][0] <= inline["ratio_to_model"] <= inline["ratio_iqr"][1]
+        threaded = pipe["threaded"]
+        assert threaded["masks"] >= 2 and 0 < threaded["display_fps"] <= threaded["camera_fps"] * 1.1
+        assert threaded["mask_fps"] <= threaded["display_fps"]
+    assert f"| {w}x{h} |" in printed and "| 320x240 |" in printed and "goal <= 1.10" in printed
+    assert f"| {model['name']} " in printed and "here: ort 1 thread" in printed
+    assert info["cpu"] in printed and "load average" in printed
 
-    cuda = _row(entry, "ort-cuda")
+
+def test_the_thread_table_has_every_setting_and_a_choice(quick_results):
+    out, printed = quick_results
+    table = _strict_json(out)["machines"][0]["threads"]
+    got = {(s["threads"], s["spinning"]) for s in table["settings"]}
+    assert got == set(threads.SETTINGS)
+    assert all(s["fps"] > 0 and s["paced_cpu_pct"] >= 0 and s["speedup"]["rounds"] == measure.QUICK.rounds
+               for s in table["settings"])
+    assert table["choice"]["setting"] in {s["setting"] for s in table["settings"]}
+    assert "**Threads and spinning**" in printed and "Chosen: **" in printed
+
+
+def _setting(threads_, spinning, fps, paced_fps, paced_cpu):
+    return {"setting": threads.setting_name(threads_, spinning), "threads": threads_, "spinning": spinning,
+            "fps": fps, "paced_fps": paced_fps, "paced_cpu_pct": paced_cpu}
+
+
+def test_the_choice_keeps_up_at_the_least_cpu_and_prefers_fewer_threads_without_spinning():
+    rows = [_setting(1, False, 120, 30, 28), _setting(1, True, 121, 30, 27), _setting(2, False, 180, 30, 31),
+            _setting(2, True, 215, 30, 114), _setting(0, True, 220, 30, 113)]
+    assert threads.choose(rows, 30)["setting"] == threads.setting_name(1, False)  # 27 vs 28: the same CPU
+    slow = [_setting(1, False, 13, 13, 100), _setting(2, False, 22, 22, 190), _setting(2, True, 22.5, 22, 200),
+            _setting(0, True, 21, 21, 200)]
+    pick = threads.choose(slow, 30)  # nobody keeps up (a Pi 4): the most frames, fewest threads, no spinning
+    assert (pick["threads"], pick["spinning"]) == (2, False) and "no setting keeps up" in pick["why"]
+    assert threads.choose([{"setting": "x", "threads": 1, "spinning": False, "error": "boom"}], 30) is None
+
+
+def test_the_daemon_runs_one_thread_without_spinning(small_model):
+    """The default the thread table chose here (1 thread keeps up with 30 FPS at the least CPU; spinning only burns
+    cores), as the daemon's loader applies it."""
+    assert Config().segmenter.threads == 1
+    opts = load_model(small_model, threads=Config().segmenter.threads).session.get_session_options()
+    assert opts.intra_op_num_threads == 1 and opts.get_session_config_entry(threads.SPINNING_KEY) == "0"
+
+
+# --- CUDA ------------------------------------------------------------------------------------------------------------
+
+def test_without_cuda_one_line_says_so_and_nothing_is_tried(small_model, tmp_path, monkeypatch):
+    monkeypatch.setattr(OrtCuda, "unavailable", lambda self: "no CUDA in this test")
+    monkeypatch.setattr(OrtCuda, "prepare", lambda self, model: pytest.fail("a CUDA session was attempted"))
+    out = tmp_path / "nocuda.json"
+    rc, printed = _run([str(small_model), str(MODELS_DIR / "hair-unet-226k.onnx"), "--quick", "--no-pipeline",
+                        "--no-threads", "--runtimes", "ort-cpu-1", "ort-cuda", "--out", str(out)])
+    assert rc == 0
+    assert len([line for line in printed.splitlines() if "CUDA" in line]) == 1, printed
+    assert "No CUDA GPU rows (" in printed and "no CUDA in this test" in printed
+    rows = [r for r in _strict_json(out)["machines"][0]["results"] if r["runtime"] == "ort-cuda"]
+    assert len(rows) == 2 and all(r["status"] == "absent" and r["gpu"] for r in rows)
+
+
+def test_this_machine_reports_its_cuda_state(quick_results):
+    """The real check: measured where onnxruntime has CUDA, else absent with the one line."""
+    out, printed = quick_results
+    cuda = _row(_strict_json(out)["machines"][0], "ort-cuda")
     if "CUDAExecutionProvider" in ort.get_available_providers():
-        assert cuda["status"] == "ok"
+        assert cuda["status"] in ("ok", "absent")
     else:
         assert cuda["status"] == "absent" and "CUDAExecutionProvider" in cuda["reason"]
-        assert "ort CUDA: absent" in printed
-    assert f"| {model['name']} " in printed and "here: ort 1 thread" in printed
-    assert "ratio (goal <= 1.2)" in printed
+        assert len([line for line in printed.splitlines() if "CUDA" in line]) == 1
 
 
-def test_merge_joins_files_into_one_table(quick_results, small_model, tmp_path, capsys):
+# --- merging, the projection, the README block -----------------------------------------------------------------------
+
+def test_merge_joins_files_and_a_pi_file_fills_the_measured_pi_column(quick_results, small_model, tmp_path):
     here, _ = quick_results
     other = tmp_path / "other.json"  # the same machine label, another runtime: its columns join "here"'s
-    assert main([str(small_model), "--quick", "--no-pipeline", "--label", "here", "--runtimes", "ort-cpu-all",
-                 "--out", str(other)]) == 0
-    capsys.readouterr()
+    assert _run([str(small_model), "--quick", "--no-pipeline", "--no-threads", "--label", "here", "--runtimes",
+                 "ort-cpu-all", "--out", str(other)])[0] == 0
+    pi = json.loads(here.read_text())
+    pi["schema"] = "hairmirror-bench/1"  # an older Pi file: no ratios, no thread table
+    for key in ("ratios", "threads"):
+        pi["machines"][0].pop(key)
+    pi["machines"][0].update(label="Pi 5")
+    pi["machines"][0]["machine"]["board"] = "Raspberry Pi 5 Model B Rev 1.0"
+    pi_file = tmp_path / "pi5.json"
+    pi_file.write_text(json.dumps(pi))
+
     merged = tmp_path / "merged.json"
-    assert main(["--merge", str(here), str(other), "--out", str(merged)]) == 0
-    table = capsys.readouterr().out
-    data = _strict_json(merged)
-    assert [m["label"] for m in data["machines"]] == ["here", "here"]
+    rc, table = _run(["--merge", str(here), str(other), str(pi_file), "--out", str(merged)])
+    assert rc == 0
+    assert [m["label"] for m in _strict_json(merged)["machines"]] == ["here", "here", "Pi 5"]
     header = next(line for line in table.splitlines() if line.startswith("| model | params"))
-    assert "here: ort 1 thread" in header and "here: ort all cores" in header
-    name = data["machines"][0]["models"][0]["name"]
+    assert "here: ort 1 thread" in header and "here: ort all cores" in header and "Pi 5: ort 1 thread" in header
+    name = _strict_json(merged)["machines"][0]["models"][0]["name"]
     row = next(line for line in table.splitlines() if line.startswith(f"| {name}"))  # the FPS table's row
-    assert len([c for c in row.strip("|").split("|") if c.strip()]) == 5 + 2  # a figure from each file
+    assert len([c for c in row.strip("|").split("|") if c.strip()]) == 5 + 3
+    proj = next(line for line in table.splitlines() if line.startswith(f"| {name} |") and "%" in line)
+    cells = [c.strip() for c in proj.strip("|").split("|")]
+    assert cells[-1] != "–" and cells[-3] == "–"  # Pi 5 measured (merged), Pi 4 not
+    assert "projection, not a measurement" in table
 
-    # merged files merge again; a label measured twice on one runtime stays apart
-    again = tmp_path / "again.json"
-    assert main(["--merge", str(merged), str(here), "--out", str(again)]) == 0
-    assert [m["label"] for m in _strict_json(again)["machines"]] == ["here", "here", "here #2"]
+    again = tmp_path / "again.json"  # merged files merge again; a label measured twice on one runtime stays apart
+    assert _run(["report", str(merged), str(here), "--out", str(again)])[0] == 0
+    assert [m["label"] for m in _strict_json(again)["machines"]] == ["here", "here", "Pi 5", "here #2"]
 
+
+def test_the_projection_keeps_each_models_share_of_dense_throughput():
+    def row(name, ms):
+        return {"model": name, "runtime": "ort-cpu-1", "status": "ok", "latency": {"median_ms": ms}}
+    models = {"dense": {"macs": 3_000_000_000, "variant": "unet-226k", "precision": "fp32"},
+              "small": {"macs": 200_000_000, "variant": "mobile-unet", "precision": "fp32"}}
+    entry = {"label": "pc", "machine": {"board": None}, "results": [row("dense", 60.0), row("small", 8.0)]}
+    p = projection.project({"machines": [entry]}, models)
+    small = next(r for r in p["rows"] if r["model"] == "small")
+    assert p["reference"] == "dense" and p["dense_gmac_per_s"] == pytest.approx(50.0)
+    assert small["share_of_dense"] == pytest.approx(0.5)
+    assert small["projected"]["Pi 4"] == pytest.approx(6.5 * 0.5 / 0.2)  # 16 FPS, not the 32 MACs alone say
+    assert small["measured"] == {"Pi 4": None, "Pi 5": None}
+
+
+def test_report_rewrites_only_the_readme_block_from_the_json(quick_results, tmp_path, capsys):
+    here, _ = quick_results
+    md = tmp_path / "README.md"
+    md.write_text("# Title\n\nbefore\n\n<!-- bench:begin old -->\n| typed | 9.4x |\n<!-- bench:end -->\n\nafter\n")
+    assert main(["report", str(here), "--readme", str(md)]) == 0
+    text = md.read_text()
+    assert text.startswith("# Title\n\nbefore\n\n<!-- bench:begin: generated by `python -m device.bench report")
+    assert text.endswith("<!-- bench:end -->\n\nafter\n") and "9.4x" not in text
+    assert "**FPS, model only**" in text and "**Threads and spinning**" in text
+    first = text
+    assert main(["report", str(here), "--readme", str(md)]) == 0 and md.read_text().count("bench:begin") == 1
+    assert re.sub(r"\d", "", md.read_text()) == re.sub(r"\d", "", first)
+    capsys.readouterr()
+    plain = tmp_path / "plain.md"
+    plain.write_text("no markers\n")
+    assert main(["report", str(here), "--readme", str(plain)]) == 2
+    assert "expected one block" in capsys.readouterr().err and plain.read_text() == "no markers\n"
+
+
+def test_the_readme_block_matches_the_committed_json_command():
+    """README's block says how it was made, so the figures in it can be regenerated, never typed."""
+    text = (REPO / "README.md").read_text()
+    assert text.count("<!-- bench:begin") == 1 and text.count("<!-- bench:end -->") == 1
+    assert "python -m device.bench report" in text.split("<!-- bench:begin", 1)[1].split("\n", 1)[0]
+
+
+# --- the plot --------------------------------------------------------------------------------------------------------
+
+def _crowded_report() -> dict:
+    """Twelve trained models packed into one corner (FPS 100-130, IoU 0.80-0.82) on two runtimes, and two with
+    random weights: the worst case for names."""
+    models, rows = [], []
+    for i in range(14):
+        name = f"hair-model-{i:02d}" + (".int8" if i % 3 == 0 else "")
+        random_weights = i >= 12
+        models.append({"name": name, "macs": 10**8, "weights": "random" if random_weights else "trained",
+                       "figaro_iou": None if random_weights else 0.80 + 0.002 * (i % 10)})
+        for runtime, speed in (("ort-cpu-1", 1.0), ("ort-cpu-all", 1.6)):
+            rows.append({"model": name, "runtime": runtime, "status": "ok",
+                         "latency": {"median_ms": 1e3 / ((100 + 2.5 * i) * speed)}})
+    entry = {"label": "pc", "machine": {}, "models": models, "results": rows}
+    return {"schema": bench_report.SCHEMA, "machines": [entry]}
+
+
+def test_plot_names_every_model_once_and_no_names_overlap(tmp_path):
+    pytest.importorskip("matplotlib")
+    from device.bench import plot
+    report = _crowded_report()
+    fig = plot.figure(report)
+    renderer = fig.canvas.get_renderer()
+    texts = [t for ax in fig.axes for t in ax.texts]
+    assert sorted(t.get_text() for t in texts) == sorted(plot.short(m["name"]) for m in
+                                                         report["machines"][0]["models"])
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    clashes = [(texts[i].get_text(), texts[j].get_text()) for i, j in itertools.combinations(range(len(boxes)), 2)
+               if boxes[i].overlaps(boxes[j])]
+    assert not clashes
+    strip = fig.axes[-1]
+    assert {t.get_text() for t in strip.texts} == {"model-12.int8", "model-13"}  # random weights: below, no IoU
+    png = tmp_path / "p.png"
+    assert plot.plot(report, png) == f"wrote {png}" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_from_a_real_run(quick_results, tmp_path):
+    pytest.importorskip("matplotlib")
+    here, _ = quick_results
+    png = tmp_path / "iou_fps.png"
+    assert main(["report", str(here), "--plot", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size < 500_000
+
+
+# --- bad input -------------------------------------------------------------------------------------------------------
 
 def test_merge_refuses_a_file_that_is_not_bench_results(tmp_path, capsys):
     wrong = tmp_path / "wrong.json"
     wrong.write_text(json.dumps({"hello": 1}))
     assert main(["--merge", str(wrong)]) == 2
     assert f"{wrong}: not a bench results file" in capsys.readouterr().err
-    assert main(["--merge", str(tmp_path / "missing.json")]) == 2
+    assert main(["report", str(tmp_path / "missing.json")]) == 2
     assert "missing.json: results file not found" in capsys.readouterr().err
 
 
-def test_a_bad_camera_size_exits_2_naming_the_option(small_model, capsys):
+@pytest.mark.parametrize("argv, message", [
+    (["--camera-size", "640by480"], "--camera-size"),
+    (["--rounds", "0"], "--rounds"),
+    (["--budget", "-1"], "--budget"),
+])
+def test_bad_options_exit_2_naming_the_option(small_model, argv, message, capsys):
     with pytest.raises(SystemExit) as stop:
-        main([str(small_model), "--quick", "--camera-size", "640by480"])
-    assert stop.value.code == 2 and "--camera-size" in capsys.readouterr().err
+        main([str(small_model), "--quick", *argv])
+    assert stop.value.code == 2 and message in capsys.readouterr().err
 
 
-def test_bad_model_paths_exit_2_naming_the_file(tmp_path, capsys):
+def test_bad_model_paths_and_ref_exit_2_naming_them(small_model, tmp_path, capsys):
     missing = tmp_path / "nope.onnx"
     assert main([str(missing), "--quick"]) == 2
     assert f"{missing}: no such model file or folder" in capsys.readouterr().err
@@ -150,22 +377,11 @@ def test_bad_model_paths_exit_2_naming_the_file(tmp_path, capsys):
     text.write_text("not a model at all\n")
     assert main([str(text), "--quick"]) == 2
     assert str(text) in capsys.readouterr().err
-    assert main([str(tmp_path / "empty_dir_does_not_exist"), "--quick"]) == 2
     (tmp_path / "empty").mkdir()
     assert main([str(tmp_path / "empty"), "--quick"]) == 2
     assert "folder has no .onnx files" in capsys.readouterr().err
-
-
-def test_plot_writes_a_png_for_evaluated_models(quick_results, tmp_path, capsys):
-    here, _ = quick_results
-    model = _strict_json(here)["machines"][0]["models"][0]
-    png = tmp_path / "iou_fps.png"
-    assert main(["--merge", str(here), "--plot", str(png)]) == 0
-    if model["figaro_iou"] is None:
-        assert "no measured model has an IoU" in capsys.readouterr().err and not png.exists()
-        pytest.skip(f"{model['name']} has no eval.figaro_test.iou (random weights): no points to plot")
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert png.stat().st_size < 500_000
+    assert main([str(small_model), "--quick", "--ref", "nothing-like-it"]) == 2
+    assert "--ref nothing-like-it: no such model" in capsys.readouterr().err
 
 
 def test_random_weights_label_comes_from_the_file_metadata(small_model, tmp_path):
@@ -201,15 +417,11 @@ sys.exit(rc)
 """
 
 
-def _without_torch(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", _WITHOUT, *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
-
-
 def test_without_torch_the_torch_rows_are_absent_not_a_crash(small_model, tmp_path):
     out, png = tmp_path / "pi.json", tmp_path / "pi.png"
-    run = _without_torch(str(small_model), "--quick", "--runtimes", "ort-cpu-1", "torch-cpu", "torch-cuda",
-                         "--out", str(out), "--plot", str(png))
+    run = subprocess.run([sys.executable, "-c", _WITHOUT, str(small_model), "--quick", "--no-threads", "--runtimes",
+                          "ort-cpu-1", "torch-cpu", "torch-cuda", "--out", str(out), "--plot", str(png)],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     (entry,) = _strict_json(out)["machines"]
     assert _row(entry, "ort-cpu-1")["status"] == "ok"

@@ -1,0 +1,77 @@
+"""A projection of each model's frame rate on a Raspberry Pi from what it reaches here, one onnxruntime thread.
+
+MAC counts alone overstate a small model's speed: a depthwise, upsampling-heavy network reaches a fraction of the
+multiply-accumulates per second that dense convolutions reach. So the projection keeps each model's measured
+efficiency: its GMAC/s here over the dense reference's (the seed's unet-226k) here, times the Pi's dense throughput.
+Assumption (printed with the table): that efficiency carries over to the Pi's Cortex-A72 / A76 cores, and the Pi's
+dense fp32 throughput is DESIGN.md's. It is a projection, not a measurement: a real Pi's file, merged with
+`--merge`, fills the column beside it.
+"""
+from __future__ import annotations
+
+import re
+
+RUNTIME = "ort-cpu-1"
+PI_GMACS = {"Pi 4": 6.5, "Pi 5": 28.0}  # fp32 GMAC/s, DESIGN.md (MobileNetV2 on onnxruntime, one Pi each)
+ASSUMPTION = ("projection, not a measurement: each model keeps the share of dense-convolution GMAC/s it reaches "
+              "here (1 onnxruntime thread), and a Pi's dense fp32 throughput is DESIGN.md's "
+              + " / ".join(f"{v:g} GMAC/s ({k})" for k, v in PI_GMACS.items())
+              + "; int8 gains on this CPU (VNNI) need not carry over to the Pi")
+
+
+def pi_model(entry: dict) -> str | None:
+    """'Pi 4' / 'Pi 5' for a Raspberry Pi's results (its board, else its label), None for other machines."""
+    for text in (entry["machine"].get("board") or "", entry.get("label") or ""):
+        found = re.search(r"\bPi ?(\d)\b", text)
+        if found and ("Raspberry" in text or text == entry.get("label")):
+            return f"Pi {found.group(1)}"
+    return None
+
+
+def _gmacs_per_s(entry: dict, macs: dict[str, int]) -> dict[str, float]:
+    out = {}
+    for r in entry["results"]:
+        if r.get("status") == "ok" and r.get("runtime") == RUNTIME and macs.get(r["model"]) and r.get("latency"):
+            out[r["model"]] = macs[r["model"]] / 1e9 / (r["latency"]["median_ms"] / 1e3)
+    return out
+
+
+def _reference(entry: dict, models: dict[str, dict], speed: dict[str, float]) -> str | None:
+    """The dense reference: the model the entry's speed-ups were measured against, else its fp32 unet-226k, else
+    the fp32 model with the most GMAC/s."""
+    versus = {r["versus"] for r in entry.get("ratios") or [] if r.get("kind") == "speedup"}
+    named = [v for v in versus if v in speed]
+    if named:
+        return named[0]
+    fp32 = {n: v for n, v in speed.items() if models.get(n, {}).get("precision", "fp32") == "fp32"}
+    dense = [n for n in fp32 if models.get(n, {}).get("variant") == "unet-226k"]
+    pool = dense or list(fp32)
+    return max(pool, key=lambda n: fp32[n], default=None)
+
+
+def project(report: dict, models: dict[str, dict]) -> dict | None:
+    """From the first machine that is not a Pi and has 1-thread rows: per model its GMAC/s, its share of the dense
+    reference's, and the projected FPS per Pi, with any Pi's measured 1-thread FPS beside it."""
+    macs = {name: m.get("macs") for name, m in models.items()}
+    base = next((e for e in report["machines"] if pi_model(e) is None and _gmacs_per_s(e, macs)), None)
+    if base is None:
+        return None
+    speed = _gmacs_per_s(base, macs)
+    ref = _reference(base, models, speed)
+    dense = speed[ref]
+    measured: dict[str, dict[str, float]] = {pi: {} for pi in PI_GMACS}
+    for e in report["machines"]:
+        pi = pi_model(e)
+        if pi in measured:
+            for r in e["results"]:
+                if r.get("status") == "ok" and r.get("runtime") == RUNTIME and r.get("latency"):
+                    measured[pi].setdefault(r["model"], 1e3 / r["latency"]["median_ms"])
+    rows = []
+    for name, gmacs_s in speed.items():
+        share = gmacs_s / dense
+        gmacs = macs[name] / 1e9
+        rows.append({"model": name, "gmacs": gmacs, "gmac_per_s": gmacs_s, "share_of_dense": share,
+                     "projected": {pi: g * share / gmacs for pi, g in PI_GMACS.items()},
+                     "measured": {pi: measured[pi].get(name) for pi in PI_GMACS}})
+    return {"machine": base["label"], "reference": ref, "dense_gmac_per_s": dense, "rows": rows,
+            "assumption": ASSUMPTION}
