@@ -137,7 +137,8 @@ CONFIG_KINDS = [
     Kind("config", "folder-model-without-fallback", _folder_model_without_fallback),
     Kind("config", "html-model-without-fallback", _junk_model_without_fallback),
     Kind("config", "cascade-is-a-folder", _cascade_folder),
-    Kind("config", "utf8-bom", _config(b'\xef\xbb\xbf[camera]\nkind = "demo"\n', "{file}", "not valid TOML")),
+    # a byte-order mark is skipped (Windows editors write one), so what follows it is still validated
+    Kind("config", "utf8-bom-then-unknown-key", _config(b'\xef\xbb\xbf[camera]\nkindd = "demo"\n', "kindd")),
     Kind("config", "utf16-file", _config('[camera]\nkind = "demo"\n'.encode("utf-16"), "{file}", "not UTF-8")),
     Kind("config", "nul-byte-in-a-key", _config(b"a\x00 = 1\n", "{file}", "not valid TOML")),
     Kind("config", "key-given-twice", _config('[camera]\nfps = 3\nfps = 4\n', "{file}", "not valid TOML")),
