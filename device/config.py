@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-DEFAULT_MODEL = PACKAGE_DIR.parent / "models" / "hair-mobile-unet-wide.onnx"  # 0.14 GMAC at 192x192: real time on a Pi
+# The source checkout's default model (a wheel carries none: the deploy sets [segmenter] model to its own copy).
+DEFAULT_MODEL = PACKAGE_DIR.parent / "models" / "hair-mobile-unet-wide.onnx"
 
 
 class ConfigError(ValueError):

@@ -117,7 +117,8 @@ def _external_data(buf: bytes, graph: tuple[int, int]) -> list[tuple[str, str]]:
 def check_file(path: Path) -> None:
     """Refuse, with a message of its own, a missing, empty, non-ONNX, truncated or not-self-contained file."""
     if not path.exists():
-        raise ModelContractError(f"model file not found: {path}")
+        raise ModelContractError(f"model file not found: {path} (models ship in the source checkout's models/ and "
+                                 "the deploy's models folder, not in the wheel: set [segmenter] model to a .onnx)")
     if not path.is_file():
         raise ModelContractError(f"model path is not a file: {path}")
     buf = path.read_bytes()
