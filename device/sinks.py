@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from .cameras import Frame
+from .recolour.base import upscale_alpha
 from .registry import Registry
 
 _log = logging.getLogger(__name__)
@@ -23,17 +24,29 @@ class Output:
     def __init__(self, frame: Frame, alpha: np.ndarray | None, recolourer):
         self.frame, self.alpha, self.recolourer = frame, alpha, recolourer
 
-    def alpha_at(self, shape: tuple[int, int]) -> np.ndarray | None:
-        if self.alpha is None or not self.alpha.any():
+    # The composite in its three stages (device.bench.stages times each): upscale, recolour, compose.
+    def hair_alpha(self, shape: tuple[int, int] | None = None):
+        """(box, alpha in it) of the hair at `shape` (default: the displayed frame's), None when there is none:
+        the alpha is stretched only inside the hair's box (recolour.base.upscale_alpha)."""
+        if self.alpha is None:
             return None
-        h, w = shape
-        return cv2.resize(self.alpha, (w, h), interpolation=cv2.INTER_LINEAR)
+        return upscale_alpha(self.alpha, shape or self.frame.main.shape[:2])
+
+    def recolour(self, hair, rgb: np.ndarray | None = None) -> np.ndarray | None:
+        """The hair's box of the frame (or of `rgb`) recoloured, None when there is no hair."""
+        return None if hair is None else self.recolourer.recolour(self.frame.main if rgb is None else rgb, *hair)
+
+    def compose(self, hair, new: np.ndarray | None) -> np.ndarray:
+        """The displayed frame with the recoloured hair blended in (kept as `composite`)."""
+        out = self.frame.main if hair is None else self.recolourer.compose(self.frame.main, *hair, new)
+        self.__dict__["composite"] = out
+        return out
 
     @cached_property
     def composite(self) -> np.ndarray:
         """The displayed frame with its hair recoloured (RGB, full size); the frame itself if no hair."""
-        alpha = self.alpha_at(self.frame.main.shape[:2])
-        return self.frame.main if alpha is None else self.recolourer.apply(self.frame.main, alpha)
+        hair = self.hair_alpha()
+        return self.compose(hair, self.recolour(hair))
 
     @cached_property
     def overlay(self) -> np.ndarray:
@@ -44,10 +57,10 @@ class Output:
         else:
             size = (OVERLAY_WIDTH, max(1, round(h * OVERLAY_WIDTH / w)))
             small = cv2.resize(self.frame.main, size, interpolation=cv2.INTER_AREA)
-        alpha = self.alpha_at(small.shape[:2])
-        if alpha is None:
+        hair = self.hair_alpha(small.shape[:2])
+        if hair is None:
             return np.zeros((*small.shape[:2], 4), np.uint8)
-        return self.recolourer.overlay(small, alpha)
+        return self.recolourer.overlay_of(small.shape, *hair, self.recolour(hair, small))
 
 
 class Sink:

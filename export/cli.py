@@ -217,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_flicker_parser(sub)  # flicker: mask change between frames of slowly moving real photos
     from .demo_figure import add_parser as add_demo_figure_parser
     add_demo_figure_parser(sub)  # demo-figure: the README's picture of the demo photos, recoloured
+    from .optimize import add_parser as add_optimize_parser
+    add_optimize_parser(sub)  # optimize: an existing file -> an equivalent, faster graph, parity checked
     return parser
 
 

@@ -16,6 +16,7 @@ from device.model_file import CONTRACT_VERSION, HAIR_OUTPUT, IMAGE_INPUT, PRIOR_
 from training.models import count_macs, count_params, normalise
 
 from .metadata import save_checked, set_metadata
+from .optimize import OPTIMISED_KEY, optimise_model
 from .provenance import training_command, training_cost
 
 _log = logging.getLogger(__name__)
@@ -85,8 +86,11 @@ def contract_metadata(net: nn.Module, ckpt: dict, checkpoint: Path, threshold: f
     return {k: str(v) for k, v in meta.items() if v != ""}
 
 
-def export_wrapper(wrapper: ContractWrapper, size: tuple[int, int], out: Path, opset: int = DEFAULT_OPSET) -> None:
-    """TorchScript-based export (deterministic, needs no onnxscript); BatchNorm is folded into the convs."""
+def export_wrapper(wrapper: ContractWrapper, size: tuple[int, int], out: Path, opset: int = DEFAULT_OPSET,
+                   optimise: bool = True):
+    """TorchScript-based export (deterministic, needs no onnxscript); BatchNorm is folded into the convs. With
+    `optimise`, the graph rewrites of export.optimize follow (same probabilities, a faster graph); returns their
+    report (None without)."""
     h, w = size
     args = (torch.zeros(1, h, w, 3, dtype=torch.uint8),)
     names, dynamic = [IMAGE_INPUT], {IMAGE_INPUT: {0: "N"}, HAIR_OUTPUT: {0: "N"}}
@@ -100,6 +104,13 @@ def export_wrapper(wrapper: ContractWrapper, size: tuple[int, int], out: Path, o
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(wrapper, args, str(out), input_names=names, output_names=[HAIR_OUTPUT],
                           dynamic_axes=dynamic, opset_version=opset, do_constant_folding=True, dynamo=False)
+    if not optimise:
+        return None
+    model = onnx.load(str(out))
+    report = optimise_model(model)
+    onnx.save_model(model, str(out))
+    _log.info("graph rewrites: %s", report)
+    return report
 
 
 def declare_output_shape(model: onnx.ModelProto, size: tuple[int, int]) -> None:
@@ -126,11 +137,12 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, threshold: float 
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
         raw = Path(tmp) / "raw.onnx"
-        export_wrapper(wrapper, size, raw, opset)
+        report = export_wrapper(wrapper, size, raw, opset)
         model = onnx.load(str(raw))
     declare_output_shape(model, size)
     model.producer_name, model.doc_string = "hairmirror-export", f"Hairmirror hair segmentation, {ckpt['variant']}"
-    set_metadata(model, contract_metadata(net, ckpt, checkpoint, threshold, opset, command))
+    set_metadata(model, {**contract_metadata(net, ckpt, checkpoint, threshold, opset, command),
+                         OPTIMISED_KEY: report.applied_names()})
     save_checked(model, out)
     _log.info("wrote %s (%s, %dx%d, %.1f kB)", out, ckpt["variant"], *size, out.stat().st_size / 1e3)
     return out, wrapper, ckpt

@@ -109,6 +109,34 @@ class MobileUNet(nn.Module):
         return nn.functional.interpolate(self.head(x), size=size, mode="bilinear", align_corners=False)
 
 
+class LeanMobileUNet(MobileUNet):
+    """MobileUNet with a lean decoder (LinkNet / FPN style): each stage projects the deep features to the skip's
+    width with a 1x1 conv at the deep (quarter-size) resolution, upsamples that, adds the skip and runs one
+    separable conv of the skip's width. At the largest stage it upsamples, and convolves, w_skip channels
+    instead of w_skip + w_deep: onnxruntime's profile of mobile-unet-wide puts most of its time there."""
+
+    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 160, 192), depths: tuple[int, ...] = (1, 2, 3, 2),
+                 in_channels: int = 3):
+        super().__init__(widths, depths, in_channels)
+        pairs = list(zip(reversed(widths[:-1]), reversed(widths[1:])))
+        self.project = nn.ModuleList(conv_bn_relu(w_deep, w_skip, k=1) for w_skip, w_deep in pairs)
+        self.merge = nn.ModuleList(separable(w_skip, w_skip) for w_skip, _ in pairs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        x = self.stem(x)
+        skips = [x]
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+        skips.pop()
+        for project, merge in zip(self.project, self.merge):
+            skip = skips.pop()
+            x = nn.functional.interpolate(project(x), size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = merge(skip + x)
+        return nn.functional.interpolate(self.head(x), size=size, mode="bilinear", align_corners=False)
+
+
 @dataclass(frozen=True)
 class Variant:
     name: str
@@ -140,6 +168,9 @@ register(Variant("mobile-unet", MobileUNet, {},
                  "real time on a Pi: stride-2 stem, separable convs, 5 levels, bilinear up"))
 register(Variant("mobile-unet-wide", MobileUNet, {"widths": (32, 64, 128, 160, 192)},
                  "mobile-unet 4/3 as wide, meant for 192x192 input: more capacity at the same MACs"))
+register(Variant("mobile-unet-wide-lean", LeanMobileUNet, {"widths": (32, 64, 128, 160, 192)},
+                 "mobile-unet-wide's encoder, lean decoder (1x1 projection at low resolution, add, one separable "
+                 "conv): fewer full-resolution channels; untrained (issue 22, item 7)"))
 
 
 def get_variant(name: str) -> Variant:

@@ -49,6 +49,47 @@ def hair_box(alpha: np.ndarray) -> tuple[slice, slice] | None:
     return slice(y, y + h), slice(x, x + w)
 
 
+_UPSCALE_MAPS: dict[tuple[tuple[int, int], tuple[int, int]], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _upscale_maps(src: tuple[int, int], dst: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """cv2.remap maps (fixed point) that sample a `src`-sized (H, W) map at every pixel of a `dst`-sized one where
+    cv2.resize's INTER_LINEAR does (pixel centres aligned; the edges clamped by BORDER_REPLICATE)."""
+    key = (src, dst)
+    maps = _UPSCALE_MAPS.get(key)  # shared by the display and the web page's threads: never read twice
+    if maps is None:
+        xs = ((np.arange(dst[1], dtype=np.float64) + 0.5) * (src[1] / dst[1]) - 0.5).astype(np.float32)
+        ys = ((np.arange(dst[0], dtype=np.float64) + 0.5) * (src[0] / dst[0]) - 0.5).astype(np.float32)
+        map_x, map_y = np.broadcast_to(xs, dst), np.broadcast_to(ys[:, None], dst)
+        maps = cv2.convertMaps(np.ascontiguousarray(map_x), np.ascontiguousarray(map_y), cv2.CV_16SC2)
+        if len(_UPSCALE_MAPS) > 8:  # a handful of display sizes at most; never grow without bound
+            _UPSCALE_MAPS.clear()
+        _UPSCALE_MAPS[key] = maps
+    return maps
+
+
+def upscale_alpha(alpha: np.ndarray, shape: tuple[int, int]) -> tuple[tuple[slice, slice], np.ndarray] | None:
+    """The model-size alpha bilinearly stretched to `shape` (H, W), computed only inside the hair's box there:
+    (the box, the alpha in it), None when there is no hair. Outside the box a full-size stretch is exactly 0.
+    Sub-pixel positions are quantised to 1/32 pixel (cv2.remap), so values can differ from cv2.resize's by up
+    to 1/64 of the step between neighbouring alpha values in each direction (under 0.03 of alpha)."""
+    alpha = alpha if alpha.dtype == np.float32 else alpha.astype(np.float32)
+    small = hair_box(alpha)
+    if small is None:
+        return None
+    (r0, r1), (c0, c1) = (small[0].start, small[0].stop), (small[1].start, small[1].stop)
+    h, w = alpha.shape
+    out_h, out_w = shape
+    sy, sx = h / out_h, w / out_w
+    # output pixels whose two taps can reach the box (one more pixel each side for the quantised positions)
+    y0, y1 = max(0, int(np.floor((r0 - 0.5) / sy - 0.5)) - 1), min(out_h, int(np.ceil((r1 + 0.5) / sy - 0.5)) + 2)
+    x0, x1 = max(0, int(np.floor((c0 - 0.5) / sx - 0.5)) - 1), min(out_w, int(np.ceil((c1 + 0.5) / sx - 0.5)) + 2)
+    map_xy, map_frac = _upscale_maps((h, w), (out_h, out_w))
+    big = cv2.remap(alpha, map_xy[y0:y1, x0:x1], map_frac[y0:y1, x0:x1], cv2.INTER_LINEAR,
+                    borderMode=cv2.BORDER_REPLICATE)
+    return (slice(y0, y1), slice(x0, x1)), big
+
+
 class Recolourer:
     """Recolours hair in RGB frames. Subclasses implement `_recolour(rgb_box, alpha_box)`."""
 
@@ -65,33 +106,52 @@ class Recolourer:
         """The hair box fully recoloured (uint8 HxWx3); alpha (the hair probability) is there for statistics."""
         raise NotImplementedError
 
-    def apply(self, rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-        """The frame with its hair recoloured, blended by alpha * strength; pixels with alpha == 0 are copied."""
-        alpha = _check_inputs(rgb, alpha)
+    # The frame path in stages (device.bench.stages times them): the hair's box and its alpha there come from the
+    # caller (`Output` upscales the model's alpha only inside the box), `recolour` recolours the box, `compose` or
+    # `overlay_of` makes the picture. `apply` and `overlay` do all of it for a full-size alpha.
+    def recolour(self, rgb: np.ndarray, box: tuple[slice, slice], alpha: np.ndarray) -> np.ndarray | None:
+        """The pixels of `box` fully recoloured (uint8), None when nothing is to change (strength 0)."""
+        return None if self.strength == 0.0 else self._recolour(rgb[box], alpha)
+
+    def compose(self, rgb: np.ndarray, box: tuple[slice, slice] | None, alpha: np.ndarray | None,
+                new: np.ndarray | None) -> np.ndarray:
+        """A copy of the frame with `new` blended into `box` by alpha * strength (alpha: the box's)."""
         out = rgb.copy()
-        box = hair_box(alpha)
-        if box is None or self.strength == 0.0:
+        if box is None or new is None:
             return out
-        src, a = rgb[box], alpha[box]
-        new = self._recolour(src, a)
-        weight = a * self.strength if self.strength < 1.0 else a
+        src = rgb[box]
+        weight = alpha * self.strength if self.strength < 1.0 else alpha
         # blendLinear normalises by the weight sum: weight 0 reproduces src exactly (checked by the tests).
         out[box] = cv2.blendLinear(new, src, weight, 1.0 - weight)
         return out
 
-    def overlay(self, rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-        """HxWx4 RGBA for Picamera2's set_overlay: recoloured hair, alpha channel = alpha * strength * 255."""
-        alpha = _check_inputs(rgb, alpha)
-        out = np.zeros((*rgb.shape[:2], 4), np.uint8)
-        box = hair_box(alpha)
-        if box is None or self.strength == 0.0:
+    def overlay_of(self, shape: tuple[int, int], box: tuple[slice, slice] | None, alpha: np.ndarray | None,
+                   new: np.ndarray | None) -> np.ndarray:
+        """HxWx4 RGBA of this shape: `new` in `box` with alpha channel = alpha * strength * 255, clear elsewhere."""
+        out = np.zeros((*shape[:2], 4), np.uint8)
+        if box is None or new is None:
             return out
-        a = alpha[box]
-        new = self._recolour(rgb[box], a)
-        alpha8 = np.clip(a * (self.strength * 255.0) + 0.5, 0, 255).astype(np.uint8)
+        alpha8 = np.clip(alpha * (self.strength * 255.0) + 0.5, 0, 255).astype(np.uint8)
         rgba = cv2.merge([*cv2.split(new), alpha8])
         out[box] = cv2.bitwise_and(rgba, rgba, mask=alpha8)  # fully transparent pixels carry no colour
         return out
+
+    @staticmethod
+    def _box(rgb: np.ndarray, alpha: np.ndarray) -> tuple[tuple[slice, slice] | None, np.ndarray | None]:
+        """The hair's box in a full-size alpha and the alpha there."""
+        alpha = _check_inputs(rgb, alpha)
+        box = hair_box(alpha)
+        return (None, None) if box is None else (box, alpha[box])
+
+    def apply(self, rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+        """The frame with its hair recoloured, blended by alpha * strength; pixels with alpha == 0 are copied."""
+        box, a = self._box(rgb, alpha)
+        return self.compose(rgb, box, a, None if box is None else self.recolour(rgb, box, a))
+
+    def overlay(self, rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+        """HxWx4 RGBA for Picamera2's set_overlay: recoloured hair, alpha channel = alpha * strength * 255."""
+        box, a = self._box(rgb, alpha)
+        return self.overlay_of(rgb.shape, box, a, None if box is None else self.recolour(rgb, box, a))
 
     def __repr__(self) -> str:
         extra = f", colour2={self.colour2}" if self.colour2 is not None else ""

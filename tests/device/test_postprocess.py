@@ -225,3 +225,88 @@ def test_keep_choices_in_the_config_are_the_registry():
     assert configuration.PostprocessConfig().keep in KEEP_RULES
     with pytest.raises(configuration.ConfigError, match="postprocess.keep.*'face'"):
         configuration.from_dict({"postprocess": {"keep": "biggest"}, "sink": {"kind": "null"}})
+
+
+# --- the face rule's cost on video: a search near the last face, the whole frame only now and then ---
+
+def reference_carve(prob, box, rule):
+    """The face ellipse carved out as the rule first did it: drawn on a map of the whole frame."""
+    x, y, w, h = box
+    cy, ax, ay = rule.ellipse
+    face = np.zeros(prob.shape, np.uint8)
+    cv2.ellipse(face, (round(x + w / 2), round(y + cy * h)), (round(ax * w), round(ay * h)), 0, 0, 360, 1, -1)
+    return np.where((face > 0) & (prob < rule.sure), np.float32(0), prob)
+
+
+def test_face_carve_drawn_in_its_box_is_the_whole_frame_carve(face_at):
+    rng = np.random.default_rng(0)
+    prob = rng.uniform(0.5, 1.0, (96, 128)).astype(np.float32)
+    for box in [(44, 40, 40, 40), (0, 0, 30, 50), (100, 60, 40, 50), (-10, -5, 30, 30), (60.4, 20.6, 17.3, 21.9)]:
+        face_at(box)
+        rule = KEEP_RULES.create("face")
+        got = rule.prepare(prob, np.zeros((96, 128, 3), np.uint8))
+        assert np.array_equal(got, reference_carve(prob, box, rule)), box
+        assert got is not prob and np.array_equal(prob, prob.copy())  # the input (smoothing state) is untouched
+
+
+def test_face_rule_follows_the_face_nearby_and_searches_the_frame_now_and_then(face_at, monkeypatch):
+    full_calls = face_at((44, 40, 40, 40))
+    near_calls = []
+    found = {"near": (46, 41, 40, 40)}
+
+    def near(rgb, box):
+        near_calls.append(box)
+        return found["near"]
+    monkeypatch.setattr(postprocess, "find_face_near", near)
+    post = Postprocessor(0.5, keep="face", smoothing=0)
+    rule, p, rgb = post.rule, head_and_collar(), np.zeros((128, 128, 3), np.uint8)
+    for _ in range(rule.every * 3):
+        post(p, rgb)
+    assert len(full_calls) == 1 and near_calls == [(44, 40, 40, 40), (46, 41, 40, 40)]  # follows the last box
+    found["near"] = None  # the face left the region: the whole frame is searched on the same frame
+    for _ in range(rule.every):
+        post(p, rgb)
+    assert len(full_calls) == 2 and len(near_calls) == 3
+    found["near"] = (44, 40, 40, 40)
+    for _ in range(rule.every * rule.full_every):
+        post(p, rgb)
+    assert len(full_calls) == 3  # a whole-frame search every full_every searches, even while the face is followed
+
+
+def test_near_search_finds_the_same_face_as_a_whole_frame_search_on_the_live_demo():
+    """The demo's moving frames at the model's size: from the box a whole-frame search found 1.6 s before (the
+    rule's `every` frames in the label test), the near search finds the face a whole-frame search finds now."""
+    from device.cameras import CAMERAS, CameraError
+    from device.config import from_dict
+    cfg = from_dict({"camera": {"kind": "demo"}, "sink": {"kind": "null"}})
+    camera = CAMERAS.create("demo", cfg.camera, (224, 224))
+    try:
+        camera.start()
+    except CameraError as e:
+        pytest.skip(str(e))
+    ious = []
+    for t in [*np.arange(1.7, 8, 1.6), *np.arange(9.7, 16, 1.6)]:  # within each photo (a cut every 8 s)
+        before, now = camera.view(t - 1.6, (224, 224)), camera.view(t, (224, 224))
+        last, expected = postprocess.find_face(before), postprocess.find_face(now)
+        assert last is not None and expected is not None, t
+        got = postprocess.find_face_near(now, last)
+        assert got is not None, t
+        ious.append(box_iou(got, expected))
+    assert min(ious) > 0.6 and np.mean(ious) > 0.8, ious
+    assert postprocess.find_face_near(np.zeros((224, 224, 3), np.uint8), (80, 40, 60, 60)) is None
+
+
+def box_iou(a, b) -> float:
+    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
+    return ix * iy / (a[2] * a[3] + b[2] * b[3] - ix * iy)
+
+
+def test_component_mass_over_hair_pixels_is_the_mass_over_the_frame():
+    rng = np.random.default_rng(1)
+    prob = cv2.GaussianBlur(rng.uniform(0, 1, (120, 160)).astype(np.float32), (0, 0), 4)
+    mask = (prob > np.percentile(prob, 80)).astype(np.uint8)
+    comps = postprocess.Components(mask)
+    assert comps.count > 3
+    plain = np.bincount(comps.labels.ravel(), weights=prob.ravel(), minlength=comps.count + 1)[1:]
+    assert np.allclose(comps.mass(prob), plain)

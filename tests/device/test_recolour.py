@@ -175,3 +175,52 @@ def test_modes_match_the_config_schema():
 def test_recolour_needs_no_torch():
     code = "import sys, device.recolour, device.colours; sys.exit('torch' in sys.modules or 'training' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2]).returncode == 0
+
+
+# --- the display path: the model-size alpha stretched to the frame only inside the hair's box ---
+
+def _sparse_alphas():
+    """Model-size alphas: a soft blob inside, one touching two edges, a one-pixel speck, real-looking noise."""
+    rng = np.random.default_rng(3)
+    blob = np.zeros((224, 224), np.float32)
+    blob[40:120, 60:170] = rng.uniform(0.05, 1.0, (80, 110))
+    corner = np.zeros((224, 224), np.float32)
+    corner[150:, 200:] = 0.8
+    speck = np.zeros((192, 256), np.float32)
+    speck[17, 33] = 1.0
+    return [blob, corner, speck, cv2.GaussianBlur(blob, (9, 9), 3)]
+
+
+@pytest.mark.parametrize("shape", [(480, 640), (1080, 1920), (240, 320), (500, 333)])
+def test_upscaled_alpha_is_the_bilinear_stretch_inside_its_box_and_zero_outside(shape):
+    from device.recolour.base import upscale_alpha
+    for alpha in _sparse_alphas():
+        full = cv2.resize(alpha, shape[::-1], interpolation=cv2.INTER_LINEAR)
+        box, part = upscale_alpha(alpha, shape)
+        outside = np.ones(shape, bool)
+        outside[box] = False
+        assert not full[outside].any(), "the box must hold every pixel a full stretch makes non-zero"
+        assert part.shape == full[box].shape and part.dtype == np.float32
+        # positions quantised to 1/32 pixel: off by at most 1/64 of the step between neighbouring alpha values
+        # in each direction
+        step = max(np.abs(np.diff(alpha, axis=0)).max(), np.abs(np.diff(alpha, axis=1)).max())
+        assert np.abs(part - full[box]).max() <= step / 32 + 1e-6
+        assert box[0].stop - box[0].start < shape[0] or alpha[0].any()  # a box, not the frame, when it can be
+    assert upscale_alpha(np.zeros((224, 224), np.float32), (480, 640)) is None
+
+
+def test_the_displayed_composite_is_the_recolour_of_the_upscaled_alpha(photos):
+    """Output.composite (box-only upscale, recolour, compose) against the full-size path it replaces."""
+    from device.cameras import Frame
+    from device.recolour.base import upscale_alpha
+    from device.sinks import Output
+    rec = make_recolourer("hsv", "crimson")
+    for name, rgb, mask in _all(photos)[:3]:
+        small = cv2.resize(quality.soft_alpha(mask), (224, 224), interpolation=cv2.INTER_AREA)
+        out = Output(Frame(rgb, rgb), small, rec).composite
+        box, part = upscale_alpha(small, rgb.shape[:2])
+        full = np.zeros(rgb.shape[:2], np.float32)
+        full[box] = part
+        assert np.array_equal(out, rec.apply(rgb, full)), name
+        untouched = cv2.resize(small, rgb.shape[1::-1], interpolation=cv2.INTER_LINEAR) == 0
+        assert np.array_equal(out[untouched], rgb[untouched]), name

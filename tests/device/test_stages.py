@@ -1,0 +1,65 @@
+"""The stage profiler: the daemon's own frame path, timed stage by stage against the model alone."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from device import config as configuration
+from device.bench import stages
+
+
+@pytest.fixture(scope="module")
+def model():
+    from pathlib import Path
+    path = Path(configuration.DEFAULT_MODEL)
+    if not path.is_file():
+        pytest.skip(f"no shipped model at {path}")
+    from device.cameras import CameraError
+    from device.cameras.demo import demo_photos
+    try:
+        demo_photos()
+    except CameraError as e:
+        pytest.skip(str(e))
+    return path
+
+
+def test_profile_has_every_stage_and_both_ratios(model):
+    result = stages.profile_stages(model, (480, 640), frames=16)
+    assert set(result["stages_ms"]) == set(stages.STAGES)
+    assert result["frames"] == 16 and result["rounds"] == 2 and result["keep"] == "face"
+    ms = result["stages_ms"]
+    assert ms["inference"] > 0.5 * result["model_alone_ms"] > 0  # the segmenter is the model, and a bit more
+    assert ms["capture"] > 0 and ms["postprocess"] > 0 and ms["compose"] > 0
+    demo, pi = result["paths"]["demo"], result["paths"]["pi"]
+    assert "colour" not in demo["stages"] and "capture" not in pi["stages"]
+    assert demo["ms"] == pytest.approx(sum(ms[s] for s in demo["stages"]), abs=0.01)
+    for path in (demo, pi):  # the path holds the model: it cannot cost less than the model alone (much)
+        assert 0.8 < path["ratio_iqr"][0] <= path["ratio"] <= path["ratio_iqr"][1] < 10
+    assert sum(result["share_of_demo_path"][s] for s in demo["stages"]) == pytest.approx(100, abs=0.5)
+    text = stages.table(result)
+    assert "| inference |" in text and "demo path / model alone" in text and "Pi path / model alone" in text
+
+
+def test_the_profiled_frame_is_the_one_the_daemon_shows(model):
+    """The profiler calls the stages one by one; what it composes must be what Output.composite makes of the same
+    frame and mask (so the profile cannot drift away from the daemon's path)."""
+    from device.sinks import Output
+    mirror = stages._mirror(model, (480, 640), None, None)
+    try:
+        for _ in range(3):
+            output = stages.frame_path(mirror, stages._Clock())
+    finally:
+        mirror.camera.stop()
+    assert output.alpha is not None and output.alpha.max() > 0.5, "the demo frame has hair to recolour"
+    assert mirror.latest_output is output
+    fresh = Output(output.frame, output.alpha, mirror.recolourer).composite
+    assert np.array_equal(output.composite, fresh)
+    assert not np.array_equal(fresh, output.frame.main)  # something was recoloured
+
+
+def test_command_prints_the_table_and_writes_json(model, tmp_path, capsys):
+    out = tmp_path / "stages.json"
+    assert stages.main([str(model), "--frames", "8", "--size", "320x240", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Frame path at 320x240" in printed and out.is_file()
+    assert stages.main([str(tmp_path / "missing.onnx"), "--frames", "8"]) == 2

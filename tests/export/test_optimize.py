@@ -1,0 +1,119 @@
+"""Graph rewrites of an existing contract file: the same probabilities on real photos, the rewrites really applied,
+and onnxruntime's own optimised graph without the layout reorders and copies they remove."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from export import optimize
+from export.cli import main
+from export.parity import parity_inputs
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+DEFAULT = MODELS / "hair-mobile-unet-wide.onnx"
+PRIOR = MODELS / "hair-mobile-unet-prior.onnx"
+
+
+def shipped(path: Path) -> Path:
+    if not path.is_file():
+        pytest.skip(f"no shipped model at {path}")
+    return path
+
+
+def ops(model: onnx.ModelProto) -> list[str]:
+    return [n.op_type for n in model.graph.node]
+
+
+def ort_graph(path: Path, tmp_path: Path) -> list[str]:
+    """The op types of the graph onnxruntime runs (all its optimisations, one thread)."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.log_severity_level = 3
+    opts.optimized_model_filepath = str(tmp_path / f"{path.stem}.ort.onnx")
+    ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return ops(onnx.load(opts.optimized_model_filepath))
+
+
+def test_default_model_keeps_its_probabilities_on_real_photos(tmp_path, data_root):
+    out = tmp_path / "wide.onnx"
+    report = optimize.optimise_file(shipped(DEFAULT), out)
+    assert report.applied == {"static-resize": 4, "split-concat": 4, "normalise": 1}
+    images, _ = parity_inputs((224, 224), 24, data_root=data_root)
+    parity = optimize.file_parity(DEFAULT, out, images)
+    assert parity.ok and parity.max_abs_diff < 1e-4 and parity.mask_iou == 1.0, parity
+
+    before, after = onnx.load(str(DEFAULT)), onnx.load(str(out))
+    assert "Div" in ops(before) and "Div" not in ops(after)  # the normalisation is in the first Conv
+    assert ops(after).count("Concat") < ops(before).count("Concat")
+    assert len(after.graph.node) < len(before.graph.node)
+    meta = {p.key: p.value for p in after.metadata_props}
+    assert meta[optimize.OPTIMISED_KEY] == "static-resize,split-concat,normalise"
+    assert meta["contract"] == "1" and meta["input_size"] == "224,224"  # still the same contract file
+
+
+def test_onnxruntime_runs_the_decoder_without_layout_reorders(tmp_path):
+    """What made the default slow: onnxruntime reordered tensors out of its blocked layout around each bilinear
+    Resize and concatenated in the plain layout. After the rewrites it does neither (on CPUs with NCHWc)."""
+    out = tmp_path / "wide.onnx"
+    optimize.optimise_file(shipped(DEFAULT), out)
+    before, after = ort_graph(DEFAULT, tmp_path), ort_graph(out, tmp_path)
+    if "ReorderInput" not in before:
+        pytest.skip("this onnxruntime build has no blocked (NCHWc) layout")
+    assert before.count("Resize") == 5 and after.count("Resize") == 1  # 4 became blocked Upsamples
+    assert before.count("ReorderInput") >= 4 and after.count("ReorderInput") == 0
+    # the four skip concatenations are gone (what is left sizes the last Resize), their sums fused into convs
+    assert before.count("Concat") - after.count("Concat") >= 4 and after.count("Add") <= before.count("Add")
+
+
+def test_prior_model_folds_the_normalisation_of_its_image_channels_only(tmp_path, data_root):
+    out = tmp_path / "prior.onnx"
+    report = optimize.optimise_file(shipped(PRIOR), out)
+    assert report.applied.get("normalise") == 1
+    images, priors = parity_inputs((256, 256), 8, data_root=data_root)
+    parity = optimize.file_parity(PRIOR, out, images, priors)
+    assert parity.ok, parity
+
+
+def test_the_command_checks_parity_and_writes_only_a_matching_file(tmp_path, capsys, monkeypatch, data_root):
+    out = tmp_path / "fast.onnx"
+    assert main(["optimize", str(shipped(DEFAULT)), "--out", str(out), "--parity-images", "4",
+                 "--data-root", str(data_root), "--profile", "5"]) == 0
+    printed = capsys.readouterr().out
+    assert "PASS" in printed and out.is_file()
+    before, after = printed.split("\nbefore: ")[1].split("\nafter: ")
+    assert "Resize" in "".join(before.splitlines()[1:4])  # the generic Resize was near the top
+    assert "Conv" in after.splitlines()[1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fast.onnx"]
+
+    def broken(model, report):  # a rewrite that gets the arithmetic wrong must be caught, not shipped
+        for t in model.graph.initializer:
+            if t.name.startswith("image_mean_255"):
+                t.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(t) + 20, t.name))
+
+    real = optimize.fold_normalisation
+    monkeypatch.setattr(optimize, "fold_normalisation", lambda m, r: (real(m, r), broken(m, r)))
+    bad = tmp_path / "bad.onnx"
+    assert main(["optimize", str(DEFAULT), "--out", str(bad), "--parity-images", "4",
+                 "--data-root", str(data_root)]) == 1
+    assert "FAIL" in capsys.readouterr().out and not bad.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fast.onnx"]
+
+
+def test_the_source_file_is_never_the_output(tmp_path):
+    with pytest.raises(ValueError, match="must differ"):
+        optimize.optimise_file(shipped(DEFAULT), DEFAULT)
+
+
+def test_a_file_without_those_patterns_is_left_computing_the_same(tmp_path):
+    """The int8 file: its first Conv's weights come from a DequantizeLinear, so the normalisation stays."""
+    src = shipped(MODELS / "hair-unet-226k.int8.onnx")
+    out = tmp_path / "int8.onnx"
+    report = optimize.optimise_file(src, out)
+    assert "normalise" not in report.applied and any("normalise" in s for s in report.skipped)
+    x = np.random.default_rng(0).integers(0, 256, (2, 256, 256, 3), np.uint8)
+    run = lambda p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]  # noqa: E731
+    assert np.array_equal(run(src), run(out))
