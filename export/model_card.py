@@ -77,6 +77,10 @@ def _details(path: Path, meta: dict[str, str]) -> str:
         lines.append(f"- train: `{meta['train.command']}`")
     if meta.get("export.command"):
         lines.append(f"- export: `{meta['export.command']}`")
+    if meta.get("export.optimised"):
+        lines.append(f"- graph rewrites ({meta['export.optimised']}; same probabilities, see `export/optimize.py`)"
+                     + (f": `{meta['export.optimise_command']}`" if meta.get("export.optimise_command") else
+                        ", applied by the export"))
     if meta.get("quant.command"):
         lines.append(f"- quantise: `{meta['quant.command']}`")
     lines.append(f"- trained on: {meta['trained_on'].replace(',', ', ')}; "
@@ -88,7 +92,8 @@ def _details(path: Path, meta: dict[str, str]) -> str:
     if meta.get("quant.format"):
         lines.append(f"- quantisation: {meta['quant.format']}; calibrated on {meta.get('quant.calibration', '?')}; "
                      f"Figaro Testing IoU change {-float(meta.get('quant.iou_drop_points', 'nan')):+.2f} points, "
-                     f"x{meta.get('quant.speedup', '?')} faster than fp32 on {meta.get('quant.bench_cpu', '?')}; "
+                     f"x{meta.get('quant.speedup', '?')} faster than fp32 when quantised on "
+                     f"{meta.get('quant.bench_cpu', '?')} (`make bench` measures this machine); "
                      f"ships: {meta.get('quant.ships', '?')} (rule: IoU drop <= 1 point)")
     return "\n".join(lines)
 
