@@ -114,6 +114,7 @@ class Mirror:
         self.latest_output: Output | None = None
         self.camera_state = "starting"
         self.scene = 0
+        self.inferences = 0  # frames segmented (fewer than frames shown when the model is slower than the camera)
         self.inference_unfinished = False  # set by a stop that left an inference running (see InferenceWorker.stop)
         _log.info("segmenter: %s", self.mode_text)
 
@@ -145,6 +146,7 @@ class Mirror:
         t2 = time.perf_counter()
         self.timings.add("inference", t1 - t0)
         self.timings.add("postprocess", t2 - t1)
+        self.inferences += 1
         return Hair(mask, alpha, frame.index, t2 - t0, frame.scene)
 
     @staticmethod
@@ -191,6 +193,7 @@ class Mirror:
     def status(self) -> dict:
         return {"mode": self.segmenter.mode, "segmenter": self.segmenter.description,
                 "fallback_reason": self.fallback_reason, "fps": round(self.fps, 2), "frames": self.frames,
+                "inferences": self.inferences,
                 "camera": self.camera_state, "recolour": {"mode": self.cfg.recolour.mode,
                                                           "colour": self.cfg.recolour.colour,
                                                           "colour2": self.cfg.recolour.colour2},
