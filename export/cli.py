@@ -228,19 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     args.command = _command(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from device.model_file import ModelContractError
-    from training.data import DataError
-    try:
-        return args.func(args)
-    except ModelContractError as e:  # a file that breaks the contract
-        _log.error("%s", e)
-        return EXIT_ERROR
-    except (ValueError, KeyError, FileNotFoundError) as e:  # bad arguments or missing inputs
-        _log.error("%s", e)
-        return EXIT_USAGE
-    except DataError as e:
-        _log.error("%s", e)
-        return EXIT_ERROR
+    from device.model_file import ModelContractError  # a file that breaks the contract: exit 1, not a usage error
+    from training.cli import run_command
+    return run_command(lambda: args.func(args), _log, unusable=(ModelContractError,))
 
 
 if __name__ == "__main__":
