@@ -16,6 +16,8 @@ import sys
 import threading
 
 from . import config as configuration
+from .cameras import CAMERAS
+from .sinks import SINKS
 
 EXIT_OK, EXIT_RUNTIME, EXIT_CONFIG = 0, 1, 2
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -30,11 +32,15 @@ def parse_args(argv):
     p.add_argument("--validate-config", action="store_true",
                    help="run every check the start runs (config values, paths, the model load with its fallback) "
                         "without opening the camera; print the resolved config (web.token masked), exit 0 or 2")
-    p.add_argument("--print-default-config", action="store_true", help="print every setting with its default")
+    p.add_argument("--print-default-config", action="store_true",
+                   help="print every setting with its default and meaning")
+    needs = "; ".join(f"{sink} needs a camera with {' and '.join(SINKS.get(sink).camera_needs)}: "
+                      f"{', '.join(k for k in CAMERAS.names() if not configuration.camera_lacks(k, sink))}"
+                      for sink in SINKS.names() if SINKS.get(sink).camera_needs)
     p.add_argument("--source", choices=configuration.CHOICES["camera.kind"],
-                   help="override camera.kind; with a camera other than picamera2 a sink.kind of "
-                        "picamera2-overlay (the default) becomes null, saying so on stderr when the config file "
-                        "set it; a files or null sink from the file is kept; --sink chooses another")
+                   help=f"override camera.kind; a sink.kind (from the file or the default) that this camera cannot "
+                        f"host becomes null, said on stderr ({needs}); --sink chooses another, and a --sink the "
+                        f"camera cannot host is a config error")
     p.add_argument("--model", help="override segmenter.model (a contract-v1 .onnx file)")
     p.add_argument("--segmenter", choices=configuration.CHOICES["segmenter.kind"], help="override segmenter.kind")
     p.add_argument("--sink", choices=configuration.CHOICES["sink.kind"], help="override sink.kind")
@@ -52,13 +58,8 @@ def overrides_from(args, file_data: dict | None = None, notes: list[str] | None 
     o = {"camera.kind": args.source, "segmenter.model": args.model, "segmenter.kind": args.segmenter,
          "sink.kind": args.sink, "recolour.colour": args.colour, "recolour.mode": args.mode}
     o = {k: v for k, v in o.items() if v is not None}
-    sink_table = (file_data or {}).get("sink")
-    file_sink = sink_table.get("kind") if isinstance(sink_table, dict) else None
-    if args.source and args.source != "picamera2" and not args.sink and file_sink in (None, "picamera2-overlay"):
-        o["sink.kind"] = "null"  # the overlay sink needs the Pi camera's preview
-        if file_sink is not None and notes is not None:
-            notes.append(f"--source {args.source} overrides sink.kind = 'picamera2-overlay' from {args.config} "
-                         "(it needs the Pi camera) with 'null'; give --sink to choose another")
+    if args.source and not args.sink:
+        _sink_for_source(args, file_data or {}, o, notes if notes is not None else [])
     if args.web:
         host, _, port = args.web.rpartition(":")
         if not port.isdigit():
@@ -67,6 +68,25 @@ def overrides_from(args, file_data: dict | None = None, notes: list[str] | None 
     if args.no_web:
         o["web.enabled"] = False
     return o
+
+
+def _sink_for_source(args, file_data: dict, overrides: dict, notes: list[str]) -> None:
+    """--source without --sink: a sink the new camera cannot host (it lacks a capability the sink declares in
+    `camera_needs`) becomes the null sink, with one note saying so; a sink it can host is kept."""
+    table = file_data.get("sink")
+    from_file = table.get("kind") if isinstance(table, dict) else None
+    sink = from_file if isinstance(from_file, str) else configuration.SinkConfig().kind
+    lacking = configuration.camera_lacks(args.source, sink)
+    if not lacking:
+        return
+    overrides["sink.kind"] = "null"  # the sink every camera can host
+    why = f"{sink!r} needs a camera with {' and '.join(lacking)}, which {args.source!r} has not"
+    if from_file is not None:
+        notes.append(f"--source {args.source} overrides sink.kind = {sink!r} from {args.config} with 'null': {why}; "
+                     "give --sink to choose another")
+    else:
+        notes.append(f"--source {args.source}: the default sink.kind {why}; using 'null' (give --sink to choose "
+                     "another)")
 
 
 def build(cfg):
@@ -86,7 +106,7 @@ def build(cfg):
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.print_default_config:
-        print(configuration.to_toml(configuration.Config()), end="")
+        print(configuration.to_toml(configuration.Config(), comments=True), end="")
         return EXIT_OK
     notes: list[str] = []
     try:

@@ -1,9 +1,12 @@
 """The daemon's configuration: a TOML file validated strictly against documented defaults.
 
 Unknown sections or keys and values of the wrong type are errors that name the key (exit code 2).
-Every field's default and meaning is below; `hairmirror --print-default-config` prints them as TOML.
-`check` then refuses what the start would trip over (a bad colour, a face cascade or sink folder it cannot use,
-an empty images folder, a weak web token); the daemon's start and `--validate-config` both run it through `load`.
+The shared keys are declared below; each backend declares its own keys and checks with its kind (device/registry.py),
+and a section holds them flat, so `[camera] device` is the opencv camera's. The kinds, their keys, the allowed values
+and ranges all come from those declarations; `hairmirror --print-default-config` prints every key with its meaning.
+`check` then refuses what the start would trip over (a bad colour, a kind's own check: a face cascade or sink folder
+it cannot use, an empty images folder; a sink the camera cannot host, a weak web token); the daemon's start and
+`--validate-config` both run it through `load`.
 Secrets (web.token) are never printed: `to_toml` and the error messages mask them.
 """
 from __future__ import annotations
@@ -15,72 +18,100 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-# The source checkout's default model (a wheel carries none: the deploy sets [segmenter] model to its own copy).
-DEFAULT_MODEL = PACKAGE_DIR.parent / "models" / "hair-mobile-unet-wide.onnx"
+from .cameras import CAMERAS
+from .postprocess import KEEP_RULES
+from .recolour import RECOLOURERS
+from .registry import Registry, setting
+from .segmenters import DEFAULT_MODEL, SEGMENTERS  # noqa: F401  (DEFAULT_MODEL: tools name it here)
+from .sinks import SINKS
 
 
 class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the key."""
 
 
+def with_kinds_settings(registry: Registry):
+    """Class decorator: a config section (a dataclass of its shared keys) extended with the keys each kind in
+    `registry` declares in its `Settings`, flat in one table as config files have them. A key two kinds declare
+    alike is one key; declared differently, it is a programming error."""
+    def extend(section: type) -> type:
+        shared = {f.name for f in dataclasses.fields(section)}
+        specs: dict[str, tuple] = {}
+        kinds: dict[str, list[str]] = {}
+        for kind in registry.names():
+            declared = getattr(registry.get(kind), "Settings", None)
+            if declared is None:
+                continue
+            hints = typing.get_type_hints(declared)
+            for f in dataclasses.fields(declared):
+                spec = (hints[f.name], f.default, dict(f.metadata))
+                if f.name in shared or specs.setdefault(f.name, spec) != spec:
+                    raise TypeError(f"{registry.kind} {kind!r} declares {f.name!r}, which {section.__name__} or "
+                                    f"{', '.join(kinds.get(f.name, ['?']))} declare otherwise")
+                kinds.setdefault(f.name, []).append(kind)
+        extra = [(name, typ, field(default=default, metadata={**meta, "kinds": tuple(kinds[name])}))
+                 for name, (typ, default, meta) in specs.items()]
+        return dataclasses.make_dataclass(section.__name__, extra, bases=(section,),
+                                          namespace={"__doc__": section.__doc__, "__module__": section.__module__})
+    return extend
+
+
+@with_kinds_settings(CAMERAS)
 @dataclass
 class CameraConfig:
-    kind: str = "picamera2"          # picamera2 | opencv | images | demo
-    width: int = 640                 # display (main) stream size
-    height: int = 480
-    fps: float = 30.0
-    mirror: bool = True              # flip horizontally, as a mirror does
-    lores_format: str = "auto"       # picamera2 lores: auto (YUV420 on Pi 4, RGB888 on Pi 5) | YUV420 | RGB888
-    device: str = "0"                # opencv: camera index or video file path
-    path: str = ""                   # images: folder of photos, looped
-    retry_seconds: float = 1.0       # first back-off after a camera failure (doubles, capped at 5 s)
+    """[camera]: the keys every camera reads; each kind adds its own (device/cameras/)."""
+    kind: str = setting("picamera2", "which camera", choices=CAMERAS.names())
+    width: int = setting(640, "display (main) stream width", range=(16, 4096))
+    height: int = setting(480, "display (main) stream height", range=(16, 4096))
+    fps: float = setting(30.0, "frames per second", range=(1, 120))
+    mirror: bool = setting(True, "flip horizontally, as a mirror does")
+    retry_seconds: float = setting(1.0, "first back-off after a camera failure (doubles, capped at 5 s)",
+                                   range=(0.01, 5))
 
 
+@with_kinds_settings(SEGMENTERS)
 @dataclass
 class SegmenterConfig:
-    kind: str = "onnx"               # onnx | classical
-    model: str = str(DEFAULT_MODEL)  # contract-v1 .onnx file
-    threads: int = 1                 # onnxruntime intra-op threads (0: all cores); 1 keeps up with the
-    #                                  camera at the least CPU (`make bench`: threads and spinning)
-    fallback: str = "classical"      # used when the model cannot load or inference fails; "" for none
-    face_cascade: str = ""           # classical: cascade XML path ("" = OpenCV's frontal face cascade)
+    """[segmenter]: which segmenter and its fallback; each kind adds its own keys (device/segmenters.py)."""
+    kind: str = setting("onnx", "which segmenter", choices=SEGMENTERS.names())
+    fallback: str = setting("classical", "used when the model cannot load or inference fails; \"\" for none",
+                            choices=(*SEGMENTERS.names(), ""))
 
 
 @dataclass
 class PostprocessConfig:
-    threshold: float = -1.0          # hair probability cut; -1 = the model file's own threshold
-    keep: str = "face"               # which components are hair (device/postprocess.py): face (mass around the
-    #                                  face, the face carved out; chosen by `python -m export postprocess`) |
-    #                                  largest (the original design) | all (above min_area) | mass | framed
-    min_area: float = 0.01           # keep = all/framed/face: smallest extra component kept (fraction of frame)
-    smoothing: float = 0.5           # temporal smoothing of the probability (0 = none, 0.9 = heavy)
+    threshold: float = setting(-1.0, "hair probability cut; -1 = the model file's own threshold", range=(-1, 1))
+    keep: str = setting("face", "which components are hair (device/postprocess.py; `python -m export postprocess` "
+                        "measures each)", choices=KEEP_RULES.names())
+    min_area: float = setting(0.01, "keep = all/framed/face: smallest extra component kept (fraction of frame)",
+                              range=(0, 1))
+    smoothing: float = setting(0.5, "temporal smoothing of the probability (0 = none, 0.9 = heavy)", range=(0, 0.99))
 
 
 @dataclass
 class RecolourConfig:
-    mode: str = "hsv"                # hsv | natural | ombre
-    colour: str = "crimson"          # a name, #rrggbb, or a preset
-    colour2: str = "gold"            # ombre: the tips' colour
-    strength: float = 1.0            # 0..1 blend of the new colour
+    mode: str = setting("hsv", "how the hair is recoloured", choices=RECOLOURERS.names())
+    colour: str = setting("crimson", "a name, #rrggbb, or a preset")
+    colour2: str = setting("gold", f"the second colour, for the modes that use one "
+                                   f"({', '.join(RECOLOURERS.having('uses_second_colour'))})")
+    strength: float = setting(1.0, "blend of the new colour (1 = all of it)", range=(0, 1))
 
 
+@with_kinds_settings(SINKS)
 @dataclass
 class SinkConfig:
-    kind: str = "picamera2-overlay"  # picamera2-overlay | files | null
-    path: str = "out/frames"         # files: folder for PNG frames
-    every: int = 1                   # files: write every Nth frame
-    preview: str = "drm"             # picamera2-overlay: drm (Lite) | qtgl (desktop) | null
+    """[sink]: where the recoloured frames go; each kind adds its own keys (device/sinks.py)."""
+    kind: str = setting("picamera2-overlay", "where the recoloured frames go", choices=SINKS.names())
 
 
 @dataclass
 class WebConfig:
-    enabled: bool = True
-    host: str = "127.0.0.1"          # anything but loopback needs a token
-    port: int = 8080
-    token: str = ""                  # required for LAN access: ?token=... or X-Hairmirror-Token header;
-    #                                  at least 12 non-space characters, never printed
-    max_upload_mb: float = 8.0       # MiB (2**20 bytes) per photo
+    enabled: bool = setting(True, "serve the control page")
+    host: str = setting("127.0.0.1", "anything but loopback needs a token")
+    port: int = setting(8080, "the page's port", range=(1, 65535))
+    token: str = setting("", "required for LAN access: ?token=... or X-Hairmirror-Token header; at least 12 "
+                         "non-space characters, never printed")
+    max_upload_mb: float = setting(8.0, "MiB (2**20 bytes) per photo", range=(0.1, 100))
 
 
 @dataclass
@@ -91,27 +122,25 @@ class Config:
     recolour: RecolourConfig = field(default_factory=RecolourConfig)
     sink: SinkConfig = field(default_factory=SinkConfig)
     web: WebConfig = field(default_factory=WebConfig)
-    log_level: str = "INFO"
+    log_level: str = setting("INFO", "how much the daemon logs", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
 
-CHOICES = {
-    "camera.kind": ("picamera2", "opencv", "images", "demo"),
-    "camera.lores_format": ("auto", "YUV420", "RGB888"),
-    "segmenter.kind": ("onnx", "classical"),
-    "segmenter.fallback": ("classical", ""),
-    "postprocess.keep": ("largest", "all", "mass", "framed", "face"),  # device.postprocess.KEEP_RULES
-    "recolour.mode": ("hsv", "natural", "ombre"),
-    "sink.kind": ("picamera2-overlay", "files", "null"),
-    "sink.preview": ("drm", "qtgl", "null"),
-    "log_level": ("DEBUG", "INFO", "WARNING", "ERROR"),
-}
-RANGES = {
-    "camera.width": (16, 4096), "camera.height": (16, 4096), "camera.fps": (1, 120),
-    "camera.retry_seconds": (0.01, 5), "segmenter.threads": (0, 64),
-    "postprocess.threshold": (-1, 1), "postprocess.min_area": (0, 1), "postprocess.smoothing": (0, 0.99),
-    "recolour.strength": (0, 1), "sink.every": (1, 10_000), "web.port": (1, 65535),
-    "web.max_upload_mb": (0.1, 100),
-}
+KINDS = {"camera": CAMERAS, "segmenter": SEGMENTERS, "sink": SINKS}  # the sections whose `kind` picks a backend
+
+
+def settings(cls: type = Config, prefix: str = ""):
+    """(dotted key, field) of every setting, sections' keys in order."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            yield from settings(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", f
+
+
+# Derived from the declarations above (kinds from the registries): what each key accepts.
+CHOICES = {key: tuple(f.metadata["choices"]) for key, f in settings() if f.metadata.get("choices") is not None}
+RANGES = {key: f.metadata["range"] for key, f in settings() if f.metadata.get("range") is not None}
 SECRETS = ("web.token",)     # masked wherever a value is shown
 MASK = "<redacted>"
 MIN_TOKEN_CHARS = 12
@@ -140,10 +169,12 @@ def _build(cls, data: dict, prefix: str = ""):
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a table")
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
+    known = {f.name: f for f in dataclasses.fields(cls)}
     for key in data:
         if key not in known:
-            raise ConfigError(f"unknown key {prefix}{key!r}; known here: {', '.join(sorted(known))}")
+            listed = (f"{n} ({'/'.join(known[n].metadata['kinds'])})" if known[n].metadata.get("kinds") else n
+                      for n in sorted(known))
+            raise ConfigError(f"unknown key {prefix}{key!r}; known here: {', '.join(listed)}")
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name not in data:
@@ -171,32 +202,44 @@ def check(cfg: Config) -> None:
             parse_colour(getattr(cfg.recolour, key))
         except ValueError as e:
             raise ConfigError(f"recolour.{key}: {e}") from None
-    if cfg.camera.kind == "images" and not cfg.camera.path.strip():
-        raise ConfigError("camera.path: empty; the images camera needs the folder of photos to show "
-                          "(an empty path would be the working directory)")
-    if cfg.sink.kind == "picamera2-overlay" and cfg.camera.kind != "picamera2":
-        raise ConfigError(f"sink.kind: 'picamera2-overlay' draws on the Pi camera's preview, so it needs "
-                          f"camera.kind = 'picamera2', not {cfg.camera.kind!r} (use 'files' or 'null')")
-    if cfg.segmenter.face_cascade and "classical" in (cfg.segmenter.kind, cfg.segmenter.fallback):
-        _check_cascade("segmenter.face_cascade", Path(cfg.segmenter.face_cascade))
-    if cfg.sink.kind == "files":
-        _check_creatable("sink.path", cfg.sink.path)
+    _check_kind(cfg.camera, "camera", cfg.camera.kind)
+    check_sink_fits(cfg.camera.kind, cfg.sink.kind)
+    for kind in (cfg.segmenter.kind, cfg.segmenter.fallback):  # the fallback must be able to start too
+        if kind:
+            _check_kind(cfg.segmenter, "segmenter", kind)
+    _check_kind(cfg.sink, "sink", cfg.sink.kind)
     _check_web(cfg.web)
 
 
-def _check_cascade(key: str, path: Path) -> None:
-    if not path.is_file():
-        raise ConfigError(f"{key}: {path} is not a file (a cascade XML; \"\" for OpenCV's frontal face cascade)")
-    import cv2
+def _check_kind(section_cfg, section: str, kind: str) -> None:
+    """The kind's own check of its settings (its `check_config`, if it declares one)."""
+    check_config = getattr(KINDS[section].get(kind), "check_config", None)
     try:
-        empty = cv2.CascadeClassifier(str(path)).empty()
-    except (cv2.error, SystemError):  # a malformed XML raises inside the constructor
-        empty = True
-    if empty:
-        raise ConfigError(f"{key}: {path} is not a loadable OpenCV cascade XML file")
+        if check_config:
+            check_config(section_cfg)
+    except ValueError as e:  # the backend's message names the key
+        raise ConfigError(str(e)) from None
 
 
-def _check_creatable(key: str, text: str) -> None:
+def camera_lacks(camera_kind: str, sink_kind: str) -> list[str]:
+    """The camera capabilities the sink declares it needs (`camera_needs`) that this camera kind has not."""
+    if camera_kind not in CAMERAS or sink_kind not in SINKS:
+        return []
+    camera = CAMERAS.get(camera_kind)
+    return [need for need in getattr(SINKS.get(sink_kind), "camera_needs", ()) if not getattr(camera, need, False)]
+
+
+def check_sink_fits(camera_kind: str, sink_kind: str) -> None:
+    lacking = camera_lacks(camera_kind, sink_kind)
+    if lacking:
+        able = [k for k in CAMERAS.names() if not camera_lacks(k, sink_kind)]
+        fitting = [s for s in SINKS.names() if not camera_lacks(camera_kind, s)]
+        raise ConfigError(f"sink.kind: {sink_kind!r} needs a camera with {' and '.join(lacking)} (camera.kind = "
+                          f"{' or '.join(map(repr, able))}), not {camera_kind!r}; with it use "
+                          f"{' or '.join(map(repr, fitting))}")
+
+
+def check_creatable(key: str, text: str) -> None:
     """A folder the daemon can create (or write into), found without creating anything."""
     if not text.strip():
         raise ConfigError(f"{key}: empty (an empty path would be the working directory)")
@@ -265,20 +308,35 @@ def load(path: str | Path | None, overrides: dict | None = None) -> Config:
     return from_dict(data)
 
 
-def to_toml(cfg: Config, reveal_secrets: bool = False) -> str:
+def to_toml(cfg: Config, reveal_secrets: bool = False, comments: bool = False) -> str:
     """The configuration as TOML (used for --print-default-config, --validate-config and by deploy templates'
-    docs); a set secret (web.token) shows as MASK unless reveal_secrets."""
-    lines = []
-    top = dataclasses.asdict(cfg)
-    for key, value in top.items():
-        if not isinstance(value, dict):
-            lines.append(f"{key} = {_toml_value(value)}")
-    for section, values in top.items():
-        if isinstance(values, dict):
+    docs); a set secret (web.token) shows as MASK unless reveal_secrets; `comments` puts each key's meaning
+    (`describe`) above it."""
+    lines, section = [], None
+    keys = list(settings(type(cfg)))
+    for key, f in sorted(keys, key=lambda kf: "." in kf[0]):  # top-level keys first, as TOML needs
+        *parent, name = key.split(".")
+        if parent and parent[0] != section:
+            section = parent[0]
             lines.append(f"\n[{section}]")
-            lines += [f"{k} = {_toml_value(MASK if f'{section}.{k}' in SECRETS and v and not reveal_secrets else v)}"
-                      for k, v in values.items()]
+        value = getattr(getattr(cfg, section) if parent else cfg, name)
+        if comments and describe(f):
+            lines.append(f"# {describe(f)}")
+        lines.append(f"{name} = {_toml_value(MASK if key in SECRETS and value and not reveal_secrets else value)}")
     return "\n".join(lines) + "\n"
+
+
+def describe(f: dataclasses.Field) -> str:
+    """A setting's one line of documentation: the kind that reads it, its meaning, what it accepts."""
+    meta = f.metadata
+    text = meta.get("help", "")
+    if meta.get("choices") is not None:
+        text += " [" + " | ".join(c or '""' for c in meta["choices"]) + "]"
+    elif meta.get("range") is not None:
+        text += " [{}..{}]".format(*meta["range"])
+    if meta.get("kinds"):
+        text = f"kind {' or '.join(meta['kinds'])}: {text}"
+    return text.strip()
 
 
 def _toml_value(v) -> str:

@@ -106,7 +106,7 @@ class Mirror:
         self.recolourer = make_recolourer(cfg.recolour.mode, cfg.recolour.colour, cfg.recolour.colour2,
                                           cfg.recolour.strength)
         h, w = self.segmenter.input_size
-        preview = {"preview": cfg.sink.preview} if cfg.camera.kind == "picamera2" else {}
+        preview = {"preview": cfg.sink.preview} if CAMERAS.get(cfg.camera.kind).has_preview else {}
         self.camera = CAMERAS.create(cfg.camera.kind, cfg.camera, (w, h), **preview)
         self.sinks = []
         self.fps = 0.0
@@ -177,7 +177,7 @@ class Mirror:
         with self.lock:  # only swap once the new one is valid
             rc.mode, rc.colour, rc.colour2 = mode or rc.mode, colour or rc.colour, colour2 or rc.colour2
             self.recolourer = recolourer
-        _log.info("recolour: %s %s %s", rc.mode, rc.colour, rc.colour2 if rc.mode == "ombre" else "")
+        _log.info("recolour: %s %s %s", rc.mode, rc.colour, rc.colour2 if recolourer.uses_second_colour else "")
 
     def process_photo(self, rgb: np.ndarray, mode: str | None = None, colour: str | None = None,
                       colour2: str | None = None) -> tuple[np.ndarray, np.ndarray]:

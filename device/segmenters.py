@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .registry import Registry
+from .registry import Registry, setting
 
 _log = logging.getLogger(__name__)
+# The source checkout's default model (a wheel carries none: the deploy sets [segmenter] model to its own copy).
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "hair-mobile-unet-wide.onnx"
 
 
 class SegmenterError(RuntimeError):
@@ -16,7 +20,10 @@ class SegmenterError(RuntimeError):
 
 
 class Segmenter:
-    """`input_size` is (H, W); `segment` takes RGB uint8 at that size and returns float32 [H, W] in [0, 1]."""
+    """`input_size` is (H, W); `segment` takes RGB uint8 at that size and returns float32 [H, W] in [0, 1].
+    A kind declares its own `[segmenter]` keys (`Settings`) and checks them (`check_config`, also run for the
+    kind named as `fallback`)."""
+    Settings = None
     mode = "?"
     input_size: tuple[int, int] = (256, 256)
     threshold: float = 0.5
@@ -35,6 +42,10 @@ class Segmenter:
         h, w = self.input_size
         return cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA)
 
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        """Refuse settings the start would trip over (ValueError naming the key); --validate-config runs it."""
+
 
 SEGMENTERS: Registry[Segmenter] = Registry("segmenter kind")
 
@@ -43,6 +54,12 @@ SEGMENTERS: Registry[Segmenter] = Registry("segmenter kind")
 class OnnxSegmenter(Segmenter):
     """A contract-v1 model through onnxruntime; feeds back its own last output when the model takes a prior."""
     mode = "model"
+
+    @dataclass
+    class Settings:
+        model: str = setting(str(DEFAULT_MODEL), "contract-v1 .onnx file")
+        threads: int = setting(1, "onnxruntime intra-op threads (0: all cores); 1 keeps up with the camera at the "
+                               "least CPU (`make bench`: threads and spinning)", range=(0, 64))
 
     def __init__(self, cfg):
         from .model_file import ModelContractError, load_model
@@ -82,6 +99,15 @@ class ClassicalSegmenterAdapter(Segmenter):
     input_size = (192, 256)
     description = "k-means + face + DBSCAN + scalp ring"
 
+    @dataclass
+    class Settings:
+        face_cascade: str = setting("", "cascade XML path (\"\" = OpenCV's frontal face cascade)")
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        if cfg.face_cascade:
+            _check_cascade("segmenter.face_cascade", Path(cfg.face_cascade))
+
     def fit(self, rgb: np.ndarray) -> np.ndarray:
         scale = max(self.input_size) / max(rgb.shape[:2])
         return cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else rgb
@@ -100,6 +126,17 @@ class ClassicalSegmenterAdapter(Segmenter):
 
     def segment_still(self, rgb: np.ndarray) -> np.ndarray:
         return self.impl.segment_still(rgb).mask.astype(np.float32)
+
+
+def _check_cascade(key: str, path: Path) -> None:
+    if not path.is_file():
+        raise ValueError(f"{key}: {path} is not a file (a cascade XML; \"\" for OpenCV's frontal face cascade)")
+    try:
+        empty = cv2.CascadeClassifier(str(path)).empty()
+    except (cv2.error, SystemError):  # a malformed XML raises inside the constructor
+        empty = True
+    if empty:
+        raise ValueError(f"{key}: {path} is not a loadable OpenCV cascade XML file")
 
 
 def create_segmenter(cfg) -> tuple[Segmenter, str | None]:

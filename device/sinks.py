@@ -6,6 +6,7 @@ a sink asks for it, and at most once per frame.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import numpy as np
 
 from .cameras import Frame
 from .recolour.base import upscale_alpha
-from .registry import Registry
+from .registry import Registry, setting
 
 _log = logging.getLogger(__name__)
 OVERLAY_WIDTH = 320  # set_overlay's image is scaled by the display: keep it small
@@ -64,6 +65,11 @@ class Output:
 
 
 class Sink:
+    """A kind declares its own [sink] keys (`Settings`), the camera capabilities it needs (`camera_needs`) and may
+    check its settings (`check_config`, run by --validate-config)."""
+    Settings = None
+    camera_needs: tuple[str, ...] = ()
+
     def __init__(self, cfg, camera):
         self.cfg = cfg
 
@@ -87,6 +93,16 @@ class NullSink(Sink):
 class FileSink(Sink):
     """Every Nth composite as a numbered PNG in `sink.path`."""
 
+    @dataclass
+    class Settings:
+        path: str = setting("out/frames", "folder for PNG frames")
+        every: int = setting(1, "write every Nth frame", range=(1, 10_000))
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        from .config import check_creatable
+        check_creatable("sink.path", cfg.path)
+
     def __init__(self, cfg, camera):
         super().__init__(cfg, camera)
         self.folder = Path(cfg.path)
@@ -106,9 +122,16 @@ class FileSink(Sink):
 class Picamera2OverlaySink(Sink):
     """The camera's own preview shows `main`; the recoloured hair goes on top with set_overlay."""
 
+    @dataclass
+    class Settings:
+        preview: str = setting("drm", "the Pi camera's own preview window: drm (Raspberry Pi OS Lite), qtgl "
+                               "(desktop) or null", choices=("drm", "qtgl", "null"))
+
+    camera_needs = ("can_overlay",)
+
     def __init__(self, cfg, camera):
         super().__init__(cfg, camera)
-        if not hasattr(camera, "set_overlay"):
+        if not all(getattr(camera, need, False) for need in self.camera_needs):
             raise ValueError("sink.kind: picamera2-overlay needs camera.kind = 'picamera2'")
         self.camera = camera
 

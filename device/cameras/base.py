@@ -24,9 +24,19 @@ class Frame:
 
 
 class Camera:
-    """A source of frames. `lores_size` is (width, height), the segmenter's input size."""
+    """A source of frames. `lores_size` is (width, height), the segmenter's input size.
 
+    A camera kind is one module: a subclass registered with `@CAMERAS.register("kind")` that declares its own
+    `[camera]` keys (`Settings`) and what it can do; the package's __init__ imports the module."""
+
+    Settings = None          # a dataclass of registry.setting()s: this kind's own keys in [camera]
     hardware_mirror = False  # True where the sensor flips the image itself (Picamera2's transform)
+    has_preview = False      # shows `main` on a display itself (Picamera2's preview); constructed with preview=
+    can_overlay = False      # draws an RGBA image over that preview (set_overlay): what picamera2-overlay needs
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        """Refuse settings the start would trip over (ValueError naming the key); --validate-config runs it."""
 
     def __init__(self, cfg, lores_size: tuple[int, int]):
         self.cfg = cfg

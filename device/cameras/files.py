@@ -10,12 +10,14 @@ import logging
 import os
 import stat
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from ..imagefile import MAX_DECODE_BYTES, ImageError, decode, inspect, mib
+from ..registry import setting
 from .base import CAMERAS, Camera, CameraError, Pacer, fit_to
 
 _log = logging.getLogger(__name__)
@@ -71,6 +73,16 @@ class ImageFolderCamera(Camera):
     """Every showable image in a folder, in name order, looped. A file that cannot be shown (not a regular file,
     empty, not an image, a header claiming more than the decode budget, truncated or corrupt) is skipped with one
     warning, and looked at again only once it changes. Photos are decoded when first shown, never all at start."""
+
+    @dataclass
+    class Settings:
+        path: str = setting("", "folder of photos, shown in name order and looped")
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        if not cfg.path.strip():
+            raise ValueError("camera.path: empty; the images camera needs the folder of photos to show "
+                             "(an empty path would be the working directory)")
 
     def __init__(self, cfg, lores_size):
         super().__init__(cfg, lores_size)
@@ -158,6 +170,10 @@ class ImageFolderCamera(Camera):
 class OpenCVCamera(Camera):
     """A webcam (camera.device = "0") or a video file (looped; a file removed or renamed while open is noticed
     within RESCAN_SECONDS and reported, and a new file at the name is opened by the mirror's retry)."""
+
+    @dataclass
+    class Settings:
+        device: str = setting("0", "camera index (a webcam) or video file path (looped)")
 
     def start(self) -> None:
         dev = self.cfg.device

@@ -8,10 +8,12 @@ A Pi 4 (VC4) can only give YUV420 on lores; a Pi 5 (PiSP) can give RGB888.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from ..registry import setting
 from .base import CAMERAS, Camera, CameraError
 
 _log = logging.getLogger(__name__)
@@ -55,7 +57,14 @@ def stream_to_rgb(array: np.ndarray, fmt: str, size: tuple[int, int]) -> np.ndar
 class Picamera2Camera(Camera):
     """Frames from Picamera2; each request is released as soon as its arrays are copied out."""
 
+    @dataclass
+    class Settings:
+        lores_format: str = setting("auto", "the lores (inference) stream's format: auto is YUV420 on a Pi 4, "
+                                    "RGB888 on a Pi 5", choices=("auto", "YUV420", "RGB888"))
+
     hardware_mirror = True
+    has_preview = True  # Picamera2's own preview window (sink.preview: drm, qtgl or null) shows `main`
+    can_overlay = True
     capture_timeout = 2.0  # seconds without a frame before the camera counts as gone
 
     def __init__(self, cfg, lores_size, preview: str = "null"):

@@ -92,6 +92,7 @@ def upscale_alpha(alpha: np.ndarray, shape: tuple[int, int]) -> tuple[tuple[slic
 
 class Recolourer:
     """Recolours hair in RGB frames. Subclasses implement `_recolour(rgb_box, alpha_box)`."""
+    uses_second_colour = False  # colour2 matters: the page shows it, the log names it
 
     mode = ""
 

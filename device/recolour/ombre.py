@@ -33,6 +33,7 @@ def tip_weights(alpha: np.ndarray) -> np.ndarray:
 @RECOLOURERS.register("ombre")
 class OmbreRecolourer(Recolourer):
     mode = "ombre"
+    uses_second_colour = True
 
     def __init__(self, colour, colour2=None, strength: float = 1.0):
         if colour2 is None:

@@ -210,7 +210,8 @@ def create_app(mirror, web_cfg) -> Flask:
         initial = {"mode": rc.mode, "colour": to_hex(parse_colour(rc.colour)), "colour2": to_hex(parse_colour(rc.colour2))}
         nonce = secrets.token_urlsafe(16)
         page = Response(render_template("index.html", presets=PRESETS, modes=RECOLOURERS.names(), initial=initial,
-                                        nonce=nonce), mimetype="text/html")
+                                        two_colour_modes=RECOLOURERS.having("uses_second_colour"), nonce=nonce),
+                        mimetype="text/html")
         page.headers["Content-Security-Policy"] = (
             f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
             "style-src-attr 'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self'; form-action 'none'; "

@@ -36,13 +36,42 @@ def _config_fields() -> dict[str, dict | object]:
     return dataclasses.asdict(device_config.Config())
 
 
+TEMPLATE = ROLES / "hairmirror" / "templates" / "config.toml.j2"
+
+
+def _named_in_template() -> dict[str, set[str]]:
+    """Per section, the keys the template writes from their own variable (`key = {{ v(hairmirror_<section>_<key>) }}`);
+    the other keys of a section with kinds come from hairmirror_<section>_settings."""
+    named: dict[str, set[str]] = {}
+    for section, key in re.findall(r"^(\w+) = \{\{ v\(hairmirror_(\w+?)_\1\) \}\}$", TEMPLATE.read_text(), re.M):
+        named.setdefault(key, set()).add(section)
+    return named
+
+
+def _shared_keys(section: str) -> set[str]:
+    """The keys device/config.py declares for the section itself (every kind reads them), not a kind's own."""
+    return {key.split(".")[1] for key, f in device_config.settings() if key.startswith(f"{section}.")
+            and not f.metadata.get("kinds")}
+
+
 def test_config_template_renders_every_key_and_the_daemon_accepts_it(tmp_path):
+    """Every key the daemon declares reaches the file: the shared keys and the kinds' keys the role names by their
+    own variable, any other kind's keys through hairmirror_<section>_settings."""
+    named = _named_in_template()
     overrides = {"hairmirror_camera_kind": "demo", "hairmirror_sink_kind": "null", "hairmirror_web_host": "0.0.0.0",
                  "hairmirror_web_token": 'to"k\\en-long-enough', "hairmirror_camera_mirror": False,
                  "hairmirror_recolour_colour": "#8a2be2", "hairmirror_web_port": 18080}
+    for section, fields in _config_fields().items():
+        if isinstance(fields, dict):
+            assert _shared_keys(section) <= named.get(section, set()), f"[{section}] shared keys not in the template"
+            if section in device_config.KINDS:
+                overrides[f"hairmirror_{section}_settings"] = {k: v for k, v in fields.items()
+                                                               if k not in named[section]}
+            else:
+                assert named.get(section, set()) == set(fields), f"[{section}] keys differ from device/config.py"
     variables = role_defaults(overrides)
     path = tmp_path / "config.toml"
-    path.write_text(render(ROLES / "hairmirror" / "templates" / "config.toml.j2", variables))
+    path.write_text(render(TEMPLATE, variables))
 
     cfg = device_config.load(path)  # strict: unknown keys or wrong types raise ConfigError
     written = tomllib.loads(path.read_text())
@@ -52,22 +81,27 @@ def test_config_template_renders_every_key_and_the_daemon_accepts_it(tmp_path):
             continue
         assert set(written[section]) == set(fields), f"[{section}] keys differ from device/config.py"
         for key in fields:
-            assert getattr(getattr(cfg, section), key) == variables[f"hairmirror_{section}_{key}"], f"{section}.{key}"
+            expected = (variables[f"hairmirror_{section}_{key}"] if key in named[section]
+                        else variables[f"hairmirror_{section}_settings"][key])
+            assert getattr(getattr(cfg, section), key) == expected, f"{section}.{key}"
     assert cfg.web.token == 'to"k\\en-long-enough' and cfg.camera.mirror is False and cfg.web.port == 18080
 
 
 def test_config_template_defaults_match_the_daemons_defaults():
-    """A role default that drifts from device/config.py changes behaviour silently; the model path may differ."""
+    """A role default that drifts from device/config.py changes behaviour silently; the model path may differ.
+    The keys the role leaves out are left to the daemon's defaults (hairmirror_<section>_settings is empty)."""
     variables = role_defaults()
     for section, fields in _config_fields().items():
         if not isinstance(fields, dict):
             assert variables[f"hairmirror_{section}"] == fields
             continue
-        for key, default in fields.items():
+        if section in device_config.KINDS:
+            assert variables[f"hairmirror_{section}_settings"] == {}
+        for key in _named_in_template()[section]:
             if (section, key) == ("segmenter", "model"):
                 assert variables["hairmirror_segmenter_model"] == "/opt/hairmirror/models/hair-mobile-unet-wide.onnx"
                 continue
-            assert variables[f"hairmirror_{section}_{key}"] == default, f"hairmirror_{section}_{key}"
+            assert variables[f"hairmirror_{section}_{key}"] == fields[key], f"hairmirror_{section}_{key}"
 
 
 def test_bad_config_variable_is_refused_by_the_daemons_validation(tmp_path):

@@ -9,10 +9,12 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
+import json
 import re
 import resource
 import struct
 import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -111,6 +113,15 @@ def test_page_offers_every_preset_and_mode_and_loads_nothing_from_outside(client
     nonce = re.search(r'<script nonce="([^"]+)"', html).group(1)
     assert f"script-src 'nonce-{nonce}'" in r.headers["Content-Security-Policy"]
     assert client.get("/").headers["Content-Security-Policy"] != r.headers["Content-Security-Policy"]
+
+
+def test_the_page_shows_the_second_colour_for_the_modes_that_declare_it(client):
+    """The modes that use colour2 come from the server (each recolourer's `uses_second_colour`), not the page."""
+    html = client.get("/").get_data(as_text=True)
+    modes = RECOLOURERS.having("uses_second_colour")
+    assert modes and f"const TWO_COLOUR_MODES = {json.dumps(modes)};" in html
+    template = Path(__file__).resolve().parents[2] / "device" / "web" / "templates" / "index.html"
+    assert not any(f"'{m}'" in template.read_text() or f'"{m}"' in template.read_text() for m in RECOLOURERS.names())
 
 
 def test_no_request_path_reaches_the_file_system(client):

@@ -1,0 +1,181 @@
+"""An HTTP MJPEG camera: an IP camera's (or mjpg-streamer's, ffmpeg's, motion's) stream of JPEG frames.
+
+    [camera]
+    kind = "mjpeg"
+    url = "http://192.168.1.20:8080/stream.mjpg"    # user:password@ in the URL is sent as Basic auth
+
+The stream is one HTTP response of Content-Type multipart/x-mixed-replace; each part is one JPEG. A part's
+Content-Length is used when it gives one, else the part runs to the next boundary. Memory is bounded: a part over
+MAX_FRAME_BYTES, a line over MAX_LINE_BYTES, more than MAX_HEADER_LINES header lines, junk instead of a boundary or
+a JPEG whose header claims more than the decode budget are refused; a server silent for `read_timeout` seconds, or
+one that takes longer than that for a whole frame, counts as gone. Every failure is a CameraError, so the mirror's
+back-off reopens the stream once the server is back. Only the standard library and OpenCV are used.
+"""
+from __future__ import annotations
+
+import base64
+import http.client
+import logging
+import time
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+from ..imagefile import MAX_DECODE_BYTES, ImageError, decode, inspect, mib
+from ..registry import setting
+from .base import CAMERAS, Camera, CameraError, fit_to
+
+_log = logging.getLogger(__name__)
+MAX_FRAME_BYTES = 8 * 2**20  # one JPEG part (a 1080p MJPEG frame is a few hundred kB)
+MAX_LINE_BYTES = 4096        # one boundary or header line
+MAX_HEADER_LINES = 32        # per part; also the blank or preamble lines allowed before a boundary
+
+
+@CAMERAS.register("mjpeg")
+class MjpegCamera(Camera):
+    """Frames from an HTTP multipart/x-mixed-replace JPEG stream, decoded to RGB and fitted to the display size."""
+
+    @dataclass
+    class Settings:
+        url: str = setting("", "http:// (or https://) URL of a multipart/x-mixed-replace JPEG stream")
+
+    read_timeout = 5.0  # seconds: no data for this long, or a frame taking longer, and the camera counts as gone
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        try:
+            parts = urlsplit(cfg.url)
+            parts.port  # noqa: B018  (raises ValueError for a port that is not a number in 0..65535)
+        except ValueError as e:
+            raise ValueError(f"camera.url: {cfg.url!r} is not a usable URL ({e})") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"camera.url: {cfg.url!r} is not an http:// or https:// URL with a host (the mjpeg "
+                             "camera needs its stream's address)")
+
+    def __init__(self, cfg, lores_size):
+        super().__init__(cfg, lores_size)
+        self.conn: http.client.HTTPConnection | None = None
+        self.resp: http.client.HTTPResponse | None = None
+
+    @property
+    def where(self) -> str:
+        """The URL without its credentials, for messages."""
+        parts = urlsplit(self.cfg.url)
+        return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+    def start(self) -> None:
+        self.check_config(self.cfg)
+        parts = urlsplit(self.cfg.url)
+        connection = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        headers = {"Accept": "multipart/x-mixed-replace", "User-Agent": "hairmirror"}
+        if parts.username is not None:
+            user = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            headers["Authorization"] = "Basic " + base64.b64encode(user.encode()).decode()
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        try:  # a direct connection: proxy settings from the environment are not for a camera on the LAN
+            self.conn = connection(parts.hostname, parts.port, timeout=self.read_timeout)
+            self.conn.request("GET", target, headers=headers)
+            self.resp = self.conn.getresponse()
+        except (OSError, http.client.HTTPException) as e:
+            self.stop()
+            raise CameraError(f"camera.url: cannot open {self.where}: {e}") from e
+        if self.resp.status != 200:
+            status = f"{self.resp.status} {self.resp.reason}"
+            self.stop()
+            raise CameraError(f"camera.url: {self.where} answered {status}")
+        content_type, boundary = self.resp.msg.get_content_type(), self.resp.msg.get_param("boundary")
+        if content_type != "multipart/x-mixed-replace" or not boundary:
+            got = self.resp.getheader("Content-Type", "none")
+            self.stop()
+            raise CameraError(f"camera.url: {self.where} is not an MJPEG stream (Content-Type {got!r}; expected "
+                              "multipart/x-mixed-replace with a boundary)")
+        b = boundary.encode("latin-1")
+        self.delimiters = {b"--" + b, b} if b.startswith(b"--") else {b"--" + b}  # some cameras repeat the dashes
+        self.in_part = False  # True once a part's boundary line is read (a part without a length reads up to it)
+        _log.info("mjpeg: streaming from %s", self.where)
+
+    def _line(self, deadline: float, limit: int = MAX_LINE_BYTES) -> bytes:
+        try:
+            line = self.resp.readline(limit + 1)
+        except (OSError, http.client.HTTPException, ValueError) as e:  # ValueError: the response was closed
+            raise CameraError(f"camera.url: the stream from {self.where} failed: {e or type(e).__name__}") from e
+        if not line:
+            raise CameraError(f"camera.url: {self.where} closed the stream")
+        if len(line) > limit:
+            raise CameraError(f"camera.url: a line over {limit} bytes from {self.where}: not an MJPEG stream")
+        if time.monotonic() > deadline:
+            raise CameraError(f"camera.url: no whole frame from {self.where} within {self.read_timeout:.0f} s")
+        return line
+
+    def _is_boundary(self, line: bytes) -> bool:
+        text = line.rstrip(b"\r\n")
+        if text.endswith(b"--") and text[:-2] in self.delimiters:
+            raise CameraError(f"camera.url: {self.where} ended the stream (closing boundary)")
+        return text in self.delimiters
+
+    def _part(self) -> bytes:
+        """The next part's bytes, read within the limits."""
+        deadline = time.monotonic() + self.read_timeout
+        skipped = 0
+        while not self.in_part:  # blank lines (and a preamble) may come before a boundary; anything long is junk
+            line = self._line(deadline)
+            self.in_part = self._is_boundary(line)
+            skipped += 1
+            if not self.in_part and skipped > MAX_HEADER_LINES:
+                raise CameraError(f"camera.url: {self.where} sent {skipped} lines without a part boundary "
+                                  f"{min(self.delimiters)!r}: not an MJPEG stream")
+        self.in_part = False
+        length = None
+        for _ in range(MAX_HEADER_LINES + 1):
+            line = self._line(deadline)
+            if not line.strip():
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "content-length":
+                text = value.strip()
+                if not (text.isascii() and text.isdigit() and len(text) <= 15):  # never negative, never huge
+                    raise CameraError(f"camera.url: a part's Content-Length {text[:20]!r} is not a byte count")
+                length = int(text)
+                if length > MAX_FRAME_BYTES:
+                    raise CameraError(f"camera.url: a frame of {mib(length)} from {self.where}; frames may be at "
+                                      f"most {mib(MAX_FRAME_BYTES)}")
+        else:
+            raise CameraError(f"camera.url: a part with more than {MAX_HEADER_LINES} header lines from {self.where}")
+        if length is not None:
+            try:
+                data = self.resp.read(length)
+            except (OSError, http.client.HTTPException, ValueError) as e:
+                raise CameraError(f"camera.url: the stream from {self.where} failed: {e or type(e).__name__}") from e
+            if len(data) < length:
+                raise CameraError(f"camera.url: {self.where} closed the stream inside a frame")
+            return data
+        data = bytearray()
+        while True:  # no length given: the part runs to the next boundary (whose CRLF before it is not data)
+            line = self._line(deadline, MAX_FRAME_BYTES + 2 - len(data))
+            if self._is_boundary(line):
+                self.in_part = True
+                return bytes(data.removesuffix(b"\n").removesuffix(b"\r"))
+            data += line
+            if len(data) > MAX_FRAME_BYTES:
+                raise CameraError(f"camera.url: a frame over {mib(MAX_FRAME_BYTES)} from {self.where}")
+
+    def read(self):
+        if self.resp is None:
+            raise CameraError("camera is not started")
+        data = self._part()
+        try:
+            info = inspect(data, MAX_DECODE_BYTES, cover=self.size)
+            if info.format != "JPEG":
+                raise ImageError(f"a {info.format} image, not a JPEG")
+            rgb = decode(data, info, longest=None)
+        except ImageError as e:
+            raise CameraError(f"camera.url: a frame from {self.where} is not a usable JPEG: {e}") from None
+        return self._frame(fit_to(rgb, self.size))
+
+    def stop(self) -> None:
+        resp, conn, self.resp, self.conn = self.resp, self.conn, None, None
+        for part in (resp, conn):
+            if part is not None:
+                try:
+                    part.close()
+                except OSError as e:  # best effort: the server may be gone already
+                    _log.debug("mjpeg close: %s", e)

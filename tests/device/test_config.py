@@ -1,0 +1,148 @@
+"""The registries are the one list of kinds: each backend's declared settings and capabilities reach config
+validation, --help, --print-default-config and --source's sink rule without a second list anywhere."""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass
+
+import pytest
+
+from device import cli
+from device import config as configuration
+from device.cameras import CAMERAS
+from device.postprocess import KEEP_RULES
+from device.recolour import RECOLOURERS
+from device.registry import Registry, setting
+from device.sinks import SINKS
+
+DECLARED = [(section, kind, f) for section, registry in configuration.KINDS.items() for kind in registry.names()
+            if getattr(registry.get(kind), "Settings", None) for f in dataclasses.fields(registry.get(kind).Settings)]
+
+
+def _wrong_type(value):
+    return 3 if isinstance(value, str) else "three"
+
+
+def test_choices_come_from_the_registries():
+    for section, registry in configuration.KINDS.items():
+        assert configuration.CHOICES[f"{section}.kind"] == tuple(registry.names())
+    assert configuration.CHOICES["recolour.mode"] == tuple(RECOLOURERS.names())
+    assert configuration.CHOICES["postprocess.keep"] == tuple(KEEP_RULES.names())
+    assert "mjpeg" in configuration.CHOICES["camera.kind"]  # one module, registered by its import
+
+
+@pytest.mark.parametrize("section, kind, f", DECLARED, ids=lambda v: getattr(v, "name", v))
+def test_every_kinds_declared_settings_are_printed_documented_and_validated(section, kind, f, capsys):
+    assert cli.main(["--print-default-config"]) == 0
+    printed = capsys.readouterr().out
+    assert tomllib.loads(printed)[section][f.name] == f.default
+    text = printed.split(f"[{section}]\n")[1].split("\n[")[0].splitlines()
+    comment = text[text.index(f"{f.name} = {configuration._toml_value(f.default)}") - 1]
+    assert comment.startswith("# kind ") and kind in comment and f.metadata["help"] in comment
+
+    key = f"{section}.{f.name}"
+    data = {section: {f.name: f.default}}
+    assert getattr(getattr(configuration._build(configuration.Config, data), section), f.name) == f.default
+    with pytest.raises(configuration.ConfigError, match=rf"^{key}: expected"):
+        configuration._build(configuration.Config, {section: {f.name: _wrong_type(f.default)}})
+    if f.metadata.get("choices"):
+        with pytest.raises(configuration.ConfigError, match=rf"^{key}: 'nope' is not one of"):
+            configuration._build(configuration.Config, {section: {f.name: "nope"}})
+    if f.metadata.get("range"):
+        with pytest.raises(configuration.ConfigError, match=rf"^{key}: .* is outside"):
+            configuration._build(configuration.Config, {section: {f.name: f.metadata["range"][1] + 1}})
+
+
+def test_the_printed_default_config_loads_as_the_defaults(tmp_path, capsys):
+    assert cli.main(["--print-default-config"]) == 0
+    (tmp_path / "default.toml").write_text(capsys.readouterr().out)
+    assert configuration.load(tmp_path / "default.toml") == configuration.Config()
+
+
+def test_an_unknown_key_names_the_key_and_lists_the_known_ones(tmp_path):
+    path = tmp_path / "typo.toml"
+    path.write_text('[camera]\nkind = "mjpeg"\nurll = "http://cam.local/stream"\n')
+    with pytest.raises(configuration.ConfigError) as caught:
+        configuration.load(path)
+    message = str(caught.value)
+    assert message.startswith("unknown key camera.'urll'; known here: ")
+    for f in dataclasses.fields(configuration.CameraConfig):
+        assert f.name in message
+    assert "url (mjpeg)" in message and "device (opencv)" in message  # a kind's own key says whose it is
+
+
+def test_capabilities_are_declared_by_the_backends():
+    assert CAMERAS.having("can_overlay") == ["picamera2"] and CAMERAS.having("has_preview") == ["picamera2"]
+    assert RECOLOURERS.having("uses_second_colour") == ["ombre"]
+    assert [s for s in SINKS.names() if SINKS.get(s).camera_needs] == ["picamera2-overlay"]
+
+
+def test_a_sink_the_camera_cannot_host_is_refused_naming_sink_kind():
+    with pytest.raises(configuration.ConfigError, match=r"^sink.kind: 'picamera2-overlay' needs a camera with "
+                                                        r"can_overlay \(camera.kind = 'picamera2'\), not 'mjpeg'"):
+        configuration.from_dict({"camera": {"kind": "mjpeg", "url": "http://cam.local/"}})
+
+
+def _overrides(argv, file_data=None):
+    notes: list[str] = []
+    args = cli.parse_args(argv)
+    return cli.overrides_from(args, file_data or {}, notes), notes
+
+
+def test_source_moves_a_sink_the_camera_cannot_host_to_null_with_one_note():
+    o, notes = _overrides(["--source", "demo"])  # the default sink: picamera2-overlay
+    assert o["sink.kind"] == "null" and len(notes) == 1
+    assert "default sink.kind 'picamera2-overlay' needs a camera with can_overlay, which 'demo' has not" in notes[0]
+    o, notes = _overrides(["--source", "picamera2"], {"sink": {"kind": "picamera2-overlay"}})
+    assert "sink.kind" not in o and notes == []  # the Pi camera hosts it
+    o, notes = _overrides(["--source", "mjpeg"], {"sink": {"kind": "files"}})
+    assert "sink.kind" not in o and notes == []  # any camera hosts the files sink
+    o, notes = _overrides(["--source", "demo", "--sink", "files"])
+    assert o["sink.kind"] == "files" and notes == []
+
+
+def test_source_with_an_explicit_sink_it_cannot_host_is_a_config_error(capsys):
+    assert cli.main(["--source", "demo", "--sink", "picamera2-overlay", "--validate-config"]) == cli.EXIT_CONFIG
+    assert "config error: sink.kind: 'picamera2-overlay' needs a camera with can_overlay" in capsys.readouterr().err
+
+
+def test_the_source_rule_follows_what_a_sink_declares(monkeypatch):
+    """A sink kind that needs a camera's preview is moved off a camera without one: no kind is named in the rule."""
+    class PreviewSink(SINKS.get("null")):
+        camera_needs = ("has_preview",)
+    monkeypatch.setitem(SINKS._factories, "preview-only", PreviewSink)
+    o, notes = _overrides(["--source", "opencv"], {"sink": {"kind": "preview-only"}})
+    assert o["sink.kind"] == "null" and "'preview-only' needs a camera with has_preview" in notes[0]
+    assert configuration.camera_lacks("picamera2", "preview-only") == []
+
+
+def test_help_lists_the_registered_kinds_and_the_source_rule(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "{" + ",".join(CAMERAS.names()) + "}" in text and "{" + ",".join(SINKS.names()) + "}" in text
+    assert "picamera2-overlay needs a camera with can_overlay: picamera2" in text
+
+
+def test_two_kinds_declaring_one_key_differently_is_a_programming_error():
+    registry = Registry("test kind")
+
+    @dataclass
+    class A:
+        url: str = setting("", "a")
+
+    @dataclass
+    class B:
+        url: int = setting(0, "b")
+    registry.register("a")(type("KindA", (), {"Settings": A}))
+    registry.register("b")(type("KindB", (), {"Settings": B}))
+
+    @dataclass
+    class Section:
+        kind: str = "a"
+    with pytest.raises(TypeError, match="'b' declares 'url'"):
+        configuration.with_kinds_settings(registry)(Section)
+    registry._factories["b"] = type("KindB", (), {"Settings": A})  # declared alike: one key both kinds read
+    shared = configuration.with_kinds_settings(registry)(Section)
+    assert shared().url == "" and dataclasses.fields(shared)[1].metadata["kinds"] == ("a", "b")

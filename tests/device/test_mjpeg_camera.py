@@ -1,0 +1,228 @@
+"""The mjpeg camera against a real HTTP server (http.server in a thread) streaming multipart/x-mixed-replace JPEG
+frames of a real Figaro photo: colour order, the server going away and coming back, refused streams, bounded reads."""
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import cv2
+import numpy as np
+import pytest
+
+from device import config as configuration
+from device.cameras import CAMERAS, CameraError
+from device.cameras import mjpeg as mjpeg_module
+from device.cameras.base import fit_to
+from device.mirror import Mirror
+
+SIZE = (320, 240)
+LORES = (64, 48)
+
+
+class Streamer(BaseHTTPRequestHandler):
+    """What the server sends is chosen by `server.kind`; every loop ends once `server.gone` is set."""
+
+    def log_message(self, *args):  # keep the test output quiet
+        pass
+
+    def do_GET(self):
+        kind, jpeg = self.server.kind, self.server.jpeg
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html" if kind == "html" else
+                         "multipart/x-mixed-replace; boundary=frame")
+        self.end_headers()
+        try:
+            if kind == "html":
+                self.wfile.write(b"<html>a login page</html>")
+                return
+            if kind == "garbage":
+                rng = np.random.default_rng(0)
+                while not self.server.gone.is_set():
+                    self.wfile.write(rng.integers(0, 256, 65536, np.uint8).tobytes())
+                return
+            if kind == "stall":
+                self.server.gone.wait(10)
+                return
+            while not self.server.gone.is_set():
+                if kind in ("huge", "negative"):
+                    length = b"1073741824" if kind == "huge" else b"-5"
+                    self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %s\r\n\r\n" % length)
+                elif kind == "png":
+                    png = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
+                    self.wfile.write(b"--frame\r\nContent-Type: image/png\r\n\r\n" + png + b"\r\n")
+                elif kind == "no-length":  # the part runs to the next boundary (mjpg-streamer's style without it)
+                    self.wfile.write(b"\r\n--frame\r\nContent-Type: image/jpeg\r\n\r\n" + jpeg)
+                else:
+                    self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n"
+                                     % (len(jpeg), jpeg))
+                self.wfile.flush()
+                time.sleep(0.02)
+        except OSError:  # the client went away
+            pass
+
+
+def serve(jpeg: bytes, kind: str = "frames", port: int = 0) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", port), Streamer)
+    server.daemon_threads = True
+    server.kind, server.jpeg, server.gone = kind, jpeg, threading.Event()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def go_away(server: ThreadingHTTPServer) -> None:
+    server.gone.set()  # the streaming handlers end their responses: the connection closes
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def photo_path(data_root):
+    return data_root / "figaro1k" / "Original" / "Testing" / "Frame00010-org.jpg"  # warm skin: red >> blue
+
+
+@pytest.fixture
+def server(photo_path):
+    server = serve(photo_path.read_bytes())
+    yield server
+    go_away(server)
+
+
+def camera_cfg(server, **extra):
+    return configuration.CameraConfig(kind="mjpeg", url=f"http://127.0.0.1:{server.server_address[1]}/stream.mjpg",
+                                      width=SIZE[0], height=SIZE[1], mirror=False, **extra)
+
+
+def make_camera(server, **extra):
+    return CAMERAS.create("mjpeg", camera_cfg(server, **extra), LORES)
+
+
+def mean_diff(a, b) -> float:
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+
+
+@pytest.mark.parametrize("kind", ["frames", "no-length"])
+def test_frames_decode_as_rgb_at_the_display_and_lores_sizes(photo_path, kind):
+    server = serve(photo_path.read_bytes(), kind)
+    cam = make_camera(server)
+    try:
+        cam.start()
+        frames = [cam.read() for _ in range(3)]
+    finally:
+        cam.stop()
+        go_away(server)
+    expected = fit_to(cv2.cvtColor(cv2.imread(str(photo_path)), cv2.COLOR_BGR2RGB), SIZE)
+    for frame in frames:
+        assert frame.main.shape == (SIZE[1], SIZE[0], 3) and frame.main.dtype == np.uint8
+        assert frame.lores.shape == (LORES[1], LORES[0], 3)
+        assert mean_diff(frame.main, expected) < 4  # the same picture (a JPEG may decode at a reduced scale)
+        assert mean_diff(frame.main, expected[..., ::-1]) > 4 * mean_diff(frame.main, expected)  # not BGR
+        assert frame.main[..., 0].mean() > frame.main[..., 2].mean() + 40  # the warm photo stays red, not blue
+    assert [f.index for f in frames] == [1, 2, 3]
+
+
+def test_the_server_going_away_raises_camera_error_and_coming_back_recovers(photo_path, server):
+    cam = make_camera(server)
+    cam.start()
+    assert cam.read().main.shape == (SIZE[1], SIZE[0], 3)
+    port = server.server_address[1]
+    go_away(server)
+    with pytest.raises(CameraError, match="camera.url"):
+        for _ in range(200):  # frames already buffered may still be read; then the closed stream is noticed
+            cam.read()
+    cam.stop()
+    with pytest.raises(CameraError, match="cannot open"):
+        cam.start()  # nobody listens: connection refused
+    back = serve(photo_path.read_bytes(), port=port)
+    try:
+        cam.start()
+        assert cam.read().main.shape == (SIZE[1], SIZE[0], 3)
+    finally:
+        cam.stop()
+        go_away(back)
+    cam.stop()  # twice is safe
+
+
+def test_the_mirror_backs_off_until_the_stream_is_there_then_shows_it(photo_path, monkeypatch):
+    """The mirror's own back-off: the stream is absent when the daemon starts and comes up a moment later."""
+    from device import mirror as mirror_module
+    monkeypatch.setattr(mirror_module, "MAX_BACKOFF", 0.2)
+    probe = serve(b"")
+    port = probe.server_address[1]
+    go_away(probe)
+    cfg = configuration.from_dict({
+        "camera": {"kind": "mjpeg", "url": f"http://127.0.0.1:{port}/", "width": SIZE[0], "height": SIZE[1],
+                   "retry_seconds": 0.05},
+        "segmenter": {"kind": "classical"}, "sink": {"kind": "null"}, "web": {"enabled": False}})
+    mirror = Mirror(cfg)
+    attempts = []
+    real_start = mirror.camera.start
+
+    def counted_start():
+        attempts.append(time.monotonic())
+        if len(attempts) == 3:
+            servers.append(serve(photo_path.read_bytes(), port=port))
+        real_start()
+    servers = []
+    mirror.camera.start = counted_start
+    try:
+        assert mirror.run(max_frames=2, inline=True) == 2
+    finally:
+        for s in servers:
+            go_away(s)
+    assert len(attempts) == 3 and mirror.camera_state == "ok"
+
+
+@pytest.mark.parametrize("kind, words", [
+    ("html", ["not an MJPEG stream", "text/html"]),
+    ("garbage", ["not an MJPEG stream"]),
+    ("huge", ["1024.0 MiB", "at most 8.0 MiB"]),
+    ("negative", ["Content-Length '-5' is not a byte count"]),
+    ("png", ["not a usable JPEG", "PNG"]),
+])
+def test_a_stream_that_is_not_mjpeg_is_refused_clearly(photo_path, kind, words):
+    server = serve(photo_path.read_bytes(), kind)
+    cam = make_camera(server)
+    try:
+        with pytest.raises(CameraError) as caught:
+            cam.start()
+            cam.read()
+    finally:
+        cam.stop()
+        go_away(server)
+    for word in words:
+        assert word in str(caught.value)
+
+
+def test_a_silent_server_times_out(photo_path, monkeypatch):
+    monkeypatch.setattr(mjpeg_module.MjpegCamera, "read_timeout", 0.3)
+    server = serve(photo_path.read_bytes(), "stall")
+    cam = make_camera(server)
+    try:
+        cam.start()
+        t0 = time.monotonic()
+        with pytest.raises(CameraError, match="timed out"):
+            cam.read()
+        assert time.monotonic() - t0 < 2
+    finally:
+        cam.stop()
+        go_away(server)
+
+
+def test_a_frame_without_length_is_bounded(photo_path, monkeypatch):
+    monkeypatch.setattr(mjpeg_module, "MAX_FRAME_BYTES", 1000)
+    server = serve(photo_path.read_bytes(), "no-length")
+    cam = make_camera(server)
+    try:
+        cam.start()
+        with pytest.raises(CameraError, match="over"):
+            cam.read()
+    finally:
+        cam.stop()
+        go_away(server)
+
+
+@pytest.mark.parametrize("url", ["", "ftp://camera/stream", "http://", "camera.local/stream", "http://cam:99999/"])
+def test_the_config_refuses_a_url_that_is_not_a_stream_address(url):
+    with pytest.raises(configuration.ConfigError, match="camera.url"):
+        configuration.from_dict({"camera": {"kind": "mjpeg", "url": url}, "sink": {"kind": "null"}})
