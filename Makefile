@@ -55,7 +55,7 @@ clean:  ## remove the venv and build output
 
 .PHONY: recolour-gallery recolour-bench
 recolour-gallery: $(STAMP)  ## recolour metrics on Figaro Testing (dark/light hair) + device/figures/recolour_gallery.png
-	$(PY) -m device.recolour.gallery --out device/figures/recolour_gallery.png
+	$(PY) -m export recolour-gallery --out device/figures/recolour_gallery.png
 
 recolour-bench: $(STAMP)  ## recolours per second per mode at 640x480 (apply, overlay, whole-frame worst case)
 	$(PY) -m device.recolour.bench
@@ -114,9 +114,9 @@ e2e-picamera2:  ## (slow, root) the Picamera2 camera source against the real pic
 
 .PHONY: classical-figures classical-bench baselines
 classical-figures: $(STAMP)  ## classical pipeline on the anime portraits: full galleries in out/classical, README figures in device/classical/figures
-	$(PY) -m device.classical gallery --faces both --out out/classical
-	$(PY) -m device.classical gallery --faces json --every 3 --cell-height 104 --format jpg --out device/classical/figures
-	$(PY) -m device.classical hsv Hazama-Rei --out device/classical/figures
+	$(PY) -m export classical-figures gallery --faces both --out out/classical
+	$(PY) -m export classical-figures gallery --faces json --every 3 --cell-height 104 --format jpg --out device/classical/figures
+	$(PY) -m export classical-figures hsv Hazama-Rei --out device/classical/figures
 
 classical-bench: $(STAMP)  ## FPS of the classical pipeline at 256x256 on FASSEG V2 Test faces (prints wall and CPU time)
 	$(PY) -m device.classical bench --size 256 --frames 300

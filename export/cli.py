@@ -1,5 +1,6 @@
 """`python -m export` / `hairmirror-export`: checkpoint -> contract-v1 ONNX, int8, evaluation of exported files, checks,
-model card, and the measurements that run device code (classical-baseline, flicker, postprocess, breakdown).
+model card, the measurements that run device code (classical-baseline, flicker, postprocess, breakdown) and the
+figures (demo-figure, classical-figures, recolour-gallery).
 
 Exit codes: 0 ok, 1 a check failed (parity, int8 rule, contract) or a runtime error, 2 usage or input error.
 """
@@ -217,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_flicker_parser(sub)  # flicker: mask change between frames of slowly moving real photos
     from .demo_figure import add_parser as add_demo_figure_parser
     add_demo_figure_parser(sub)  # demo-figure: the README's picture of the demo photos, recoloured
+    from .classical_figures import add_parser as add_classical_figures_parser
+    add_classical_figures_parser(sub)  # classical-figures gallery|hsv: the classical pipeline on the anime portraits
+    from .recolour_figures import add_parser as add_recolour_gallery_parser
+    add_recolour_gallery_parser(sub)  # recolour-gallery: recolour metrics on dark/light Figaro hair and the gallery
     from .optimize import add_parser as add_optimize_parser
     add_optimize_parser(sub)  # optimize: an existing file -> an equivalent, faster graph, parity checked
     return parser

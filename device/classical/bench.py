@@ -16,6 +16,7 @@ from .pipeline import ClassicalSegmenter
 
 _log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data"  # holds fasseg/
 
 
 def load_frames(folder: Path, size: int, limit: int = 64) -> list[np.ndarray]:

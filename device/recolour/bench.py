@@ -17,8 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import RECOLOURERS, make_recolourer, quality
-from .figaro import DEFAULT_DATA_ROOT, figaro_test
+from . import RECOLOURERS, make_recolourer
+from .figaro import DEFAULT_DATA_ROOT, figaro_test, soft_alpha
 
 _log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def _frames(data_root: Path, size: tuple[int, int], count: int):
     for _, rgb, mask in pairs[::step][:count]:
         rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
         mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
-        out.append((rgb, quality.soft_alpha(mask)))
+        out.append((rgb, soft_alpha(mask)))
     return out
 
 

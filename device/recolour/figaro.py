@@ -1,4 +1,5 @@
-"""Figaro-1k Testing photos with their ground-truth hair masks, for the gallery and the benchmark.
+"""Figaro-1k Testing photos with their ground-truth hair masks and the soft alpha made from a mask: the recolour
+benchmark's frames (`python -m device.recolour.bench`), also used by export's recolour gallery.
 
 device/ must not import training/, so this is a small reader of the same files training.data.load_figaro reads.
 """
@@ -13,6 +14,15 @@ import numpy as np
 _log = logging.getLogger(__name__)
 
 DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data"
+FEATHER_PX = 3
+
+
+def soft_alpha(mask01: np.ndarray) -> np.ndarray:
+    """Float32 alpha from a {0,1} mask, like a segmenter's soft probability: 1 on the mask, fading to exactly 0
+    within FEATHER_PX pixels outside it (Gaussian 7x7, doubled and clipped)."""
+    k = 2 * FEATHER_PX + 1
+    blurred = cv2.GaussianBlur(mask01.astype(np.float32), (k, k), 0)
+    return np.clip(blurred * 2.0, 0.0, 1.0)
 
 
 def figaro_test(data_root: Path = DEFAULT_DATA_ROOT) -> list[tuple[str, np.ndarray, np.ndarray]]:

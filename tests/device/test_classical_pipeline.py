@@ -9,7 +9,7 @@ import pytest
 
 from device.classical import FACE_FINDERS, ClassicalSegmenter, face_finder_for, read_json_box
 from device.classical.kmeans import ColourReducer
-from device.classical.portraits import ANIME_CASCADE, box_iou, load_portraits
+from export.classical_figures import ANIME_CASCADE, box_iou, load_portraits  # the portraits' reader
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 FASSEG_V2 = DATA / "fasseg" / "V2"

@@ -1,6 +1,6 @@
 """Recolour modes on real Figaro-1k Testing photos (dark and light hair) with their ground-truth masks.
 
-The criteria (issue 10) and their definitions are in device/recolour/quality.py.
+The criteria (issue 10) and their definitions are in export/recolour_quality.py.
 """
 import subprocess
 import sys
@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from device.config import CHOICES, RecolourConfig
-from device.recolour import RECOLOURERS, make_recolourer, quality
+from device.recolour import RECOLOURERS, make_recolourer
+from export import recolour_quality as quality
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 PER_SET = 3

@@ -1,5 +1,7 @@
 """The packages' layering, read from the source with `ast` (no imports run): training/ knows no device/ (exported
-files and the classical pipeline are measured from export/), and device/ never imports torch, training/ or export/.
+files and the classical pipeline are measured from export/), and device/ never imports torch, training/ or export/;
+nor matplotlib when a module loads (desktop figures live in export/; only the bench's plot, drawn on a desktop,
+and the demo camera's sample photo import it, inside functions).
 
 Every import counts: top-level and lazy (inside functions), `import x.y`, `from x import y`, relative imports
 (resolved against the file's package; one that climbs out of the package is refused outright) and
@@ -19,6 +21,8 @@ FORBIDDEN = {
     "training": {"device"},
     "device": {"torch", "training", "export"},
 }
+# the one device/ module that may import matplotlib at load time (the bench's IoU-vs-FPS plot, drawn on a desktop)
+MATPLOTLIB_ALLOWED = Path("device/bench/plot.py")
 
 
 def _package_parts(path: Path, root: Path) -> list[str]:
@@ -58,6 +62,47 @@ def offending_imports(package: str, forbidden: set[str], root: Path = REPO) -> l
             if module.startswith("<beyond") or module.split(".")[0] in forbidden:
                 out.append(f"{path.relative_to(root)}:{line}: imports {module}")
     return out
+
+
+def module_level_imports(source: str) -> list[tuple[int, str]]:
+    """(line, module) of the imports that run when the module loads: not those inside a function's body."""
+    found, todo = [], list(ast.parse(source).body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            found.append((node.lineno, node.module or ""))
+        todo += ast.iter_child_nodes(node)
+    return sorted(found)
+
+
+def device_matplotlib_at_load(root: Path = REPO) -> list[str]:
+    return [f"{path.relative_to(root)}:{line}: imports {module} at module level"
+            for path in sorted((root / "device").rglob("*.py")) if path != root / MATPLOTLIB_ALLOWED
+            for line, module in module_level_imports(path.read_text()) if module.split(".")[0] == "matplotlib"]
+
+
+
+def test_device_loads_no_matplotlib():
+    offending = device_matplotlib_at_load()
+    assert not offending, "device/ runs on the Pi: figures belong in export/\n" + "\n".join(offending)
+
+
+@pytest.mark.parametrize("source, caught", [
+    ("import matplotlib.pyplot as plt", True),
+    ("try:\n    from matplotlib import cbook\nexcept ImportError:\n    cbook = None", True),
+    ("class Figure:\n    import matplotlib", True),
+    ("def plot():\n    import matplotlib.pyplot as plt\n    return plt", False),  # lazy: only when called
+    ("import matplotlib_inline", False),
+])
+def test_the_matplotlib_check(tmp_path, source, caught):
+    (tmp_path / "device" / "bench").mkdir(parents=True)
+    (tmp_path / "device" / "added.py").write_text(source + "\n")
+    (tmp_path / MATPLOTLIB_ALLOWED).write_text("import matplotlib\n")
+    assert bool(device_matplotlib_at_load(tmp_path)) == caught, source
 
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))

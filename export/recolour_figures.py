@@ -1,22 +1,23 @@
 """The recolour report on Figaro-1k Testing: a metrics table (markdown) and a gallery PNG.
 
-    python -m device.recolour.gallery --out device/figures/recolour_gallery.png
+    python -m export recolour-gallery --out device/figures/recolour_gallery.png
 
 Dark and light hair are the N Testing photos with the lowest and highest mean hair L*. Metrics are defined in
-device/recolour/quality.py; every photo is recoloured with its ground-truth mask feathered as the soft alpha.
+export/recolour_quality.py; every photo is recoloured with its ground-truth mask feathered as the soft alpha.
 """
 from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from . import make_recolourer, quality
-from .figaro import DEFAULT_DATA_ROOT, figaro_test
+from device.recolour import make_recolourer
+from device.recolour.figaro import DEFAULT_DATA_ROOT, figaro_test
+
+from . import recolour_quality as quality
 
 _log = logging.getLogger(__name__)
 
@@ -96,45 +97,40 @@ def gallery(sets: dict, colour: str, colour2: str, per_set: int, tile_height: in
     return np.vstack([_label(width, f"hair -> {colour} (ombre: {colour} -> {colour2})"), *rows])
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m device.recolour.gallery", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA_ROOT, help="data root holding figaro1k/ (%(default)s)")
-    ap.add_argument("--out", type=Path, default=Path("out/recolour_gallery.png"), help="gallery PNG (%(default)s)")
-    ap.add_argument("--colour", default="crimson,royalblue",
-                    help="target colours, comma-separated: each gets a metrics table, the first the gallery (%(default)s)")
-    ap.add_argument("--colour2", default="gold", help="ombre tips colour (%(default)s)")
-    ap.add_argument("--count", type=int, default=10, help="photos per hair set for the metrics (%(default)s)")
-    ap.add_argument("--rows", type=int, default=2, help="gallery rows per hair set (%(default)s)")
-    ap.add_argument("--tile-height", type=int, default=160, help="gallery tile height in px (%(default)s)")
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+def add_parser(sub) -> argparse.ArgumentParser:
+    """The `recolour-gallery` subcommand of `python -m export`."""
+    p = sub.add_parser("recolour-gallery", help="recolour metrics on Figaro Testing (dark and light hair) and "
+                                                "the gallery PNG", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-root", "--data", type=Path, default=DEFAULT_DATA_ROOT,
+                   help="data root holding figaro1k/ (%(default)s)")
+    p.add_argument("--out", type=Path, default=Path("out/recolour_gallery.png"), help="gallery PNG (%(default)s)")
+    p.add_argument("--colour", default="crimson,royalblue",
+                   help="target colours, comma-separated: each gets a metrics table, the first the gallery (%(default)s)")
+    p.add_argument("--colour2", default="gold", help="ombre tips colour (%(default)s)")
+    p.add_argument("--count", type=int, default=10, help="photos per hair set for the metrics (%(default)s)")
+    p.add_argument("--rows", type=int, default=2, help="gallery rows per hair set (%(default)s)")
+    p.add_argument("--tile-height", type=int, default=160, help="gallery tile height in px (%(default)s)")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Bad arguments and missing photos raise ValueError / FileNotFoundError (the CLI's exit 2)."""
     if args.count < 1 or args.rows < 1 or args.tile_height < 16:
-        ap.error("--count and --rows must be >= 1, --tile-height >= 16")
+        raise ValueError("--count and --rows must be >= 1, --tile-height >= 16")
     colours = [c.strip() for c in args.colour.split(",") if c.strip()]
-    try:
-        for c in (*colours, args.colour2):
-            make_recolourer("hsv", c)
-    except ValueError as e:
-        ap.error(str(e))
     if not colours:
-        ap.error("--colour: give at least one colour")
-    try:
-        pairs = figaro_test(args.data)
-    except FileNotFoundError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    sets = dark_and_light(pairs, args.count)
+        raise ValueError("--colour: give at least one colour")
+    for c in (*colours, args.colour2):
+        make_recolourer("hsv", c)  # a ValueError names the unknown colour
+    sets = dark_and_light(figaro_test(args.data_root), args.count)
     for colour in colours:
         print(markdown_table(measure(sets, colour, args.colour2), colour, args.colour2), end="\n\n")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     image = gallery(sets, colours[0], args.colour2, args.rows, args.tile_height)
     if not cv2.imwrite(str(args.out), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9]):
-        print(f"error: could not write {args.out}", file=sys.stderr)
+        _log.error("could not write %s", args.out)
         return 1
     print(f"wrote {args.out} ({image.shape[1]}x{image.shape[0]}, {args.out.stat().st_size // 1024} KB)")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,8 +1,10 @@
-"""How well a recolour worked, measured against a ground-truth hair mask (used by the tests and the gallery).
+"""How well a recolour worked, measured against a ground-truth hair mask (used by the recolour tests and
+`python -m export recolour-gallery`).
 
 Definitions (the README's table uses these):
 - soft alpha: the GT mask feathered outwards (Gaussian 7x7, doubled and clipped): 1 on the mask, fading to 0
-  within FEATHER_PX pixels outside it, like a segmenter's soft probability.
+  within FEATHER_PX pixels outside it, like a segmenter's soft probability. It is device code
+  (device/recolour/figaro.py: the recolour benchmark's frames use it too), re-exported here.
 - changed outside: pixels that differ from the input outside the GT mask dilated by CHECK_MARGIN_PX (must be 0).
 - hue distance: inside the GT mask, over the output pixels that have a hue (HSV chroma max(R,G,B) - min(R,G,B)
   >= MIN_CHROMA of 255), the mean circular distance in degrees between their HSV hue and the target's. `hued` is
@@ -21,21 +23,14 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .ombre import tip_weights
+from device.recolour.figaro import FEATHER_PX, soft_alpha  # noqa: F401  (a definition: re-exported)
+from device.recolour.ombre import tip_weights
 
 _log = logging.getLogger(__name__)
 
-FEATHER_PX = 3
 CHECK_MARGIN_PX = 4
 MIN_CHROMA = 24       # HSV chroma (0..255) a pixel needs to have a hue
 MIN_LAB_CHROMA = 8.0  # CIE C* a pixel needs to have an LCh hue
-
-
-def soft_alpha(mask01: np.ndarray) -> np.ndarray:
-    """Float32 alpha: 1 on the mask, fading to exactly 0 within FEATHER_PX pixels outside it."""
-    k = 2 * FEATHER_PX + 1
-    blurred = cv2.GaussianBlur(mask01.astype(np.float32), (k, k), 0)
-    return np.clip(blurred * 2.0, 0.0, 1.0)
 
 
 def changed_outside(before: np.ndarray, after: np.ndarray, mask01: np.ndarray) -> int:
