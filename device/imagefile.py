@@ -25,7 +25,6 @@ _log = logging.getLogger(__name__)
 MAX_DECODE_BYTES = 64 * 2**20   # what one decode may allocate: 64 MiB (an 11 MP PNG; a baseline JPEG of any size
 #                                 decodes at a reduced scale, see `_jpeg_reduce`)
 MAX_PIXELS = 100_000_000         # and at most this many pixels by the header: even at 1/8 scale libjpeg reads them all
-Size = tuple[int, int]           # (width, height)
 
 
 class ImageError(ValueError):
@@ -49,16 +48,16 @@ class ImageInfo:
         return self.width * self.height
 
     @property
-    def decoded_size(self) -> Size:
-        return -(-self.width // self.reduce), -(-self.height // self.reduce)
+    def decoded_hw(self) -> tuple[int, int]:
+        return -(-self.height // self.reduce), -(-self.width // self.reduce)
 
     @property
     def cost(self) -> int:
         """Peak bytes the decode allocates: the BGR output plus the decoder's buffers, or the output twice (OpenCV's
         Python binding copies it into a numpy array), whichever is more. Measured within 2% for every format
         read here (tests/device/test_image_budget.py)."""
-        w, h = self.decoded_size
-        out = w * h * 3
+        h, w = self.decoded_hw
+        out = h * w * 3
         return max(out + self.extra_bytes, 2 * out)
 
     def describe(self) -> str:
@@ -102,13 +101,13 @@ _JPEG_NO_LENGTH = {0x01, *range(0xD0, 0xD9)}  # TEM, RSTn, SOI: markers without 
 WORK_SIDE = 1600  # uploads are used at most this long on their longer side: a JPEG may decode at a smaller scale
 
 
-def _jpeg_reduce(width: int, height: int, longest: int, cover: Size | None) -> int:
+def _jpeg_reduce(width: int, height: int, longest: int, cover_hw: tuple[int, int] | None) -> int:
     """libjpeg decodes at 1/2, 1/4 or 1/8 scale for a fraction of the memory: the largest factor whose result
-    still has `longest` pixels on its longer side, or (`cover`) still fills a (width, height) frame."""
+    still has `longest` pixels on its longer side, or still fills a `cover_hw` (height, width) frame."""
     for factor in (8, 4, 2):
-        if cover is None and max(width, height) // factor >= longest:
+        if cover_hw is None and max(width, height) // factor >= longest:
             return factor
-        if cover is not None and width // factor >= cover[0] and height // factor >= cover[1]:
+        if cover_hw is not None and height // factor >= cover_hw[0] and width // factor >= cover_hw[1]:
             return factor
     return 1
 
@@ -205,10 +204,10 @@ def bmp_info(data: bytes) -> ImageInfo | None:
 
 
 def inspect(data: bytes, max_bytes: int = MAX_DECODE_BYTES, longest: int = WORK_SIDE,
-            cover: Size | None = None) -> ImageInfo:
+            cover_hw: tuple[int, int] | None = None) -> ImageInfo:
     """The header's ImageInfo, checked against the decode budget; ImageError (415: not a format read here,
     413: over the budget, 400: corrupt) otherwise. Nothing is decoded. A JPEG is planned at the smallest scale
-    that keeps `longest` pixels on the longer side (or that still fills `cover`, a (width, height) frame)."""
+    that keeps `longest` pixels on the longer side (or that still fills a `cover_hw` (height, width) frame)."""
     if not data:
         raise ImageError("the image is empty (0 bytes)")
     for name in HEADERS.names():
@@ -223,7 +222,7 @@ def inspect(data: bytes, max_bytes: int = MAX_DECODE_BYTES, longest: int = WORK_
     if info.pixels > MAX_PIXELS:
         raise ImageError(f"the {info.describe()}; the limit is {MAX_PIXELS / 1e6:.0f} MP", status=413)
     if info.format == "JPEG":
-        info = dataclasses.replace(info, reduce=_jpeg_reduce(info.width, info.height, longest, cover))
+        info = dataclasses.replace(info, reduce=_jpeg_reduce(info.width, info.height, longest, cover_hw))
     if info.cost > max_bytes:
         raise ImageError(f"the {info.describe()}: decoding it would take {mib(info.cost)}; the limit is "
                          f"{mib(max_bytes)} per image (about {max_bytes / 6e6:.0f} MP; a JPEG may be larger)", status=413)
@@ -246,6 +245,6 @@ def decode(data: bytes, info: ImageInfo, longest: int | None = WORK_SIDE) -> np.
         raise ImageError(f"the {info.format} file could not be decoded: it is truncated or corrupt")
     scale = longest / max(bgr.shape[:2]) if longest else 1.0
     if scale < 1:
-        size = (max(1, round(bgr.shape[1] * scale)), max(1, round(bgr.shape[0] * scale)))
-        bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+        wh = (max(1, round(bgr.shape[1] * scale)), max(1, round(bgr.shape[0] * scale)))
+        bgr = cv2.resize(bgr, wh, interpolation=cv2.INTER_AREA)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

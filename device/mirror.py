@@ -1,7 +1,9 @@
 """The daemon's frame loop: camera -> segmenter -> postprocess -> recolour -> sinks.
 
-Inference runs in its own thread with at most one frame in flight; the display loop never waits for it
-and applies the newest mask to every frame it shows (like rpicam-apps' post-processing stages).
+`Mirror` configures the processing, runs the loop over the stages in device/stages.py (capture supervision,
+the inference worker, compose + publish) and answers the web page. Inference runs in its own thread with at most
+one frame in flight; the display loop never waits for it and applies the newest mask to every frame it shows
+(like rpicam-apps' post-processing stages).
 """
 from __future__ import annotations
 
@@ -9,31 +11,21 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 
 import numpy as np
 
-from .cameras import CAMERAS, CameraError, Frame
+from .cameras import CAMERAS, Frame
 from .config import Config
 from .notify import Notifier
 from .postprocess import Postprocessor, postprocess_still
-from .recolour import make_recolourer
+from .recolour import Recolourer, make_recolourer
 from .segmenters import SEGMENTERS, Segmenter, SegmenterError, create_segmenter
 from .sinks import SINKS, Output
+from .stages import Backoff, Capture, Hair, InferenceWorker, publish
 
 _log = logging.getLogger(__name__)
-MAX_BACKOFF = 5.0  # seconds; a camera that comes back is running again within this, without a busy loop
-STOP_WAIT = 2.0    # seconds a stop waits for an inference in progress; a slower one is left to the process exit
-
-
-@dataclass
-class Hair:
-    """The newest segmentation result, at the segmenter's input size."""
-    mask: np.ndarray
-    alpha: np.ndarray
-    frame_index: int
-    seconds: float
-    scene: int = 0
+STOP_WAIT = 2.0        # seconds a stop waits for an inference in progress; a slower one is left to the process exit
+SEGMENTER_RETRY = 1.0  # seconds before a failed segmenter with no fallback left is tried again (then doubling)
 
 
 class Timings:
@@ -50,73 +42,53 @@ class Timings:
         return {k: round(1000 * sum(v) / len(v), 2) for k, v in self.samples.items() if v}
 
 
-class InferenceWorker:
-    """Segments the newest offered frame in a background thread; frames offered while busy are dropped."""
-
-    def __init__(self, mirror: Mirror):
-        self.mirror = mirror
-        self.pending: Frame | None = None
-        self.latest: Hair | None = None
-        self.cond = threading.Condition()
-        self.running = True
-        self.thread = threading.Thread(target=self._run, name="inference", daemon=True)
-        self.thread.start()
-
-    def offer(self, frame: Frame) -> bool:
-        with self.cond:
-            if self.pending is not None:
-                return False
-            self.pending = frame
-            self.cond.notify()
-            return True
-
-    def _run(self) -> None:
-        while True:
-            with self.cond:
-                while self.running and self.pending is None:
-                    self.cond.wait()
-                if not self.running:
-                    return
-                frame = self.pending
-            hair = self.mirror.segment(frame)
-            with self.cond:
-                self.latest = hair
-                self.pending = None  # free for the next frame only once this one is done
-
-    def stop(self, timeout: float = STOP_WAIT) -> bool:
-        """Ask the thread to end and wait up to `timeout`; False when it is still inside an inference (a daemon
-        thread: it cannot hold the process, but the caller must not let the interpreter finalise under it)."""
-        with self.cond:
-            self.running = False
-            self.cond.notify()
-        self.thread.join(timeout)
-        return not self.thread.is_alive()
-
-
 class Mirror:
+    """The daemon: builds the processing (`configure`), runs the frame loop over the stages (`run`), segments
+    (`segment`, the inference stage) and answers the page (`status`, `set_recolour`, `process_photo`)."""
+
     def __init__(self, cfg: Config, notifier: Notifier | None = None):
         self.cfg = cfg
         self.notifier = notifier or Notifier()
         self.timings = Timings()
-        self.lock = threading.Lock()  # guards the recolourer swapped in by the web page
-        self.segment_lock = threading.Lock()
+        self.lock = threading.Lock()  # guards what configure() swaps in (the page changes the colour)
+        self.segment_lock = threading.Lock()  # the classical pipeline's cascade is not safe to share between threads
         self.stop_event = threading.Event()
-        self.segmenter, self.fallback_reason = create_segmenter(cfg.segmenter)
-        self.post = self._postprocessor(self.segmenter)
-        self.recolourer = make_recolourer(cfg.recolour.mode, cfg.recolour.colour, cfg.recolour.colour2,
-                                          cfg.recolour.strength)
-        h, w = self.segmenter.input_size
+        segmenter, self.fallback_reason = create_segmenter(cfg.segmenter)
+        self.configure(segmenter)
+        # a failed segmenter with nothing to fall back to rests, and frames go unmodified, until resting_until
+        self.resting = Backoff(SEGMENTER_RETRY, self.stop_event)
+        self.resting_until = 0.0
         preview = {"preview": cfg.sink.preview} if CAMERAS.get(cfg.camera.kind).has_preview else {}
-        self.camera = CAMERAS.create(cfg.camera.kind, cfg.camera, (w, h), **preview)
+        self.camera = CAMERAS.create(cfg.camera.kind, cfg.camera, segmenter.input_size, **preview)
+        self.capture = Capture(self.camera, cfg.camera.retry_seconds, self.stop_event, self.notifier.watchdog,
+                               on_state=lambda: self.notifier.status(self.status_text()))
         self.sinks = []
         self.fps = 0.0
         self.frames = 0
         self.latest_output: Output | None = None
-        self.camera_state = "starting"
         self.scene = 0
         self.inferences = 0  # frames segmented (fewer than frames shown when the model is slower than the camera)
         self.inference_unfinished = False  # set by a stop that left an inference running (see InferenceWorker.stop)
         _log.info("segmenter: %s", self.mode_text)
+
+    # --- the one configure step: at the start, for a fallback, and for the page's colour ---
+    def configure(self, segmenter: Segmenter | None = None, mode: str | None = None, colour: str | None = None,
+                  colour2: str | None = None) -> None:
+        """(Re)build what a frame goes through: a new segmenter comes with its own postprocessor (its threshold,
+        no history from the last one); the recolourer is made from [recolour] with the given values changed, and
+        they are kept there. A bad value raises (ValueError) before anything is swapped in."""
+        post = None if segmenter is None else self._postprocessor(segmenter)
+        with self.lock:  # all cheap; built inside so that a fallback and the page never undo each other's change
+            rc = self.cfg.recolour
+            (rc.mode, rc.colour, rc.colour2), self.recolourer = self._recolourer(mode, colour, colour2)
+            if segmenter is not None:
+                self.segmenter, self.post = segmenter, post
+
+    def _recolourer(self, mode: str | None, colour: str | None, colour2: str | None) -> tuple[tuple, Recolourer]:
+        """([recolour] with these values changed (None: as configured), the recolourer for it)."""
+        rc = self.cfg.recolour
+        values = (mode or rc.mode, colour or rc.colour, colour2 or rc.colour2)
+        return values, make_recolourer(*values, rc.strength)
 
     def _postprocessor(self, segmenter: Segmenter) -> Postprocessor:
         pc = self.cfg.postprocess
@@ -128,8 +100,15 @@ class Mirror:
         text = f"{self.segmenter.mode}: {self.segmenter.description}"
         return f"{text} (fallback: {self.fallback_reason})" if self.fallback_reason else text
 
-    # --- segmentation (runs in the inference thread) ---
+    @property
+    def camera_state(self) -> str:
+        return self.capture.state
+
+    # --- the inference stage (runs in the worker's thread, or inline) ---
     def segment(self, frame: Frame) -> Hair | None:
+        """The frame's hair at the segmenter's input size; None when the segmenter failed or rests."""
+        if time.monotonic() < self.resting_until:
+            return None
         t0 = time.perf_counter()
         if frame.scene != self.scene:  # a cut: the last scene's smoothing and face must not carry over
             self.post.reset()
@@ -141,6 +120,7 @@ class Mirror:
         except SegmenterError as e:
             self._fall_back(str(e))
             return None
+        self.resting.reset()
         t1 = time.perf_counter()
         mask, alpha = self.post(prob, rgb)
         t2 = time.perf_counter()
@@ -159,35 +139,33 @@ class Mirror:
         return segmenter.fit(frame.main)
 
     def _fall_back(self, reason: str) -> None:
+        """Switch to the configured fallback, with the reason; with none left, rest the segmenter with back-off."""
         fallback = self.cfg.segmenter.fallback
         if not fallback or self.segmenter.mode == SEGMENTERS.get(fallback).mode:
-            _log.error("%s; showing frames unmodified", reason)
+            delay = self.resting.next()
+            self.resting_until = time.monotonic() + delay
+            _log.error("%s; showing frames unmodified, trying again in %.0f s", reason, delay)
             self.fallback_reason = reason
             return
         _log.error("%s; switching to %s mode", reason, fallback)
-        self.segmenter = SEGMENTERS.create(fallback, self.cfg.segmenter)
-        self.post = self._postprocessor(self.segmenter)
+        self.configure(SEGMENTERS.create(fallback, self.cfg.segmenter))
         self.fallback_reason = reason
         self.notifier.status(self.status_text())
 
     # --- control, used by the web page ---
     def set_recolour(self, mode: str | None = None, colour: str | None = None, colour2: str | None = None) -> None:
+        self.configure(mode=mode, colour=colour, colour2=colour2)
         rc = self.cfg.recolour
-        recolourer = make_recolourer(mode or rc.mode, colour or rc.colour, colour2 or rc.colour2, rc.strength)
-        with self.lock:  # only swap once the new one is valid
-            rc.mode, rc.colour, rc.colour2 = mode or rc.mode, colour or rc.colour, colour2 or rc.colour2
-            self.recolourer = recolourer
-        _log.info("recolour: %s %s %s", rc.mode, rc.colour, rc.colour2 if recolourer.uses_second_colour else "")
+        _log.info("recolour: %s %s %s", rc.mode, rc.colour, rc.colour2 if self.recolourer.uses_second_colour else "")
 
     def process_photo(self, rgb: np.ndarray, mode: str | None = None, colour: str | None = None,
                       colour2: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Try-a-photo: (hair mask uint8 {0,1}, recoloured RGB), both at the photo's own size."""
-        with self.segment_lock:  # the classical pipeline's cascade is not safe to share between threads
+        with self.segment_lock:
             prob = self.segmenter.segment_still(self.segmenter.fit(rgb))
         pc = self.cfg.postprocess
         mask, alpha = postprocess_still(prob, rgb, self.post.threshold, pc.keep, pc.min_area)
-        rc = self.cfg.recolour
-        recolourer = make_recolourer(mode or rc.mode, colour or rc.colour, colour2 or rc.colour2, rc.strength)
+        _, recolourer = self._recolourer(mode, colour, colour2)  # this photo's own colours; the mirror's stay
         return mask, recolourer.apply(rgb, alpha)
 
     def status(self) -> dict:
@@ -206,54 +184,22 @@ class Mirror:
     def open_sinks(self) -> None:
         self.sinks = [SINKS.create(self.cfg.sink.kind, self.cfg.sink, self.camera)]
 
-    def _start_camera(self) -> None:
-        """Open the camera, retrying with doubling back-off; keeps pinging the watchdog while it waits."""
-        delay = min(self.cfg.camera.retry_seconds, MAX_BACKOFF)
-        while not self.stop_event.is_set():
-            try:
-                self.camera.start()
-                self.camera_state = "ok"
-                return
-            except CameraError as e:
-                self.camera.stop()
-                self.camera_state = f"unavailable ({e}); retrying in {delay:.0f} s"
-                _log.error("camera: %s; retrying in %.1f s", e, delay)
-                self.notifier.status(self.status_text())
-                self._pause(delay)
-                delay = min(delay * 2, MAX_BACKOFF)
-
-    def _pause(self, seconds: float) -> None:
-        """Wait (unless stopped) while telling the watchdog the loop is alive."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and not self.stop_event.is_set():
-            self.notifier.watchdog()
-            self.stop_event.wait(min(0.5, seconds))
-
     def run(self, max_frames: int | None = None, inline: bool = False) -> int:
         """Show frames until stopped (or max_frames). inline=True segments every frame in this thread
         (deterministic: tests and the end-to-end benchmark); otherwise one frame in flight."""
-        worker = None if inline else InferenceWorker(self)
+        worker = None if inline else InferenceWorker(self.segment)
         hair: Hair | None = None
-        last_status = t_fps = time.monotonic()
-        fps_frames = 0
-        lost_delay = 0.0  # a camera that opens but never gives a frame must not be reopened in a busy loop
+        self._status_at = self._fps_since = time.monotonic()
+        self._fps_frames = 0
         try:
-            self._start_camera()
+            self.capture.open()
             if not self.sinks:
                 self.open_sinks()
             while not self.stop_event.is_set() and (max_frames is None or self.frames < max_frames):
                 t0 = time.perf_counter()
-                try:
-                    frame = self.camera.read()
-                except CameraError as e:
-                    _log.error("camera: %s%s", e, f"; reopening in {lost_delay:.1f} s" if lost_delay else "")
-                    self.camera.stop()
-                    self.camera_state = "lost"
-                    self._pause(lost_delay)  # the first loss reopens at once; losses with no frame between wait
-                    lost_delay = min(max(2 * lost_delay, self.cfg.camera.retry_seconds), MAX_BACKOFF)
-                    self._start_camera()
+                frame = self.capture.read()
+                if frame is None:  # the camera was lost and is open again (or the mirror is stopping)
                     continue
-                lost_delay = 0.0
                 t1 = time.perf_counter()
                 if inline:
                     hair = self.segment(frame) or hair
@@ -262,35 +208,36 @@ class Mirror:
                     hair = worker.latest or hair
                 t2 = time.perf_counter()
                 with self.lock:
-                    same_scene = hair is not None and hair.scene == frame.scene
-                    output = Output(frame, hair.alpha if same_scene else None, self.recolourer)
-                for sink in self.sinks:
-                    sink.show(output)
-                self.latest_output = output
+                    recolourer = self.recolourer
+                self.latest_output = publish(frame, hair, recolourer, self.sinks)
                 t3 = time.perf_counter()
                 self.timings.add("capture", t1 - t0)
                 self.timings.add("display", t3 - t2)
-                self.frames += 1
-                fps_frames += 1
-                if not self.notifier.ready_sent:  # frames flow: tell systemd, with the mode, at once
-                    self.notifier.ready()
-                    self.notifier.status(self.status_text())
-                self.notifier.watchdog()
-                now = time.monotonic()
-                if now - t_fps >= 1.0:
-                    self.fps, fps_frames, t_fps = fps_frames / (now - t_fps), 0, now
-                if now - last_status >= 2.0:
-                    self.notifier.status(self.status_text())
-                    last_status = now
+                self._shown()
         finally:
             self.notifier.stopping()
             for sink in self.sinks:  # the camera and sinks first: they never wait for an inference
                 sink.close()
             self.camera.stop()
-            if worker and not worker.stop():
+            if worker and not worker.stop(STOP_WAIT):
                 self.inference_unfinished = True
                 _log.warning("stop: an inference is still running after %.0f s; not waiting for it", STOP_WAIT)
         return self.frames
+
+    def _shown(self) -> None:
+        """A frame was shown: count it, update the fps, and tell systemd from the frame loop itself."""
+        self.frames += 1
+        self._fps_frames += 1
+        if not self.notifier.ready_sent:  # frames flow: tell systemd, with the mode, at once
+            self.notifier.ready()
+            self.notifier.status(self.status_text())
+        self.notifier.watchdog()
+        now = time.monotonic()
+        if now - self._fps_since >= 1.0:
+            self.fps, self._fps_frames, self._fps_since = self._fps_frames / (now - self._fps_since), 0, now
+        if now - self._status_at >= 2.0:
+            self.notifier.status(self.status_text())
+            self._status_at = now
 
     def stop(self) -> None:
         self.stop_event.set()

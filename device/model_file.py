@@ -157,7 +157,7 @@ def check_file(path: Path) -> None:
 
 # --- the contract ---------------------------------------------------------------------------------------------------
 
-def _parse_size(path: Path, text: str) -> tuple[int, int]:
+def _parse_hw(path: Path, text: str) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in text.split(","))
     except ValueError:
@@ -185,7 +185,7 @@ def _describe(arg) -> str:
     return f"{arg.type} {list(arg.shape)}"
 
 
-def _check_image(path: Path, arg, size: tuple[int, int]) -> bool:
+def _check_image(path: Path, arg, hw: tuple[int, int]) -> bool:
     """uint8 [N, H, W, 3]; returns False when H or W is symbolic (only a run can tell)."""
     shape = list(arg.shape)
     if arg.type != "tensor(uint8)":
@@ -196,10 +196,10 @@ def _check_image(path: Path, arg, size: tuple[int, int]) -> bool:
     if len(shape) != 4 or _fixed(shape[3]) != 3:
         raise ModelContractError(f"{path}: input 'image' must have the layout [N, H, W, 3] (NHWC, RGB), "
                                  f"this file has {_describe(arg)}")
-    return _check_size(path, arg, "input 'image'", (1, 2), size)
+    return _check_hw(path, arg, "input 'image'", (1, 2), hw)
 
 
-def _check_map(path: Path, arg, what: str, size: tuple[int, int]) -> bool:
+def _check_map(path: Path, arg, what: str, hw: tuple[int, int]) -> bool:
     """A float32 [N, 1, H, W] map; returns False when some of its dims are symbolic (only a run can tell)."""
     shape = list(arg.shape)
     if arg.type != "tensor(float)":
@@ -207,17 +207,17 @@ def _check_map(path: Path, arg, what: str, size: tuple[int, int]) -> bool:
     if len(shape) != 4 or _fixed(shape[1]) not in (1, None):
         raise ModelContractError(f"{path}: {what} {arg.name!r} must have the layout [N, 1, H, W], "
                                  f"this file has {_describe(arg)}")
-    return _check_size(path, arg, f"{what} {arg.name!r}", (2, 3), size)
+    return _check_hw(path, arg, f"{what} {arg.name!r}", (2, 3), hw)
 
 
-def _check_size(path: Path, arg, label: str, axes: tuple[int, int], size: tuple[int, int]) -> bool:
+def _check_hw(path: Path, arg, label: str, axes: tuple[int, int], hw: tuple[int, int]) -> bool:
     """The fixed H and W dims must equal metadata input_size; returns False when some dims are symbolic."""
     shape = list(arg.shape)
-    for axis, want in zip(axes, size):
+    for axis, want in zip(axes, hw):
         got = _fixed(shape[axis])
         if got is not None and got != want:
             raise ModelContractError(f"{path}: {label} is {_describe(arg)} but metadata input_size says "
-                                     f"{size[0]},{size[1]}")
+                                     f"{hw[0]},{hw[1]}")
     return all(_fixed(d) is not None for d in shape[1:])
 
 
@@ -255,7 +255,7 @@ def _probe(model: ContractModel) -> None:
 
 
 def check_metadata(path: Path, meta: dict[str, str]) -> tuple[tuple[int, int], float]:
-    """The contract's metadata: its version first, then every required key; returns (input size, threshold)."""
+    """The contract's metadata: its version first, then every required key; returns (input_size (H, W), threshold)."""
     if "contract" not in meta:
         raise ModelContractError(f"{path}: no 'contract' metadata: not a Hairmirror contract model "
                                  f"(export it with `python -m export onnx`)")
@@ -265,7 +265,7 @@ def check_metadata(path: Path, meta: dict[str, str]) -> tuple[tuple[int, int], f
     missing = [k for k in REQUIRED_METADATA if not meta.get(k)]
     if missing:
         raise ModelContractError(f"{path}: required metadata missing: {', '.join(missing)}")
-    return _parse_size(path, meta["input_size"]), _parse_threshold(path, meta["threshold"])
+    return _parse_hw(path, meta["input_size"]), _parse_threshold(path, meta["threshold"])
 
 
 @dataclass
@@ -274,7 +274,7 @@ class ContractModel:
     path: Path
     session: object = field(repr=False)
     metadata: dict[str, str]
-    input_size: tuple[int, int]
+    input_size: tuple[int, int]  # (H, W), the metadata's input_size
     threshold: float
     has_prior: bool
 
@@ -323,7 +323,7 @@ def load_model(path: str | Path, threads: int = 0) -> ContractModel:
     check_file(path)
     session = _session(path, threads)
     meta = dict(session.get_modelmeta().custom_metadata_map)
-    size, threshold = check_metadata(path, meta)
+    hw, threshold = check_metadata(path, meta)
 
     inputs = {arg.name: arg for arg in session.get_inputs()}
     if IMAGE_INPUT not in inputs:
@@ -332,17 +332,17 @@ def load_model(path: str | Path, threads: int = 0) -> ContractModel:
     if extra:
         raise ModelContractError(f"{path}: unexpected input(s) {', '.join(extra)}; contract v1 allows only "
                                  "'image' and 'prior'")
-    _check_image(path, inputs[IMAGE_INPUT], size)
+    _check_image(path, inputs[IMAGE_INPUT], hw)
     if PRIOR_INPUT in inputs:
-        _check_map(path, inputs[PRIOR_INPUT], "input", size)
+        _check_map(path, inputs[PRIOR_INPUT], "input", hw)
 
     outputs = {arg.name: arg for arg in session.get_outputs()}
     if HAIR_OUTPUT not in outputs:
         raise ModelContractError(f"{path}: no output named 'hair' (outputs: {', '.join(outputs) or 'none'})")
-    _check_map(path, outputs[HAIR_OUTPUT], "output", size)
+    _check_map(path, outputs[HAIR_OUTPUT], "output", hw)
 
-    model = ContractModel(path, session, meta, size, threshold, PRIOR_INPUT in inputs)
+    model = ContractModel(path, session, meta, hw, threshold, PRIOR_INPUT in inputs)
     _probe(model)  # always: even a file whose shapes are all declared can give NaN or 0..255
-    _log.info("loaded %s: %s, input %dx%d, threshold %.2f%s", path.name, meta["variant"], size[0], size[1],
+    _log.info("loaded %s: %s, input %dx%d, threshold %.2f%s", path.name, meta["variant"], hw[0], hw[1],
               threshold, ", with prior input" if model.has_prior else "")
     return model

@@ -56,8 +56,8 @@ class Output:
         if w <= OVERLAY_WIDTH:  # a small camera frame is used as it is, never scaled up
             small = self.frame.main
         else:
-            size = (OVERLAY_WIDTH, max(1, round(h * OVERLAY_WIDTH / w)))
-            small = cv2.resize(self.frame.main, size, interpolation=cv2.INTER_AREA)
+            wh = (OVERLAY_WIDTH, max(1, round(h * OVERLAY_WIDTH / w)))
+            small = cv2.resize(self.frame.main, wh, interpolation=cv2.INTER_AREA)
         hair = self.hair_alpha(small.shape[:2])
         if hair is None:
             return np.zeros((*small.shape[:2], 4), np.uint8)

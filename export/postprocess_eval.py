@@ -121,15 +121,15 @@ def live_demo(seg, keeps: list[str], labels: dict, min_area: float, step: float 
     from device.config import CameraConfig, PostprocessConfig
     from device.postprocess import Postprocessor
     names = list(demo_photos())
-    cam = CAMERAS.create("demo", CameraConfig(kind="demo"), seg.input_size[::-1])
+    cam = CAMERAS.create("demo", CameraConfig(kind="demo"), seg.input_size)
     cam.start()
-    size = tuple(cam.lores_size)
+    hw = cam.lores_hw
     smoothing = PostprocessConfig().smoothing
     posts = {k: Postprocessor(seg.threshold, k, min_area, smoothing) for k in keeps}
     counts: dict = {}
     shown = None
     for t in np.arange(step / 2, cam.seconds_per_photo * len(names), step):
-        index, to_view = cam.view_map(t, size)
+        index, to_view = cam.view_map(t, hw)
         name = names[index]
         if name not in labels:
             continue
@@ -138,9 +138,9 @@ def live_demo(seg, keeps: list[str], labels: dict, min_area: float, step: float 
                 post.reset()
             shown = index
         photo = cam.photos[index]
-        regions = {r: cv2.warpAffine(m.view(np.uint8), to_view[:2], size, flags=cv2.INTER_NEAREST).view(bool)
+        regions = {r: cv2.warpAffine(m.view(np.uint8), to_view[:2], hw[::-1], flags=cv2.INTER_NEAREST).view(bool)
                    for r, m in region_masks(labels[name], photo.shape[:2]).items()}
-        frame = cam.view(t, size)
+        frame = cam.view(t, hw)
         prob = seg.segment(frame)
         for keep, post in posts.items():
             mask = post(prob, frame)[0].view(bool)

@@ -21,14 +21,14 @@ REPORT = "report"
 _log = logging.getLogger("device.bench")
 
 
-def camera_size(text: str):
-    """'model', 'config' or WIDTHxHEIGHT -> the name or (width, height)."""
+def camera_hw(text: str):
+    """'model', 'config' or WIDTHxHEIGHT -> the name or (height, width)."""
     if text in (run.MODEL_SIZE, run.CONFIG_SIZE):
         return text
     w, sep, h = text.lower().partition("x")
     if not (sep and w.isdigit() and h.isdigit() and 16 <= int(w) <= 8192 and 16 <= int(h) <= 8192):
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT (16-8192), 'model' or 'config', got {text!r}")
-    return int(w), int(h)
+    return int(h), int(w)
 
 
 def _positive(kind):
@@ -78,7 +78,7 @@ def parse_args(argv):
                                                            "config's segmenter.model)")
     p.add_argument("--config", metavar="TOML", help="daemon config whose model, postprocess, recolour and camera "
                                                     "size and rate the bench uses (camera kind is set by the bench)")
-    p.add_argument("--camera-size", nargs="+", type=camera_size, metavar="SIZE",
+    p.add_argument("--camera-size", nargs="+", type=camera_hw, metavar="SIZE",
                    help="demo camera size(s) for the pipeline, each WIDTHxHEIGHT, 'model' (the model's input "
                         "size: no resize between the streams) or 'config' (default: config; --full: model config)")
     p.add_argument("--camera-fps", type=_positive(float), help="camera frame rate of the threaded run and the "
@@ -131,7 +131,7 @@ def measure_here(args) -> tuple[dict, bool]:
     measured = run.measure_all(models, runtimes, budget, pipeline, ref)
     table = None if args.no_threads else _threads(args, cfg, models, budget, camera_fps)
     settings = {"quick": args.quick, "full": args.full, "pipeline": not args.no_pipeline,
-                "camera_fps": camera_fps, "camera_sizes": [s if isinstance(s, str) else f"{s[0]}x{s[1]}"
+                "camera_fps": camera_fps, "camera_sizes": [s if isinstance(s, str) else f"{s[1]}x{s[0]}"
                                                            for s in sizes],
                 "config": args.config, "reference": ref.name if ref else None, "command": args.command}
     return (run.results(args.label, models, measured, budget, settings, load_before, table),

@@ -164,6 +164,8 @@ def threaded(base: Config, model: Path, threads: int, camera_fps: float, seconds
     _check(mirror, probe, "threaded pipeline")
     span = probe.span()
     return {"display_fps": round(span.units / span.wall_s, 2), "mask_fps": round(probe.new_masks / span.wall_s, 2),
+            # robust to a late first or last frame (which moves display_fps over a short run): the pacing itself
+            "display_interval_ms": round(1e3 * float(np.median(np.diff(probe.shown))), 2),
             "frames": span.units, "masks": probe.new_masks, "camera_fps": camera_fps,
             "cpu_pct": round(100 * span.cpu_s / span.wall_s, 1), "stages_ms": mirror.timings.means_ms()}
 

@@ -31,16 +31,17 @@ REFERENCE_VARIANT = "unet-226k"  # the seed's dense U-Net: speed-ups are against
 class PipelineRun:
     """Which rows the daemon's pipeline also runs: `models` "default" (the config's model, else the first one) or
     "all", on the first CPU runtime the daemon can run (or every one with `all_runtimes`), once per camera size,
-    each (width, height) or MODEL_SIZE or CONFIG_SIZE."""
+    each (height, width) or MODEL_SIZE or CONFIG_SIZE."""
     config: Config
     camera_fps: float
     camera_sizes: tuple = (CONFIG_SIZE,)
     models: str = "default"
     all_runtimes: bool = False
 
-    def sizes_for(self, model: BenchModel) -> list[tuple[int, int]]:
-        h, w = model.input_size
-        named = {MODEL_SIZE: (w, h), CONFIG_SIZE: (self.config.camera.width, self.config.camera.height)}
+    def camera_hws(self, model: BenchModel) -> list[tuple[int, int]]:
+        """Each camera size for this model's run, (height, width)."""
+        cam = self.config.camera
+        named = {MODEL_SIZE: tuple(model.input_size), CONFIG_SIZE: (cam.height, cam.width)}
         return list(dict.fromkeys(named.get(size, size) for size in self.camera_sizes))
 
     def chosen(self, models: list[BenchModel]) -> list[BenchModel]:
@@ -58,13 +59,13 @@ class Measured:
     frames: list[str]               # where the timed frames came from
 
 
-def sample_frame(size: tuple[int, int]) -> tuple[np.ndarray, str]:
-    """A real photo (the demo camera's first) at the model's size (H, W), or seeded noise without one."""
+def sample_frame(hw: tuple[int, int]) -> tuple[np.ndarray, str]:
+    """A real photo (the demo camera's first) at the model's size `hw` (H, W), or seeded noise without one."""
     from ..cameras.demo import demo_photos
-    h, w = size
+    h, w = hw
     try:
         name, photo = next(iter(demo_photos().items()))
-        return fit_to(photo, (w, h), anchor_y=0.1), name
+        return fit_to(photo, hw, anchor_y=0.1), name
     except CameraError:
         return np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8), "noise"
 
@@ -178,12 +179,12 @@ def _pipelines(daemon: list[tuple[dict, BenchModel, int]], run: PipelineRun, fra
         row["pipelines"] = []
     if absent:
         for row, model, _ in todo:
-            row["pipelines"] = [{"camera": f"{w}x{h}", "absent": absent} for w, h in run.sizes_for(model)]
+            row["pipelines"] = [{"camera": f"{w}x{h}", "absent": absent} for h, w in run.camera_hws(model)]
             row["pipeline"] = row["pipelines"][0]
         return
     runs, targets = [], []
     for row, model, threads in todo:
-        for w, h in run.sizes_for(model):
+        for h, w in run.camera_hws(model):
             cfg = copy.deepcopy(run.config)
             cfg.camera.width, cfg.camera.height = w, h
             runs.append((f"{model.name} {w}x{h}", model.path, threads, cfg))

@@ -54,10 +54,10 @@ class _Clock:
         self.t = now
 
 
-def _mirror(model_path: str | Path, frame_size: tuple[int, int], keep: str | None, mode: str | None):
+def _mirror(model_path: str | Path, frame_hw: tuple[int, int], keep: str | None, mode: str | None):
     from ..config import from_dict
     from ..mirror import Mirror
-    h, w = frame_size
+    h, w = frame_hw
     data = {"camera": {"kind": "demo", "width": w, "height": h}, "sink": {"kind": "null"},
             "web": {"enabled": False}, "segmenter": {"kind": "onnx", "model": str(model_path), "threads": 1,
                                                      "fallback": ""}}
@@ -121,14 +121,14 @@ def model_alone(mirror, rgb: np.ndarray) -> float:
     return time.perf_counter() - t0
 
 
-def profile_stages(model_path: str | Path, frame_size: tuple[int, int] = (480, 640), frames: int = 240,
+def profile_stages(model_path: str | Path, frame_hw: tuple[int, int] = (480, 640), frames: int = 240,
                    keep: str | None = None, mode: str | None = None) -> dict:
     """Milliseconds per stage (mean over `frames`), the whole path, the model alone and their ratio, for the
-    daemon on the demo camera at `frame_size` (H, W) with this model. See the module docstring."""
+    daemon on the demo camera at `frame_hw` (H, W) with this model. See the module docstring."""
     from ..postprocess import FaceAnchored
     from ..segmenters import SegmenterError
     try:
-        mirror = _mirror(model_path, frame_size, keep, mode)
+        mirror = _mirror(model_path, frame_hw, keep, mode)
     except SegmenterError as e:
         raise ValueError(str(e)) from None
     threads = cv2.getNumThreads()
@@ -168,7 +168,7 @@ def profile_stages(model_path: str | Path, frame_size: tuple[int, int] = (480, 6
                        "ratio_iqr": [round(float(np.percentile(ratios[name], q)), 3) for q in (25, 75)]}
     demo_total = paths["demo"]["ms"]
     return {
-        "model": str(model_path), "frame_size": list(frame_size), "frames": len(alone),
+        "model": str(model_path), "frame_size": list(frame_hw), "frames": len(alone),
         "keep": mirror.post.keep, "recolour": mirror.cfg.recolour.mode,
         "stages_ms": stages, "share_of_demo_path": {s: round(100 * v / demo_total, 1) for s, v in stages.items()},
         "model_alone_ms": round(1e3 * float(np.mean(alone)), 3), "paths": paths,
@@ -202,7 +202,7 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def parse_size(text: str) -> tuple[int, int]:
+def parse_hw(text: str) -> tuple[int, int]:
     """'WIDTHxHEIGHT' -> (H, W)."""
     try:
         w, h = (int(v) for v in text.lower().split("x"))
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m device.bench.stages", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="contract-v1 .onnx file (without a prior input)")
-    p.add_argument("--size", type=parse_size, default=(480, 640), help="display size WIDTHxHEIGHT (default 640x480)")
+    p.add_argument("--size", type=parse_hw, default=(480, 640), help="display size WIDTHxHEIGHT (default 640x480)")
     p.add_argument("--frames", type=int, default=240, help="frames measured (default 240)")
     p.add_argument("--keep", help="[postprocess] keep rule (default: the config's default)")
     p.add_argument("--mode", help="recolour mode (default: the config's default)")

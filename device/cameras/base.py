@@ -17,14 +17,15 @@ class CameraError(RuntimeError):
 @dataclass
 class Frame:
     main: np.ndarray      # RGB uint8 [H, W, 3] for display
-    lores: np.ndarray     # RGB uint8 at the segmenter's input size, for inference
+    lores: np.ndarray     # RGB uint8 at the camera's lores_hw (the segmenter's input size), for inference
     index: int = 0
     timestamp: float = field(default_factory=time.monotonic)
     scene: int = 0        # changes at a cut (the demo's next photo): a mask of another scene is never applied
 
 
 class Camera:
-    """A source of frames. `lores_size` is (width, height), the segmenter's input size.
+    """A source of frames: `main` at `main_hw` ([camera] height, width), `lores` at `lores_hw` (the segmenter's
+    input size); both (height, width).
 
     A camera kind is one module: a subclass registered with `@CAMERAS.register("kind")` that declares its own
     `[camera]` keys (`Settings`) and what it can do; the package's __init__ imports the module."""
@@ -38,10 +39,10 @@ class Camera:
     def check_config(cls, cfg) -> None:
         """Refuse settings the start would trip over (ValueError naming the key); --validate-config runs it."""
 
-    def __init__(self, cfg, lores_size: tuple[int, int]):
+    def __init__(self, cfg, lores_hw: tuple[int, int]):
         self.cfg = cfg
-        self.size = (cfg.width, cfg.height)
-        self.lores_size = lores_size
+        self.main_hw = (cfg.height, cfg.width)
+        self.lores_hw = tuple(lores_hw)
         self._index = 0
 
     def start(self) -> None:
@@ -59,8 +60,8 @@ class Camera:
             if lores_rgb is not None:
                 lores_rgb = cv2.flip(lores_rgb, 1)
         if lores_rgb is None:
-            same = main_rgb.shape[1::-1] == tuple(self.lores_size)
-            lores_rgb = main_rgb if same else cv2.resize(main_rgb, self.lores_size, interpolation=cv2.INTER_AREA)
+            same = main_rgb.shape[:2] == self.lores_hw
+            lores_rgb = main_rgb if same else cv2.resize(main_rgb, self.lores_hw[::-1], interpolation=cv2.INTER_AREA)
         self._index += 1
         return Frame(main_rgb, lores_rgb, self._index, scene=scene)
 
@@ -79,10 +80,10 @@ class Pacer:
             time.sleep(self.next - now)
 
 
-def fit_to(img: np.ndarray, size: tuple[int, int], anchor_y: float = 0.5) -> np.ndarray:
-    """Scale and crop an RGB image to fill (width, height) without distortion; anchor_y places the
+def fit_to(img: np.ndarray, hw: tuple[int, int], anchor_y: float = 0.5) -> np.ndarray:
+    """Scale and crop an RGB image to fill `hw` (height, width) without distortion; anchor_y places the
     crop vertically (0 = keep the top, 0.5 = centre)."""
-    w, h = size
+    h, w = hw
     s = max(w / img.shape[1], h / img.shape[0])
     resized = cv2.resize(img, (max(w, round(img.shape[1] * s)), max(h, round(img.shape[0] * s))),
                          interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)

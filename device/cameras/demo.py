@@ -65,7 +65,7 @@ class DemoCamera(Camera):
         cy = h / 2 + 0.03 * h * math.cos(t * 0.6)
         m = np.vstack([cv2.getRotationMatrix2D((cx, cy), 2.0 * math.sin(t * 0.5), zoom), [0, 0, 1]])
         m[:2, 2] += (w / 2 - cx, h / 2 - cy)
-        out_w, out_h = self.size
+        out_h, out_w = self.main_hw
         s = max(out_w / w, out_h / h)
         m = np.diag([s, s, 1.0]) @ m
         m[:2, 2] -= ((w * s - out_w) / 2, (h * s - out_h) * 0.1)
@@ -73,40 +73,40 @@ class DemoCamera(Camera):
             m = np.array([[-1, 0, out_w - 1], [0, 1, 0], [0, 0, 1]]) @ m
         return m
 
-    def _source(self, index: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-        """The photo pre-scaled (area filter, once) so that warping it to `size` never shrinks by more than the
+    def _source(self, index: int, hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """The photo pre-scaled (area filter, once) so that warping it to `hw` never shrinks by more than the
         zoom, which a bilinear warp would alias; with the map from pre-scaled to original photo pixels."""
-        key = (index, size)
+        key = (index, hw)
         if key not in self._prescaled:
             photo = self.photos[index]
             h, w = photo.shape[:2]
-            s = max(self.size[0] / w, self.size[1] / h)
-            fx, fy = min(1.0, s * size[0] / self.size[0]), min(1.0, s * size[1] / self.size[1])
+            (main_h, main_w), (out_h, out_w) = self.main_hw, hw
+            s = max(main_w / w, main_h / h)
+            fx, fy = min(1.0, s * out_w / main_w), min(1.0, s * out_h / main_h)
             small = photo if fx == fy == 1.0 else cv2.resize(
                 photo, (max(1, round(w * fx)), max(1, round(h * fy))), interpolation=cv2.INTER_AREA)
             to_photo = _scale(w / small.shape[1], h / small.shape[0])
             self._prescaled[key] = (small, to_photo)
         return self._prescaled[key]
 
-    def view_map(self, t: float, size: tuple[int, int] | None = None) -> tuple[int, np.ndarray]:
-        """Which photo is shown at time t, and the 3x3 map from its pixels to the view at `size` (width, height;
+    def view_map(self, t: float, hw: tuple[int, int] | None = None) -> tuple[int, np.ndarray]:
+        """Which photo is shown at time t, and the 3x3 map from its pixels to the view at `hw` (height, width;
         default the main size). Labels drawn on a photo land on the frame through the same map."""
-        size = size or self.size
+        (h, w), (main_h, main_w) = hw or self.main_hw, self.main_hw
         index = int(t / self.seconds_per_photo) % len(self.photos)
-        return index, _scale(size[0] / self.size[0], size[1] / self.size[1]) @ self.motion(
-            self.photos[index].shape[:2], t)
+        return index, _scale(w / main_w, h / main_h) @ self.motion(self.photos[index].shape[:2], t)
 
-    def view(self, t: float, size: tuple[int, int] | None = None) -> np.ndarray:
-        """The frame at time t at `size` (width, height; default the main size): the main view, stretched."""
-        size = size or self.size
-        index, m = self.view_map(t, size)
-        source, to_photo = self._source(index, size)
-        return cv2.warpAffine(source, (m @ to_photo)[:2], size, flags=cv2.INTER_LINEAR,
+    def view(self, t: float, hw: tuple[int, int] | None = None) -> np.ndarray:
+        """The frame at time t at `hw` (height, width; default the main size): the main view, stretched."""
+        hw = tuple(hw or self.main_hw)
+        index, m = self.view_map(t, hw)
+        source, to_photo = self._source(index, hw)
+        return cv2.warpAffine(source, (m @ to_photo)[:2], hw[::-1], flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REFLECT_101)
 
     def read(self):
         self.pacer.wait()
         self.t += self.pacer.period
         main = self.view(self.t)
-        lores = main if tuple(self.lores_size) == tuple(self.size) else self.view(self.t, self.lores_size)
+        lores = main if self.lores_hw == self.main_hw else self.view(self.t, self.lores_hw)
         return self._frame(main, lores, scene=int(self.t / self.seconds_per_photo))

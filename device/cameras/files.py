@@ -84,8 +84,8 @@ class ImageFolderCamera(Camera):
             raise ValueError("camera.path: empty; the images camera needs the folder of photos to show "
                              "(an empty path would be the working directory)")
 
-    def __init__(self, cfg, lores_size):
-        super().__init__(cfg, lores_size)
+    def __init__(self, cfg, lores_hw):
+        super().__init__(cfg, lores_hw)
         self.folder = Path(cfg.path)
         self.paths: list[Path] = []
         self.position = 0
@@ -118,11 +118,11 @@ class ImageFolderCamera(Camera):
     def _load(self, path: Path, stamp: tuple) -> np.ndarray:
         data = _read_photo(path)
         try:
-            info = inspect(data, MAX_DECODE_BYTES, cover=self.size)
+            info = inspect(data, MAX_DECODE_BYTES, cover_hw=self.main_hw)
             rgb = decode(data, info, longest=None)
         except ImageError as e:
             raise SkippedImage(str(e)) from None
-        frame = fit_to(rgb, self.size)
+        frame = fit_to(rgb, self.main_hw)
         if sum(f.nbytes for _, f in self.cache.values()) + frame.nbytes <= MAX_CACHED_BYTES:
             self.cache[path] = (stamp, frame)
         return frame
@@ -184,8 +184,8 @@ class OpenCVCamera(Camera):
         if not self.cap.isOpened():
             raise CameraError(f"camera.device: cannot open {dev!r}")
         if not self.is_file:
-            self.cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.size[0])
-            self.cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.size[1])
+            self.cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.cfg.width)
+            self.cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.cfg.height)
         width, height = int(self.cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(self.cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
         if 6 * width * height > MAX_DECODE_BYTES:  # a frame and its RGB copy, like an image's decode
             self.stop()
@@ -216,7 +216,7 @@ class OpenCVCamera(Camera):
             ok, bgr = self.cap.read()
         if not ok:
             raise CameraError(f"camera {self.cfg.device!r} returned no frame")
-        return self._frame(fit_to(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), self.size))
+        return self._frame(fit_to(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), self.main_hw))
 
     def stop(self) -> None:
         cap = getattr(self, "cap", None)

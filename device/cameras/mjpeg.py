@@ -51,8 +51,8 @@ class MjpegCamera(Camera):
             raise ValueError(f"camera.url: {cfg.url!r} is not an http:// or https:// URL with a host (the mjpeg "
                              "camera needs its stream's address)")
 
-    def __init__(self, cfg, lores_size):
-        super().__init__(cfg, lores_size)
+    def __init__(self, cfg, lores_hw):
+        super().__init__(cfg, lores_hw)
         self.conn: http.client.HTTPConnection | None = None
         self.resp: http.client.HTTPResponse | None = None
 
@@ -163,13 +163,13 @@ class MjpegCamera(Camera):
             raise CameraError("camera is not started")
         data = self._part()
         try:
-            info = inspect(data, MAX_DECODE_BYTES, cover=self.size)
+            info = inspect(data, MAX_DECODE_BYTES, cover_hw=self.main_hw)
             if info.format != "JPEG":
                 raise ImageError(f"a {info.format} image, not a JPEG")
             rgb = decode(data, info, longest=None)
         except ImageError as e:
             raise CameraError(f"camera.url: a frame from {self.where} is not a usable JPEG: {e}") from None
-        return self._frame(fit_to(rgb, self.size))
+        return self._frame(fit_to(rgb, self.main_hw))
 
     def stop(self) -> None:
         resp, conn, self.resp, self.conn = self.resp, self.conn, None, None

@@ -36,12 +36,13 @@ def packed_to_rgb(array: np.ndarray, fmt: str) -> np.ndarray:
     return np.array(array, copy=True) if code is None else cv2.cvtColor(array, code)
 
 
-def yuv420_to_rgb(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def yuv420_to_rgb(array: np.ndarray, wh: tuple[int, int]) -> np.ndarray:
     """A YUV420 (I420) Picamera2 array of shape (H * 3 / 2, stride) -> RGB uint8 (H, W, 3).
 
     Unlike the packed formats, Picamera2's make_array leaves the row padding in for YUV420 (its width is the
-    stride, not W; each chroma row is stride / 2 wide). Converted at the stride's width, then cropped."""
-    w, h = size
+    stride, not W; each chroma row is stride / 2 wide). Converted at the stride's width, then cropped. `wh` is the
+    stream's (width, height), as Picamera2 gives it."""
+    w, h = wh
     if array.ndim != 2 or array.shape[0] != h * 3 // 2 or array.shape[1] < w or array.shape[1] % 2:
         raise CameraError(f"YUV420 array has shape {array.shape}, expected {(h * 3 // 2, w)} (or a wider, even "
                           f"stride) for {w}x{h}")
@@ -49,8 +50,8 @@ def yuv420_to_rgb(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return rgb if array.shape[1] == w else np.ascontiguousarray(rgb[:, :w])
 
 
-def stream_to_rgb(array: np.ndarray, fmt: str, size: tuple[int, int]) -> np.ndarray:
-    return yuv420_to_rgb(array, size) if fmt == "YUV420" else packed_to_rgb(array, fmt)
+def stream_to_rgb(array: np.ndarray, fmt: str, wh: tuple[int, int]) -> np.ndarray:
+    return yuv420_to_rgb(array, wh) if fmt == "YUV420" else packed_to_rgb(array, fmt)
 
 
 @CAMERAS.register("picamera2")
@@ -67,8 +68,8 @@ class Picamera2Camera(Camera):
     can_overlay = True
     capture_timeout = 2.0  # seconds without a frame before the camera counts as gone
 
-    def __init__(self, cfg, lores_size, preview: str = "null"):
-        super().__init__(cfg, lores_size)
+    def __init__(self, cfg, lores_hw, preview: str = "null"):
+        super().__init__(cfg, lores_hw)
         self.preview = preview
         self.picam2 = None
 
@@ -92,13 +93,14 @@ class Picamera2Camera(Camera):
         try:
             self.picam2 = picamera2.Picamera2()
             config = self.picam2.create_preview_configuration(
-                main={"size": self.size, "format": MAIN_FORMAT},
-                lores={"size": self.lores_size, "format": self.lores_format(picamera2, Platform)},
+                main={"size": self.main_hw[::-1], "format": MAIN_FORMAT},  # Picamera2 sizes are (width, height)
+                lores={"size": self.lores_hw[::-1], "format": self.lores_format(picamera2, Platform)},
                 transform=Transform(hflip=int(self.cfg.mirror)),
                 controls={"FrameRate": float(self.cfg.fps)},
                 buffer_count=4,
             )
             self.picam2.configure(config)
+            # name -> (format, (width, height)) as Picamera2 configured it (it may align the lores size)
             self.streams = {name: (config[name]["format"], tuple(config[name]["size"])) for name in ("main", "lores")}
             self.picam2.start_preview(getattr(picamera2.Preview, self.preview.upper()))
             self.picam2.start()
@@ -125,8 +127,8 @@ class Picamera2Camera(Camera):
             request.release()  # hand the buffers back to libcamera at once
         main = stream_to_rgb(main, *self.streams["main"])
         lores = stream_to_rgb(lores, *self.streams["lores"])
-        if lores.shape[1::-1] != self.lores_size:  # Picamera2 may align the lores size
-            lores = cv2.resize(lores, self.lores_size, interpolation=cv2.INTER_AREA)
+        if lores.shape[:2] != self.lores_hw:  # Picamera2 may align the lores size
+            lores = cv2.resize(lores, self.lores_hw[::-1], interpolation=cv2.INTER_AREA)
         return self._frame(main, lores)
 
     def set_overlay(self, rgba: np.ndarray | None) -> None:

@@ -19,7 +19,8 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data"  # holds fasseg/
 
 
-def load_frames(folder: Path, size: int, limit: int = 64) -> list[np.ndarray]:
+def load_frames(folder: Path, side: int, limit: int = 64) -> list[np.ndarray]:
+    """Up to `limit` photos of the folder, RGB, stretched to side x side."""
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
     frames = []
     for f in files:
@@ -27,7 +28,7 @@ def load_frames(folder: Path, size: int, limit: int = 64) -> list[np.ndarray]:
         if bgr is None:
             _log.warning("%s: not a readable image; skipped", f)
             continue
-        frames.append(cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (size, size), interpolation=cv2.INTER_AREA))
+        frames.append(cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (side, side), interpolation=cv2.INTER_AREA))
     if not frames:
         raise FileNotFoundError(f"no readable photos in {folder}")
     return frames

@@ -23,13 +23,13 @@ from .figaro import DEFAULT_DATA_ROOT, figaro_test, soft_alpha
 _log = logging.getLogger(__name__)
 
 
-def _frames(data_root: Path, size: tuple[int, int], count: int):
+def _frames(data_root: Path, wh: tuple[int, int], count: int):
     pairs = figaro_test(data_root)
     step = max(len(pairs) // count, 1)
     out = []
     for _, rgb, mask in pairs[::step][:count]:
-        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-        mask = cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
+        rgb = cv2.resize(rgb, wh, interpolation=cv2.INTER_AREA)
+        mask = cv2.resize(mask, wh, interpolation=cv2.INTER_NEAREST)
         out.append((rgb, soft_alpha(mask)))
     return out
 

@@ -159,7 +159,10 @@ def test_quick_run_writes_valid_json_with_the_machine_latency_and_pipeline(quick
         assert inline["frames"] >= measure.QUICK.rounds and STAGES <= set(inline["stages_ms"])
         assert inline["ratio_iqr"][0] <= inline["ratio_to_model"] <= inline["ratio_iqr"][1]
         threaded = pipe["threaded"]
-        assert threaded["masks"] >= 2 and 0 < threaded["display_fps"] <= threaded["camera_fps"] * 1.1
+        # never faster than the camera: judged on the median interval between shown frames, since one late first
+        # frame moves a short run's display_fps by more than 10 % on a loaded machine
+        assert threaded["masks"] >= 2 and threaded["display_fps"] > 0
+        assert threaded["display_interval_ms"] >= 0.9 * 1e3 / threaded["camera_fps"]
         assert threaded["mask_fps"] <= threaded["display_fps"]
     assert f"| {w}x{h} |" in printed and "| 320x240 |" in printed and "goal <= 1.10" in printed
     assert f"| {model['name']} " in printed and "here: ort 1 thread" in printed

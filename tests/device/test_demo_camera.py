@@ -9,11 +9,11 @@ from device.cameras.demo import DemoCamera, demo_photos
 from device.config import Config
 
 
-def camera(width=640, height=480, mirror=True, lores=(256, 256)) -> DemoCamera:
+def camera(width=640, height=480, mirror=True, lores_hw=(256, 256)) -> DemoCamera:
     pytest.importorskip("skimage.data", reason="scikit-image (the [demo] extra) is not installed")
     cfg = copy.deepcopy(Config().camera)
     cfg.kind, cfg.width, cfg.height, cfg.fps, cfg.mirror = "demo", width, height, 1000.0, mirror
-    cam = DemoCamera(cfg, lores)
+    cam = DemoCamera(cfg, lores_hw)
     cam.start()
     return cam
 
@@ -28,7 +28,7 @@ def test_mirror_flag_flips_the_view_inside_the_warp():
 
 @pytest.mark.parametrize("size", [(640, 480), (320, 240), (1280, 720)])
 def test_lores_is_the_main_view_stretched_to_the_model_size(size):
-    cam = camera(*size, lores=(256, 192))
+    cam = camera(*size, lores_hw=(192, 256))
     frame = cam.read()
     assert frame.main.shape == (size[1], size[0], 3) and frame.lores.shape == (192, 256, 3)
     reference = cv2.resize(frame.main, (256, 192), interpolation=cv2.INTER_AREA)

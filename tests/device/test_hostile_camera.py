@@ -22,7 +22,8 @@ import pytest
 from device import config as configuration
 from device import imagefile
 from device.cameras import files as camera_files
-from device.mirror import MAX_BACKOFF, Mirror
+from device.mirror import Mirror
+from device.stages import MAX_BACKOFF
 
 from . import hostile as h
 from .hostile import Kind

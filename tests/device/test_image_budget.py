@@ -94,5 +94,5 @@ def test_the_cost_from_the_header_is_the_peak_memory_of_the_decode(measured):
 def test_a_large_baseline_jpeg_is_planned_at_a_reduced_scale():
     data = cv2.imencode(".jpg", np.zeros((4000, 6000, 3), np.uint8))[1].tobytes()
     info = inspect(data)
-    assert info.reduce == 2 and max(info.decoded_size) >= WORK_SIDE  # 3000x2000: still covers the work size
-    assert inspect(data, cover=(640, 480)).reduce == 8  # the camera only needs to fill its frame
+    assert info.reduce == 2 and max(info.decoded_hw) >= WORK_SIDE  # 3000x2000: still covers the work size
+    assert inspect(data, cover_hw=(480, 640)).reduce == 8  # the camera only needs to fill its frame

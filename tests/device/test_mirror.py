@@ -228,14 +228,14 @@ def test_the_backoff_is_capped_at_5_s_on_both_paths(photos, monkeypatch):
     instead of waited (the real ones ping the watchdog): 1, 2, 4, then 5 s at most, when it will not open and
     when it opens but gives no frame."""
     from device.cameras import CameraError
-    from device.mirror import MAX_BACKOFF
+    from device.stages import MAX_BACKOFF, Backoff
     assert MAX_BACKOFF <= 5.0
     fake = fake_picamera2.install(monkeypatch)
     fake.scenes = scenes_of(photos)
     mirror = Mirror(make_cfg(photos, camera={"kind": "picamera2", "retry_seconds": 1.0},
                              segmenter={"kind": "classical"}))
     pauses = []
-    monkeypatch.setattr(mirror, "_pause", pauses.append)
+    monkeypatch.setattr(Backoff, "sleep", lambda self, seconds: pauses.append(seconds))
     real_start = mirror.camera.start
 
     def away_for_8_attempts():
@@ -250,7 +250,7 @@ def test_the_backoff_is_capped_at_5_s_on_both_paths(photos, monkeypatch):
     mirror = Mirror(make_cfg(photos, camera={"kind": "picamera2", "retry_seconds": 1.0},
                              segmenter={"kind": "classical"}))
     pauses = []
-    monkeypatch.setattr(mirror, "_pause", lambda s: pauses.append(s) or (len(pauses) >= 8 and mirror.stop()))
+    monkeypatch.setattr(Backoff, "sleep", lambda self, s: pauses.append(s) or (len(pauses) >= 8 and mirror.stop()))
     assert mirror.run(max_frames=1, inline=True) == 0
     assert pauses == [0, 1, 2, 4, 5, 5, 5, 5]
 
@@ -258,9 +258,9 @@ def test_the_backoff_is_capped_at_5_s_on_both_paths(photos, monkeypatch):
 def test_a_camera_that_comes_back_runs_again_within_the_cap_without_a_busy_loop(photos, monkeypatch):
     """In real time, with the cap scaled down (0.2 s): the camera is away for 1 s, then frames flow again
     within the cap of its return, after a handful of attempts."""
-    from device import mirror as mirror_module
+    from device import stages
     from device.cameras import CameraError
-    monkeypatch.setattr(mirror_module, "MAX_BACKOFF", 0.2)
+    monkeypatch.setattr(stages, "MAX_BACKOFF", 0.2)
     fake = fake_picamera2.install(monkeypatch)
     fake.scenes = scenes_of(photos)
     mirror = Mirror(make_cfg(photos, camera={"kind": "picamera2", "retry_seconds": 0.05},
@@ -278,6 +278,61 @@ def test_a_camera_that_comes_back_runs_again_within_the_cap_without_a_busy_loop(
     assert mirror.run(max_frames=1, inline=True) == 1
     assert opened[0] - back_at < 0.2 + 0.3, "recovered later than the cap (+ slack for a loaded CPU)"
     assert 4 <= len(attempts) <= 12  # 0.05, 0.1, 0.2, 0.2, ... apart: not thousands
+
+
+def test_backoff_doubles_to_the_cap_and_its_wait_ends_early_on_a_stop():
+    from device.stages import MAX_BACKOFF, Backoff
+    stop, ticks = threading.Event(), []
+    backoff = Backoff(1.0, stop, tick=lambda: ticks.append(1))
+    assert [backoff.next() for _ in range(6)] == [1, 2, 4, MAX_BACKOFF, MAX_BACKOFF, MAX_BACKOFF]
+    backoff.reset()
+    assert backoff.next() == 1
+    at_once = Backoff(0.5, stop, at_once=True)  # a camera lost after frames flowed: reopened at once first
+    assert [at_once.next() for _ in range(6)] == [0, 0.5, 1, 2, 4, MAX_BACKOFF]
+    assert Backoff(60.0, stop).next() == MAX_BACKOFF  # the cap holds for the first wait too
+
+    threading.Timer(0.2, stop.set).start()
+    t0 = time.monotonic()
+    backoff.sleep(MAX_BACKOFF)
+    assert time.monotonic() - t0 < 1.5, "the wait did not end on the stop"
+    assert ticks, "the watchdog was not pinged while waiting"
+    t0 = time.monotonic()
+    backoff.wait()  # stopped already: returns at once
+    assert time.monotonic() - t0 < 0.1
+
+
+def test_the_camera_and_the_segmenter_fallback_both_back_off_with_the_one_helper(photos, monkeypatch):
+    """Every retry goes through stages.Backoff: the camera's (re)opening, and a segmenter that fails with no
+    fallback left, which now rests (frames go unmodified) instead of failing again on every frame."""
+    from device.cameras import CameraError
+    from device.segmenters import SegmenterError
+    from device.stages import Backoff
+    used = []
+    real_next = Backoff.next
+    monkeypatch.setattr(Backoff, "next", lambda self: used.append(self) or real_next(self))
+    monkeypatch.setattr(Backoff, "sleep", lambda self, seconds: None)  # the camera's waits are not waited
+    mirror = Mirror(make_cfg(photos, segmenter={"kind": "classical", "fallback": ""}))
+    real_start, real_segment, calls = mirror.camera.start, mirror.segmenter.segment, []
+
+    def absent_once():
+        if not used:
+            raise CameraError("no camera yet")
+        real_start()
+
+    def out_of_memory(rgb):
+        calls.append(rgb.shape)
+        raise SegmenterError("inference failed: out of memory")
+    mirror.camera.start, mirror.segmenter.segment = absent_once, out_of_memory
+    assert mirror.run(max_frames=10, inline=True) == 10
+    assert mirror.capture.opening in used and mirror.resting in used
+    assert len(calls) == 1, "a failed segmenter with no fallback is not retried on every frame"
+    assert mirror.segmenter.mode == "classical" and "out of memory" in mirror.fallback_reason
+    mirror.camera.start()
+    mirror.resting_until = 0.0  # its rest is over: tried again, failed again, rests twice as long
+    mirror.segment(mirror.camera.read())
+    assert len(calls) == 2 and mirror.resting.delay == 4
+    mirror.segmenter.segment, mirror.resting_until = real_segment, 0.0
+    assert mirror.segment(mirror.camera.read()) is not None and mirror.resting.delay == 1  # works: reset
 
 
 def run_cli(*args, timeout=60):

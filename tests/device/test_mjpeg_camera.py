@@ -16,8 +16,8 @@ from device.cameras import mjpeg as mjpeg_module
 from device.cameras.base import fit_to
 from device.mirror import Mirror
 
-SIZE = (320, 240)
-LORES = (64, 48)
+SIZE = (320, 240)    # [camera] width, height
+LORES_HW = (48, 64)  # the segmenter's input size, (height, width)
 
 
 class Streamer(BaseHTTPRequestHandler):
@@ -94,7 +94,7 @@ def camera_cfg(server, **extra):
 
 
 def make_camera(server, **extra):
-    return CAMERAS.create("mjpeg", camera_cfg(server, **extra), LORES)
+    return CAMERAS.create("mjpeg", camera_cfg(server, **extra), LORES_HW)
 
 
 def mean_diff(a, b) -> float:
@@ -111,10 +111,10 @@ def test_frames_decode_as_rgb_at_the_display_and_lores_sizes(photo_path, kind):
     finally:
         cam.stop()
         go_away(server)
-    expected = fit_to(cv2.cvtColor(cv2.imread(str(photo_path)), cv2.COLOR_BGR2RGB), SIZE)
+    expected = fit_to(cv2.cvtColor(cv2.imread(str(photo_path)), cv2.COLOR_BGR2RGB), SIZE[::-1])
     for frame in frames:
         assert frame.main.shape == (SIZE[1], SIZE[0], 3) and frame.main.dtype == np.uint8
-        assert frame.lores.shape == (LORES[1], LORES[0], 3)
+        assert frame.lores.shape == (*LORES_HW, 3)
         assert mean_diff(frame.main, expected) < 4  # the same picture (a JPEG may decode at a reduced scale)
         assert mean_diff(frame.main, expected[..., ::-1]) > 4 * mean_diff(frame.main, expected)  # not BGR
         assert frame.main[..., 0].mean() > frame.main[..., 2].mean() + 40  # the warm photo stays red, not blue
@@ -145,8 +145,8 @@ def test_the_server_going_away_raises_camera_error_and_coming_back_recovers(phot
 
 def test_the_mirror_backs_off_until_the_stream_is_there_then_shows_it(photo_path, monkeypatch):
     """The mirror's own back-off: the stream is absent when the daemon starts and comes up a moment later."""
-    from device import mirror as mirror_module
-    monkeypatch.setattr(mirror_module, "MAX_BACKOFF", 0.2)
+    from device import stages
+    monkeypatch.setattr(stages, "MAX_BACKOFF", 0.2)
     probe = serve(b"")
     port = probe.server_address[1]
     go_away(probe)

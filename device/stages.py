@@ -1,0 +1,158 @@
+"""The frame path's pieces that device/mirror.py wires into its loop, one job each:
+
+    Capture          capture supervision: the next frame; a camera that fails or goes away is reopened with back-off
+    InferenceWorker  segments the newest offered frame in its own thread, at most one frame in flight
+    publish          compose + publish: the frame with the newest hair of its own scene, to the sinks and the page
+    Backoff          the doubling, capped, stop-aware wait every retry uses (the camera's and the segmenter's)
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .cameras import Camera, CameraError, Frame
+from .sinks import Output, Sink
+
+_log = logging.getLogger(__name__)
+MAX_BACKOFF = 5.0  # seconds; a camera that comes back is running again within this, without a busy loop
+
+
+class Backoff:
+    """Retry delays that double from `first` up to MAX_BACKOFF; `reset()` once the retried thing works again.
+    `at_once`: the first retry does not wait (a camera lost after frames flowed is reopened at once)."""
+
+    def __init__(self, first: float, stop: threading.Event, tick: Callable[[], None] = lambda: None,
+                 at_once: bool = False):
+        self.first, self.stop, self.tick, self.at_once = first, stop, tick, at_once
+        self.reset()
+
+    def reset(self) -> None:
+        self.delay = 0.0 if self.at_once else min(self.first, MAX_BACKOFF)  # the next delay
+
+    def next(self) -> float:
+        """The delay to wait now; the one after is twice as long (at least `first`, at most MAX_BACKOFF)."""
+        delay, self.delay = self.delay, min(max(2 * self.delay, self.first), MAX_BACKOFF)
+        return delay
+
+    def wait(self) -> None:
+        """Wait the next delay, or less when the mirror stops."""
+        self.sleep(self.next())
+
+    def sleep(self, seconds: float) -> None:
+        """Wait `seconds` unless stopped, calling `tick` (the watchdog ping) every 0.5 s: waiting is not hanging."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0 and not self.stop.is_set():
+            self.tick()
+            self.stop.wait(min(0.5, left))
+
+
+class Capture:
+    """Frames from the camera, which is opened (and reopened after a loss) with back-off until it works or the
+    mirror stops; `state` says how it is for the status ("starting", "ok", "lost", "unavailable (...)")."""
+
+    def __init__(self, camera: Camera, retry_seconds: float, stop: threading.Event, tick: Callable[[], None],
+                 on_state: Callable[[], None]):
+        self.camera, self.stop, self.on_state = camera, stop, on_state
+        self.state = "starting"
+        self.opening = Backoff(retry_seconds, stop, tick)
+        # a camera that opens but never gives a frame must not be reopened in a busy loop
+        self.reopening = Backoff(retry_seconds, stop, tick, at_once=True)
+
+    def open(self) -> None:
+        """Open the camera, retrying with doubling back-off (the watchdog pinged meanwhile) until it opens or the
+        mirror stops."""
+        self.opening.reset()
+        while not self.stop.is_set():
+            try:
+                self.camera.start()
+                self.state = "ok"
+                return
+            except CameraError as e:
+                self.camera.stop()
+                self.state = f"unavailable ({e}); retrying in {self.opening.delay:.0f} s"
+                _log.error("camera: %s; retrying in %.1f s", e, self.opening.delay)
+                self.on_state()
+                self.opening.wait()
+
+    def read(self) -> Frame | None:
+        """The next frame; None after a loss, once the camera is reopened (or the mirror stops)."""
+        try:
+            frame = self.camera.read()
+        except CameraError as e:
+            delay = self.reopening.delay  # the first loss reopens at once; losses with no frame between wait
+            _log.error("camera: %s%s", e, f"; reopening in {delay:.1f} s" if delay else "")
+            self.camera.stop()
+            self.state = "lost"
+            self.reopening.wait()
+            self.open()
+            return None
+        self.reopening.reset()
+        return frame
+
+
+@dataclass
+class Hair:
+    """The newest segmentation result, at the segmenter's input size."""
+    mask: np.ndarray
+    alpha: np.ndarray
+    frame_index: int
+    seconds: float
+    scene: int = 0
+
+
+class InferenceWorker:
+    """Segments the newest offered frame in a background thread; frames offered while busy are dropped."""
+
+    def __init__(self, segment: Callable[[Frame], Hair | None]):
+        self.segment = segment
+        self.pending: Frame | None = None
+        self.latest: Hair | None = None
+        self.cond = threading.Condition()
+        self.running = True
+        self.thread = threading.Thread(target=self._run, name="inference", daemon=True)
+        self.thread.start()
+
+    def offer(self, frame: Frame) -> bool:
+        with self.cond:
+            if self.pending is not None:
+                return False
+            self.pending = frame
+            self.cond.notify()
+            return True
+
+    def _run(self) -> None:
+        while True:
+            with self.cond:
+                while self.running and self.pending is None:
+                    self.cond.wait()
+                if not self.running:
+                    return
+                frame = self.pending
+            hair = self.segment(frame)
+            with self.cond:
+                self.latest = hair
+                self.pending = None  # free for the next frame only once this one is done
+
+    def stop(self, timeout: float) -> bool:
+        """Ask the thread to end and wait up to `timeout`; False when it is still inside an inference (a daemon
+        thread: it cannot hold the process, but the caller must not let the interpreter finalise under it)."""
+        with self.cond:
+            self.running = False
+            self.cond.notify()
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+
+def publish(frame: Frame, hair: Hair | None, recolourer, sinks: list[Sink]) -> Output:
+    """Compose + publish: the frame with the newest hair applied, but never a mask of another scene (a cut, e.g.
+    the demo's next photo), shown on every sink; returns the Output (the page's newest frame)."""
+    same_scene = hair is not None and hair.scene == frame.scene
+    output = Output(frame, hair.alpha if same_scene else None, recolourer)
+    for sink in sinks:
+        sink.show(output)
+    return output
