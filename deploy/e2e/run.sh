@@ -182,7 +182,7 @@ show() { inside systemctl show hairmirror.service -p "$1" --value; }
 say "4b. watchdog: SIGSTOP the daemon; systemd must kill and restart it within WatchdogSec=$(show WatchdogUSec)"
 t=$(date +%s)
 pid=$(show MainPID); restarts=$(show NRestarts)
-inside kill -STOP "$pid"
+inside /bin/sh -c "kill -STOP $pid"  # the shell's kill: a minbase rootfs has no /bin/kill
 for _ in $(seq "$((BOOT_TIMEOUT / 5))"); do
   [ "$(show NRestarts)" -gt "$restarts" ] && break
   sleep 5
