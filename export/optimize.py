@@ -25,16 +25,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+if TYPE_CHECKING:  # parity imports torch; this module must load without it
+    from .parity import ParityReport
+
 _log = logging.getLogger(__name__)
 
 REWRITES = ("static-resize", "split-concat", "normalise")
 BLOCK_CHANNELS = 8       # onnxruntime's NCHWc block: 8 (AVX2) or 16 (AVX-512) channels
-MAX_ABS_DIFF = 1e-4      # parity of an optimised file against its source, probabilities
 OPTIMISED_KEY = "export.optimised"
 
 
@@ -338,29 +341,12 @@ def optimise_model(model: onnx.ModelProto, rewrites: tuple[str, ...] = REWRITES)
 
 # --- parity on real photos ----------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class FileParity:
-    images: int
-    max_abs_diff: float
-    mask_iou: float
-    threshold: float
-
-    @property
-    def ok(self) -> bool:
-        return self.max_abs_diff < MAX_ABS_DIFF and self.mask_iou == 1.0
-
-    def __str__(self) -> str:
-        return (f"parity with the source file on {self.images} real images: max |dp| {self.max_abs_diff:.2e} "
-                f"(limit {MAX_ABS_DIFF:.0e}), mask IoU {self.mask_iou:.6f} at threshold {self.threshold:g} "
-                f"(must be 1) -> {'PASS' if self.ok else 'FAIL'}")
-
-
 def file_parity(source: str | Path, optimised: str | Path, images: np.ndarray,
-                priors: np.ndarray | None = None) -> FileParity:
+                priors: np.ndarray | None = None) -> ParityReport:
     """Both files through the device's loader, on the same frames (batches of 4: the batch axis is exercised)."""
     from device.model_file import load_model
 
-    from .parity import mask_iou
+    from .parity import ParityReport, mask_iou
     a, b = load_model(source, threads=1), load_model(optimised, threads=1)
     ref, got = [], []
     for s in range(0, len(images), 4):
@@ -369,7 +355,8 @@ def file_parity(source: str | Path, optimised: str | Path, images: np.ndarray,
         got.append(b.predict(images[s:s + 4], pri))
     ref, got = np.concatenate(ref), np.concatenate(got)
     t = a.threshold
-    return FileParity(len(images), float(np.abs(ref - got).max()), mask_iou(ref > t, got > t), t)
+    return ParityReport(len(images), float(np.abs(ref - got).max()), mask_iou(ref > t, got > t), t,
+                        against="with the source file", min_mask_iou=1.0)
 
 
 def optimise_file(source: str | Path, out: str | Path, rewrites: tuple[str, ...] = REWRITES,

@@ -14,14 +14,44 @@ from export.cli import main
 from export.parity import parity_inputs
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
-DEFAULT = MODELS / "hair-mobile-unet-wide.onnx"
-PRIOR = MODELS / "hair-mobile-unet-prior.onnx"
+SHIPPED_DEFAULT = MODELS / "hair-mobile-unet-wide.onnx"
 
 
 def shipped(path: Path) -> Path:
     if not path.is_file():
         pytest.skip(f"no shipped model at {path}")
     return path
+
+
+def as_exported(folder: Path, variant: str, hw: tuple[int, int], prior: bool = False) -> Path:
+    """A contract file of `variant` as the exporter writes it before its rewrites (the shipped files carry them
+    already): seeded weights, the head scaled so that few probabilities sit near the threshold."""
+    import torch
+
+    from export.metadata import save_checked, set_metadata
+    from export.onnx_export import ContractWrapper, export_wrapper
+    from export.random_models import random_metadata
+    from training.models import build_model, count_macs
+    torch.manual_seed(0)
+    net = build_model(variant, in_channels=4 if prior else 3).eval()
+    with torch.no_grad():
+        net.head.weight *= 20
+    raw, out = folder / f"{variant}.raw.onnx", folder / f"{variant}{'-prior' if prior else ''}.onnx"
+    export_wrapper(ContractWrapper(net, has_prior=prior), hw, raw, optimise=False)
+    model = onnx.load(str(raw))
+    raw.unlink()
+    meta = random_metadata(variant, net, hw) if not prior else {
+        **random_metadata(variant, build_model(variant), hw), "macs": str(count_macs(net, hw, 4))}
+    set_metadata(model, meta)
+    save_checked(model, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("as-exported")
+    return {"default": as_exported(folder, "mobile-unet-wide", (224, 224)),
+            "prior": as_exported(folder, "mobile-unet", (256, 256), prior=True)}
 
 
 def ops(model: onnx.ModelProto) -> list[str]:
@@ -38,9 +68,10 @@ def ort_graph(path: Path, tmp_path: Path) -> list[str]:
     return ops(onnx.load(opts.optimized_model_filepath))
 
 
-def test_default_model_keeps_its_probabilities_on_real_photos(tmp_path, data_root):
+def test_default_model_keeps_its_probabilities_on_real_photos(tmp_path, data_root, sources):
+    DEFAULT = sources["default"]
     out = tmp_path / "wide.onnx"
-    report = optimize.optimise_file(shipped(DEFAULT), out)
+    report = optimize.optimise_file(DEFAULT, out)
     assert report.applied == {"static-resize": 4, "split-concat": 4, "normalise": 1}
     images, _ = parity_inputs((224, 224), 24, data_root=data_root)
     parity = optimize.file_parity(DEFAULT, out, images)
@@ -55,11 +86,12 @@ def test_default_model_keeps_its_probabilities_on_real_photos(tmp_path, data_roo
     assert meta["contract"] == "1" and meta["input_size"] == "224,224"  # still the same contract file
 
 
-def test_onnxruntime_runs_the_decoder_without_layout_reorders(tmp_path):
+def test_onnxruntime_runs_the_decoder_without_layout_reorders(tmp_path, sources):
     """What made the default slow: onnxruntime reordered tensors out of its blocked layout around each bilinear
     Resize and concatenated in the plain layout. After the rewrites it does neither (on CPUs with NCHWc)."""
+    DEFAULT = sources["default"]
     out = tmp_path / "wide.onnx"
-    optimize.optimise_file(shipped(DEFAULT), out)
+    optimize.optimise_file(DEFAULT, out)
     before, after = ort_graph(DEFAULT, tmp_path), ort_graph(out, tmp_path)
     if "ReorderInput" not in before:
         pytest.skip("this onnxruntime build has no blocked (NCHWc) layout")
@@ -69,18 +101,21 @@ def test_onnxruntime_runs_the_decoder_without_layout_reorders(tmp_path):
     assert before.count("Concat") - after.count("Concat") >= 4 and after.count("Add") <= before.count("Add")
 
 
-def test_prior_model_folds_the_normalisation_of_its_image_channels_only(tmp_path, data_root):
+def test_prior_model_folds_the_normalisation_of_its_image_channels_only(tmp_path, data_root, sources):
+    PRIOR = sources["prior"]
     out = tmp_path / "prior.onnx"
-    report = optimize.optimise_file(shipped(PRIOR), out)
+    report = optimize.optimise_file(PRIOR, out)
     assert report.applied.get("normalise") == 1
     images, priors = parity_inputs((256, 256), 8, data_root=data_root)
     parity = optimize.file_parity(PRIOR, out, images, priors)
     assert parity.ok, parity
 
 
-def test_the_command_checks_parity_and_writes_only_a_matching_file(tmp_path, capsys, monkeypatch, data_root):
+def test_the_command_checks_parity_and_writes_only_a_matching_file(tmp_path, capsys, monkeypatch, data_root,
+                                                                  sources):
+    DEFAULT = sources["default"]
     out = tmp_path / "fast.onnx"
-    assert main(["optimize", str(shipped(DEFAULT)), "--out", str(out), "--parity-images", "4",
+    assert main(["optimize", str(DEFAULT), "--out", str(out), "--parity-images", "4",
                  "--data-root", str(data_root), "--profile", "5"]) == 0
     printed = capsys.readouterr().out
     assert "PASS" in printed and out.is_file()
@@ -105,7 +140,17 @@ def test_the_command_checks_parity_and_writes_only_a_matching_file(tmp_path, cap
 
 def test_the_source_file_is_never_the_output(tmp_path):
     with pytest.raises(ValueError, match="must differ"):
-        optimize.optimise_file(shipped(DEFAULT), DEFAULT)
+        optimize.optimise_file(shipped(SHIPPED_DEFAULT), SHIPPED_DEFAULT)
+
+
+def test_the_shipped_default_carries_the_rewrites_and_a_second_pass_changes_nothing(tmp_path, data_root):
+    meta = {p.key: p.value for p in onnx.load(str(shipped(SHIPPED_DEFAULT))).metadata_props}
+    assert meta[optimize.OPTIMISED_KEY] == "static-resize,split-concat,normalise"
+    out = tmp_path / "again.onnx"
+    optimize.optimise_file(SHIPPED_DEFAULT, out)
+    images, _ = parity_inputs((224, 224), 8, data_root=data_root)
+    assert optimize.file_parity(SHIPPED_DEFAULT, out, images).max_abs_diff == 0.0
+    assert ops(onnx.load(str(out))) == ops(onnx.load(str(SHIPPED_DEFAULT)))
 
 
 def test_a_file_without_those_patterns_is_left_computing_the_same(tmp_path):
