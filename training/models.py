@@ -94,14 +94,19 @@ class MobileUNet(nn.Module):
                                    for w_skip, w_deep in zip(reversed(widths[:-1]), reversed(widths[1:])))
         self.head = nn.Conv2d(widths[0], 1, kernel_size=1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = x.shape[-2:]
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The deepest features and the skips above them (shallowest first)."""
         x = self.stem(x)
         skips = [x]
         for block in self.down:
             x = block(x)
             skips.append(x)
         skips.pop()
+        return x, skips
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        x, skips = self.encode(x)
         for merge in self.merge:
             skip = skips.pop()
             x = nn.functional.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
@@ -124,12 +129,7 @@ class LeanMobileUNet(MobileUNet):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]
-        x = self.stem(x)
-        skips = [x]
-        for block in self.down:
-            x = block(x)
-            skips.append(x)
-        skips.pop()
+        x, skips = self.encode(x)
         for project, merge in zip(self.project, self.merge):
             skip = skips.pop()
             x = nn.functional.interpolate(project(x), size=skip.shape[-2:], mode="bilinear", align_corners=False)
