@@ -31,7 +31,7 @@ $(STAMP): pyproject.toml $(RUN_STAMP)
 install: $(STAMP)  ## create .venv with everything
 
 run: $(RUN_STAMP)  ## the daemon on the demo camera with the shipped model, page on http://$(HOST):$(PORT)
-	$(PY) -m device --source demo --web $(HOST):$(PORT)
+	$(PY) -m device --source demo --sink null --web $(HOST):$(PORT)
 
 # The real picamera2 package's source, read (not imported) by the camera adapter's API test.
 PICAMERA2_SRC := $(VENV)/picamera2-src/.done
