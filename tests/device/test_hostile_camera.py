@@ -262,16 +262,24 @@ def test_a_folder_replaced_by_a_file_is_noticed_and_recovered(tmp_path, fast_res
     _lost_and_back(tmp_path, take_away, put_back, images_config(folder), ("not a folder",))
 
 
+def swap(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
 def test_a_folder_whose_photos_all_turn_bad_is_reported_once_per_file(tmp_path, fast_rescan, caplog):
     folder = _photo_folder(tmp_path)
     good = (folder / "good.png").read_bytes()
     running = Running(images_config(folder))
     try:
         running.frames_grow("the first frames", 10)
-        (folder / "good.png").write_bytes(h.png_header(30000, 30000))  # the same name, now a bomb
+        # replaced whole (write then rename), as an editor or a copy tool does: a rescan between write_bytes'
+        # truncation and its write would rightly see, and report, an empty file too
+        swap(folder / "good.png", h.png_header(30000, 30000))  # the same name, now a bomb
         running.wait(lambda: running.mirror.camera_state != "ok", "the bad photo to be noticed", 3)
         time.sleep(1.0)
-        (folder / "good.png").write_bytes(good)
+        swap(folder / "good.png", good)
         running.frames_grow("frames after the photo is good again", MAX_BACKOFF + 2)
     finally:
         running.stop()
