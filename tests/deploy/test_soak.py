@@ -25,7 +25,8 @@ def test_short_soak_has_no_errors_and_stops_cleanly(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     f = json.loads(figures.read_text())
-    assert f["frames"] > 50 and 0 < f["inferences"] <= f["frames"]
+    # both counts are differences of two status reads: one segmented frame may not be shown yet at the last read
+    assert f["frames"] > 50 and 0 < f["inferences"] <= f["frames"] + 1
     assert f["exit_code"] == 0 and f["tracebacks"] == 0 and not f["errors"]
     assert {"page", "status", "snapshot", "colour", "photo", "stream"} <= set(f["requests"])
     assert all(r["count"] > 0 for r in f["requests"].values()), f["requests"]
