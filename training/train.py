@@ -55,7 +55,7 @@ class TrainConfig:
     prior: bool = _option(False, "train with the contract's previous-frame `prior` input")
     teacher: str = _option("", "checkpoint of the trained larger variant to distil from", command="prune")
     distill_alpha: float = _option(0.5, "weight of the teacher's soft targets", command="prune", flag="--alpha")
-    init: str = _option("", "start from this run's weights (same variant) with a fresh optimiser and schedule",
+    init: str = _option("", "start from this run's weights with a fresh optimiser and schedule (another variant: the layers it shares)",
                         metavar="CHECKPOINT")
     threads: int = _option(2, "torch CPU threads (changes speed, not what is learnt)")
     limit: int = _option(0, "use only the first N training pairs (smoke runs)")
@@ -99,15 +99,32 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
 
 
 def warm_start(model: torch.nn.Module, cfg: TrainConfig) -> None:
-    """Load another run's weights into `model`; the variant and input channels must match."""
+    """Load another run's weights into `model`. The same variant loads whole; another variant (e.g. one sharing
+    mobile-unet-wide's encoder) loads the tensors whose names and shapes match, the rest keep their fresh init."""
     if not Path(cfg.init).is_file():
         raise FileNotFoundError(f"--init checkpoint not found: {cfg.init}")
     source, ckpt = load_checkpoint(cfg.init)
-    if ckpt["variant"] != cfg.variant or bool(ckpt["config"].get("prior")) != cfg.prior:
-        raise ValueError(f"--init {cfg.init} holds {ckpt['variant']} (prior={ckpt['config'].get('prior')}), "
-                         f"not {cfg.variant} (prior={cfg.prior})")
-    model.load_state_dict(source.state_dict())
+    if bool(ckpt["config"].get("prior")) != cfg.prior:
+        raise ValueError(f"--init {cfg.init} was trained with prior={ckpt['config'].get('prior')}, "
+                         f"this run has prior={cfg.prior}")
+    if ckpt["variant"] == cfg.variant:
+        model.load_state_dict(source.state_dict())
+    else:
+        shared, total = transfer_matching(source, model), len(model.state_dict())
+        if shared * 2 < total:  # a head or a stem alone is a coincidence of shapes, not a shared network
+            raise ValueError(f"--init {cfg.init} holds {ckpt['variant']}, which shares only {shared} of {total} "
+                             f"tensors with {cfg.variant}")
+        _log.info("%s -> %s: %d of %d tensors loaded (names and shapes match), the rest start fresh",
+                  ckpt["variant"], cfg.variant, shared, total)
     _log.info("starting from the weights of %s (epoch %d)", cfg.init, ckpt["epoch"] + 1)
+
+
+def transfer_matching(source: torch.nn.Module, target: torch.nn.Module) -> int:
+    """Copy every tensor of `source` whose name and shape `target` has; returns how many."""
+    theirs, ours = source.state_dict(), target.state_dict()
+    matching = {k: v for k, v in theirs.items() if k in ours and ours[k].shape == v.shape}
+    target.load_state_dict({**ours, **matching})
+    return len(matching)
 
 
 class Batches:

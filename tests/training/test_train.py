@@ -133,6 +133,25 @@ def test_init_starts_from_another_runs_weights_and_refuses_a_mismatch(tmp_path, 
               progress=False)
 
 
+def test_another_variant_loads_the_layers_it_shares_and_keeps_its_own_fresh():
+    """mobile-unet-wide-lean shares mobile-unet-wide's encoder and head, not its decoder."""
+    from training.models import build_model
+    from training.train import transfer_matching
+    torch.manual_seed(1)
+    wide = build_model("mobile-unet-wide")
+    torch.manual_seed(2)
+    lean = build_model("mobile-unet-wide-lean")
+    fresh = {k: v.clone() for k, v in lean.state_dict().items()}
+    loaded = transfer_matching(wide, lean)
+    theirs, ours = wide.state_dict(), lean.state_dict()
+    same = [k for k in ours if k in theirs and theirs[k].shape == ours[k].shape]
+    assert loaded == len(same) and any(k.startswith("stem.") for k in same) and any(k.startswith("down.") for k in same)
+    assert all(torch.equal(ours[k], theirs[k]) for k in same)
+    own = [k for k in ours if k not in same]
+    assert any(k.startswith("project.") for k in own)
+    assert all(torch.equal(ours[k], fresh[k]) for k in own)
+
+
 def test_mirror_augmentation_makes_hair_grey_or_light_and_keeps_the_rest(data_root):
     """The hair-only recolouring changes hair pixels (less saturated) and leaves far-from-hair pixels alone."""
     import cv2
