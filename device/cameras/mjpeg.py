@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import http.client
 import logging
+import re
 import time
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
@@ -28,6 +29,11 @@ _log = logging.getLogger(__name__)
 MAX_FRAME_BYTES = 8 * 2**20  # one JPEG part (a 1080p MJPEG frame is a few hundred kB)
 MAX_LINE_BYTES = 4096        # one boundary or header line
 MAX_HEADER_LINES = 32        # per part; also the blank or preamble lines allowed before a boundary
+
+
+def redact(url: str) -> str:
+    """The URL with any user:password@ replaced by ***@, for messages and logs (also when it does not parse)."""
+    return re.sub(r"^([^:/?#]*://)[^/?#]*@", r"\1***@", url)
 
 
 @CAMERAS.register("mjpeg")
@@ -46,9 +52,9 @@ class MjpegCamera(Camera):
             parts = urlsplit(cfg.url)
             parts.port  # noqa: B018  (raises ValueError for a port that is not a number in 0..65535)
         except ValueError as e:
-            raise ValueError(f"camera.url: {cfg.url!r} is not a usable URL ({e})") from None
+            raise ValueError(f"camera.url: {redact(cfg.url)!r} is not a usable URL ({e})") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"camera.url: {cfg.url!r} is not an http:// or https:// URL with a host (the mjpeg "
+            raise ValueError(f"camera.url: {redact(cfg.url)!r} is not an http:// or https:// URL with a host (the mjpeg "
                              "camera needs its stream's address)")
 
     def __init__(self, cfg, lores_hw):
@@ -58,9 +64,7 @@ class MjpegCamera(Camera):
 
     @property
     def where(self) -> str:
-        """The URL without its credentials, for messages."""
-        parts = urlsplit(self.cfg.url)
-        return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+        return redact(self.cfg.url)
 
     def start(self) -> None:
         self.check_config(self.cfg)

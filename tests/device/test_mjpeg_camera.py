@@ -28,6 +28,11 @@ class Streamer(BaseHTTPRequestHandler):
 
     def do_GET(self):
         kind, jpeg = self.server.kind, self.server.jpeg
+        self.server.auth = self.headers.get("Authorization")
+        if kind == "html-401":
+            self.send_response(401)
+            self.end_headers()
+            return
         self.send_response(200)
         self.send_header("Content-Type", "text/html" if kind == "html" else
                          "multipart/x-mixed-replace; boundary=frame")
@@ -65,7 +70,7 @@ class Streamer(BaseHTTPRequestHandler):
 def serve(jpeg: bytes, kind: str = "frames", port: int = 0) -> ThreadingHTTPServer:
     server = ThreadingHTTPServer(("127.0.0.1", port), Streamer)
     server.daemon_threads = True
-    server.kind, server.jpeg, server.gone = kind, jpeg, threading.Event()
+    server.kind, server.jpeg, server.gone, server.auth = kind, jpeg, threading.Event(), None
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -226,3 +231,26 @@ def test_a_frame_without_length_is_bounded(photo_path, monkeypatch):
 def test_the_config_refuses_a_url_that_is_not_a_stream_address(url):
     with pytest.raises(configuration.ConfigError, match="camera.url"):
         configuration.from_dict({"camera": {"kind": "mjpeg", "url": url}, "sink": {"kind": "null"}})
+
+
+def test_credentials_in_the_url_go_as_basic_auth_and_never_into_a_message(photo_path):
+    import base64
+    server = serve(photo_path.read_bytes(), kind="html-401")
+    port = server.server_address[1]
+    cfg = configuration.CameraConfig(kind="mjpeg", url=f"http://alice:s%40cret@127.0.0.1:{port}/stream.mjpg",
+                                     width=SIZE[0], height=SIZE[1], mirror=False)
+    cam = CAMERAS.create("mjpeg", cfg, LORES_HW)
+    try:
+        with pytest.raises(CameraError, match="401") as refused:
+            cam.start()
+            cam.read()
+        assert server.auth == "Basic " + base64.b64encode(b"alice:s@cret").decode()
+        assert "alice" not in str(refused.value) and "cret" not in str(refused.value)
+        assert "http://***@127.0.0.1" in str(refused.value)
+    finally:
+        cam.stop()
+        go_away(server)
+    with pytest.raises(configuration.ConfigError, match="camera.url") as bad:
+        configuration.from_dict({"camera": {"kind": "mjpeg", "url": "http://alice:s3cret@cam:99999/"},
+                                 "sink": {"kind": "null"}})
+    assert "s3cret" not in str(bad.value) and "***@cam:99999" in str(bad.value)
