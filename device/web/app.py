@@ -32,7 +32,7 @@ from .access import AccessGuard
 from .bodies import DeadlineInput
 from .images import ImageError, decode_base64, decode_image, encode, mib, to_base64
 from .live import BOUNDARY, LiveView
-from .slots import RETRY_AFTER_SECONDS, PhotoSlots
+from .slots import RETRY_AFTER_SECONDS, PhotoSlots, release_freed_memory
 
 _log = logging.getLogger(__name__)
 
@@ -225,9 +225,12 @@ def create_app(mirror, web_cfg) -> Flask:
         if not state.slots.try_take():
             return _busy(state)
         try:
-            return _photo()
+            response = _photo()
         finally:
             state.slots.give_back()
+        # after the response is sent: the decode, the masks and the encoded reply are all freed by then
+        response.call_on_close(lambda: state.slots.in_flight == 0 and release_freed_memory())
+        return response
 
     def _photo():
         data, args = _photo_bytes(state)

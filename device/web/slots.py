@@ -12,10 +12,34 @@ the daemon to 4.5 GB (issue 20).
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import logging
 import threading
 
 MAX_PHOTOS_IN_FLIGHT = 2  # the Pi has 4 cores shared with the live mirror; one photo segments while one decodes
 RETRY_AFTER_SECONDS = 2   # a photo takes 0.2-2 s on a Pi
+_log = logging.getLogger(__name__)
+
+
+def _glibc_trim():
+    """glibc's malloc_trim, or None elsewhere (musl, macOS): the kernel then gets freed pages back on its own terms."""
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+_MALLOC_TRIM = _glibc_trim()
+
+
+def release_freed_memory() -> bool:
+    """Hand the pages a photo's decode freed back to the system. glibc keeps freed chunks in its arenas (one per
+    thread that allocated, bounded by MALLOC_ARENA_MAX) for reuse; between photos that is RSS nobody uses, and over
+    a long run it creeps (issue 20's soak). Returns whether anything was released."""
+    return bool(_MALLOC_TRIM and _MALLOC_TRIM(0))
 
 
 class PhotoSlots:
