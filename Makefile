@@ -54,8 +54,8 @@ clean:  ## remove the venv and build output
 	rm -rf $(VENV) build dist *.egg-info
 
 .PHONY: recolour-gallery recolour-bench
-recolour-gallery: $(STAMP)  ## recolour metrics on Figaro Testing (dark/light hair) + device/figures/recolour_gallery.png
-	$(PY) -m export recolour-gallery --out device/figures/recolour_gallery.png
+recolour-gallery: $(STAMP)  ## recolour metrics on Figaro Testing (dark/light hair) + docs/figures/recolour_gallery.png
+	$(PY) -m export recolour-gallery --out docs/figures/recolour_gallery.png
 
 recolour-bench: $(STAMP)  ## recolours per second per mode at 640x480 (apply, overlay, whole-frame worst case)
 	$(PY) -m device.recolour.bench
@@ -65,23 +65,25 @@ BENCH_GPU := $(shell command -v nvidia-smi 2>/dev/null)
 .PHONY: bench-full bench-readme
 # GPU rows (onnxruntime CUDA, PyTorch CUDA) only where nvidia-smi is; elsewhere the table says so in one line.
 bench: $(STAMP)  ## (< 3 min) models/: FPS, paired speed-ups, threads/spinning, pipeline, Pi projection -> out/bench.json, .png
+# The device bench measures and prints (as on a Pi); export.bench_report merges, plots and writes the docs' block.
 ifeq ($(BENCH_GPU),)
-	$(PY) -m device.bench $(BENCH_MODELS) --out out/bench.json --plot out/bench.png
+	$(PY) -m device.bench $(BENCH_MODELS) --out out/bench.json
+	$(PY) -m export.bench_report out/bench.json --quiet --plot out/bench.png
 else
 	$(PY) -m device.bench $(BENCH_MODELS) --quiet --out out/bench-ort.json
 	$(PY) -m export.bench_torch $(BENCH_MODELS) --runtimes torch-cuda --quiet --out out/bench-torch.json
-	$(PY) -m device.bench report out/bench-ort.json out/bench-torch.json --out out/bench.json --plot out/bench.png
+	$(PY) -m export.bench_report out/bench-ort.json out/bench-torch.json --out out/bench.json --plot out/bench.png
 endif
 
 bench-full: $(STAMP)  ## everything: + random-weight unet-31m/1.8m, pipeline of every model at two sizes, PyTorch rows -> out/bench-full.*
 	$(PY) -m export.random_models --variants unet-31m unet-1.8m --out-dir out/random-models
 	$(PY) -m device.bench $(BENCH_MODELS) out/random-models --full --quiet --out out/bench-full-ort.json
 	$(PY) -m export.bench_torch $(BENCH_MODELS) out/random-models --quiet --out out/bench-full-torch.json
-	$(PY) -m device.bench report out/bench-full-ort.json out/bench-full-torch.json --out out/bench-full.json \
+	$(PY) -m export.bench_report out/bench-full-ort.json out/bench-full-torch.json --out out/bench-full.json \
 	  --plot out/bench-full.png
 
-bench-readme: $(STAMP)  ## README's generated bench block and figure from out/bench.json (after `make bench`)
-	$(PY) -m device.bench report out/bench.json --readme README.md --plot device/figures/bench_iou_fps.png
+bench-readme: $(STAMP)  ## docs/bench.md's generated block and its figure from out/bench.json (after `make bench`)
+	$(PY) -m export.bench_report out/bench.json --quiet --docs docs/bench.md --plot docs/figures/bench_iou_fps.png
 
 .PHONY: e2e-models
 e2e-models: $(STAMP)  ## the shipped models' eval.* metadata against a full evaluation on Figaro Testing + FASSEG V2 Test
@@ -113,10 +115,10 @@ e2e-picamera2:  ## (slow, root) the Picamera2 camera source against the real pic
 	deploy/e2e/picamera2/run.sh
 
 .PHONY: classical-figures classical-bench baselines
-classical-figures: $(STAMP)  ## classical pipeline on the anime portraits: full galleries in out/classical, README figures in device/classical/figures
+classical-figures: $(STAMP)  ## classical pipeline on the anime portraits: full galleries in out/classical, docs figures in docs/figures
 	$(PY) -m export classical-figures gallery --faces both --out out/classical
-	$(PY) -m export classical-figures gallery --faces json --every 3 --cell-height 104 --format jpg --out device/classical/figures
-	$(PY) -m export classical-figures hsv Hazama-Rei --out device/classical/figures
+	$(PY) -m export classical-figures gallery --faces json --every 3 --cell-height 104 --format jpg --out docs/figures
+	$(PY) -m export classical-figures hsv Hazama-Rei --out docs/figures
 
 classical-bench: $(STAMP)  ## FPS of the classical pipeline at 256x256 on FASSEG V2 Test faces (prints wall and CPU time)
 	$(PY) -m device.classical bench --size 256 --frames 300

@@ -1,8 +1,8 @@
 """`python -m export.bench_torch`: the bench's PyTorch eager rows (CPU, CUDA), measured on a desktop.
 
 The device bench (`hairmirror-bench`, runs on a Pi) never imports torch; this command times the same models in
-PyTorch eager mode and writes the same results schema, so `hairmirror-bench --merge ort.json torch.json` joins
-them into one table (same --label: one machine's columns side by side).
+PyTorch eager mode and writes the same results schema, so `python -m export.bench_report ort.json torch.json`
+joins them into one table (same --label: one machine's columns side by side).
 
 - MODEL files/folders (default models/, unless only --variants are given): one row per fp32 file, named like the
   device bench's row, running the file's variant with the weights of `--checkpoint VARIANT=PATH` (else random
@@ -182,7 +182,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny budget and few runs: checks that everything runs")
     p.add_argument("--label", help="this machine's name in table columns (default: the CPU); use the device "
                                    "bench's label to put both in one machine's columns")
-    p.add_argument("--out", metavar="JSON", help="write the results here (hairmirror-bench --merge reads it)")
+    p.add_argument("--out", metavar="JSON", help="write the results here (export.bench_report merges it)")
     p.add_argument("-q", "--quiet", action="store_true", help="print no tables (for --out, merged later)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = p.parse_args(argv)

@@ -1,6 +1,6 @@
 """The recolour report on Figaro-1k Testing: a metrics table (markdown) and a gallery PNG.
 
-    python -m export recolour-gallery --out device/figures/recolour_gallery.png
+    python -m export recolour-gallery --out docs/figures/recolour_gallery.png
 
 Dark and light hair are the N Testing photos with the lowest and highest mean hair L*. Metrics are defined in
 export/recolour_quality.py; every photo is recoloured with its ground-truth mask feathered as the soft alpha.

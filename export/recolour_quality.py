@@ -1,7 +1,7 @@
 """How well a recolour worked, measured against a ground-truth hair mask (used by the recolour tests and
 `python -m export recolour-gallery`).
 
-Definitions (the README's table uses these):
+Definitions (the table in docs/training.md, Recolour, uses these):
 - soft alpha: the GT mask feathered outwards (Gaussian 7x7, doubled and clipped): 1 on the mask, fading to 0
   within FEATHER_PX pixels outside it, like a segmenter's soft probability. It is device code
   (device/recolour/figaro.py: the recolour benchmark's frames use it too), re-exported here.

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real labelled data beside the checkout (../shared/data)."""
+"""Shared fixtures: the real labelled data beside the checkout (../shared/data), and the bench's small model."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,3 +13,16 @@ def data_root() -> Path:
     if not (DATA_ROOT / "figaro1k").is_dir():
         pytest.skip(f"real data not found at {DATA_ROOT} (../shared/data beside the checkout)")
     return DATA_ROOT
+
+
+@pytest.fixture(scope="session")
+def small_model(tmp_path_factory) -> Path:
+    """The bench's test model (tests/device/test_bench.py, tests/export/test_bench_report.py): the shipped model
+    with the fewest MACs, else a random-weight unet-226k at 64x64 from `export.random_models`."""
+    from device.bench.models import MODELS_DIR, open_model
+    shipped = [p for p in MODELS_DIR.glob("*.onnx") if not p.name.endswith(".unchecked.onnx")]
+    if shipped:
+        return min(shipped, key=lambda p: open_model(p).macs or 0)
+    pytest.importorskip("torch", reason="no model in models/ and no torch to export one")
+    from export.random_models import export_random
+    return export_random("unet-226k", (64, 64), tmp_path_factory.mktemp("bench-model"))

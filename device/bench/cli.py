@@ -1,5 +1,6 @@
-"""`hairmirror-bench` / `python -m device.bench`: time every model on every runtime here, print the tables;
-`hairmirror-bench report` renders (and merges) result files, into a README's generated block too.
+"""`hairmirror-bench` / `python -m device.bench`: time every model on every runtime here, print the tables, keep
+the results as JSON (--out). Merging result files, the plot and the docs' generated block are the desktop's:
+`python -m export.bench_report`.
 
 Exit codes: 0 done (absent runtimes are reported, not errors), 1 a measurement failed, 2 bad arguments or input.
 """
@@ -12,12 +13,11 @@ import sys
 from pathlib import Path
 
 from .. import config as configuration
-from . import machine, measure, readme, report, run, threads
+from . import machine, measure, report, run, threads
 from .models import MODELS_DIR, BenchUsageError, find_files, open_model
 from .runtimes import DEFAULT_RUNTIMES, RUNTIMES
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-REPORT = "report"
 _log = logging.getLogger("device.bench")
 
 
@@ -50,9 +50,9 @@ def parse_args(argv):
                     "(A B C, B C A, ...) so every ratio is the median of paired per-round ratios: model-only FPS, "
                     "speed-ups against the seed's unet-226k, int8 against fp32, onnxruntime thread settings on "
                     "the default model, frames through the daemon's pipeline, a Raspberry Pi projection. Prints "
-                    "markdown tables; --out keeps the results as JSON. `hairmirror-bench report --help`: render "
-                    "and merge result files (a Pi's, a desktop's), and write a README's generated block. Never "
-                    "imports torch: PyTorch rows come from `python -m export.bench_torch`, merged in.")
+                    "markdown tables; --out keeps the results as JSON. On a desktop, `python -m export.bench_report` "
+                    "merges result files (a Pi's, a desktop's), draws the plot and writes the docs' generated "
+                    "block. Never imports torch: PyTorch rows come from `python -m export.bench_torch`.")
     p.add_argument("models", nargs="*", metavar="MODEL",
                    help=f"contract-v1 .onnx files or folders of them (default: {MODELS_DIR}); random-weight "
                         "files of the big variants come from `python -m export.random_models`")
@@ -85,27 +85,7 @@ def parse_args(argv):
                                                                "paced thread settings (default: the config's)")
     p.add_argument("--label", help="this machine's name in table columns (default: the board or the CPU)")
     p.add_argument("--out", metavar="JSON", help="write the results here")
-    p.add_argument("--plot", metavar="PNG", help="write IoU vs FPS here (needs matplotlib)")
-    p.add_argument("--merge", nargs="+", metavar="JSON", help="no measuring: the same as `report JSON...`")
     p.add_argument("-q", "--quiet", action="store_true", help="print no tables (for --out, merged later)")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    args = p.parse_args(argv)
-    if args.merge and args.models:
-        p.error("--merge joins result files; it does not take models")
-    return args
-
-
-def parse_report_args(argv):
-    p = argparse.ArgumentParser(
-        prog="hairmirror-bench report",
-        description="Render result files (this bench's, export.bench_torch's, other machines' such as a Pi's) as "
-                    "one set of tables; --readme rewrites the generated block of a markdown file, so the figures "
-                    "in the docs always come from a results file.")
-    p.add_argument("files", nargs="+", metavar="JSON", help="results files (--out of the bench commands)")
-    p.add_argument("--out", metavar="JSON", help="write the merged results here")
-    p.add_argument("--plot", metavar="PNG", help="write IoU vs FPS here (needs matplotlib)")
-    p.add_argument("--readme", nargs="+", metavar="MD", help="markdown files whose '<!-- bench:begin' ... "
-                                                             "'<!-- bench:end -->' block gets the tables")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)
 
@@ -155,46 +135,23 @@ def _threads(args, cfg, models, budget, camera_fps) -> dict | None:
     return threads.measure(path, frame, budget, camera_fps)
 
 
-def publish(results: dict, out: str | None = None, plot: str | None = None, quiet: bool = False) -> None:
-    """The tables on stdout; the JSON file and the plot where asked for (what was written on stderr)."""
+def publish(results: dict, out: str | None = None, quiet: bool = False) -> None:
+    """The tables on stdout; the JSON file where asked for (what was written on stderr)."""
     if not quiet:
         print(report.markdown(results))
     if out:
         print(f"wrote {report.write(results, out)}", file=sys.stderr)
-    if plot:
-        from .plot import plot as draw
-        print(draw(results, plot), file=sys.stderr)
-
-
-def report_main(argv: list[str]) -> int:
-    args = parse_report_args(argv)
-    run.setup_logging(args.verbose)
-    try:
-        results = report.merge([report.load(p) for p in args.files])
-        publish(results, args.out, args.plot)
-        for path in args.readme or []:
-            command = shlex.join(["python", "-m", "device.bench", REPORT, *argv])
-            print(f"wrote {readme.rewrite(path, report.markdown(results, brief=True), command)}", file=sys.stderr)
-    except BenchUsageError as e:
-        print(f"hairmirror-bench report: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == [REPORT]:
-        return report_main(argv[1:])
     args = parse_args(argv)
     args.command = shlex.join(["hairmirror-bench", *argv])
     run.setup_logging(args.verbose)
     try:
-        if args.merge:
-            results, failed = report.merge([report.load(p) for p in args.merge]), False
-        else:
-            results, failed = measure_here(args)
+        results, failed = measure_here(args)
     except BenchUsageError as e:
         print(f"hairmirror-bench: {e}", file=sys.stderr)
         return EXIT_USAGE
-    publish(results, args.out, args.plot, args.quiet)
+    publish(results, args.out, args.quiet)
     return EXIT_FAILED if failed else EXIT_OK

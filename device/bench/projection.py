@@ -4,8 +4,8 @@ MAC counts alone overstate a small model's speed: a depthwise, upsampling-heavy 
 multiply-accumulates per second that dense convolutions reach. So the projection keeps each model's measured
 efficiency: its GMAC/s here over the dense reference's (the seed's unet-226k) here, times the Pi's dense throughput.
 Assumption (printed with the table): that efficiency carries over to the Pi's Cortex-A72 / A76 cores, and the Pi's
-dense fp32 throughput is DESIGN.md's. It is a projection, not a measurement: a real Pi's file, merged with
-`--merge`, fills the column beside it.
+dense fp32 throughput is DESIGN.md's. It is a projection, not a measurement: a real Pi's file, merged on a
+desktop (`python -m export.bench_report`), fills the column beside it.
 """
 from __future__ import annotations
 

@@ -1,24 +1,21 @@
-"""Results as JSON (one or more machines), merging result files, and the markdown tables.
+"""Results as JSON and the markdown tables, for one machine's results or several machines' merged.
 
 A results file: {"schema": SCHEMA, "machines": [{"label", "machine", "date", "settings", "models", "results",
-"ratios", "threads"}]}. A run on one machine writes one entry; `merge` concatenates entries, so merged files merge
-again. The device bench (onnxruntime) and export/bench_torch.py (PyTorch) write the same schema, so a desktop's two
-files join. Files of the first schema (no paired ratios, no threads table) still load and merge.
+"ratios", "threads"}]}. A run on one machine writes one entry. The device bench (onnxruntime) and
+export/bench_torch.py (PyTorch) write the same schema; on a desktop, `python -m export.bench_report` loads and
+merges files (a Pi's, a desktop's two) into one report, which these tables render the same way.
 """
 from __future__ import annotations
 
 import json
-import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import projection
-from .models import RANDOM_WEIGHTS, BenchUsageError
+from .models import RANDOM_WEIGHTS
 
-_log = logging.getLogger(__name__)
 SCHEMA = "hairmirror-bench/2"
-READABLE = ("hairmirror-bench/1", SCHEMA)
 GOAL_RATIO = 1.10  # issue 22: the whole frame path costs at most 1.10x the model alone
 
 
@@ -29,46 +26,6 @@ def write(report: dict, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
     return path
-
-
-def load(path: str | Path) -> dict:
-    """A results file, checked enough that rendering it cannot fail halfway; BenchUsageError names the file."""
-    path = Path(path)
-    try:
-        report = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise BenchUsageError(f"{path}: results file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise BenchUsageError(f"{path}: cannot read it: {e}") from None
-    except json.JSONDecodeError as e:
-        raise BenchUsageError(f"{path}: not JSON ({e})") from None
-    if not isinstance(report, dict) or report.get("schema") not in READABLE:
-        found = report.get("schema") if isinstance(report, dict) else type(report).__name__
-        raise BenchUsageError(f"{path}: not a bench results file (schema {found!r}, expected {SCHEMA!r})")
-    machines = report.get("machines")
-    if not isinstance(machines, list) or not machines:
-        raise BenchUsageError(f"{path}: 'machines' must be a non-empty list")
-    for i, m in enumerate(machines):
-        for key, kind in (("label", str), ("machine", dict), ("models", list), ("results", list)):
-            if not isinstance(m.get(key) if isinstance(m, dict) else None, kind):
-                raise BenchUsageError(f"{path}: machines[{i}].{key} is missing or not a {kind.__name__}")
-    return report
-
-
-def merge(reports: list[dict]) -> dict:
-    """One report with every machine. A label seen again with a runtime it already has gets a ' #2' suffix so
-    the columns stay apart; with other runtimes (one desktop's onnxruntime and PyTorch files) it keeps its name."""
-    machines, columns = [], defaultdict(set)  # label -> runtimes in its columns so far
-    for report in reports:
-        for m in report["machines"]:
-            runtimes = {r.get("runtime") for r in m["results"] if r.get("status") == "ok"}
-            label, n = m["label"], 1
-            while columns[label] & runtimes:
-                n += 1
-                label = f"{m['label']} #{n}"
-            columns[label] |= runtimes
-            machines.append({**m, "label": label})
-    return {"schema": SCHEMA, "machines": machines}
 
 
 # --- tables ----------------------------------------------------------------------------------------------------------
@@ -276,7 +233,8 @@ def projection_table(report: dict) -> str:
         lines += ["", rule]
     if missing:
         lines += ["", f"Measured columns fill from a Pi's results file: `hairmirror-bench --label \"Pi 5\" --out "
-                      f"pi5.json` on the Pi, then `--merge` it here ({', '.join(missing)}: none merged)."]
+                      "pi5.json` on the Pi, merged with this machine's on a desktop by `python -m export.bench_report "
+                      f"pi5.json THIS.json` ({', '.join(missing)}: none merged)."]
     return "\n".join(lines) + "\n"
 
 
@@ -364,7 +322,7 @@ def notes(report: dict) -> str:
 
 
 def markdown(report: dict, brief: bool = False) -> str:
-    """Every table; `brief` (the README's block) keeps the ratios of the first runtime and leaves out the notes."""
+    """Every table; `brief` (the docs' generated block) keeps the ratios of the first runtime and leaves out the notes."""
     first = next((r["runtime"] for _, r in ok_rows(report)), None)
     parts = [fps_table(report), ratios_table(report, (first,) if brief and first else None),
              threads_table(report), pipeline_table(report), projection_table(report),

@@ -106,7 +106,7 @@ def _gpu_name(index: int) -> str:
 
 
 TORCH_ELSEWHERE = ("PyTorch rows come from `python -m export.bench_torch` on a desktop (the device bench never "
-                   "imports torch); merge its results file with --merge")
+                   "imports torch); merge its results file with `python -m export.bench_report`")
 
 
 def torch_names(device: str) -> tuple[str, str]:

@@ -34,7 +34,7 @@ from .test_model_file import contract_graph, save
 
 ROOT = Path(__file__).resolve().parents[2]
 COLOUR = "#123456"       # set at the start; every kind must leave it set
-MAX_GROWTH_MIB = 300     # the documented bound (README, web section): peak RSS over idle under 20 parallel uploads
+MAX_GROWTH_MIB = 300     # the documented bound (docs/development.md, the page): peak RSS over idle under 20 parallel uploads
 PARALLEL = 20
 
 

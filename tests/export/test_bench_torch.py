@@ -1,6 +1,6 @@
 """The bench's desktop side: random-weight contract files (`export.random_models`) that the device bench labels
 from their metadata, and PyTorch eager rows (`export.bench_torch`) in the device bench's schema, merged with its
-onnxruntime rows into one table. A checkpoint row runs the trained network, checked against its exported file on
+onnxruntime rows into one table by `export.bench_report`. A checkpoint row runs the trained network, checked against its exported file on
 real photos. Timing figures are printed, never asserted."""
 from __future__ import annotations
 
@@ -12,11 +12,10 @@ import pytest
 torch = pytest.importorskip("torch", reason="the PyTorch bench needs torch (a desktop)")
 
 from device.bench import main as device_bench  # noqa: E402
-from device.bench import report  # noqa: E402
 from device.bench.models import open_model  # noqa: E402
 from device.bench.runtimes import TORCH_ELSEWHERE, Absent  # noqa: E402
 from device.model_file import load_model  # noqa: E402
-from export import bench_torch, random_models  # noqa: E402
+from export import bench_report, bench_torch, random_models  # noqa: E402
 from export.onnx_export import export_checkpoint  # noqa: E402
 from export.parity import parity_inputs  # noqa: E402
 from training.models import build_model, count_macs, count_params  # noqa: E402
@@ -64,7 +63,7 @@ def test_torch_rows_merge_with_the_device_bench(random_file, tmp_path, capsys):
     # the file and --variants of the same variant: one row, timed through the file (same name, same weights)
     assert bench_torch.main([random_file, "--variants", "unet-226k", "--quick", "--threads", "1", "--label", "desk",
                              "--out", str(torch_json)]) == 0
-    (entry,) = report.load(torch_json)["machines"]
+    (entry,) = bench_report.load(torch_json)["machines"]
     assert [m["name"] for m in entry["models"]] == ["unet-226k-random"]
     rows = {r["runtime"]: r for r in entry["results"]}
     assert set(rows) == {"torch-cpu", "torch-cuda"}
@@ -76,11 +75,11 @@ def test_torch_rows_merge_with_the_device_bench(random_file, tmp_path, capsys):
 
     assert device_bench([random_file, "--quick", "--no-pipeline", "--label", "desk", "--runtimes", "ort-cpu-1",
                          "torch-cpu", "--out", str(ort_json)]) == 0
-    (ort_entry,) = report.load(ort_json)["machines"]
+    (ort_entry,) = bench_report.load(ort_json)["machines"]
     assert {r["runtime"]: r["reason"] for r in ort_entry["results"]}["torch-cpu"] == TORCH_ELSEWHERE
     capsys.readouterr()
 
-    assert device_bench(["--merge", str(ort_json), str(torch_json), "--out", str(merged)]) == 0
+    assert bench_report.main([str(ort_json), str(torch_json), "--out", str(merged)]) == 0
     table = capsys.readouterr().out
     assert [m["label"] for m in json.loads(merged.read_text())["machines"]] == ["desk", "desk"]
     header = next(line for line in table.splitlines() if line.startswith("| model | params"))

@@ -1,7 +1,7 @@
 """The packages' layering, read from the source with `ast` (no imports run): training/ knows no device/ (exported
 files and the classical pipeline are measured from export/), and device/ never imports torch, training/ or export/;
-nor matplotlib when a module loads (desktop figures live in export/; only the bench's plot, drawn on a desktop,
-and the demo camera's sample photo import it, inside functions).
+nor matplotlib when a module loads (figures, the bench's plot among them, live in export/; only the demo camera's
+sample photo imports it, inside a function).
 
 Every import counts: top-level and lazy (inside functions), `import x.y`, `from x import y`, relative imports
 (resolved against the file's package; one that climbs out of the package is refused outright) and
@@ -10,6 +10,7 @@ Every import counts: top-level and lazy (inside functions), `import x.y`, `from 
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,11 @@ FORBIDDEN = {
     "training": {"device"},
     "device": {"torch", "training", "export"},
 }
-# the one device/ module that may import matplotlib at load time (the bench's IoU-vs-FPS plot, drawn on a desktop)
-MATPLOTLIB_ALLOWED = Path("device/bench/plot.py")
+# device/ runs on the Pi: its third-party imports are pyproject.toml's [device] extra (Flask brings werkzeug), the
+# Pi's own [pi] and apt packages, and the [demo] extra's photos (inside the demo camera's functions)
+DEVICE_EXTRAS = {"numpy", "cv2", "onnxruntime", "flask", "werkzeug",
+                 "picamera2", "libcamera", "systemd",
+                 "skimage", "matplotlib"}
 
 
 def _package_parts(path: Path, root: Path) -> list[str]:
@@ -81,9 +85,17 @@ def module_level_imports(source: str) -> list[tuple[int, str]]:
 
 def device_matplotlib_at_load(root: Path = REPO) -> list[str]:
     return [f"{path.relative_to(root)}:{line}: imports {module} at module level"
-            for path in sorted((root / "device").rglob("*.py")) if path != root / MATPLOTLIB_ALLOWED
+            for path in sorted((root / "device").rglob("*.py"))
             for line, module in module_level_imports(path.read_text()) if module.split(".")[0] == "matplotlib"]
 
+
+
+def test_device_imports_only_the_pi_side_extras():
+    found = [f"{path.relative_to(REPO)}:{line}: imports {module}"
+             for path in sorted((REPO / "device").rglob("*.py"))
+             for line, module in imported_modules(path.read_text(), _package_parts(path, REPO))
+             if module.split(".")[0] not in sys.stdlib_module_names | DEVICE_EXTRAS | {"device"}]
+    assert not found, "device/ runs on the Pi: desktop-only code belongs in export/\n" + "\n".join(found)
 
 
 def test_device_loads_no_matplotlib():
@@ -99,9 +111,8 @@ def test_device_loads_no_matplotlib():
     ("import matplotlib_inline", False),
 ])
 def test_the_matplotlib_check(tmp_path, source, caught):
-    (tmp_path / "device" / "bench").mkdir(parents=True)
+    (tmp_path / "device").mkdir(parents=True)
     (tmp_path / "device" / "added.py").write_text(source + "\n")
-    (tmp_path / MATPLOTLIB_ALLOWED).write_text("import matplotlib\n")
     assert bool(device_matplotlib_at_load(tmp_path)) == caught, source
 
 
