@@ -46,8 +46,11 @@ class Mirror:
     """The daemon: builds the processing (`configure`), runs the frame loop over the stages (`run`), segments
     (`segment`, the inference stage) and answers the page (`status`, `set_recolour`, `process_photo`)."""
 
-    def __init__(self, cfg: Config, notifier: Notifier | None = None):
+    def __init__(self, cfg: Config, notifier: Notifier | None = None, background_face_search: bool = True):
+        """background_face_search=False: `keep = face` searches each due frame before it is processed (the
+        deterministic mode evaluations measure), instead of in its own thread (the daemon's)."""
         self.cfg = cfg
+        self.background_face_search = background_face_search
         self.notifier = notifier or Notifier()
         self.timings = Timings()
         self.lock = threading.Lock()  # guards what configure() swaps in (the page changes the colour)
@@ -78,11 +81,14 @@ class Mirror:
         no history from the last one); the recolourer is made from [recolour] with the given values changed, and
         they are kept there. A bad value raises (ValueError) before anything is swapped in."""
         post = None if segmenter is None else self._postprocessor(segmenter)
+        old = None
         with self.lock:  # all cheap; built inside so that a fallback and the page never undo each other's change
             rc = self.cfg.recolour
             (rc.mode, rc.colour, rc.colour2), self.recolourer = self._recolourer(mode, colour, colour2)
             if segmenter is not None:
-                self.segmenter, self.post = segmenter, post
+                old, self.segmenter, self.post = getattr(self, "post", None), segmenter, post
+        if old is not None:
+            old.close()  # its face search thread
 
     def _recolourer(self, mode: str | None, colour: str | None, colour2: str | None) -> tuple[tuple, Recolourer]:
         """([recolour] with these values changed (None: as configured), the recolourer for it)."""
@@ -93,7 +99,7 @@ class Mirror:
     def _postprocessor(self, segmenter: Segmenter) -> Postprocessor:
         pc = self.cfg.postprocess
         threshold = pc.threshold if pc.threshold >= 0 else segmenter.threshold
-        return Postprocessor(threshold, pc.keep, pc.min_area, pc.smoothing)
+        return Postprocessor(threshold, pc.keep, pc.min_area, pc.smoothing, self.background_face_search)
 
     @property
     def mode_text(self) -> str:
@@ -222,6 +228,7 @@ class Mirror:
             if worker and not worker.stop(STOP_WAIT):
                 self.inference_unfinished = True
                 _log.warning("stop: an inference is still running after %.0f s; not waiting for it", STOP_WAIT)
+            self.post.close()  # after the inference: it is the one that uses the face search
         return self.frames
 
     def _shown(self) -> None:

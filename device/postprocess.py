@@ -9,7 +9,8 @@ components are hair (`[postprocess] keep`, a rule from KEEP_RULES):
 - `face`: as `framed`, but the weight is placed by the face OpenCV's frontal-face cascade finds (the one the
   classical pipeline uses): full over the head, falling off fast below the chin; and the face itself (an ellipse
   inside the box, eyes to chin) is not hair unless the model is sure (p >= 0.95). A collar, clothes and the face
-  cannot win; without a face it is `framed`.
+  cannot win; without a face it is `framed`. The daemon runs its face search in a background thread
+  (`background=True`); photos, evaluation and tests search on the frame itself (the default), as measured.
 
 `python -m export postprocess MODEL.onnx` measures every rule on validation data and the demo photos' hand labels.
 """
@@ -29,8 +30,9 @@ _BAND_KERNEL = np.ones((5, 5), np.uint8)
 
 class Components:
     """The 8-connected components of a {0,1} mask: `labels` (0 = background, 1..count) and `areas` [count].
-    Labels without stats plus a histogram: ~4x faster than connectedComponentsWithStats, which computes boxes
-    and centroids nobody uses."""
+    Labels without stats, areas counted over the labelled pixels only: ~6x faster than
+    connectedComponentsWithStats, which computes boxes and centroids nobody uses (and a histogram of the whole
+    frame costs 5x the count over the hair, a tenth of the frame)."""
 
     def __init__(self, mask: np.ndarray):
         h, w = mask.shape
@@ -39,18 +41,13 @@ class Components:
         n, self.labels = cv2.connectedComponentsWithAlgorithm(mask, 8, label_type, cv2.CCL_SPAGHETTI)
         self.count = n - 1
         self._inside = mask != 0  # the labelled pixels: hair is a small part of the frame
-        if n <= 1:
-            self.areas = np.zeros(0)
-        elif label_type == cv2.CV_32S:
-            self.areas = np.bincount(self.labels.ravel(), minlength=n)[1:]
-        else:
-            self.areas = cv2.calcHist([self.labels], [0], None, [n], [0, n]).ravel()[1:]
+        self._inside_labels = self.labels[self._inside]  # shared by the areas and every mass
+        self.areas = np.bincount(self._inside_labels, minlength=n)[1:]
 
     def mass(self, weight: np.ndarray) -> np.ndarray:
         """The sum of `weight` (an array the mask's size) over each component, [count]; summed over the labelled
         pixels only (~5x faster than over the frame when hair covers a tenth of it)."""
-        inside = self._inside
-        return np.bincount(self.labels[inside], weights=weight[inside], minlength=self.count + 1)[1:]
+        return np.bincount(self._inside_labels, weights=weight[self._inside], minlength=self.count + 1)[1:]
 
     def mask_of(self, kept: np.ndarray) -> np.ndarray:
         """{0,1} uint8 mask of the given labels (1-based)."""
@@ -61,10 +58,12 @@ class Components:
 
 class KeepRule:
     """Chooses which components are hair. `prepare` may lower probabilities known not to be hair (before the
-    threshold); `select` returns the kept labels (1-based) of a mask with at least one component."""
+    threshold); `select` returns the kept labels (1-based) of a mask with at least one component.
+    `background`: a rule that looks for something in the frame (`face`) may do it in its own thread."""
 
-    def __init__(self, min_area: float = 0.01):
+    def __init__(self, min_area: float = 0.01, background: bool = False):
         self.min_area = min_area
+        self.background = background
 
     def prepare(self, prob: np.ndarray, rgb: np.ndarray | None) -> np.ndarray:
         return prob
@@ -74,6 +73,9 @@ class KeepRule:
 
     def reset(self) -> None:
         """Forget anything carried between frames (a new scene)."""
+
+    def close(self) -> None:
+        """End any background work (safe to call twice; a later frame may start it again)."""
 
 
 KEEP_RULES: Registry[KeepRule] = Registry("postprocess keep")
@@ -111,8 +113,8 @@ class Framed(KeepRule):
     The best component is kept, and any other of at least `min_area` that scores `near` of the best."""
     centre, spread, near = (0.5, 0.3), 0.25, 0.5
 
-    def __init__(self, min_area: float = 0.01):
-        super().__init__(min_area)
+    def __init__(self, min_area: float = 0.01, background: bool = False):
+        super().__init__(min_area, background)
         self._weights: dict[tuple[int, int], np.ndarray] = {}
 
     def weight(self, shape: tuple[int, int]) -> np.ndarray:
@@ -138,6 +140,7 @@ _faces = threading.local()  # one cascade per thread: OpenCV's cascade is not sa
 # NEAR_SIZES times the last one's side, searched where that side is at most NEAR_SIDE pixels. About a tenth of a
 # whole-frame search's time (the default model's frames: ~1.5 ms against ~14 ms, one core).
 NEAR_MARGIN, NEAR_SIZES, NEAR_SIDE = 0.5, (0.75, 1.33), 48
+SEARCH_STOP_WAIT = 2.0  # seconds close() waits for a background face search (a whole-frame one is ~14 ms)
 
 
 def _finder():
@@ -205,41 +208,96 @@ class FaceAnchored(Framed):
     fringe) stays. The face is looked for on the first frame and every `every` frames after it (video; a Haar
     pass costs more than the rest of post-processing): near the last face (`find_face_near`, a tenth of the cost),
     in the whole frame when there is none there, none was known, or `full_every` searches went by. Each photo
-    (a new Postprocessor) is searched whole. No face: `framed`."""
+    (a new Postprocessor) is searched whole. No face: `framed`.
+
+    With `background` (the daemon's video path) the search runs in its own thread, so the frame path never waits
+    for the cascade: a due search is handed over (on a later frame if the last one still runs), and its face is
+    used from the first frame after it ends; a face found more than `max_age` frames ago is dropped (a search
+    that takes that long). Without it (photos, evaluation, tests) a frame's search is done before that frame is
+    processed, as measured, and a face is always replaced by the next search, within `every` frames."""
     every, sure = 8, 0.95
+    max_age = 2 * every           # frames a face found in the background is used without a newer search
     full_every = 32               # searches between two whole-frame searches while a face is followed
     ellipse = (0.62, 0.36, 0.42)  # centre (fraction of h from the top), half-axes (fractions of w, h)
     above, below = 1.0, 0.3       # fall-off above the face box and below the chin, in face heights
 
-    def __init__(self, min_area: float = 0.01):
-        super().__init__(min_area)
+    def __init__(self, min_area: float = 0.01, background: bool = False):
+        super().__init__(min_area, background)
+        self.worker = None   # the background search thread (device.stages.InferenceWorker), started when needed
+        self.generation = 0  # bumped by reset: a search of the last scene that ends late is not used
         self.reset()
 
     def reset(self):
         self.box: tuple[float, float, float, float] | None = None
+        self.box_frame = 0  # the frame the box was found on
         self.frames = self.searches = 0
+        self.due = False    # a search is due (waits for a background search still running)
         self.found: tuple[tuple[int, int, int, int], tuple[int, int]] | None = None  # (box, frame shape)
         self._face: tuple | None = None  # (box, shape, ellipse region, ellipse pixels, weight) of the last box
+        self._taken = None  # the background search result in use
+        self.generation += 1
 
-    def search(self, rgb: np.ndarray) -> tuple[int, int, int, int] | None:
-        """The face in this frame (its pixels): near the last one unless a whole-frame search is due."""
+    def search(self, rgb: np.ndarray, found: tuple | None = None, searches: int = 0) -> tuple[tuple | None, int]:
+        """(the face in this frame (its pixels) or None, the search count after this one): near `found` (box,
+        frame shape) unless there is none of this frame's shape or `searches` reached a whole-frame search."""
         box = None
-        near = self.found is not None and self.found[1] == rgb.shape[:2] and self.searches % self.full_every
-        if near:
-            box = find_face_near(rgb, self.found[0])
+        if found is not None and found[1] == rgb.shape[:2] and searches % self.full_every:
+            box = find_face_near(rgb, found[0])
         if box is None:
             box = find_face(rgb)
-            self.searches = 0
-        self.searches += 1
-        self.found = None if box is None else (box, rgb.shape[:2])
-        return box
+            searches = 0
+        return box, searches + 1
+
+    def _search_job(self, job: tuple) -> tuple:
+        """One search (in the background thread or inline): job (rgb, found, searches, frame, generation) ->
+        result (box, frame shape, searches, frame, generation)."""
+        rgb, found, searches, frame, generation = job
+        if self.background:
+            try:
+                box, searches = self.search(rgb, found, searches)
+            except Exception:  # the thread must live on: this search found nothing
+                _log.exception("postprocess: face search failed")
+                box, searches = None, 0
+        else:
+            box, searches = self.search(rgb, found, searches)
+        return box, rgb.shape[:2], searches, frame, generation
+
+    def _use(self, result: tuple | None, shape: tuple[int, int]) -> None:
+        """Take a finished search of this scene: its face in the probability map's pixels (`shape`)."""
+        if result is None or result is self._taken or result[4] != self.generation:
+            return
+        self._taken = result
+        box, rgb_shape, self.searches, self.box_frame, _ = result
+        self.found = None if box is None else (box, rgb_shape)
+        sy, sx = shape[0] / rgb_shape[0], shape[1] / rgb_shape[1]
+        self.box = None if box is None else (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
+
+    def _start_search(self, rgb: np.ndarray, shape: tuple[int, int]) -> bool:
+        """Search this frame (inline), or hand it to the background thread; False when that one is busy."""
+        job = (rgb, self.found, self.searches, self.frames, self.generation)
+        if not self.background:
+            self._use(self._search_job(job), shape)
+            return True
+        if self.worker is None:
+            from .stages import InferenceWorker  # here: photos and evaluations never load the frame path's modules
+            self.worker = InferenceWorker(self._search_job, name="face-search")
+        return self.worker.offer(job)
+
+    def close(self) -> None:
+        worker, self.worker = self.worker, None
+        if worker is not None and not worker.stop(SEARCH_STOP_WAIT):
+            _log.warning("postprocess: a face search is still running after %.0f s", SEARCH_STOP_WAIT)
 
     def prepare(self, prob, rgb):
+        if self.worker is not None:
+            self._use(self.worker.latest, prob.shape)
         if rgb is not None and self.frames % self.every == 0:
-            box = self.search(rgb)
-            sy, sx = prob.shape[0] / rgb.shape[0], prob.shape[1] / rgb.shape[1]
-            self.box = None if box is None else (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
+            self.due = True
+        if self.due and rgb is not None:
+            self.due = not self._start_search(rgb, prob.shape)
         self.frames += 1
+        if self.background and self.box is not None and self.frames - self.box_frame > self.max_age:
+            self.box = None  # stale: its search ended long ago and no newer one has
         if self.box is None:
             return prob
         region, inside, _ = self._face_maps(prob.shape)
@@ -282,11 +340,12 @@ class Postprocessor:
     """Smooths probabilities over time, keeps the components the `keep` rule says are hair,
     and returns a soft alpha that is zero outside the kept hair."""
 
-    def __init__(self, threshold: float, keep: str = "largest", min_area: float = 0.01, smoothing: float = 0.5):
+    def __init__(self, threshold: float, keep: str = "largest", min_area: float = 0.01, smoothing: float = 0.5,
+                 background: bool = False):
         if keep not in KEEP_RULES:
             raise ValueError(f"keep must be one of {', '.join(map(repr, KEEP_RULES.names()))}, not {keep!r}")
         self.threshold, self.keep, self.min_area, self.smoothing = threshold, keep, min_area, smoothing
-        self.rule = KEEP_RULES.create(keep, min_area)
+        self.rule = KEEP_RULES.create(keep, min_area, background)  # background: the daemon's face search thread
         self.state: np.ndarray | None = None
 
     def smooth(self, prob: np.ndarray) -> np.ndarray:
@@ -318,13 +377,18 @@ class Postprocessor:
         mask = self.components((p > self.threshold).view(np.uint8), p)
         # soft edge: probabilities inside a 2-pixel band around the kept hair, nothing beyond it
         band = cv2.dilate(mask, _BAND_KERNEL)
-        alpha = np.clip(p, 0.0, 1.0) * band
+        alpha = np.clip(p, 0.0, 1.0)
+        alpha *= band  # in place: one frame-sized array fewer
         np.maximum(alpha, np.float32(0.5) * mask, out=alpha)
         return mask, alpha
 
     def reset(self) -> None:
         self.state = None
         self.rule.reset()
+
+    def close(self) -> None:
+        """End the rule's background work (its thread); a later frame starts it again."""
+        self.rule.close()
 
 
 def postprocess_still(prob: np.ndarray, rgb: np.ndarray, threshold: float, keep: str = "largest",

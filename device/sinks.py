@@ -53,15 +53,29 @@ class Output:
     def overlay(self) -> np.ndarray:
         """A small RGBA image for Picamera2's set_overlay: recoloured hair, transparent elsewhere."""
         h, w = self.frame.main.shape[:2]
-        if w <= OVERLAY_WIDTH:  # a small camera frame is used as it is, never scaled up
-            small = self.frame.main
-        else:
-            wh = (OVERLAY_WIDTH, max(1, round(h * OVERLAY_WIDTH / w)))
-            small = cv2.resize(self.frame.main, wh, interpolation=cv2.INTER_AREA)
-        hair = self.hair_alpha(small.shape[:2])
+        # a small camera frame is used as it is, never scaled up
+        shape = (h, w) if w <= OVERLAY_WIDTH else (max(1, round(h * OVERLAY_WIDTH / w)), OVERLAY_WIDTH)
+        hair = self.hair_alpha(shape)
         if hair is None:
-            return np.zeros((*small.shape[:2], 4), np.uint8)
-        return self.recolourer.overlay_of(small.shape, *hair, self.recolour(hair, small))
+            return np.zeros((*shape, 4), np.uint8)
+        box, alpha = hair
+        whole = (slice(None), slice(None))
+        return self.recolourer.overlay_of(shape, box, alpha,
+                                          self.recolourer.recolour(shrunk_box(self.frame.main, shape, box), whole, alpha))
+
+
+def shrunk_box(rgb: np.ndarray, shape: tuple[int, int], box: tuple[slice, slice]) -> np.ndarray:
+    """The pixels of `box` of `rgb` shrunk to `shape` (H, W; INTER_AREA). At a whole-number scale (640x480 to
+    320x240) only the box's own pixels are shrunk: the same pixels as shrinking the whole frame, for the hair's
+    share of the work (a tenth of the frame); at another scale the whole frame is shrunk, then cropped."""
+    (h, w), (rows, cols) = rgb.shape[:2], box
+    if (h, w) == tuple(shape):
+        return rgb[box]
+    k = w // shape[1]
+    if k * shape[1] == w and k * shape[0] == h:
+        part = rgb[rows.start * k:rows.stop * k, cols.start * k:cols.stop * k]
+        return cv2.resize(part, (cols.stop - cols.start, rows.stop - rows.start), interpolation=cv2.INTER_AREA)
+    return cv2.resize(rgb, shape[::-1], interpolation=cv2.INTER_AREA)[box]
 
 
 class Sink:

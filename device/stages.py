@@ -106,15 +106,16 @@ class Hair:
 
 
 class InferenceWorker:
-    """Segments the newest offered frame in a background thread; frames offered while busy are dropped."""
+    """Segments the newest offered frame in a background thread; frames offered while busy are dropped.
+    (Any one-at-a-time job fits: the face search of device/postprocess.py runs in one too.)"""
 
-    def __init__(self, segment: Callable[[Frame], Hair | None]):
+    def __init__(self, segment: Callable[[Frame], Hair | None], name: str = "inference"):
         self.segment = segment
         self.pending: Frame | None = None
         self.latest: Hair | None = None
         self.cond = threading.Condition()
         self.running = True
-        self.thread = threading.Thread(target=self._run, name="inference", daemon=True)
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
 
     def offer(self, frame: Frame) -> bool:

@@ -1,6 +1,7 @@
 """What every camera source gives the daemon: frames with a display image and a small inference image."""
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -73,11 +74,15 @@ class Pacer:
         self.period = 1.0 / fps
         self.next = time.monotonic()
 
-    def wait(self) -> None:
+    def wait(self, stop: threading.Event | None = None) -> None:
+        """Sleep until the next frame is due; `stop` set cuts the sleep short (a producer thread being stopped)."""
         now = time.monotonic()
         self.next = max(self.next + self.period, now)
         if self.next > now:  # sleep(0) would still yield the CPU to other processes
-            time.sleep(self.next - now)
+            if stop is None:
+                time.sleep(self.next - now)
+            else:
+                stop.wait(self.next - now)
 
 
 def fit_to(img: np.ndarray, hw: tuple[int, int], anchor_y: float = 0.5) -> np.ndarray:

@@ -5,18 +5,29 @@ slow pan and zoom, so the pipeline sees frames that change every time as a live 
 Pi camera's ISP, it gives both streams itself: `main` at the display size and `lores` at the model's size
 (the same view, stretched), each one warp of a photo pre-scaled for that size, with the mirror flip in the
 warp (as the sensor's transform does it), so no per-frame resize or flip copy is left to the daemon.
+
+Also like a sensor, it renders in its own thread, not the reader's: a Pi camera's frames arrive by DMA and cost the
+frame thread nothing, so neither should the demo's (~1 ms per 640x480 frame). The producer renders the next frame
+ahead and hands it over at its time (the frame rate); a frame the reader has not taken by then is dropped for the
+newer one (latest wins, as Picamera2 gives the newest). Above UNPACED_ABOVE_FPS (the bench's and tests' unpaced
+camera) the reader sets the pace instead: one frame is rendered ahead and waits for it, none is thrown away.
 """
 from __future__ import annotations
 
 import logging
 import math
+import threading
+import time
 
 import cv2
 import numpy as np
 
-from .base import CAMERAS, Camera, CameraError, Pacer
+from .base import CAMERAS, Camera, CameraError, Frame, Pacer
 
 _log = logging.getLogger(__name__)
+UNPACED_ABOVE_FPS = 120.0  # the config's highest rate: a faster demo camera is paced by its reader
+READ_TIMEOUT = 2.0         # seconds past a frame's due time before a read gives up (a stuck producer)
+STOP_WAIT = 2.0            # seconds stop() waits for the producer (it is between two frames within a render)
 
 
 def demo_photos() -> dict[str, np.ndarray]:
@@ -49,11 +60,23 @@ class DemoCamera(Camera):
     seconds_per_photo = 8.0
     hardware_mirror = True  # the flip is part of each warp
 
+    _thread: threading.Thread | None = None  # the producer; started by the first read (view() needs none)
+
     def start(self) -> None:
+        self.stop()  # a restart never leaves the last producer running
         self.photos = list(demo_photos().values())
         self.pacer = Pacer(self.cfg.fps)
         self.t = 0.0
         self._prescaled: dict[tuple[int, tuple[int, int]], tuple[np.ndarray, np.ndarray]] = {}
+        self._cond = threading.Condition()
+        self._stopping = threading.Event()
+        self._ready: Frame | None = None  # rendered and due, not yet read
+        self._error: Exception | None = None
+        self.dropped = 0  # frames the reader was too slow to take (latest wins)
+
+    @property
+    def paced(self) -> bool:
+        return self.cfg.fps <= UNPACED_ABOVE_FPS
 
     def motion(self, photo_shape: tuple[int, int], t: float) -> np.ndarray:
         """3x3 map from photo pixels to `main` pixels at time t: a slow zoom (1.0-1.15) and a small circular
@@ -104,9 +127,60 @@ class DemoCamera(Camera):
         return cv2.warpAffine(source, (m @ to_photo)[:2], hw[::-1], flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REFLECT_101)
 
-    def read(self):
-        self.pacer.wait()
+    def _render(self) -> Frame:
+        """The next frame: one frame period on from the last (a renderer slower than the frame rate slows the
+        video down)."""
         self.t += self.pacer.period
         main = self.view(self.t)
         lores = main if self.lores_hw == self.main_hw else self.view(self.t, self.lores_hw)
         return self._frame(main, lores, scene=int(self.t / self.seconds_per_photo))
+
+    def _produce(self) -> None:
+        """The producer thread: render ahead, wait for the frame's time, hand it over."""
+        try:
+            while not self._stopping.is_set():
+                with self._cond:
+                    while not self.paced and self._ready is not None and not self._stopping.is_set():
+                        self._cond.wait()  # unpaced: one frame ahead, never frames nobody reads
+                frame = self._render()
+                self.pacer.wait(self._stopping)
+                with self._cond:
+                    self.dropped += self._ready is not None
+                    self._ready = frame
+                    self._cond.notify_all()
+        except Exception as e:  # surfaces as the camera's error on the next read
+            _log.exception("demo camera: rendering failed")
+            with self._cond:
+                self._error = e
+                self._cond.notify_all()
+
+    def read(self) -> Frame:
+        with self._cond:
+            if self._stopping.is_set():
+                raise CameraError("the demo camera is stopped")
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._produce, name="demo-camera", daemon=True)
+                self._thread.start()
+            deadline = time.monotonic() + self.pacer.period + READ_TIMEOUT
+            while self._ready is None and self._error is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise CameraError(f"the demo camera gave no frame in {self.pacer.period + READ_TIMEOUT:.1f} s")
+                self._cond.wait(left)
+            if self._error is not None:
+                raise CameraError(f"demo camera: {type(self._error).__name__}: {self._error}") from self._error
+            frame, self._ready = self._ready, None
+            self._cond.notify_all()  # an unpaced producer waits for the slot
+            return frame
+
+    def stop(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._stopping.set()
+        with self._cond:
+            self._cond.notify_all()
+        thread.join(STOP_WAIT)
+        if thread.is_alive():
+            _log.warning("demo camera: the producer thread is still rendering after %.0f s", STOP_WAIT)
+        self._ready = None

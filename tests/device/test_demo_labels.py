@@ -67,7 +67,7 @@ def mirror(kind: str):
     from device.mirror import Mirror
     cfg = configuration.from_dict({"camera": {"kind": "demo"}, "sink": {"kind": "null"}, "web": {"enabled": False},
                                    "segmenter": {"kind": kind, "threads": 1, "fallback": ""}})
-    return Mirror(cfg)
+    return Mirror(cfg, background_face_search=False)  # each frame's face as measured, not a thread's timing
 
 
 @cache

@@ -426,3 +426,29 @@ def test_a_mask_is_never_applied_across_the_demo_cameras_photo_switch(monkeypatc
     first_of_scene = [i for i in range(1, len(scenes)) if scenes[i][0] != scenes[i - 1][0]]
     assert first_of_scene and all(not scenes[i][1] for i in first_of_scene), scenes
     assert any(applied for _, applied in scenes), "masks of the same scene are applied"
+
+
+@pytest.mark.parametrize("inline", [True, False])
+def test_a_run_on_the_demo_camera_leaves_no_thread_behind(inline):
+    """The demo camera's producer and the face search's thread end with the run (the web page's restarts and
+    the bench run the loop many times in one process)."""
+    pytest.importorskip("skimage")
+    cfg = configuration.from_dict({"camera": {"kind": "demo", "fps": 60, "width": 320, "height": 240},
+                                   "sink": {"kind": "null"}, "web": {"enabled": False},
+                                   "segmenter": {"kind": "classical"}, "postprocess": {"keep": "face"}})
+    mirror = Mirror(cfg)
+    names = {"demo-camera", "face-search", "inference"}
+    seen = set()
+
+    class Threads(Sink):
+        def show(self, output):
+            seen.update(t.name for t in threading.enumerate())
+    mirror.sinks = [Threads(cfg.sink, mirror.camera)]
+    before = [t for t in threading.enumerate() if t.name in names]
+    for _ in range(2):
+        seen.clear()
+        frames = 12 if inline else 90  # threaded: the face search starts once the first inference is done
+        assert mirror.run(max_frames=mirror.frames + frames, inline=inline) >= frames
+        assert {"demo-camera", "face-search"} <= seen  # they ran
+        assert mirror.camera_state == "ok" and mirror.post.rule.worker is None
+        assert [t for t in threading.enumerate() if t.name in names] == before

@@ -1,3 +1,6 @@
+import threading
+import time
+
 import cv2
 import numpy as np
 import pytest
@@ -310,3 +313,128 @@ def test_component_mass_over_hair_pixels_is_the_mass_over_the_frame():
     assert comps.count > 3
     plain = np.bincount(comps.labels.ravel(), weights=prob.ravel(), minlength=comps.count + 1)[1:]
     assert np.allclose(comps.mass(prob), plain)
+
+
+# --- the face search in a background thread (the daemon), inline for photos and evaluation ---
+
+def frames_until(post, p, rgb, done, limit_s=10.0):
+    """Frames through `post` until done() (the background search has ended); returns the last (mask, alpha).
+    At most 50 frames a second, as a camera gives them (a face goes stale after max_age frames)."""
+    deadline = time.monotonic() + limit_s
+    out = post(p, rgb)
+    while not done():
+        assert time.monotonic() < deadline, "the background face search never ended"
+        time.sleep(0.02)
+        out = post(p, rgb)
+    return out
+
+
+def test_background_face_search_finds_the_face_off_the_frame_thread_and_uses_it(face_at, monkeypatch):
+    seen = []
+    box = (44, 40, 40, 40)
+
+    def find(rgb):
+        seen.append(threading.current_thread().name)
+        return box
+    monkeypatch.setattr(postprocess, "find_face", find)
+    post = Postprocessor(0.5, keep="face", smoothing=0, background=True)
+    p, rgb = head_and_collar(), np.zeros((128, 128, 3), np.uint8)
+    try:
+        mask, alpha = frames_until(post, p, rgb, lambda: post.rule.box is not None)
+        thread = post.rule.worker.thread
+        assert seen and set(seen) == {"face-search"}  # never the frame's own thread
+        expected, _ = Postprocessor(0.5, keep="face", smoothing=0)(p, rgb)  # what the inline search gives
+        assert np.array_equal(mask, expected)
+        assert mask[20, 60] == 1 and mask[70, 64] == 0 and mask[110, 60] == 0  # the face and collar are not hair
+    finally:
+        post.close()
+    assert not thread.is_alive()
+
+
+def test_inline_face_search_is_the_default_and_what_evaluations_and_photos_get(face_at):
+    """Measured figures (export postprocess, the demo label tests, the photo path) use a face found on the very
+    frame it is applied to, with no thread: the same masks as before the search moved to a thread."""
+    calls = face_at((44, 40, 40, 40))
+    post = Postprocessor(0.5, keep="face", smoothing=0)
+    mask, _ = post(head_and_collar(), np.zeros((128, 128, 3), np.uint8))
+    assert len(calls) == 1 and post.rule.box is not None and post.rule.worker is None
+    assert mask[70, 64] == 0 and mask[110, 60] == 0
+    assert postprocess.postprocess_still(head_and_collar(), np.zeros((128, 128, 3), np.uint8), 0.5, "face")[0][70, 64] == 0
+
+
+def test_the_daemon_searches_in_the_background_and_evaluations_inline():
+    from device import config as configuration
+    from device.mirror import Mirror
+    cfg = configuration.from_dict({"camera": {"kind": "demo"}, "sink": {"kind": "null"}, "web": {"enabled": False},
+                                   "segmenter": {"kind": "classical"}})
+    assert Mirror(cfg).post.rule.background
+    assert not Mirror(cfg, background_face_search=False).post.rule.background
+
+
+def test_background_search_stops_cleanly_and_starts_again(face_at):
+    face_at((44, 40, 40, 40))
+    post = Postprocessor(0.5, keep="face", smoothing=0, background=True)
+    p, rgb = head_and_collar(), np.zeros((128, 128, 3), np.uint8)
+    frames_until(post, p, rgb, lambda: post.rule.box is not None)
+    thread = post.rule.worker.thread
+    assert thread.is_alive() and thread.daemon
+    t0 = time.monotonic()
+    post.close()
+    assert time.monotonic() - t0 < 1.0 and not thread.is_alive() and post.rule.worker is None
+    post.close()  # twice is fine
+    post.rule.box = None
+    frames_until(post, p, rgb, lambda: post.rule.box is not None)  # a later frame starts it again
+    again = post.rule.worker.thread
+    post.close()
+    assert again is not thread and not again.is_alive()
+
+
+def test_a_late_search_of_the_last_scene_is_not_used_and_a_stale_face_expires(monkeypatch):
+    release, started = threading.Event(), threading.Event()
+    calls = []
+
+    def slow(rgb):  # the first search answers at once; later ones only when released
+        calls.append(1)
+        if len(calls) > 1:
+            started.set()
+            release.wait(10)
+        return (44, 40, 40, 40)
+    monkeypatch.setattr(postprocess, "find_face", slow)
+    monkeypatch.setattr(postprocess, "find_face_near", lambda rgb, box: None)
+    post = Postprocessor(0.5, keep="face", smoothing=0, background=True)
+    rule, p, rgb = post.rule, head_and_collar(), np.zeros((128, 128, 3), np.uint8)
+    try:
+        frames_until(post, p, rgb, lambda: rule.box is not None)
+        for _ in range(rule.max_age + 1):  # the next search hangs: the face found before goes stale
+            post(p, rgb)
+        assert started.wait(10) and rule.box is None
+        post.reset()  # a cut while that search runs: its face belongs to the last scene
+        release.set()
+        deadline = time.monotonic() + 10
+        while rule.worker.pending is not None:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        post(p, rgb)
+        assert rule.box is None  # the late result was not taken
+        frames_until(post, p, rgb, lambda: rule.box is not None)  # this scene's own search is
+    finally:
+        release.set()
+        post.close()
+
+
+def test_a_failing_background_search_finds_no_face_and_the_thread_lives_on(monkeypatch, caplog):
+    answers = [RuntimeError("cascade broke"), (44, 40, 40, 40)]
+
+    def find(rgb):
+        answer = answers.pop(0) if len(answers) > 1 else answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+    monkeypatch.setattr(postprocess, "find_face", find)
+    monkeypatch.setattr(postprocess, "find_face_near", lambda rgb, box: None)
+    post = Postprocessor(0.5, keep="face", smoothing=0, background=True)
+    try:
+        frames_until(post, head_and_collar(), np.zeros((128, 128, 3), np.uint8), lambda: post.rule.box is not None)
+        assert "face search failed" in caplog.text
+    finally:
+        post.close()

@@ -225,3 +225,24 @@ def test_the_displayed_composite_is_the_recolour_of_the_upscaled_alpha(photos):
         assert np.array_equal(out, rec.apply(rgb, full)), name
         untouched = cv2.resize(small, rgb.shape[1::-1], interpolation=cv2.INTER_LINEAR) == 0
         assert np.array_equal(out[untouched], rgb[untouched]), name
+
+
+@pytest.mark.parametrize("size", [(640, 480), (1280, 720), (800, 600), (320, 240)])
+def test_the_overlay_shrinks_only_the_hairs_box_and_is_the_whole_frame_shrunk(size):
+    """The Pi overlay sink's picture: at a whole-number scale only the hair's box of the frame is shrunk (a tenth of
+    the work); it must be the same picture as shrinking the whole frame, at any scale."""
+    from device.cameras import Frame
+    from device.sinks import OVERLAY_WIDTH, Output
+    w, h = size
+    rng = np.random.default_rng(3)
+    main = cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (0, 0), 2)
+    alpha = np.zeros((224, 224), np.float32)
+    alpha[30:90, 60:170] = rng.uniform(0.2, 1.0, (60, 110)).astype(np.float32)
+    recolourer = make_recolourer("hsv", "crimson")
+    out = Output(Frame(main, main), alpha, recolourer)
+    got = out.overlay
+    small = main if w <= OVERLAY_WIDTH else cv2.resize(main, (OVERLAY_WIDTH, round(h * OVERLAY_WIDTH / w)),
+                                                       interpolation=cv2.INTER_AREA)
+    box, a = out.hair_alpha(small.shape[:2])
+    assert np.array_equal(got, recolourer.overlay_of(small.shape, box, a, recolourer.recolour(small, box, a)))
+    assert got[..., 3].max() > 0 and got.shape == (*small.shape[:2], 4)
