@@ -141,3 +141,16 @@ default-model: $(STAMP)  ## (slow) retrain models/hair-mobile-unet-wide.onnx (+ 
 	$(PY) -m export int8 models/hair-mobile-unet-wide.onnx --out models/hair-mobile-unet-wide.int8.onnx \
 	  --calib 200 --calib-data figaro-train fasseg-v3-train celeb1k-train
 	$(PY) -m export card models
+
+# Checkpoints later sessions start from (--init) instead of retraining (about 2.7 h on 2 CPU cores; resumable):
+# mobile-unet-wide at 224 with hats in one stage, then mobile-unet-wide-lean at 288 from its encoder.
+MIRROR_DATA = --data figaro-train fasseg-v2-train fasseg-v3-train celeb1k-train
+.PHONY: checkpoints
+checkpoints: $(STAMP)  ## (slow) models/checkpoints/*.pt (weights only) from ../shared/data; see models/README.md
+	$(PY) -m training train --variant mobile-unet-wide $(MIRROR_DATA) --repeat fasseg-v2-train=3 fasseg-v3-train=1 \
+	  celeb1k-train=3 --size 224 --epochs 32 --lr 2e-3 --augment mirror-hats --threads 2 --out runs/wide-224-c3
+	$(PY) -m training slim runs/wide-224-c3/best.pt --out models/checkpoints/mobile-unet-wide-224-c3.pt
+	$(PY) -m training train --variant mobile-unet-wide-lean $(MIRROR_DATA) --repeat fasseg-v2-train=3 \
+	  fasseg-v3-train=2 celeb1k-train=2 --size 288 --epochs 28 --lr 2e-3 --augment mirror-hats \
+	  --init runs/wide-224-c3/best.pt --threads 2 --out runs/lean-288
+	$(PY) -m training slim runs/lean-288/best.pt --out models/checkpoints/mobile-unet-wide-lean-288.pt

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import pickle
 import shlex
 import sys
 from pathlib import Path
@@ -136,6 +137,22 @@ def cmd_evaluate(args) -> int:
     return EXIT_OK
 
 
+def cmd_slim(args) -> int:
+    """A run's checkpoint without its optimiser and schedule: what `--init` and `export onnx` read, a third of the
+    size, small enough to commit (models/checkpoints/) so a later session starts from it instead of retraining."""
+    import torch
+    try:
+        ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+        raise ValueError(f"{args.checkpoint} is not a torch checkpoint ({e})") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "variant" not in ckpt:
+        raise ValueError(f"{args.checkpoint} is not a training checkpoint (no state_dict/variant)")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    torch.save({k: v for k, v in ckpt.items() if k not in ("optimizer", "scheduler")}, args.out)
+    logging.getLogger("training").info("wrote %s (%d kB)", args.out, Path(args.out).stat().st_size // 1024)
+    return EXIT_OK
+
+
 def cmd_variants(args) -> int:
     from .models import VARIANTS, count_macs, count_params
     print(f"{'variant':<14}{'params':>12}{'GMAC@256':>10}  summary")
@@ -174,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--json", help="also write the metrics here")
     p.set_defaults(func=cmd_evaluate)
+    p = sub.add_parser("slim", help="a run's checkpoint without optimiser state, to commit and start later runs from")
+    p.add_argument("checkpoint", help="a run's best.pt or last.pt")
+    p.add_argument("--out", required=True, help="where to write it (e.g. models/checkpoints/NAME.pt)")
+    p.set_defaults(func=cmd_slim)
     p = sub.add_parser("variants", help="list the model registry with params and MACs")
     p.set_defaults(func=cmd_variants)
     p = sub.add_parser("baseline", help="the per-pixel random-forest baseline (the classical pipeline's: "
