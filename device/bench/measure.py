@@ -47,6 +47,7 @@ class Block:
     units: int      # calls or frames
     wall_s: float
     cpu_s: float    # process CPU time (every thread) over the same span
+    work_cpu_s: float | None = None  # the measured work's own CPU where other threads run beside it; None: cpu_s
 
 
 class Item:
@@ -76,6 +77,11 @@ class Series:
     @property
     def round_cpu_pct(self) -> np.ndarray:
         return np.array([100 * b.cpu_s / b.wall_s if b.wall_s > 0 else 0.0 for b in self.blocks])
+
+    @property
+    def round_cpu_ms(self) -> np.ndarray:
+        """CPU milliseconds per unit, each round: the work's own (`work_cpu_s`) where a block gives it."""
+        return np.array([1e3 * (b.cpu_s if b.work_cpu_s is None else b.work_cpu_s) / b.units for b in self.blocks])
 
     @property
     def units(self) -> int:
@@ -132,13 +138,14 @@ def quiesce(limit_s: float, step_s: float = 0.01) -> None:
             return
 
 
-def paired(num: Series, den: Series) -> dict | None:
-    """num's time per unit over den's, round by round: the median and quartiles of those ratios. None when the
-    two have no rounds in common (one failed)."""
+def paired(num: Series, den: Series, cpu: bool = False) -> dict | None:
+    """num's time per unit over den's (wall time, or with `cpu` CPU time), round by round: the median and quartiles
+    of those ratios. None when the two have no rounds in common (one failed)."""
     n = min(len(num.blocks), len(den.blocks))
     if n == 0:
         return None
-    ratios = num.round_ms[:n] / den.round_ms[:n]
+    a, b = (num.round_cpu_ms, den.round_cpu_ms) if cpu else (num.round_ms, den.round_ms)
+    ratios = a[:n] / np.maximum(b[:n], 1e-9)
     q25, med, q75 = np.percentile(ratios, [25, 50, 75])
     return {"median": round(float(med), 3), "q25": round(float(q25), 3), "q75": round(float(q75), 3), "rounds": n}
 

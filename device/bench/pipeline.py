@@ -2,6 +2,15 @@
 inline (every frame segmented in one thread) in rounds interleaved with the same session's model-only calls, so
 the pipeline's ratio to the model is a paired one; then threaded (the daemon's mode, one frame in flight) for the
 display and mask rates.
+
+The ratio is also given by CPU time (`time.thread_time` of the inline frame thread, as device/bench/stages.py),
+which another job on the machine does not stretch as it does wall time: the frame thread's CPU time per frame over
+the model alone's per call, the model called in that thread once after each frame (from the daemon's per-frame
+watchdog ping, so no stage's timing holds it) and its time kept out of the frame's, so the two are paired frame by
+frame (a block apart, CPU time too drifts with the load). Inline, that thread does all the frame path's work (the
+frame loop's and the inference worker's) once OpenCV, like the model, runs on one thread (set for the inline
+rounds): the demo camera's render (a Pi sensor's DMA) and the face search (on a Pi another core's) stay in their
+own threads, out of it. Sessions with more than one intra-op thread get no CPU ratio (their pool is not counted).
 """
 from __future__ import annotations
 
@@ -11,14 +20,16 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from ..cameras import CameraError
 from ..config import Config
 from ..mirror import Mirror, Timings
+from ..notify import Notifier
 from ..segmenters import SegmenterError
 from ..sinks import Output, Sink
-from .measure import Block, Budget, CallItem, Item, interleave, paired
+from .measure import Block, Budget, CallItem, Item, Series, interleave, paired
 
 _log = logging.getLogger(__name__)
 # Inline runs leave the demo camera unpaced so the pipeline, not a frame rate, sets the speed (a value the
@@ -32,13 +43,31 @@ class PipelineUnavailable(Exception):
     """The pipeline cannot be run here (e.g. no demo photos); the message says why."""
 
 
+def clocks() -> np.ndarray:
+    """Seconds now: wall, the process's CPU (every thread) and this thread's CPU."""
+    return np.array([time.perf_counter(), time.process_time(), time.thread_time()])
+
+
+class Beat(Notifier):
+    """The daemon's notifier, whose watchdog ping (from the frame loop, after each frame is shown and timed) also
+    runs `between`, if set."""
+    between = None
+
+    def watchdog(self) -> None:
+        super().watchdog()
+        if self.between is not None:
+            self.between()
+
+
 class DisplayProbe(Sink):
     """Does the Pi overlay sink's work (the small RGBA overlay of recoloured hair) and notes when each frame was
-    shown (wall and process CPU time) and whether it carried a mask the display had not shown before."""
+    shown (the `clocks`, less what `aside` spent) and whether it carried a mask the display had not shown before."""
 
     def __init__(self):
         self.shown: list[float] = []
-        self.cpu: list[float] = []
+        self.clocks: list[np.ndarray] = []
+        self.calls: list[np.ndarray] = []  # what each `aside` call spent on the clocks
+        self._aside = np.zeros(3)
         self.new_masks = 0
         self._last_alpha = None
         self.stop_when = lambda probe: False  # checked after every frame
@@ -46,17 +75,27 @@ class DisplayProbe(Sink):
 
     def show(self, output: Output) -> None:
         _ = output.overlay  # computed once per frame, as the Pi's overlay sink does
-        self.shown.append(time.perf_counter())
-        self.cpu.append(time.process_time())
+        self.clocks.append(clocks() - self._aside)
+        self.shown.append(self.clocks[-1][0])
         if output.alpha is not None and output.alpha is not self._last_alpha:
             self.new_masks += len(self.shown) > 1  # counted over the same span as the frames
             self._last_alpha = output.alpha  # held, so a new mask cannot reuse the old one's identity
         if self.stop_when(self):
             self.on_stop()
 
+    def aside(self, call) -> None:
+        """Runs `call` (the model alone) between two frames, its time kept out of the frames' (the process's CPU
+        keeps what the other threads did meanwhile, the camera's render ahead)."""
+        start = clocks()
+        call()
+        spent = clocks() - start
+        spent[1] = spent[2]
+        self.calls.append(spent)
+        self._aside += spent
+
     def span(self, since: int = 0) -> Block:
         """Frame intervals from the `since`-th frame shown to the last: the camera's start is left out."""
-        return Block(len(self.shown) - 1 - since, self.shown[-1] - self.shown[since], self.cpu[-1] - self.cpu[since])
+        return Block(len(self.shown) - 1 - since, *map(float, self.clocks[-1] - self.clocks[since]))
 
 
 def _mirror(base: Config, model: Path, threads: int, camera_fps: float) -> tuple[Mirror, DisplayProbe]:
@@ -65,7 +104,7 @@ def _mirror(base: Config, model: Path, threads: int, camera_fps: float) -> tuple
     cfg.segmenter.kind, cfg.segmenter.model, cfg.segmenter.threads = "onnx", str(model), threads
     cfg.segmenter.fallback = ""  # a bench must not time the classical fallback by mistake
     try:
-        mirror = Mirror(cfg)
+        mirror = Mirror(cfg, Beat())
     except SegmenterError as e:
         raise RuntimeError(f"the daemon cannot load {model}: {e}") from None
     mirror.timings = Timings(window=1_000_000)  # every frame, not a rolling window
@@ -84,25 +123,31 @@ def _check(mirror: Mirror, probe: DisplayProbe, what: str) -> None:
 
 class InlineItem(Item):
     """Frames through capture -> inference -> postprocess -> overlay in one thread, the camera unpaced; each block
-    is a run of the daemon's loop, timed from its first frame shown to its last."""
+    is a run of the daemon's loop, timed from its first frame shown to its last, with a call of the model alone
+    after each frame (`alone`: their blocks, one per block of frames)."""
 
-    def __init__(self, name: str, mirror: Mirror, probe: DisplayProbe, model_ms: float):
+    def __init__(self, name: str, mirror: Mirror, probe: DisplayProbe, model_ms: float, call):
         self.name, self.mirror, self.probe = name, mirror, probe
         self.model_ms = model_ms  # a first guess of the frame time, to size the blocks
+        mirror.notifier.between = lambda: probe.aside(call)
+        self.alone: list[Block] = []
 
     def warm(self, budget: Budget) -> None:
         self.block(budget)
+        self.alone.clear()
 
     def block(self, budget: Budget) -> Block:
         # one frame interval is enough for a slow model: the rounds, not long blocks, carry the statistics
         frames = max(1, round(budget.block_s * 1e3 / max(self.model_ms, 0.01)))
-        since = len(self.probe.shown)
+        since, calls = len(self.probe.shown), len(self.probe.calls)
         self.mirror.run(max_frames=self.mirror.frames + frames + 1, inline=True)
         _check(self.mirror, self.probe, "inline pipeline")
         if len(self.probe.shown) - since < 2:
             raise PipelineUnavailable(f"inline pipeline: the demo camera stopped: {self.mirror.camera_state}")
         span = self.probe.span(since)
         self.model_ms = 1e3 * span.wall_s / span.units
+        alone = self.probe.calls[calls:]
+        self.alone.append(Block(len(alone), *map(float, sum(alone))))
         return span
 
 
@@ -124,12 +169,18 @@ def inline_pairs(runs: list[tuple[str, Path, int, Config]], frames: dict, budget
             raise RuntimeError(f"the daemon cannot run {model}: {e}") from None
         seg.prior = None
         ms = 1e3 * min(call.last_unit_s or [0.01])
-        items += [call, InlineItem(f"{name} pipeline", mirror, probe, ms)]
+        items += [call, InlineItem(f"{name} pipeline", mirror, probe, ms, lambda c=call: c.predict(c.batch))]
         mirrors.append(mirror)
-    series = interleave(items, budget)
+    cv_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # one core, as the model alone: the frame thread's CPU time then holds all the path's work
+    try:
+        series = interleave(items, budget)
+    finally:
+        cv2.setNumThreads(cv_threads)
     out = []
-    for k, mirror in enumerate(mirrors):
+    for k, ((_, _, threads, _), mirror) in enumerate(zip(runs, mirrors)):
         model, pipe = series[2 * k], series[2 * k + 1]
+        alone = Series("model alone, between the frames", items[2 * k + 1].alone)
         error = model.error or pipe.error
         if isinstance(error, PipelineUnavailable):
             out.append({"absent": str(error)})
@@ -139,11 +190,17 @@ def inline_pairs(runs: list[tuple[str, Path, int, Config]], frames: dict, budget
             continue
         ratio = paired(pipe, model)
         ms = float(np.median(pipe.round_ms))
-        out.append({"ms_per_frame": round(ms, 3), "fps": round(1e3 / ms, 2), "frames": pipe.units,
-                    "model_ms": round(float(np.median(model.round_ms)), 3),
-                    "stages_ms": mirror.timings.means_ms(), "ratio_to_model": ratio["median"],
-                    "ratio_iqr": [ratio["q25"], ratio["q75"]], "rounds": ratio["rounds"],
-                    "cpu_pct": round(float(np.median(pipe.round_cpu_pct)), 1)})
+        result = {"ms_per_frame": round(ms, 3), "fps": round(1e3 / ms, 2), "frames": pipe.units,
+                  "model_ms": round(float(np.median(model.round_ms)), 3),
+                  "stages_ms": mirror.timings.means_ms(), "ratio_to_model": ratio["median"],
+                  "ratio_iqr": [ratio["q25"], ratio["q75"]], "rounds": ratio["rounds"],
+                  "cpu_pct": round(float(np.median(pipe.round_cpu_pct)), 1)}
+        if threads == 1:
+            cpu = paired(pipe, alone, cpu=True)
+            result |= {"cpu_ms_per_frame": round(float(np.median(pipe.round_cpu_ms)), 3),
+                       "model_cpu_ms": round(float(np.median(alone.round_cpu_ms)), 3),
+                       "ratio_cpu": cpu["median"], "ratio_cpu_iqr": [cpu["q25"], cpu["q75"]]}
+        out.append(result)
     return out
 
 

@@ -198,8 +198,10 @@ def _pipelines(daemon: list[tuple[dict, BenchModel, int]], run: PipelineRun, fra
         entry = {"camera": camera}
         if "ms_per_frame" in result:
             entry["inline"] = result
-            _log.info("%s, camera %s: pipeline %.2f ms/frame, %.2fx the model (IQR %.2f-%.2f)", model.name, camera,
-                      result["ms_per_frame"], result["ratio_to_model"], *result["ratio_iqr"])
+            _log.info("%s, camera %s: pipeline %.2f ms/frame, %.2fx the model (IQR %.2f-%.2f), CPU %s", model.name,
+                      camera, result["ms_per_frame"], result["ratio_to_model"], *result["ratio_iqr"],
+                      "{:.2f}x (IQR {:.2f}-{:.2f})".format(result["ratio_cpu"], *result["ratio_cpu_iqr"])
+                      if "ratio_cpu" in result else "not measured (a thread pool)")
             try:
                 entry["threaded"] = pipeline.threaded(cfg, model.path, threads, run.camera_fps, budget.seconds,
                                                       budget.min_frames)

@@ -2,8 +2,9 @@
 ratios), a tiny real run that writes valid JSON with the machine it ran on and prints its tables, the thread
 choice, one line when there is no CUDA, the Pi projection, bad input exiting 2, and device/ never importing torch,
 training/ or export/ (nor needing matplotlib). Timing figures are printed, never asserted (except that a model
-against itself comes out near 1). The desktop side: tests/export/test_bench_report.py (merging, the plot, the
-docs' block) and tests/export/test_bench_torch.py (PyTorch rows)."""
+against itself comes out near 1, and that the frame path costs at least about the model's CPU time). The desktop
+side: tests/export/test_bench_report.py (merging, the plot, the docs' block) and tests/export/test_bench_torch.py
+(PyTorch rows)."""
 from __future__ import annotations
 
 import contextlib
@@ -92,6 +93,15 @@ def test_interleaved_rounds_pair_out_a_load_that_changes_during_the_run():
     assert abs(float(alone_a.round_ms.mean() / alone_b.round_ms.mean()) - 2.0) > 1.0
 
 
+def test_the_cpu_ratio_pairs_the_works_own_cpu_time():
+    """paired(cpu=True) divides CPU time per unit, round by round: a block's own work's (`work_cpu_s`) where it
+    gives one (the pipeline: its frame thread's, not the demo camera's or the face search's), else the process's."""
+    path = measure.Series("path", [measure.Block(4, 1.0, cpu_s=9.0, work_cpu_s=0.4 * r) for r in (1, 2, 3)])
+    model = measure.Series("model", [measure.Block(2, 0.1, cpu_s=0.1 * r) for r in (1, 2, 3)])
+    assert measure.paired(path, model, cpu=True) == {"median": 2.0, "q25": 2.0, "q75": 2.0, "rounds": 3}
+    assert measure.paired(path, model)["median"] == pytest.approx(5.0)  # wall time: the default
+
+
 def test_a_failing_item_stops_alone():
     class Broken(measure.Item):
         name = "broken"
@@ -146,6 +156,11 @@ def test_quick_run_writes_valid_json_with_the_machine_latency_and_pipeline(quick
         inline = pipe["inline"]
         assert inline["frames"] >= measure.QUICK.rounds and STAGES <= set(inline["stages_ms"])
         assert inline["ratio_iqr"][0] <= inline["ratio_to_model"] <= inline["ratio_iqr"][1]
+        # CPU time: the frame path includes the model, so it costs at least about as much (a wall ratio may not)
+        cpu, (lo, hi) = inline["ratio_cpu"], inline["ratio_cpu_iqr"]
+        assert 0.9 <= lo <= cpu <= hi, inline
+        assert inline["cpu_ms_per_frame"] == pytest.approx(cpu * inline["model_cpu_ms"], rel=0.5)
+        assert f"| {cpu:.2f} ({lo:.2f}-{hi:.2f}) " in printed
         threaded = pipe["threaded"]
         # never faster than the camera: judged on the median interval between shown frames, since one late first
         # frame moves a short run's display_fps by more than 10 % on a loaded machine
@@ -153,6 +168,7 @@ def test_quick_run_writes_valid_json_with_the_machine_latency_and_pipeline(quick
         assert threaded["display_interval_ms"] >= 0.9 * 1e3 / threaded["camera_fps"]
         assert threaded["mask_fps"] <= threaded["display_fps"]
     assert f"| {w}x{h} |" in printed and "| 320x240 |" in printed and "goal <= 1.10" in printed
+    assert "CPU ratio, IQR" in printed and "On a busy machine quote CPU" in printed
     assert f"| {model['name']} " in printed and "here: ort 1 thread" in printed
     assert info["cpu"] in printed and "load average" in printed
 
