@@ -150,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"soak: the upload photo {PHOTO} is missing (../shared/data beside the checkout)", file=sys.stderr)
         return 2
 
+    # stopped (kill, a CI timeout): leave through the finally below, which takes the daemon down too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="hairmirror-soak-"))
     config = workdir / "config.toml"

@@ -31,3 +31,26 @@ def test_short_soak_has_no_errors_and_stops_cleanly(tmp_path):
     assert {"page", "status", "snapshot", "colour", "photo", "stream"} <= set(f["requests"])
     assert all(r["count"] > 0 for r in f["requests"].values()), f["requests"]
     assert "p99 ms" in out.stdout
+
+
+def test_a_stopped_soak_takes_its_daemon_down():
+    """A CI timeout or Ctrl-C on the soak must not leave a daemon serving on its own."""
+    import os
+    import signal
+    import time
+    pytest.importorskip("skimage", reason="the demo camera's photos come from scikit-image (the [demo] extra)")
+    soak = subprocess.Popen([sys.executable, str(SOAK), "--minutes", "5", "--warmup", "10", "--fps", "10"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        line = soak.stdout.readline()  # "soak: daemon pid N on port P ..."
+        daemon = int(line.split("daemon pid ")[1].split()[0])
+        time.sleep(1)
+        os.kill(daemon, 0)  # it is running
+        soak.send_signal(signal.SIGTERM)
+        assert soak.wait(timeout=30) == 128 + signal.SIGTERM
+        with pytest.raises(ProcessLookupError):
+            for _ in range(50):  # killed by the soak's finally: gone, or a zombie reaped at once
+                os.kill(daemon, 0)
+                time.sleep(0.1)
+    finally:
+        soak.kill()
