@@ -137,7 +137,7 @@ def get_status(port: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, default=15.0, help="how long to soak (default 15; an hour: 60)")
-    p.add_argument("--warmup", type=float, default=60.0, help="seconds before the RSS baseline is taken")
+    p.add_argument("--warmup", type=float, default=60.0, help="seconds before the RSS baseline (the median of the minute after it) is taken")
     p.add_argument("--max-rss-growth-mb", type=float, default=5.0, help="goal: RSS growth after warm-up")
     p.add_argument("--fps", type=float, default=30.0, help="the demo camera's frame rate")
     p.add_argument("--python", default=sys.executable, help="the interpreter with the daemon installed")
@@ -184,15 +184,13 @@ def main(argv: list[str] | None = None) -> int:
                     ("stream", 0.0), ("stream", 0.0)]]
         for c in clients:
             c.thread.start()
-        start, rss, baseline = time.monotonic(), [], None
+        start, rss = time.monotonic(), []
         first = get_status(port)
         end = start + args.minutes * 60
         while time.monotonic() < end and daemon.poll() is None:
             time.sleep(5)
             now = time.monotonic() - start
             rss.append((now, rss_kib(daemon.pid)))
-            if baseline is None and now >= args.warmup:
-                baseline = rss[-1][1]
             if len(rss) % 12 == 0:  # a line a minute
                 s = get_status(port)
                 print(f"  {now / 60:5.1f} min: {s['frames'] - first['frames']} frames, {s['fps']:.1f} fps, "
@@ -217,22 +215,30 @@ def main(argv: list[str] | None = None) -> int:
         log.close()
 
     text = (workdir / "daemon.log").read_text()
+    # growth: the median RSS of the last minute against the median of the minute after warm-up. Single samples
+    # swing by +-3 MiB with the photos in flight; a linear fit over the whole run gives the trend beside it.
     tail = [v for t, v in rss if t >= seconds - 60] or [rss[-1][1]]
-    growth_mb = (statistics.median(tail) - (baseline or rss[0][1])) / 1024
+    head = [v for t, v in rss if args.warmup <= t < args.warmup + 60] or [rss[-1][1]]
+    baseline = statistics.median(head)
+    growth_mb = (statistics.median(tail) - baseline) / 1024
+    after = [(t, v / 1024) for t, v in rss if t >= args.warmup]
+    trend = (statistics.linear_regression(*zip(*after)).slope * 3600 if len(after) >= 2 else float("nan"))
     frames = last.get("frames", 0) - first["frames"]
     inferences = (last.get("inferences", 0) - first.get("inferences", 0)) if "inferences" in first else None
     errors = {c.kind: c.errors for c in clients if c.errors}
     figures = {
         "minutes": round(seconds / 60, 2), "frames": frames, "fps": round(frames / seconds, 1),
         "inferences": inferences, "rss_start_mib": round(rss[0][1] / 1024, 1),
-        "rss_after_warmup_mib": round((baseline or rss[0][1]) / 1024, 1), "rss_end_mib": round(rss[-1][1] / 1024, 1),
-        "rss_growth_mib": round(growth_mb, 2), "exit_code": code, "stop_seconds": round(stop_seconds, 1),
+        "rss_after_warmup_mib": round(baseline / 1024, 1), "rss_end_mib": round(statistics.median(tail) / 1024, 1),
+        "rss_growth_mib": round(growth_mb, 2), "rss_trend_mib_per_hour": round(trend, 2),
+        "rss_mib": [[round(t), round(v / 1024, 1)] for t, v in rss], "exit_code": code, "stop_seconds": round(stop_seconds, 1),
         "tracebacks": text.count("Traceback"), "requests": {}, "errors": {k: v[:5] for k, v in errors.items()},
     }
     print(f"\nsoak: {figures['minutes']} min, {frames} frames ({figures['fps']} fps), inferences "
           f"{inferences if inferences is not None else 'n/a'}")
     print(f"  RSS {figures['rss_start_mib']} MiB at start, {figures['rss_after_warmup_mib']} after warm-up, "
-          f"{figures['rss_end_mib']} at the end: growth {growth_mb:+.2f} MiB (goal < {args.max_rss_growth_mb} MiB)")
+          f"{figures['rss_end_mib']} at the end (medians of a minute): growth {growth_mb:+.2f} MiB (goal < "
+          f"{args.max_rss_growth_mb} MiB); trend {trend:+.2f} MiB/hour")
     print(f"  {'request':<10}{'count':>8}{'errors':>8}{'p50 ms':>9}{'p99 ms':>9}")
     for kind in dict.fromkeys(c.kind for c in clients):
         lat = [x for c in clients if c.kind == kind for x in c.latencies]

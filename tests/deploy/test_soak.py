@@ -31,6 +31,7 @@ def test_short_soak_has_no_errors_and_stops_cleanly(tmp_path):
     assert {"page", "status", "snapshot", "colour", "photo", "stream"} <= set(f["requests"])
     assert all(r["count"] > 0 for r in f["requests"].values()), f["requests"]
     assert "p99 ms" in out.stdout
+    assert len(f["rss_mib"]) >= 2 and f["rss_trend_mib_per_hour"] == f["rss_trend_mib_per_hour"]  # a series, a fit
 
 
 def test_a_stopped_soak_takes_its_daemon_down():
