@@ -8,11 +8,13 @@ reproduce (ratios of 0.6 to 11 for one pair of models).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 _log = logging.getLogger(__name__)
@@ -136,6 +138,18 @@ def quiesce(limit_s: float, step_s: float = 0.01) -> None:
         time.sleep(step_s)
         if time.process_time() - c0 < 0.1 * step_s:
             return
+
+
+@contextlib.contextmanager
+def one_opencv_thread():
+    """OpenCV on the calling thread only, as the model alone runs: a thread's CPU time then holds all the frame
+    path's work (none of it in OpenCV's pool). Restored afterwards."""
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(threads)
 
 
 def paired(num: Series, den: Series, cpu: bool = False) -> dict | None:

@@ -20,7 +20,6 @@ import threading
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ..cameras import CameraError
@@ -29,7 +28,7 @@ from ..mirror import Mirror, Timings
 from ..notify import Notifier
 from ..segmenters import SegmenterError
 from ..sinks import Output, Sink
-from .measure import Block, Budget, CallItem, Item, Series, interleave, paired
+from .measure import Block, Budget, CallItem, Item, Series, interleave, one_opencv_thread, paired
 
 _log = logging.getLogger(__name__)
 # Inline runs leave the demo camera unpaced so the pipeline, not a frame rate, sets the speed (a value the
@@ -171,12 +170,8 @@ def inline_pairs(runs: list[tuple[str, Path, int, Config]], frames: dict, budget
         ms = 1e3 * min(call.last_unit_s or [0.01])
         items += [call, InlineItem(f"{name} pipeline", mirror, probe, ms, lambda c=call: c.predict(c.batch))]
         mirrors.append(mirror)
-    cv_threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)  # one core, as the model alone: the frame thread's CPU time then holds all the path's work
-    try:
+    with one_opencv_thread():
         series = interleave(items, budget)
-    finally:
-        cv2.setNumThreads(cv_threads)
     out = []
     for k, ((_, _, threads, _), mirror) in enumerate(zip(runs, mirrors)):
         model, pipe = series[2 * k], series[2 * k + 1]

@@ -37,6 +37,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .measure import one_opencv_thread
+
 _log = logging.getLogger(__name__)
 
 STAGES = ("capture", "colour", "resize", "inference", "postprocess", "upscale", "recolour", "compose", "publish")
@@ -143,40 +145,38 @@ def profile_stages(model_path: str | Path, frame_hw: tuple[int, int] = (480, 640
         mirror = _mirror(model_path, frame_hw, keep, mode)
     except SegmenterError as e:
         raise ValueError(str(e)) from None
-    threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    try:
-        if mirror.segmenter.model.has_prior:
-            raise ValueError(f"{model_path}: the stage profile times models without a prior input")
-        period = FaceAnchored.every
-        rounds = max(1, -(-frames // period))
-        per_stage = {clock: {s: [] for s in STAGES} for clock in CLOCKS}
-        alone = {clock: [] for clock in CLOCKS}
-        ratios = {clock: {name: [] for name in PATHS} for clock in CLOCKS}
-        for _ in range(WARMUP_FRAMES):
-            output = frame_path(mirror, _Clock())
-            model_alone(mirror, mirror._input_for(mirror.segmenter, output.frame))
-        for _ in range(rounds):
-            path_s = {clock: dict.fromkeys(PATHS, 0.0) for clock in CLOCKS}
-            model_s = dict.fromkeys(CLOCKS, 0.0)
-            for _ in range(period):  # A B A B: the path, then the model alone on the same frame
-                clock = _Clock()
-                output = frame_path(mirror, clock)
-                model_t = model_alone(mirror, mirror._input_for(mirror.segmenter, output.frame))
-                for k, (kind, seconds) in enumerate((("wall", clock.seconds), ("cpu", clock.cpu))):
-                    for s in STAGES:
-                        per_stage[kind][s].append(seconds[s])
-                    for name, names in PATHS.items():
-                        path_s[kind][name] += sum(seconds[s] for s in names)
-                    model_s[kind] += model_t[k]
-                    alone[kind].append(model_t[k])
-            for kind in CLOCKS:
-                for name in PATHS:
-                    ratios[kind][name].append(path_s[kind][name] / model_s[kind])
-    finally:
-        mirror.camera.stop()
-        mirror.post.close()
-        cv2.setNumThreads(threads)
+    with one_opencv_thread():
+        try:
+            if mirror.segmenter.model.has_prior:
+                raise ValueError(f"{model_path}: the stage profile times models without a prior input")
+            period = FaceAnchored.every
+            rounds = max(1, -(-frames // period))
+            per_stage = {clock: {s: [] for s in STAGES} for clock in CLOCKS}
+            alone = {clock: [] for clock in CLOCKS}
+            ratios = {clock: {name: [] for name in PATHS} for clock in CLOCKS}
+            for _ in range(WARMUP_FRAMES):
+                output = frame_path(mirror, _Clock())
+                model_alone(mirror, mirror._input_for(mirror.segmenter, output.frame))
+            for _ in range(rounds):
+                path_s = {clock: dict.fromkeys(PATHS, 0.0) for clock in CLOCKS}
+                model_s = dict.fromkeys(CLOCKS, 0.0)
+                for _ in range(period):  # A B A B: the path, then the model alone on the same frame
+                    clock = _Clock()
+                    output = frame_path(mirror, clock)
+                    model_t = model_alone(mirror, mirror._input_for(mirror.segmenter, output.frame))
+                    for k, (kind, seconds) in enumerate((("wall", clock.seconds), ("cpu", clock.cpu))):
+                        for s in STAGES:
+                            per_stage[kind][s].append(seconds[s])
+                        for name, names in PATHS.items():
+                            path_s[kind][name] += sum(seconds[s] for s in names)
+                        model_s[kind] += model_t[k]
+                        alone[kind].append(model_t[k])
+                for kind in CLOCKS:
+                    for name in PATHS:
+                        ratios[kind][name].append(path_s[kind][name] / model_s[kind])
+        finally:
+            mirror.camera.stop()
+            mirror.post.close()
     stages = {kind: {s: round(1e3 * float(np.mean(v)), 3) for s, v in per_stage[kind].items()} for kind in CLOCKS}
     paths = {}
     for name, names in PATHS.items():
