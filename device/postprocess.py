@@ -252,14 +252,13 @@ class FaceAnchored(Framed):
         """One search (in the background thread or inline): job (rgb, found, searches, frame, generation) ->
         result (box, frame shape, searches, frame, generation)."""
         rgb, found, searches, frame, generation = job
-        if self.background:
-            try:
-                box, searches = self.search(rgb, found, searches)
-            except Exception:  # the thread must live on: this search found nothing
-                _log.exception("postprocess: face search failed")
-                box, searches = None, 0
-        else:
+        try:
             box, searches = self.search(rgb, found, searches)
+        except Exception:
+            if not self.background:
+                raise
+            _log.exception("postprocess: face search failed")  # the thread must live on: this search found nothing
+            box, searches = None, 0
         return box, rgb.shape[:2], searches, frame, generation
 
     def _use(self, result: tuple | None, shape: tuple[int, int]) -> None:
