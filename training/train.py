@@ -17,7 +17,7 @@ import torch
 from tqdm import tqdm
 
 from . import data as datasets
-from .augment import AUGMENT_PRESETS, augment
+from .augment import AUGMENT_PRESETS, FaceFinder, augment
 from .evaluate import evaluate, torch_predictor
 from .losses import bce_dice, distillation
 from .models import build_model, count_macs, count_params, get_variant, normalise
@@ -51,7 +51,8 @@ class TrainConfig:
     val_fraction: float = _option(0.1, "share of each data set without a fixed validation split held out by id")
     balance: bool = _option(False, "sample Figaro hairstyle classes equally")
     augment: str = _option("full", "augmentation preset: mirror adds grey/white/blond hair, wide scale, colour casts, "
-                                   "noise, JPEG; mirror-hats adds synthetic hats", choices=lambda: list(AUGMENT_PRESETS))
+                                   "noise, JPEG; mirror-hats adds synthetic hats; mirror-faces also glasses and aged skin",
+                           choices=lambda: list(AUGMENT_PRESETS))
     prior: bool = _option(False, "train with the contract's previous-frame `prior` input")
     teacher: str = _option("", "checkpoint of the trained larger variant to distil from", command="prune")
     distill_alpha: float = _option(0.5, "weight of the teacher's soft targets", command="prune", flag="--alpha")
@@ -143,6 +144,15 @@ class Batches:
                     weights[i] = len(idx) / (len(groups) * n_group)
         self.weights = weights / weights.sum()
         self.per_epoch = len(pairs)
+        self.find_face = FaceFinder() if self.aug.glasses or self.aug.aged_skin else None
+        self.faces: dict[int, tuple | None] = {}  # found once per image, on first use
+
+    def face(self, i: int):
+        if self.find_face is None:
+            return None
+        if i not in self.faces:
+            self.faces[i] = self.find_face(self.arrays[i][0])
+        return self.faces[i]
 
     def epoch(self):
         order = self.rng.choice(len(self.arrays), size=self.per_epoch, replace=self.cfg.balance, p=self.weights
@@ -151,7 +161,7 @@ class Batches:
         for start in range(0, len(order) - self.cfg.batch + 1, self.cfg.batch):
             imgs, masks, priors = [], [], []
             for i in order[start:start + self.cfg.batch]:
-                img, mask = augment(*self.arrays[i], self.aug, self.rng, size)
+                img, mask = augment(*self.arrays[i], self.aug, self.rng, size, face=self.face(i))
                 imgs.append(img)
                 masks.append(mask)
                 if self.cfg.prior:

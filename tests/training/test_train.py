@@ -189,3 +189,53 @@ def test_synthetic_hat_covers_the_top_of_the_hair_and_is_labelled_not_hair(data_
         top, p60 = ys.min(), np.percentile(ys, 60)
         assert np.nonzero(changed.any(1))[0].max() <= p60 + 0.3 * (p60 - top) + 3, "below the hat nothing changes"
     assert augment.AUGMENT_PRESETS["mirror-hats"]().hat > 0
+
+
+def test_face_dressing_finds_the_face_and_never_touches_the_hair(data_root):
+    """`mirror-faces`: glasses and aged skin land on the face a Haar cascade finds on a real frontal photo, the
+    hair's pixels stay as they were (the label is unchanged: neither is hair), and a faceless image is left alone."""
+    import dataclasses
+
+    import cv2
+    img, mask = resolve("fasseg-v2-test", data_root)[0].load()
+    face = augment.FaceFinder()(img)
+    assert face is not None, "a FASSEG frontal face is found"
+    x, y, w, h = face
+    hair_rows = np.nonzero(mask.any(1))[0]
+    assert y + h / 2 > hair_rows.min(), "the face's centre is below the top of the hair"
+    assert mask[y + h // 2, x + w // 2] == 0, "the face's centre is not hair"
+    cfg = dataclasses.replace(augment.AugmentConfig.mirror_faces(), glasses=1.0, aged_skin=1.0)
+    rng = np.random.default_rng(2)
+    for _ in range(3):
+        out = augment.dress_face(img, mask, face, cfg, rng)
+        assert out.shape == img.shape and out.dtype == np.uint8
+        changed = np.abs(out.astype(int) - img.astype(int)).max(-1) > 3
+        assert not changed[mask == 1].any(), "hair pixels are never changed"
+        ys, xs = np.nonzero(changed)
+        assert changed.sum() > 0.3 * w * h
+        assert x <= xs.mean() <= x + w and y <= ys.mean() <= y + h, "the change is centred on the face"
+        box = np.zeros_like(changed)
+        box[max(0, y - h // 4):y + h + h // 2, max(0, x - w // 4):x + w + w // 4] = True
+        assert changed[~box].mean() < 0.01, "nothing changes far from the face"
+    def sat(a):
+        return cv2.cvtColor(a, cv2.COLOR_RGB2HSV)[..., 1][y + h // 4:y + 3 * h // 4, x + w // 4:x + 3 * w // 4]
+    aged = augment.dress_face(img, mask, face, dataclasses.replace(cfg, glasses=0.0), np.random.default_rng(0))
+    assert sat(aged).mean() < sat(img).mean(), "aged skin is paler (less saturated)"
+    assert augment.FaceFinder()(np.full((200, 200, 3), 128, np.uint8)) is None
+    assert augment.dress_face(img, mask, None, cfg, rng) is img
+
+
+def test_batches_find_each_face_once_for_the_face_preset(data_root):
+    from training.data import load_pairs
+    from training.train import Batches
+    pairs = resolve("celeb1k-train", data_root)[:8]
+    arrays, pairs, _ = load_pairs(pairs)
+    cfg = TrainConfig(data=["celeb1k-train"], data_root=str(data_root), size=64, batch=4, augment="mirror-faces")
+    batches = Batches(arrays, pairs, cfg, np.random.default_rng(0))
+    shapes = [(x.shape, y.shape) for x, y in batches.epoch()]
+    assert shapes == [((4, 3, 64, 64), (4, 1, 64, 64))] * 2
+    assert set(batches.faces) == set(range(8)), "every image's face looked for, once"
+    assert sum(f is not None for f in batches.faces.values()) >= 6, "frontal celeb1k faces are found"
+    plain = Batches(arrays, pairs, TrainConfig(**{**cfg.__dict__, "augment": "mirror-hats"}), np.random.default_rng(0))
+    list(plain.epoch())
+    assert plain.find_face is None and not plain.faces, "other presets skip the detector"
