@@ -55,6 +55,7 @@ class Mirror:
         self.timings = Timings()
         self.lock = threading.Lock()  # guards what configure() swaps in (the page changes the colour)
         self.segment_lock = threading.Lock()  # the classical pipeline's cascade is not safe to share between threads
+        self.post: Postprocessor | None = None  # set by configure(), with the segmenter it belongs to
         self.stop_event = threading.Event()
         segmenter, self.fallback_reason = create_segmenter(cfg.segmenter)
         self.configure(segmenter)
@@ -86,7 +87,7 @@ class Mirror:
             rc = self.cfg.recolour
             (rc.mode, rc.colour, rc.colour2), self.recolourer = self._recolourer(mode, colour, colour2)
             if segmenter is not None:
-                old, self.segmenter, self.post = getattr(self, "post", None), segmenter, post
+                old, self.segmenter, self.post = self.post, segmenter, post
         if old is not None:
             old.close()  # its face search thread
 
