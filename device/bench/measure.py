@@ -152,6 +152,32 @@ def one_opencv_thread():
         cv2.setNumThreads(threads)
 
 
+class ThreadClock:
+    """Wall time and this thread's CPU time (`time.thread_time`): another job on the machine stretches the first,
+    not the second, and the second leaves out other threads' work (a camera's render, a face search)."""
+
+    def __init__(self):
+        self.restart()
+
+    def restart(self) -> None:
+        self._at = time.perf_counter(), time.thread_time()
+
+    def lap(self) -> tuple[float, float]:
+        """Seconds (wall, CPU) since the last lap or restart."""
+        at = time.perf_counter(), time.thread_time()
+        spent = at[0] - self._at[0], at[1] - self._at[1]
+        self._at = at
+        return spent
+
+
+def model_call(predict, batch: np.ndarray) -> tuple[float, float]:
+    """Seconds (wall, this thread's CPU) of one model call on a batch of one frame: the model alone, to pair with
+    a frame path's time on a ThreadClock."""
+    clock = ThreadClock()
+    predict(batch)
+    return clock.lap()
+
+
 def paired(num: Series, den: Series, cpu: bool = False) -> dict | None:
     """num's time per unit over den's (wall time, or with `cpu` CPU time), round by round: the median and quartiles
     of those ratios. None when the two have no rounds in common (one failed)."""

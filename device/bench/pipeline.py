@@ -28,7 +28,7 @@ from ..mirror import Mirror, Timings
 from ..notify import Notifier
 from ..segmenters import SegmenterError
 from ..sinks import Output, Sink
-from .measure import Block, Budget, CallItem, Item, Series, interleave, one_opencv_thread, paired
+from .measure import Block, Budget, CallItem, Item, Series, interleave, model_call, one_opencv_thread, paired
 
 _log = logging.getLogger(__name__)
 # Inline runs leave the demo camera unpaced so the pipeline, not a frame rate, sets the speed (a value the
@@ -65,7 +65,7 @@ class DisplayProbe(Sink):
     def __init__(self):
         self.shown: list[float] = []
         self.clocks: list[np.ndarray] = []
-        self.calls: list[np.ndarray] = []  # what each `aside` call spent on the clocks
+        self.calls: list[np.ndarray] = []  # (wall, this thread's CPU) of each `aside` call
         self._aside = np.zeros(3)
         self.new_masks = 0
         self._last_alpha = None
@@ -82,15 +82,12 @@ class DisplayProbe(Sink):
         if self.stop_when(self):
             self.on_stop()
 
-    def aside(self, call) -> None:
-        """Runs `call` (the model alone) between two frames, its time kept out of the frames' (the process's CPU
-        keeps what the other threads did meanwhile, the camera's render ahead)."""
-        start = clocks()
-        call()
-        spent = clocks() - start
-        spent[1] = spent[2]
-        self.calls.append(spent)
-        self._aside += spent
+    def aside(self, call: CallItem) -> None:
+        """Runs `call` (the model alone) once between two frames, its time kept out of the frames' (the process's
+        CPU keeps what the other threads did meanwhile, the camera's render ahead)."""
+        wall, cpu = model_call(call.predict, call.batch)
+        self.calls.append(np.array([wall, cpu]))
+        self._aside += wall, cpu, cpu
 
     def span(self, since: int = 0) -> Block:
         """Frame intervals from the `since`-th frame shown to the last: the camera's start is left out."""
@@ -125,7 +122,7 @@ class InlineItem(Item):
     is a run of the daemon's loop, timed from its first frame shown to its last, with a call of the model alone
     after each frame (`alone`: their blocks, one per block of frames)."""
 
-    def __init__(self, name: str, mirror: Mirror, probe: DisplayProbe, model_ms: float, call):
+    def __init__(self, name: str, mirror: Mirror, probe: DisplayProbe, model_ms: float, call: CallItem):
         self.name, self.mirror, self.probe = name, mirror, probe
         self.model_ms = model_ms  # a first guess of the frame time, to size the blocks
         mirror.notifier.between = lambda: probe.aside(call)
@@ -168,7 +165,7 @@ def inline_pairs(runs: list[tuple[str, Path, int, Config]], frames: dict, budget
             raise RuntimeError(f"the daemon cannot run {model}: {e}") from None
         seg.prior = None
         ms = 1e3 * min(call.last_unit_s or [0.01])
-        items += [call, InlineItem(f"{name} pipeline", mirror, probe, ms, lambda c=call: c.predict(c.batch))]
+        items += [call, InlineItem(f"{name} pipeline", mirror, probe, ms, call)]
         mirrors.append(mirror)
     with one_opencv_thread():
         series = interleave(items, budget)

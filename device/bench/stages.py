@@ -30,14 +30,12 @@ import json
 import logging
 import os
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .measure import one_opencv_thread
+from .measure import ThreadClock, model_call, one_opencv_thread
 
 _log = logging.getLogger(__name__)
 
@@ -48,23 +46,19 @@ UNPACED_FPS = 1e6  # the demo camera unpaced: the path, not a frame rate, sets t
 WARMUP_FRAMES = 8
 
 
-@dataclass
-class _Clock:
+class _Clock(ThreadClock):
     """Seconds per stage for the frame in progress: wall time (`seconds`) and this thread's CPU time (`cpu`)."""
 
-    def __post_init__(self):
+    def __init__(self):
         self.seconds = dict.fromkeys(STAGES, 0.0)
         self.cpu = dict.fromkeys(STAGES, 0.0)
-        self.restart()
+        super().__init__()
 
-    def restart(self) -> None:
-        self.t, self.c = time.perf_counter(), time.thread_time()
-
-    def lap(self, stage: str) -> None:
-        now, cpu = time.perf_counter(), time.thread_time()
-        self.seconds[stage] += now - self.t
-        self.cpu[stage] += cpu - self.c
-        self.t, self.c = now, cpu
+    def stage(self, name: str) -> None:
+        """The lap since the last stage (or restart) goes to `name`."""
+        wall, cpu = self.lap()
+        self.seconds[name] += wall
+        self.cpu[name] += cpu
 
 
 def _mirror(model_path: str | Path, frame_hw: tuple[int, int], keep: str | None, mode: str | None):
@@ -91,25 +85,25 @@ def frame_path(mirror, clock: _Clock):
     composite (the web page's and the file sink's picture). Returns the Output."""
     from ..sinks import Output
     frame = mirror.camera.read()
-    clock.lap("capture")
+    clock.stage("capture")
     pi_colour(frame, clock)
     rgb = mirror._input_for(mirror.segmenter, frame)
-    clock.lap("resize")
+    clock.stage("resize")
     prob = mirror.segmenter.segment(rgb)
-    clock.lap("inference")
+    clock.stage("inference")
     mask, alpha = mirror.post(prob, rgb)
-    clock.lap("postprocess")
+    clock.stage("postprocess")
     output = Output(frame, alpha, mirror.recolourer)
     hair = output.hair_alpha()
-    clock.lap("upscale")
+    clock.stage("upscale")
     new = output.recolour(hair)
-    clock.lap("recolour")
+    clock.stage("recolour")
     output.compose(hair, new)
-    clock.lap("compose")
+    clock.stage("compose")
     for sink in mirror.sinks:
         sink.show(output)
     mirror.latest_output = output
-    clock.lap("publish")
+    clock.stage("publish")
     return output
 
 
@@ -122,17 +116,14 @@ def pi_colour(frame, clock: _Clock) -> None:
     clock.restart()
     stream_to_rgb(main, "XBGR8888", frame.main.shape[1::-1])
     stream_to_rgb(lores, "YUV420", frame.lores.shape[1::-1])
-    clock.lap("colour")
+    clock.stage("colour")
 
 
 def model_alone(mirror, rgb: np.ndarray) -> tuple[float, float]:
     """Seconds (wall, this thread's CPU) of one onnxruntime run of the segmenter's own session on a frame at its
     input size."""
     session = mirror.segmenter.model.session
-    feeds = {"image": np.ascontiguousarray(rgb[None])}
-    t0, c0 = time.perf_counter(), time.thread_time()
-    session.run(None, feeds)
-    return time.perf_counter() - t0, time.thread_time() - c0
+    return model_call(lambda batch: session.run(None, {"image": batch}), np.ascontiguousarray(rgb[None]))
 
 
 def profile_stages(model_path: str | Path, frame_hw: tuple[int, int] = (480, 640), frames: int = 240,
