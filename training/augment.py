@@ -4,7 +4,8 @@ scale/crop) and the resize policies. Everything works on RGB uint8 numpy arrays 
 The `mirror` preset adds what the mirror's camera meets and the benchmarks under-represent: grey, white and
 blond hair (the hair alone desaturated and lightened), close heads and people far away (wide scale range),
 indoor colour casts, sensor noise and JPEG artefacts. `mirror-faces` dresses the faces the data rarely shows:
-glasses and aged, desaturated, wrinkled skin, both labelled not hair (an old face in glasses was dyed as hair)."""
+glasses and aged, desaturated, wrinkled skin, both labelled not hair (an old face in glasses was dyed as hair);
+`mirror-cloth` also makes hats of real cloth, patches of other photos."""
 from __future__ import annotations
 
 import dataclasses
@@ -54,6 +55,7 @@ class AugmentConfig:
     noise: float = 0.0           # largest sensor-noise sigma, in 0-255 units
     jpeg: float = 0.0            # probability of a JPEG round trip at quality 30-90
     hat: float = 0.0             # probability of a synthetic hat over the top of the hair (labelled not hair)
+    hat_cloth: float = 0.0       # share of those hats made of a hairless patch of another photo (tweed, fur, knit)
     glasses: float = 0.0         # probability of synthetic glasses on a detected face
     aged_skin: float = 0.0       # probability of greyed, wrinkled skin on a detected face
 
@@ -78,9 +80,15 @@ class AugmentConfig:
         """`mirror-hats` plus glasses and aged skin on the faces that a frontal-face detector finds."""
         return dataclasses.replace(cls.mirror_hats(), glasses=0.3, aged_skin=0.3)
 
+    @classmethod
+    def mirror_cloth(cls) -> AugmentConfig:
+        """`mirror-faces` with half the hats made of real cloth (tweed and knit caps were dyed as hair)."""
+        return dataclasses.replace(cls.mirror_faces(), hat_cloth=0.5)
+
 
 AUGMENT_PRESETS = {"full": AugmentConfig, "flips": AugmentConfig.flips_only, "mirror": AugmentConfig.mirror,
-                   "mirror-hats": AugmentConfig.mirror_hats, "mirror-faces": AugmentConfig.mirror_faces}
+                   "mirror-hats": AugmentConfig.mirror_hats, "mirror-faces": AugmentConfig.mirror_faces,
+                   "mirror-cloth": AugmentConfig.mirror_cloth}
 FaceBox = tuple[int, int, int, int]  # x, y, w, h in the image's own pixels
 
 
@@ -128,10 +136,24 @@ HAT_COLOURS = np.array([(20, 20, 25), (25, 30, 60), (235, 235, 230), (150, 25, 3
                         (60, 60, 65), (40, 70, 40), (120, 80, 50), (30, 60, 140), (220, 200, 60)], np.float32)
 
 
-def add_hat(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def cloth_patch(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator, tries: int = 8) -> np.ndarray | None:
+    """A square of a photo with almost no hair in it, from its lower half (in a portrait: clothes, fur, a scarf): a
+    real texture for a hat. None when `tries` random squares all hold hair."""
+    h, w = mask.shape
+    side = max(8, int(min(h, w) * rng.uniform(0.15, 0.4)))
+    for _ in range(tries):
+        y, x = int(rng.integers(h // 2, h - side + 1)), int(rng.integers(0, w - side + 1))
+        if mask[y:y + side, x:x + side].mean() < 0.02:
+            return img[y:y + side, x:x + side]
+    return None
+
+
+def add_hat(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
+            cloth: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A synthetic hat over the top of the hair: a dome (cap, beanie) and sometimes a brim, in a plain colour with
-    knit-like texture and shading; its pixels are not hair. Hats, caps and headbands dyed as hair are what the
-    mirror's users meet and the data has few of (8 of 148 celeb1k-val faces)."""
+    knit-like texture and shading, or made of `cloth` (an RGB patch, stretched over it); its pixels are not hair.
+    Hats, caps and headbands dyed as hair are what the mirror's users meet and the data has few of (8 of 148
+    celeb1k-val faces), and the worst of them are textured (tweed, knit, fur)."""
     ys, xs = np.nonzero(mask)
     if len(ys) < 50:
         return img, mask
@@ -155,6 +177,8 @@ def add_hat(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> tupl
     knit = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), rng.uniform(0.5, 2.0))
     shade = np.linspace(rng.uniform(0.8, 1.2), rng.uniform(0.6, 1.0), h, dtype=np.float32)[:, None]
     texture = colour[None, None] * shade[..., None] + knit[..., None] * rng.uniform(4, 20)
+    if cloth is not None:
+        texture = cv2.resize(cloth, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32) * shade[..., None]
     out = img.astype(np.float32)
     soft = cv2.GaussianBlur(hat.astype(np.float32), (3, 3), 0)[..., None]
     out = out * (1 - soft) + np.clip(texture, 0, 255) * soft
@@ -297,11 +321,16 @@ def motion_blur(img: np.ndarray, length: int, angle_deg: float) -> np.ndarray:
 
 
 def augment(img: np.ndarray, mask: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator,
-            size: tuple[int, int], face: FaceBox | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """`face` (from FaceFinder on this image) is where the face presets dress the face; None skips them."""
+            size: tuple[int, int], face: FaceBox | None = None,
+            donor: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`face` (from FaceFinder on this image) is where the face presets dress the face; None skips them.
+    `donor` (another photo and its mask) gives `hat_cloth` hats their cloth."""
     if cfg.glasses or cfg.aged_skin:
         img = dress_face(img, mask, face, cfg, rng)
     img, mask = geometric(img, mask, cfg, rng, size)
     if cfg.hat and rng.random() < cfg.hat:
-        img, mask = add_hat(img, mask, rng)
+        cloth = None
+        if cfg.hat_cloth and donor is not None and rng.random() < cfg.hat_cloth:
+            cloth = cloth_patch(*donor, rng)
+        img, mask = add_hat(img, mask, rng, cloth)
     return photometric(img, cfg, rng, mask), mask

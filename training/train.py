@@ -51,7 +51,8 @@ class TrainConfig:
     val_fraction: float = _option(0.1, "share of each data set without a fixed validation split held out by id")
     balance: bool = _option(False, "sample Figaro hairstyle classes equally")
     augment: str = _option("full", "augmentation preset: mirror adds grey/white/blond hair, wide scale, colour casts, "
-                                   "noise, JPEG; mirror-hats adds synthetic hats; mirror-faces also glasses and aged skin",
+                                   "noise, JPEG; mirror-hats adds synthetic hats; mirror-faces also glasses and aged skin; "
+                                   "mirror-cloth also hats made of other photos' cloth",
                            choices=lambda: list(AUGMENT_PRESETS))
     prior: bool = _option(False, "train with the contract's previous-frame `prior` input")
     teacher: str = _option("", "checkpoint of the trained larger variant to distil from", command="prune")
@@ -147,6 +148,12 @@ class Batches:
         self.find_face = FaceFinder() if self.aug.glasses or self.aug.aged_skin else None
         self.faces: dict[int, tuple | None] = {}  # found once per image, on first use
 
+    def donor(self):
+        """Another photo and its mask, for hats made of cloth (no draw from the generator when unused)."""
+        if not (self.aug.hat and self.aug.hat_cloth):
+            return None
+        return self.arrays[int(self.rng.integers(len(self.arrays)))]
+
     def face(self, i: int):
         if self.find_face is None:
             return None
@@ -161,7 +168,7 @@ class Batches:
         for start in range(0, len(order) - self.cfg.batch + 1, self.cfg.batch):
             imgs, masks, priors = [], [], []
             for i in order[start:start + self.cfg.batch]:
-                img, mask = augment(*self.arrays[i], self.aug, self.rng, size, face=self.face(i))
+                img, mask = augment(*self.arrays[i], self.aug, self.rng, size, face=self.face(i), donor=self.donor())
                 imgs.append(img)
                 masks.append(mask)
                 if self.cfg.prior:

@@ -239,3 +239,36 @@ def test_batches_find_each_face_once_for_the_face_preset(data_root):
     plain = Batches(arrays, pairs, TrainConfig(**{**cfg.__dict__, "augment": "mirror-hats"}), np.random.default_rng(0))
     list(plain.epoch())
     assert plain.find_face is None and not plain.faces, "other presets skip the detector"
+
+
+def test_cloth_hats_take_a_hairless_patch_of_another_photo(data_root):
+    """`hat_cloth`: the hat is made of a square of another photo's lower half with almost no hair in it (real
+    clothes' texture), still labelled not hair; a photo that is all hair gives no patch."""
+    img, mask = resolve("figaro-test", data_root)[0].load()
+    donor_img, donor_mask = resolve("fasseg-v2-test", data_root)[0].load()
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        patch = augment.cloth_patch(donor_img, donor_mask, rng)
+        assert patch is not None and patch.shape[0] == patch.shape[1] >= 8
+        found = [(y, x) for y in range(donor_img.shape[0] - patch.shape[0] + 1)
+                 for x in range(0, donor_img.shape[1] - patch.shape[1] + 1)
+                 if y >= donor_img.shape[0] // 2 and (donor_img[y, x] == patch[0, 0]).all()
+                 and (donor_img[y:y + patch.shape[0], x:x + patch.shape[1]] == patch).all()]
+        assert found, "the patch is a square of the donor's lower half"
+        y, x = found[0]
+        assert donor_mask[y:y + patch.shape[0], x:x + patch.shape[1]].mean() < 0.02
+    assert augment.cloth_patch(img, np.ones_like(mask), rng) is None
+    assert augment.AUGMENT_PRESETS["mirror-cloth"]().hat_cloth > 0
+    small, small_mask = augment.stretch(img, (128, 128)), augment.stretch(mask, (128, 128), interpolation=0)
+    cloth = np.zeros((8, 8, 3), np.uint8)
+    cloth[::2] = 255  # stripes: a texture no plain hat has
+    out, new_mask = augment.add_hat(small, small_mask, np.random.default_rng(1), cloth)
+    hat = (small_mask == 1) & (new_mask == 0)
+    assert hat.sum() > 20 and not ((small_mask == 0) & (new_mask == 1)).any()
+    import cv2
+    inside = cv2.erode(hat.view(np.uint8), np.ones((3, 3), np.uint8)).view(bool)  # past the hat's soft edge
+    stretched = cv2.resize(cloth, (128, 128), interpolation=cv2.INTER_LINEAR)[..., 0]
+    grey = out.mean(-1)
+    dark, bright = inside & (stretched < 30), inside & (stretched > 225)
+    assert dark.sum() > 20 and bright.sum() > 20
+    assert (grey[dark] < 40).all() and (grey[bright] > 120).all(), "the hat shows the cloth's stripes, shaded"
