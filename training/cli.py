@@ -153,6 +153,20 @@ def cmd_slim(args) -> int:
     return EXIT_OK
 
 
+def cmd_augment_gallery(args) -> int:
+    from .augment import AUGMENT_PRESETS
+    from .augment_gallery import gallery, write
+    from .data import load_pairs, resolve
+    unknown = [name for name in args.presets if name not in AUGMENT_PRESETS]
+    if unknown:
+        raise ValueError(f"unknown preset {unknown[0]!r}: expected one of {', '.join(AUGMENT_PRESETS)}")
+    pairs = resolve(args.data, Path(args.data_root))[::max(1, args.every)][:args.count]
+    arrays, _, _ = load_pairs(pairs)
+    write(args.out, gallery(arrays, args.presets, args.size, args.seed))
+    logging.getLogger("training").info("wrote %s (%d photos x %d presets)", args.out, len(arrays), len(args.presets))
+    return EXIT_OK
+
+
 def cmd_variants(args) -> int:
     from .models import VARIANTS, count_macs, count_params
     print(f"{'variant':<14}{'params':>12}{'GMAC@256':>10}  summary")
@@ -195,6 +209,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("checkpoint", help="a run's best.pt or last.pt")
     p.add_argument("--out", required=True, help="where to write it (e.g. models/checkpoints/NAME.pt)")
     p.set_defaults(func=cmd_slim)
+    p = sub.add_parser("augment-gallery", help="a picture of what each augmentation preset does to the same photos")
+    p.add_argument("--data", default="fasseg-v2-test", help="data set whose photos are shown (frontal faces)")
+    p.add_argument("--presets", nargs="+", default=["mirror-hats", "mirror-faces", "mirror-cloth"])
+    p.add_argument("--count", type=int, default=6, help="photos")
+    p.add_argument("--every", type=int, default=5, help="take every k-th photo of the data set")
+    p.add_argument("--size", type=int, default=160, help="pixels per sample")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT))
+    p.add_argument("--out", default="training/figures/augment_presets.jpg")
+    p.set_defaults(func=cmd_augment_gallery)
     p = sub.add_parser("variants", help="list the model registry with params and MACs")
     p.set_defaults(func=cmd_variants)
     p = sub.add_parser("baseline", help="the per-pixel random-forest baseline (the classical pipeline's: "

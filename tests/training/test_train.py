@@ -272,3 +272,17 @@ def test_cloth_hats_take_a_hairless_patch_of_another_photo(data_root):
     dark, bright = inside & (stretched < 30), inside & (stretched > 225)
     assert dark.sum() > 20 and bright.sum() > 20
     assert (grey[dark] < 40).all() and (grey[bright] > 120).all(), "the hat shows the cloth's stripes, shaded"
+
+
+def test_augment_gallery_shows_each_preset_on_the_same_photos(data_root, tmp_path):
+    import cv2
+
+    from training.cli import main
+    out = tmp_path / "gallery.jpg"
+    assert main(["augment-gallery", "--count", "3", "--size", "64", "--presets", "mirror-faces", "mirror-cloth",
+                 "--data-root", str(data_root), "--out", str(out)]) == 0
+    img = cv2.imread(str(out))
+    assert img.shape == (3 * (18 + 64), 3 * 64, 3), "a titled row per preset and the photos, a column per photo"
+    rows = [img[r * 82 + 18:(r + 1) * 82].astype(int) for r in range(3)]
+    assert np.abs(rows[1] - rows[0]).mean() > 10 and np.abs(rows[2] - rows[1]).mean() > 10
+    assert main(["augment-gallery", "--presets", "no-such", "--out", str(out)]) == 2
