@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from device import config as device_config
+from device.segmenters import DEFAULT_MODEL
 
 from .helpers import ANSIBLE, ROLES, render, role_defaults, tool
 
@@ -99,7 +100,7 @@ def test_config_template_defaults_match_the_daemons_defaults():
             assert variables[f"hairmirror_{section}_settings"] == {}
         for key in _named_in_template()[section]:
             if (section, key) == ("segmenter", "model"):
-                assert variables["hairmirror_segmenter_model"] == "/opt/hairmirror/models/hair-mobile-unet-wide.onnx"
+                assert variables["hairmirror_segmenter_model"] == f"/opt/hairmirror/models/{DEFAULT_MODEL.name}"
                 continue
             assert variables[f"hairmirror_{section}_{key}"] == fields[key], f"hairmirror_{section}_{key}"
 

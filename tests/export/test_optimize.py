@@ -9,12 +9,13 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from device.segmenters import DEFAULT_MODEL
 from export import optimize
 from export.cli import main
 from export.parity import parity_inputs
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
-SHIPPED_DEFAULT = MODELS / "hair-mobile-unet-wide.onnx"
+SHIPPED_DEFAULT = DEFAULT_MODEL
 
 
 def shipped(path: Path) -> Path:

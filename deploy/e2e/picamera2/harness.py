@@ -400,11 +400,13 @@ def overlay_sink(model: str, frames: int) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--frames-dir", default="/opt/frames")
-    p.add_argument("--model", default="/opt/hairmirror/models/hair-mobile-unet-wide.onnx")
+    p.add_argument("--model", help="the model the daemon checks run (run.sh passes the default model)")
     p.add_argument("--no-model", metavar="REASON", help="skip the daemon checks (no onnxruntime), saying why")
     p.add_argument("-n", type=int, default=40, help="frames per camera check (buffer_count is 4)")
     p.add_argument("--daemon-frames", type=int, default=30)
     args = p.parse_args()
+    if not (args.model or args.no_model):
+        p.error("give --model FILE or --no-model REASON")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     refs = load_refs(Path(args.frames_dir))
     report("INFO", "fed photos", ", ".join(r["name"] for r in refs))

@@ -6,7 +6,7 @@
 #      $ROOTFS (reused when present; delete the folder to rebuild), following the recipe in
 #      ../shared/recipes/picamera2-virtual beside the checkout (its shims are used from there, never copied here),
 #   2. a venv there with picamera2 and what device/ needs (numpy, opencv-python-headless<5, onnxruntime, flask),
-#   3. a snapshot of the COMMITTED device/ package and models/hair-mobile-unet-wide.onnx (git archive $REF),
+#   3. a snapshot of the COMMITTED device/ package and the default model (git archive $REF),
 #   4. 640x480 JPEGs of FASSEG V2 test faces (../shared/data, never copied into the repo) as the camera's frames,
 #   5. harness.py inside the chroot: the adapter's streams and colours, mirror, request release, then the daemon's
 #      frame loop (onnx model, files sink) and the picamera2-overlay sink with the null preview.
@@ -58,7 +58,8 @@ for f in virtual_cam_patch.py memfd_allocator.py pykms.py; do
   [ -f "$RECIPE/$f" ] || die "recipe file $RECIPE/$f missing (../shared/recipes/picamera2-virtual beside the checkout)" 2
 done
 [ -d "$DATA/fasseg/V2/Test_RGB" ] || die "real photos missing: $DATA/fasseg/V2/Test_RGB (../shared/data)" 2
-git -C "$REPO" cat-file -e "$REF:models/hair-mobile-unet-wide.onnx" 2>/dev/null || die "models/hair-mobile-unet-wide.onnx is not committed at $REF" 2
+DEFAULT_MODEL=models/hair-mobile-unet-wide.onnx  # device.segmenters.DEFAULT_MODEL
+git -C "$REPO" cat-file -e "$REF:$DEFAULT_MODEL" 2>/dev/null || die "$DEFAULT_MODEL is not committed at $REF" 2
 
 CH=(chroot "$ROOT" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root LANG=C.UTF-8)
 START=$(date +%s)
@@ -81,7 +82,7 @@ cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
 # ---- 2. the venv: picamera2 and what device/ needs (pip skips what is already there) ----
 say "2. venv /opt/venv: ${REQUIREMENTS[*]}"
 [ -x "$ROOT/opt/venv/bin/python" ] || "${CH[@]}" python3 -m venv --system-site-packages /opt/venv
-MODEL_ARGS=()
+MODEL_ARGS=(--model "/opt/hairmirror/$DEFAULT_MODEL")
 "${CH[@]}" /opt/venv/bin/pip install -q --disable-pip-version-check "${REQUIREMENTS[@]}" || {
   # onnxruntime is the only one without a guaranteed wheel for trixie's Python 3.13: retry without it
   echo "e2e-picamera2: pip could not install all of them; retrying without onnxruntime" >&2
@@ -122,10 +123,10 @@ rm -rf "${ROOT:?}/opt/photos"
 find "$ROOT/opt/frames" -type f -printf '   %f\n' | sort
 
 # ---- 4. the code under test: committed device/ and the shipped model; the harness and the recipe's shims ----
-say "4. device/ and models/hair-mobile-unet-wide.onnx from git $REF ($(git -C "$REPO" rev-parse --short "$REF"))"
+say "4. device/ and $DEFAULT_MODEL from git $REF ($(git -C "$REPO" rev-parse --short "$REF"))"
 rm -rf "${ROOT:?}/opt/hairmirror" "${ROOT:?}/opt/harness"
 mkdir -p "$ROOT/opt/hairmirror" "$ROOT/opt/harness"
-git -C "$REPO" archive "$REF" device models/hair-mobile-unet-wide.onnx | tar -x -C "$ROOT/opt/hairmirror"
+git -C "$REPO" archive "$REF" device "$DEFAULT_MODEL" | tar -x -C "$ROOT/opt/hairmirror"
 cp "$RECIPE/virtual_cam_patch.py" "$RECIPE/memfd_allocator.py" "$RECIPE/pykms.py" "$HERE/harness.py" "$ROOT/opt/harness/"
 
 # ---- 5. the harness ----
