@@ -5,6 +5,7 @@ float; the convolutions run in int8). The quantised file inherits the fp32 file'
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 from pathlib import Path
@@ -96,15 +97,17 @@ def quantize_file(fp32: str | Path, out: str | Path, calib: int = 200, method: s
     _log.info("calibrating on %d training images (%s, %s)", reader.images, ", ".join(data_sets), method)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
-        pre, raw = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
+        pre, raw = Path(tmp).resolve() / "pre.onnx", Path(tmp).resolve() / "int8.onnx"
+        source_file = str(fp32.resolve())
         try:
-            quant_pre_process(str(fp32), str(pre))
+            with contextlib.chdir(tmp):  # a failing symbolic pass leaves its temporary files in the cwd
+                quant_pre_process(source_file, str(pre))
         except Exception as e:  # onnxruntime raises a bare Exception when its symbolic pass gives up
             if "symbolic shape inference" not in str(e):
                 raise
             # every shape of a contract file is fixed: ONNX's own shape inference has all the quantiser needs
             _log.info("symbolic shape inference incomplete (%s): pre-processing with ONNX shape inference only", e)
-            quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+            quant_pre_process(source_file, str(pre), skip_symbolic_shape=True)
         # the output sigmoid stays float, so `hair` keeps full resolution around the threshold
         keep_float = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type == "Sigmoid"]
         quantize_static(str(pre), str(raw), reader, quant_format=QuantFormat.QDQ, per_channel=True,

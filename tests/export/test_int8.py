@@ -67,14 +67,18 @@ def test_side_by_side_report(exported, int8_file, data_root):
     assert "latency median (ms)" in table and ("-> SHIP" in table or "-> DO NOT SHIP" in table)
 
 
-def test_int8_of_a_graph_symbolic_shape_inference_gives_up_on(tmp_path):
+def test_int8_of_a_graph_symbolic_shape_inference_gives_up_on(tmp_path, monkeypatch):
     """onnxruntime's symbolic shape pass stops on the shipped lean variant's graph; every shape of a contract file
     is fixed, so the quantiser is fed ONNX's own shape inference instead and the int8 file still follows fp32."""
     from device.segmenters import DEFAULT_MODEL
     src = DEFAULT_MODEL.parent / "hair-mobile-unet-wide-lean.onnx"
     if not src.is_file():
         pytest.skip(f"no shipped model at {src}")
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
     out = quantize_file(src, tmp_path / "lean.int8.onnx", calib=4)
+    assert not list(work.iterdir()), "the failed symbolic pass leaves no files in the working directory"
     fp32, q = load_model(src), load_model(out)
     images, _ = parity.parity_inputs(fp32.input_size, count=4)
     a, b = fp32.predict(images), q.predict(images)
