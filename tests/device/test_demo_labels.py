@@ -27,11 +27,11 @@ HAIR_KEPT_ON_EVERY_FRAME = 0.5  # each live frame dyes at least this fraction of
 # The classical fallback takes every pixel of the hair's colours: on Grace Hopper the k-means colours of her grey
 # hair also cover the blue sky, the navy jacket, the cap and the flag, and only a quarter of her hair is kept.
 KNOWN_FAILURES = {
-    # The default model (hair-mobile-unet-wide.onnx, keep = face) on Grace Hopper: her hair shows only as grey
-    # wisps under the cap, half of it found; on the live demo's closer crop her navy cap is taken for dark hair.
-    ("onnx", "grace_hopper", "hair"): 0.440,
-    ("onnx-live", "grace_hopper", "hair"): 0.125,
-    ("onnx-live", "grace_hopper", "cap"): 0.636,
+    # The default model (hair-mobile-unet-wide-lean.onnx, keep = face) on Grace Hopper: her hair shows only as grey
+    # wisps under the cap and is mostly missed; on the live demo's closer crop a sliver of her navy cap is dyed.
+    ("onnx", "grace_hopper", "hair"): 0.169,
+    ("onnx-live", "grace_hopper", "hair"): 0.064,
+    ("onnx-live", "grace_hopper", "cap"): 0.057,
     ("classical", "astronaut", "collar"): 0.292,
     ("classical", "astronaut", "background"): 0.359,
     ("classical", "astronaut", "flag"): 0.316,
@@ -43,9 +43,9 @@ KNOWN_FAILURES = {
     ("classical", "grace_hopper", "flag"): 0.903,
 }
 # Live frames (of 40 a photo) that dye under HAIR_KEPT_ON_EVERY_FRAME of the labelled hair, measured (2026-12-04).
-# The astronaut's hair drops out for a moment as the view turns (the probability map itself falls); Grace Hopper's
-# grey wisps are under half found on every frame (the pooled figure above).
-KNOWN_LIVE_FRAMES_LOSING_HAIR = {"astronaut": 3, "grace_hopper": 40}
+# Grace Hopper's grey wisps are under half found on every frame (the pooled figure above); the astronaut's hair is
+# kept on every frame.
+KNOWN_LIVE_FRAMES_LOSING_HAIR = {"grace_hopper": 40}
 # -------------------------------------------------------------------------------------------------------------------
 
 LABELS = load_demo_labels()  # the fixture the export-side measurement reads too

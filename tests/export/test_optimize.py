@@ -144,14 +144,26 @@ def test_the_source_file_is_never_the_output(tmp_path):
         optimize.optimise_file(shipped(SHIPPED_DEFAULT), SHIPPED_DEFAULT)
 
 
-def test_the_shipped_default_carries_the_rewrites_and_a_second_pass_changes_nothing(tmp_path, data_root):
-    meta = {p.key: p.value for p in onnx.load(str(shipped(SHIPPED_DEFAULT))).metadata_props}
-    assert meta[optimize.OPTIMISED_KEY] == "static-resize,split-concat,normalise"
+# The rewrites each shipped mobile file carries (the lean decoder concatenates no split tensors).
+SHIPPED_REWRITES = {"hair-mobile-unet-wide-lean.onnx": "static-resize,normalise",
+                    "hair-mobile-unet-wide.onnx": "static-resize,split-concat,normalise"}
+
+
+def test_the_default_is_among_the_files_whose_rewrites_are_checked():
+    assert SHIPPED_DEFAULT.name in SHIPPED_REWRITES
+
+
+@pytest.mark.parametrize("name", SHIPPED_REWRITES)
+def test_the_shipped_file_carries_the_rewrites_and_a_second_pass_changes_nothing(name, tmp_path, data_root):
+    src = shipped(MODELS / name)
+    meta = {p.key: p.value for p in onnx.load(str(src)).metadata_props}
+    assert meta[optimize.OPTIMISED_KEY] == SHIPPED_REWRITES[name]
     out = tmp_path / "again.onnx"
-    optimize.optimise_file(SHIPPED_DEFAULT, out)
-    images, _ = parity_inputs((224, 224), 8, data_root=data_root)
-    assert optimize.file_parity(SHIPPED_DEFAULT, out, images).max_abs_diff == 0.0
-    assert ops(onnx.load(str(out))) == ops(onnx.load(str(SHIPPED_DEFAULT)))
+    optimize.optimise_file(src, out)
+    size = tuple(int(v) for v in meta["input_size"].split(","))
+    images, _ = parity_inputs(size, 8, data_root=data_root)
+    assert optimize.file_parity(src, out, images).max_abs_diff == 0.0
+    assert ops(onnx.load(str(out))) == ops(onnx.load(str(src)))
 
 
 def test_a_file_without_those_patterns_is_left_computing_the_same(tmp_path):
