@@ -74,7 +74,6 @@ class AugmentConfig:
         """`mirror` plus synthetic hats: caps, beanies and brims that cover the top of the hair."""
         return dataclasses.replace(cls.mirror(), hat=0.3)
 
-
     @classmethod
     def mirror_faces(cls) -> AugmentConfig:
         """`mirror-hats` plus glasses and aged skin on the faces that a frontal-face detector finds."""
@@ -177,7 +176,7 @@ def add_hat(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
     knit = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), rng.uniform(0.5, 2.0))
     shade = np.linspace(rng.uniform(0.8, 1.2), rng.uniform(0.6, 1.0), h, dtype=np.float32)[:, None]
     texture = colour[None, None] * shade[..., None] + knit[..., None] * rng.uniform(4, 20)
-    if cloth is not None:
+    if cloth is not None:  # replaces the plain texture drawn above, which keeps the generator's draws the same
         texture = cv2.resize(cloth, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32) * shade[..., None]
     out = img.astype(np.float32)
     soft = cv2.GaussianBlur(hat.astype(np.float32), (3, 3), 0)[..., None]
@@ -193,7 +192,7 @@ FRAME_COLOURS = np.array([(15, 15, 15), (60, 40, 25), (150, 120, 60), (190, 190,
 
 def add_glasses(img: np.ndarray, mask: np.ndarray, face: FaceBox, rng: np.random.Generator) -> np.ndarray:
     """Two rims round the eyes, a bridge and arms towards the ears, in a frame colour, the lenses sometimes tinted.
-    The eyes sit at about 0.42 of a Haar face box's height, a third of its width apart from the centre."""
+    The eyes sit at about 0.42 of a Haar face box's height, about a fifth of its width either side of its centre."""
     x, y, w, h = face
     out = img.astype(np.float32)
     eye_y = y + h * rng.uniform(0.38, 0.46)
