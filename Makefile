@@ -128,12 +128,17 @@ baselines: $(STAMP)  ## IoU/F1 of the classical pipeline and the per-pixel fores
 	$(PY) -m training baseline forest --out out/forest
 	mkdir -p training/figures && cp out/forest/forest-precision-recall.png out/forest/forest-importances.png training/figures/
 
+# The training data of the mirror's models, with the usual weights (celeb1k, the mirror's view, twice an epoch),
+# and the int8 calibration: shared by the targets below.
+MIRROR_DATA = --data figaro-train fasseg-v2-train fasseg-v3-train celeb1k-train
+MIRROR_MIX = $(MIRROR_DATA) --repeat fasseg-v2-train=3 fasseg-v3-train=2 celeb1k-train=2
+INT8_CALIB = --calib 200 --calib-data figaro-train fasseg-v3-train celeb1k-train
+
 # The shipped default model, from ../shared/data: mobile-unet-wide-lean at 288x288, fine-tuned from the committed
 # checkpoint models/checkpoints/mobile-unet-wide-lean-288.pt (`make checkpoints` remakes it) in two runs of 14
 # epochs: glasses and aged skin on the faces (mirror-faces), then hats made of real cloth (mirror-cloth); about
 # 65 min on 2 CPU cores. Exported with its evaluation, then int8, then the card. Resumable: run it again.
-DEFAULT_RUN_ARGS = --variant mobile-unet-wide-lean --data figaro-train fasseg-v2-train fasseg-v3-train celeb1k-train \
-	--repeat fasseg-v2-train=3 fasseg-v3-train=2 celeb1k-train=2 --size 288 --epochs 14 --lr 5e-4 --threads 2
+DEFAULT_RUN_ARGS = --variant mobile-unet-wide-lean $(MIRROR_MIX) --size 288 --epochs 14 --lr 5e-4 --threads 2
 .PHONY: default-model
 default-model: $(STAMP)  ## (slow) retrain models/hair-mobile-unet-wide-lean.onnx (+ .int8.onnx) from ../shared/data
 	$(PY) -m training train $(DEFAULT_RUN_ARGS) --augment mirror-faces \
@@ -143,30 +148,27 @@ default-model: $(STAMP)  ## (slow) retrain models/hair-mobile-unet-wide-lean.onn
 	$(PY) -m training slim runs/lean-288-cloth/best.pt --out models/checkpoints/mobile-unet-wide-lean-288-cloth.pt
 	$(PY) -m export onnx runs/lean-288-cloth/best.pt --out models/hair-mobile-unet-wide-lean.onnx --eval
 	$(PY) -m export int8 models/hair-mobile-unet-wide-lean.onnx --out models/hair-mobile-unet-wide-lean.int8.onnx \
-	  --calib 200 --calib-data figaro-train fasseg-v3-train celeb1k-train
+	  $(INT8_CALIB)
 	$(PY) -m export card models
 
 # The previous default, hair-mobile-unet-wide.onnx (224x224): 30 epochs at 192, then 25 at 224 with hats (~1.6 h).
-WIDE_RUN_ARGS = --variant mobile-unet-wide --data figaro-train fasseg-v2-train fasseg-v3-train celeb1k-train \
-	--repeat fasseg-v2-train=3 fasseg-v3-train=2 celeb1k-train=2
+WIDE_RUN_ARGS = --variant mobile-unet-wide $(MIRROR_MIX)
 .PHONY: wide-model
 wide-model: $(STAMP)  ## (slow) retrain models/hair-mobile-unet-wide.onnx (+ .int8.onnx), the previous default
 	$(PY) -m training train $(WIDE_RUN_ARGS) --size 192 --lr 2e-3 --augment mirror --out runs/mirror-wide-192
 	$(PY) -m training train $(WIDE_RUN_ARGS) --size 224 --epochs 25 --augment mirror-hats \
 	  --init runs/mirror-wide-192/best.pt --out runs/mirror-hats-224-ft
 	$(PY) -m export onnx runs/mirror-hats-224-ft/best.pt --out models/hair-mobile-unet-wide.onnx --eval
-	$(PY) -m export int8 models/hair-mobile-unet-wide.onnx --out models/hair-mobile-unet-wide.int8.onnx \
-	  --calib 200 --calib-data figaro-train fasseg-v3-train celeb1k-train
+	$(PY) -m export int8 models/hair-mobile-unet-wide.onnx --out models/hair-mobile-unet-wide.int8.onnx $(INT8_CALIB)
 
 # Checkpoints later sessions start from (--init) instead of retraining (about 2.7 h on 2 CPU cores; resumable):
 # mobile-unet-wide at 224 with hats in one stage, then mobile-unet-wide-lean at 288 from its encoder.
-MIRROR_DATA = --data figaro-train fasseg-v2-train fasseg-v3-train celeb1k-train
 .PHONY: checkpoints
 checkpoints: $(STAMP)  ## (slow) models/checkpoints/*.pt (weights only) from ../shared/data; see models/README.md
 	$(PY) -m training train --variant mobile-unet-wide $(MIRROR_DATA) --repeat fasseg-v2-train=3 fasseg-v3-train=1 \
 	  celeb1k-train=3 --size 224 --epochs 32 --lr 2e-3 --augment mirror-hats --threads 2 --out runs/wide-224-c3
 	$(PY) -m training slim runs/wide-224-c3/best.pt --out models/checkpoints/mobile-unet-wide-224-c3.pt
-	$(PY) -m training train --variant mobile-unet-wide-lean $(MIRROR_DATA) --repeat fasseg-v2-train=3 \
-	  fasseg-v3-train=2 celeb1k-train=2 --size 288 --epochs 28 --lr 2e-3 --augment mirror-hats \
+	$(PY) -m training train --variant mobile-unet-wide-lean $(MIRROR_MIX) --size 288 --epochs 28 --lr 2e-3 \
+	  --augment mirror-hats \
 	  --init runs/wide-224-c3/best.pt --threads 2 --out runs/lean-288
 	$(PY) -m training slim runs/lean-288/best.pt --out models/checkpoints/mobile-unet-wide-lean-288.pt
