@@ -100,7 +100,7 @@ class Mirror:
     def _postprocessor(self, segmenter: Segmenter) -> Postprocessor:
         pc = self.cfg.postprocess
         threshold = pc.threshold if pc.threshold >= 0 else segmenter.threshold
-        return Postprocessor(threshold, pc.keep, pc.min_area, pc.smoothing, self.background_face_search)
+        return Postprocessor(threshold, pc.keep, pc.min_area, pc.smoothing, self.background_face_search, pc.work_side)
 
     @property
     def mode_text(self) -> str:

@@ -26,6 +26,7 @@ from .registry import Registry
 
 _log = logging.getLogger(__name__)
 _BAND_KERNEL = np.ones((5, 5), np.uint8)
+_BAND_KERNEL_SHRUNK = np.ones((3, 3), np.uint8)
 
 
 class Components:
@@ -335,17 +336,37 @@ class FaceAnchored(Framed):
         return self._face_maps(shape)[2]
 
 
+def shrink_factor(shape: tuple[int, int], work_side: int) -> int:
+    """The whole factor a map of `shape` is shrunk by so that its longest side is at most `work_side` (0: 1)."""
+    return max(1, -(-max(shape) // work_side)) if work_side > 0 else 1
+
+
 class Postprocessor:
     """Smooths probabilities over time, keeps the components the `keep` rule says are hair,
-    and returns a soft alpha that is zero outside the kept hair."""
+    and returns a soft alpha that is zero outside the kept hair.
+
+    `work_side` > 0: a map with a longer side is first shrunk by a whole factor (pixel averages), so every step
+    after it touches a fraction of the pixels. The shipped models predict at half their input size and stretch
+    that inside the graph, so at 160 their map loses no detail (`python -m export postprocess` measures it)."""
 
     def __init__(self, threshold: float, keep: str = "largest", min_area: float = 0.01, smoothing: float = 0.5,
-                 background: bool = False):
+                 background: bool = False, work_side: int = 0):
         if keep not in KEEP_RULES:
             raise ValueError(f"keep must be one of {', '.join(map(repr, KEEP_RULES.names()))}, not {keep!r}")
+        if work_side < 0:
+            raise ValueError(f"work_side must be 0 (the map's own size) or a number of pixels, not {work_side!r}")
         self.threshold, self.keep, self.min_area, self.smoothing = threshold, keep, min_area, smoothing
+        self.work_side = work_side
         self.rule = KEEP_RULES.create(keep, min_area, background)  # background: the daemon's face search thread
         self.state: np.ndarray | None = None
+
+    def shrink(self, prob: np.ndarray) -> tuple[np.ndarray, int]:
+        """(the map at most `work_side` on its longest side, the factor it was shrunk by)."""
+        f = shrink_factor(prob.shape, self.work_side)
+        if f == 1:
+            return prob, 1
+        h, w = prob.shape
+        return cv2.resize(prob, (-(-w // f), -(-h // f)), interpolation=cv2.INTER_AREA), f
 
     def smooth(self, prob: np.ndarray) -> np.ndarray:
         """Uncertainty-weighted exponential smoothing: confident pixels follow the new frame at once,
@@ -370,12 +391,15 @@ class Postprocessor:
         return comps.mask_of(self.rule.select(comps, mask.astype(np.float32) if prob is None else prob))
 
     def __call__(self, prob: np.ndarray, rgb: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """prob float32 [H, W] -> (mask uint8 {0,1}, alpha float32 [0,1] zero outside the kept hair).
-        `rgb` is the frame the probability is of (any size; `keep = face` looks for the face in it)."""
+        """prob float32 [H, W] -> (mask uint8 {0,1}, alpha float32 [0,1] zero outside the kept hair), both of
+        the shrunk size when `work_side` shrinks the map. `rgb` is the frame the probability is of (any size;
+        `keep = face` looks for the face in it)."""
+        prob, f = self.shrink(prob)
         p = self.rule.prepare(self.smooth(prob), rgb)
         mask = self.components((p > self.threshold).view(np.uint8), p)
-        # soft edge: probabilities inside a 2-pixel band around the kept hair, nothing beyond it
-        band = cv2.dilate(mask, _BAND_KERNEL)
+        # soft edge: probabilities inside a band around the kept hair, nothing beyond it (2 pixels of the map as
+        # the model gives it; 1 of a map shrunk by 2)
+        band = cv2.dilate(mask, _BAND_KERNEL if f == 1 else _BAND_KERNEL_SHRUNK)
         alpha = np.clip(p, 0.0, 1.0)
         alpha *= band  # in place: one frame-sized array fewer
         np.maximum(alpha, np.float32(0.5) * mask, out=alpha)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .cameras import Camera, CameraError, Frame
+from .recolour.base import upscale_alpha
 from .sinks import Output, Sink
 
 _log = logging.getLogger(__name__)
@@ -97,12 +98,23 @@ class Capture:
 
 @dataclass
 class Hair:
-    """The newest segmentation result, at the segmenter's input size."""
+    """The newest segmentation result, at the size post-processing worked at (the segmenter's input size, or a
+    whole fraction of it: `[postprocess] work_side`)."""
     mask: np.ndarray
     alpha: np.ndarray
     frame_index: int
     seconds: float
     scene: int = 0
+
+    def dyed(self, shape: tuple[int, int]) -> np.ndarray:
+        """bool [H, W]: the pixels of a frame of this shape that get at least half the new colour, the alpha
+        stretched as the display stretches it (inside the kept hair alpha >= 0.5, outside it below)."""
+        out = np.zeros(shape, bool)
+        hair = upscale_alpha(self.alpha, shape)
+        if hair is not None:
+            box, alpha = hair
+            out[box] = alpha >= 0.5
+        return out
 
 
 class InferenceWorker:

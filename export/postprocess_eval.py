@@ -120,12 +120,14 @@ def live_demo(seg, keeps: list[str], labels: dict, min_area: float, step: float 
     from device.cameras.demo import demo_photos
     from device.config import CameraConfig, PostprocessConfig
     from device.postprocess import Postprocessor
+    from device.stages import Hair
     names = list(demo_photos())
     cam = CAMERAS.create("demo", CameraConfig(kind="demo"), seg.input_size)
     cam.start()
     hw = cam.lores_hw
-    smoothing = PostprocessConfig().smoothing
-    posts = {k: Postprocessor(seg.threshold, k, min_area, smoothing) for k in keeps}
+    daemon = PostprocessConfig()
+    posts = {k: Postprocessor(seg.threshold, k, min_area, daemon.smoothing, work_side=daemon.work_side)
+             for k in keeps}
     counts: dict = {}
     shown = None
     for t in np.arange(step / 2, cam.seconds_per_photo * len(names), step):
@@ -143,7 +145,7 @@ def live_demo(seg, keeps: list[str], labels: dict, min_area: float, step: float 
         frame = cam.view(t, hw)
         prob = seg.segment(frame)
         for keep, post in posts.items():
-            mask = post(prob, frame)[0].view(bool)
+            mask = Hair(*post(prob, frame), 0, 0.0).dyed(hw)
             for r, m in regions.items():
                 c = counts.setdefault(name, {}).setdefault(keep, {}).setdefault(r, [0, 0])
                 c[0] += int(np.count_nonzero(mask & m))

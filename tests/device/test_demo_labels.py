@@ -91,10 +91,10 @@ def live_measure(photo: str) -> tuple[dict[str, float], list[float]]:
     for i, t in enumerate(np.arange(start + LIVE_STEP / 2, start + cam.seconds_per_photo, LIVE_STEP)):
         _, to_view = cam.view_map(t, hw)
         frame = cam.view(t, hw)
-        hair = m.segment(Frame(frame, frame, i))
+        shown = m.segment(Frame(frame, frame, i)).dyed(hw)
         for r, g in region_masks(LABELS[photo], photos()[photo].shape[:2]).items():
             g = cv2.warpAffine(g.view(np.uint8), to_view[:2], hw[::-1], flags=cv2.INTER_NEAREST).view(bool)
-            hit, n = int(np.count_nonzero(hair.mask.view(bool) & g)), int(np.count_nonzero(g))
+            hit, n = int(np.count_nonzero(shown & g)), int(np.count_nonzero(g))
             dyed[r] = dyed.get(r, 0) + hit
             labelled[r] = labelled.get(r, 0) + n
             if r == "hair":

@@ -15,6 +15,7 @@ import pytest
 
 from device import config as configuration
 from device.mirror import Mirror
+from device.postprocess import shrink_factor
 from device.sinks import Sink
 from tests.device import fake_picamera2
 
@@ -401,7 +402,8 @@ def test_a_fallback_segmenter_is_fed_its_own_input_size_not_the_models(photos):
     mirror.run(max_frames=4, inline=True)
     assert seen and all(shape[:2] == tuple(mirror.segmenter.input_size) for shape in seen), seen
     hair = mirror.segment(mirror.camera.read())
-    assert hair is not None and hair.mask.shape == tuple(mirror.segmenter.input_size)
+    f = shrink_factor(mirror.segmenter.input_size, mirror.cfg.postprocess.work_side)
+    assert hair is not None and hair.mask.shape == tuple(-(-s // f) for s in mirror.segmenter.input_size)
 
 
 def test_a_mask_is_never_applied_across_the_demo_cameras_photo_switch(monkeypatch):
