@@ -13,12 +13,17 @@ the same run, interleaved frame by frame so that a background load weighs on bot
     upscale     the hair's alpha at the display size
     recolour    the hair's pixels recoloured
     compose     the recoloured hair blended into the displayed frame
+    overlay     what a Pi shows instead: the picamera2-overlay sink's small RGBA image (320 px wide: the hair's
+                alpha at that size, the recoloured hair of the frame shrunk to it), drawn by the display over the
+                camera's own preview; its own upscale and recolour are inside it
     publish     the sinks (null here) and the frame handed to the web page
 
 Every stage runs on one core (OpenCV and onnxruntime with one thread), as the model alone is timed. Two ratios,
 each the median over rounds of `face.every` frames (one face search each) of (path) / (model alone):
-- demo path: every stage but `colour`, as the daemon runs on the demo camera;
-- Pi path: `colour` instead of `capture` (on a Pi the sensor and ISP render both streams; the CPU converts them).
+- demo path: every stage but `colour` and `overlay`, as the daemon runs on the demo camera with the composite;
+- Pi path: `colour` instead of `capture` (on a Pi the sensor and ISP render both streams; the CPU converts them),
+  and `overlay` instead of upscale, recolour and compose (the Pi's sink; the web page composes a frame only when it
+  is asked for one, in its own thread).
 Each is given twice: by wall time, and by the frame thread's own CPU time (time.thread_time), which a busy machine
 (another job on the cores) does not inflate; the work of the camera's and the face search's own threads is not in
 the CPU figures, as on a Pi's other cores.
@@ -39,8 +44,10 @@ from .measure import ThreadClock, model_call, one_opencv_thread
 
 _log = logging.getLogger(__name__)
 
-STAGES = ("capture", "colour", "resize", "inference", "postprocess", "upscale", "recolour", "compose", "publish")
-PATHS = {"demo": tuple(s for s in STAGES if s != "colour"), "pi": tuple(s for s in STAGES if s != "capture")}
+STAGES = ("capture", "colour", "resize", "inference", "postprocess", "upscale", "recolour", "compose", "overlay",
+          "publish")
+PATHS = {"demo": tuple(s for s in STAGES if s not in ("colour", "overlay")),
+         "pi": tuple(s for s in STAGES if s not in ("capture", "upscale", "recolour", "compose"))}
 CLOCKS = ("wall", "cpu")
 UNPACED_FPS = 1e6  # the demo camera unpaced: the path, not a frame rate, sets the speed
 WARMUP_FRAMES = 8
@@ -82,7 +89,7 @@ def _mirror(model_path: str | Path, frame_hw: tuple[int, int], keep: str | None,
 
 def frame_path(mirror, clock: _Clock):
     """One frame through the daemon's stages, inline, as `Mirror.run(inline=True)` does it: the displayed
-    composite (the web page's and the file sink's picture). Returns the Output."""
+    composite (the web page's and the file sink's picture), and the Pi sink's overlay. Returns the Output."""
     from ..sinks import Output
     frame = mirror.camera.read()
     clock.stage("capture")
@@ -100,6 +107,8 @@ def frame_path(mirror, clock: _Clock):
     clock.stage("recolour")
     output.compose(hair, new)
     clock.stage("compose")
+    _ = output.overlay
+    clock.stage("overlay")
     for sink in mirror.sinks:
         sink.show(output)
     mirror.latest_output = output

@@ -31,7 +31,9 @@ def test_profile_has_every_stage_and_both_ratios(model):
     assert ms["inference"] > 0.5 * result["model_alone_ms"] > 0  # the segmenter is the model, and a bit more
     assert ms["capture"] > 0 and ms["postprocess"] > 0 and ms["compose"] > 0
     demo, pi = result["paths"]["demo"], result["paths"]["pi"]
+    assert ms["overlay"] > 0
     assert "colour" not in demo["stages"] and "capture" not in pi["stages"]
+    assert "overlay" not in demo["stages"] and not {"upscale", "recolour", "compose"} & set(pi["stages"])
     assert demo["ms"] == pytest.approx(sum(ms[s] for s in demo["stages"]), abs=0.01)
     for path in (demo, pi):  # the path holds the model: its CPU cannot be less than the model's alone (much)
         assert 0 < path["ratio_iqr"][0] <= path["ratio"] <= path["ratio_iqr"][1] < 10  # wall: what other work allows
@@ -62,6 +64,8 @@ def test_the_profiled_frame_is_the_one_the_daemon_shows(model):
     fresh = Output(output.frame, output.alpha, mirror.recolourer).composite
     assert np.array_equal(output.composite, fresh)
     assert not np.array_equal(fresh, output.frame.main)  # something was recoloured
+    overlay = Output(output.frame, output.alpha, mirror.recolourer).overlay  # the Pi sink's image, made alike
+    assert np.array_equal(output.overlay, overlay) and overlay[..., 3].max() > 0
 
 
 def test_command_prints_the_table_and_writes_json(model, tmp_path, capsys):
