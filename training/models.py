@@ -137,6 +137,39 @@ class LeanMobileUNet(MobileUNet):
         return nn.functional.interpolate(self.head(x), size=size, mode="bilinear", align_corners=False)
 
 
+class GlobalContext(nn.Module):
+    """Image-level and whole-map context on the deepest features, added as residuals (ParseNet's image pooling,
+    then a depthwise kernel as large as the map at 288 px). The last layer of each branch starts at zero, so a model
+    warm-started from one without it computes the same output until training moves them."""
+
+    def __init__(self, width: int, kernel: int = 9):
+        super().__init__()
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(width, width, 1), nn.ReLU(inplace=True),
+                                  nn.Conv2d(width, width, 1))
+        self.wide = nn.Sequential(nn.Conv2d(width, width, kernel, padding=kernel // 2, groups=width, bias=False),
+                                  nn.BatchNorm2d(width), nn.ReLU(inplace=True), nn.Conv2d(width, width, 1))
+        for last in (self.pool[-1], self.wide[-1]):
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.pool(x) + self.wide(x)
+
+
+class ContextLeanMobileUNet(LeanMobileUNet):
+    """LeanMobileUNet with GlobalContext on its deepest features: the celeb1k-val errors far from any hair edge
+    (dark backgrounds, collars and caps beside the hair) need to know where the face and the head are."""
+
+    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 160, 192), depths: tuple[int, ...] = (1, 2, 3, 2),
+                 in_channels: int = 3):
+        super().__init__(widths, depths, in_channels)
+        self.context = GlobalContext(widths[-1])
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        x, skips = super().encode(x)
+        return self.context(x), skips
+
+
 @dataclass(frozen=True)
 class Variant:
     name: str
@@ -171,6 +204,9 @@ register(Variant("mobile-unet-wide", MobileUNet, {"widths": (32, 64, 128, 160, 1
 register(Variant("mobile-unet-wide-lean", LeanMobileUNet, {"widths": (32, 64, 128, 160, 192)},
                  "mobile-unet-wide's encoder, lean decoder (1x1 projection at low resolution, add, one separable "
                  "conv): fewer full-resolution channels; untrained (issue 22, item 7)"))
+register(Variant("mobile-unet-wide-lean-ctx", ContextLeanMobileUNet, {"widths": (32, 64, 128, 160, 192)},
+                 "mobile-unet-wide-lean plus image-level and whole-map context on its deepest features "
+                 "(GlobalContext); starts as the lean model when warm-started from it"))
 
 
 def get_variant(name: str) -> Variant:

@@ -41,3 +41,34 @@ def test_a_prior_channel_is_a_fourth_input_channel():
 def test_unknown_variant_names_the_known_ones():
     with pytest.raises(KeyError, match="unet-226k"):
         build_model("unet-9000")
+
+
+
+def test_the_context_variant_starts_as_the_lean_model_it_is_warm_started_from():
+    """GlobalContext's last layers start at zero: with the lean model's weights loaded, the output is the lean
+    model's until training moves them."""
+    from training.train import transfer_matching
+    torch.manual_seed(0)
+    lean = build_model("mobile-unet-wide-lean").eval()
+    ctx = build_model("mobile-unet-wide-lean-ctx").eval()
+    assert transfer_matching(lean, ctx) == len(lean.state_dict())
+    x = torch.rand(1, 3, 96, 96)
+    with torch.no_grad():
+        assert torch.equal(ctx(x), lean(x))
+    assert count_macs(ctx, (288, 288)) < 1.03 * count_macs(lean, (288, 288))
+
+
+def test_global_context_lets_every_position_see_the_whole_map():
+    """Once trained (non-zero), a change in one corner of a 9x9 map (the deepest features at 288 px) moves every
+    position, the far corner too; a 3x3 convolution would move only its neighbours."""
+    from training.models import GlobalContext
+    torch.manual_seed(0)
+    block = GlobalContext(8).eval()
+    for branch in (block.pool, block.wide):
+        torch.nn.init.normal_(branch[-1].weight)
+    x = torch.rand(1, 8, 9, 9)
+    y = x.clone()
+    y[..., 0, 0] += 1
+    with torch.no_grad():
+        moved = (block(y) - block(x)).abs().amax(1)[0]
+    assert (moved > 1e-4).all()

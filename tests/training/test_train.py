@@ -112,6 +112,21 @@ def test_prune_distils_a_small_variant_from_a_trained_teacher(tmp_path, data_roo
     assert distillation(near_teacher, truth, t, alpha=1.0) < distillation(near_truth, truth, t, alpha=1.0)
 
 
+def test_flip_averaged_soft_targets_are_the_mean_over_the_mirror_image():
+    from training.models import build_model
+    from training.train import TrainConfig, soft_targets
+    torch.manual_seed(0)
+    teacher = build_model("mobile-unet").eval()
+    x = torch.rand(2, 3, 64, 96)
+    plain, flipped = soft_targets(teacher, x), soft_targets(teacher, x.flip(-1)).flip(-1)
+    both = soft_targets(teacher, x, flip=True)
+    assert torch.allclose(both, (plain + flipped) / 2)
+    assert not torch.allclose(both, plain)  # a random network is not mirror-symmetric
+    assert torch.allclose(soft_targets(teacher, x.flip(-1), flip=True).flip(-1), both, atol=1e-6)  # symmetric
+    with pytest.raises(ValueError, match="teacher_flip needs a teacher"):
+        TrainConfig(teacher_flip=True)
+
+
 def test_init_starts_from_another_runs_weights_and_refuses_a_mismatch(tmp_path, data_root):
     base = dict(data=["figaro-train"], data_root=str(data_root), size=64, epochs=1, batch=4, limit=8,
                 augment="flips")
