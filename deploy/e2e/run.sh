@@ -103,7 +103,9 @@ SRC="$CACHE/src"
 rm -rf "$SRC" && mkdir -p "$SRC" && git -C "$REPO" archive HEAD | tar -x -C "$SRC"
 echo "   deploying commit $(git -C "$REPO" rev-parse --short HEAD)"
 EXTRA=(-e "@$SRC/deploy/e2e/vars.yml" -e "hairmirror_source_dir=$SRC")
-DEFAULT_MODEL=models/hair-mobile-unet-wide-lean.onnx  # the first of the role's hairmirror_models
+# the config's default model: the first of the role's hairmirror_models (tests tie it to device.segmenters)
+DEFAULT_MODEL=models/$(awk '/^hairmirror_models:/ {getline; sub(/^ *- */, ""); print; exit}' \
+  "$SRC/deploy/ansible/roles/hairmirror/defaults/main.yml")
 if [ ! -f "$SRC/$DEFAULT_MODEL" ]; then
   echo "e2e-deploy: WARNING $DEFAULT_MODEL not exported yet: deploying the classical segmenter only" >&2
   EXTRA+=(-e '{"hairmirror_models": [], "hairmirror_segmenter_kind": "classical"}')

@@ -44,3 +44,22 @@ def test_harness_compiles(tmp_path):
 def test_virtual_camera_config_is_shipped_with_the_script():
     text = (E2E / "virtual.yaml").read_text()
     assert '"/opt/frames/"' in text and "width: 256" in text
+
+
+def test_the_e2e_scripts_take_the_default_model_from_the_role():
+    """Neither e2e script names a model file: both read the first of the role's hairmirror_models (the config's
+    default, which test_ansible ties to device.segmenters.DEFAULT_MODEL) with the same awk line."""
+    import re
+
+    from device.segmenters import DEFAULT_MODEL
+    awk = shutil.which("awk")
+    if awk is None:
+        pytest.skip("awk not installed")
+    program = "/^hairmirror_models:/ {getline; sub(/^ *- */, \"\"); print; exit}"
+    for script in (DEPLOY / "e2e" / "run.sh", E2E / "run.sh"):
+        text = script.read_text()
+        assert not re.search(r"hair-[\w.-]+\.onnx", text), script
+        assert f"awk '{program}'" in text, script
+    defaults = DEPLOY / "ansible" / "roles" / "hairmirror" / "defaults" / "main.yml"
+    out = subprocess.run([awk, program, str(defaults)], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == DEFAULT_MODEL.name

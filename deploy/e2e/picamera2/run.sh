@@ -58,7 +58,9 @@ for f in virtual_cam_patch.py memfd_allocator.py pykms.py; do
   [ -f "$RECIPE/$f" ] || die "recipe file $RECIPE/$f missing (../shared/recipes/picamera2-virtual beside the checkout)" 2
 done
 [ -d "$DATA/fasseg/V2/Test_RGB" ] || die "real photos missing: $DATA/fasseg/V2/Test_RGB (../shared/data)" 2
-DEFAULT_MODEL=models/hair-mobile-unet-wide-lean.onnx  # device.segmenters.DEFAULT_MODEL
+# device.segmenters.DEFAULT_MODEL: the first of the role's hairmirror_models (a test ties the two together)
+DEFAULT_MODEL=models/$(git -C "$REPO" show "$REF:deploy/ansible/roles/hairmirror/defaults/main.yml" \
+  | awk '/^hairmirror_models:/ {getline; sub(/^ *- */, ""); print; exit}')
 git -C "$REPO" cat-file -e "$REF:$DEFAULT_MODEL" 2>/dev/null || die "$DEFAULT_MODEL is not committed at $REF" 2
 
 CH=(chroot "$ROOT" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root LANG=C.UTF-8)
