@@ -134,27 +134,42 @@ MIRROR_DATA = --data figaro-train fasseg-v2-train fasseg-v3-train celeb1k-train
 MIRROR_MIX = $(MIRROR_DATA) --repeat fasseg-v2-train=3 fasseg-v3-train=2 celeb1k-train=2
 INT8_CALIB = --calib 200 --calib-data figaro-train fasseg-v3-train celeb1k-train
 
-# The shipped default model, from ../shared/data: mobile-unet-wide-lean at 288x288, fine-tuned from the committed
-# checkpoint models/checkpoints/mobile-unet-wide-lean-288.pt (`make checkpoints` remakes it) in two runs of 14
-# epochs: glasses and aged skin on the faces (mirror-faces), then hats made of real cloth (mirror-cloth); about
-# 65 min on 2 CPU cores. Exported with its evaluation, then int8, then the card. Resumable: run it again.
-DEFAULT_RUN_ARGS = --variant mobile-unet-wide-lean $(MIRROR_MIX) --size 288 --epochs 14 --lr 5e-4 --threads 2
+# The shipped default model, from ../shared/data: mobile-unet-wide-lean-ctx at 288x288, from the committed checkpoint
+# models/checkpoints/mobile-unet-wide-lean-288-cloth.pt (`make lean-model` remakes it): 14 epochs with GlobalContext
+# added (hats of real cloth, mirror-cloth), then 10 epochs distilled from that run's own flip-averaged masks; about
+# 75 min on 2 CPU cores. Exported with its evaluation, then int8, then the card. Resumable: run it again.
+DEFAULT_RUN_ARGS = --variant mobile-unet-wide-lean-ctx $(MIRROR_MIX) --size 288 --augment mirror-cloth --threads 2
 .PHONY: default-model
-default-model: $(STAMP)  ## (slow) retrain models/hair-mobile-unet-wide-lean.onnx (+ .int8.onnx) from ../shared/data
-	$(PY) -m training train $(DEFAULT_RUN_ARGS) --augment mirror-faces \
+default-model: $(STAMP)  ## (slow) retrain models/hair-mobile-unet-wide-lean-ctx.onnx (+ .int8.onnx) from ../shared/data
+	$(PY) -m training train $(DEFAULT_RUN_ARGS) --epochs 14 --lr 5e-4 \
+	  --init models/checkpoints/mobile-unet-wide-lean-288-cloth.pt --out runs/ctx-288
+	$(PY) -m training prune $(DEFAULT_RUN_ARGS) --epochs 10 --lr 3e-4 --teacher runs/ctx-288/best.pt --teacher-flip \
+	  --alpha 0.5 --init runs/ctx-288/best.pt --out runs/ctx-288-distil
+	$(PY) -m training slim runs/ctx-288-distil/best.pt --out models/checkpoints/mobile-unet-wide-lean-ctx-288.pt
+	$(PY) -m export onnx runs/ctx-288-distil/best.pt --out models/hair-mobile-unet-wide-lean-ctx.onnx --eval
+	$(PY) -m export int8 models/hair-mobile-unet-wide-lean-ctx.onnx \
+	  --out models/hair-mobile-unet-wide-lean-ctx.int8.onnx $(INT8_CALIB)
+	$(PY) -m export card models
+
+# The previous default, hair-mobile-unet-wide-lean.onnx (288x288), and the checkpoint the default starts from:
+# two runs of 14 epochs from models/checkpoints/mobile-unet-wide-lean-288.pt (`make checkpoints` remakes it), glasses
+# and aged skin on the faces (mirror-faces), then hats made of real cloth (mirror-cloth); about 65 min.
+LEAN_RUN_ARGS = --variant mobile-unet-wide-lean $(MIRROR_MIX) --size 288 --epochs 14 --lr 5e-4 --threads 2
+.PHONY: lean-model
+lean-model: $(STAMP)  ## (slow) retrain models/hair-mobile-unet-wide-lean.onnx (+ .int8.onnx), the previous default
+	$(PY) -m training train $(LEAN_RUN_ARGS) --augment mirror-faces \
 	  --init models/checkpoints/mobile-unet-wide-lean-288.pt --out runs/lean-288-faces
-	$(PY) -m training train $(DEFAULT_RUN_ARGS) --augment mirror-cloth --init runs/lean-288-faces/best.pt \
+	$(PY) -m training train $(LEAN_RUN_ARGS) --augment mirror-cloth --init runs/lean-288-faces/best.pt \
 	  --out runs/lean-288-cloth
 	$(PY) -m training slim runs/lean-288-cloth/best.pt --out models/checkpoints/mobile-unet-wide-lean-288-cloth.pt
 	$(PY) -m export onnx runs/lean-288-cloth/best.pt --out models/hair-mobile-unet-wide-lean.onnx --eval
 	$(PY) -m export int8 models/hair-mobile-unet-wide-lean.onnx --out models/hair-mobile-unet-wide-lean.int8.onnx \
 	  $(INT8_CALIB)
-	$(PY) -m export card models
 
-# The previous default, hair-mobile-unet-wide.onnx (224x224): 30 epochs at 192, then 25 at 224 with hats (~1.6 h).
+# The default before that, hair-mobile-unet-wide.onnx (224x224): 30 epochs at 192, then 25 at 224 with hats (~1.6 h).
 WIDE_RUN_ARGS = --variant mobile-unet-wide $(MIRROR_MIX)
 .PHONY: wide-model
-wide-model: $(STAMP)  ## (slow) retrain models/hair-mobile-unet-wide.onnx (+ .int8.onnx), the previous default
+wide-model: $(STAMP)  ## (slow) retrain models/hair-mobile-unet-wide.onnx (+ .int8.onnx), an earlier default
 	$(PY) -m training train $(WIDE_RUN_ARGS) --size 192 --lr 2e-3 --augment mirror --out runs/mirror-wide-192
 	$(PY) -m training train $(WIDE_RUN_ARGS) --size 224 --epochs 25 --augment mirror-hats \
 	  --init runs/mirror-wide-192/best.pt --out runs/mirror-hats-224-ft

@@ -12,7 +12,7 @@ from .registry import Registry, setting
 
 _log = logging.getLogger(__name__)
 # The source checkout's default model (a wheel carries none: the deploy sets [segmenter] model to its own copy).
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "hair-mobile-unet-wide-lean.onnx"
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "hair-mobile-unet-wide-lean-ctx.onnx"
 
 
 class SegmenterError(RuntimeError):

@@ -145,7 +145,8 @@ def test_the_source_file_is_never_the_output(tmp_path):
 
 
 # The rewrites each shipped mobile file carries (the lean decoder concatenates no split tensors).
-SHIPPED_REWRITES = {"hair-mobile-unet-wide-lean.onnx": "static-resize,normalise",
+SHIPPED_REWRITES = {"hair-mobile-unet-wide-lean-ctx.onnx": "static-resize,normalise",
+                    "hair-mobile-unet-wide-lean.onnx": "static-resize,normalise",
                     "hair-mobile-unet-wide.onnx": "static-resize,split-concat,normalise"}
 
 
