@@ -31,6 +31,9 @@ UNTAGGED, ALL = "untagged", "all"
 ABOVE_MARGIN = 0.02
 # Data sets whose photos must never be written into the repository (not redistributable).
 NOT_REDISTRIBUTABLE = (CELEB,)
+# Wrong pixels by their distance to the true hair edge (pixels at the photo's size): on it (the edge band of a
+# 3x3 morphological gradient and its neighbours), near it (up to FAR_PX), far from it (a wrong region, not an edge).
+EDGE_PX, FAR_PX = 2, 16
 
 
 def image_id(name: str) -> str:
@@ -58,6 +61,25 @@ def hair_above_top(pred: np.ndarray, truth: np.ndarray, margin: float = ABOVE_MA
     return int(np.count_nonzero(pred & above & has_hair[None, :]))
 
 
+def errors_by_distance(pred: np.ndarray, truth: np.ndarray) -> tuple[float, float, float]:
+    """The photo's wrong pixels (false hair and missed hair) as shares of its union of predicted and true hair,
+    split by their distance to the true hair edge: (under EDGE_PX, EDGE_PX..FAR_PX, FAR_PX and beyond). They sum to
+    1 - IoU. Edge errors are mostly label and resolution; far ones are regions the model took for the wrong thing."""
+    pred, truth = pred.astype(bool), truth.astype(bool)
+    union = int(np.count_nonzero(pred | truth))
+    if union == 0:
+        return 0.0, 0.0, 0.0
+    edge = cv2.morphologyEx(truth.view(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+    if edge.any():
+        dist = cv2.distanceTransform((edge == 0).view(np.uint8), cv2.DIST_L2, 3)
+    else:  # no hair labelled: every wrong pixel is far from any edge
+        dist = np.full(truth.shape, np.inf, np.float32)
+    wrong = dist[pred ^ truth]
+    on = int(np.count_nonzero(wrong < EDGE_PX))
+    far = int(np.count_nonzero(wrong >= FAR_PX))
+    return on / union, (wrong.size - on - far) / union, far / union
+
+
 @dataclass(frozen=True)
 class ImageFigures:
     """One photo's figures (counts in pixels at the photo's own size)."""
@@ -71,6 +93,7 @@ class ImageFigures:
     iou: float
     f1: float
     above: int  # predicted hair pixels above the labelled hair (hair_above_top)
+    errors: tuple[float, float, float] = (0.0, 0.0, 0.0)  # wrong pixels on / near / far from the edge, of the union
 
     @property
     def precision(self) -> float:
@@ -96,6 +119,11 @@ class SetBreakdown:
     @property
     def subset(self) -> str:
         return f"one photo in {self.every}, " if self.every > 1 else ""
+
+    def error_shares(self) -> tuple[float, float, float]:
+        """The mean over the photos of `errors_by_distance` (on, near, far): they sum to 1 - mean IoU."""
+        return tuple(float(np.mean([im.errors[k] for im in self.images])) if self.images else float("nan")
+                     for k in range(3))
 
 
 def _row_keys(group: str, tags: tuple[str, ...] | None) -> tuple[str, ...]:
@@ -143,7 +171,8 @@ def measure(path: str | Path, spec: str, data_root: Path | None = None, threads:
             rows[key].update(pred, truth)
             above[key] += up
         images.append(ImageFigures(i, names[i], groups[i], tags.get(image_id(names[i]), ()) if tags else (),
-                                   one.tp, one.fp, one.fn, one.ious[0], one.f1s[0], up))
+                                   one.tp, one.fp, one.fn, one.ious[0], one.f1s[0], up,
+                                   errors_by_distance(pred, truth)))
         if worst > 0:
             heapq.heappush(heap, (-one.ious[0], -i, pred.copy()))
             if len(heap) > worst:

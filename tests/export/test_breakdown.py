@@ -21,6 +21,7 @@ from export.breakdown import (
     TAGS_FILE,
     UNTAGGED,
     check_gallery_place,
+    errors_by_distance,
     fit_tile,
     gallery,
     hair_above_top,
@@ -89,6 +90,30 @@ def test_hair_above_top_counts_only_what_lies_above_each_columns_labelled_hair()
     assert hair_above_top(pred, truth) == 4 * 8 + 30
     assert hair_above_top(truth, truth) == 0
     assert hair_above_top(pred, np.zeros_like(truth)) == 0
+
+
+def test_errors_by_distance_split_the_wrong_pixels_by_how_far_they_lie_from_the_true_edge():
+    truth = np.zeros((200, 200), np.uint8)
+    truth[50:150, 50:150] = 1
+    assert errors_by_distance(truth, truth) == (0.0, 0.0, 0.0)
+    shifted = np.roll(truth, 1, axis=1)  # off by one pixel: every wrong pixel is on the edge
+    on, near, far = errors_by_distance(shifted, truth)
+    assert on > 0 and near == far == 0
+    blob = truth.copy()
+    blob[0:20, 0:20] = 1  # a false region 30 px and more from the hair
+    assert errors_by_distance(blob, truth) == (0.0, 0.0, pytest.approx(400 / 10400))
+    grown = cv2.dilate(truth, np.ones((21, 21), np.uint8))  # 10 px too much all round: mostly near the edge
+    on, near, far = errors_by_distance(grown, truth)
+    assert near > on > 0 and far == 0
+    iou = truth.sum() / grown.sum()
+    assert on + near + far == pytest.approx(1 - iou)
+    assert errors_by_distance(blob, np.zeros_like(truth)) == (0.0, 0.0, 1.0)  # no hair: all of it is far
+
+
+def test_the_error_shares_add_up_to_what_the_mean_iou_lacks(celeb):
+    on, near, far = celeb.error_shares()
+    assert on > 0 and near > 0 and far > 0
+    assert on + near + far == pytest.approx(1 - celeb.overall["iou"], abs=1e-9)
 
 
 def _rows_from_images(b, key):
@@ -193,6 +218,13 @@ def test_card_describes_the_default_model_from_the_file(default_model, celeb_roo
             assert value == pytest.approx(float(meta[key]), abs=5e-4) and f"`{key}`" in row
         assert row.rstrip(" |").split("|")[-1].strip().startswith("yes" if value >= bar else "no")
     assert "hats and caps stay non-hair" in card and "Figaro-1k Testing by hairstyle class" in card
+    makeup = card.split("#### What celeb1k-val lacks")[1].split("####")[0]
+    points = [float(v) for v in re.findall(r"\| ([\d.]+) \|$", makeup, re.M)]
+    lacks = float(re.search(r"the rest, ([\d.]+) points", makeup).group(1))
+    assert len(points) == 4 and sum(points[:3]) == pytest.approx(lacks, abs=0.15) and points[3] <= points[2]
+    flipped = float(re.search(r"the same file scores ([\d.]+) on celeb1k-val", makeup).group(1))
+    mean = float(re.search(r"Mean IoU is ([\d.]+)", makeup).group(1))
+    assert mean - 0.01 < flipped < mean + 0.05  # two views of each photo: about a point better, never much worse
     # the Figaro gallery is committed beside the file; celeb1k photos go to out/ only, and the card lists ids
     figure = models / "figures" / f"{default_model.stem}-figaro-test-worst.png"
     assert figure.is_file() and f"](figures/{figure.name})" in card
