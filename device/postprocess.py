@@ -397,8 +397,8 @@ class Postprocessor:
         prob, f = self.shrink(prob)
         p = self.rule.prepare(self.smooth(prob), rgb)
         mask = self.components((p > self.threshold).view(np.uint8), p)
-        # soft edge: probabilities inside a band around the kept hair, nothing beyond it (2 pixels of the map as
-        # the model gives it; 1 of a map shrunk by 2)
+        # soft edge: probabilities inside a band around the kept hair, nothing beyond it (2 pixels of the model's
+        # own map; 1 of a shrunk one, about as wide on the frame)
         band = cv2.dilate(mask, _BAND_KERNEL if f == 1 else _BAND_KERNEL_SHRUNK)
         alpha = np.clip(p, 0.0, 1.0)
         alpha *= band  # in place: one frame-sized array fewer

@@ -114,9 +114,9 @@ def error_makeup(celeb: SetBreakdown, flipped: float | None) -> list[str]:
            f"| far from it ({FAR_PX} px and more: regions taken for the wrong thing) | {100 * far:.1f} |",
            f"| of which on the {len(hats)} hat photos | {100 * hat_far:.1f} |", ""]
     if flipped is not None:
-        out.append(f"Averaged with its mirror image (two inferences a frame: twice the latency, over the 1.2x budget) the "
-                   f"same file scores {flipped:.3f} on celeb1k-val. The experiment logs below say what each step "
-                   "bought.")
+        out.append(f"Averaged with its mirror image (two inferences a frame: twice the latency, over the 1.2x budget) "
+                   f"the same file scores {flipped:.3f} on celeb1k-val. The experiment logs below say what each "
+                   "step bought.")
     return out
 
 

@@ -55,7 +55,8 @@ class TrainConfig:
                                    "mirror-cloth also hats made of other photos' cloth",
                            choices=lambda: list(AUGMENT_PRESETS))
     prior: bool = _option(False, "train with the contract's previous-frame `prior` input")
-    teacher: str = _option("", "checkpoint of the trained larger variant to distil from", command="prune")
+    teacher: str = _option("", "checkpoint to distil from: a trained larger variant, or a run of the same one",
+                           command="prune")
     distill_alpha: float = _option(0.5, "weight of the teacher's soft targets", command="prune", flag="--alpha")
     teacher_flip: bool = _option(False, "the teacher's soft targets are the mean of the image and its mirror image "
                                         "(flip averaging, worth about a point of celeb1k-val for the 288 px model)",
