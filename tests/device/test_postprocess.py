@@ -468,3 +468,12 @@ def test_the_shrunk_map_dyes_what_the_models_own_map_dyes():
                 .dyed((480, 640)) for side in (0, max(h, w) // 2)]
         assert dyed[0].mean() > 0.02, "the photo's hair is not found at all"
         assert (dyed[0] & dyed[1]).sum() / (dyed[0] | dyed[1]).sum() > 0.97
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.5, 0.7])
+def test_kept_hair_shows_at_least_half_the_colour_at_any_threshold(threshold):
+    p = np.zeros((64, 64), np.float32)
+    p[10:40, 10:40] = np.linspace(0.31, 0.99, 30, dtype=np.float32)[None, :]  # sure on the right, unsure on the left
+    mask, alpha = Postprocessor(threshold, smoothing=0)(p)
+    assert mask.any() and (alpha[mask == 1] >= 0.5).all()
+    assert (alpha[mask == 1] >= p[mask == 1] - 1e-7).all()  # never less than the probability itself
