@@ -108,7 +108,8 @@ class Hair:
 
     def dyed(self, shape: tuple[int, int]) -> np.ndarray:
         """bool [H, W]: the pixels of a frame of this shape that get at least half the new colour, the alpha
-        stretched as the display stretches it (inside the kept hair alpha >= 0.5, outside it below)."""
+        stretched as the display stretches it (the kept hair has alpha >= 0.5; at a threshold of 0.5, the
+        shipped models' own, nothing else does)."""
         out = np.zeros(shape, bool)
         hair = upscale_alpha(self.alpha, shape)
         if hair is not None:
