@@ -98,9 +98,7 @@ class Mirror:
         return values, make_recolourer(*values, rc.strength)
 
     def _postprocessor(self, segmenter: Segmenter) -> Postprocessor:
-        pc = self.cfg.postprocess
-        threshold = pc.threshold if pc.threshold >= 0 else segmenter.threshold
-        return Postprocessor(threshold, pc.keep, pc.min_area, pc.smoothing, self.background_face_search, pc.work_side)
+        return Postprocessor.for_config(self.cfg.postprocess, segmenter.threshold, self.background_face_search)
 
     @property
     def mode_text(self) -> str:

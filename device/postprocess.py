@@ -361,6 +361,15 @@ class Postprocessor:
         self.rule = KEEP_RULES.create(keep, min_area, background)  # background: the daemon's face search thread
         self.state: np.ndarray | None = None
 
+    @classmethod
+    def for_config(cls, pc, model_threshold: float, background: bool = False, **changes) -> Postprocessor:
+        """The daemon's postprocessor for `[postprocess]` (a device.config.PostprocessConfig) and a segmenter whose
+        own threshold is `model_threshold`; `changes` replace settings (evaluations compare `keep` rules)."""
+        settings = {"keep": pc.keep, "min_area": pc.min_area, "smoothing": pc.smoothing, "work_side": pc.work_side,
+                    **changes}
+        threshold = pc.threshold if pc.threshold >= 0 else model_threshold
+        return cls(threshold, background=background, **settings)
+
     def shrink(self, prob: np.ndarray) -> tuple[np.ndarray, int]:
         """(the map at most `work_side` on its longest side, the factor it was shrunk by)."""
         f = shrink_factor(prob.shape, self.work_side)

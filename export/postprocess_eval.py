@@ -125,8 +125,7 @@ def live_demo(seg, keeps: list[str], labels: dict, min_area: float, step: float 
     cam = CAMERAS.create("demo", CameraConfig(kind="demo"), seg.input_size)
     cam.start()
     hw = cam.lores_hw
-    daemon = PostprocessConfig()
-    posts = {k: Postprocessor(seg.threshold, k, min_area, daemon.smoothing, work_side=daemon.work_side)
+    posts = {k: Postprocessor.for_config(PostprocessConfig(), seg.threshold, keep=k, min_area=min_area)
              for k in keeps}
     counts: dict = {}
     shown = None

@@ -477,3 +477,17 @@ def test_kept_hair_shows_at_least_half_the_colour_at_any_threshold(threshold):
     mask, alpha = Postprocessor(threshold, smoothing=0)(p)
     assert mask.any() and (alpha[mask == 1] >= 0.5).all()
     assert (alpha[mask == 1] >= p[mask == 1] - 1e-7).all()  # never less than the probability itself
+
+
+def test_for_config_carries_every_postprocess_setting_and_the_models_threshold_when_unset():
+    """The daemon and the evaluations build their postprocessor from [postprocess] through one place: every key of
+    it reaches the postprocessor (a new key cannot be forgotten by one of them)."""
+    import dataclasses
+
+    from device.config import PostprocessConfig
+    pc = PostprocessConfig(threshold=0.6, keep="mass", min_area=0.02, smoothing=0.3, work_side=100)
+    post = Postprocessor.for_config(pc, model_threshold=0.4)
+    assert {f.name: getattr(post, f.name) for f in dataclasses.fields(pc)} == dataclasses.asdict(pc)
+    assert Postprocessor.for_config(PostprocessConfig(), model_threshold=0.4).threshold == 0.4  # -1: the model's own
+    changed = Postprocessor.for_config(pc, 0.4, keep="largest", min_area=0.05)
+    assert (changed.keep, changed.min_area, changed.work_side) == ("largest", 0.05, 100)
