@@ -31,7 +31,7 @@ class Output:
         the alpha is stretched only inside the hair's box (recolour.base.upscale_alpha)."""
         if self.alpha is None:
             return None
-        return upscale_alpha(self.alpha, shape or self.frame.main.shape[:2])
+        return upscale_alpha(self.alpha, shape or self.frame.shape)
 
     def recolour(self, hair, rgb: np.ndarray | None = None) -> np.ndarray | None:
         """The hair's box of the frame (or of `rgb`) recoloured, None when there is no hair."""
@@ -52,20 +52,22 @@ class Output:
     @cached_property
     def overlay(self) -> np.ndarray:
         """A small RGBA image for Picamera2's set_overlay: recoloured hair, transparent elsewhere."""
-        h, w = self.frame.main.shape[:2]
+        h, w = self.frame.shape
         # a small camera frame is used as it is, never scaled up
         shape = (h, w) if w <= OVERLAY_WIDTH else (max(1, round(h * OVERLAY_WIDTH / w)), OVERLAY_WIDTH)
         hair = self.hair_alpha(shape)
         if hair is None:
             return np.zeros((*shape, 4), np.uint8)
         box, alpha = hair
-        whole = (slice(None), slice(None))
+        # the camera's own pixels (a Pi's are RGBX): only the hair's box is shrunk and made RGB
+        part = shrunk_box(self.frame.pixels, shape, box)
+        rgb = part if part.shape[2] == 3 else cv2.cvtColor(part, cv2.COLOR_RGBA2RGB)
         return self.recolourer.overlay_of(shape, box, alpha,
-                                          self.recolourer.recolour(shrunk_box(self.frame.main, shape, box), whole, alpha))
+                                          self.recolourer.recolour(rgb, (slice(None), slice(None)), alpha))
 
 
 def shrunk_box(rgb: np.ndarray, shape: tuple[int, int], box: tuple[slice, slice]) -> np.ndarray:
-    """The pixels of `box` of `rgb` shrunk to `shape` (H, W; INTER_AREA). At a whole-number scale (640x480 to
+    """The pixels (any channels) of `box` of `rgb` shrunk to `shape` (H, W; INTER_AREA). At a whole-number scale (640x480 to
     320x240) only the box's own pixels are shrunk: the same pixels as shrinking the whole frame, for the hair's
     share of the work (a tenth of the frame); at another scale the whole frame is shrunk, then cropped."""
     (h, w), (rows, cols) = rgb.shape[:2], box

@@ -4,8 +4,9 @@ the same run, interleaved frame by frame so that a background load weighs on bot
 
     capture     the camera's read: the frame handed over (the demo renders `main` and `lores` ahead in its own
                 thread, as a sensor and ISP do the work outside the frame thread)
-    colour      conversion to RGB: the demo renders RGB, so this is timed aside on the same frame with the Pi
-                camera adapter's own conversions (main XBGR8888, lores YUV420 as on a Pi 4), for the Pi path
+    colour      the Pi camera adapter's conversions (`frame_arrays`): the demo renders RGB, so this is timed aside
+                on the same frame made into the streams a Pi 4 gives (main XBGR8888, kept as RGBX pixels; lores
+                YUV420, converted to RGB), for the Pi path
     resize      the frame at the model's input size (none when the camera gives `lores` at that size)
     inference   the segmenter: input preparation and onnxruntime's run
     postprocess smoothing, threshold, the keep rule (`face`: its Haar cascade runs in a background thread, as in
@@ -14,8 +15,8 @@ the same run, interleaved frame by frame so that a background load weighs on bot
     recolour    the hair's pixels recoloured
     compose     the recoloured hair blended into the displayed frame
     overlay     what a Pi shows instead: the picamera2-overlay sink's small RGBA image (320 px wide: the hair's
-                alpha at that size, the recoloured hair of the frame shrunk to it), drawn by the display over the
-                camera's own preview; its own upscale and recolour are inside it
+                alpha at that size, the recoloured hair of the frame's RGBX pixels shrunk to it), drawn by the
+                display over the camera's own preview; its own upscale and recolour are inside it
     publish     the sinks (null here) and the frame handed to the web page
 
 Every stage runs on one core (OpenCV and onnxruntime with one thread), as the model alone is timed. Two ratios,
@@ -36,6 +37,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -87,19 +89,28 @@ def _mirror(model_path: str | Path, frame_hw: tuple[int, int], keep: str | None,
     return mirror
 
 
-def frame_path(mirror, clock: _Clock):
+class Profiled(NamedTuple):
+    output: object     # device.sinks.Output: the frame as the daemon shows it (the composite)
+    pi_output: object  # the same frame and hair as a Pi's camera adapter hands it over (its overlay is timed)
+
+
+def frame_path(mirror, clock: _Clock) -> Profiled:
     """One frame through the daemon's stages, inline, as `Mirror.run(inline=True)` does it: the displayed
-    composite (the web page's and the file sink's picture), and the Pi sink's overlay. Returns the Output."""
+    composite (the web page's and the file sink's picture), and the Pi sink's overlay of the same frame in the
+    Pi camera's pixel format."""
     from ..sinks import Output
     frame = mirror.camera.read()
     clock.stage("capture")
-    pi_colour(frame, clock)
+    pi_frame = pi_colour(frame, clock)
     rgb = mirror._input_for(mirror.segmenter, frame)
     clock.stage("resize")
     prob = mirror.segmenter.segment(rgb)
     clock.stage("inference")
     mask, alpha = mirror.post(prob, rgb)
     clock.stage("postprocess")
+    pi_output = Output(pi_frame, alpha, mirror.recolourer)
+    _ = pi_output.overlay  # before the composite, as a Pi makes it: after post-processing, on the same caches
+    clock.stage("overlay")
     output = Output(frame, alpha, mirror.recolourer)
     hair = output.hair_alpha()
     clock.stage("upscale")
@@ -107,25 +118,26 @@ def frame_path(mirror, clock: _Clock):
     clock.stage("recolour")
     output.compose(hair, new)
     clock.stage("compose")
-    _ = output.overlay
-    clock.stage("overlay")
     for sink in mirror.sinks:
         sink.show(output)
     mirror.latest_output = output
     clock.stage("publish")
-    return output
+    return Profiled(output, pi_output)
 
 
-def pi_colour(frame, clock: _Clock) -> None:
-    """Times the Pi camera adapter's conversions of this frame's streams as a Pi gives them (main XBGR8888, that
-    is R, G, B, X bytes; lores YUV420), made from the demo's RGB first (untimed). Their result is not used."""
-    from ..cameras.picamera2 import stream_to_rgb
+def pi_colour(frame, clock: _Clock):
+    """The frame as the Pi camera adapter makes it (`frame_arrays`: main XBGR8888 kept as R, G, B, X pixels, lores
+    YUV420 converted to RGB, as on a Pi 4), from the two streams as Picamera2 gives them, made from the demo's
+    RGB first (untimed). Only the adapter's work is timed (`colour`)."""
+    from ..cameras import Frame
+    from ..cameras.picamera2 import frame_arrays
     main = cv2.cvtColor(frame.main, cv2.COLOR_RGB2RGBA)
     lores = cv2.cvtColor(frame.lores, cv2.COLOR_RGB2YUV_I420)
+    streams = {"main": ("XBGR8888", frame.main.shape[1::-1]), "lores": ("YUV420", frame.lores.shape[1::-1])}
     clock.restart()
-    stream_to_rgb(main, "XBGR8888", frame.main.shape[1::-1])
-    stream_to_rgb(lores, "YUV420", frame.lores.shape[1::-1])
+    pi_frame = Frame(*frame_arrays(main, lores, streams, frame.lores.shape[:2]), frame.index, scene=frame.scene)
     clock.stage("colour")
+    return pi_frame
 
 
 def model_alone(mirror, rgb: np.ndarray) -> tuple[float, float]:
@@ -155,14 +167,14 @@ def profile_stages(model_path: str | Path, frame_hw: tuple[int, int] = (480, 640
             alone = {clock: [] for clock in CLOCKS}
             ratios = {clock: {name: [] for name in PATHS} for clock in CLOCKS}
             for _ in range(WARMUP_FRAMES):
-                output = frame_path(mirror, _Clock())
+                output = frame_path(mirror, _Clock()).output
                 model_alone(mirror, mirror._input_for(mirror.segmenter, output.frame))
             for _ in range(rounds):
                 path_s = {clock: dict.fromkeys(PATHS, 0.0) for clock in CLOCKS}
                 model_s = dict.fromkeys(CLOCKS, 0.0)
                 for _ in range(period):  # A B A B: the path, then the model alone on the same frame
                     clock = _Clock()
-                    output = frame_path(mirror, clock)
+                    output = frame_path(mirror, clock).output
                     model_t = model_alone(mirror, mirror._input_for(mirror.segmenter, output.frame))
                     for k, (kind, seconds) in enumerate((("wall", clock.seconds), ("cpu", clock.cpu))):
                         for s in STAGES:

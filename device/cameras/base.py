@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from functools import cached_property
 
 import cv2
 import numpy as np
@@ -15,13 +15,34 @@ class CameraError(RuntimeError):
     """The camera failed or went away; the daemon retries with back-off."""
 
 
-@dataclass
 class Frame:
-    main: np.ndarray      # RGB uint8 [H, W, 3] for display
-    lores: np.ndarray     # RGB uint8 at the camera's lores_hw (the segmenter's input size), for inference
-    index: int = 0
-    timestamp: float = field(default_factory=time.monotonic)
-    scene: int = 0        # changes at a cut (the demo's next photo): a mask of another scene is never applied
+    """One camera frame: `main` (RGB uint8 [H, W, 3]) for display and `lores` (RGB uint8 at the camera's lores_hw,
+    the segmenter's input size) for inference.
+
+    A camera may hand `main` over as R, G, B, X pixels ([H, W, 4], Picamera2's XBGR8888): `pixels` keeps them as
+    given and `main` converts them on first use. On a Pi the display shows the camera's own preview and the overlay
+    shrinks only the hair's box of `pixels`, so the frame thread never converts the whole frame (only the web page
+    does, in its own thread, when it asks for a picture)."""
+
+    def __init__(self, main: np.ndarray, lores: np.ndarray, index: int = 0, timestamp: float | None = None,
+                 scene: int = 0):
+        if main.ndim != 3 or main.shape[2] not in (3, 4):
+            raise ValueError(f"a frame's main image is RGB or RGBX, got shape {main.shape}")
+        self.pixels = main    # RGB or RGBX
+        self.lores = lores
+        self.index = index
+        self.timestamp = time.monotonic() if timestamp is None else timestamp
+        self.scene = scene    # changes at a cut (the demo's next photo): a mask of another scene is never applied
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """The displayed frame's (height, width)."""
+        return self.pixels.shape[:2]
+
+    @cached_property
+    def main(self) -> np.ndarray:
+        """RGB uint8 [H, W, 3]: `pixels` without their X channel (converted once, on first use)."""
+        return self.pixels if self.pixels.shape[2] == 3 else cv2.cvtColor(self.pixels, cv2.COLOR_RGBA2RGB)
 
 
 class Camera:

@@ -54,6 +54,22 @@ def stream_to_rgb(array: np.ndarray, fmt: str, wh: tuple[int, int]) -> np.ndarra
     return yuv420_to_rgb(array, wh) if fmt == "YUV420" else packed_to_rgb(array, fmt)
 
 
+def stream_to_pixels(array: np.ndarray, fmt: str, wh: tuple[int, int]) -> np.ndarray:
+    """Like stream_to_rgb, but XBGR8888 ([R, G, B, X]) is kept as it is: a Frame's `pixels` may carry an X
+    channel after R, G, B, and `main` converts it only if something asks for the whole RGB frame."""
+    return array if fmt == "XBGR8888" and array.ndim == 3 and array.shape[2] == 4 else stream_to_rgb(array, fmt, wh)
+
+
+def frame_arrays(main: np.ndarray, lores: np.ndarray, streams: dict[str, tuple[str, tuple[int, int]]],
+                 lores_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The arrays of one request (make_array's) -> (the Frame's main pixels, its lores RGB at `lores_hw`): the
+    frame thread's whole share of a Pi frame's colour work (device.bench.stages times it)."""
+    lores = stream_to_rgb(lores, *streams["lores"])
+    if lores.shape[:2] != tuple(lores_hw):  # Picamera2 may align the lores size
+        lores = cv2.resize(lores, lores_hw[::-1], interpolation=cv2.INTER_AREA)
+    return stream_to_pixels(main, *streams["main"]), lores
+
+
 @CAMERAS.register("picamera2")
 class Picamera2Camera(Camera):
     """Frames from Picamera2; each request is released as soon as its arrays are copied out."""
@@ -125,11 +141,7 @@ class Picamera2Camera(Camera):
             lores = request.make_array("lores")
         finally:
             request.release()  # hand the buffers back to libcamera at once
-        main = stream_to_rgb(main, *self.streams["main"])
-        lores = stream_to_rgb(lores, *self.streams["lores"])
-        if lores.shape[:2] != self.lores_hw:  # Picamera2 may align the lores size
-            lores = cv2.resize(lores, self.lores_hw[::-1], interpolation=cv2.INTER_AREA)
-        return self._frame(main, lores)
+        return self._frame(*frame_arrays(main, lores, self.streams, self.lores_hw))
 
     def set_overlay(self, rgba: np.ndarray | None) -> None:
         self.picam2.set_overlay(rgba)

@@ -132,9 +132,13 @@ class Recolourer:
         out = np.zeros((*shape[:2], 4), np.uint8)
         if box is None or new is None:
             return out
-        alpha8 = np.clip(alpha * (self.strength * 255.0) + 0.5, 0, 255).astype(np.uint8)
-        rgba = cv2.merge([*cv2.split(new), alpha8])
-        out[box] = cv2.bitwise_and(rgba, rgba, mask=alpha8)  # fully transparent pixels carry no colour
+        # one OpenCV pass a step (this runs on every frame of a Pi): alpha rounded and saturated to uint8, the
+        # colour given a fourth channel, alpha put in it, and only pixels with alpha > 0 written (fully
+        # transparent pixels carry no colour) straight into the box of the cleared image
+        alpha8 = cv2.convertScaleAbs(alpha, alpha=self.strength * 255.0)
+        rgba = cv2.cvtColor(new, cv2.COLOR_RGB2RGBA)
+        cv2.insertChannel(alpha8, rgba, 3)
+        cv2.bitwise_and(rgba, rgba, dst=out[box], mask=alpha8)
         return out
 
     @staticmethod

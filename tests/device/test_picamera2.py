@@ -94,7 +94,10 @@ def test_lores_format_follows_the_pi_model(fake, photo, platform, expected):
     assert cam.streams["lores"] == (expected, (256, 256))
     assert cam.streams["main"] == ("XBGR8888", (640, 480))
     frame = cam.read()
+    # main is handed over as it came (R, G, B, X): made RGB only when something asks for the whole frame
+    assert frame.pixels.shape == (480, 640, 4) and frame.shape == (480, 640) and "main" not in vars(frame)
     assert frame.main.shape == (480, 640, 3) and frame.lores.shape == (256, 256, 3)
+    assert np.array_equal(frame.main, frame.pixels[..., :3])
     # the same colours on both streams, whichever format carried them
     small = frame.main[::2, ::2].reshape(-1, 3).mean(0)
     assert np.abs(frame.lores.reshape(-1, 3).mean(0) - small).max() < 6

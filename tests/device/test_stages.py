@@ -50,12 +50,13 @@ def test_profile_has_every_stage_and_both_ratios(model):
 
 def test_the_profiled_frame_is_the_one_the_daemon_shows(model):
     """The profiler calls the stages one by one; what it composes must be what Output.composite makes of the same
-    frame and mask (so the profile cannot drift away from the daemon's path)."""
+    frame and mask (so the profile cannot drift away from the daemon's path), and the overlay it times, of the
+    frame in the Pi camera's own pixel format, must be the one the daemon's Pi sink shows for it."""
     from device.sinks import Output
     mirror = stages._mirror(model, (480, 640), None, None)
     try:
         for _ in range(3):
-            output = stages.frame_path(mirror, stages._Clock())
+            output, pi_output = stages.frame_path(mirror, stages._Clock())
     finally:
         mirror.camera.stop()
         mirror.post.close()
@@ -64,8 +65,11 @@ def test_the_profiled_frame_is_the_one_the_daemon_shows(model):
     fresh = Output(output.frame, output.alpha, mirror.recolourer).composite
     assert np.array_equal(output.composite, fresh)
     assert not np.array_equal(fresh, output.frame.main)  # something was recoloured
-    overlay = Output(output.frame, output.alpha, mirror.recolourer).overlay  # the Pi sink's image, made alike
-    assert np.array_equal(output.overlay, overlay) and overlay[..., 3].max() > 0
+    # the Pi's frame: RGBX pixels that were never made RGB as a whole, and the same picture once they are
+    assert pi_output.frame.pixels.shape == (480, 640, 4) and "main" not in vars(pi_output.frame)
+    assert np.array_equal(pi_output.frame.main, output.frame.main)
+    overlay = Output(output.frame, output.alpha, mirror.recolourer).overlay  # of the RGB frame, as the demo has it
+    assert np.array_equal(pi_output.overlay, overlay) and overlay[..., 3].max() > 0
 
 
 def test_command_prints_the_table_and_writes_json(model, tmp_path, capsys):
