@@ -58,6 +58,25 @@ def test_the_context_variant_starts_as_the_lean_model_it_is_warm_started_from():
     assert count_macs(ctx, (288, 288)) < 1.03 * count_macs(lean, (288, 288))
 
 
+def test_the_deep_variant_starts_as_the_context_model_it_is_warm_started_from():
+    """The extra residual convs start at zero (no ReLU after their zeroed BN scale, so they still get a gradient):
+    with the context model's weights and the same upsampling, the output is the context model's; the shipped
+    deep variant's nearest upsampling is the one change a warm start has to train away."""
+    from training.train import transfer_matching
+    torch.manual_seed(0)
+    ctx = build_model("mobile-unet-wide-lean-ctx").eval()
+    for name, upsample, same in (("bilinear", "bilinear", True), ("registered", None, False)):
+        deep = build_model("mobile-unet-wide-lean-ctx-deep", **({"upsample": upsample} if upsample else {})).eval()
+        assert transfer_matching(ctx, deep) == len(ctx.state_dict())
+        assert count_params(deep) > 1.3 * count_params(ctx)
+        x = torch.rand(1, 3, 96, 96)
+        with torch.no_grad():
+            assert torch.equal(deep(x), ctx(x)) is same, name
+    deep.train()
+    deep(torch.rand(2, 3, 64, 64)).mean().backward()
+    assert all(conv[-1].weight.grad.abs().sum() > 0 for stage in deep.deeper for conv in stage)
+
+
 def test_global_context_lets_every_position_see_the_whole_map():
     """Once trained (non-zero), a change in one corner of a 9x9 map (the deepest features at 288 px) moves every
     position, the far corner too; a 3x3 convolution would move only its neighbours."""
