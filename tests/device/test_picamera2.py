@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from device.cameras import CAMERAS, CameraError
-from device.cameras.picamera2 import packed_to_rgb, stream_to_rgb, yuv420_to_rgb
+from device.cameras.picamera2 import frame_arrays, packed_to_rgb, stream_to_rgb, yuv420_to_rgb
 from device.config import CameraConfig
 from tests.device import fake_picamera2
 
@@ -40,6 +40,26 @@ def test_padded_rows_as_make_array_slices_them_convert_too(photo, fmt):
     view = padded[:, :packed.shape[1]]
     assert not view.flags.c_contiguous
     assert np.array_equal(packed_to_rgb(view, fmt), photo)
+
+
+def test_a_padded_rgbx_frame_shows_the_same_overlay_and_picture_as_its_rgb_frame(photo):
+    """A Pi frame keeps main's padded R, G, B, X rows as make_array gives them: the overlay (made from the hair's
+    box of those pixels) and the whole RGB frame (made on demand) are those of the photo in RGB."""
+    from device.cameras import Frame
+    from device.recolour import make_recolourer
+    from device.sinks import Output
+    packed = fake_picamera2._encode(photo, "XBGR8888")
+    padded = np.zeros((packed.shape[0], packed.shape[1] + 32, 4), np.uint8)
+    padded[:, :packed.shape[1]] = packed
+    pixels, _ = frame_arrays(padded[:, :packed.shape[1]], cv2.cvtColor(photo, cv2.COLOR_RGB2YUV_I420),
+                             {"main": ("XBGR8888", (640, 480)), "lores": ("YUV420", (640, 480))}, (256, 256))
+    assert pixels.shape == (480, 640, 4) and not pixels.flags.c_contiguous
+    alpha = np.zeros((256, 256), np.float32)
+    alpha[20:120, 60:200] = np.linspace(0.2, 1.0, 140, dtype=np.float32)
+    recolourer = make_recolourer("hsv", "crimson")
+    pi, rgb = Output(Frame(pixels, photo), alpha, recolourer), Output(Frame(photo, photo), alpha, recolourer)
+    assert np.array_equal(pi.overlay, rgb.overlay) and pi.overlay[..., 3].max() > 200
+    assert np.array_equal(pi.frame.main, photo) and np.array_equal(pi.composite, rgb.composite)
 
 
 def test_a_packed_array_with_the_wrong_channel_count_is_a_camera_error(photo):
