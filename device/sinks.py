@@ -67,9 +67,9 @@ class Output:
 
 
 def shrunk_box(rgb: np.ndarray, shape: tuple[int, int], box: tuple[slice, slice]) -> np.ndarray:
-    """The pixels (any channels) of `box` of `rgb` shrunk to `shape` (H, W; INTER_AREA). At a whole-number scale (640x480 to
-    320x240) only the box's own pixels are shrunk: the same pixels as shrinking the whole frame, for the hair's
-    share of the work (a tenth of the frame); at another scale the whole frame is shrunk, then cropped."""
+    """The pixels (any channels) of `box` of `rgb` shrunk to `shape` (H, W; INTER_AREA). At a whole-number scale
+    (640x480 to 320x240) only the box's own pixels are shrunk: the same pixels as shrinking the whole frame, for the
+    hair's share of the work (a tenth of the frame); at another scale the whole frame is shrunk, then cropped."""
     (h, w), (rows, cols) = rgb.shape[:2], box
     if (h, w) == tuple(shape):
         return rgb[box]
