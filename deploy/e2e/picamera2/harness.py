@@ -280,8 +280,12 @@ def adapter_frames(refs: list[dict], props: dict, lores_format: str, mirror: boo
     finally:
         cam.stop()
     f = frames[-1]
-    check(f"frame shapes {tag}", f.main.shape == (*MAIN[::-1], 3) and f.lores.shape == (*LORES[::-1], 3)
-          and f.main.dtype == f.lores.dtype == np.uint8, f"main {f.main.shape} {f.main.dtype}, lores {f.lores.shape}")
+    # main stays as XBGR8888 came (R, G, B, X pixels) until something asks for the whole RGB frame
+    kept = f.pixels.shape == (*MAIN[::-1], 4) and "main" not in vars(f)
+    check(f"frame shapes {tag}", kept and f.main.shape == (*MAIN[::-1], 3) and f.lores.shape == (*LORES[::-1], 3)
+          and f.main.dtype == f.lores.dtype == np.uint8 and np.array_equal(f.main, f.pixels[..., :3]),
+          f"pixels {f.pixels.shape} (kept as they came: {kept}), main {f.main.shape} {f.main.dtype}, "
+          f"lores {f.lores.shape}")
     seen = {best_match(fr.main, refs, "main", flip=False)[0] for fr in frames}
     seen |= {best_match(fr.main, refs, "main", flip=True)[0] for fr in frames}
     check(f"fresh frames {tag}", len(seen) >= min(2, len(refs)),
