@@ -98,11 +98,15 @@ class MobileUNet(nn.Module):
         """The deepest features and the skips above them (shallowest first)."""
         x = self.stem(x)
         skips = [x]
-        for block in self.down:
-            x = block(x)
+        for stage, block in enumerate(self.down):
+            x = self.refine(stage, block(x))
             skips.append(x)
         skips.pop()
         return x, skips
+
+    def refine(self, stage: int, x: torch.Tensor) -> torch.Tensor:
+        """More work on an encoder stage's output, before it becomes a skip (none here)."""
+        return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]
@@ -201,16 +205,10 @@ class DeepContextLeanMobileUNet(ContextLeanMobileUNet):
         self.deeper = nn.ModuleList(nn.ModuleList(residual_separable(w) for _ in range(n))
                                     for w, n in zip(widths[1:], extra))
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        x = self.stem(x)
-        skips = [x]
-        for block, deeper in zip(self.down, self.deeper):
-            x = block(x)
-            for conv in deeper:
-                x = x + conv(x)
-            skips.append(x)
-        skips.pop()
-        return self.context(x), skips
+    def refine(self, stage: int, x: torch.Tensor) -> torch.Tensor:
+        for conv in self.deeper[stage]:
+            x = x + conv(x)
+        return x
 
 
 @dataclass(frozen=True)
