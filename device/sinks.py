@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from .cameras import Frame
+from .cameras.base import rgb_of
 from .recolour.base import upscale_alpha
 from .registry import Registry, setting
 
@@ -61,9 +62,8 @@ class Output:
         box, alpha = hair
         # the camera's own pixels (a Pi's are RGBX): only the hair's box is shrunk and made RGB
         part = shrunk_box(self.frame.pixels, shape, box)
-        rgb = part if part.shape[2] == 3 else cv2.cvtColor(part, cv2.COLOR_RGBA2RGB)
         return self.recolourer.overlay_of(shape, box, alpha,
-                                          self.recolourer.recolour(rgb, (slice(None), slice(None)), alpha))
+                                          self.recolourer.recolour(rgb_of(part), (slice(None), slice(None)), alpha))
 
 
 def shrunk_box(rgb: np.ndarray, shape: tuple[int, int], box: tuple[slice, slice]) -> np.ndarray:

@@ -15,6 +15,11 @@ class CameraError(RuntimeError):
     """The camera failed or went away; the daemon retries with back-off."""
 
 
+def rgb_of(pixels: np.ndarray) -> np.ndarray:
+    """RGB uint8 [H, W, 3] of a frame's pixels, RGB or RGBX (R, G, B first): the X channel dropped, if any."""
+    return pixels if pixels.shape[2] == 3 else cv2.cvtColor(pixels, cv2.COLOR_RGBA2RGB)
+
+
 class Frame:
     """One camera frame: `main` (RGB uint8 [H, W, 3]) for display and `lores` (RGB uint8 at the camera's lores_hw,
     the segmenter's input size) for inference.
@@ -42,7 +47,7 @@ class Frame:
     @cached_property
     def main(self) -> np.ndarray:
         """RGB uint8 [H, W, 3]: `pixels` without their X channel (converted once, on first use)."""
-        return self.pixels if self.pixels.shape[2] == 3 else cv2.cvtColor(self.pixels, cv2.COLOR_RGBA2RGB)
+        return rgb_of(self.pixels)
 
 
 class Camera:
