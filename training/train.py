@@ -107,8 +107,9 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
 
 
 def warm_start(model: torch.nn.Module, cfg: TrainConfig) -> None:
-    """Load another run's weights into `model`. The same variant loads whole; another variant (e.g. one sharing
-    mobile-unet-wide's encoder) loads the tensors whose names and shapes match, the rest keep their fresh init."""
+    """Load another run's weights into `model`. The same variant loads whole; a wider twin of it starts at its
+    output (`widen_into`); another variant (e.g. one sharing mobile-unet-wide's encoder) loads the tensors whose
+    names and shapes match, the rest keep their fresh init."""
     if not Path(cfg.init).is_file():
         raise FileNotFoundError(f"--init checkpoint not found: {cfg.init}")
     source, ckpt = load_checkpoint(cfg.init)
@@ -117,6 +118,10 @@ def warm_start(model: torch.nn.Module, cfg: TrainConfig) -> None:
                          f"this run has prior={cfg.prior}")
     if ckpt["variant"] == cfg.variant:
         model.load_state_dict(source.state_dict())
+    elif embeds(source, model):
+        widen_into(source, model)
+        _log.info("%s -> %s: every tensor embedded in the wider one; it starts at the source's output",
+                  ckpt["variant"], cfg.variant)
     else:
         shared, total = transfer_matching(source, model), len(model.state_dict())
         if shared * 2 < total:  # a head or a stem alone is a coincidence of shapes, not a shared network
@@ -133,6 +138,27 @@ def transfer_matching(source: torch.nn.Module, target: torch.nn.Module) -> int:
     matching = {k: v for k, v in theirs.items() if k in ours and ours[k].shape == v.shape}
     target.load_state_dict({**ours, **matching})
     return len(matching)
+
+
+def embeds(source: torch.nn.Module, target: torch.nn.Module) -> bool:
+    """Whether `target` is `source` made wider: the same tensor names, each at least as large in every dimension."""
+    theirs, ours = source.state_dict(), target.state_dict()
+    return theirs.keys() == ours.keys() and any(theirs[k].shape != ours[k].shape for k in ours) and all(
+        theirs[k].dim() == ours[k].dim() and all(a <= b for a, b in zip(theirs[k].shape, ours[k].shape))
+        for k in ours)
+
+
+def widen_into(source: torch.nn.Module, target: torch.nn.Module) -> None:
+    """Copy `source` into the leading channels of its wider twin `target` (see `embeds`) and zero the weights from
+    the new channels into the old ones, so the old channels, and the output read from them, are the source's.
+    The new channels keep their fresh init; the zeroed weights get a gradient from them and start to learn."""
+    theirs, ours = source.state_dict(), target.state_dict()
+    for name, small in theirs.items():
+        big = ours[name]
+        if big.dim() == 4 and big.shape[1] > 1:  # a dense conv: new input channels must not feed old outputs
+            big[:small.shape[0]] = 0
+        big[tuple(slice(0, n) for n in small.shape)] = small
+    target.load_state_dict(ours)
 
 
 class Batches:

@@ -167,6 +167,36 @@ def test_another_variant_loads_the_layers_it_shares_and_keeps_its_own_fresh():
     assert all(torch.equal(ours[k], fresh[k]) for k in own)
 
 
+def test_a_wider_twin_warm_started_from_a_model_starts_at_its_output_and_learns():
+    """mobile-unet-2x-lean-ctx (the teacher) from mobile-unet-wide-lean-ctx: the same mask at first, and the weights
+    joining the new channels to the old ones move at the first step."""
+    from training.models import build_model
+    from training.train import embeds, widen_into
+    torch.manual_seed(1)
+    small = build_model("mobile-unet-wide-lean-ctx")
+    for module in small.modules():  # trained-looking statistics and context branches, not the fresh zeros
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2)
+    torch.nn.init.normal_(small.context.pool[-1].weight, std=0.05)
+    torch.nn.init.normal_(small.context.wide[-1].weight, std=0.05)
+    big = build_model("mobile-unet-2x-lean-ctx")
+    assert embeds(small, big) and not embeds(big, small) and not embeds(small, build_model("mobile-unet-wide-lean"))
+    widen_into(small, big)
+    x = torch.rand(2, 3, 96, 128)
+    with torch.no_grad():
+        assert torch.allclose(big.eval()(x), small.eval()(x), atol=1e-5)
+    big.train()
+    loss = torch.nn.functional.binary_cross_entropy_with_logits(big(x), (x[:, :1] > 0.5).float())
+    loss.backward()
+    w_small = small.head.weight.shape[1]
+    assert torch.count_nonzero(big.head.weight[:, w_small:]) == 0  # zeroed, yet the gradient reaches them
+    assert big.head.weight.grad[:, w_small:].abs().sum() > 0
+    project = big.project[0][0].weight  # the deepest 1x1 projection: old outputs, new inputs
+    assert torch.count_nonzero(project[:small.project[0][0].weight.shape[0], 192:]) == 0
+    assert project.grad[:160, 192:].abs().sum() > 0
+
+
 def test_mirror_augmentation_makes_hair_grey_or_light_and_keeps_the_rest(data_root):
     """The hair-only recolouring changes hair pixels (less saturated) and leaves far-from-hair pixels alone."""
     import cv2
