@@ -41,7 +41,7 @@ class Components:
         label_type = cv2.CV_16U if most_labels <= 65535 else cv2.CV_32S
         n, self.labels = cv2.connectedComponentsWithAlgorithm(mask, 8, label_type, cv2.CCL_SPAGHETTI)
         self.count = n - 1
-        self._inside = mask != 0  # the labelled pixels: hair is a small part of the frame
+        self._inside = mask.view(bool)  # the labelled pixels (a {0,1} mask): hair is a small part of the frame
         self._inside_labels = self.labels[self._inside]  # shared by the areas and every mass
         self.areas = np.bincount(self._inside_labels, minlength=n)[1:]
 
@@ -55,7 +55,9 @@ class Components:
         """{0,1} uint8 mask of the given labels (1-based)."""
         if len(kept) == 1:
             return (self.labels == kept[0]).view(np.uint8)
-        return np.isin(self.labels, kept).view(np.uint8)
+        keep = np.zeros(self.count + 1, np.uint8)  # a table from label to 0/1: one look-up a pixel
+        keep[kept] = 1
+        return keep[self.labels]
 
 
 class KeepRule:
@@ -127,13 +129,15 @@ class Framed(KeepRule):
         return self._weights[shape]
 
     def select(self, comps, prob):
-        scores = comps.mass(prob, self.weight(prob.shape))
-        best = scores.max()
-        if best <= 0:  # every component is where the weight has underflowed: none is where a head would be
+        # plain Python over the few components' scores: each numpy call on arrays this small costs microseconds
+        # in the frame path, where the inference before it has pushed numpy's code out of the CPU's caches
+        scores = comps.mass(prob, self.weight(prob.shape)).tolist()
+        best = max(range(len(scores)), key=scores.__getitem__)  # the first of equals, as argmax
+        if scores[best] <= 0:  # every component is where the weight has underflowed: none is where a head would be
             return np.array([1 + int(comps.mass(prob).argmax())])
-        near = (scores >= self.near * best) & (comps.areas >= self.min_area * prob.size)
-        near[scores.argmax()] = True
-        return 1 + np.flatnonzero(near)
+        bar, least = self.near * scores[best], self.min_area * prob.size
+        return np.array([i + 1 for i, (score, area) in enumerate(zip(scores, comps.areas.tolist()))
+                         if i == best or (score >= bar and area >= least)])
 
 
 _faces = threading.local()  # one cascade per thread: OpenCV's cascade is not safe to share between threads
@@ -327,7 +331,7 @@ class FaceAnchored(Framed):
             above = np.minimum(rows - y, 0) / (self.above * h)
             below = np.maximum(rows - (y + h), 0) / (self.below * h)
             across = (np.arange(shape[1], dtype=np.float32) - (x + w / 2)) / w
-            weight = np.outer(np.exp(-0.5 * (above ** 2 + below ** 2)), np.exp(-0.5 * across ** 2)).astype(np.float32)
+            weight = np.outer(np.exp(-0.5 * (above ** 2 + below ** 2)), np.exp(-0.5 * across ** 2))
             self._face = (self.box, shape, region, inside, weight)
         return self._face[2:]
 
@@ -385,9 +389,10 @@ class Postprocessor:
             self.state = prob.astype(np.float32, copy=True)
             return self.state
         # state <- prob + keep_old * (state - prob), keep_old = smoothing * (1 - |2p - 1|), in place
-        keep_old = np.abs(2.0 * prob - 1.0, dtype=np.float32)
-        np.subtract(1.0, keep_old, out=keep_old)
-        keep_old *= self.smoothing
+        keep_old = np.subtract(prob, 0.5, dtype=np.float32)  # smoothing * (1 - 2|p - 0.5|): four passes
+        np.abs(keep_old, out=keep_old)
+        keep_old *= -2.0 * self.smoothing
+        keep_old += self.smoothing
         self.state -= prob
         self.state *= keep_old
         self.state += prob
