@@ -49,6 +49,15 @@ def region_masks(photo_labels: dict, shape: tuple[int, int]) -> dict[str, np.nda
     return {"hair": fill(photo_labels["hair"]), **{k: fill(v) for k, v in photo_labels["not_hair"].items()}}
 
 
+def view_regions(cam, t: float, photo_labels: dict) -> dict[str, np.ndarray]:
+    """`region_masks` of the photo the demo camera `cam` shows at time `t`, carried onto that frame (its `lores_hw`)
+    by the camera's own map: what the live demo's measurements compare a frame's dyed pixels with."""
+    hw = cam.lores_hw
+    index, to_view = cam.view_map(t, hw)
+    return {r: cv2.warpAffine(m.view(np.uint8), to_view[:2], hw[::-1], flags=cv2.INTER_NEAREST).view(bool)
+            for r, m in region_masks(photo_labels, cam.photos[index].shape[:2]).items()}
+
+
 def load_demo_labels(path: str | Path = DEMO_LABELS) -> dict:
     """The hand labels of the demo photos: {photo name: {'size': [w, h], 'hair': [...], 'not_hair': {...}}}."""
     return json.loads(Path(path).read_text())["photos"]
@@ -130,7 +139,7 @@ def live_demo(seg, keeps: list[str], labels: dict, min_area: float, step: float 
     counts: dict = {}
     shown = None
     for t in np.arange(step / 2, cam.seconds_per_photo * len(names), step):
-        index, to_view = cam.view_map(t, hw)
+        index, _ = cam.view_map(t, hw)
         name = names[index]
         if name not in labels:
             continue
@@ -138,9 +147,7 @@ def live_demo(seg, keeps: list[str], labels: dict, min_area: float, step: float 
             for post in posts.values():
                 post.reset()
             shown = index
-        photo = cam.photos[index]
-        regions = {r: cv2.warpAffine(m.view(np.uint8), to_view[:2], hw[::-1], flags=cv2.INTER_NEAREST).view(bool)
-                   for r, m in region_masks(labels[name], photo.shape[:2]).items()}
+        regions = view_regions(cam, t, labels[name])
         frame = cam.view(t, hw)
         prob = seg.segment(frame)
         for keep, post in posts.items():

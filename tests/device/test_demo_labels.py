@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from device import config as configuration
-from export.postprocess_eval import load_demo_labels, region_masks
+from export.postprocess_eval import load_demo_labels, region_masks, view_regions
 
 # --- The bounds: the one place to edit when the default model or post-processing changes. ---------------------
 # Fraction of the hand-labelled hair that must be dyed, and of each non-hair region that may be, per segmenter kind.
@@ -88,11 +88,9 @@ def live_measure(photo: str) -> tuple[dict[str, float], list[float]]:
     start = list(photos()).index(photo) * cam.seconds_per_photo
     dyed, labelled, hair_per_frame = {}, {}, []
     for i, t in enumerate(np.arange(start + LIVE_STEP / 2, start + cam.seconds_per_photo, LIVE_STEP)):
-        _, to_view = cam.view_map(t, hw)
         frame = cam.view(t, hw)
         shown = m.segment(Frame(frame, frame, i)).dyed(hw)
-        for r, g in region_masks(LABELS[photo], photos()[photo].shape[:2]).items():
-            g = cv2.warpAffine(g.view(np.uint8), to_view[:2], hw[::-1], flags=cv2.INTER_NEAREST).view(bool)
+        for r, g in view_regions(cam, t, LABELS[photo]).items():
             hit, n = int(np.count_nonzero(shown & g)), int(np.count_nonzero(g))
             dyed[r] = dyed.get(r, 0) + hit
             labelled[r] = labelled.get(r, 0) + n
