@@ -1,5 +1,5 @@
 """`python -m export` / `hairmirror-export`: checkpoint -> contract-v1 ONNX, int8, evaluation of exported files, checks,
-model card, the measurements that run device code (classical-baseline, flicker, postprocess, breakdown) and the
+model card, paired comparisons (compare), the measurements that run device code (classical-baseline, flicker, postprocess, breakdown) and the
 figures (demo-figure, classical-figures, recolour-gallery).
 
 Exit codes: 0 ok, 1 a check failed (parity, int8 rule, contract) or a runtime error, 2 usage or input error.
@@ -99,6 +99,15 @@ def cmd_eval(args) -> int:
     return EXIT_OK
 
 
+def cmd_compare(args) -> int:
+    from .compare import compare, format_comparison
+    result = compare(args.models, tuple(args.data), args.data_root, args.threads, args.flip, args.limit)
+    print(format_comparison(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return EXIT_OK
+
+
 def cmd_check(args) -> int:
     from device.model_file import ModelContractError, load_model
     status = EXIT_OK
@@ -183,6 +192,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the metrics (with per-group figures) here")
     common(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("compare", help="paired per-photo IoU of files against the first one: the mean difference, "
+                                       "its standard error and the share of photos each does better on")
+    p.add_argument("models", nargs="+", help="contract-v1 .onnx files; the first is the base")
+    p.add_argument("--data", nargs="+", default=list(BENCHMARKS))
+    p.add_argument("--flip", action="store_true", help="also each file averaged with its mirror image")
+    p.add_argument("--limit", type=int, default=0, help="only each set's first N photos (quick looks)")
+    p.add_argument("--json", help="also write the figures here")
+    common(p)
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("check", help="validate files against contract v1 (the device's loader) and show metadata")
     p.add_argument("models", nargs="+")

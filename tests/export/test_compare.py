@@ -1,0 +1,44 @@
+"""`python -m export compare`: paired per-photo IoU of exported files on the same real photos."""
+import numpy as np
+import pytest
+
+from device.config import DEFAULT_MODEL
+
+PREVIOUS = DEFAULT_MODEL.parent / "hair-mobile-unet-wide-lean.onnx"  # the default before it, shipped beside it
+
+
+def test_paired_figures_agree_with_each_files_own_evaluation(data_root):
+    """The paired mean difference is the difference of the two files' `export eval` means on the same photos, the
+    shares of better and worse photos add up to at most one, and a file against itself differs by nothing."""
+    from export.compare import compare
+    from export.evaluation import evaluate_file
+    if not PREVIOUS.is_file():
+        pytest.skip(f"{PREVIOUS} absent")
+    files = [DEFAULT_MODEL, PREVIOUS, DEFAULT_MODEL]
+    result = compare(files, ("fasseg-v2-test",), data_root, threads=1, limit=12, progress=False)["fasseg-v2-test"]
+    own = [evaluate_file(f, ("fasseg-v2-test",), data_root, threads=1, progress=False, limit=12)["fasseg-v2-test"]
+           for f in files[:2]]
+    (_, base), (_, other), (_, same) = result["rows"]
+    assert result["photos"] == 12 and base["iou"] == pytest.approx(own[0]["iou"])
+    assert other["iou"] == pytest.approx(own[1]["iou"])
+    assert other["diff"] == pytest.approx(own[1]["iou"] - own[0]["iou"])
+    assert other["diff"] != 0 and other["se"] > 0 and other["better"] + other["worse"] <= 1
+    assert same["diff"] == 0 and same["se"] == 0 and same["better"] == same["worse"] == 0
+
+
+def test_flip_rows_and_the_table(data_root, capsys):
+    from export.cli import main
+    assert main(["compare", str(DEFAULT_MODEL), "--flip", "--data", "fasseg-v2-test", "--limit", "4",
+                 "--threads", "1"]) == 0
+    table = capsys.readouterr().out
+    assert "fasseg-v2-test (4 photos), paired against hair-mobile-unet-wide-lean-ctx.onnx" in table
+    assert "(flip-averaged)" in table and "+-" in table
+    assert main(["compare", str(DEFAULT_MODEL), "--data", "fasseg-v2-test"]) == 2  # one file and no --flip
+
+
+def test_paired_differences_of_known_arrays():
+    from export.compare import paired
+    base = np.array([0.5, 0.6, 0.7, 0.8])
+    m = paired(base, base + np.array([0.1, -0.1, 0.2, 0.0]))
+    assert m["diff"] == pytest.approx(0.05) and m["better"] == 0.5 and m["worse"] == 0.25
+    assert m["se"] == pytest.approx(np.std([0.1, -0.1, 0.2, 0.0], ddof=1) / 2)
