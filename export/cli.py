@@ -1,6 +1,6 @@
 """`python -m export` / `hairmirror-export`: checkpoint -> contract-v1 ONNX, int8, evaluation of exported files, checks,
-model card, paired comparisons (compare), the measurements that run device code (classical-baseline, flicker, postprocess, breakdown) and the
-figures (demo-figure, classical-figures, recolour-gallery).
+model card, paired comparisons (compare), the measurements that run device code (classical-baseline, flicker,
+postprocess, breakdown) and the figures (demo-figure, classical-figures, recolour-gallery).
 
 Exit codes: 0 ok, 1 a check failed (parity, int8 rule, contract) or a runtime error, 2 usage or input error.
 """

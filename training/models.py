@@ -250,7 +250,7 @@ register(Variant("mobile-unet-wide-lean-ctx", ContextLeanMobileUNet, {"widths": 
                  "(GlobalContext); starts as the lean model when warm-started from it"))
 register(Variant("mobile-unet-2x-lean-ctx", ContextLeanMobileUNet, {"widths": (64, 128, 256, 320, 384)},
                  "a teacher: mobile-unet-wide-lean-ctx twice as wide (3.7x the MACs); warm-started from it by "
-                 "`--init`, it starts at its output"))
+                 "`--init`, it starts at its output (14 epochs: no better than the default; models/README.md)"))
 register(Variant("mobile-unet-wide-lean-ctx-deep", DeepContextLeanMobileUNet,
                  {"widths": (32, 64, 128, 160, 192), "upsample": "nearest", "extra": (0, 0, 2, 2)},
                  "mobile-unet-wide-lean-ctx with two more residual separable convs at 18x18 and at 9x9 (288 px input), "
