@@ -11,6 +11,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -19,7 +20,7 @@ from tqdm import tqdm
 from . import data as datasets
 from .augment import AUGMENT_PRESETS, FaceFinder, augment
 from .evaluate import evaluate, torch_predictor
-from .losses import bce_dice, distillation
+from .losses import bce_dice, distillation, per_sample_loss
 from .models import build_model, count_macs, count_params, get_variant, normalise
 from .priors import make_prior
 
@@ -64,6 +65,9 @@ class TrainConfig:
     init: str = _option("", "start from this run's weights with a fresh optimiser and schedule (another variant: the layers it shares)",
                         metavar="CHECKPOINT")
     threads: int = _option(2, "torch CPU threads (changes speed, not what is learnt)")
+    hard: float = _option(0.0, "share of each epoch's draws weighted by each photo's last training loss (hard-example "
+                                "mining: the photos the model fails, such as hats and backgrounds joined to hair, "
+                                "come up more often); 0: every photo as often")
     limit: int = _option(0, "use only the first N training pairs (smoke runs)")
     out: str = _option("", "run folder (default runs/VARIANT, runs/VARIANT-distilled for prune)")
 
@@ -78,11 +82,17 @@ class TrainConfig:
         get_variant(self.variant)
         if self.teacher_flip and not self.teacher:
             raise ValueError("teacher_flip needs a teacher (prune --teacher CHECKPOINT)")
+        if not 0.0 <= self.hard < 1.0:
+            raise ValueError(f"hard must lie in [0, 1), not {self.hard!r}")
+        if self.hard and self.balance:
+            raise ValueError("hard and balance both set how often photos are drawn: use one of them")
         if self.augment not in AUGMENT_PRESETS:
             raise ValueError(f"augment must be one of {', '.join(AUGMENT_PRESETS)}, not {self.augment!r}")
 
 
-def save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, cfg: TrainConfig, metrics: dict) -> None:
+def save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, cfg: TrainConfig, metrics: dict,
+                    photo_loss: np.ndarray | None = None) -> None:
+    """`photo_loss`: the hard-example mining's table (Batches.loss), so that a resumed run draws as this one would."""
     tmp = path.with_suffix(".tmp")
     torch.save({
         "variant": cfg.variant,
@@ -94,6 +104,7 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, cfg: Tr
         "config": dataclasses.asdict(cfg),
         "metrics": metrics,
         "size": [cfg.size, cfg.size],
+        "photo_loss": photo_loss,
     }, tmp)
     tmp.replace(path)  # never leave a half-written checkpoint behind
 
@@ -161,8 +172,15 @@ def widen_into(source: torch.nn.Module, target: torch.nn.Module) -> None:
     target.load_state_dict(ours)
 
 
+class Batch(NamedTuple):
+    x: torch.Tensor        # normalised images [B, C, H, W]
+    y: torch.Tensor        # hair masks [B, 1, H, W]
+    photos: np.ndarray     # which photo each sample is (Batches.key), for `Batches.record`
+
+
 class Batches:
-    """Augmented, optionally class-balanced batches from decoded pairs held in memory."""
+    """Augmented batches from decoded pairs held in memory: class-balanced (`balance`), or with a share of hard
+    photos (`hard`: drawn in proportion to the loss each photo last had, as `record` tells it)."""
 
     def __init__(self, arrays, pairs, cfg: TrainConfig, rng: np.random.Generator):
         self.arrays, self.cfg, self.rng = arrays, cfg, rng
@@ -177,6 +195,9 @@ class Batches:
                     weights[i] = len(idx) / (len(groups) * n_group)
         self.weights = weights / weights.sum()
         self.per_epoch = len(pairs)
+        photos = {p: k for k, p in enumerate(dict.fromkeys(pairs))}  # a repeated pair is one photo
+        self.key = np.array([photos[p] for p in pairs])
+        self.loss = np.full(len(photos), np.nan)  # each photo's last training loss (NaN: not seen yet)
         self.find_face = FaceFinder() if self.aug.glasses or self.aug.aged_skin else None
         self.faces: dict[int, tuple | None] = {}  # found once per image, on first use
 
@@ -193,13 +214,31 @@ class Batches:
             self.faces[i] = self.find_face(self.arrays[i][0])
         return self.faces[i]
 
-    def epoch(self):
+    def record(self, photos: np.ndarray, losses: np.ndarray) -> None:
+        """The loss each photo of a batch just had (its augmented view: a proxy for how hard the photo is)."""
+        self.loss[photos] = losses
+
+    def order(self) -> np.ndarray:
+        """The epoch's draws (indices into the pairs). With `hard`, that share of them is drawn again in proportion
+        to each pair's photo's last loss (photos not seen yet count as the mean), the rest as without it."""
         order = self.rng.choice(len(self.arrays), size=self.per_epoch, replace=self.cfg.balance, p=self.weights
                                 if self.cfg.balance else None)
+        hard = round(self.cfg.hard * self.per_epoch)
+        if hard == 0 or np.isnan(self.loss).all():
+            return order
+        loss = self.loss[self.key]
+        loss = np.where(np.isnan(loss), np.nanmean(self.loss), loss)
+        picked = self.rng.choice(len(self.arrays), size=hard, p=loss / loss.sum())
+        order[self.rng.choice(self.per_epoch, size=hard, replace=False)] = picked
+        return order
+
+    def epoch(self):
+        order = self.order()
         size = (self.cfg.size, self.cfg.size)
         for start in range(0, len(order) - self.cfg.batch + 1, self.cfg.batch):
             imgs, masks, priors = [], [], []
-            for i in order[start:start + self.cfg.batch]:
+            chosen = order[start:start + self.cfg.batch]
+            for i in chosen:
                 img, mask = augment(*self.arrays[i], self.aug, self.rng, size, face=self.face(i), donor=self.donor())
                 imgs.append(img)
                 masks.append(mask)
@@ -208,7 +247,7 @@ class Batches:
             x = normalise(torch.from_numpy(np.stack(imgs)))
             if self.cfg.prior:
                 x = torch.cat([x, torch.from_numpy(np.stack(priors))[:, None]], 1)
-            yield x, torch.from_numpy(np.stack(masks)).float()[:, None]
+            yield Batch(x, torch.from_numpy(np.stack(masks)).float()[:, None], self.key[chosen])
 
     def __len__(self):
         return self.per_epoch // self.cfg.batch
@@ -274,6 +313,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
         start_epoch, best = ckpt["epoch"] + 1, ckpt["metrics"].get("best", best)
         rng = np.random.default_rng([cfg.seed, start_epoch])  # a fresh, reproducible stream per resumed epoch
         batches.rng = rng
+        if ckpt.get("photo_loss") is not None:
+            batches.loss = ckpt["photo_loss"]
         _log.info("resumed from %s at epoch %d", last, start_epoch)
     elif cfg.init:  # a resumed run already holds its own weights
         warm_start(model, cfg)
@@ -291,7 +332,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
         t0, losses = time.time(), []
         bar = tqdm(batches.epoch(), total=len(batches), desc=f"epoch {epoch + 1}/{cfg.epochs}",
                    disable=not progress, leave=False)
-        for x, y in bar:
+        for x, y, photos in bar:
             logits = model(x)
             if teacher is not None:
                 loss = distillation(logits, y, soft_targets(teacher, x, cfg.teacher_flip), cfg.distill_alpha)
@@ -303,6 +344,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
             if scheduler.last_epoch < steps:
                 scheduler.step()
             losses.append(loss.item())
+            if cfg.hard:
+                batches.record(photos, per_sample_loss(logits.detach(), y).numpy())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         seconds = time.time() - t0
         val = evaluate(torch_predictor(model, cfg.prior), val_arrays, (cfg.size, cfg.size), progress=False)
@@ -316,8 +359,9 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
                   row["train_loss"], val["iou"], val["f1"], seconds, row["images_per_s"])
         if val["iou"] > best["val_iou"]:
             best = {"val_iou": val["iou"], "epoch": epoch + 1}
-            save_checkpoint(out / "best.pt", model, optimizer, scheduler, epoch, cfg, {**row, "best": best, **info})
-        save_checkpoint(last, model, optimizer, scheduler, epoch, cfg, {**row, "best": best, **info})
+            save_checkpoint(out / "best.pt", model, optimizer, scheduler, epoch, cfg, {**row, "best": best, **info},
+                            batches.loss)
+        save_checkpoint(last, model, optimizer, scheduler, epoch, cfg, {**row, "best": best, **info}, batches.loss)
         plot_curves(log_path, out / "curves.png")
     return {"best": best, **info, "out": str(out)}
 

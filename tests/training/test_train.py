@@ -277,13 +277,61 @@ def test_batches_find_each_face_once_for_the_face_preset(data_root):
     arrays, pairs, _ = load_pairs(pairs)
     cfg = TrainConfig(data=["celeb1k-train"], data_root=str(data_root), size=64, batch=4, augment="mirror-faces")
     batches = Batches(arrays, pairs, cfg, np.random.default_rng(0))
-    shapes = [(x.shape, y.shape) for x, y in batches.epoch()]
+    shapes = [(x.shape, y.shape) for x, y, _ in batches.epoch()]
     assert shapes == [((4, 3, 64, 64), (4, 1, 64, 64))] * 2
     assert set(batches.faces) == set(range(8)), "every image's face looked for, once"
     assert sum(f is not None for f in batches.faces.values()) >= 6, "frontal celeb1k faces are found"
     plain = Batches(arrays, pairs, TrainConfig(**{**cfg.__dict__, "augment": "mirror-hats"}), np.random.default_rng(0))
     list(plain.epoch())
     assert plain.find_face is None and not plain.faces, "other presets skip the detector"
+
+
+def test_hard_mining_draws_photos_by_their_last_loss(data_root):
+    """`hard`: that share of an epoch is drawn by each photo's last loss; a repeated pair is one photo; before any
+    loss is known the order is the plain one."""
+    from training.data import load_pairs
+    from training.train import Batches
+    pairs = resolve("figaro-train", data_root)[:10]
+    arrays, pairs, _ = load_pairs(pairs)
+    pairs, arrays = pairs * 2, arrays * 2  # as --repeat makes them
+    cfg = TrainConfig(data=["figaro-train"], data_root=str(data_root), size=32, batch=4, augment="flips", hard=0.5)
+    plain = TrainConfig(**{**cfg.__dict__, "hard": 0.0})
+    batches = Batches(arrays, pairs, cfg, np.random.default_rng(3))
+    assert list(batches.key) == list(range(10)) * 2
+    assert np.array_equal(batches.order(), Batches(arrays, pairs, plain, np.random.default_rng(3)).order())
+    batches.record(np.arange(10), np.r_[np.full(9, 0.01), 10.0])  # photo 9 is a thousand times harder
+    counts = [np.isin(batches.order(), [9, 19]).sum() for _ in range(50)]
+    # 10 of the 20 draws are redrawn, almost all of them photo 9; its 2 plain draws each survive half the time
+    assert 10 <= np.mean(counts) <= 12
+    easy = Batches(arrays, pairs, plain, np.random.default_rng(3))
+    easy.record(np.arange(10), np.r_[np.full(9, 0.01), 10.0])
+    assert np.mean([np.isin(easy.order(), [9, 19]).sum() for _ in range(50)]) == 2, "off: losses change nothing"
+    x, y, photos = next(batches.epoch())
+    assert x.shape == (4, 3, 32, 32) and y.shape == (4, 1, 32, 32) and set(photos) <= set(range(10))
+    with pytest.raises(ValueError, match="hard must lie in"):
+        TrainConfig(hard=1.0)
+    with pytest.raises(ValueError, match="use one of them"):
+        TrainConfig(hard=0.3, balance=True)
+
+
+def test_per_sample_loss_averages_to_the_training_loss():
+    from training.losses import bce_dice, per_sample_loss
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(5, 1, 16, 16, generator=g)
+    target = (torch.rand(5, 1, 16, 16, generator=g) > 0.6).float()
+    each = per_sample_loss(logits, target)
+    assert each.shape == (5,) and torch.allclose(each.mean(), bce_dice(logits, target))
+    target[2] = (logits[2] > 0).float()  # one sample the model already gets right
+    assert per_sample_loss(logits, target).argmin() == 2
+
+
+def test_a_hard_mining_run_keeps_its_loss_table_for_a_resume(tmp_path, data_root):
+    cfg = TrainConfig(variant="unet-226k", data=["figaro-train"], data_root=str(data_root), size=32, epochs=1,
+                      batch=4, limit=12, augment="flips", hard=0.5, out=str(tmp_path / "run"))
+    train(cfg, progress=False)
+    _, ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    table = ckpt["photo_loss"]
+    assert table.shape == (12,) and (np.isfinite(table) & (table > 0)).all(), "every photo of the epoch scored"
 
 
 def test_cloth_hats_take_a_hairless_patch_of_another_photo(data_root):
