@@ -6,6 +6,9 @@ for the ground truth: 1.0 means the mask moves exactly as much as the hair does;
 Runs exported ONNX files through the daemon's own loader and postprocessing, so it measures what ships.
 
     python -m export flicker models/hair-mobile-unet.onnx --images 15 --frames 10 --smoothing 0 0.5
+
+`--alternate-flip` adds rows where every other frame is segmented as its mirror image (flipped back), so the
+smoothing averages the two views over time: what flip averaging would buy the live path without a second inference.
 """
 from __future__ import annotations
 
@@ -40,8 +43,10 @@ def motion_sequence(img: np.ndarray, mask: np.ndarray, frames: int, rng: np.rand
                cv2.warpAffine(mask, m, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT_101))
 
 
-def measure(model_path: str, pairs, frames: int = 12, smoothing: float = 0.0, seed: int = 0, size: int = 256):
-    """Flicker ratio and mean IoU of one model over motion sequences of the given pairs."""
+def measure(model_path: str, pairs, frames: int = 12, smoothing: float = 0.0, seed: int = 0, size: int = 256,
+            alternate_flip: bool = False):
+    """Flicker ratio and mean IoU of one model over motion sequences of the given pairs; with `alternate_flip` the
+    odd frames are segmented as their mirror images (the prior, if any, mirrored with them)."""
     from device.model_file import load_model
     from device.postprocess import Postprocessor
     model = load_model(model_path)
@@ -55,9 +60,13 @@ def measure(model_path: str, pairs, frames: int = 12, smoothing: float = 0.0, se
         post = Postprocessor(model.threshold, smoothing=smoothing)
         prior = np.zeros((1, 1, h, w), np.float32) if model.has_prior else None
         prev = prev_truth = None
-        for frame, truth in motion_sequence(img, mask, frames, rng):
+        for t, (frame, truth) in enumerate(motion_sequence(img, mask, frames, rng)):
             small = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
-            prob = model.predict(small[None], prior=prior)
+            if alternate_flip and t % 2:
+                mirrored = None if prior is None else prior[..., ::-1]
+                prob = np.ascontiguousarray(model.predict(small[None, :, ::-1], prior=mirrored)[..., ::-1])
+            else:
+                prob = model.predict(small[None], prior=prior)
             if model.has_prior:
                 prior = prob
             full = cv2.resize(prob[0, 0], (truth.shape[1], truth.shape[0]), interpolation=cv2.INTER_LINEAR)
@@ -67,7 +76,7 @@ def measure(model_path: str, pairs, frames: int = 12, smoothing: float = 0.0, se
                 changes.append(np.abs(pred.astype(int) - prev).mean())
                 truth_changes.append(np.abs(truth.astype(int) - prev_truth).mean())
             prev, prev_truth = pred, truth
-    return {"model": model_path, "smoothing": smoothing, "prior": model.has_prior,
+    return {"model": model_path, "smoothing": smoothing, "prior": model.has_prior, "alternate_flip": alternate_flip,
             "mask_change": float(np.mean(changes)), "truth_change": float(np.mean(truth_changes)),
             "flicker_ratio": float(np.mean(changes) / np.mean(truth_changes)), "iou": metrics.summary()["iou"]}
 
@@ -80,6 +89,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=int, default=12, help="frames per sequence")
     p.add_argument("--smoothing", type=float, nargs="+", default=[0.0, 0.5],
                    help="the daemon's uncertainty-weighted smoothing values to compare")
+    p.add_argument("--alternate-flip", action="store_true",
+                   help="also measure each setting with every other frame segmented as its mirror image")
     p.add_argument("--json", help="write the results here")
 
 
@@ -110,10 +121,14 @@ def run(args: argparse.Namespace) -> int:
     for spec in args.data:
         arrays, _, _ = load_pairs(resolve(spec, Path(args.data_root))[:args.images])
         pairs += arrays
-    rows = [measure(m, pairs, args.frames, s) for m in args.models for s in args.smoothing]
-    print(f"{'model':<40}{'prior':>6}{'smooth':>7}{'mask chg':>10}{'truth chg':>10}{'flicker':>9}{'IoU':>8}")
+    flips = (False, True) if args.alternate_flip else (False,)
+    rows = [measure(m, pairs, args.frames, s, alternate_flip=f) for m in args.models for s in args.smoothing
+            for f in flips]
+    print(f"{'model':<40}{'prior':>6}{'smooth':>7}{'flip':>6}{'mask chg':>10}{'truth chg':>10}{'flicker':>9}"
+          f"{'IoU':>8}")
     for r in rows:
         print(f"{Path(r['model']).name:<40}{'yes' if r['prior'] else 'no':>6}{r['smoothing']:>7.2f}"
+              f"{'alt' if r['alternate_flip'] else 'no':>6}"
               f"{r['mask_change']:>10.4f}{r['truth_change']:>10.4f}{r['flicker_ratio']:>9.2f}{r['iou']:>8.4f}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
