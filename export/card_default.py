@@ -115,8 +115,9 @@ def error_makeup(celeb: SetBreakdown, flipped: float | None) -> list[str]:
            f"| of which on the {len(hats)} hat photos | {100 * hat_far:.1f} |", ""]
     if flipped is not None:
         out.append(f"Averaged with its mirror image (two inferences a frame: twice the latency, over the 1.2x budget) "
-                   f"the same file scores {flipped:.3f} on celeb1k-val. The experiment logs below say what each "
-                   "step bought.")
+                   f"the same file scores {flipped:.3f} on celeb1k-val. The page's try-a-photo does this "
+                   "(`[segmenter] photo_flip`); live frames do not. The experiment logs below say what each step "
+                   "bought.")
     return out
 
 
