@@ -1,4 +1,5 @@
-"""Losses on logits: BCE + soft Dice, and the distillation term against a teacher's probabilities."""
+"""Losses on logits against the ground truth (`GROUND_TRUTH_LOSSES`: BCE + soft Dice, or BCE + Lovasz hinge), and the
+distillation term against a teacher's probabilities."""
 from __future__ import annotations
 
 import torch
@@ -26,8 +27,30 @@ def bce_dice(logits: torch.Tensor, target: torch.Tensor, dice_weight: float = 1.
     return F.binary_cross_entropy_with_logits(logits, target) + dice_weight * dice_loss(logits, target)
 
 
+def lovasz_hinge(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The Lovasz hinge (Berman et al., CVPR 2018) of each image, averaged: a convex surrogate whose minimum is
+    each image's own IoU, the metric the benchmarks average, where Dice approximates it."""
+    losses = []
+    for z, t in zip(logits.flatten(1), target.flatten(1)):
+        errors = 1 - z * (2 * t - 1)
+        errors, order = torch.sort(errors, descending=True)
+        truth = t[order]
+        hits = truth.sum()
+        jaccard = 1 - (hits - truth.cumsum(0)) / (hits + (1 - truth).cumsum(0))
+        jaccard[1:] = jaccard[1:] - jaccard[:-1].clone()  # the IoU loss gained by each error, largest first
+        losses.append(torch.dot(F.relu(errors), jaccard))
+    return torch.stack(losses).mean()
+
+
+def bce_lovasz(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits, target) + lovasz_hinge(logits, target)
+
+
+GROUND_TRUTH_LOSSES = {"bce-dice": bce_dice, "bce-lovasz": bce_lovasz}
+
+
 def distillation(logits: torch.Tensor, target: torch.Tensor, teacher_prob: torch.Tensor,
-                 alpha: float = 0.5) -> torch.Tensor:
-    """(1 - alpha) * ground-truth loss + alpha * BCE against the teacher's soft probabilities."""
+                 alpha: float = 0.5, truth_loss=bce_dice) -> torch.Tensor:
+    """(1 - alpha) * ground-truth loss + alpha * BCE + Dice against the teacher's soft probabilities."""
     soft = F.binary_cross_entropy_with_logits(logits, teacher_prob) + dice_loss(logits, teacher_prob)
-    return (1 - alpha) * bce_dice(logits, target) + alpha * soft
+    return (1 - alpha) * truth_loss(logits, target) + alpha * soft

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from . import data as datasets
 from .augment import AUGMENT_PRESETS, FaceFinder, augment
 from .evaluate import evaluate, torch_predictor
-from .losses import bce_dice, distillation, per_sample_loss
+from .losses import GROUND_TRUTH_LOSSES, distillation, per_sample_loss
 from .models import build_model, count_macs, count_params, get_variant, normalise
 from .priors import make_prior
 
@@ -65,6 +65,8 @@ class TrainConfig:
     init: str = _option("", "start from this run's weights with a fresh optimiser and schedule (another variant: the layers it shares)",
                         metavar="CHECKPOINT")
     threads: int = _option(2, "torch CPU threads (changes speed, not what is learnt)")
+    loss: str = _option("bce-dice", "loss against the ground truth: BCE + soft Dice, or BCE + the Lovasz hinge "
+                                    "(a surrogate of each image's IoU)", choices=lambda: list(GROUND_TRUTH_LOSSES))
     hard: float = _option(0.0, "share of each epoch's draws weighted by each photo's last training loss (hard-example "
                                 "mining: the photos the model fails, such as hats and backgrounds joined to hair, "
                                 "come up more often); 0: every photo as often")
@@ -82,6 +84,8 @@ class TrainConfig:
         get_variant(self.variant)
         if self.teacher_flip and not self.teacher:
             raise ValueError("teacher_flip needs a teacher (prune --teacher CHECKPOINT)")
+        if self.loss not in GROUND_TRUTH_LOSSES:
+            raise ValueError(f"loss must be one of {', '.join(GROUND_TRUTH_LOSSES)}, not {self.loss!r}")
         if not 0.0 <= self.hard < 1.0:
             raise ValueError(f"hard must lie in [0, 1), not {self.hard!r}")
         if self.hard and self.balance:
@@ -278,9 +282,11 @@ RUNTIME_ONLY = frozenset({"threads"})
 
 
 def config_changes(saved: dict, current: dict) -> list[str]:
-    """The names of the settings that differ between a saved run and this one (runtime-only ones aside)."""
+    """The names of the settings that differ between a saved run and this one (runtime-only ones aside). A setting
+    added since the run was saved counts as its default there: the run was made with what it does by default."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
     return sorted(k for k in saved.keys() | current.keys()
-                  if k not in RUNTIME_ONLY and saved.get(k) != current.get(k))
+                  if k not in RUNTIME_ONLY and saved.get(k, defaults.get(k)) != current.get(k))
 
 
 def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
@@ -298,6 +304,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     steps = max(1, cfg.epochs * len(batches))
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=steps, pct_start=0.1)
     teacher = load_checkpoint(cfg.teacher)[0] if cfg.teacher else None
+    truth_loss = GROUND_TRUTH_LOSSES[cfg.loss]
 
     start_epoch, best = 0, {"val_iou": -1.0}
     last = out / "last.pt"
@@ -335,9 +342,10 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
         for x, y, photos in bar:
             logits = model(x)
             if teacher is not None:
-                loss = distillation(logits, y, soft_targets(teacher, x, cfg.teacher_flip), cfg.distill_alpha)
+                loss = distillation(logits, y, soft_targets(teacher, x, cfg.teacher_flip), cfg.distill_alpha,
+                                    truth_loss)
             else:
-                loss = bce_dice(logits, y)
+                loss = truth_loss(logits, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

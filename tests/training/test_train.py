@@ -314,6 +314,35 @@ def test_hard_mining_draws_photos_by_their_last_loss(data_root):
         TrainConfig(hard=0.3, balance=True)
 
 
+def test_a_run_saved_before_a_setting_existed_resumes_with_its_default():
+    from training.train import config_changes
+    current = TrainConfig(epochs=3).__dict__
+    saved = {k: v for k, v in current.items() if k not in ("loss", "hard")}
+    assert config_changes(saved, current) == []
+    assert config_changes(saved, {**current, "loss": "bce-lovasz"}) == ["loss"]
+
+
+def test_lovasz_hinge_of_a_hard_prediction_is_twice_its_iou_loss():
+    """At logits of +-1 (each pixel's hinge error 0 when right, 2 when wrong) the Lovasz extension is exactly twice
+    1 - IoU of the predicted mask, per image, averaged; at logits of 0 it is 1."""
+    from training.losses import GROUND_TRUTH_LOSSES, lovasz_hinge
+    g = torch.Generator().manual_seed(1)
+    truth = (torch.rand(3, 1, 12, 12, generator=g) > 0.5).float()
+    pred = truth.clone()
+    pred[0, 0, :4] = 1 - pred[0, 0, :4]  # wrong on a third of the first image
+    pred[1, 0, 5, 5] = 1 - pred[1, 0, 5, 5]  # one pixel of the second
+    logits = pred * 2 - 1
+    inter, union = (pred * truth).flatten(1).sum(1), ((pred + truth) > 0).float().flatten(1).sum(1)
+    want = (2 * (1 - inter / union)).mean()
+    assert torch.allclose(lovasz_hinge(logits, truth), want) and want > 0.1
+    assert torch.allclose(lovasz_hinge(torch.zeros_like(truth), truth), torch.tensor(1.0))
+    logits.requires_grad_(True)
+    GROUND_TRUTH_LOSSES["bce-lovasz"](logits, truth).backward()
+    assert logits.grad[0, 0, :4].abs().sum() > 0, "the wrong pixels get a gradient"
+    with pytest.raises(ValueError, match="loss must be one of"):
+        TrainConfig(loss="dice")
+
+
 def test_per_sample_loss_averages_to_the_training_loss():
     from training.losses import bce_dice, per_sample_loss
     g = torch.Generator().manual_seed(0)
