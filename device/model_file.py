@@ -13,6 +13,7 @@ or outside [0, 1] (0..255 values, logits) is refused, so the daemon falls back i
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -294,6 +295,14 @@ class ContractModel:
         elif prior is not None:
             raise ValueError(f"{self.path.name} has no 'prior' input; pass prior=None")
         return self.session.run([HAIR_OUTPUT], feeds)[0]
+
+
+def flip_averaged(predict: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
+    """A predictor that averages `predict` over each NHWC batch and its mirror image, flipped back (two runs of the
+    batch's own size, so a session keeps the shapes it runs live); the output's last axis is the image's width."""
+    def both(batch: np.ndarray) -> np.ndarray:
+        return (predict(batch) + predict(np.ascontiguousarray(batch[:, :, ::-1]))[..., ::-1]) / 2
+    return both
 
 
 def _session(path: Path, threads: int):

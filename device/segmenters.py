@@ -90,16 +90,14 @@ class OnnxSegmenter(Segmenter):
 
     def segment_still(self, rgb: np.ndarray) -> np.ndarray:
         """With `photo_flip`, the mean of the photo's probabilities and its mirror image's (flipped back): the two
-        views' errors differ, so their mean is right more often (measured on every benchmark). Two runs of one
-        image, not a batch of two: the session keeps the live path's shapes (a batch of two took 3.6x one run)."""
-        prior = np.zeros((1, 1, *self.input_size), np.float32) if self.model.has_prior else None
+        views' errors differ, so their mean is right more often (measured on every benchmark). A model with a prior
+        input gets an empty one for each view: a photo has no previous frame."""
+        from .model_file import flip_averaged
+        predict = flip_averaged(self.model.predict) if self.photo_flip else self.model.predict
         try:
-            prob = self.model.predict(rgb[None], prior=prior)[0, 0]
-            if self.photo_flip:
-                prob = (prob + self.model.predict(rgb[None, :, ::-1], prior=prior)[0, 0, :, ::-1]) / 2
+            return predict(rgb[None])[0, 0]
         except Exception as e:
             raise SegmenterError(f"inference failed: {e}") from e
-        return prob
 
 
 @SEGMENTERS.register("classical")

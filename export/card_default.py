@@ -91,9 +91,10 @@ def targets_table(meta: dict[str, str], breakdowns: dict[str, SetBreakdown]) -> 
 
 def flip_figure(path: Path, spec: str, data_root: Path | None = None, threads: int = 0, every: int = 1) -> float:
     """Mean IoU of the file on a data set with each photo's probabilities averaged with its mirror image's."""
+    from device.model_file import flip_averaged
     from training.evaluate import evaluate
 
-    from .evaluation import flip_averaged, load_named, onnx_predictor
+    from .evaluation import load_named, onnx_predictor
     predict, size, threshold = onnx_predictor(path, threads)
     arrays, _, _ = load_named(spec, data_root, 0, every)
     return evaluate(flip_averaged(predict), arrays, size, threshold, progress=False)["iou"]

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .evaluation import BENCHMARKS, flip_averaged, load_benchmark, onnx_predictor
+from device.model_file import flip_averaged
+
+from .evaluation import BENCHMARKS, load_benchmark, onnx_predictor
 
 
 def per_photo_iou(path: str | Path, arrays: list, threads: int = 0, flip: bool = False,

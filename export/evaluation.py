@@ -47,13 +47,6 @@ def onnx_predictor(path: str | Path, threads: int = 0) -> tuple[Callable[[np.nda
     return predict, model.input_size, model.threshold
 
 
-def flip_averaged(predict: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
-    """A predictor that averages `predict` over each NHWC batch and its mirror image (two inferences a batch)."""
-    def both(batch: np.ndarray) -> np.ndarray:
-        return (predict(batch) + predict(np.ascontiguousarray(batch[:, :, ::-1]))[..., ::-1]) / 2
-    return both
-
-
 def evaluate_file(path: str | Path, data_sets: tuple[str, ...] = BENCHMARKS, data_root: Path | None = None,
                   threads: int = 0, progress: bool = True, limit: int = 0,
                   loaded: dict[str, tuple[list, list[str]]] | None = None) -> dict[str, dict]:
