@@ -2,8 +2,8 @@
 
 `Mirror` configures the processing, runs the loop over the stages in device/stages.py (capture supervision,
 the inference worker, compose + publish) and answers the web page. Inference runs in its own thread with at most
-one frame in flight; the display loop never waits for it and applies the newest mask to every frame it shows
-(like rpicam-apps' post-processing stages).
+one frame in flight; the display loop never waits for it: it post-processes each new result and applies the
+newest mask to every frame it shows (like rpicam-apps' post-processing stages).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from .postprocess import Postprocessor, postprocess_still
 from .recolour import Recolourer, make_recolourer
 from .segmenters import SEGMENTERS, Segmenter, SegmenterError, create_segmenter
 from .sinks import SINKS, Output
-from .stages import Backoff, Capture, Hair, InferenceWorker, publish
+from .stages import Backoff, Capture, Hair, InferenceWorker, Segmented, publish
 
 _log = logging.getLogger(__name__)
 STOP_WAIT = 2.0        # seconds a stop waits for an inference in progress; a slower one is left to the process exit
@@ -109,30 +109,48 @@ class Mirror:
     def camera_state(self) -> str:
         return self.capture.state
 
-    # --- the inference stage (runs in the worker's thread, or inline) ---
-    def segment(self, frame: Frame) -> Hair | None:
-        """The frame's hair at the segmenter's input size; None when the segmenter failed or rests."""
+    # --- the inference stage (the worker's thread), then post-processing (the frame thread) ---
+    def infer(self, frame: Frame) -> Segmented | None:
+        """The segmenter's probability map of the frame; None when the segmenter failed or rests."""
         if time.monotonic() < self.resting_until:
             return None
         t0 = time.perf_counter()
-        if frame.scene != self.scene:  # a cut: the last scene's smoothing and face must not carry over
-            self.post.reset()
-            self.scene = frame.scene
+        with self.lock:  # the pair configure() swaps together
+            segmenter, post = self.segmenter, self.post
         try:
             with self.segment_lock:
-                rgb = self._input_for(self.segmenter, frame)
-                prob = self.segmenter.segment(rgb)
+                rgb = self._input_for(segmenter, frame)
+                prob = segmenter.segment(rgb)
         except SegmenterError as e:
             self._fall_back(str(e))
             return None
         self.resting.reset()
-        t1 = time.perf_counter()
-        mask, alpha = self.post(prob, rgb)
-        t2 = time.perf_counter()
-        self.timings.add("inference", t1 - t0)
-        self.timings.add("postprocess", t2 - t1)
+        seconds = time.perf_counter() - t0
+        self.timings.add("inference", seconds)
         self.inferences += 1
-        return Hair(mask, alpha, frame.index, t2 - t0, frame.scene)
+        return Segmented(prob, rgb, frame.index, frame.scene, post, seconds)
+
+    def postprocess(self, segmented: Segmented) -> Hair | None:
+        """The hair of a segmented frame (in the frame thread, whose caches hold what post-processing and the
+        display touch: `python -m device.bench.stages` measures the layouts); None for a result of a segmenter that
+        a fallback has replaced since (another threshold, another history)."""
+        t0 = time.perf_counter()
+        with self.lock:  # held throughout: a fallback must not close this postprocessor while it works
+            post = self.post
+            if segmented.post is not post:
+                return None
+            if segmented.scene != self.scene:  # a cut: the last scene's smoothing and face must not carry over
+                post.reset()
+                self.scene = segmented.scene
+            mask, alpha = post(segmented.prob, segmented.rgb)
+        seconds = time.perf_counter() - t0
+        self.timings.add("postprocess", seconds)
+        return Hair(mask, alpha, segmented.frame_index, segmented.seconds + seconds, segmented.scene)
+
+    def segment(self, frame: Frame) -> Hair | None:
+        """Both stages in this thread (inline runs): the frame's hair, None when the segmenter failed or rests."""
+        segmented = self.infer(frame)
+        return None if segmented is None else self.postprocess(segmented)
 
     @staticmethod
     def _input_for(segmenter: Segmenter, frame: Frame) -> np.ndarray:
@@ -191,8 +209,9 @@ class Mirror:
 
     def run(self, max_frames: int | None = None, inline: bool = False) -> int:
         """Show frames until stopped (or max_frames). inline=True segments every frame in this thread
-        (deterministic: tests and the end-to-end benchmark); otherwise one frame in flight."""
-        worker = None if inline else InferenceWorker(self.segment)
+        (deterministic: tests and the end-to-end benchmark); otherwise inference runs in its own thread, one frame
+        in flight, and this thread post-processes each result once."""
+        worker = None if inline else InferenceWorker(self.infer)
         hair: Hair | None = None
         self._status_at = self._fps_since = time.monotonic()
         self._fps_frames = 0
@@ -210,7 +229,9 @@ class Mirror:
                     hair = self.segment(frame) or hair
                 else:
                     worker.offer(frame)
-                    hair = worker.latest or hair
+                    segmented = worker.take()
+                    if segmented is not None:
+                        hair = self.postprocess(segmented) or hair
                 t2 = time.perf_counter()
                 with self.lock:
                     recolourer = self.recolourer
@@ -227,7 +248,7 @@ class Mirror:
             if worker and not worker.stop(STOP_WAIT):
                 self.inference_unfinished = True
                 _log.warning("stop: an inference is still running after %.0f s; not waiting for it", STOP_WAIT)
-            self.post.close()  # after the inference: it is the one that uses the face search
+            self.post.close()  # its face search thread
         return self.frames
 
     def _shown(self) -> None:

@@ -2,6 +2,7 @@
 
     Capture          capture supervision: the next frame; a camera that fails or goes away is reopened with back-off
     InferenceWorker  segments the newest offered frame in its own thread, at most one frame in flight
+    Segmented        what the inference hands the frame thread: the probability map, post-processed there (Hair)
     publish          compose + publish: the frame with the newest hair of its own scene, to the sinks and the page
     Backoff          the doubling, capped, stop-aware wait every retry uses (the camera's and the segmenter's)
 """
@@ -97,6 +98,19 @@ class Capture:
 
 
 @dataclass
+class Segmented:
+    """One frame's inference, before post-processing: the probability map at the segmenter's input size, the input
+    it was made from (`keep = face` looks for the face in it), and the post-processor of the segmenter that made it
+    (a result of a segmenter replaced since, by a fallback, is dropped)."""
+    prob: np.ndarray
+    rgb: np.ndarray
+    frame_index: int
+    scene: int
+    post: object  # device.postprocess.Postprocessor
+    seconds: float
+
+
+@dataclass
 class Hair:
     """The newest segmentation result, at the size post-processing worked at (the segmenter's input size, or a
     whole fraction of it: `[postprocess] work_side`)."""
@@ -119,13 +133,15 @@ class Hair:
 
 
 class InferenceWorker:
-    """Segments the newest offered frame in a background thread; frames offered while busy are dropped.
-    (Any one-at-a-time job fits: the face search of device/postprocess.py runs in one too.)"""
+    """Runs a job on the newest offered item in a background thread; items offered while busy are dropped.
+    `latest` is the newest result, `take()` hands each result over once. (The daemon's inference runs in one, the
+    face search of device/postprocess.py too.)"""
 
-    def __init__(self, segment: Callable[[Frame], Hair | None], name: str = "inference"):
+    def __init__(self, segment: Callable, name: str = "inference"):
         self.segment = segment
-        self.pending: Frame | None = None
-        self.latest: Hair | None = None
+        self.pending = None
+        self.latest = None
+        self.taken = None
         self.cond = threading.Condition()
         self.running = True
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -138,6 +154,14 @@ class InferenceWorker:
             self.pending = frame
             self.cond.notify()
             return True
+
+    def take(self):
+        """The newest result if it was not taken before, else None."""
+        with self.cond:
+            if self.latest is self.taken:
+                return None
+            self.taken = self.latest
+            return self.latest
 
     def _run(self) -> None:
         while True:

@@ -19,15 +19,17 @@ the same run, interleaved frame by frame so that a background load weighs on bot
                 display over the camera's own preview; its own upscale and recolour are inside it
     publish     the sinks (null here) and the frame handed to the web page
 
-Every stage runs on one core (OpenCV and onnxruntime with one thread), as the model alone is timed. Two ratios,
-each the median over rounds of `face.every` frames (one face search each) of (path) / (model alone):
+OpenCV and onnxruntime run one thread each, as the model alone is timed. Two paths, each the median over rounds
+of `face.every` frames (one face search each) of (path) / (model alone):
 - demo path: every stage but `colour` and `overlay`, as the daemon runs on the demo camera with the composite;
 - Pi path: `colour` instead of `capture` (on a Pi the sensor and ISP render both streams; the CPU converts them),
   and `overlay` instead of upscale, recolour and compose (the Pi's sink; the web page composes a frame only when it
   is asked for one, in its own thread).
-Each is given twice: by wall time, and by the frame thread's own CPU time (time.thread_time), which a busy machine
-(another job on the cores) does not inflate; the work of the camera's and the face search's own threads is not in
-the CPU figures, as on a Pi's other cores.
+Three layouts, their rounds alternated: one thread doing every stage of both paths frame by frame (wall time and
+that thread's CPU time), and each path's daemon as it runs (`TwoThreads`: inference in its own thread, the rest in
+the frame thread, which makes only that path's picture), given by the CPU time of both threads. CPU time
+(time.thread_time) is what a busy machine does not inflate; the work of the camera's and the face search's own
+threads is not in it, as on a Pi's other cores.
 """
 from __future__ import annotations
 
@@ -95,34 +97,91 @@ class Profiled(NamedTuple):
 
 
 def frame_path(mirror, clock: _Clock) -> Profiled:
-    """One frame through the daemon's stages, inline, as `Mirror.run(inline=True)` does it: the displayed
+    """One frame through the daemon's stages in one thread, as `Mirror.run(inline=True)` does it: the displayed
     composite (the web page's and the file sink's picture), and the Pi sink's overlay of the same frame in the
     Pi camera's pixel format."""
-    from ..sinks import Output
+    frame, pi_frame = capture(mirror, clock)
+    prob, rgb = infer(mirror, frame, clock)
+    return show(mirror, frame, pi_frame, prob, rgb, clock)
+
+
+def capture(mirror, clock: _Clock):
+    """The frame thread's first stages: (the demo's frame, the same frame as the Pi camera adapter makes it)."""
     frame = mirror.camera.read()
     clock.stage("capture")
-    pi_frame = pi_colour(frame, clock)
+    return frame, pi_colour(frame, clock)
+
+
+def infer(mirror, frame, clock: _Clock) -> tuple[np.ndarray, np.ndarray]:
+    """The inference thread's stages: (the probability map, the input it was made from)."""
     rgb = mirror._input_for(mirror.segmenter, frame)
     clock.stage("resize")
     prob = mirror.segmenter.segment(rgb)
     clock.stage("inference")
+    return prob, rgb
+
+
+def show(mirror, frame, pi_frame, prob: np.ndarray, rgb: np.ndarray, clock: _Clock,
+         paths: tuple[str, ...] = ("pi", "demo")) -> Profiled:
+    """The frame thread's stages after the inference: post-processing, then the pictures of `paths`: the Pi's
+    overlay, the demo's composite (None for a path not made); publish."""
+    from ..sinks import Output
     mask, alpha = mirror.post(prob, rgb)
     clock.stage("postprocess")
-    pi_output = Output(pi_frame, alpha, mirror.recolourer)
-    _ = pi_output.overlay  # before the composite, as a Pi makes it: after post-processing, on the same caches
-    clock.stage("overlay")
-    output = Output(frame, alpha, mirror.recolourer)
-    hair = output.hair_alpha()
-    clock.stage("upscale")
-    new = output.recolour(hair)
-    clock.stage("recolour")
-    output.compose(hair, new)
-    clock.stage("compose")
+    pi_output = output = None
+    if "pi" in paths:
+        pi_output = Output(pi_frame, alpha, mirror.recolourer)
+        _ = pi_output.overlay  # before the composite, as a Pi makes it: after post-processing, on the same caches
+        clock.stage("overlay")
+    if "demo" in paths:
+        output = Output(frame, alpha, mirror.recolourer)
+        hair = output.hair_alpha()
+        clock.stage("upscale")
+        new = output.recolour(hair)
+        clock.stage("recolour")
+        output.compose(hair, new)
+        clock.stage("compose")
+    output = output or Output(frame, alpha, mirror.recolourer)  # the page composes it only when asked
     for sink in mirror.sinks:
         sink.show(output)
     mirror.latest_output = output
     clock.stage("publish")
     return Profiled(output, pi_output)
+
+
+class TwoThreads:
+    """The daemon's own layout (`Mirror.run`) for one path: the frame thread (the caller's) captures frame k and
+    hands it to the inference thread, post-processes frame k-1 and makes its picture (the Pi's overlay, or the
+    demo's composite: each path's daemon makes only its own), then waits for the inference. `step` returns the
+    frame thread's and the inference thread's clocks of one step and frame k's model input."""
+
+    def __init__(self, mirror, path: str):
+        from concurrent.futures import ThreadPoolExecutor
+        self.mirror, self.paths = mirror, (path,)
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="inference")
+        self.previous = None  # (frame, pi frame, prob, rgb) of the frame to show next
+
+    def _infer(self, frame):
+        clock = _Clock()  # started in the inference thread: its CPU time is that thread's
+        return (*infer(self.mirror, frame, clock), clock)
+
+    def step(self) -> tuple[_Clock, _Clock, np.ndarray]:
+        """(frame thread's clock, inference thread's clock, frame k's model input)."""
+        clock = _Clock()
+        frame, pi_frame = capture(self.mirror, clock)
+        running = self.pool.submit(self._infer, frame)
+        if self.previous is not None:
+            show(self.mirror, *self.previous, clock, self.paths)
+        prob, rgb, inference_clock = running.result()
+        self.previous = (frame, pi_frame, prob, rgb)
+        return clock, inference_clock, rgb
+
+    def model_alone(self, rgb: np.ndarray) -> tuple[float, float]:
+        """The model alone in the inference thread (the frame thread waits)."""
+        return self.pool.submit(model_alone, self.mirror, rgb).result()
+
+    def close(self) -> None:
+        self.pool.shutdown()
 
 
 def pi_colour(frame, clock: _Clock):
@@ -150,7 +209,8 @@ def model_alone(mirror, rgb: np.ndarray) -> tuple[float, float]:
 def profile_stages(model_path: str | Path, frame_hw: tuple[int, int] = (480, 640), frames: int = 240,
                    keep: str | None = None, mode: str | None = None) -> dict:
     """Milliseconds per stage (mean over `frames`), the whole path, the model alone and their ratio, for the
-    daemon on the demo camera at `frame_hw` (H, W) with this model. See the module docstring."""
+    daemon on the demo camera at `frame_hw` (H, W) with this model, in one thread and in the daemon's two
+    (rounds of each alternated). See the module docstring."""
     from ..postprocess import FaceAnchored
     from ..segmenters import SegmenterError
     try:
@@ -158,21 +218,27 @@ def profile_stages(model_path: str | Path, frame_hw: tuple[int, int] = (480, 640
     except SegmenterError as e:
         raise ValueError(str(e)) from None
     with one_opencv_thread():
+        two = {name: TwoThreads(mirror, name) for name in PATHS}
         try:
             if mirror.segmenter.model.has_prior:
                 raise ValueError(f"{model_path}: the stage profile times models without a prior input")
             period = FaceAnchored.every
             rounds = max(1, -(-frames // period))
             per_stage = {clock: {s: [] for s in STAGES} for clock in CLOCKS}
+            two_cpu = {name: {s: [] for s in names} for name, names in PATHS.items()}
             alone = {clock: [] for clock in CLOCKS}
             ratios = {clock: {name: [] for name in PATHS} for clock in CLOCKS}
+            two_ratios = {name: [] for name in PATHS}
             for _ in range(WARMUP_FRAMES):
                 output = frame_path(mirror, _Clock()).output
                 model_alone(mirror, mirror._input_for(mirror.segmenter, output.frame))
+                for layout in two.values():
+                    layout.model_alone(layout.step()[2])
             for _ in range(rounds):
+                # one thread: A B A B, the path, then the model alone on the same frame
                 path_s = {clock: dict.fromkeys(PATHS, 0.0) for clock in CLOCKS}
                 model_s = dict.fromkeys(CLOCKS, 0.0)
-                for _ in range(period):  # A B A B: the path, then the model alone on the same frame
+                for _ in range(period):
                     clock = _Clock()
                     output = frame_path(mirror, clock).output
                     model_t = model_alone(mirror, mirror._input_for(mirror.segmenter, output.frame))
@@ -186,18 +252,32 @@ def profile_stages(model_path: str | Path, frame_hw: tuple[int, int] = (480, 640
                 for kind in CLOCKS:
                     for name in PATHS:
                         ratios[kind][name].append(path_s[kind][name] / model_s[kind])
+                # each path's daemon, two threads: a step, then the model alone in the inference thread
+                for name, names in PATHS.items():
+                    path_cpu = model_cpu = 0.0
+                    for _ in range(period):
+                        frame_clock, inference_clock, rgb = two[name].step()
+                        model_cpu += two[name].model_alone(rgb)[1]
+                        for s in names:
+                            both = frame_clock.cpu[s] + inference_clock.cpu[s]
+                            two_cpu[name][s].append(both)
+                            path_cpu += both
+                    two_ratios[name].append(path_cpu / model_cpu)
         finally:
+            for layout in two.values():
+                layout.close()
             mirror.camera.stop()
             mirror.post.close()
     stages = {kind: {s: round(1e3 * float(np.mean(v)), 3) for s, v in per_stage[kind].items()} for kind in CLOCKS}
-    paths = {}
+    two_stages = {name: {s: round(1e3 * float(np.mean(v)), 3) for s, v in per.items()} for name, per in two_cpu.items()}
+    paths, two_paths = {}, {}
     for name, names in PATHS.items():
         paths[name] = {"stages": list(names)}
         for kind, suffix in (("wall", ""), ("cpu", "_cpu")):
-            r = ratios[kind][name]
             paths[name] |= {f"ms{suffix}": round(sum(stages[kind][s] for s in names), 3),
-                            f"ratio{suffix}": round(float(np.median(r)), 3),
-                            f"ratio{suffix}_iqr": [round(float(np.percentile(r, q)), 3) for q in (25, 75)]}
+                            **_median_iqr(f"ratio{suffix}", ratios[kind][name])}
+        two_paths[name] = {"stages_cpu_ms": two_stages[name], "ms_cpu": round(sum(two_stages[name].values()), 3),
+                           **_median_iqr("ratio_cpu", two_ratios[name])}
     demo_total = paths["demo"]["ms"]
     return {
         "model": str(model_path), "frame_size": list(frame_hw), "frames": len(alone["wall"]),
@@ -206,9 +286,15 @@ def profile_stages(model_path: str | Path, frame_hw: tuple[int, int] = (480, 640
         "share_of_demo_path": {s: round(100 * v / demo_total, 1) for s, v in stages["wall"].items()},
         "model_alone_ms": round(1e3 * float(np.mean(alone["wall"])), 3),
         "model_alone_cpu_ms": round(1e3 * float(np.mean(alone["cpu"])), 3), "paths": paths,
+        "two_threads": two_paths,
         "rounds": rounds, "round_frames": period, "load_average": [round(v, 2) for v in os.getloadavg()],
         "cpu": _cpu(),
     }
+
+
+def _median_iqr(key: str, values: list[float]) -> dict:
+    return {key: round(float(np.median(values)), 3),
+            f"{key}_iqr": [round(float(np.percentile(values, q)), 3) for q in (25, 75)]}
 
 
 def _cpu() -> str:
@@ -216,26 +302,38 @@ def _cpu() -> str:
     return cpu_model()
 
 
+THREAD_OF = {"resize": "inference", "inference": "inference"}  # the rest runs in the frame thread
+
+
 def table(result: dict) -> str:
-    """The profile as a markdown table (wall and the frame thread's CPU time), with the ratio lines under it."""
+    """The profile as a markdown table (wall and CPU time in one thread, CPU time in the daemon's two), with the
+    ratio lines under it."""
     h, w = result["frame_size"]
     demo, pi = result["paths"]["demo"], result["paths"]["pi"]
+    two = result["two_threads"]
     wall, cpu = result["stages_ms"], result["stages_cpu_ms"]
+    cpu2 = {s: two[name]["stages_cpu_ms"][s] for name in ("demo", "pi") for s in two[name]["stages_cpu_ms"]}
     lines = [f"Frame path at {w}x{h}, {Path(result['model']).name}, keep = {result['keep']}, "
-             f"recolour = {result['recolour']}, {result['frames']} frames, one core ({result['cpu']}, "
-             f"load {result['load_average'][0]:.1f})", "",
-             "| stage | ms / frame | CPU ms / frame | % of demo path |", "|---|---:|---:|---:|"]
+             f"recolour = {result['recolour']}, {result['frames']} frames a layout, OpenCV and onnxruntime on one "
+             f"thread ({result['cpu']}, load {result['load_average'][0]:.1f})", "",
+             "| stage | thread (daemon) | ms / frame, one thread | CPU ms, one thread | CPU ms, two threads "
+             "(the path's own daemon) | % of demo path |", "|---|---|---:|---:|---:|---:|"]
     for s in STAGES:
         share = f"{result['share_of_demo_path'][s]:.1f}" if s in demo["stages"] else "(Pi path only)"
-        lines.append(f"| {s} | {wall[s]:.3f} | {cpu[s]:.3f} | {share} |")
-    lines += [f"| **demo path** | **{demo['ms']:.3f}** | **{demo['ms_cpu']:.3f}** | 100.0 |",
-              f"| Pi path | {pi['ms']:.3f} | {pi['ms_cpu']:.3f} | |",
-              f"| model alone (same run) | {result['model_alone_ms']:.3f} | {result['model_alone_cpu_ms']:.3f} | |", ""]
-    for name, path in (("demo path", demo), ("Pi path", pi)):
-        for suffix, what in (("", "wall"), ("_cpu", "CPU")):
-            lo, hi = path[f"ratio{suffix}_iqr"]
-            lines.append(f"{name} / model alone ({what}): **{path[f'ratio{suffix}']:.3f}** (median of "
-                         f"{result['rounds']} paired rounds of {result['round_frames']} frames, IQR {lo:.3f}-{hi:.3f})")
+        lines.append(f"| {s} | {THREAD_OF.get(s, 'frame')} | {wall[s]:.3f} | {cpu[s]:.3f} | {cpu2[s]:.3f} | {share} |")
+    lines += [f"| **demo path** | | **{demo['ms']:.3f}** | **{demo['ms_cpu']:.3f}** | "
+              f"**{two['demo']['ms_cpu']:.3f}** | 100.0 |",
+              f"| Pi path | | {pi['ms']:.3f} | {pi['ms_cpu']:.3f} | {two['pi']['ms_cpu']:.3f} | |",
+              f"| model alone (same run) | | {result['model_alone_ms']:.3f} | {result['model_alone_cpu_ms']:.3f} | | |",
+              ""]
+    rounds = f"{result['rounds']} paired rounds of {result['round_frames']} frames"
+    for name, key in (("demo path", "demo"), ("Pi path", "pi")):
+        path, path2 = result["paths"][key], two[key]
+        for what, figures, suffix in (("one thread, wall", path, ""), ("one thread, CPU", path, "_cpu"),
+                                      ("two threads as the daemon runs, CPU of both", path2, "_cpu")):
+            lo, hi = figures[f"ratio{suffix}_iqr"]
+            lines.append(f"{name} / model alone ({what}): **{figures[f'ratio{suffix}']:.3f}** (median of {rounds}, "
+                         f"IQR {lo:.3f}-{hi:.3f})")
     return "\n".join(lines)
 
 

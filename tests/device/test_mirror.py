@@ -454,3 +454,40 @@ def test_a_run_on_the_demo_camera_leaves_no_thread_behind(inline):
         assert {"demo-camera", "face-search"} <= seen  # they ran
         assert mirror.camera_state == "ok" and mirror.post.rule.worker is None
         assert [t for t in threading.enumerate() if t.name in names] == before
+
+
+def test_the_frame_thread_postprocesses_each_inference_once(photos, shipped_model):
+    """Threaded, inference runs in its own thread and hands its probability map over; the frame thread (whose
+    caches hold what post-processing and the display touch) post-processes each result exactly once."""
+    mirror = Mirror(make_cfg(photos, camera={"fps": 60}))
+    calls = []
+    real_call = type(mirror.post).__call__
+
+    def recorded(post, prob, rgb=None):
+        calls.append((threading.current_thread().name, prob))  # kept alive: ids are not reused
+        return real_call(post, prob, rgb)
+    mirror.post.__class__ = type("RecordedPostprocessor", (type(mirror.post),), {"__call__": recorded})
+    assert mirror.run(max_frames=45) == 45
+    assert calls and {name for name, _ in calls} == {threading.current_thread().name}
+    assert len({id(prob) for _, prob in calls}) == len(calls), "a result was post-processed twice"
+    assert mirror.inferences - 1 <= len(calls) <= mirror.inferences  # the last may end after the loop's last frame
+    assert mirror.timings.means_ms().keys() >= {"inference", "postprocess"}
+
+
+def test_a_result_of_a_segmenter_replaced_meanwhile_is_dropped(photos, shipped_model):
+    """A fallback swaps in another segmenter while an inference of the old one is in flight: its map (the old
+    model's threshold and history) must not reach the new postprocessor; the new segmenter's results do."""
+    from device.segmenters import SEGMENTERS
+    mirror = Mirror(make_cfg(photos))
+    mirror.camera.start()
+    try:
+        in_flight = mirror.infer(mirror.camera.read())
+        assert mirror.postprocess(in_flight) is not None  # kept while its segmenter is the current one
+        mirror.configure(SEGMENTERS.create("classical", mirror.cfg.segmenter))
+        assert mirror.postprocess(in_flight) is None
+        hair = mirror.postprocess(mirror.infer(mirror.camera.read()))
+        f = shrink_factor(mirror.segmenter.input_size, mirror.cfg.postprocess.work_side)
+        assert hair is not None and hair.mask.shape == tuple(-(-s // f) for s in mirror.segmenter.input_size)
+    finally:
+        mirror.camera.stop()
+        mirror.post.close()

@@ -44,8 +44,42 @@ def test_profile_has_every_stage_and_both_ratios(model):
                                                                               abs=0.01)
     # the demo camera renders in its own thread: the frame thread only takes the frame (as from a Pi's DMA buffer)
     assert cpu["capture"] < 0.25 * result["model_alone_cpu_ms"]
+    for name, path in result["two_threads"].items():  # each path's daemon, as it runs: its own stages only
+        assert set(path["stages_cpu_ms"]) == set(stages.PATHS[name])
+        assert path["stages_cpu_ms"]["inference"] > 0.5 * result["model_alone_cpu_ms"]
+        assert path["ms_cpu"] == pytest.approx(sum(path["stages_cpu_ms"].values()), abs=0.01)
+        assert 0.8 < path["ratio_cpu_iqr"][0] <= path["ratio_cpu"] <= path["ratio_cpu_iqr"][1] < 10
     text = stages.table(result)
-    assert "| inference |" in text and "demo path / model alone (wall)" in text and "Pi path / model alone (CPU)" in text
+    assert "| inference | inference |" in text and "| overlay | frame |" in text
+    assert "demo path / model alone (one thread, wall)" in text and "Pi path / model alone (one thread, CPU)" in text
+    assert "Pi path / model alone (two threads as the daemon runs, CPU of both)" in text
+
+
+def test_two_threads_infer_in_their_own_thread_and_show_only_their_path(model):
+    """The daemon's layout: inference in another thread, post-processing and the path's own picture in the
+    caller's; the Pi's daemon never composes the full frame, the demo's never makes the overlay."""
+    import threading
+    mirror = stages._mirror(model, (480, 640), None, None)
+    ran_in = []
+    real_segment = mirror.segmenter.segment
+    mirror.segmenter.segment = lambda rgb: ran_in.append(threading.current_thread().name) or real_segment(rgb)
+    layouts = {name: stages.TwoThreads(mirror, name) for name in stages.PATHS}
+    try:
+        for name, layout in layouts.items():
+            for _ in range(3):
+                frame_clock, inference_clock, rgb = layout.step()
+            assert rgb.shape[:2] == tuple(mirror.segmenter.input_size)
+            assert inference_clock.cpu["inference"] > 0 and frame_clock.cpu["inference"] == 0
+            assert frame_clock.cpu["postprocess"] > 0
+            made = {s for s in ("overlay", "compose") if frame_clock.cpu[s] > 0}
+            assert made == ({"overlay"} if name == "pi" else {"compose"}), (name, made)
+    finally:
+        for layout in layouts.values():
+            layout.close()
+        mirror.camera.stop()
+        mirror.post.close()
+    assert ran_in and all(n.startswith("inference") for n in ran_in), ran_in
+    assert threading.current_thread().name not in ran_in
 
 
 def test_the_profiled_frame_is_the_one_the_daemon_shows(model):
