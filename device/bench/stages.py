@@ -4,9 +4,9 @@ the same run, interleaved frame by frame so that a background load weighs on bot
 
     capture     the camera's read: the frame handed over (the demo renders `main` and `lores` ahead in its own
                 thread, as a sensor and ISP do the work outside the frame thread)
-    colour      the Pi camera adapter's conversions (`frame_arrays`): the demo renders RGB, so this is timed aside
-                on the same frame made into the streams a Pi 4 gives (main XBGR8888, kept as RGBX pixels; lores
-                YUV420, converted to RGB), for the Pi path
+    colour      the Pi camera adapter's conversions (`frame_arrays`), for the Pi path: the demo camera also renders
+                each frame as the streams a Pi 4 gives (main XBGR8888, kept as RGBX pixels; lores YUV420, converted
+                to RGB), in its own thread as a Pi's ISP does; the Pi path's daemon infers on that lores
     resize      the frame at the model's input size (none when the camera gives `lores` at that size)
     inference   the segmenter: input preparation and onnxruntime's run
     postprocess smoothing, threshold, the keep rule (`face`: its Haar cascade runs in a background thread, as in
@@ -86,6 +86,7 @@ def _mirror(model_path: str | Path, frame_hw: tuple[int, int], keep: str | None,
     cfg = from_dict(data)
     cfg.camera.fps = UNPACED_FPS  # a value the config file would refuse: built in code on purpose
     mirror = Mirror(cfg)
+    mirror.camera = mirror.capture.camera = _pi_streams_demo()(cfg.camera, mirror.segmenter.input_size)
     mirror.open_sinks()
     mirror.camera.start()
     return mirror
@@ -169,7 +170,7 @@ class TwoThreads:
         """(frame thread's clock, inference thread's clock, frame k's model input)."""
         clock = _Clock()
         frame, pi_frame = capture(self.mirror, clock)
-        running = self.pool.submit(self._infer, frame)
+        running = self.pool.submit(self._infer, pi_frame if "pi" in self.paths else frame)  # each its own lores
         if self.previous is not None:
             show(self.mirror, *self.previous, clock, self.paths)
         prob, rgb, inference_clock = running.result()
@@ -184,16 +185,29 @@ class TwoThreads:
         self.pool.shutdown()
 
 
+def _pi_streams_demo():
+    """The demo camera whose producer thread also renders each frame as the two streams a Pi 4's Picamera2 gives
+    (main XBGR8888, lores YUV420), kept as the frame's `pi_streams`: a Pi's ISP fills those buffers by DMA, so
+    making them must cost the frame thread neither CPU nor caches."""
+    from ..cameras.demo import DemoCamera
+
+    class PiStreamsDemo(DemoCamera):
+        def _render(self):
+            frame = super()._render()
+            frame.pi_streams = (cv2.cvtColor(frame.main, cv2.COLOR_RGB2RGBA),
+                                cv2.cvtColor(frame.lores, cv2.COLOR_RGB2YUV_I420))
+            return frame
+    return PiStreamsDemo
+
+
 def pi_colour(frame, clock: _Clock):
     """The frame as the Pi camera adapter makes it (`frame_arrays`: main XBGR8888 kept as R, G, B, X pixels, lores
-    YUV420 converted to RGB, as on a Pi 4), from the two streams as Picamera2 gives them, made from the demo's
-    RGB first (untimed). Only the adapter's work is timed (`colour`)."""
+    YUV420 converted to RGB, as on a Pi 4) from the two streams as Picamera2 gives them (`pi_streams`, made in the
+    camera's thread). Only the adapter's work is in it (`colour`)."""
     from ..cameras import Frame
     from ..cameras.picamera2 import frame_arrays
-    main = cv2.cvtColor(frame.main, cv2.COLOR_RGB2RGBA)
-    lores = cv2.cvtColor(frame.lores, cv2.COLOR_RGB2YUV_I420)
+    main, lores = frame.pi_streams
     streams = {"main": ("XBGR8888", frame.main.shape[1::-1]), "lores": ("YUV420", frame.lores.shape[1::-1])}
-    clock.restart()
     pi_frame = Frame(*frame_arrays(main, lores, streams, frame.lores.shape[:2]), frame.index, scene=frame.scene)
     clock.stage("colour")
     return pi_frame
