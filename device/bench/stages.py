@@ -37,6 +37,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -346,8 +347,10 @@ def table(result: dict) -> str:
         for what, figures, suffix in (("one thread, wall", path, ""), ("one thread, CPU", path, "_cpu"),
                                       ("two threads as the daemon runs, CPU of both", path2, "_cpu")):
             lo, hi = figures[f"ratio{suffix}_iqr"]
-            lines.append(f"{name} / model alone ({what}): **{figures[f'ratio{suffix}']:.3f}** (median of {rounds}, "
+            lines.append(f"- {name} / model alone ({what}): **{figures[f'ratio{suffix}']:.3f}** (median of {rounds}, "
                          f"IQR {lo:.3f}-{hi:.3f})")
+    lines += ["", "Quote CPU: another job stretches wall time, and the Pi path's wall time here also waits on the "
+              "demo camera's thread making the Pi's streams, which a Pi's ISP makes."]
     return "\n".join(lines)
 
 
@@ -362,26 +365,58 @@ def parse_hw(text: str) -> tuple[int, int]:
     return h, w
 
 
+DOCS_BLOCK = "stages"  # docs/bench.md's block that --docs rewrites
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     p = argparse.ArgumentParser(prog="python -m device.bench.stages", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="contract-v1 .onnx file (without a prior input)")
+    p.add_argument("model", nargs="?", help="contract-v1 .onnx file without a prior input (default: the daemon's "
+                                            "default model)")
+    p.add_argument("--from", dest="saved", metavar="JSON", help="print (and --docs) a saved result instead of "
+                                                                 "measuring")
     p.add_argument("--size", type=parse_hw, default=(480, 640), help="display size WIDTHxHEIGHT (default 640x480)")
-    p.add_argument("--frames", type=int, default=240, help="frames measured (default 240)")
+    p.add_argument("--frames", type=int, default=240, help="frames measured per layout (default 240)")
     p.add_argument("--keep", help="[postprocess] keep rule (default: the config's default)")
     p.add_argument("--mode", help="recolour mode (default: the config's default)")
     p.add_argument("--json", help="also write the result here")
+    p.add_argument("--docs", metavar="MD", help=f"write the table into this markdown file's '{DOCS_BLOCK}' block "
+                                                "(docs/bench.md)")
     args = p.parse_args(argv)
+    if args.model and args.saved:
+        p.error("give a model file to measure or --from a saved result, not both")
+    if not args.saved:
+        from ..segmenters import DEFAULT_MODEL
+        args.model = args.model or str(DEFAULT_MODEL)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        result = profile_stages(args.model, args.size, args.frames, args.keep, args.mode)
+        if args.saved:
+            result = _load(args.saved)
+        else:
+            result = profile_stages(args.model, args.size, args.frames, args.keep, args.mode)
+        text = table(result)
+        print(text)
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        if args.docs:
+            from .docs_block import GeneratedBlock
+            command = shlex.join(["python", "-m", "device.bench.stages", *argv])
+            print(f"wrote {GeneratedBlock(DOCS_BLOCK).rewrite(args.docs, text, command)}", file=sys.stderr)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(table(result))
-    if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0
+
+
+def _load(path: str) -> dict:
+    try:
+        result = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--from {path}: not JSON ({e})") from None
+    if not isinstance(result, dict) or "two_threads" not in result:
+        raise ValueError(f"--from {path}: not a stage profile of this version (written by --json)")
+    return result
 
 
 if __name__ == "__main__":
