@@ -125,8 +125,9 @@ def infer(mirror, frame, clock: _Clock) -> tuple[np.ndarray, np.ndarray]:
 
 def show(mirror, frame, pi_frame, prob: np.ndarray, rgb: np.ndarray, clock: _Clock,
          paths: tuple[str, ...] = ("pi", "demo")) -> Profiled:
-    """The frame thread's stages after the inference: post-processing, then the pictures of `paths`: the Pi's
-    overlay, the demo's composite (None for a path not made); publish."""
+    """The frame thread's stages after the inference: post-processing, then the pictures of `paths` (the Pi's
+    overlay, the demo's composite), publish. A picture not made is not timed (`pi_output` None; the page's
+    output composes only when asked)."""
     from ..sinks import Output
     mask, alpha = mirror.post(prob, rgb)
     clock.stage("postprocess")
@@ -327,19 +328,23 @@ def table(result: dict) -> str:
     demo, pi = result["paths"]["demo"], result["paths"]["pi"]
     two = result["two_threads"]
     wall, cpu = result["stages_ms"], result["stages_cpu_ms"]
-    cpu2 = {s: two[name]["stages_cpu_ms"][s] for name in ("demo", "pi") for s in two[name]["stages_cpu_ms"]}
+    demo2, pi2 = two["demo"]["stages_cpu_ms"], two["pi"]["stages_cpu_ms"]
     lines = [f"Frame path at {w}x{h}, {Path(result['model']).name}, keep = {result['keep']}, "
              f"recolour = {result['recolour']}, {result['frames']} frames a layout, OpenCV and onnxruntime on one "
              f"thread ({result['cpu']}, load {result['load_average'][0]:.1f})", "",
-             "| stage | thread (daemon) | ms / frame, one thread | CPU ms, one thread | CPU ms, two threads "
-             "(the path's own daemon) | % of demo path |", "|---|---|---:|---:|---:|---:|"]
+             "| stage | thread (daemon) | ms / frame, one thread | CPU ms, one thread | CPU ms, demo daemon "
+             "(two threads) | CPU ms, Pi daemon (two threads) | % of demo path |", "|---|---|---:|---:|---:|---:|---:|"]
+
+    def cell(values: dict, s: str) -> str:
+        return f"{values[s]:.3f}" if s in values else ""
     for s in STAGES:
         share = f"{result['share_of_demo_path'][s]:.1f}" if s in demo["stages"] else "(Pi path only)"
-        lines.append(f"| {s} | {THREAD_OF.get(s, 'frame')} | {wall[s]:.3f} | {cpu[s]:.3f} | {cpu2[s]:.3f} | {share} |")
+        lines.append(f"| {s} | {THREAD_OF.get(s, 'frame')} | {wall[s]:.3f} | {cpu[s]:.3f} | {cell(demo2, s)} | "
+                     f"{cell(pi2, s)} | {share} |")
     lines += [f"| **demo path** | | **{demo['ms']:.3f}** | **{demo['ms_cpu']:.3f}** | "
-              f"**{two['demo']['ms_cpu']:.3f}** | 100.0 |",
-              f"| Pi path | | {pi['ms']:.3f} | {pi['ms_cpu']:.3f} | {two['pi']['ms_cpu']:.3f} | |",
-              f"| model alone (same run) | | {result['model_alone_ms']:.3f} | {result['model_alone_cpu_ms']:.3f} | | |",
+              f"**{two['demo']['ms_cpu']:.3f}** | | 100.0 |",
+              f"| Pi path | | {pi['ms']:.3f} | {pi['ms_cpu']:.3f} | | {two['pi']['ms_cpu']:.3f} | |",
+              f"| model alone (same run) | | {result['model_alone_ms']:.3f} | {result['model_alone_cpu_ms']:.3f} | | | |",
               ""]
     rounds = f"{result['rounds']} paired rounds of {result['round_frames']} frames"
     for name, key in (("demo path", "demo"), ("Pi path", "pi")):
