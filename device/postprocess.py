@@ -240,7 +240,6 @@ class FaceAnchored(Framed):
         self.due = False    # a search is due (waits for a background search still running)
         self.found: tuple[tuple[int, int, int, int], tuple[int, int]] | None = None  # (box, frame shape)
         self._face: tuple | None = None  # (box, shape, ellipse region, ellipse pixels, weight) of the last box
-        self._taken = None  # the background search result in use
         self.generation += 1
 
     def search(self, rgb: np.ndarray, found: tuple | None = None, searches: int = 0) -> tuple[tuple | None, int]:
@@ -269,9 +268,8 @@ class FaceAnchored(Framed):
 
     def _use(self, result: tuple | None, shape: tuple[int, int]) -> None:
         """Take a finished search of this scene: its face in the probability map's pixels (`shape`)."""
-        if result is None or result is self._taken or result[4] != self.generation:
+        if result is None or result[4] != self.generation:
             return
-        self._taken = result
         box, rgb_shape, self.searches, self.box_frame, _ = result
         self.found = None if box is None else (box, rgb_shape)
         sy, sx = shape[0] / rgb_shape[0], shape[1] / rgb_shape[1]
@@ -295,7 +293,7 @@ class FaceAnchored(Framed):
 
     def prepare(self, prob, rgb):
         if self.worker is not None:
-            self._use(self.worker.latest, prob.shape)
+            self._use(self.worker.take(), prob.shape)  # each finished search once
         if rgb is not None and self.frames % self.every == 0:
             self.due = True
         if self.due and rgb is not None:
