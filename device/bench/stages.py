@@ -107,11 +107,12 @@ def frame_path(mirror, clock: _Clock) -> Profiled:
     return show(mirror, frame, pi_frame, prob, rgb, clock)
 
 
-def capture(mirror, clock: _Clock):
-    """The frame thread's first stages: (the demo's frame, the same frame as the Pi camera adapter makes it)."""
+def capture(mirror, clock: _Clock, pi: bool = True):
+    """The frame thread's first stages: (the demo's frame, the same frame as the Pi camera adapter makes it, or None
+    without `pi`: the demo's daemon converts no Pi streams)."""
     frame = mirror.camera.read()
     clock.stage("capture")
-    return frame, pi_colour(frame, clock)
+    return frame, pi_colour(frame, clock) if pi else None
 
 
 def infer(mirror, frame, clock: _Clock) -> tuple[np.ndarray, np.ndarray]:
@@ -171,8 +172,8 @@ class TwoThreads:
     def step(self) -> tuple[_Clock, _Clock, np.ndarray]:
         """(frame thread's clock, inference thread's clock, frame k's model input)."""
         clock = _Clock()
-        frame, pi_frame = capture(self.mirror, clock)
-        running = self.pool.submit(self._infer, pi_frame if "pi" in self.paths else frame)  # each its own lores
+        frame, pi_frame = capture(self.mirror, clock, pi="pi" in self.paths)
+        running = self.pool.submit(self._infer, pi_frame or frame)  # each path's daemon infers on its own lores
         if self.previous is not None:
             show(self.mirror, *self.previous, clock, self.paths)
         prob, rgb, inference_clock = running.result()

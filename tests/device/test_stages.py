@@ -73,6 +73,7 @@ def test_two_threads_infer_in_their_own_thread_and_show_only_their_path(model):
             assert frame_clock.cpu["postprocess"] > 0
             made = {s for s in ("overlay", "compose") if frame_clock.cpu[s] > 0}
             assert made == ({"overlay"} if name == "pi" else {"compose"}), (name, made)
+            assert (frame_clock.cpu["colour"] > 0) == (name == "pi")  # only the Pi's daemon converts its streams
     finally:
         for layout in layouts.values():
             layout.close()
