@@ -52,5 +52,4 @@ GROUND_TRUTH_LOSSES = {"bce-dice": bce_dice, "bce-lovasz": bce_lovasz}
 def distillation(logits: torch.Tensor, target: torch.Tensor, teacher_prob: torch.Tensor,
                  alpha: float = 0.5, truth_loss=bce_dice) -> torch.Tensor:
     """(1 - alpha) * ground-truth loss + alpha * BCE + Dice against the teacher's soft probabilities."""
-    soft = F.binary_cross_entropy_with_logits(logits, teacher_prob) + dice_loss(logits, teacher_prob)
-    return (1 - alpha) * truth_loss(logits, target) + alpha * soft
+    return (1 - alpha) * truth_loss(logits, target) + alpha * bce_dice(logits, teacher_prob)
