@@ -45,6 +45,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from ..cameras.demo import DemoCamera
 from .measure import ThreadClock, model_call, one_opencv_thread
 
 _log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ def _mirror(model_path: str | Path, frame_hw: tuple[int, int], keep: str | None,
     cfg = from_dict(data)
     cfg.camera.fps = UNPACED_FPS  # a value the config file would refuse: built in code on purpose
     mirror = Mirror(cfg)
-    mirror.camera = mirror.capture.camera = _pi_streams_demo()(cfg.camera, mirror.segmenter.input_size)
+    mirror.camera = mirror.capture.camera = PiStreamsDemo(cfg.camera, mirror.segmenter.input_size)
     mirror.open_sinks()
     mirror.camera.start()
     return mirror
@@ -188,19 +189,16 @@ class TwoThreads:
         self.pool.shutdown()
 
 
-def _pi_streams_demo():
+class PiStreamsDemo(DemoCamera):
     """The demo camera whose producer thread also renders each frame as the two streams a Pi 4's Picamera2 gives
     (main XBGR8888, lores YUV420), kept as the frame's `pi_streams`: a Pi's ISP fills those buffers by DMA, so
     making them must cost the frame thread neither CPU nor caches."""
-    from ..cameras.demo import DemoCamera
 
-    class PiStreamsDemo(DemoCamera):
-        def _render(self):
-            frame = super()._render()
-            frame.pi_streams = (cv2.cvtColor(frame.main, cv2.COLOR_RGB2RGBA),
-                                cv2.cvtColor(frame.lores, cv2.COLOR_RGB2YUV_I420))
-            return frame
-    return PiStreamsDemo
+    def _render(self):
+        frame = super()._render()
+        frame.pi_streams = (cv2.cvtColor(frame.main, cv2.COLOR_RGB2RGBA),
+                            cv2.cvtColor(frame.lores, cv2.COLOR_RGB2YUV_I420))
+        return frame
 
 
 def pi_colour(frame, clock: _Clock):
