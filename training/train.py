@@ -70,6 +70,9 @@ class TrainConfig:
     hard: float = _option(0.0, "share of each epoch's draws weighted by each photo's last training loss (hard-example "
                                 "mining: the photos the model fails, such as hats and backgrounds joined to hair, "
                                 "come up more often); 0: every photo as often")
+    ema: float = _option(0.0, "decay per step of an exponential moving average of the weights and BatchNorm "
+                              "statistics, which is validated and saved as best.pt instead of the weights the "
+                              "optimiser moves (0.998: about the last 500 steps); 0: off")
     limit: int = _option(0, "use only the first N training pairs (smoke runs)")
     out: str = _option("", "run folder (default runs/VARIANT, runs/VARIANT-distilled for prune)")
 
@@ -88,6 +91,8 @@ class TrainConfig:
             raise ValueError(f"loss must be one of {', '.join(GROUND_TRUTH_LOSSES)}, not {self.loss!r}")
         if not 0.0 <= self.hard < 1.0:
             raise ValueError(f"hard must lie in [0, 1), not {self.hard!r}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema must be in [0, 1) (0: off), not {self.ema}")
         if self.hard and self.balance:
             raise ValueError("hard and balance both set how often photos are drawn: use one of them")
         if self.augment not in AUGMENT_PRESETS:
@@ -95,8 +100,9 @@ class TrainConfig:
 
 
 def save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, cfg: TrainConfig, metrics: dict,
-                    photo_loss: np.ndarray | None = None) -> None:
-    """`photo_loss`: the hard-example mining's table (Batches.loss), so that a resumed run draws as this one would."""
+                    photo_loss: np.ndarray | None = None, ema: torch.nn.Module | None = None) -> None:
+    """`photo_loss`: the hard-example mining's table (Batches.loss), so that a resumed run draws as this one would;
+    `ema`: the weights' moving average (an AveragedModel), which a resumed run goes on averaging."""
     tmp = path.with_suffix(".tmp")
     torch.save({
         "variant": cfg.variant,
@@ -109,6 +115,7 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, cfg: Tr
         "metrics": metrics,
         "size": [cfg.size, cfg.size],
         "photo_loss": photo_loss,
+        "ema": None if ema is None else ema.state_dict(),
     }, tmp)
     tmp.replace(path)  # never leave a half-written checkpoint behind
 
@@ -305,6 +312,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=steps, pct_start=0.1)
     teacher = load_checkpoint(cfg.teacher)[0] if cfg.teacher else None
     truth_loss = GROUND_TRUTH_LOSSES[cfg.loss]
+    ema = None
 
     start_epoch, best = 0, {"val_iou": -1.0}
     last = out / "last.pt"
@@ -322,9 +330,15 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
         batches.rng = rng
         if ckpt.get("photo_loss") is not None:
             batches.loss = ckpt["photo_loss"]
+        if cfg.ema:
+            ema = moving_average(model, cfg.ema)
+            ema.load_state_dict(ckpt["ema"])
         _log.info("resumed from %s at epoch %d", last, start_epoch)
     elif cfg.init:  # a resumed run already holds its own weights
         warm_start(model, cfg)
+    if cfg.ema and ema is None:
+        ema = moving_average(model, cfg.ema)  # starts at the starting weights
+    validated = model if ema is None else ema.module  # what is validated and saved as best.pt
 
     info = {"params": count_params(model), "macs": count_macs(model, (cfg.size, cfg.size))}
     _log.info("%s: %d params, %.3f GMAC at %dx%d", cfg.variant, info["params"], info["macs"] / 1e9, cfg.size, cfg.size)
@@ -349,6 +363,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if ema is not None:
+                ema.update_parameters(model)
             if scheduler.last_epoch < steps:
                 scheduler.step()
             losses.append(loss.item())
@@ -356,7 +372,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
                 batches.record(photos, per_sample_loss(logits.detach(), y).numpy())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
         seconds = time.time() - t0
-        val = evaluate(torch_predictor(model, cfg.prior), val_arrays, (cfg.size, cfg.size), progress=False)
+        val = evaluate(torch_predictor(validated, cfg.prior), val_arrays, (cfg.size, cfg.size), progress=False)
         row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)) if losses else math.nan,
                "val_iou": val["iou"], "val_f1": val["f1"], "val_pixel_accuracy": val["pixel_accuracy"],
                "lr": optimizer.param_groups[0]["lr"], "seconds": round(seconds, 1),
@@ -367,11 +383,19 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
                   row["train_loss"], val["iou"], val["f1"], seconds, row["images_per_s"])
         if val["iou"] > best["val_iou"]:
             best = {"val_iou": val["iou"], "epoch": epoch + 1}
-            save_checkpoint(out / "best.pt", model, optimizer, scheduler, epoch, cfg, {**row, "best": best, **info},
-                            batches.loss)
-        save_checkpoint(last, model, optimizer, scheduler, epoch, cfg, {**row, "best": best, **info}, batches.loss)
+            save_checkpoint(out / "best.pt", validated, optimizer, scheduler, epoch, cfg,
+                            {**row, "best": best, **info}, batches.loss)
+        save_checkpoint(last, model, optimizer, scheduler, epoch, cfg, {**row, "best": best, **info}, batches.loss,
+                        ema)
         plot_curves(log_path, out / "curves.png")
     return {"best": best, **info, "out": str(out)}
+
+
+def moving_average(model: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """An exponential moving average of `model`'s weights and buffers (BatchNorm statistics), updated after each
+    optimiser step: the average of the last ~1 / (1 - decay) steps' weights is smoother than the last of them."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 @torch.no_grad()

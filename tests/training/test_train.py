@@ -408,3 +408,50 @@ def test_augment_gallery_shows_each_preset_on_the_same_photos(data_root, tmp_pat
     rows = [img[r * 82 + 18:(r + 1) * 82].astype(int) for r in range(3)]
     assert np.abs(rows[1] - rows[0]).mean() > 10 and np.abs(rows[2] - rows[1]).mean() > 10
     assert main(["augment-gallery", "--presets", "no-such", "--out", str(out)]) == 2
+
+
+def test_the_moving_average_averages_weights_and_batchnorm_statistics():
+    from training.train import moving_average
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    ema = moving_average(model, 0.75)
+    with torch.no_grad():
+        for value in (1.0, 3.0):  # the first update takes the weights as they are, later ones 1/4 of the step
+            model[0].weight.fill_(value)
+            model[1].running_mean.fill_(value)
+            ema.update_parameters(model)
+    assert torch.allclose(ema.module[0].weight, torch.full((2, 2), 1.5))
+    assert torch.allclose(ema.module[1].running_mean, torch.full((2,), 1.5))
+    with pytest.raises(ValueError, match="ema must be in"):
+        TrainConfig(ema=1.0)
+
+
+def test_a_moving_average_of_the_weights_is_validated_saved_and_resumed(tmp_path, data_root, monkeypatch):
+    from training import train as train_module
+    cfg = TrainConfig(variant="unet-226k", data=["figaro-train"], data_root=str(data_root), size=32, epochs=2,
+                      batch=4, lr=3e-3, limit=8, augment="flips", ema=0.999999, out=str(tmp_path / "run"))
+    epochs_ended = []
+
+    def stop_after_the_first_epoch(*args):  # plot_curves runs once an epoch's checkpoints are written
+        epochs_ended.append(1)
+        if len(epochs_ended) == 1:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(train_module, "plot_curves", stop_after_the_first_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=False)
+    first = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    train(cfg, progress=False)
+    final = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert final["epoch"] == 1 and len(epochs_ended) == 2
+
+    def averaged(ckpt):
+        return {k.removeprefix("module."): v for k, v in ckpt["ema"].items() if k.startswith("module.")}
+    weights = [k for k, _ in load_checkpoint(tmp_path / "run" / "last.pt")[0].named_parameters()]
+    raw, ema_first, ema_final = first["state_dict"], averaged(first), averaged(final)
+    # the optimiser moved the weights; at this decay their average stays where it started, across the resume
+    # (an average started afresh from the resumed weights would sit on them)
+    assert max(float((raw[k] - ema_first[k]).abs().max()) for k in weights) > 1e-3
+    assert all(torch.allclose(ema_first[k], ema_final[k], atol=1e-4) for k in weights)
+    # best.pt holds the average of its epoch: what was validated is what gets exported
+    _, best = load_checkpoint(tmp_path / "run" / "best.pt")
+    expected = ema_first if best["epoch"] == 0 else ema_final
+    assert all(torch.equal(best["state_dict"][k], expected[k]) for k in weights)
