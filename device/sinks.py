@@ -150,9 +150,17 @@ class Picamera2OverlaySink(Sink):
         if not all(getattr(camera, need, False) for need in self.camera_needs):
             raise ValueError("sink.kind: picamera2-overlay needs camera.kind = 'picamera2'")
         self.camera = camera
+        self._on_preview: tuple | None = None  # (alpha, recolourer) the overlay on the preview was made of
 
     def show(self, output: Output) -> None:
+        """A new overlay only for new hair (or a new colour). A Pi's camera outpaces its model, so most frames
+        bring the hair already shown: made again, the overlay would cost the frame thread as much as the first
+        time and Picamera2 a new buffer, for the same mask, recoloured from a frame one model run younger."""
+        made_of = (output.alpha, output.recolourer)
+        if self._on_preview is not None and all(a is b for a, b in zip(made_of, self._on_preview)):
+            return
         self.camera.set_overlay(output.overlay)
+        self._on_preview = made_of
 
     def close(self) -> None:
         try:

@@ -4,9 +4,10 @@ the same run, interleaved frame by frame so that a background load weighs on bot
 
     capture     the camera's read: the frame handed over (the demo renders `main` and `lores` ahead in its own
                 thread, as a sensor and ISP do the work outside the frame thread)
-    colour      the Pi camera adapter's conversions (`frame_arrays`), for the Pi path: the demo camera also renders
-                each frame as the streams a Pi 4 gives (main XBGR8888, kept as RGBX pixels; lores YUV420, converted
-                to RGB), in its own thread as a Pi's ISP does; the Pi path's daemon infers on that lores
+    colour      the Pi camera adapter's conversion (`lores_rgb`), for the Pi path: the demo camera also renders
+                each frame as the streams a Pi 4 gives (main XBGR8888, kept as RGBX pixels; lores YUV420), in its
+                own thread as a Pi's ISP does; the lores is converted to RGB when the inference takes the frame
+                (in the inference thread), and the model runs on it
     resize      the frame at the model's input size (none when the camera gives `lores` at that size)
     inference   the segmenter: input preparation and onnxruntime's run
     postprocess smoothing, threshold, the keep rule (`face`: its Haar cascade runs in a background thread, as in
@@ -104,7 +105,7 @@ def frame_path(mirror, clock: _Clock) -> Profiled:
     composite (the web page's and the file sink's picture), and the Pi sink's overlay of the same frame in the
     Pi camera's pixel format."""
     frame, pi_frame = capture(mirror, clock)
-    prob, rgb = infer(mirror, frame, clock)
+    prob, rgb = infer(mirror, pi_frame, clock)
     return show(mirror, frame, pi_frame, prob, rgb, clock)
 
 
@@ -113,11 +114,14 @@ def capture(mirror, clock: _Clock, pi: bool = True):
     without `pi`: the demo's daemon converts no Pi streams)."""
     frame = mirror.camera.read()
     clock.stage("capture")
-    return frame, pi_colour(frame, clock) if pi else None
+    return frame, pi_frame_of(frame) if pi else None
 
 
 def infer(mirror, frame, clock: _Clock) -> tuple[np.ndarray, np.ndarray]:
-    """The inference thread's stages: (the probability map, the input it was made from)."""
+    """The inference thread's stages: (the probability map, the input it was made from). A Pi frame's lores is
+    converted here, when the inference takes the frame (`colour`)."""
+    _ = frame.lores
+    clock.stage("colour")
     rgb = mirror._input_for(mirror.segmenter, frame)
     clock.stage("resize")
     prob = mirror.segmenter.segment(rgb)
@@ -201,17 +205,17 @@ class PiStreamsDemo(DemoCamera):
         return frame
 
 
-def pi_colour(frame, clock: _Clock):
-    """The frame as the Pi camera adapter makes it (`frame_arrays`: main XBGR8888 kept as R, G, B, X pixels, lores
-    YUV420 converted to RGB, as on a Pi 4) from the two streams as Picamera2 gives them (`pi_streams`, made in the
-    camera's thread). Only the adapter's work is in it (`colour`)."""
+def pi_frame_of(frame):
+    """The frame as the Pi camera adapter makes it (`Picamera2Camera.read`: main XBGR8888 kept as R, G, B, X pixels,
+    lores YUV420 converted to RGB on first use, as on a Pi 4) from the two streams as Picamera2 gives them
+    (`pi_streams`, made in the camera's thread)."""
     from ..cameras import Frame
-    from ..cameras.picamera2 import frame_arrays
+    from ..cameras.picamera2 import lores_rgb, stream_to_pixels
     main, lores = frame.pi_streams
     streams = {"main": ("XBGR8888", frame.main.shape[1::-1]), "lores": ("YUV420", frame.lores.shape[1::-1])}
-    pi_frame = Frame(*frame_arrays(main, lores, streams, frame.lores.shape[:2]), frame.index, scene=frame.scene)
-    clock.stage("colour")
-    return pi_frame
+    hw = frame.lores.shape[:2]
+    return Frame(stream_to_pixels(main, *streams["main"]), lambda: lores_rgb(lores, streams, hw), frame.index,
+                 scene=frame.scene)
 
 
 def model_alone(mirror, rgb: np.ndarray) -> tuple[float, float]:
@@ -317,7 +321,7 @@ def _cpu() -> str:
     return cpu_model()
 
 
-THREAD_OF = {"resize": "inference", "inference": "inference"}  # the rest runs in the frame thread
+THREAD_OF = {"colour": "inference", "resize": "inference", "inference": "inference"}  # the rest runs in the frame thread
 
 
 def table(result: dict) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from functools import cached_property
 
 import cv2
@@ -24,20 +25,32 @@ class Frame:
     """One camera frame: `main` (RGB uint8 [H, W, 3]) for display and `lores` (RGB uint8 at the camera's lores_hw,
     the segmenter's input size) for inference.
 
+    `lores` may be given as a function that makes it: it is made on first use, by the inference thread, and only
+    for the frames that are segmented (a Pi's YUV420 lores is converted for those alone, not for the frames the
+    inference is too busy to take).
+
     A camera may hand `main` over as R, G, B, X pixels ([H, W, 4], Picamera2's XBGR8888): `pixels` keeps them as
     given and `main` converts them on first use. On a Pi the display shows the camera's own preview and the overlay
     shrinks only the hair's box of `pixels`, so the frame thread never converts the whole frame (only the web page
     does, in its own thread, when it asks for a picture)."""
 
-    def __init__(self, main: np.ndarray, lores: np.ndarray, index: int = 0, timestamp: float | None = None,
-                 scene: int = 0):
+    def __init__(self, main: np.ndarray, lores: np.ndarray | Callable[[], np.ndarray], index: int = 0,
+                 timestamp: float | None = None, scene: int = 0):
         if main.ndim != 3 or main.shape[2] not in (3, 4):
             raise ValueError(f"a frame's main image is RGB or RGBX, got shape {main.shape}")
         self.pixels = main    # RGB or RGBX
-        self.lores = lores
+        self._lores = lores
         self.index = index
         self.timestamp = time.monotonic() if timestamp is None else timestamp
         self.scene = scene    # changes at a cut (the demo's next photo): a mask of another scene is never applied
+
+    @property
+    def lores(self) -> np.ndarray:
+        """RGB uint8 at the camera's lores_hw (made once, on first use, when given as a function). Not a
+        cached_property: Python 3.11's holds one lock for every frame, and two threads read frames."""
+        if callable(self._lores):
+            self._lores = self._lores()
+        return self._lores
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -81,10 +94,14 @@ class Camera:
     def stop(self) -> None:
         """Release the device; safe to call twice."""
 
-    def _frame(self, main_rgb: np.ndarray, lores_rgb: np.ndarray | None = None, scene: int = 0) -> Frame:
+    def _frame(self, main_rgb: np.ndarray, lores_rgb: np.ndarray | Callable[[], np.ndarray] | None = None,
+               scene: int = 0) -> Frame:
         if self.cfg.mirror and not self.hardware_mirror:
             main_rgb = cv2.flip(main_rgb, 1)  # ~40x faster than a numpy copy of a reversed view
-            if lores_rgb is not None:
+            if callable(lores_rgb):
+                make = lores_rgb
+                lores_rgb = lambda: cv2.flip(make(), 1)  # noqa: E731 (flipped when made)
+            elif lores_rgb is not None:
                 lores_rgb = cv2.flip(lores_rgb, 1)
         if lores_rgb is None:
             same = main_rgb.shape[:2] == self.lores_hw

@@ -60,14 +60,14 @@ def stream_to_pixels(array: np.ndarray, fmt: str, wh: tuple[int, int]) -> np.nda
     return array if fmt == "XBGR8888" and array.ndim == 3 and array.shape[2] == 4 else stream_to_rgb(array, fmt, wh)
 
 
-def frame_arrays(main: np.ndarray, lores: np.ndarray, streams: dict[str, tuple[str, tuple[int, int]]],
-                 lores_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """The arrays of one request (make_array's) -> (the Frame's main pixels, its lores RGB at `lores_hw`): the
-    frame thread's whole share of a Pi frame's colour work (device.bench.stages times it)."""
-    lores = stream_to_rgb(lores, *streams["lores"])
-    if lores.shape[:2] != tuple(lores_hw):  # Picamera2 may align the lores size
-        lores = cv2.resize(lores, lores_hw[::-1], interpolation=cv2.INTER_AREA)
-    return stream_to_pixels(main, *streams["main"]), lores
+def lores_rgb(lores: np.ndarray, streams: dict[str, tuple[str, tuple[int, int]]],
+              lores_hw: tuple[int, int]) -> np.ndarray:
+    """A request's lores array (make_array's) -> RGB at `lores_hw`: a Pi 4's YUV420 converted. A Frame makes it
+    only when the inference takes the frame (device.bench.stages times it as `colour`)."""
+    rgb = stream_to_rgb(lores, *streams["lores"])
+    if rgb.shape[:2] != tuple(lores_hw):  # Picamera2 may align the lores size
+        rgb = cv2.resize(rgb, lores_hw[::-1], interpolation=cv2.INTER_AREA)
+    return rgb
 
 
 @CAMERAS.register("picamera2")
@@ -141,7 +141,9 @@ class Picamera2Camera(Camera):
             lores = request.make_array("lores")
         finally:
             request.release()  # hand the buffers back to libcamera at once
-        return self._frame(*frame_arrays(main, lores, self.streams, self.lores_hw))
+        # main stays as Picamera2 gives it (R, G, B, X pixels on a Pi); lores is converted when it is segmented
+        return self._frame(stream_to_pixels(main, *self.streams["main"]),
+                           lambda: lores_rgb(lores, self.streams, self.lores_hw))
 
     def set_overlay(self, rgba: np.ndarray | None) -> None:
         self.picam2.set_overlay(rgba)

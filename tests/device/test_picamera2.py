@@ -1,10 +1,13 @@
 """The Picamera2 camera source against a fake with the real library's formats, byte orders and buffers."""
+import threading
+import time
+
 import cv2
 import numpy as np
 import pytest
 
 from device.cameras import CAMERAS, CameraError
-from device.cameras.picamera2 import frame_arrays, packed_to_rgb, stream_to_rgb, yuv420_to_rgb
+from device.cameras.picamera2 import packed_to_rgb, stream_to_pixels, stream_to_rgb, yuv420_to_rgb
 from device.config import CameraConfig
 from tests.device import fake_picamera2
 
@@ -51,8 +54,7 @@ def test_a_padded_rgbx_frame_shows_the_same_overlay_and_picture_as_its_rgb_frame
     packed = fake_picamera2._encode(photo, "XBGR8888")
     padded = np.zeros((packed.shape[0], packed.shape[1] + 32, 4), np.uint8)
     padded[:, :packed.shape[1]] = packed
-    pixels, _ = frame_arrays(padded[:, :packed.shape[1]], cv2.cvtColor(photo, cv2.COLOR_RGB2YUV_I420),
-                             {"main": ("XBGR8888", (640, 480)), "lores": ("YUV420", (640, 480))}, (256, 256))
+    pixels = stream_to_pixels(padded[:, :packed.shape[1]], "XBGR8888", (640, 480))
     assert pixels.shape == (480, 640, 4) and not pixels.flags.c_contiguous
     alpha = np.zeros((256, 256), np.float32)
     alpha[20:120, 60:200] = np.linspace(0.2, 1.0, 140, dtype=np.float32)
@@ -125,6 +127,54 @@ def test_lores_format_follows_the_pi_model(fake, photo, platform, expected):
     cam.stop()
 
 
+def test_a_frames_lores_is_converted_once_when_it_is_read_after_the_request_is_released(fake, photo, monkeypatch):
+    from device.cameras import picamera2 as adapter
+    fake.scenes = [photo]
+    converted = []
+    real = adapter.lores_rgb
+    monkeypatch.setattr(adapter, "lores_rgb", lambda *args: converted.append(1) or real(*args))
+    cam = make()
+    cam.start()
+    frame = cam.read()
+    assert not converted and fake.instances[-1].held == 0  # the buffers went back first; nothing converted yet
+    assert frame.lores is frame.lores and len(converted) == 1
+    small = cv2.resize(photo, (256, 256), interpolation=cv2.INTER_AREA).reshape(-1, 3).mean(0)
+    assert np.abs(frame.lores.reshape(-1, 3).mean(0) - small).max() < 6  # the YUV420 it was given, made RGB
+    cam.stop()
+
+
+def test_with_a_model_slower_than_the_camera_only_segmented_frames_are_converted_and_overlaid(fake, photo,
+                                                                                            monkeypatch):
+    """A Pi's camera outpaces its model: the frames the inference is too busy to take are shown, but their lores
+    is never converted, and an overlay is made (and handed to Picamera2) only for each new hair."""
+    from device import config as configuration
+    from device.cameras import picamera2 as adapter
+    from device.mirror import Mirror
+    from device.sinks import SINKS
+    fake.scenes = [photo]
+    converted = []
+    real = adapter.lores_rgb
+    monkeypatch.setattr(adapter, "lores_rgb",
+                        lambda *args: converted.append(threading.current_thread().name) or real(*args))
+    cfg = configuration.from_dict({"camera": {"kind": "demo", "fps": 60}, "sink": {"kind": "null"},
+                                   "web": {"enabled": False}, "segmenter": {"kind": "classical"}})
+    mirror = Mirror(cfg)
+    cam = make(preview="drm")
+    mirror.camera = mirror.capture.camera = cam
+    mirror.sinks = [SINKS.create("picamera2-overlay", configuration.SinkConfig(kind="picamera2-overlay"), cam)]
+    segment = mirror.segmenter.segment
+
+    def slow(rgb):  # a model at a third of the camera's rate
+        time.sleep(0.05)
+        return segment(rgb)
+    mirror.segmenter.segment = slow
+    shown = mirror.run(max_frames=90)
+    overlays = [o for o in fake.instances[-1].overlays if o is not None]
+    assert shown == 90 and 3 <= mirror.inferences <= 45
+    assert set(converted) == {"inference"} and mirror.inferences <= len(converted) <= mirror.inferences + 1
+    assert len(overlays) <= mirror.inferences + 1  # each new hair once (and the clear one before the first)
+
+
 def test_rgb_lores_on_a_pi4_is_refused_with_a_clear_error(fake, photo):
     fake.scenes = [photo]
     cam = make(lores_format="RGB888")
@@ -181,10 +231,18 @@ def test_overlay_sink_puts_small_rgba_on_the_preview(fake, photo):
     frame = cam.read()
     alpha = np.zeros((256, 256), np.float32)
     alpha[:80] = 1.0
-    sink.show(Output(frame, alpha, make_recolourer("hsv", "crimson")))
+    crimson = make_recolourer("hsv", "crimson")
+    sink.show(Output(frame, alpha, crimson))
     overlay = fake.instances[-1].overlays[-1]
     assert overlay.dtype == np.uint8 and overlay.shape == (240, 320, 4)
     assert overlay[:70, :, 3].min() == 255 and overlay[100:, :, 3].max() == 0
+    # the next frames with the same hair keep that overlay; new hair or a new colour make a new one
+    sink.show(Output(cam.read(), alpha, crimson))
+    assert len(fake.instances[-1].overlays) == 1
+    sink.show(Output(cam.read(), alpha.copy(), crimson))
+    sink.show(Output(cam.read(), alpha.copy(), make_recolourer("hsv", "gold")))
+    sink.show(Output(cam.read(), None, crimson))
+    assert len(fake.instances[-1].overlays) == 4 and fake.instances[-1].overlays[-1][..., 3].max() == 0
     sink.close()
     assert fake.instances[-1].overlays[-1] is None
 

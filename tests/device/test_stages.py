@@ -50,12 +50,12 @@ def test_profile_has_every_stage_and_both_ratios(model):
         assert path["ms_cpu"] == pytest.approx(sum(path["stages_cpu_ms"].values()), abs=0.01)
         assert 0.8 < path["ratio_cpu_iqr"][0] <= path["ratio_cpu"] <= path["ratio_cpu_iqr"][1] < 10
     text = stages.table(result)
-    assert "| inference | inference |" in text and "| overlay | frame |" in text
+    assert "| inference | inference |" in text and "| overlay | frame |" in text and "| colour | inference |" in text
     assert "demo path / model alone (one thread, wall)" in text and "Pi path / model alone (one thread, CPU)" in text
     assert "Pi path / model alone (two threads as the daemon runs, CPU of both)" in text
 
 
-def test_two_threads_infer_in_their_own_thread_and_show_only_their_path(model):
+def test_two_threads_infer_in_their_own_thread_and_show_only_their_path(model, monkeypatch):
     """The daemon's layout: inference in another thread, post-processing and the path's own picture in the
     caller's; the Pi's daemon never composes the full frame, the demo's never makes the overlay."""
     import threading
@@ -63,9 +63,15 @@ def test_two_threads_infer_in_their_own_thread_and_show_only_their_path(model):
     ran_in = []
     real_segment = mirror.segmenter.segment
     mirror.segmenter.segment = lambda rgb: ran_in.append(threading.current_thread().name) or real_segment(rgb)
+    from device.cameras import picamera2 as adapter
+    converted_in = []
+    real_convert = adapter.lores_rgb
+    monkeypatch.setattr(adapter, "lores_rgb",
+                        lambda *a: converted_in.append(threading.current_thread().name) or real_convert(*a))
     layouts = {name: stages.TwoThreads(mirror, name) for name in stages.PATHS}
     try:
         for name, layout in layouts.items():
+            converted_in.clear()
             for _ in range(3):
                 frame_clock, inference_clock, rgb = layout.step()
             assert rgb.shape[:2] == tuple(mirror.segmenter.input_size)
@@ -73,7 +79,9 @@ def test_two_threads_infer_in_their_own_thread_and_show_only_their_path(model):
             assert frame_clock.cpu["postprocess"] > 0
             made = {s for s in ("overlay", "compose") if frame_clock.cpu[s] > 0}
             assert made == ({"overlay"} if name == "pi" else {"compose"}), (name, made)
-            assert (frame_clock.cpu["colour"] > 0) == (name == "pi")  # only the Pi's daemon converts its streams
+            # only the Pi's daemon converts its lores, in the inference thread, once a frame
+            assert len(converted_in) == (3 if name == "pi" else 0) and frame_clock.cpu["colour"] == 0
+            assert all(n.startswith("inference") for n in converted_in), converted_in
     finally:
         for layout in layouts.values():
             layout.close()
