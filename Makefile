@@ -64,7 +64,7 @@ BENCH_MODELS = $(if $(wildcard models/*.onnx),models)
 BENCH_GPU := $(shell command -v nvidia-smi 2>/dev/null)
 .PHONY: bench-full bench-readme
 # GPU rows (onnxruntime CUDA, PyTorch CUDA) only where nvidia-smi is; elsewhere the table says so in one line.
-bench: $(STAMP)  ## (< 3 min) models/: FPS, paired speed-ups, threads/spinning, pipeline, Pi projection, the default's stages -> out/bench.json, .png, out/stages.json
+bench: $(STAMP)  ## (< 3 min) models/: FPS, paired speed-ups, threads/spinning, pipeline, Pi projection, the default's stages, the paced Pi daemon -> out/bench.json, .png, out/stages.json, out/paced.json
 # The device bench measures and prints (as on a Pi); export.bench_report merges, plots and writes the docs' block.
 ifeq ($(BENCH_GPU),)
 	$(PY) -m device.bench $(BENCH_MODELS) --out out/bench.json
@@ -75,6 +75,7 @@ else
 	$(PY) -m export.bench_report out/bench-ort.json out/bench-torch.json --out out/bench.json --plot out/bench.png
 endif
 	$(PY) -m device.bench.stages --json out/stages.json
+	$(PY) -m device.bench.paced --json out/paced.json
 
 bench-full: $(STAMP)  ## everything: + random-weight unet-31m/1.8m, pipeline of every model at two sizes, PyTorch rows -> out/bench-full.*
 	$(PY) -m export.random_models --variants unet-31m unet-1.8m --out-dir out/random-models
@@ -83,9 +84,10 @@ bench-full: $(STAMP)  ## everything: + random-weight unet-31m/1.8m, pipeline of 
 	$(PY) -m export.bench_report out/bench-full-ort.json out/bench-full-torch.json --out out/bench-full.json \
 	  --plot out/bench-full.png
 
-bench-readme: $(STAMP)  ## docs/bench.md's generated blocks and its figure from out/bench.json and out/stages.json (after `make bench`)
+bench-readme: $(STAMP)  ## docs/bench.md's generated blocks and its figure from out/bench.json, out/stages.json and out/paced.json (after `make bench`)
 	$(PY) -m export.bench_report out/bench.json --quiet --docs docs/bench.md --plot docs/figures/bench_iou_fps.png
 	$(PY) -m device.bench.stages --from out/stages.json --docs docs/bench.md > /dev/null
+	$(PY) -m device.bench.paced --from out/paced.json --docs docs/bench.md > /dev/null
 
 .PHONY: e2e-models
 e2e-models: $(STAMP)  ## the shipped models' eval.* metadata against a full evaluation on Figaro Testing + FASSEG V2 Test

@@ -1,0 +1,193 @@
+"""`python -m device.bench.paced [MODEL ...]`: the Pi's daemon as it runs, on a camera paced at its frame rate:
+what a segmented frame costs the CPU, both threads together, against the model alone, in the same rounds.
+
+The stage profile (`device.bench.stages`) runs the camera unpaced, so every frame is segmented at once. A real
+camera is paced, and that changes two things this measures:
+- A model faster than the camera (the default here) waits for each frame, so each run starts on caches other
+  work has had meanwhile: it costs more CPU than the same model run back to back.
+- A model slower than the camera (every model on a Pi 4; here a larger one stands in) is handed only some of the
+  frames. The frame thread still reads and shows every one, so what counts is the work per segmented frame: the
+  daemon converts a Pi's YUV420 lores only for the frames the inference takes, and makes an overlay only for each
+  new hair (device/cameras/picamera2.py, device/sinks.py).
+
+The daemon is the real `Mirror.run` (two threads) with the picamera2-overlay sink, on the demo camera, which also
+renders each frame as the streams a Pi 4's Picamera2 gives (main XBGR8888, lores YUV420, in its own thread as a
+Pi's ISP does) and hands them over as the Picamera2 adapter does; its set_overlay copies each overlay, as
+Picamera2's DRM preview copies it into a new buffer. Rounds alternate: the daemon for `seconds`, then the model
+alone, back to back, on the lores it was given. CPU time of the frame thread and the inference thread; the
+camera's and the face search's threads are not in it, as on a Pi's other cores.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .measure import model_call, one_opencv_thread
+from .stages import PiStreamsDemo, _cpu, _median_iqr, pi_frame_of
+
+_log = logging.getLogger(__name__)
+MODEL_ALONE_RUNS = 20  # back-to-back runs of the model alone per round
+DOCS_BLOCK = "paced"   # docs/bench.md's block that --docs rewrites
+
+
+class PiAdapterDemo(PiStreamsDemo):
+    """The demo camera's frames as the Picamera2 adapter hands them over, with an overlay plane that copies."""
+    can_overlay = True
+
+    def __init__(self, cfg, lores_hw):
+        super().__init__(cfg, lores_hw)
+        self.overlays = 0
+        self.start_cpu = 0.0  # the frame thread's CPU in start() (each round's run opens the camera): not a frame's
+
+    def start(self) -> None:
+        t = time.thread_time()
+        super().start()
+        self.start_cpu += time.thread_time() - t
+
+    def read(self):
+        return pi_frame_of(super().read())
+
+    def set_overlay(self, rgba) -> None:
+        self.overlays += 1
+        self.shown = None if rgba is None else np.array(rgba, copy=True)
+
+
+def _daemon(model: str, fps: float, frame_hw: tuple[int, int]):
+    from ..config import from_dict
+    from ..mirror import Mirror
+    from ..sinks import SINKS
+    h, w = frame_hw
+    cfg = from_dict({"camera": {"kind": "demo", "width": w, "height": h, "fps": fps}, "sink": {"kind": "null"},
+                     "web": {"enabled": False},
+                     "segmenter": {"kind": "onnx", "model": model, "threads": 1, "fallback": ""}})
+    mirror = Mirror(cfg)
+    camera = PiAdapterDemo(cfg.camera, mirror.segmenter.input_size)
+    mirror.camera = mirror.capture.camera = camera
+    mirror.sinks = [SINKS.create("picamera2-overlay", cfg.sink, camera)]
+    inference_cpu = [0.0]
+    infer = mirror.infer
+
+    def timed(frame):  # runs in the inference thread: its CPU time is that thread's
+        t = time.thread_time()
+        try:
+            return infer(frame)
+        finally:
+            inference_cpu[0] += time.thread_time() - t
+    mirror.infer = timed
+    return mirror, camera, inference_cpu
+
+
+def measure(model: str, fps: float = 30.0, seconds: float = 3.0, rounds: int = 6,
+            frame_hw: tuple[int, int] = (480, 640)) -> dict:
+    """One model's figures: per round, the daemon for `seconds` at `fps`, then the model alone."""
+    from ..segmenters import SegmenterError
+    try:
+        mirror, camera, inference_cpu = _daemon(model, fps, frame_hw)
+    except SegmenterError as e:
+        raise ValueError(str(e)) from None
+    if mirror.segmenter.model.has_prior:
+        raise ValueError(f"{model}: this bench times models without a prior input")
+    session = mirror.segmenter.model.session
+    frames_per_round = max(1, round(seconds * fps))
+    rows = []
+    with one_opencv_thread():
+        mirror.run(max_frames=frames_per_round // 2)  # warm-up: caches, the face search's first result
+        for _ in range(rounds):
+            before = (mirror.frames, mirror.inferences, camera.overlays, inference_cpu[0], camera.start_cpu)
+            t = time.thread_time()
+            mirror.run(max_frames=mirror.frames + frames_per_round)
+            frame_cpu = time.thread_time() - t - (camera.start_cpu - before[4])
+            segmented = mirror.inferences - before[1]
+            batch = np.ascontiguousarray(mirror._input_for(mirror.segmenter, mirror.latest_output.frame)[None])
+            alone = [model_call(lambda b: session.run(None, {"image": b}), batch)[1] for _ in range(MODEL_ALONE_RUNS)]
+            rows.append({"frames": mirror.frames - before[0], "segmented": segmented,
+                         "overlays": camera.overlays - before[2], "frame_cpu_s": frame_cpu,
+                         "inference_cpu_s": inference_cpu[0] - before[3], "model_alone_cpu_s": float(np.mean(alone))})
+    mirror.post.close()
+    per = lambda key: [r[key] / max(1, r["segmented"]) for r in rows]  # noqa: E731
+    ratios = [(f + i) / a for f, i, a in zip(per("frame_cpu_s"), per("inference_cpu_s"),
+                                             [r["model_alone_cpu_s"] for r in rows])]
+    total = {k: sum(r[k] for r in rows) for k in ("frames", "segmented", "overlays")}
+    return {"model": model, "fps": fps, "frame_size": list(frame_hw), "cpu": _cpu(),
+            "load_average": [round(v, 2) for v in os.getloadavg()], "rounds": rows, **total,
+            "frame_thread_ms": round(1e3 * float(np.median(per("frame_cpu_s"))), 3),
+            "inference_thread_ms": round(1e3 * float(np.median(per("inference_cpu_s"))), 3),
+            "model_alone_ms": round(1e3 * float(np.median([r["model_alone_cpu_s"] for r in rows])), 3),
+            **_median_iqr("ratio_cpu", ratios)}
+
+
+def table(results: list[dict]) -> str:
+    """The figures of each model as a markdown table, with what the columns mean."""
+    first = results[0]
+    h, w = first["frame_size"]
+    lines = [f"The Pi's daemon on a camera paced at {first['fps']:g} fps, {w}x{h}, {len(first['rounds'])} rounds "
+             f"each (CPU ms per segmented frame; {first['cpu']}, load {first['load_average'][0]:.1f})", "",
+             "| model | frames shown | segmented | overlays made | frame thread | inference thread | model alone | "
+             "both threads / model alone (median, IQR) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {Path(r['model']).name} | {r['frames']} | {r['segmented']} | {r['overlays']} | "
+                     f"{r['frame_thread_ms']:.2f} | {r['inference_thread_ms']:.2f} | {r['model_alone_ms']:.2f} | "
+                     f"**{r['ratio_cpu']:.3f}** ({r['ratio_cpu_iqr'][0]:.3f}-{r['ratio_cpu_iqr'][1]:.3f}) |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m device.bench.paced", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("models", nargs="*", help="contract-v1 .onnx files without a prior input (default: the daemon's "
+                                             "default model and models/hair-unet-226k.onnx, slower than the camera)")
+    p.add_argument("--fps", type=float, default=30.0, help="the camera's frame rate (default 30)")
+    p.add_argument("--seconds", type=float, default=3.0, help="seconds of the daemon per round (default 3)")
+    p.add_argument("--rounds", type=int, default=6, help="rounds per model (default 6)")
+    p.add_argument("--json", help="also write the results here")
+    p.add_argument("--from", dest="saved", metavar="JSON", help="print (and --docs) saved results instead of measuring")
+    p.add_argument("--docs", metavar="MD", help=f"write the table into this markdown file's '{DOCS_BLOCK}' block "
+                                                "(docs/bench.md)")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = p.parse_args(argv)
+    if not 1 <= args.fps <= 120 or args.seconds <= 0 or args.rounds < 1:
+        p.error("--fps must lie in 1..120, --seconds be positive and --rounds at least 1")
+    if args.models and args.saved:
+        p.error("give model files to measure or --from saved results, not both")
+    if not args.models and not args.saved:
+        from ..segmenters import DEFAULT_MODEL
+        args.models = [str(DEFAULT_MODEL), str(Path(DEFAULT_MODEL).parent / "hair-unet-226k.onnx")]
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        results = _load(args.saved) if args.saved else [measure(m, args.fps, args.seconds, args.rounds)
+                                                         for m in args.models]
+        text = table(results)
+        print(text)
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        if args.docs:
+            from .docs_block import GeneratedBlock
+            command = shlex.join(["python", "-m", "device.bench.paced", *argv])
+            print(f"wrote {GeneratedBlock(DOCS_BLOCK).rewrite(args.docs, text, command)}", file=sys.stderr)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _load(path: str) -> list[dict]:
+    try:
+        results = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"--from {path}: not JSON ({e})") from None
+    if not isinstance(results, list) or not results or not all(isinstance(r, dict) and "ratio_cpu" in r
+                                                                for r in results):
+        raise ValueError(f"--from {path}: not results of this bench (written by --json)")
+    return results
+
+
+if __name__ == "__main__":
+    sys.exit(main())
