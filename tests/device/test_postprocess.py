@@ -186,6 +186,17 @@ def test_face_rule_keeps_the_hair_and_sure_fringe_and_drops_the_face_and_collar(
     assert mask[110, 60] == 0 and alpha[110:, :].max() == 0  # nor the collar
 
 
+def test_face_rule_keeps_a_small_lock_beside_the_face_but_not_the_collar(face_at):
+    """A lock of hair the face splits off the rest has a fraction of the hair's mass, but lies where hair is (beside
+    the face, above the chin); the collar below the chin has more mass and lies where hair is not."""
+    face_at((44, 40, 40, 40))
+    p, rgb = head_and_collar(), np.zeros((128, 128, 3), np.uint8)
+    p[52:82, 86:92] = 0.9  # 180 px beside the face: over min_area, a tenth of the hair's weighted mass
+    mask, _ = Postprocessor(0.5, keep="face", smoothing=0)(p, rgb)
+    assert mask[20, 60] == 1 and mask[60, 88] == 1  # the hair and the lock
+    assert mask[110, 60] == 0 and mask[70, 64] == 0  # not the collar, not the face
+
+
 def test_face_rule_finds_the_box_at_photo_size_and_scales_it_to_the_probability(face_at):
     """The photo path gives the photo at its own size; the box must land on the probability map's pixels."""
     face_at((88, 80, 80, 80))  # the same box in a photo twice the size
