@@ -141,9 +141,15 @@ class Framed(KeepRule):
         if scores[best] <= 0:  # every component is where the weight has underflowed: none is where a head would be
             return np.array([1 + int(comps.mass(prob).argmax())])
         bar, least = self.near * scores[best], self.min_area * prob.size
-        masses = comps.mass(prob).tolist()  # score / mass: the component's mean weight
-        return np.array([i + 1 for i, (score, mass, area) in enumerate(zip(scores, masses, comps.areas.tolist()))
-                         if i == best or (area >= least and (score >= bar or score >= self.placed * mass))])
+        kept, masses = [best + 1], None
+        for i, (score, area) in enumerate(zip(scores, comps.areas.tolist())):
+            if i == best or area < least:
+                continue
+            if score < bar and masses is None:  # score / mass: the mean weight, summed only when it decides
+                masses = comps.mass(prob).tolist()
+            if score >= bar or score >= self.placed * masses[i]:
+                kept.append(i + 1)
+        return np.array(sorted(kept))
 
 
 _faces = threading.local()  # one cascade per thread: OpenCV's cascade is not safe to share between threads
