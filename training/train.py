@@ -62,7 +62,8 @@ class TrainConfig:
     teacher_flip: bool = _option(False, "the teacher's soft targets are the mean of the image and its mirror image "
                                         "(flip averaging, worth about a point of celeb1k-val for the 288 px model)",
                                  command="prune")
-    init: str = _option("", "start from this run's weights with a fresh optimiser and schedule (another variant: the layers it shares)",
+    init: str = _option("", "start from this run's weights with a fresh optimiser and schedule (another variant: the "
+                            "layers it shares; an exported .onnx file of the same variant: its weights)",
                         metavar="CHECKPOINT")
     threads: int = _option(2, "torch CPU threads (changes speed, not what is learnt)")
     loss: str = _option("bce-dice", "loss against the ground truth: BCE + soft Dice, or BCE + the Lovasz hinge "
@@ -128,12 +129,26 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
     return model.eval(), ckpt
 
 
-def warm_start(model: torch.nn.Module, cfg: TrainConfig) -> None:
+CALIBRATION_PHOTOS = 32  # training photos that rebuild the BatchNorms of an --init .onnx file
+
+
+def warm_start(model: torch.nn.Module, cfg: TrainConfig, arrays: list[tuple[np.ndarray, np.ndarray]]) -> None:
     """Load another run's weights into `model`. The same variant loads whole; a wider twin of it starts at its
     output (`widen_into`); another variant (e.g. one sharing mobile-unet-wide's encoder) loads the tensors whose
-    names and shapes match, the rest keep their fresh init."""
+    names and shapes match, the rest keep their fresh init. An exported .onnx file of the same variant loads
+    through `training.from_onnx` (its BatchNorms rebuilt on the first training photos, `arrays`)."""
     if not Path(cfg.init).is_file():
         raise FileNotFoundError(f"--init checkpoint not found: {cfg.init}")
+    if Path(cfg.init).suffix == ".onnx":
+        from .augment import stretch
+        from .from_onnx import load_onnx_weights
+        if cfg.prior:
+            raise ValueError(f"--init {cfg.init}: an .onnx file starts only a run without a prior input")
+        spread = arrays[::max(1, len(arrays) // CALIBRATION_PHOTOS)][:CALIBRATION_PHOTOS]  # from every data set
+        photos = np.stack([stretch(img, (cfg.size, cfg.size)) for img, _ in spread])
+        load_onnx_weights(model, cfg.init, photos)
+        _log.info("starting from the weights of %s", cfg.init)
+        return
     source, ckpt = load_checkpoint(cfg.init)
     if bool(ckpt["config"].get("prior")) != cfg.prior:
         raise ValueError(f"--init {cfg.init} was trained with prior={ckpt['config'].get('prior')}, "
@@ -335,7 +350,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
             ema.load_state_dict(ckpt["ema"])
         _log.info("resumed from %s at epoch %d", last, start_epoch)
     elif cfg.init:  # a resumed run already holds its own weights
-        warm_start(model, cfg)
+        warm_start(model, cfg, arrays)
     if cfg.ema and ema is None:
         ema = moving_average(model, cfg.ema)  # starts at the starting weights
     validated = model if ema is None else ema.module  # what is validated and saved as best.pt
