@@ -23,13 +23,13 @@ import argparse
 import json
 import logging
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from .docs_block import publish
 from .measure import model_call, one_opencv_thread
 from .stages import PiStreamsDemo, _cpu, _median_iqr, pi_frame_of
 
@@ -164,14 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         results = _load(args.saved) if args.saved else [measure(m, args.fps, args.seconds, args.rounds)
                                                          for m in args.models]
-        text = table(results)
-        print(text)
-        if args.json:
-            Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
-        if args.docs:
-            from .docs_block import GeneratedBlock
-            command = shlex.join(["python", "-m", "device.bench.paced", *argv])
-            print(f"wrote {GeneratedBlock(DOCS_BLOCK).rewrite(args.docs, text, command)}", file=sys.stderr)
+        publish(table(results), results, args.json, args.docs, DOCS_BLOCK, "device.bench.paced", argv)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

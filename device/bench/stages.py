@@ -38,7 +38,6 @@ import argparse
 import json
 import logging
 import os
-import shlex
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -47,6 +46,7 @@ import cv2
 import numpy as np
 
 from ..cameras.demo import DemoCamera
+from .docs_block import publish
 from .measure import ThreadClock, model_call, one_opencv_thread
 
 _log = logging.getLogger(__name__)
@@ -403,14 +403,7 @@ def main(argv: list[str] | None = None) -> int:
             result = _load(args.saved)
         else:
             result = profile_stages(args.model, args.size, args.frames, args.keep, args.mode)
-        text = table(result)
-        print(text)
-        if args.json:
-            Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-        if args.docs:
-            from .docs_block import GeneratedBlock
-            command = shlex.join(["python", "-m", "device.bench.stages", *argv])
-            print(f"wrote {GeneratedBlock(DOCS_BLOCK).rewrite(args.docs, text, command)}", file=sys.stderr)
+        publish(table(result), result, args.json, args.docs, DOCS_BLOCK, "device.bench.stages", argv)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
