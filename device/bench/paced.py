@@ -30,8 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from .docs_block import publish
+from .machine import cpu_model
 from .measure import model_call, one_opencv_thread
-from .stages import PiStreamsDemo, _cpu, _median_iqr, pi_frame_of
+from .stages import PiStreamsDemo, median_iqr, pi_frame_of
 
 _log = logging.getLogger(__name__)
 MODEL_ALONE_RUNS = 20  # back-to-back runs of the model alone per round
@@ -116,12 +117,12 @@ def measure(model: str, fps: float = 30.0, seconds: float = 3.0, rounds: int = 6
     ratios = [(f + i) / a for f, i, a in zip(per("frame_cpu_s"), per("inference_cpu_s"),
                                              [r["model_alone_cpu_s"] for r in rows])]
     total = {k: sum(r[k] for r in rows) for k in ("frames", "segmented", "overlays")}
-    return {"model": model, "fps": fps, "frame_size": list(frame_hw), "cpu": _cpu(),
+    return {"model": model, "fps": fps, "frame_size": list(frame_hw), "cpu": cpu_model(),
             "load_average": [round(v, 2) for v in os.getloadavg()], "rounds": rows, **total,
             "frame_thread_ms": round(1e3 * float(np.median(per("frame_cpu_s"))), 3),
             "inference_thread_ms": round(1e3 * float(np.median(per("inference_cpu_s"))), 3),
             "model_alone_ms": round(1e3 * float(np.median([r["model_alone_cpu_s"] for r in rows])), 3),
-            **_median_iqr("ratio_cpu", ratios)}
+            **median_iqr("ratio_cpu", ratios)}
 
 
 def table(results: list[dict]) -> str:

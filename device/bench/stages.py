@@ -294,9 +294,9 @@ def profile_stages(model_path: str | Path, frame_hw: tuple[int, int] = (480, 640
         paths[name] = {"stages": list(names)}
         for kind, suffix in (("wall", ""), ("cpu", "_cpu")):
             paths[name] |= {f"ms{suffix}": round(sum(stages[kind][s] for s in names), 3),
-                            **_median_iqr(f"ratio{suffix}", ratios[kind][name])}
+                            **median_iqr(f"ratio{suffix}", ratios[kind][name])}
         two_paths[name] = {"stages_cpu_ms": two_stages[name], "ms_cpu": round(sum(two_stages[name].values()), 3),
-                           **_median_iqr("ratio_cpu", two_ratios[name])}
+                           **median_iqr("ratio_cpu", two_ratios[name])}
     demo_total = paths["demo"]["ms"]
     return {
         "model": str(model_path), "frame_size": list(frame_hw), "frames": len(alone["wall"]),
@@ -311,7 +311,8 @@ def profile_stages(model_path: str | Path, frame_hw: tuple[int, int] = (480, 640
     }
 
 
-def _median_iqr(key: str, values: list[float]) -> dict:
+def median_iqr(key: str, values: list[float]) -> dict:
+    """{key: the median of the values, key_iqr: their quartiles}, rounded as the tables print them."""
     return {key: round(float(np.median(values)), 3),
             f"{key}_iqr": [round(float(np.percentile(values, q)), 3) for q in (25, 75)]}
 
