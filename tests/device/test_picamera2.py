@@ -170,7 +170,7 @@ def test_with_a_model_slower_than_the_camera_only_segmented_frames_are_converted
     mirror.segmenter.segment = slow
     shown = mirror.run(max_frames=90)
     overlays = [o for o in fake.instances[-1].overlays if o is not None]
-    assert shown == 90 and 3 <= mirror.inferences <= 45
+    assert shown == 90 and 3 <= mirror.inferences < shown  # some frames were shown without being segmented
     assert set(converted) == {"inference"} and mirror.inferences <= len(converted) <= mirror.inferences + 1
     assert len(overlays) <= mirror.inferences + 1  # each new hair once (and the clear one before the first)
 
