@@ -5,10 +5,10 @@ The stage profile (`device.bench.stages`) runs the camera unpaced, so every fram
 camera is paced, and that changes two things this measures:
 - A model faster than the camera (the default here) waits for each frame, so each run starts on caches other
   work has had meanwhile: it costs more CPU than the same model run back to back.
-- A model slower than the camera (every model on a Pi 4; here a larger one stands in) is handed only some of the
-  frames. The frame thread still reads and shows every one, so what counts is the work per segmented frame: the
-  daemon converts a Pi's YUV420 lores only for the frames the inference takes, and makes an overlay only for each
-  new hair (device/cameras/picamera2.py, device/sinks.py).
+- A model slower than the camera (the default on a Pi 4, by the bench's projection; here a larger one stands in)
+  is handed only some of the frames. The frame thread still reads and shows every one, so what counts is the work
+  per segmented frame: the daemon converts a Pi's YUV420 lores only for the frames the inference takes, and makes
+  an overlay only for each new hair (device/cameras/picamera2.py, device/sinks.py).
 
 The daemon is the real `Mirror.run` (two threads) with the picamera2-overlay sink, on the demo camera, which also
 renders each frame as the streams a Pi 4's Picamera2 gives (main XBGR8888, lores YUV420, in its own thread as a
