@@ -100,9 +100,20 @@ def flip_figure(path: Path, spec: str, data_root: Path | None = None, threads: i
     return evaluate(flip_averaged(predict), arrays, size, threshold, progress=False)["iou"]
 
 
-def error_makeup(celeb: SetBreakdown, flipped: float | None) -> list[str]:
+def photo_path_figure(path: Path, data_root: Path | None = None, threads: int = 0, every: int = 1) -> tuple[float, str]:
+    """(mean IoU on celeb1k-val, the keep rule) of the daemon's own photo path with its default settings: the page's
+    try-a-photo (flip averaging as `[segmenter] photo_flip`, then post-processing with the default `keep`)."""
+    from device.config import PostprocessConfig
+
+    from .postprocess_eval import measure
+    keep = PostprocessConfig().keep
+    result = measure(path, [keep], (CELEB,), data_root, max(1, threads), labels="", every=every)
+    return result["splits"][CELEB][keep]["iou"], keep
+
+
+def error_makeup(celeb: SetBreakdown, flipped: float | None, photo_path: tuple[float, str] | None = None) -> list[str]:
     """What the celeb1k-val target lacks, measured: the wrong pixels by distance to the true hair edge, the hat
-    photos' part of them, and the best the file reaches with flip averaging."""
+    photos' part of them, the best the file reaches with flip averaging, and what the daemon's photo path gives."""
     on, near, far = celeb.error_shares()
     hats = [im for im in celeb.images if "hat" in im.tags]
     hat_far = sum(im.errors[2] for im in hats) / len(celeb.images) if celeb.images else float("nan")
@@ -119,6 +130,11 @@ def error_makeup(celeb: SetBreakdown, flipped: float | None) -> list[str]:
                    f"the same file scores {flipped:.3f} on celeb1k-val. The page's try-a-photo does this "
                    "(`[segmenter] photo_flip`); live frames do not. The experiment logs below say what each step "
                    "bought.")
+    if photo_path is not None:
+        iou, keep = photo_path
+        out += ["", f"Through the daemon's whole photo path (both views averaged, then post-processing with "
+                    f"`keep = {keep}`, the default) a photo scores {iou:.3f} on celeb1k-val (`python -m export "
+                    "postprocess`)."]
     return out
 
 
@@ -152,7 +168,8 @@ column) are anecdotes, not estimates."""
 
 
 def section(path: Path, meta: dict[str, str], breakdowns: dict[str, SetBreakdown], figure: str | None,
-            celeb_gallery: str | None, flipped: float | None = None) -> str:
+            celeb_gallery: str | None, flipped: float | None = None,
+            photo_path: tuple[float, str] | None = None) -> str:
     """Markdown of the default-model section (`figure`: the Figaro gallery's link relative to the card)."""
     out = [f"### The default model: `{path.name}`", "",
            "`device.config.DEFAULT_MODEL` loads this file. Targets are judged by the file's own `eval.*` "
@@ -163,7 +180,7 @@ def section(path: Path, meta: dict[str, str], breakdowns: dict[str, SetBreakdown
     figaro, celeb = breakdowns.get(FIGARO), breakdowns.get(CELEB)
     if celeb is not None:
         out += ["", f"#### What celeb1k-val lacks ({celeb.subset}{celeb.overall['images']} photos)", ""]
-        out += error_makeup(celeb, flipped)
+        out += error_makeup(celeb, flipped, photo_path)
     if figaro is None and celeb is None:
         out += ["", "Per-class figures and the worst cases were not measured in this run (`--no-breakdown`)."]
     if figaro is not None:
@@ -201,7 +218,7 @@ def build(path: Path, meta: dict[str, str], card: Path, breakdown: bool = True, 
     (default out/ beside the models folder, git-ignored), never into the models folder."""
     models_dir = path.parent
     breakdowns: dict[str, SetBreakdown] = {}
-    figure = celeb_gallery = flipped = None
+    figure = celeb_gallery = flipped = photo_path = None
     if breakdown:
         gallery_dir = Path(gallery_dir) if gallery_dir else models_dir.resolve().parent / "out"
         celeb_path = gallery_dir / gallery_name(path.name, CELEB)
@@ -212,6 +229,7 @@ def build(path: Path, meta: dict[str, str], card: Path, breakdown: bool = True, 
         figure = os.path.relpath(fig_path, card.parent)
         gallery(breakdowns[CELEB], celeb_path)
         flipped = flip_figure(path, CELEB, data_root, threads, every)
+        photo_path = photo_path_figure(path, data_root, threads, every)
         celeb_gallery = (f"out/{celeb_path.name}" if gallery_dir.resolve() == models_dir.resolve().parent / "out"
                          else str(celeb_path))
-    return section(path, meta, breakdowns, figure, celeb_gallery, flipped)
+    return section(path, meta, breakdowns, figure, celeb_gallery, flipped, photo_path)

@@ -71,9 +71,10 @@ def _segmenter(model: str, threads: int):
 
 def measure(model: str | Path, keeps: list[str] | None = None, data: tuple[str, ...] = tuple(VALIDATION),
             data_root: Path | None = None, threads: int = 1, min_area: float = 0.01,
-            labels: str | Path = DEMO_LABELS, limit: int = 0) -> dict:
+            labels: str | Path = DEMO_LABELS, limit: int = 0, every: int = 1) -> dict:
     """{'splits': {split: {keep: metrics}}, 'demo': {photo: {keep: {region: fraction dyed}}}, 'ms': {keep: ms}};
-    the demo holds each photo on its own and '<photo> (live)', the demo camera's frames."""
+    the demo holds each photo on its own and '<photo> (live)', the demo camera's frames. `every` > 1 keeps every
+    k-th photo of each split (an evenly spread subset), then `limit` > 0 the first of those."""
     from device.cameras.demo import demo_photos
     from device.postprocess import KEEP_RULES, postprocess_still
     from training.data import DEFAULT_DATA_ROOT, load_pairs
@@ -100,7 +101,7 @@ def measure(model: str | Path, keeps: list[str] | None = None, data: tuple[str, 
 
     splits = {}
     for spec in data:
-        pairs = VALIDATION[spec](Path(data_root or DEFAULT_DATA_ROOT))
+        pairs = VALIDATION[spec](Path(data_root or DEFAULT_DATA_ROOT))[::max(1, every)]
         arrays, _, _ = load_pairs(pairs[:limit] if limit else pairs)
         metrics = {k: MaskMetrics() for k in keeps}
         for rgb, truth in arrays:
