@@ -136,7 +136,7 @@ def warm_start(model: torch.nn.Module, cfg: TrainConfig, arrays: list[tuple[np.n
     """Load another run's weights into `model`. The same variant loads whole; a wider twin of it starts at its
     output (`widen_into`); another variant (e.g. one sharing mobile-unet-wide's encoder) loads the tensors whose
     names and shapes match, the rest keep their fresh init. An exported .onnx file of the same variant loads
-    through `training.from_onnx` (its BatchNorms rebuilt on the first training photos, `arrays`)."""
+    through `training.from_onnx` (its BatchNorms rebuilt on training photos spread over `arrays`)."""
     if not Path(cfg.init).is_file():
         raise FileNotFoundError(f"--init checkpoint not found: {cfg.init}")
     if Path(cfg.init).suffix == ".onnx":
