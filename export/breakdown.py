@@ -80,6 +80,17 @@ def errors_by_distance(pred: np.ndarray, truth: np.ndarray) -> tuple[float, floa
     return on / union, (wrong.size - on - far) / union, far / union
 
 
+def false_hair_joined(pred: np.ndarray, truth: np.ndarray) -> int:
+    """False hair pixels lying in a predicted component (8-connected) that also holds labelled hair: no rule that
+    keeps or drops whole components (the daemon's `keep`) can remove them."""
+    pred, truth = pred.astype(bool), truth.astype(bool)
+    count, labels = cv2.connectedComponents(pred.view(np.uint8), connectivity=8)
+    touching = np.zeros(count, bool)
+    touching[labels[pred & truth]] = True
+    touching[0] = False
+    return int(np.count_nonzero(touching[labels[pred & ~truth]]))
+
+
 @dataclass(frozen=True)
 class ImageFigures:
     """One photo's figures (counts in pixels at the photo's own size)."""
@@ -94,6 +105,7 @@ class ImageFigures:
     f1: float
     above: int  # predicted hair pixels above the labelled hair (hair_above_top)
     errors: tuple[float, float, float] = (0.0, 0.0, 0.0)  # wrong pixels on / near / far from the edge, of the union
+    joined: int = 0  # false hair pixels in components that also hold true hair (false_hair_joined)
 
     @property
     def precision(self) -> float:
@@ -172,7 +184,7 @@ def measure(path: str | Path, spec: str, data_root: Path | None = None, threads:
             above[key] += up
         images.append(ImageFigures(i, names[i], groups[i], tags.get(image_id(names[i]), ()) if tags else (),
                                    one.tp, one.fp, one.fn, one.ious[0], one.f1s[0], up,
-                                   errors_by_distance(pred, truth)))
+                                   errors_by_distance(pred, truth), false_hair_joined(pred, truth)))
         if worst > 0:
             heapq.heappush(heap, (-one.ious[0], -i, pred.copy()))
             if len(heap) > worst:

@@ -26,14 +26,16 @@ from .breakdown import (
     worst_list,
 )
 from .evaluation import metadata_prefix
+from .shortfall import celeb_lines, gap_lines, hat_lines
 
 _log = logging.getLogger(__name__)
 
+FASSEG = "fasseg-v2-test"
 # (data set, what it is, mean-IoU pass mark), as the issues set them.
 TARGETS = (
     (CELEB, "celeb1k validation split (148 photos, ids divisible by 5): the mirror's own view", 0.88),
     (FIGARO, "Figaro-1k Testing (210 photos)", 0.85),
-    ("fasseg-v2-test", "FASSEG V2 Test (50 photos)", 0.92),
+    (FASSEG, "FASSEG V2 Test (50 photos)", 0.92),
 )
 # The hat target has no number in the issue; the card's own rule compares hat photos with untagged ones.
 HAT_PRECISION_SLACK, HAT_ABOVE_SLACK = 0.05, 0.02
@@ -66,6 +68,15 @@ def _measured(meta: dict[str, str], spec: str, now: SetBreakdown | None) -> tupl
     return None, "not measured (not in the file's metadata; `python -m export eval FILE --write`)"
 
 
+def hats_met(celeb: SetBreakdown | None) -> bool | None:
+    """The card's hat rule on celeb1k-val's hat photos against its untagged ones; None when not measured."""
+    if celeb is None or "hat" not in celeb.rows or UNTAGGED not in celeb.rows:
+        return None
+    hat, plain = celeb.rows["hat"], celeb.rows[UNTAGGED]
+    return (hat["pooled_precision"] >= plain["pooled_precision"] - HAT_PRECISION_SLACK
+            and hat["above_fraction"] <= plain["above_fraction"] + HAT_ABOVE_SLACK)
+
+
 def targets_table(meta: dict[str, str], breakdowns: dict[str, SetBreakdown]) -> list[str]:
     out = ["| target | pass mark | measured | from | met |", "|---|---|---|---|---|"]
     for spec, what, bar in TARGETS:
@@ -74,10 +85,9 @@ def targets_table(meta: dict[str, str], breakdowns: dict[str, SetBreakdown]) -> 
         met = "?" if value is None else ("yes" if value >= bar else f"no ({100 * (value - bar):+.1f} points)")
         out.append(f"| {what}, mean IoU | >= {bar:.2f} | {shown} | {note} | {met} |")
     celeb = breakdowns.get(CELEB)
-    if celeb is not None and "hat" in celeb.rows and UNTAGGED in celeb.rows:
+    ok = hats_met(celeb)
+    if ok is not None:
         hat, plain = celeb.rows["hat"], celeb.rows[UNTAGGED]
-        ok = (hat["pooled_precision"] >= plain["pooled_precision"] - HAT_PRECISION_SLACK
-              and hat["above_fraction"] <= plain["above_fraction"] + HAT_ABOVE_SLACK)
         out.append(f"| hats and caps stay non-hair (celeb1k-val, {hat['images']} hat photos) | no number set; "
                    f"card rule: precision within {HAT_PRECISION_SLACK:.2f} and hair above the labelled hair within "
                    f"{100 * HAT_ABOVE_SLACK:.0f} points of the untagged photos | precision "
@@ -138,6 +148,38 @@ def error_makeup(celeb: SetBreakdown, flipped: float | None, photo_path: tuple[f
     return out
 
 
+def shortfall(meta: dict[str, str], breakdowns: dict[str, SetBreakdown],
+              ceiling: tuple[float, tuple[int, int]] | None) -> list[str]:
+    """Why each target the file misses is missed, measured (export.shortfall); empty when it misses none."""
+    out = []
+    celeb = breakdowns.get(CELEB)
+    for spec, what, bar in TARGETS:
+        found = breakdowns.get(spec)
+        value, _ = _measured(meta, spec, found)
+        if value is None or value >= bar or found is None:
+            continue
+        title = what.split(" (")[0]
+        if spec == CELEB and ceiling is not None:
+            out += celeb_lines(title, found, value, bar, *ceiling, worst=len(found.worst) or 8) + [""]
+        else:
+            out += gap_lines(title, found, value, bar) + [""]
+    if hats_met(celeb) is False:
+        out += hat_lines(celeb) + [""]
+    return out[:-1]
+
+
+def celeb_ceiling(path: Path, data_root: Path | None, every: int) -> tuple[float, tuple[int, int]] | None:
+    """(the resolution ceiling of celeb1k-val on the file's output grid, that grid), None when the file does
+    not predict on a grid of its own."""
+    from device.model_file import load_model
+
+    from .evaluation import load_named
+    from .shortfall import output_grid, resolution_ceiling
+    grid = output_grid(path) or tuple(load_model(path).input_size)
+    arrays, _, _ = load_named(CELEB, data_root, 0, every)
+    return resolution_ceiling([truth for _, truth in arrays], grid), grid
+
+
 def training_cost(meta: dict[str, str]) -> list[str]:
     seconds, epochs = meta.get("train.seconds"), meta.get("train.epochs")
     if not seconds or not epochs:
@@ -169,7 +211,8 @@ column) are anecdotes, not estimates."""
 
 def section(path: Path, meta: dict[str, str], breakdowns: dict[str, SetBreakdown], figure: str | None,
             celeb_gallery: str | None, flipped: float | None = None,
-            photo_path: tuple[float, str] | None = None) -> str:
+            photo_path: tuple[float, str] | None = None,
+            ceiling: tuple[float, tuple[int, int]] | None = None) -> str:
     """Markdown of the default-model section (`figure`: the Figaro gallery's link relative to the card)."""
     out = [f"### The default model: `{path.name}`", "",
            "`device.config.DEFAULT_MODEL` loads this file. Targets are judged by the file's own `eval.*` "
@@ -177,6 +220,9 @@ def section(path: Path, meta: dict[str, str], breakdowns: dict[str, SetBreakdown
            "(`python -m export card models`; `--no-breakdown` skips it). Mean IoU is the per-photo IoU of the "
            "hair mask averaged over the photos (the table's IoU).", "", "#### Targets", ""]
     out += targets_table(meta, breakdowns)
+    why = shortfall(meta, breakdowns, ceiling)
+    if why:
+        out += ["", "#### Why the targets are not met", ""] + why
     figaro, celeb = breakdowns.get(FIGARO), breakdowns.get(CELEB)
     if celeb is not None:
         out += ["", f"#### What celeb1k-val lacks ({celeb.subset}{celeb.overall['images']} photos)", ""]
@@ -218,13 +264,15 @@ def build(path: Path, meta: dict[str, str], card: Path, breakdown: bool = True, 
     (default out/ beside the models folder, git-ignored), never into the models folder."""
     models_dir = path.parent
     breakdowns: dict[str, SetBreakdown] = {}
-    figure = celeb_gallery = flipped = photo_path = None
+    figure = celeb_gallery = flipped = photo_path = ceiling = None
     if breakdown:
         gallery_dir = Path(gallery_dir) if gallery_dir else models_dir.resolve().parent / "out"
         celeb_path = gallery_dir / gallery_name(path.name, CELEB)
         check_gallery_place(CELEB, celeb_path, [models_dir, card.parent])
         for spec in (FIGARO, CELEB):
             breakdowns[spec] = measure(path, spec, data_root, threads, every, worst=worst, progress=progress)
+        breakdowns[FASSEG] = measure(path, FASSEG, data_root, threads, every, worst=0, progress=progress)
+        ceiling = celeb_ceiling(path, data_root, every)
         fig_path = gallery(breakdowns[FIGARO], models_dir / "figures" / gallery_name(path.name, FIGARO))
         figure = os.path.relpath(fig_path, card.parent)
         gallery(breakdowns[CELEB], celeb_path)
@@ -232,4 +280,4 @@ def build(path: Path, meta: dict[str, str], card: Path, breakdown: bool = True, 
         photo_path = photo_path_figure(path, data_root, threads, every)
         celeb_gallery = (f"out/{celeb_path.name}" if gallery_dir.resolve() == models_dir.resolve().parent / "out"
                          else str(celeb_path))
-    return section(path, meta, breakdowns, figure, celeb_gallery, flipped, photo_path)
+    return section(path, meta, breakdowns, figure, celeb_gallery, flipped, photo_path, ceiling)
