@@ -1,5 +1,6 @@
 """The model card's section on the default model (the file `device.config.DEFAULT_MODEL` names): issue 19's
-targets against what the file measures, per-class figures, the worst cases and the training cost.
+targets against what the file measures, why each target missed is missed (export.shortfall), per-class figures,
+the worst cases and the training cost.
 
 Driven by the file: whichever file has the default name when the card is written is described.
 """
