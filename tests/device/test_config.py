@@ -146,3 +146,12 @@ def test_two_kinds_declaring_one_key_differently_is_a_programming_error():
     registry._factories["b"] = type("KindB", (), {"Settings": A})  # declared alike: one key both kinds read
     shared = configuration.with_kinds_settings(registry)(Section)
     assert shared().url == "" and dataclasses.fields(shared)[1].metadata["kinds"] == ("a", "b")
+
+
+@pytest.mark.parametrize("frames", ["0", "-3", "ten"])
+def test_frames_below_one_is_a_usage_error_not_a_silent_run_of_nothing(frames, capsys):
+    with pytest.raises(SystemExit) as stopped:  # argparse: usage on stderr, exit 2
+        cli.parse_args(["--frames", frames])
+    assert stopped.value.code == cli.EXIT_CONFIG
+    assert "--frames" in capsys.readouterr().err
+    assert cli.parse_args(["--frames", "1"]).frames == 1
