@@ -3,7 +3,7 @@
 Exit codes: 0 stopped cleanly, 1 runtime failure, 2 bad configuration or arguments.
 SIGTERM or SIGINT stop it cleanly with exit 0 within a few seconds (mirror.STOP_WAIT for an inference in
 progress, the same for a photo the page is working on), even when an inference inside onnxruntime takes longer.
-The start and --validate-config run the same checks (config.check through config.load, then `build`: the
+The start and --validate-config run the same checks (config.check through config.from_dict, then `build`: the
 segmenter with its fallback, the recolourer and the camera object), so a config that validates also starts.
 """
 from __future__ import annotations
@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     notes: list[str] = []
     try:
         file_data = configuration.read(args.config) if args.config else {}
-        cfg = configuration.load(args.config, overrides_from(args, file_data, notes))
+        # read once: a second read of a pipe (-c /dev/stdin) would be empty and silently give the defaults
+        cfg = configuration.from_dict(file_data, overrides_from(args, file_data, notes))
     except configuration.ConfigError as e:
         print(f"hairmirror: config error: {e}", file=sys.stderr)
         return EXIT_CONFIG

@@ -11,6 +11,7 @@ Secrets (web.token) are never printed: `to_toml` and the error messages mask the
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import tomllib
@@ -190,7 +191,17 @@ def _build(cls, data: dict, prefix: str = ""):
     return cls(**kwargs)
 
 
-def from_dict(data: dict) -> Config:
+def from_dict(data: dict, overrides: dict | None = None) -> Config:
+    """A config file's tables (as `read` gives them; not changed) with dotted overrides applied, checked."""
+    data = copy.deepcopy(data)
+    for dotted, value in (overrides or {}).items():
+        *parents, leaf = dotted.split(".")
+        node = data
+        for i, p in enumerate(parents):
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{'.'.join(parents[:i + 1])}: expected a table, got {type(node).__name__}")
+        node[leaf] = value
     cfg = _build(Config, data)
     check(cfg)
     return cfg
@@ -299,16 +310,7 @@ def read(path: str | Path) -> dict:
 
 def load(path: str | Path | None, overrides: dict | None = None) -> Config:
     """Read a TOML file (or only defaults when path is None), apply dotted overrides, and check the result."""
-    data: dict = read(path) if path is not None else {}
-    for dotted, value in (overrides or {}).items():
-        *parents, leaf = dotted.split(".")
-        node = data
-        for i, p in enumerate(parents):
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"{'.'.join(parents[:i + 1])}: expected a table, got {type(node).__name__}")
-        node[leaf] = value
-    return from_dict(data)
+    return from_dict(read(path) if path is not None else {}, overrides)
 
 
 def to_toml(cfg: Config, reveal_secrets: bool = False, comments: bool = False) -> str:

@@ -3,6 +3,7 @@ validation, --help, --print-default-config and --source's sink rule without a se
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 from dataclasses import dataclass
 
@@ -155,3 +156,17 @@ def test_frames_below_one_is_a_usage_error_not_a_silent_run_of_nothing(frames, c
     assert stopped.value.code == cli.EXIT_CONFIG
     assert "--frames" in capsys.readouterr().err
     assert cli.parse_args(["--frames", "1"]).frames == 1
+
+
+def test_a_config_from_a_pipe_is_read_once_and_used(capsys):
+    """-c /dev/stdin (or <(...)): a pipe gives its bytes once; the second read gave nothing, so the defaults ran."""
+    read_end, write_end = os.pipe()
+    os.write(write_end, b'[camera]\nkind = "demo"\n[segmenter]\nkind = "classical"\n[sink]\nkind = "null"\n'
+                        b'[recolour]\ncolour = "gold"\n')
+    os.close(write_end)
+    try:
+        assert cli.main(["-c", f"/dev/fd/{read_end}", "--validate-config"]) == cli.EXIT_OK
+    finally:
+        os.close(read_end)
+    printed = tomllib.loads(capsys.readouterr().out)
+    assert printed["camera"]["kind"] == "demo" and printed["recolour"]["colour"] == "gold"
