@@ -75,6 +75,14 @@ def _json_body() -> dict:
     return body
 
 
+def _refuse_unknown(source, known: tuple[str, ...], what: str = "key") -> None:
+    """A key the route does not read is an error naming it: a typo ("color") must not be ignored as if applied."""
+    for key in source:
+        if key not in known:
+            shown = key if len(key) <= MAX_FIELD_CHARS else key[:MAX_FIELD_CHARS] + "..."
+            raise RequestError(f"unknown {what} {shown!r}; known: {', '.join(known)}")
+
+
 def _recolour_args(source: dict) -> dict[str, str | None]:
     """mode/colour/colour2 from a form or JSON body (absent or empty = the mirror's current setting)."""
     args = {}
@@ -104,11 +112,13 @@ def _photo_bytes(state: WebState) -> tuple[bytes, dict]:
         upload = request.files.get("photo")
         if upload is None:
             raise RequestError("missing the file field 'photo' (multipart/form-data)")
+        _refuse_unknown([*request.form, *request.files], ("photo", *RECOLOUR_FIELDS), "form field")
         return upload.read(), _recolour_args(request.form)  # all of it (the request limit bounds it): size told
     if request.is_json:
         body = _json_body()
         if "image" not in body:
             raise RequestError("missing 'image': a base64-encoded PNG or JPEG")
+        _refuse_unknown(body, ("image", *RECOLOUR_FIELDS))
         args = _recolour_args(body)
         return decode_base64(body["image"], state.max_image_bytes), args
     raise RequestError("send multipart/form-data with a 'photo' file, or JSON {\"image\": \"<base64>\"}", 415)
@@ -256,7 +266,9 @@ def create_app(mirror, web_cfg) -> Flask:
         # JSON only: a cross-site form cannot send it without a CORS preflight, which this server never grants
         if not request.is_json:
             raise RequestError("send JSON such as {\"colour\": \"#aa3355\", \"mode\": \"hsv\"}", 415)
-        args = _recolour_args(_json_body())
+        body = _json_body()
+        _refuse_unknown(body, RECOLOUR_FIELDS)
+        args = _recolour_args(body)
         if not any(args.values()):
             raise RequestError(f"nothing to change: give one of {', '.join(RECOLOUR_FIELDS)}")
         try:

@@ -240,6 +240,24 @@ def test_bad_colour_or_mode_is_named_before_any_work(client, figaro_jpeg):
     assert_error(client.post("/api/photo", json={"image": "", "colour": 5}), 400, "'colour'", "string")
 
 
+def test_an_unknown_key_is_refused_naming_it_not_ignored(tmp_path_factory, figaro_jpeg):
+    """A typo ("color") was dropped silently: the colour change answered 200 and applied nothing of it."""
+    mirror = Mirror(mirror_config(model_file(tmp_path_factory)))
+    client = create_app(mirror, mirror.cfg.web).test_client()
+    before = mirror.recolourer
+    assert_error(client.post("/api/colour", json={"mode": "natural", "color": "cherry"}), 400,
+                 "unknown key 'color'", "colour")
+    long_key = client.post("/api/colour", json={"colour": "red", "x" * 5000: 1})
+    assert_error(long_key, 400, "unknown key")
+    assert len(long_key.get_json()["error"]) < 200  # a long key is not echoed whole
+    assert mirror.recolourer is before  # nothing of a refused request is applied
+    assert_error(client.post("/api/photo", json={"image": "", "color": RED}), 400, "unknown key 'color'")
+    assert_error(upload(client, figaro_jpeg, color=RED), 400, "unknown form field 'color'")
+    assert_error(client.post("/api/photo", data={"photo": (io.BytesIO(figaro_jpeg), "a.jpg"),
+                                                 "photo2": (io.BytesIO(figaro_jpeg), "b.jpg")},
+                             content_type="multipart/form-data"), 400, "unknown form field 'photo2'")
+
+
 def test_uploads_over_the_size_limit_get_413(mirror):
     small = client_with(mirror, max_upload_mb=0.1)
     limit = int(0.1 * 2**20)
