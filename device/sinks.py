@@ -122,6 +122,9 @@ class FileSink(Sink):
     def __init__(self, cfg, camera):
         super().__init__(cfg, camera)
         self.folder = Path(cfg.path)
+        self._make_folder()
+
+    def _make_folder(self) -> None:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -130,7 +133,14 @@ class FileSink(Sink):
     def show(self, output: Output) -> None:
         if output.frame.index % self.cfg.every == 0:
             path = self.folder / f"frame{output.frame.index:06d}.png"
-            if not cv2.imwrite(str(path), cv2.cvtColor(output.composite, cv2.COLOR_RGB2BGR)):
+            bgr = cv2.cvtColor(output.composite, cv2.COLOR_RGB2BGR)
+            written = cv2.imwrite(str(path), bgr)
+            if not written and not self.folder.is_dir():
+                # the folder was removed while running (emptied by hand): make it again rather than stop the mirror
+                _log.warning("sink.path: %s is gone; making it again", self.folder)
+                self._make_folder()
+                written = cv2.imwrite(str(path), bgr)
+            if not written:
                 raise OSError(f"sink.path: cannot write {path}")
 
 
