@@ -48,6 +48,9 @@ class MjpegCamera(Camera):
 
     @classmethod
     def check_config(cls, cfg) -> None:
+        if any(c <= " " or c == "\x7f" for c in cfg.url):  # http.client refuses them at every connect, for ever
+            raise ValueError(f"camera.url: {redact(cfg.url)!r} holds a space or control character (a space in a "
+                             "path is written %20)")
         try:
             parts = urlsplit(cfg.url)
             parts.port  # noqa: B018  (raises ValueError for a port that is not a number in 0..65535)

@@ -227,7 +227,8 @@ def test_a_frame_without_length_is_bounded(photo_path, monkeypatch):
         go_away(server)
 
 
-@pytest.mark.parametrize("url", ["", "ftp://camera/stream", "http://", "camera.local/stream", "http://cam:99999/"])
+@pytest.mark.parametrize("url", ["", "ftp://camera/stream", "http://", "camera.local/stream", "http://cam:99999/",
+                                 "http://cam era/stream", "http://cam/my stream.mjpg", "http://cam/\tstream"])
 def test_the_config_refuses_a_url_that_is_not_a_stream_address(url):
     with pytest.raises(configuration.ConfigError, match="camera.url"):
         configuration.from_dict({"camera": {"kind": "mjpeg", "url": url}, "sink": {"kind": "null"}})
