@@ -72,6 +72,8 @@ class Capture:
         while not self.stop.is_set():
             try:
                 self.camera.start()
+                if self.state != "starting":  # the failure was logged as an error: say when it is over too
+                    _log.info("camera: working again")
                 self.state = "ok"
                 return
             except CameraError as e:

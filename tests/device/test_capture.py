@@ -1,0 +1,64 @@
+"""The camera's open and reopen (device.stages.Capture): a failure is logged, and so is its end."""
+from __future__ import annotations
+
+import logging
+import threading
+
+import numpy as np
+
+from device.cameras import Camera, CameraError
+from device.config import CameraConfig
+from device.stages import Capture
+
+
+class Flaky(Camera):
+    """Fails its first `bad_starts` opens and its reads numbered in `bad_reads`."""
+
+    def __init__(self, bad_starts: int = 0, bad_reads: tuple[int, ...] = ()):
+        super().__init__(CameraConfig(kind="demo", width=16, height=12, mirror=False), (12, 16))
+        self.bad_starts, self.bad_reads, self.reads = bad_starts, bad_reads, 0
+
+    def start(self) -> None:
+        if self.bad_starts:
+            self.bad_starts -= 1
+            raise CameraError("unplugged")
+
+    def read(self):
+        self.reads += 1
+        if self.reads in self.bad_reads:
+            raise CameraError("cable pulled")
+        return self._frame(np.zeros((12, 16, 3), np.uint8))
+
+
+def _capture(camera: Camera) -> Capture:
+    return Capture(camera, 0.01, threading.Event(), lambda: None, lambda: None)
+
+
+def _messages(caplog) -> list[str]:
+    return [f"{r.levelname} {r.getMessage()}" for r in caplog.records if r.name == "device.stages"]
+
+
+def test_a_camera_that_opens_at_once_says_nothing(caplog):
+    with caplog.at_level(logging.INFO):
+        capture = _capture(Flaky())
+        capture.open()
+    assert capture.state == "ok" and _messages(caplog) == []
+
+
+def test_a_camera_back_after_failing_to_open_is_logged(caplog):
+    with caplog.at_level(logging.INFO):
+        capture = _capture(Flaky(bad_starts=2))
+        capture.open()
+    assert capture.state == "ok"
+    messages = _messages(caplog)
+    assert [m.split(";")[0] for m in messages] == ["ERROR camera: unplugged"] * 2 + ["INFO camera: working again"]
+
+
+def test_a_camera_back_after_a_loss_is_logged(caplog):
+    capture = _capture(Flaky(bad_reads=(2,)))
+    capture.open()
+    with caplog.at_level(logging.INFO):
+        assert capture.read() is not None
+        assert capture.read() is None  # lost, reopened
+        assert capture.read() is not None
+    assert _messages(caplog) == ["ERROR camera: cable pulled", "INFO camera: working again"]
