@@ -30,3 +30,13 @@ def test_usage_errors_exit_2(data_root, tmp_path):
         with pytest.raises(SystemExit) as e:
             main([gone])
         assert e.value.code == 2
+
+
+@pytest.mark.parametrize("args", [["--size", "0"], ["--size", "-5"], ["--size", "99999"], ["--frames", "0"],
+                                  ["--frames", "-2"], ["--threads", "-4"]])
+def test_out_of_range_numbers_are_usage_errors_not_tracebacks(args, tmp_path, capsys):
+    """Checked before any photo is read: a size of 0 was an OpenCV assertion, 0 frames a ZeroDivisionError."""
+    with pytest.raises(SystemExit) as e:
+        main(["--data-root", str(tmp_path), "bench", *args])
+    assert e.value.code == 2
+    assert f"argument {args[0]}: expected" in capsys.readouterr().err
