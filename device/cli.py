@@ -75,6 +75,8 @@ def overrides_from(args, file_data: dict | None = None, notes: list[str] | None 
         host, _, port = args.web.rpartition(":")
         if not port.isdigit():
             raise configuration.ConfigError(f"--web: expected HOST:PORT, got {args.web!r}")
+        if host.startswith("[") and host.endswith("]"):  # [::1]:8080, as URLs write an IPv6 address
+            host = host[1:-1]
         o.update({"web.enabled": True, "web.host": host or "127.0.0.1", "web.port": int(port)})
     if args.no_web:
         o["web.enabled"] = False

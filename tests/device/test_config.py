@@ -170,3 +170,12 @@ def test_a_config_from_a_pipe_is_read_once_and_used(capsys):
         os.close(read_end)
     printed = tomllib.loads(capsys.readouterr().out)
     assert printed["camera"]["kind"] == "demo" and printed["recolour"]["colour"] == "gold"
+
+
+@pytest.mark.parametrize("web, host", [("[::1]:8081", "::1"), ("::1:8081", "::1"), ("localhost:8081", "localhost"),
+                                       (":8081", "127.0.0.1")])
+def test_web_takes_an_ipv6_address_in_brackets(web, host):
+    """--web [::1]:8080 (as a URL writes it) was taken as the host '[::1]': refused as not loopback."""
+    o, _ = _overrides(["--web", web])
+    assert (o["web.host"], o["web.port"]) == (host, 8081)
+    assert configuration.load(None, o).web.host == host
