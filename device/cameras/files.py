@@ -214,6 +214,10 @@ class OpenCVCamera(Camera):
         if not ok and self.is_file:  # loop a video file
             self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
             ok, bgr = self.cap.read()
+            if not ok:  # it cannot seek back (a still photo is a one-frame sequence): open it again, checks and all
+                self.stop()
+                self.start()
+                ok, bgr = self.cap.read()
         if not ok:
             raise CameraError(f"camera {self.cfg.device!r} returned no frame")
         return self._frame(fit_to(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), self.main_hw))

@@ -329,6 +329,20 @@ def test_a_video_replaced_under_its_name_is_reopened(tmp_path, fast_rescan):
         running.stop()
 
 
+def test_a_still_photo_as_the_video_file_loops_without_losses(tmp_path):
+    """OpenCV opens a photo as a one-frame sequence that cannot seek back: every second read was a lost camera
+    (an ERROR and a reopen, ~15 a second); it is reopened in place instead, and shows the photo on."""
+    photo = tmp_path / "still.png"
+    cv2.imwrite(str(photo), np.full((SIZE[1], SIZE[0], 3), GOOD_RGB[::-1], np.uint8))
+    camera = Mirror(video_config(photo)).camera
+    camera.start()
+    try:
+        for _ in range(4):
+            assert tuple(camera.read().main[0, 0]) == GOOD_RGB
+    finally:
+        camera.stop()
+
+
 EVENT_KINDS = [Kind("camera", kid, None) for kid in (
     "folder-removed-while-shown", "folder-replaced-by-a-file", "photo-turned-bomb-while-shown",
     "video-renamed-while-open", "video-removed-while-open", "video-replaced-while-open")]
