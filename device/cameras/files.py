@@ -87,6 +87,8 @@ class ImageFolderCamera(Camera):
     def __init__(self, cfg, lores_hw):
         super().__init__(cfg, lores_hw)
         self.folder = Path(cfg.path)
+        if not self.folder.is_dir():  # not an error (a USB stick not plugged in yet), but --validate-config says so
+            _log.warning("camera.path: no folder %s yet; the mirror waits for it", self.folder)
         self.paths: list[Path] = []
         self.position = 0
         self.next_scan = 0.0
@@ -174,6 +176,11 @@ class OpenCVCamera(Camera):
     @dataclass
     class Settings:
         device: str = setting("0", "camera index (a webcam) or video file path (looped)")
+
+    def __init__(self, cfg, lores_hw):
+        super().__init__(cfg, lores_hw)
+        if not cfg.device.isdigit() and not Path(cfg.device).is_file():  # as the images camera's missing folder
+            _log.warning("camera.device: no video file %s yet; the mirror waits for it", cfg.device)
 
     def start(self) -> None:
         dev = self.cfg.device

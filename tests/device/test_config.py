@@ -179,3 +179,23 @@ def test_web_takes_an_ipv6_address_in_brackets(web, host):
     o, _ = _overrides(["--web", web])
     assert (o["web.host"], o["web.port"]) == (host, 8081)
     assert configuration.load(None, o).web.host == host
+
+
+@pytest.mark.parametrize("camera, missing", [('kind = "images"\npath = "{absent}"', "camera.path: no folder"),
+                                             ('kind = "opencv"\ndevice = "{absent}.mp4"',
+                                              "camera.device: no video file")])
+def test_validation_warns_of_a_camera_source_that_is_not_there_yet_and_still_passes(camera, missing, tmp_path,
+                                                                                      caplog):
+    """A missing folder or video is not an error (the mirror waits for it), but --validate-config must say so."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f"[camera]\n{camera.format(absent=tmp_path / 'absent')}\n[segmenter]\nkind = \"classical\"\n"
+                   "[sink]\nkind = \"null\"\n")
+    with caplog.at_level("WARNING"):
+        assert cli.main(["-c", str(cfg), "--validate-config", "--no-web"]) == cli.EXIT_OK
+    assert missing in caplog.text and "waits for it" in caplog.text
+    caplog.clear()
+    (tmp_path / "absent").mkdir()
+    (tmp_path / "absent.mp4").write_bytes(b"")
+    with caplog.at_level("WARNING"):
+        assert cli.main(["-c", str(cfg), "--validate-config", "--no-web"]) == cli.EXIT_OK
+    assert missing not in caplog.text  # there now: nothing to say

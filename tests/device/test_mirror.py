@@ -373,7 +373,7 @@ def test_sigterm_stops_the_daemon_cleanly(tmp_path):
     seen = []
     for line in proc.stderr:  # wait until the loop runs (signal handlers are installed by then)
         seen.append(line)
-        if "camera.path" in line:
+        if "retrying" in line and "camera.path" in line:  # the capture's retry: the loop runs
             break
     proc.send_signal(signal.SIGTERM)
     rest = proc.stderr.read()
