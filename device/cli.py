@@ -174,8 +174,8 @@ def _serve(cfg, args, stopping: threading.Event, on_stop: list) -> int:
         from .web import serve_in_thread
         try:
             web = serve_in_thread(mirror, cfg.web)
-        except OSError as e:  # port in use, address not on this machine
-            _log.error("cannot serve the page on %s:%d: %s", cfg.web.host, cfg.web.port, e)
+        except OSError as e:  # port in use, address not on this machine: the server's message names both
+            _log.error("%s", e.strerror or e)
             return EXIT_RUNTIME
     code = EXIT_OK
     try:

@@ -187,3 +187,20 @@ def test_a_port_in_use_is_a_clear_error(tmp_path_factory):
             serve_in_thread(mirror, mirror.cfg.web)
     finally:
         busy.close()
+
+
+def test_the_daemon_says_once_which_port_is_in_use_and_exits_1(caplog):
+    from device import cli
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    try:
+        with caplog.at_level("ERROR"):
+            code = cli.main(["--source", "demo", "--segmenter", "classical", "--sink", "null",
+                             "--web", f"127.0.0.1:{port}", "--frames", "1"])
+    finally:
+        busy.close()
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert code == cli.EXIT_RUNTIME
+    assert errors == [f"web: cannot listen on 127.0.0.1:{port} (web.host, web.port): Address already in use"]
