@@ -110,6 +110,9 @@ def _photo_bytes(state: WebState) -> tuple[bytes, dict]:
     """The uploaded image's bytes and the recolour arguments, from multipart or JSON."""
     if request.mimetype == "multipart/form-data":
         upload = request.files.get("photo")
+        if upload is None and not request.files and not request.form and request.content_length:
+            # werkzeug drops a part it cannot read whole: a body of bytes with no field in it was cut short
+            raise RequestError("the multipart body holds no complete field: cut short or malformed?")
         if upload is None:
             raise RequestError("missing the file field 'photo' (multipart/form-data)")
         _refuse_unknown([*request.form, *request.files], ("photo", *RECOLOUR_FIELDS), "form field")

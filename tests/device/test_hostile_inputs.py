@@ -468,6 +468,9 @@ UPLOAD_KINDS = [
     Req("upload", "multipart-without-photo", lambda c: c["open"].post(
         "/api/photo", data={"picture": (io.BytesIO(_jpeg()), "p.jpg")}, content_type="multipart/form-data"), 400,
          ("missing the file field 'photo'",)),
+    Req("upload", "multipart-cut-short", _body("/api/photo", b"--xyz\r\nContent-Disposition: form-data; "
+                                                             b'name="photo"; filename="p.jpg"\r\n\r\n' + _jpeg()[:500],
+                                               "multipart/form-data; boundary=xyz"), 400, ("cut short",)),
     Req("upload", "text-plain-body", _body("/api/photo", b"hello", "text/plain"), 415, ("multipart/form-data",)),
     Req("upload", "raw-jpeg-body", _body("/api/photo", h.jpeg(), "image/jpeg"), 415, ("multipart/form-data",)),
     Req("upload", "bad-colour-before-a-bomb", _upload(h.png_bomb(5000, 4000), colour="blurple"), 400,
