@@ -190,8 +190,13 @@ def training_cost(meta: dict[str, str]) -> list[str]:
              f"{_duration(s / max(n, 1))} per epoch; validation excluded), from the file's `train.seconds` / "
              "`train.epochs`; on the training machine's CPU with the command's `--threads` (epochs run after "
              "the best one are not counted)"]
-    if meta.get("train.command"):
-        lines.append(f"- command: `{meta['train.command']}`")
+    command = meta.get("train.command", "")
+    if command:
+        lines.append(f"- command: `{command}`")
+    words = command.split()
+    if "--init" in words[:-1]:  # a fine-tune: what came before it is another run's cost
+        lines.append(f"- started from the weights of `{words[words.index('--init') + 1]}`, whose own training is not "
+                     "counted above: the Makefile's `default-model` says which target remakes it")
     lines.append(f"- trained on: {meta.get('trained_on', '?').replace(',', ', ')}; "
                  f"inference: {int(meta['macs']) / 1e9:.2f} GMAC per frame (latency in the table above)")
     return lines

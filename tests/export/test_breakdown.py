@@ -245,6 +245,9 @@ def test_card_describes_the_default_model_from_the_file(default_model, celeb_roo
     celeb_rows = card.split("celeb1k-val photos with the lowest IoU")[1].split("#### Training cost")[0]
     assert len(re.findall(r"^\| 2\d{4} \| ", celeb_rows, re.M)) == 3
     assert f"{meta['train.epochs']} epochs up to the exported (best) checkpoint" in card
+    if "--init" in meta["train.command"].split():  # a fine-tune says where it started and that this is not counted
+        start = meta["train.command"].split("--init")[1].split()[0]
+        assert f"- started from the weights of `{start}`, whose own training is not counted above" in card
     assert "MaskGAN" in card and "148 pairs" in card and "inherit that" in card
     with pytest.raises(ValueError, match="may not be redistributed"):
         write_card(models, bench=False, threads=1, worst=1, every=50, gallery_dir=models / "out")
