@@ -169,9 +169,9 @@ def shortfall(meta: dict[str, str], breakdowns: dict[str, SetBreakdown],
     return out[:-1]
 
 
-def celeb_ceiling(path: Path, data_root: Path | None, every: int) -> tuple[float, tuple[int, int]] | None:
-    """(the resolution ceiling of celeb1k-val on the file's output grid, that grid), None when the file does
-    not predict on a grid of its own."""
+def celeb_ceiling(path: Path, data_root: Path | None, every: int) -> tuple[float, tuple[int, int]]:
+    """(the resolution ceiling of celeb1k-val on the grid the file predicts on, that grid): its map before the
+    graph stretches it, or its input size when it predicts at that size."""
     from device.model_file import load_model
 
     from .evaluation import load_named
