@@ -16,6 +16,7 @@ import sys
 import threading
 
 from . import config as configuration
+from .argtypes import int_in
 from .cameras import CAMERAS
 from .sinks import SINKS
 
@@ -48,20 +49,9 @@ def parse_args(argv):
     p.add_argument("--mode", choices=configuration.CHOICES["recolour.mode"], help="override recolour.mode")
     p.add_argument("--web", metavar="HOST:PORT", help="serve the control page here (overrides [web])")
     p.add_argument("--no-web", action="store_true", help="do not serve the control page")
-    p.add_argument("--frames", type=_positive_int, metavar="N", help="stop after N frames (N >= 1)")
+    p.add_argument("--frames", type=int_in(1), metavar="N", help="stop after N frames (N >= 1)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p.parse_args(argv)
-
-
-def _positive_int(text: str) -> int:
-    """--frames: a count of at least 1 (0 or less would stop before the first frame and still exit 0)."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected 1 or more, got {n}")
-    return n
 
 
 def overrides_from(args, file_data: dict | None = None, notes: list[str] | None = None) -> dict:

@@ -11,24 +11,11 @@ import logging
 import sys
 from pathlib import Path
 
+from ..argtypes import int_in
 from .bench import DEFAULT_DATA_ROOT, bench_command
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 _log = logging.getLogger("device.classical")
-
-
-def _int_in(lo: int, hi: int):
-    """An argparse type: a whole number in lo..hi (a size of 0 or a frame count of 0 failed deep inside with a
-    traceback; a huge size would allocate gigabytes)."""
-    def parse(text: str) -> int:
-        try:
-            n = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if not lo <= n <= hi:
-            raise argparse.ArgumentTypeError(f"expected {lo}..{hi}, got {n}")
-        return n
-    return parse
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,12 +27,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("bench", help="frames per second of the classical pipeline at a fixed size")
-    p.add_argument("--size", type=_int_in(16, 4096), default=256, help="square frame size in pixels (16..4096)")
-    p.add_argument("--frames", type=_int_in(1, 10**6), default=200, help="frames to time (cycling through the photos)")
+    p.add_argument("--size", type=int_in(16, 4096), default=256, help="square frame size in pixels (16..4096)")
+    p.add_argument("--frames", type=int_in(1, 10**6), default=200, help="frames to time (cycling through the photos)")
     p.add_argument("--images", type=Path, help="folder of photos (default: FASSEG V2 Test, frontal faces)")
     p.add_argument("--face-cascade", default="", help="cascade XML ('' = OpenCV's frontal face Haar cascade)")
     p.add_argument("--cold", action="store_true", help="no k-means warm start between frames")
-    p.add_argument("--threads", type=_int_in(0, 256), default=0, help="OpenCV threads (0: OpenCV's default)")
+    p.add_argument("--threads", type=int_in(0, 256), default=0, help="OpenCV threads (0: OpenCV's default)")
     p.set_defaults(func=bench_command)
 
     args = parser.parse_args(argv)

@@ -1,0 +1,19 @@
+"""argparse types shared by the device's commands: a bad number is a usage error (exit 2) naming the option, never
+a traceback deep inside or a run of nothing that exits 0."""
+from __future__ import annotations
+
+import argparse
+
+
+def int_in(lo: int, hi: int | None = None):
+    """An argparse type: a whole number of at least `lo` (and at most `hi`, when given)."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if n < lo or (hi is not None and n > hi):
+            raise argparse.ArgumentTypeError(f"expected {lo} or more, got {n}" if hi is None
+                                             else f"expected {lo}..{hi}, got {n}")
+        return n
+    return parse
