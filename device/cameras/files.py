@@ -179,13 +179,16 @@ class OpenCVCamera(Camera):
 
     def __init__(self, cfg, lores_hw):
         super().__init__(cfg, lores_hw)
-        if not cfg.device.isdigit() and not Path(cfg.device).is_file():  # as the images camera's missing folder
+        self.is_file = not cfg.device.isdigit()  # a video file, not a webcam's index
+        if self._file_missing():  # as the images camera's missing folder: --validate-config says so
             _log.warning("camera.device: no video file %s yet; the mirror waits for it", cfg.device)
+
+    def _file_missing(self) -> bool:
+        return self.is_file and not Path(self.cfg.device).is_file()
 
     def start(self) -> None:
         dev = self.cfg.device
-        self.is_file = not dev.isdigit()
-        if self.is_file and not Path(dev).is_file():
+        if self._file_missing():
             raise CameraError(f"camera.device: no such video file {dev}")
         self.cap = cv2.VideoCapture(dev if self.is_file else int(dev))
         if not self.cap.isOpened():
