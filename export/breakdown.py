@@ -147,11 +147,11 @@ def _row_keys(group: str, tags: tuple[str, ...] | None) -> tuple[str, ...]:
 
 def measure(path: str | Path, spec: str, data_root: Path | None = None, threads: int = 0, every: int = 1,
             limit: int = 0, worst: int = 8, progress: bool = True,
-            tags: dict[str, tuple[str, ...]] | None = None) -> SetBreakdown:
+            tags: dict[str, tuple[str, ...]] | None = None, loaded: tuple | None = None) -> SetBreakdown:
     """Per-row and per-photo figures of an exported file on a data set, and its `worst` lowest-IoU photos.
 
     celeb1k-val photos are looked up in the hand tags (`tags`, default the fixture); `every`/`limit` take an
-    evenly spread subset for quick checks."""
+    evenly spread subset for quick checks. `loaded`: the set as `load_named` gave it, when the caller has it."""
     from tqdm import tqdm
 
     from training.evaluate import evaluate
@@ -160,7 +160,7 @@ def measure(path: str | Path, spec: str, data_root: Path | None = None, threads:
     from .evaluation import load_named, onnx_predictor
     path = Path(path)
     predict, size, threshold = onnx_predictor(path, threads)
-    arrays, groups, names = load_named(spec, data_root, limit, every)
+    arrays, groups, names = loaded or load_named(spec, data_root, limit, every)
     if tags is None and spec == CELEB:
         tags = load_tags()
     if tags is not None:

@@ -26,7 +26,7 @@ from .breakdown import (
     table,
     worst_list,
 )
-from .evaluation import metadata_prefix
+from .evaluation import load_named, metadata_prefix
 from .shortfall import celeb_lines, gap_lines, hat_lines
 
 _log = logging.getLogger(__name__)
@@ -100,14 +100,14 @@ def targets_table(meta: dict[str, str], breakdowns: dict[str, SetBreakdown]) -> 
     return out
 
 
-def flip_figure(path: Path, spec: str, data_root: Path | None = None, threads: int = 0, every: int = 1) -> float:
-    """Mean IoU of the file on a data set with each photo's probabilities averaged with its mirror image's."""
+def flip_figure(path: Path, arrays: list, threads: int = 0) -> float:
+    """Mean IoU of the file on loaded photos (`arrays`, as `load_named` gives them) with each photo's probabilities
+    averaged with its mirror image's."""
     from device.model_file import flip_averaged
     from training.evaluate import evaluate
 
-    from .evaluation import load_named, onnx_predictor
+    from .evaluation import onnx_predictor
     predict, size, threshold = onnx_predictor(path, threads)
-    arrays, _, _ = load_named(spec, data_root, 0, every)
     return evaluate(flip_averaged(predict), arrays, size, threshold, progress=False)["iou"]
 
 
@@ -169,15 +169,13 @@ def shortfall(meta: dict[str, str], breakdowns: dict[str, SetBreakdown],
     return out[:-1]
 
 
-def celeb_ceiling(path: Path, data_root: Path | None, every: int) -> tuple[float, tuple[int, int]]:
-    """(the resolution ceiling of celeb1k-val on the grid the file predicts on, that grid): its map before the
-    graph stretches it, or its input size when it predicts at that size."""
+def celeb_ceiling(path: Path, arrays: list) -> tuple[float, tuple[int, int]]:
+    """(the resolution ceiling of celeb1k-val's loaded `arrays` on the grid the file predicts on, that grid): its
+    map before the graph stretches it, or its input size when it predicts at that size."""
     from device.model_file import load_model
 
-    from .evaluation import load_named
     from .shortfall import output_grid, resolution_ceiling
     grid = output_grid(path) or tuple(load_model(path).input_size)
-    arrays, _, _ = load_named(CELEB, data_root, 0, every)
     return resolution_ceiling([truth for _, truth in arrays], grid), grid
 
 
@@ -275,14 +273,16 @@ def build(path: Path, meta: dict[str, str], card: Path, breakdown: bool = True, 
         gallery_dir = Path(gallery_dir) if gallery_dir else models_dir.resolve().parent / "out"
         celeb_path = gallery_dir / gallery_name(path.name, CELEB)
         check_gallery_place(CELEB, celeb_path, [models_dir, card.parent])
-        for spec in (FIGARO, CELEB):
-            breakdowns[spec] = measure(path, spec, data_root, threads, every, worst=worst, progress=progress)
+        celeb = load_named(CELEB, data_root, 0, every)  # decoded once for the breakdown, flip and ceiling
+        breakdowns[FIGARO] = measure(path, FIGARO, data_root, threads, every, worst=worst, progress=progress)
+        breakdowns[CELEB] = measure(path, CELEB, data_root, threads, every, worst=worst, progress=progress,
+                                    loaded=celeb)
         breakdowns[FASSEG] = measure(path, FASSEG, data_root, threads, every, worst=0, progress=progress)
-        ceiling = celeb_ceiling(path, data_root, every)
+        ceiling = celeb_ceiling(path, celeb[0])
         fig_path = gallery(breakdowns[FIGARO], models_dir / "figures" / gallery_name(path.name, FIGARO))
         figure = os.path.relpath(fig_path, card.parent)
         gallery(breakdowns[CELEB], celeb_path)
-        flipped = flip_figure(path, CELEB, data_root, threads, every)
+        flipped = flip_figure(path, celeb[0], threads)
         photo_path = photo_path_figure(path, data_root, threads, every)
         celeb_gallery = (f"out/{celeb_path.name}" if gallery_dir.resolve() == models_dir.resolve().parent / "out"
                          else str(celeb_path))
