@@ -64,13 +64,13 @@ def standard_error(values: list[float]) -> float:
 def spread(found: SetBreakdown, worst: int) -> tuple[float, float, float, int]:
     """(points the `worst` lowest photos lose of the mean, the median photo's IoU, the mean had those photos
     scored the median, how many of them carry the `hat` tag)."""
-    ious = sorted(im.iou for im in found.images)
+    ranked = sorted(found.images, key=lambda im: im.iou)
+    ious = [im.iou for im in ranked]
     n, median = len(ious), float(np.median(ious))
     low = ious[:worst]
     lost = sum(1 - v for v in low) / n
     lifted = (sum(ious) - sum(low) + median * len(low)) / n
-    hats = sum("hat" in im.tags for im in sorted(found.images, key=lambda im: im.iou)[:worst])
-    return 100 * lost, median, lifted, hats
+    return 100 * lost, median, lifted, sum("hat" in im.tags for im in ranked[:worst])
 
 
 def joined_share(found: SetBreakdown, tag: str) -> tuple[float, int]:
