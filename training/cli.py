@@ -56,7 +56,7 @@ def _train_args(p: argparse.ArgumentParser, command: str = "train") -> None:
         if isinstance(default, bool):
             p.add_argument(_flag(f), action="store_true", **kwargs)
         elif isinstance(default, list):
-            p.add_argument(_flag(f), nargs="+", default=default, **kwargs)
+            p.add_argument(_flag(f), nargs="+", default=default, type=f.metadata.get("item_type", str), **kwargs)
         elif isinstance(default, dict):
             p.add_argument(_flag(f), nargs="*", default=[], metavar="SET=N", **kwargs)
         else:
@@ -90,7 +90,7 @@ def command_line(config: dict) -> list[str]:
             if isinstance(value, bool):
                 args += [_flag(f)] if value else []
             elif isinstance(value, list):
-                args += [_flag(f), *value]
+                args += [_flag(f), *map(str, value)]
             elif isinstance(value, dict):
                 args += [_flag(f), *(f"{k}={v}" for k, v in value.items())]
             else:

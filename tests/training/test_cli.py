@@ -29,6 +29,7 @@ def test_every_field_is_a_flag_with_help(capsys):
                 size=224, lr=2e-3, augment="mirror-hats", balance=True, weight_decay=0.0, out="runs/x"),
     TrainConfig(variant="unet-226k", teacher="runs/teacher/best.pt", distill_alpha=0.3, epochs=5),
     TrainConfig(variant="mobile-unet-wide-lean-ctx", teacher="runs/t/best.pt", teacher_flip=True, init="runs/s/best.pt"),
+    TrainConfig(variant="mobile-unet-wide-lean-ctx", teacher="runs/t/best.pt", teacher_sizes=[288, 352]),
 ])
 def test_command_line_rebuilds_the_config(config):
     argv = command_line(dataclasses.asdict(config))

@@ -127,6 +127,32 @@ def test_flip_averaged_soft_targets_are_the_mean_over_the_mirror_image():
         TrainConfig(teacher_flip=True)
 
 
+def test_multi_size_soft_targets_average_the_views_stretched_back():
+    import torch.nn.functional as F
+
+    from training.models import build_model
+    from training.train import TrainConfig, soft_targets
+    torch.manual_seed(0)
+    teacher = build_model("mobile-unet").eval()
+    x = torch.rand(2, 3, 64, 64)
+    plain = soft_targets(teacher, x)
+    assert torch.equal(soft_targets(teacher, x, sizes=[64]), plain)  # the training size alone: the plain view
+    finer = torch.sigmoid(teacher(F.interpolate(x, size=(96, 96), mode="bilinear", antialias=True)))
+    finer = F.interpolate(finer, size=(64, 64), mode="bilinear")
+    both = soft_targets(teacher, x, sizes=[64, 96])
+    assert both.shape == plain.shape
+    assert torch.allclose(both, (plain + finer) / 2, atol=1e-6)
+    assert not torch.allclose(both, plain, atol=1e-3)  # the finer view changes the targets
+    # with flips, each size's mirror image too: the targets are mirror-symmetric
+    flipped = soft_targets(teacher, x, flip=True, sizes=[64, 96])
+    assert not torch.allclose(flipped, both, atol=1e-3)
+    assert torch.allclose(soft_targets(teacher, x.flip(-1), flip=True, sizes=[64, 96]).flip(-1), flipped, atol=1e-5)
+    with pytest.raises(ValueError, match="teacher_sizes needs a teacher"):
+        TrainConfig(teacher_sizes=[288])
+    with pytest.raises(ValueError, match="300 is not a positive multiple of 32"):
+        TrainConfig(teacher="t.pt", teacher_sizes=[288, 300])
+
+
 def test_init_starts_from_another_runs_weights_and_refuses_a_mismatch(tmp_path, data_root):
     base = dict(data=["figaro-train"], data_root=str(data_root), size=64, epochs=1, batch=4, limit=8,
                 augment="flips")
