@@ -122,11 +122,17 @@ def cmd_evaluate(args) -> int:
     import torch
 
     from . import data as datasets
-    from .evaluate import evaluate, format_metrics, torch_predictor
-    from .train import load_checkpoint
+    from .evaluate import evaluate, format_metrics, torch_predictor, views_predictor
+    from .train import TEACHER_STRIDE, load_checkpoint
     torch.set_num_threads(args.threads or 2)
     model, ckpt = load_checkpoint(args.model)
-    predict, size = torch_predictor(model, ckpt["model_kwargs"].get("in_channels", 3) == 4), tuple(ckpt["size"])
+    prior, size = ckpt["model_kwargs"].get("in_channels", 3) == 4, tuple(ckpt["size"])
+    for s in args.sizes:
+        if s < TEACHER_STRIDE or s % TEACHER_STRIDE:
+            raise ValueError(f"--sizes: {s} is not a positive multiple of {TEACHER_STRIDE}")
+    if (args.flip or args.sizes) and prior:
+        raise ValueError("--flip and --sizes measure models without a prior input")
+    predict = views_predictor(model, args.flip, args.sizes) if args.flip or args.sizes else torch_predictor(model, prior)
     threshold = 0.5
     results = {}
     for spec in args.data:
@@ -204,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT))
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--json", help="also write the metrics here")
+    p.add_argument("--flip", action="store_true", help="average each photo's probabilities with its mirror image's, "
+                   "as `prune --teacher-flip` makes a teacher's targets")
+    p.add_argument("--sizes", nargs="+", type=int, default=[], metavar="SIZE",
+                   help="average over the photo stretched to each of these sizes, as `prune --teacher-sizes`")
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("slim", help="a run's checkpoint without optimiser state, to commit and start later runs from")
     p.add_argument("checkpoint", help="a run's best.pt or last.pt")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from .augment import stretch
@@ -34,6 +35,36 @@ def torch_predictor(model: torch.nn.Module, prior: bool = False) -> Predictor:
         if prior:  # a first frame: no previous mask
             x = torch.cat([x, torch.zeros_like(x[:, :1])], 1)
         return torch.sigmoid(model(x))[:, 0].numpy()
+    return predict
+
+
+@torch.no_grad()
+def mean_over_views(model: torch.nn.Module, x: torch.Tensor, flip: bool = False,
+                    sizes: list[int] | tuple[int, ...] = ()) -> torch.Tensor:
+    """A model's hair probabilities for a normalised batch [N, 3, H, W] (a distillation teacher's targets); with
+    `flip` the mean over the batch and its mirror image; with `sizes` the mean over the batch stretched to each of
+    those square sizes (antialiased), each view's probabilities stretched back to the batch's size. A finer view
+    sees the hair's edges better than the student will."""
+    hw = tuple(x.shape[-2:])
+    total = 0
+    for size in sizes or (None,):
+        view = x if size is None or (size, size) == hw else \
+            F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+        p = torch.sigmoid(model(view))
+        if flip:
+            p = (p + torch.sigmoid(model(view.flip(-1))).flip(-1)) / 2
+        if tuple(p.shape[-2:]) != hw:
+            p = F.interpolate(p, size=hw, mode="bilinear", align_corners=False)
+        total = total + p
+    return total / max(1, len(sizes))
+
+
+def views_predictor(model: torch.nn.Module, flip: bool = False, sizes: list[int] | tuple[int, ...] = ()) -> Predictor:
+    """`mean_over_views` as a predictor: what `prune --teacher-flip --teacher-sizes` would teach."""
+    model.eval()
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        return mean_over_views(model, normalise(torch.from_numpy(batch)), flip, sizes)[:, 0].numpy()
     return predict
 
 

@@ -15,12 +15,11 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import data as datasets
 from .augment import AUGMENT_PRESETS, FaceFinder, augment
-from .evaluate import evaluate, torch_predictor
+from .evaluate import evaluate, mean_over_views, torch_predictor
 from .losses import GROUND_TRUTH_LOSSES, distillation, per_sample_loss
 from .models import build_model, count_macs, count_params, get_variant, normalise
 from .priors import make_prior
@@ -386,7 +385,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
         for x, y, photos in bar:
             logits = model(x)
             if teacher is not None:
-                loss = distillation(logits, y, soft_targets(teacher, x, cfg.teacher_flip, cfg.teacher_sizes), cfg.distill_alpha,
+                loss = distillation(logits, y, mean_over_views(teacher, x, cfg.teacher_flip, cfg.teacher_sizes),
+                                    cfg.distill_alpha,
                                     truth_loss)
             else:
                 loss = truth_loss(logits, y)
@@ -426,26 +426,6 @@ def moving_average(model: torch.nn.Module, decay: float) -> torch.optim.swa_util
     optimiser step: the average of the last ~1 / (1 - decay) steps' weights is smoother than the last of them."""
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
-
-
-@torch.no_grad()
-def soft_targets(teacher: torch.nn.Module, x: torch.Tensor, flip: bool = False,
-                 sizes: list[int] | tuple[int, ...] = ()) -> torch.Tensor:
-    """The teacher's hair probabilities for a batch; with `flip` the mean over the batch and its mirror image; with
-    `sizes` the mean over the batch stretched to each of those square sizes (antialiased), each view's probabilities
-    stretched back to the batch's size. A finer view sees the hair's edges better than the student will."""
-    hw = tuple(x.shape[-2:])
-    total = 0
-    for size in sizes or (None,):
-        view = x if size is None or (size, size) == hw else \
-            F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        p = torch.sigmoid(teacher(view))
-        if flip:
-            p = (p + torch.sigmoid(teacher(view.flip(-1))).flip(-1)) / 2
-        if tuple(p.shape[-2:]) != hw:
-            p = F.interpolate(p, size=hw, mode="bilinear", align_corners=False)
-        total = total + p
-    return total / max(1, len(sizes))
 
 
 def plot_curves(csv_path: Path, png_path: Path) -> None:

@@ -1,4 +1,5 @@
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -112,45 +113,63 @@ def test_prune_distils_a_small_variant_from_a_trained_teacher(tmp_path, data_roo
     assert distillation(near_teacher, truth, t, alpha=1.0) < distillation(near_truth, truth, t, alpha=1.0)
 
 
-def test_flip_averaged_soft_targets_are_the_mean_over_the_mirror_image():
+def test_flip_averaged_views_are_the_mean_over_the_mirror_image():
+    from training.evaluate import mean_over_views
     from training.models import build_model
-    from training.train import TrainConfig, soft_targets
+    from training.train import TrainConfig
     torch.manual_seed(0)
     teacher = build_model("mobile-unet").eval()
     x = torch.rand(2, 3, 64, 96)
-    plain, flipped = soft_targets(teacher, x), soft_targets(teacher, x.flip(-1)).flip(-1)
-    both = soft_targets(teacher, x, flip=True)
+    plain, flipped = mean_over_views(teacher, x), mean_over_views(teacher, x.flip(-1)).flip(-1)
+    both = mean_over_views(teacher, x, flip=True)
     assert torch.allclose(both, (plain + flipped) / 2)
     assert not torch.allclose(both, plain)  # a random network is not mirror-symmetric
-    assert torch.allclose(soft_targets(teacher, x.flip(-1), flip=True).flip(-1), both, atol=1e-6)  # symmetric
+    assert torch.allclose(mean_over_views(teacher, x.flip(-1), flip=True).flip(-1), both, atol=1e-6)  # symmetric
     with pytest.raises(ValueError, match="teacher_flip needs a teacher"):
         TrainConfig(teacher_flip=True)
 
 
-def test_multi_size_soft_targets_average_the_views_stretched_back():
+def test_views_at_several_sizes_average_the_views_stretched_back():
     import torch.nn.functional as F
 
+    from training.evaluate import mean_over_views
     from training.models import build_model
-    from training.train import TrainConfig, soft_targets
+    from training.train import TrainConfig
     torch.manual_seed(0)
     teacher = build_model("mobile-unet").eval()
     x = torch.rand(2, 3, 64, 64)
-    plain = soft_targets(teacher, x)
-    assert torch.equal(soft_targets(teacher, x, sizes=[64]), plain)  # the training size alone: the plain view
+    plain = mean_over_views(teacher, x)
+    assert torch.equal(mean_over_views(teacher, x, sizes=[64]), plain)  # the training size alone: the plain view
     finer = torch.sigmoid(teacher(F.interpolate(x, size=(96, 96), mode="bilinear", antialias=True)))
     finer = F.interpolate(finer, size=(64, 64), mode="bilinear")
-    both = soft_targets(teacher, x, sizes=[64, 96])
+    both = mean_over_views(teacher, x, sizes=[64, 96])
     assert both.shape == plain.shape
     assert torch.allclose(both, (plain + finer) / 2, atol=1e-6)
     assert not torch.allclose(both, plain, atol=1e-3)  # the finer view changes the targets
     # with flips, each size's mirror image too: the targets are mirror-symmetric
-    flipped = soft_targets(teacher, x, flip=True, sizes=[64, 96])
+    flipped = mean_over_views(teacher, x, flip=True, sizes=[64, 96])
     assert not torch.allclose(flipped, both, atol=1e-3)
-    assert torch.allclose(soft_targets(teacher, x.flip(-1), flip=True, sizes=[64, 96]).flip(-1), flipped, atol=1e-5)
+    assert torch.allclose(mean_over_views(teacher, x.flip(-1), flip=True, sizes=[64, 96]).flip(-1), flipped, atol=1e-5)
     with pytest.raises(ValueError, match="teacher_sizes needs a teacher"):
         TrainConfig(teacher_sizes=[288])
     with pytest.raises(ValueError, match="300 is not a positive multiple of 32"):
         TrainConfig(teacher="t.pt", teacher_sizes=[288, 300])
+
+
+def test_evaluate_measures_a_checkpoint_over_views(tmp_path, data_root):
+    """`training evaluate --flip --sizes` scores what a teacher of those views would teach: the default's committed
+    checkpoint on real photos, where the views' mean is the better mask."""
+    import json
+
+    from training.cli import main
+    checkpoint = Path(__file__).resolve().parents[2] / "models" / "checkpoints" / "mobile-unet-wide-lean-ctx-finish-288.pt"
+    common = [str(checkpoint), "--data", "fasseg-v2-test", "--data-root", str(data_root)]
+    assert main(["evaluate", *common, "--json", str(tmp_path / "plain.json")]) == 0
+    assert main(["evaluate", *common, "--flip", "--sizes", "288", "352", "--json", str(tmp_path / "views.json")]) == 0
+    plain, views = (json.loads((tmp_path / f"{n}.json").read_text())["fasseg-v2-test"] for n in ("plain", "views"))
+    assert plain["images"] == views["images"] == 50
+    assert views["iou"] > plain["iou"], (views["iou"], plain["iou"])
+    assert main(["evaluate", *common, "--sizes", "300"]) == 2  # not a multiple of 32
 
 
 def test_init_starts_from_another_runs_weights_and_refuses_a_mismatch(tmp_path, data_root):
