@@ -72,7 +72,7 @@ class Capture:
         while not self.stop.is_set():
             try:
                 self.camera.start()
-                if self.state != "starting":  # the failure was logged as an error: say when it is over too
+                if self.state not in ("starting", "ok"):  # a failure was logged as an error: say when it is over
                     _log.info("camera: working again")
                 self.state = "ok"
                 return
