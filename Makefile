@@ -139,31 +139,51 @@ MIRROR_MIX = $(MIRROR_DATA) --repeat fasseg-v2-train=3 fasseg-v3-train=2 celeb1k
 INT8_CALIB = --calib 200 --calib-data figaro-train fasseg-v3-train celeb1k-train
 
 # The shipped default model, from ../shared/data: mobile-unet-wide-lean-ctx at 288x288, 3 epochs from the committed
-# checkpoint models/checkpoints/mobile-unet-wide-lean-ctx-celeb4-288.pt (the default before it; `make celeb4-model`
-# remakes it) on the same mix with flips only (no other augmentation) at a low peak lr, distilled from that
-# checkpoint's own flip-averaged masks: a finish on clean photos for a model that underfits them (models/README.md,
-# eleventh session); about 20 min on 2 CPU cores. Exported with its evaluation, then int8, then the card. Resumable.
+# checkpoint models/checkpoints/mobile-unet-wide-lean-ctx-ms-288.pt (`make ms-model` remakes it) on the usual mix with
+# flips only at a low peak lr, distilled from that checkpoint's own masks averaged over its mirror image and a finer
+# view (288 and 352 px): a second round of that self-distillation (models/README.md, twelfth session); about 30 min
+# on 2 CPU cores. Exported with its evaluation, then int8, then the card. Resumable.
 CTX_ARGS = --variant mobile-unet-wide-lean-ctx --size 288 --augment mirror-cloth --threads 2
 CTX_CHECKPOINT = models/checkpoints/mobile-unet-wide-lean-ctx-288.pt
 CELEB4_CHECKPOINT = models/checkpoints/mobile-unet-wide-lean-ctx-celeb4-288.pt
+FINISH_CHECKPOINT = models/checkpoints/mobile-unet-wide-lean-ctx-finish-288.pt
+MS_CHECKPOINT = models/checkpoints/mobile-unet-wide-lean-ctx-ms-288.pt
 MIRROR_MIX4 = $(MIRROR_DATA) --repeat fasseg-v2-train=3 fasseg-v3-train=2 celeb1k-train=4
+# A finish: 3 epochs on clean photos (flips only) at peak lr 1e-4, distilled from the starting checkpoint's own masks
+FINISH_ARGS = --variant mobile-unet-wide-lean-ctx --size 288 --augment flips --threads 2 $(MIRROR_MIX4) \
+  --epochs 3 --lr 1e-4 --teacher-flip --alpha 0.5
 .PHONY: default-model
 default-model: $(STAMP)  ## (slow) retrain models/hair-mobile-unet-wide-lean-ctx.onnx (+ .int8.onnx) from ../shared/data
-	$(PY) -m training prune --variant mobile-unet-wide-lean-ctx --size 288 --augment flips --threads 2 $(MIRROR_MIX4) \
-	  --epochs 3 --lr 1e-4 --teacher $(CELEB4_CHECKPOINT) --teacher-flip --alpha 0.5 --init $(CELEB4_CHECKPOINT) \
-	  --out runs/finish-distil-0.5
-	$(PY) -m training slim runs/finish-distil-0.5/best.pt --out models/checkpoints/mobile-unet-wide-lean-ctx-finish-288.pt
-	$(PY) -m export onnx runs/finish-distil-0.5/best.pt --out models/hair-mobile-unet-wide-lean-ctx.onnx --eval
+	$(PY) -m training prune $(FINISH_ARGS) --teacher $(MS_CHECKPOINT) --teacher-sizes 288 352 --init $(MS_CHECKPOINT) \
+	  --out runs/ms2
+	$(PY) -m training slim runs/ms2/best.pt --out models/checkpoints/mobile-unet-wide-lean-ctx-ms2-288.pt
+	$(PY) -m export onnx runs/ms2/best.pt --out models/hair-mobile-unet-wide-lean-ctx.onnx --eval
 	$(PY) -m export int8 models/hair-mobile-unet-wide-lean-ctx.onnx \
 	  --out models/hair-mobile-unet-wide-lean-ctx.int8.onnx $(INT8_CALIB)
 	$(PY) -m export card models
 
-# The checkpoint the default starts from (the default before it, 2026-12-05, sixth session), from the committed
+# The checkpoint the default starts from: the first round of the same finish, from the committed checkpoint
+# $(FINISH_CHECKPOINT) (`make finish-model` remakes it); about 30 min on 2 CPU cores.
+.PHONY: ms-model
+ms-model: $(STAMP)  ## (slow) retrain models/checkpoints/mobile-unet-wide-lean-ctx-ms-288.pt, where the default starts
+	$(PY) -m training prune $(FINISH_ARGS) --teacher $(FINISH_CHECKPOINT) --teacher-sizes 288 352 \
+	  --init $(FINISH_CHECKPOINT) --out runs/ms-0.5
+	$(PY) -m training slim runs/ms-0.5/best.pt --out $(MS_CHECKPOINT)
+
+# The checkpoint ms-model starts from (the default of the eleventh session): a finish of the committed checkpoint
+# $(CELEB4_CHECKPOINT) (`make celeb4-model` remakes it), distilled from its flip-averaged masks at 288 px; about 20 min.
+.PHONY: finish-model
+finish-model: $(STAMP)  ## (slow) retrain models/checkpoints/mobile-unet-wide-lean-ctx-finish-288.pt, where ms-model starts
+	$(PY) -m training prune $(FINISH_ARGS) --teacher $(CELEB4_CHECKPOINT) --init $(CELEB4_CHECKPOINT) \
+	  --out runs/finish-distil-0.5
+	$(PY) -m training slim runs/finish-distil-0.5/best.pt --out $(FINISH_CHECKPOINT)
+
+# The checkpoint finish-model starts from (a default before it, 2026-12-05, sixth session), from the committed
 # checkpoint models/checkpoints/mobile-unet-wide-lean-ctx-288.pt (`make ctx-model` remakes it), with the mirror's own
 # view weighted up (celeb1k-train four times an epoch instead of twice), distilled from that checkpoint's own
 # flip-averaged masks; about 50 min on 2 CPU cores.
 .PHONY: celeb4-model
-celeb4-model: $(STAMP)  ## (slow) retrain models/checkpoints/mobile-unet-wide-lean-ctx-celeb4-288.pt, where the default starts
+celeb4-model: $(STAMP)  ## (slow) retrain models/checkpoints/mobile-unet-wide-lean-ctx-celeb4-288.pt, where finish-model starts
 	$(PY) -m training prune $(CTX_ARGS) $(MIRROR_MIX4) \
 	  --epochs 10 --lr 3e-4 --teacher $(CTX_CHECKPOINT) --teacher-flip --alpha 0.5 --init $(CTX_CHECKPOINT) \
 	  --out runs/ctx-celeb4
