@@ -122,14 +122,12 @@ def cmd_evaluate(args) -> int:
     import torch
 
     from . import data as datasets
-    from .evaluate import evaluate, format_metrics, torch_predictor, views_predictor
-    from .train import TEACHER_STRIDE, load_checkpoint
+    from .evaluate import check_view_sizes, evaluate, format_metrics, torch_predictor, views_predictor
+    from .train import load_checkpoint
+    check_view_sizes(args.sizes, "--sizes")
     torch.set_num_threads(args.threads or 2)
     model, ckpt = load_checkpoint(args.model)
     prior, size = ckpt["model_kwargs"].get("in_channels", 3) == 4, tuple(ckpt["size"])
-    for s in args.sizes:
-        if s < TEACHER_STRIDE or s % TEACHER_STRIDE:
-            raise ValueError(f"--sizes: {s} is not a positive multiple of {TEACHER_STRIDE}")
     if (args.flip or args.sizes) and prior:
         raise ValueError("--flip and --sizes measure models without a prior input")
     predict = views_predictor(model, args.flip, args.sizes) if args.flip or args.sizes else torch_predictor(model, prior)

@@ -38,6 +38,17 @@ def torch_predictor(model: torch.nn.Module, prior: bool = False) -> Predictor:
     return predict
 
 
+VIEW_STRIDE = 32  # a view's size must divide by it: every variant halves its input five times
+
+
+def check_view_sizes(sizes: list[int] | tuple[int, ...], key: str) -> None:
+    """ValueError naming `key` for a view size the models cannot take."""
+    for size in sizes:
+        if size < VIEW_STRIDE or size % VIEW_STRIDE:
+            raise ValueError(f"{key}: {size} is not a positive multiple of {VIEW_STRIDE} (the models halve their "
+                             f"input five times)")
+
+
 @torch.no_grad()
 def mean_over_views(model: torch.nn.Module, x: torch.Tensor, flip: bool = False,
                     sizes: list[int] | tuple[int, ...] = ()) -> torch.Tensor:

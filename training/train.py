@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from . import data as datasets
 from .augment import AUGMENT_PRESETS, FaceFinder, augment
-from .evaluate import evaluate, mean_over_views, torch_predictor
+from .evaluate import check_view_sizes, evaluate, mean_over_views, torch_predictor
 from .losses import GROUND_TRUTH_LOSSES, distillation, per_sample_loss
 from .models import build_model, count_macs, count_params, get_variant, normalise
 from .priors import make_prior
@@ -33,9 +33,6 @@ def _option(default=None, help: str = "", factory=None, **cli) -> dataclasses.Fi
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)
     return field(default=default, metadata=metadata)
-
-
-TEACHER_STRIDE = 32  # a teacher size must divide by it: every variant halves its input five times
 
 
 @dataclass
@@ -98,10 +95,7 @@ class TrainConfig:
             raise ValueError("teacher_flip needs a teacher (prune --teacher CHECKPOINT)")
         if self.teacher_sizes and not self.teacher:
             raise ValueError("teacher_sizes needs a teacher (prune --teacher CHECKPOINT)")
-        for size in self.teacher_sizes:
-            if size < TEACHER_STRIDE or size % TEACHER_STRIDE:
-                raise ValueError(f"teacher_sizes: {size} is not a positive multiple of {TEACHER_STRIDE} (the models "
-                                 f"halve their input five times)")
+        check_view_sizes(self.teacher_sizes, "teacher_sizes")
         if self.loss not in GROUND_TRUTH_LOSSES:
             raise ValueError(f"loss must be one of {', '.join(GROUND_TRUTH_LOSSES)}, not {self.loss!r}")
         if not 0.0 <= self.hard < 1.0:
