@@ -65,7 +65,8 @@ class TrainConfig:
     teacher_sizes: list[int] = _option(help="input sizes the teacher sees each batch at, its probabilities averaged "
                                             "at the training size (with --teacher-flip, each size's mirror image too); "
                                             "none: the training size only. 288 352 scored +0.7 points on celeb1k-val "
-                                            "and figaro-val for the default's checkpoint, against +0.5 for flips alone",
+                                            "and figaro-val for the finish checkpoint (models/README.md, twelfth "
+                                            "session), against +0.5 for flips alone",
                                        factory=list, command="prune", item_type=int, metavar="SIZE")
     init: str = _option("", "start from this run's weights with a fresh optimiser and schedule (another variant: the "
                             "layers it shares; an exported .onnx file of the same variant: its weights)",
