@@ -111,14 +111,15 @@ def flip_figure(path: Path, arrays: list, threads: int = 0) -> float:
     return evaluate(flip_averaged(predict), arrays, size, threshold, progress=False)["iou"]
 
 
-def photo_path_figure(path: Path, data_root: Path | None = None, threads: int = 0, every: int = 1) -> tuple[float, str]:
-    """(mean IoU on celeb1k-val, the keep rule) of the daemon's own photo path with its default settings: the page's
-    try-a-photo (flip averaging as `[segmenter] photo_flip`, then post-processing with the default `keep`)."""
+def photo_path_figure(path: Path, arrays: list, threads: int = 0) -> tuple[float, str]:
+    """(mean IoU on celeb1k-val's loaded `arrays`, the keep rule) of the daemon's own photo path with its default
+    settings: the page's try-a-photo (flip averaging as `[segmenter] photo_flip`, then post-processing with the
+    default `keep`)."""
     from device.config import PostprocessConfig
 
     from .postprocess_eval import measure
     keep = PostprocessConfig().keep
-    result = measure(path, [keep], (CELEB,), data_root, max(1, threads), labels="", every=every)
+    result = measure(path, [keep], (CELEB,), threads=max(1, threads), labels="", loaded={CELEB: arrays})
     return result["splits"][CELEB][keep]["iou"], keep
 
 
@@ -273,7 +274,7 @@ def build(path: Path, meta: dict[str, str], card: Path, breakdown: bool = True, 
         gallery_dir = Path(gallery_dir) if gallery_dir else models_dir.resolve().parent / "out"
         celeb_path = gallery_dir / gallery_name(path.name, CELEB)
         check_gallery_place(CELEB, celeb_path, [models_dir, card.parent])
-        celeb = load_named(CELEB, data_root, 0, every)  # decoded once for the breakdown, flip and ceiling
+        celeb = load_named(CELEB, data_root, 0, every)  # decoded once: breakdown, flip, ceiling and photo path
         breakdowns[FIGARO] = measure(path, FIGARO, data_root, threads, every, worst=worst, progress=progress)
         breakdowns[CELEB] = measure(path, CELEB, data_root, threads, every, worst=worst, progress=progress,
                                     loaded=celeb)
@@ -283,7 +284,7 @@ def build(path: Path, meta: dict[str, str], card: Path, breakdown: bool = True, 
         figure = os.path.relpath(fig_path, card.parent)
         gallery(breakdowns[CELEB], celeb_path)
         flipped = flip_figure(path, celeb[0], threads)
-        photo_path = photo_path_figure(path, data_root, threads, every)
+        photo_path = photo_path_figure(path, celeb[0], threads)
         celeb_gallery = (f"out/{celeb_path.name}" if gallery_dir.resolve() == models_dir.resolve().parent / "out"
                          else str(celeb_path))
     return section(path, meta, breakdowns, figure, celeb_gallery, flipped, photo_path, ceiling)

@@ -71,10 +71,12 @@ def _segmenter(model: str, threads: int):
 
 def measure(model: str | Path, keeps: list[str] | None = None, data: tuple[str, ...] = tuple(VALIDATION),
             data_root: Path | None = None, threads: int = 1, min_area: float = 0.01,
-            labels: str | Path = DEMO_LABELS, limit: int = 0, every: int = 1) -> dict:
+            labels: str | Path = DEMO_LABELS, limit: int = 0, every: int = 1,
+            loaded: dict[str, list] | None = None) -> dict:
     """{'splits': {split: {keep: metrics}}, 'demo': {photo: {keep: {region: fraction dyed}}}, 'ms': {keep: ms}};
     the demo holds each photo on its own and '<photo> (live)', the demo camera's frames. `every` > 1 keeps every
-    k-th photo of each split (an evenly spread subset), then `limit` > 0 the first of those."""
+    k-th photo of each split (an evenly spread subset), then `limit` > 0 the first of those. `loaded`: a split's
+    (photo, truth) arrays, when the caller has decoded them already."""
     from device.cameras.demo import demo_photos
     from device.postprocess import KEEP_RULES, postprocess_still
     from training.data import DEFAULT_DATA_ROOT, load_pairs
@@ -101,8 +103,11 @@ def measure(model: str | Path, keeps: list[str] | None = None, data: tuple[str, 
 
     splits = {}
     for spec in data:
-        pairs = VALIDATION[spec](Path(data_root or DEFAULT_DATA_ROOT))[::max(1, every)]
-        arrays, _, _ = load_pairs(pairs[:limit] if limit else pairs)
+        if loaded and spec in loaded:
+            arrays = loaded[spec]
+        else:
+            pairs = VALIDATION[spec](Path(data_root or DEFAULT_DATA_ROOT))[::max(1, every)]
+            arrays, _, _ = load_pairs(pairs[:limit] if limit else pairs)
         metrics = {k: MaskMetrics() for k in keeps}
         for rgb, truth in arrays:
             for keep, mask in run(rgb).items():
