@@ -7,6 +7,7 @@ and skipped, never silently resized.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 from collections.abc import Callable
@@ -202,6 +203,16 @@ def load_celeb1k(root: Path, split: str) -> list[Pair]:
     return [p for p in pairs if is_celeb1k_val(p) == want_val]
 
 
+# Hand tags of celeb1k-train's photos (hat, grey): the mirror's hardest cases, to be weighted up by name.
+CELEB1K_TRAIN_TAGS = Path(__file__).with_name("celeb1k_train_tags.json")
+
+
+def load_celeb1k_tagged(root: Path, tag: str, tags_file: Path = CELEB1K_TRAIN_TAGS) -> list[Pair]:
+    """The celeb1k-train photos tagged `tag` by hand: a subset of celeb1k-train, never of its validation split."""
+    tags = json.loads(Path(tags_file).read_text())["tags"]
+    return [p for p in load_celeb1k(root, "train") if tag in tags.get(p.name.rsplit("/", 1)[-1], ())]
+
+
 def load_folder(root: Path) -> list[Pair]:
     """Generic layout: images/NAME.(jpg|png|...) and masks/NAME.png (non-zero = hair, same size)."""
     img_dir, mask_dir = root / "images", root / "masks"
@@ -227,6 +238,8 @@ DATASETS: dict[str, Callable[[Path], list[Pair]]] = {
     "fasseg-v3-test": lambda r: load_fasseg(r, "V3", "test"),
     "celeb1k-train": lambda r: load_celeb1k(r, "train"),
     "celeb1k-val": lambda r: load_celeb1k(r, "val"),
+    "celeb1k-train-hat": lambda r: load_celeb1k_tagged(r, "hat"),
+    "celeb1k-train-grey": lambda r: load_celeb1k_tagged(r, "grey"),
 }
 PATH_DATASETS: dict[str, Callable[[Path], list[Pair]]] = {"celebamask": load_celebamask, "folder": load_folder}
 # The public benchmarks: never trained on, never used for model selection.
@@ -235,6 +248,9 @@ HELD_OUT = {"figaro-test", "fasseg-v2-test"}
 # the partner is for model selection only and is never trained on.
 FIXED_VAL = {"celeb1k-train": "celeb1k-val"}
 NEVER_TRAINED = HELD_OUT | set(FIXED_VAL.values())
+# Subsets of another training set (its photos weighted up by naming them again): no validation split of their own,
+# since their photos are already on the training side of their parent's.
+SUBSETS = {"celeb1k-train-hat": "celeb1k-train", "celeb1k-train-grey": "celeb1k-train"}
 
 
 def resolve(spec: str, data_root: Path = DEFAULT_DATA_ROOT) -> list[Pair]:

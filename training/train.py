@@ -68,6 +68,9 @@ class TrainConfig:
                                             "and figaro-val for the finish checkpoint (models/README.md, twelfth "
                                             "session), against +0.5 for flips alone",
                                        factory=list, command="prune", item_type=int, metavar="SIZE")
+    teacher_skip: list[str] = _option(help="data sets whose photos learn from their labels alone: the teacher's "
+                                           "targets there are the labels (celeb1k-train-hat: the teacher dyes hats)",
+                                      factory=list, command="prune", metavar="SET")
     init: str = _option("", "start from this run's weights with a fresh optimiser and schedule (another variant: the "
                             "layers it shares; an exported .onnx file of the same variant: its weights)",
                         metavar="CHECKPOINT")
@@ -97,6 +100,15 @@ class TrainConfig:
         if self.teacher_sizes and not self.teacher:
             raise ValueError("teacher_sizes needs a teacher (prune --teacher CHECKPOINT)")
         check_view_sizes(self.teacher_sizes, "teacher_sizes")
+        if self.teacher_skip and not self.teacher:
+            raise ValueError("teacher_skip needs a teacher (prune --teacher CHECKPOINT)")
+        for spec in self.teacher_skip:
+            if spec not in datasets.DATASETS:
+                raise ValueError(f"teacher_skip: unknown data set {spec!r}; known: {', '.join(datasets.DATASETS)}")
+        for spec in self.data:
+            parent = datasets.SUBSETS.get(spec)
+            if parent and parent not in self.data:
+                raise ValueError(f"{spec} is a subset of {parent}, which validates it: name {parent} in data too")
         if self.loss not in GROUND_TRUTH_LOSSES:
             raise ValueError(f"loss must be one of {', '.join(GROUND_TRUTH_LOSSES)}, not {self.loss!r}")
         if not 0.0 <= self.hard < 1.0:
@@ -233,6 +245,8 @@ class Batches:
         photos = {p: k for k, p in enumerate(dict.fromkeys(pairs))}  # a repeated pair is one photo
         self.key = np.array([photos[p] for p in pairs])
         self.loss = np.full(len(photos), np.nan)  # each photo's last training loss (NaN: not seen yet)
+        skipped = set().union(*(datasets.resolve(s, Path(cfg.data_root)) for s in cfg.teacher_skip))
+        self.labels_only = np.array([p in skipped for p in photos], bool)  # by photo: no teacher's targets
         self.find_face = FaceFinder() if self.aug.glasses or self.aug.aged_skin else None
         self.faces: dict[int, tuple | None] = {}  # found once per image, on first use
 
@@ -294,6 +308,8 @@ def load_training_data(cfg: TrainConfig):
         pairs = datasets.resolve(spec, Path(cfg.data_root))
         if spec in datasets.FIXED_VAL:
             tr, va = pairs, datasets.resolve(datasets.FIXED_VAL[spec], Path(cfg.data_root))
+        elif spec in datasets.SUBSETS:
+            tr, va = pairs, []
         else:
             tr, va = datasets.split_train_val(pairs, cfg.val_fraction)
         train_pairs += tr * max(1, cfg.repeat.get(spec, 1))
@@ -380,9 +396,8 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
         for x, y, photos in bar:
             logits = model(x)
             if teacher is not None:
-                loss = distillation(logits, y, mean_over_views(teacher, x, cfg.teacher_flip, cfg.teacher_sizes),
-                                    cfg.distill_alpha,
-                                    truth_loss)
+                soft = teacher_targets(teacher, x, y, batches.labels_only[photos], cfg)
+                loss = distillation(logits, y, soft, cfg.distill_alpha, truth_loss)
             else:
                 loss = truth_loss(logits, y)
             optimizer.zero_grad(set_to_none=True)
@@ -414,6 +429,16 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
                         ema)
         plot_curves(log_path, out / "curves.png")
     return {"best": best, **info, "out": str(out)}
+
+
+def teacher_targets(teacher: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, labels_only: np.ndarray,
+                    cfg: TrainConfig) -> torch.Tensor:
+    """The teacher's soft targets for a batch (the mean over its views); photos marked `labels_only` (a data set in
+    `teacher_skip`) get their labels instead."""
+    soft = mean_over_views(teacher, x, cfg.teacher_flip, cfg.teacher_sizes)
+    own = torch.from_numpy(labels_only)
+    soft[own] = y[own]
+    return soft
 
 
 def moving_average(model: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:

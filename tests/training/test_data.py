@@ -134,3 +134,30 @@ def test_celeb1k_has_a_fixed_validation_split_by_id_that_training_refuses(data_r
     _, train_pairs, _, val_pairs = load_training_data(cfg)
     assert {p.name for p in val_pairs} == {p.name for p in val}
     assert not {p.name for p in train_pairs} & {p.name for p in val_pairs}
+
+
+def test_celeb1k_tagged_subsets_weight_up_training_photos_and_validate_through_their_parent(data_root):
+    """celeb1k-train-hat / -grey: the photos tagged by hand, all on the training side; named with their parent they
+    repeat those photos, and the validation stays exactly celeb1k-val (no hash split of the subset)."""
+    if not (data_root / "celeb1k-train").is_dir():
+        pytest.skip("celeb1k-train not in ../shared/data")
+    import json
+    train = data.resolve("celeb1k-train", data_root)
+    tags = json.loads(data.CELEB1K_TRAIN_TAGS.read_text())["tags"]
+    assert set(tags) == {p.name.rsplit("/", 1)[1] for p in train}, "every id of the training side, and only those"
+    assert {t for v in tags.values() for t in v} == {"hat", "grey"}
+    for tag in ("hat", "grey"):
+        subset = data.resolve(f"celeb1k-train-{tag}", data_root)
+        assert {p.name.rsplit("/", 1)[1] for p in subset} == {i for i, v in tags.items() if tag in v}
+        assert set(subset) <= set(train) and len(subset) >= 10
+    pytest.importorskip("torch")
+    from training.train import TrainConfig, load_training_data
+    with pytest.raises(ValueError, match="subset of celeb1k-train"):
+        TrainConfig(data=["figaro-train", "celeb1k-train-hat"])
+    hats = data.resolve("celeb1k-train-hat", data_root)
+    cfg = TrainConfig(data=["celeb1k-train", "celeb1k-train-hat"], repeat={"celeb1k-train-hat": 3},
+                      data_root=str(data_root))
+    _, train_pairs, _, val_pairs = load_training_data(cfg)
+    assert len(train_pairs) == len(train) + 3 * len(hats)
+    assert sum(p == hats[0] for p in train_pairs) == 4, "once as celeb1k-train, three times as the subset"
+    assert {p.name for p in val_pairs} == {p.name for p in data.resolve("celeb1k-val", data_root)}

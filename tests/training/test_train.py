@@ -500,3 +500,33 @@ def test_a_moving_average_of_the_weights_is_validated_saved_and_resumed(tmp_path
     _, best = load_checkpoint(tmp_path / "run" / "best.pt")
     expected = ema_first if best["epoch"] == 0 else ema_final
     assert all(torch.equal(best["state_dict"][k], expected[k]) for k in weights)
+
+
+def test_teacher_skip_gives_the_skipped_photos_their_labels_as_targets(data_root):
+    """A photo of a `teacher_skip` set learns from its label alone, wherever it is drawn from (here celeb1k-train
+    as well as celeb1k-train-hat); every other photo keeps the teacher's targets."""
+    if not (data_root / "celeb1k-train").is_dir():
+        pytest.skip("celeb1k-train not in ../shared/data")
+    from training.data import load_pairs
+    from training.models import build_model
+    from training.train import Batches, teacher_targets
+    hats = resolve("celeb1k-train-hat", data_root)
+    pairs = [p for p in resolve("celeb1k-train", data_root)[:40] if p not in hats] + hats[:2]
+    arrays, pairs, _ = load_pairs(pairs)
+    cfg = TrainConfig(variant="mobile-unet", data=["celeb1k-train", "celeb1k-train-hat"], data_root=str(data_root),
+                      size=64, batch=4, augment="flips", teacher="t.pt", teacher_skip=["celeb1k-train-hat"])
+    batches = Batches(arrays + arrays[-2:], pairs + pairs[-2:], cfg, np.random.default_rng(0))
+    assert list(np.flatnonzero(batches.labels_only)) == [len(pairs) - 2, len(pairs) - 1]
+    torch.manual_seed(0)
+    teacher = build_model("mobile-unet").eval()
+    x = torch.randn(4, 3, 64, 64)
+    y = (torch.rand(4, 1, 64, 64) > 0.5).float()
+    photos = np.array([0, len(pairs) - 1, 1, len(pairs) - 2])
+    soft = teacher_targets(teacher, x, y, batches.labels_only[photos], cfg)
+    plain = teacher_targets(teacher, x, y, np.zeros(4, bool), cfg)
+    assert torch.equal(soft[[1, 3]], y[[1, 3]]), "the hat photos' targets are their labels"
+    assert torch.equal(soft[[0, 2]], plain[[0, 2]]) and not torch.equal(plain[[1, 3]], y[[1, 3]])
+    with pytest.raises(ValueError, match="teacher_skip needs a teacher"):
+        TrainConfig(teacher_skip=["celeb1k-train-hat"])
+    with pytest.raises(ValueError, match="unknown data set 'hats'"):
+        TrainConfig(teacher="t.pt", teacher_skip=["hats"])
