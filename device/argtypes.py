@@ -3,6 +3,7 @@ a traceback deep inside or a run of nothing that exits 0."""
 from __future__ import annotations
 
 import argparse
+import math
 
 
 def int_in(lo: int, hi: int | None = None):
@@ -17,3 +18,14 @@ def int_in(lo: int, hi: int | None = None):
                                              else f"expected {lo}..{hi}, got {n}")
         return n
     return parse
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a finite number above zero (`nan` and `inf` parse as floats, and mean nothing here)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number above 0, got {text}")
+    return value

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from device.argtypes import int_in, positive_float
 from device.bench import machine, measure, run
 from device.bench.cli import publish
 from device.bench.machine import cpu_model, short_gpu
@@ -175,10 +176,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    metavar="RUNTIME", help=f"{', '.join(TORCH_RUNTIMES.names())} (default: both; CUDA is absent "
                                            "without a GPU). Put model paths before this option.")
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: torch's, all cores)")
-    p.add_argument("--budget", type=float, metavar="SECONDS",
+    p.add_argument("--budget", type=positive_float, metavar="SECONDS",
                    help=f"seconds each measurement is timed, over all interleaved rounds (default "
                         f"{measure.Budget.seconds:g}, --quick {measure.QUICK.seconds:g})")
-    p.add_argument("--rounds", type=int, metavar="N", help=f"interleaved rounds (default {measure.Budget.rounds})")
+    p.add_argument("--rounds", type=int_in(1), metavar="N", help=f"interleaved rounds (default {measure.Budget.rounds})")
     p.add_argument("--quick", action="store_true", help="tiny budget and few runs: checks that everything runs")
     p.add_argument("--label", help="this machine's name in table columns (default: the CPU); use the device "
                                    "bench's label to put both in one machine's columns")
@@ -186,10 +187,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("-q", "--quiet", action="store_true", help="print no tables (for --out, merged later)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     args = p.parse_args(argv)
-    if args.budget is not None and args.budget <= 0:
-        p.error(f"--budget must be positive, got {args.budget:g}")
-    if args.rounds is not None and args.rounds < 1:
-        p.error(f"--rounds must be at least 1, got {args.rounds}")
     if args.threads is not None and args.threads < 1:
         p.error(f"--threads must be at least 1, got {args.threads}")
     if args.size and not args.variants:

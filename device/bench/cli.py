@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from .. import config as configuration
+from ..argtypes import int_in, positive_float
 from . import machine, measure, report, run, threads
 from .models import MODELS_DIR, BenchUsageError, find_files, open_model
 from .runtimes import DEFAULT_RUNTIMES, RUNTIMES
@@ -29,18 +30,6 @@ def camera_hw(text: str):
     if not (sep and w.isdigit() and h.isdigit() and 16 <= int(w) <= 8192 and 16 <= int(h) <= 8192):
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT (16-8192), 'model' or 'config', got {text!r}")
     return int(h), int(w)
-
-
-def _positive(kind):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-        return value
-    return parse
 
 
 def parse_args(argv):
@@ -64,10 +53,10 @@ def parse_args(argv):
     p.add_argument("--full", action="store_true",
                    help="everything: the pipeline for every model on every CPU runtime at the model's size and "
                         "the config's camera size (default: the config's model, first CPU runtime, camera size)")
-    p.add_argument("--budget", type=_positive(float), metavar="SECONDS",
+    p.add_argument("--budget", type=positive_float, metavar="SECONDS",
                    help=f"seconds each measurement is timed, over all rounds (default {measure.Budget.seconds:g}, "
                         f"--quick {measure.QUICK.seconds:g})")
-    p.add_argument("--rounds", type=_positive(int), metavar="N",
+    p.add_argument("--rounds", type=int_in(1), metavar="N",
                    help=f"interleaved rounds (default {measure.Budget.rounds}, --quick {measure.QUICK.rounds})")
     p.add_argument("--quick", action="store_true", help="tiny budget and few rounds: checks that everything runs")
     p.add_argument("--ref", metavar="NAME", help="the model speed-ups are measured against (default: the fp32 "
@@ -81,7 +70,7 @@ def parse_args(argv):
     p.add_argument("--camera-size", nargs="+", type=camera_hw, metavar="SIZE",
                    help="demo camera size(s) for the pipeline, each WIDTHxHEIGHT, 'model' (the model's input "
                         "size: no resize between the streams) or 'config' (default: config; --full: model config)")
-    p.add_argument("--camera-fps", type=_positive(float), help="camera frame rate of the threaded run and the "
+    p.add_argument("--camera-fps", type=positive_float, help="camera frame rate of the threaded run and the "
                                                                "paced thread settings (default: the config's)")
     p.add_argument("--label", help="this machine's name in table columns (default: the board or the CPU)")
     p.add_argument("--out", metavar="JSON", help="write the results here")

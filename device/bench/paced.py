@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..argtypes import positive_float
 from .docs_block import publish
 from .machine import cpu_model
 from .measure import model_call, one_opencv_thread
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("models", nargs="*", help="contract-v1 .onnx files without a prior input (default: the daemon's "
                                              "default model and models/hair-unet-226k.onnx, slower than the camera)")
     p.add_argument("--fps", type=float, default=30.0, help="the camera's frame rate (default 30)")
-    p.add_argument("--seconds", type=float, default=3.0, help="seconds of the daemon per round (default 3)")
+    p.add_argument("--seconds", type=positive_float, default=3.0, help="seconds of the daemon per round (default 3)")
     p.add_argument("--rounds", type=int, default=6, help="rounds per model (default 6)")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--from", dest="saved", metavar="JSON", help="print (and --docs) saved results instead of measuring")
@@ -179,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
                                                 "(docs/bench.md)")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
-    if not 1 <= args.fps <= 120 or args.seconds <= 0 or args.rounds < 1:
-        p.error("--fps must lie in 1..120, --seconds be positive and --rounds at least 1")
+    if not 1 <= args.fps <= 120 or args.rounds < 1:
+        p.error("--fps must lie in 1..120 and --rounds be at least 1")
     if args.models and args.saved:
         p.error("give model files to measure or --from saved results, not both")
     if not args.models and not args.saved:

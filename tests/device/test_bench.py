@@ -256,6 +256,8 @@ def test_the_projection_keeps_each_models_share_of_dense_throughput():
     (["--camera-size", "640by480"], "--camera-size"),
     (["--rounds", "0"], "--rounds"),
     (["--budget", "-1"], "--budget"),
+    (["--budget", "nan"], "--budget"),
+    (["--camera-fps", "inf"], "--camera-fps"),
 ])
 def test_bad_options_exit_2_naming_the_option(small_model, argv, message, capsys):
     with pytest.raises(SystemExit) as stop:

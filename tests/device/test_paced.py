@@ -76,3 +76,11 @@ def test_saved_results_go_into_the_docs_block_by_their_command(models, tmp_path,
     assert "error:" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         paced.main([str(default), "--from", str(out)])
+
+
+@pytest.mark.parametrize("argv, option", [(["--seconds", "nan"], "--seconds"), (["--seconds", "0"], "--seconds"),
+                                          (["--fps", "500"], "--fps")])
+def test_bad_numbers_exit_2_naming_the_option(argv, option, capsys):
+    with pytest.raises(SystemExit) as stop:
+        paced.main(["model.onnx", *argv])
+    assert stop.value.code == 2 and option in capsys.readouterr().err

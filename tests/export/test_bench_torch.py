@@ -126,7 +126,9 @@ def test_bad_input_exits_2_naming_it(argv, message, prior_checkpoint, random_fil
 @pytest.mark.parametrize("argv, message", [
     (["--size", "64,64"], "--size sets the size of --variants"),
     (["--variants", "unet-226k", "--size", "60,60"], "multiples of 16"),
-    (["--budget", "0"], "--budget must be positive"),
+    (["--budget", "0"], "--budget: expected a finite number above 0"),
+    (["--budget", "nan"], "--budget: expected a finite number above 0"),
+    (["--rounds", "0"], "--rounds: expected 1 or more"),
 ])
 def test_bad_options_are_usage_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as e:
