@@ -230,7 +230,7 @@ wide-model: $(STAMP)  ## (slow) retrain models/hair-mobile-unet-wide.onnx (+ .in
 # Checkpoints later sessions start from (--init) instead of retraining (about 2.7 h on 2 CPU cores; resumable):
 # mobile-unet-wide at 224 with hats in one stage, then mobile-unet-wide-lean at 288 from its encoder.
 .PHONY: checkpoints
-checkpoints: $(STAMP)  ## (slow) models/checkpoints/*.pt (weights only) from ../shared/data; see models/README.md
+checkpoints: $(STAMP)  ## (slow) models/checkpoints/mobile-unet-wide-224-c3.pt and -lean-288.pt from ../shared/data
 	$(PY) -m training train --variant mobile-unet-wide $(MIRROR_DATA) --repeat fasseg-v2-train=3 fasseg-v3-train=1 \
 	  celeb1k-train=3 --size 224 --epochs 32 --lr 2e-3 --augment mirror-hats --threads 2 --out runs/wide-224-c3
 	$(PY) -m training slim runs/wide-224-c3/best.pt --out models/checkpoints/mobile-unet-wide-224-c3.pt

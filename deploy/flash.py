@@ -582,8 +582,7 @@ def run(args: argparse.Namespace) -> int:
           f"{', read it back' if not args.no_readback else ''}"
           f"{', then ' + ', '.join(boot_files) + ' on its boot partition' if boot_files else ''}")
     for name, text in boot_files.items():
-        shown = re.sub(r'(password = )"[^"]*"', r'\1"<redacted>"', text)
-        print(f"--- {name}\n{shown}", end="")
+        print(f"--- {name}\n{redacted(text)}", end="")
     if args.dry_run:
         print("dry run: nothing written")
         return 0
@@ -602,6 +601,12 @@ def run(args: argparse.Namespace) -> int:
     os.sync()
     print(f"done: {written} bytes on {target.path}" + (", read back and verified" if not args.no_readback else ""))
     return 0
+
+
+def redacted(text: str) -> str:
+    """A first-boot file as the plan prints it: custom.toml's passwords and userconf.txt's hash replaced."""
+    text = re.sub(r'(password = )"[^"]*"', r'\1"<redacted>"', text)
+    return re.sub(r"^([^:\n]+):\$.*$", r"\1:<redacted>", text, flags=re.M)
 
 
 def main(argv: list[str] | None = None) -> int:

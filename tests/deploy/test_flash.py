@@ -137,6 +137,11 @@ def test_dry_run_checks_and_writes_nothing(image, tmp_path, capsys):
     assert rc == 0 and "dry run: nothing written" in out
     assert 'password = "<redacted>"' in out and "$6$s$h" not in out
     assert not target.exists()
+    rc = flash.main([str(image), str(target), "--allow-file", "--dry-run", "--bootfs-format", "legacy",
+                     "--user", "pi", "--password-hash", "$6$s$h"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "--- userconf.txt\npi:<redacted>\n" in out and "$6$s$h" not in out
+    assert not target.exists()
 
 
 def test_checksum_mismatch_is_refused_before_writing(image, tmp_path, capsys):
