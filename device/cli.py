@@ -63,7 +63,7 @@ def overrides_from(args, file_data: dict | None = None, notes: list[str] | None 
         _sink_for_source(args, file_data or {}, o, notes if notes is not None else [])
     if args.web:
         host, _, port = args.web.rpartition(":")
-        if not port.isdigit():
+        if not (port.isascii() and port.isdigit()):  # "²" is a digit to str.isdigit, not to int
             raise configuration.ConfigError(f"--web: expected HOST:PORT, got {args.web!r}")
         if host.startswith("[") and host.endswith("]"):  # [::1]:8080, as URLs write an IPv6 address
             host = host[1:-1]

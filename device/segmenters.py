@@ -117,8 +117,15 @@ class ClassicalSegmenterAdapter(Segmenter):
             _check_cascade("segmenter.face_cascade", Path(cfg.face_cascade))
 
     def fit(self, rgb: np.ndarray) -> np.ndarray:
-        scale = max(self.input_size) / max(rgb.shape[:2])
-        return cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else rgb
+        """Shrunk to the input's longer side, the aspect kept; a side under the pipeline's least (a tiny or very
+        thin photo) is stretched up to it, so every photo is segmented (no face there: no hair)."""
+        from .classical.pipeline import MIN_SIDE
+        h, w = rgb.shape[:2]
+        scale = min(1.0, max(self.input_size) / max(h, w))
+        size = (max(MIN_SIDE, round(w * scale)), max(MIN_SIDE, round(h * scale)))
+        if size == (w, h):
+            return rgb
+        return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
 
     def __init__(self, cfg):
         from .classical import ClassicalSegmenter

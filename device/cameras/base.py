@@ -132,11 +132,14 @@ def fit_to(img: np.ndarray, hw: tuple[int, int], anchor_y: float = 0.5) -> np.nd
     """Scale and crop an RGB image to fill `hw` (height, width) without distortion; anchor_y places the
     crop vertically (0 = keep the top, 0.5 = centre)."""
     h, w = hw
-    s = max(w / img.shape[1], h / img.shape[0])
-    resized = cv2.resize(img, (max(w, round(img.shape[1] * s)), max(h, round(img.shape[0] * s))),
-                         interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
-    y0, x0 = round((resized.shape[0] - h) * anchor_y), (resized.shape[1] - w) // 2
-    return np.ascontiguousarray(resized[y0:y0 + h, x0:x0 + w])
+    ih, iw = img.shape[:2]
+    s = max(w / iw, h / ih)
+    # crop first, then resize only the crop: the work is bounded by the source and the output, whatever the aspect
+    # (a 1x20000 frame scaled whole to cover 640x480 would be 640 x 12.8 million pixels)
+    ch, cw = min(ih, max(1, round(h / s))), min(iw, max(1, round(w / s)))
+    y0, x0 = round((ih - ch) * anchor_y), (iw - cw) // 2
+    return cv2.resize(np.ascontiguousarray(img[y0:y0 + ch, x0:x0 + cw]), (w, h),
+                      interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
 
 
 CAMERAS: Registry[Camera] = Registry("camera kind")

@@ -168,6 +168,15 @@ class ImageFolderCamera(Camera):
         return self._frame(self._next_photo())
 
 
+# OpenCV's camera indices: a device number plus a backend's offset (cv2.CAP_V4L2 = 200, ...), a C int.
+MAX_INDEX = 2**31 - 1
+
+
+def is_index(device: str) -> bool:
+    """camera.device names a camera by its index (ASCII digits: "²" is a digit to str.isdigit, not to int)."""
+    return device.isascii() and device.isdigit()
+
+
 @CAMERAS.register("opencv")
 class OpenCVCamera(Camera):
     """A webcam (camera.device = "0") or a video file (looped; a file removed or renamed while open is noticed
@@ -177,9 +186,14 @@ class OpenCVCamera(Camera):
     class Settings:
         device: str = setting("0", "camera index (a webcam) or video file path (looped)")
 
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        if is_index(cfg.device) and int(cfg.device) > MAX_INDEX:
+            raise ValueError(f"camera.device: {cfg.device} is not a camera index OpenCV takes (0..{MAX_INDEX})")
+
     def __init__(self, cfg, lores_hw):
         super().__init__(cfg, lores_hw)
-        self.is_file = not cfg.device.isdigit()  # a video file, not a webcam's index
+        self.is_file = not is_index(cfg.device)  # a video file, not a webcam's index
         if self._file_missing():  # as the images camera's missing folder: --validate-config says so
             _log.warning("camera.device: no video file %s yet; the mirror waits for it", cfg.device)
 
@@ -190,7 +204,10 @@ class OpenCVCamera(Camera):
         dev = self.cfg.device
         if self._file_missing():
             raise CameraError(f"camera.device: no such video file {dev}")
-        self.cap = cv2.VideoCapture(dev if self.is_file else int(dev))
+        try:
+            self.cap = cv2.VideoCapture(dev if self.is_file else int(dev))
+        except cv2.error as e:  # e.g. an index its backend refuses
+            raise CameraError(f"camera.device: cannot open {dev!r} ({str(e).strip().splitlines()[-1]})") from None
         if not self.cap.isOpened():
             raise CameraError(f"camera.device: cannot open {dev!r}")
         if not self.is_file:

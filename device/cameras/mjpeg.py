@@ -51,6 +51,9 @@ class MjpegCamera(Camera):
         if any(c <= " " or c == "\x7f" for c in cfg.url):  # http.client refuses them at every connect, for ever
             raise ValueError(f"camera.url: {redact(cfg.url)!r} holds a space or control character (a space in a "
                              "path is written %20)")
+        if not cfg.url.isascii():  # the same: a request line is ASCII
+            raise ValueError(f"camera.url: {redact(cfg.url)!r} holds a character outside ASCII (write it "
+                             "percent-encoded in the path, é as %C3%A9, and a host name in its xn-- form)")
         try:
             parts = urlsplit(cfg.url)
             parts.port  # noqa: B018  (raises ValueError for a port that is not a number in 0..65535)

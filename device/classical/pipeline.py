@@ -27,6 +27,7 @@ from .grid_dbscan import grid_dbscan
 from .kmeans import ColourReducer
 
 _log = logging.getLogger(__name__)
+MIN_SIDE = 8  # the smallest frame side the pipeline takes (its k-means and morphology need a few pixels)
 
 
 @dataclass
@@ -101,11 +102,13 @@ class ClassicalSegmenter:
         if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"segment() needs an RGB uint8 HxWx3 array, got "
                              f"{getattr(rgb, 'dtype', type(rgb))} {getattr(rgb, 'shape', '')}")
-        if rgb.shape[0] < 8 or rgb.shape[1] < 8:
-            raise ValueError(f"segment() needs a frame of at least 8x8 pixels, got {rgb.shape[1]}x{rgb.shape[0]}")
+        if rgb.shape[0] < MIN_SIDE or rgb.shape[1] < MIN_SIDE:
+            raise ValueError(f"segment() needs a frame of at least {MIN_SIDE}x{MIN_SIDE} pixels, got "
+                             f"{rgb.shape[1]}x{rgb.shape[0]}")
         h, w = rgb.shape[:2]
         scale = min(1.0, self.work_size / max(h, w))
-        small = rgb if scale == 1.0 else cv2.resize(rgb, (max(8, round(w * scale)), max(8, round(h * scale))),
+        small = rgb if scale == 1.0 else cv2.resize(rgb, (max(MIN_SIDE, round(w * scale)),
+                                                          max(MIN_SIDE, round(h * scale))),
                                                     interpolation=cv2.INTER_AREA)
         debug: dict = {"scale": scale, "timings_ms": {}, "cpu_ms": {}}
         mask, reason = self._hair(small, face_box, scale, debug, still)

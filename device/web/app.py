@@ -115,7 +115,12 @@ def _photo_bytes(state: WebState) -> tuple[bytes, dict]:
             raise RequestError("the multipart body holds no complete field: cut short or malformed?")
         if upload is None:
             raise RequestError("missing the file field 'photo' (multipart/form-data)")
-        _refuse_unknown([*request.form, *request.files], ("photo", *RECOLOUR_FIELDS), "form field")
+        _refuse_unknown(request.files, ("photo",), "file field")  # a colour sent as a file would go unread
+        _refuse_unknown(request.form, RECOLOUR_FIELDS, "form field")
+        for fields in (request.files, request.form):
+            for key in fields:
+                if len(fields.getlist(key)) > 1:
+                    raise RequestError(f"form field {key!r} sent {len(fields.getlist(key))} times; send it once")
         return upload.read(), _recolour_args(request.form)  # all of it (the request limit bounds it): size told
     if request.is_json:
         body = _json_body()

@@ -27,6 +27,7 @@ from device.stages import MAX_BACKOFF
 
 from . import hostile as h
 from .hostile import Kind
+from .web_fixtures import figaro_photo_paths
 
 GOOD_RGB = (30, 160, 90)
 SIZE = (64, 48)  # (width, height): the camera's display size, the good photo's own size
@@ -347,3 +348,29 @@ EVENT_KINDS = [Kind("camera", kid, None) for kid in (
     "folder-removed-while-shown", "folder-replaced-by-a-file", "photo-turned-bomb-while-shown",
     "video-renamed-while-open", "video-removed-while-open", "video-replaced-while-open")]
 CAMERA_KINDS = FILE_KINDS + EVENT_KINDS
+
+
+def _fit_whole_then_crop(img, hw, anchor_y=0.5):
+    """The cover fit as it was: the whole image scaled to cover `hw`, then cropped (a reference for ordinary sizes)."""
+    h, w = hw
+    s = max(w / img.shape[1], h / img.shape[0])
+    big = cv2.resize(img, (max(w, round(img.shape[1] * s)), max(h, round(img.shape[0] * s))),
+                     interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    y0, x0 = round((big.shape[0] - h) * anchor_y), (big.shape[1] - w) // 2
+    return big[y0:y0 + h, x0:x0 + w]
+
+
+def test_a_thin_frame_is_fitted_without_scaling_it_whole():
+    """A camera's 1 x 100000 frame (a hostile MJPEG stream, a photo in the folder) scaled whole to cover 640x480
+    would be 640 x 64 million pixels: OpenCV failed to allocate it and the frame loop died. Cropped first, it is one
+    pixel stretched; an ordinary photo comes out as the whole-image fit makes it."""
+    from device.cameras.base import fit_to
+    thin = np.full((100000, 1, 3), 200, np.uint8)
+    for img in (thin, thin.transpose(1, 0, 2)):
+        out = fit_to(img, (480, 640))
+        assert out.shape == (480, 640, 3) and (out == 200).all()
+    rgb = cv2.cvtColor(cv2.imread(str(figaro_photo_paths(1)[0])), cv2.COLOR_BGR2RGB)
+    for hw, anchor in (((480, 640), 0.5), ((640, 480), 0.0), ((96, 1200), 0.5), ((1000, 1000), 0.3)):
+        out, ref = fit_to(rgb, hw, anchor), _fit_whole_then_crop(rgb, hw, anchor)
+        assert out.shape == ref.shape == (*hw, 3) and out.flags.c_contiguous
+        assert np.abs(out.astype(int) - ref).mean() < 3, hw

@@ -177,6 +177,11 @@ CONFIG_KINDS = [
                                                 "control character")),
     Kind("config", "web-flag-without-a-port", _config("", "--web", "HOST:PORT", extra=("--web", "localhost"))),
     Kind("config", "web-flag-port-99999", _config("", "web.port", extra=("--web", "127.0.0.1:99999"))),
+    Kind("config", "web-flag-superscript-port", _config("", "--web", "HOST:PORT", extra=("--web", "127.0.0.1:\u00b2"))),
+    Kind("config", "mjpeg-url-outside-ascii", _config('[camera]\nkind = "mjpeg"\nurl = "http://127.0.0.1:9/caf\u00e9"\n',
+                                                      "camera.url", "outside ASCII")),
+    Kind("config", "opencv-index-of-23-digits", _config('[camera]\nkind = "opencv"\ndevice = "99999999999999999999999"\n',
+                                                        "camera.device", "not a camera index")),
 ]
 
 

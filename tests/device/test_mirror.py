@@ -491,3 +491,18 @@ def test_a_result_of_a_segmenter_replaced_meanwhile_is_dropped(photos, shipped_m
     finally:
         mirror.camera.stop()
         mirror.post.close()
+
+
+@pytest.mark.parametrize("segmenter", ["onnx", "classical"])
+def test_a_tiny_or_thin_photo_is_segmented_not_an_error(photos, segmenter, request):
+    """The page's try-a-photo: a 1x1, a 3x1600 or a 5000x1 photo. The classical pipeline (also the fallback when
+    the model file is bad) refused frames under 8 px a side, and its fit shrank a 5000:1 photo's short side to 0:
+    the page answered 500. Every segmenter now gives a mask of the photo's own size."""
+    if segmenter == "onnx":
+        request.getfixturevalue("shipped_model")
+    mirror = Mirror(make_cfg(photos, segmenter={"kind": segmenter}))
+    rgb = cv2.cvtColor(cv2.imread(str(next(iter(sorted(Path(photos).iterdir()))))), cv2.COLOR_BGR2RGB)
+    for h, w in ((1, 1), (3, 1600), (5000, 1), (7, 7)):
+        photo = np.ascontiguousarray(cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA).reshape(h, w, 3))
+        mask, _ = mirror.process_photo(photo)
+        assert mask.shape == (h, w)

@@ -255,7 +255,14 @@ def test_an_unknown_key_is_refused_naming_it_not_ignored(tmp_path_factory, figar
     assert_error(upload(client, figaro_jpeg, color=RED), 400, "unknown form field 'color'")
     assert_error(client.post("/api/photo", data={"photo": (io.BytesIO(figaro_jpeg), "a.jpg"),
                                                  "photo2": (io.BytesIO(figaro_jpeg), "b.jpg")},
-                             content_type="multipart/form-data"), 400, "unknown form field 'photo2'")
+                             content_type="multipart/form-data"), 400, "unknown file field 'photo2'")
+    # a colour sent as a file part, or a field sent twice, would be read as nothing or as one of them
+    assert_error(client.post("/api/photo", data={"photo": (io.BytesIO(figaro_jpeg), "a.jpg"),
+                                                 "colour": (io.BytesIO(b"blue"), "colour.txt")},
+                             content_type="multipart/form-data"), 400, "unknown file field 'colour'")
+    assert_error(client.post("/api/photo", data={"photo": (io.BytesIO(figaro_jpeg), "a.jpg"),
+                                                 "colour": ["blue", "red"]},
+                             content_type="multipart/form-data"), 400, "'colour' sent 2 times")
 
 
 def test_uploads_over_the_size_limit_get_413(mirror):
