@@ -530,3 +530,37 @@ def test_teacher_skip_gives_the_skipped_photos_their_labels_as_targets(data_root
         TrainConfig(teacher_skip=["celeb1k-train-hat"])
     with pytest.raises(ValueError, match="unknown data set 'hats'"):
         TrainConfig(teacher="t.pt", teacher_skip=["hats"])
+
+
+def test_the_grey_finish_keeps_the_geometry_and_recolours_only_hair_and_faces(data_root):
+    """`flips-grey`: the photo stays where it is (no zoom or shift: the label is the photo's own, maybe mirrored);
+    over many draws some photos get grey, white or blond hair or an aged face, and nothing changes far from both."""
+    import dataclasses
+
+    import cv2
+
+    from training.train import Batches
+    pair = resolve("celeb1k-train", data_root)[0]
+    img, mask = pair.load()
+    cfg = augment.AUGMENT_PRESETS["flips-grey"]()
+    assert cfg.hair_recolour > 0 and cfg.aged_skin > 0 and cfg.scale == (1, 1) and cfg.hat == 0
+    face = augment.FaceFinder()(img)
+    assert face is not None, "a frontal celeb1k face is found"
+    size = (128, 128)
+    plain = {flip: augment.augment(img, mask, dataclasses.replace(augment.AugmentConfig.flips_only(), hflip=flip),
+                                   np.random.default_rng(0), size) for flip in (0.0, 1.0)}
+    x, y, w, h = (round(v * size[0] / img.shape[0]) for v in face)
+    rng, changed = np.random.default_rng(0), 0
+    for _ in range(24):
+        out, out_mask = augment.augment(img, mask, cfg, rng, size, face=face)
+        flip = 1.0 if np.array_equal(out_mask, plain[1.0][1]) else 0.0
+        ref, ref_mask = plain[flip]
+        assert np.array_equal(out_mask, ref_mask), "only mirrored, never moved"
+        near = cv2.dilate(ref_mask, np.ones((9, 9), np.uint8)).astype(bool)
+        fx = size[1] - x - w if flip else x  # the face's box, mirrored with the photo
+        near[max(0, y - h // 2):y + 3 * h // 2, max(0, fx - w // 4):fx + w + w // 4] = True
+        assert np.abs(out[~near].astype(int) - ref[~near]).max() <= 2
+        changed += np.abs(out[near].astype(int) - ref[near]).mean() > 2
+    assert 2 <= changed <= 20
+    assert Batches([(img, mask)], [pair], TrainConfig(data=["celeb1k-train"], augment="flips-grey"),
+                   rng).find_face is not None, "the preset's aged faces need the face finder"
