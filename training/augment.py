@@ -92,9 +92,8 @@ class AugmentConfig:
 
 
 AUGMENT_PRESETS = {"full": AugmentConfig, "flips": AugmentConfig.flips_only, "flips-grey": AugmentConfig.flips_grey,
-                   "mirror": AugmentConfig.mirror,
-                   "mirror-hats": AugmentConfig.mirror_hats, "mirror-faces": AugmentConfig.mirror_faces,
-                   "mirror-cloth": AugmentConfig.mirror_cloth}
+                   "mirror": AugmentConfig.mirror, "mirror-hats": AugmentConfig.mirror_hats,
+                   "mirror-faces": AugmentConfig.mirror_faces, "mirror-cloth": AugmentConfig.mirror_cloth}
 FaceBox = tuple[int, int, int, int]  # x, y, w, h in the image's own pixels
 
 
