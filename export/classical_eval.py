@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from device.argtypes import int_in
 from device.classical import ClassicalSegmenter
 from training.cli import run_command
 from training.data import DEFAULT_DATA_ROOT, DataError, Pair, resolve
@@ -60,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT), help="folder holding figaro1k/ and fasseg/")
     parser.add_argument("--face-cascade", default="", help="cascade XML ('' = OpenCV's frontal face Haar cascade)")
     parser.add_argument("--k", type=int, default=12, help="number of k-means colours")
-    parser.add_argument("--limit", type=int, default=0, help="score only the first N pairs of each set")
+    parser.add_argument("--limit", type=int_in(0), default=0, help="score only the first N pairs of each set")
     parser.add_argument("--json", help="also write the metrics here")
 
 

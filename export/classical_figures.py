@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from device.argtypes import int_in
 from device.classical import ClassicalResult, ClassicalSegmenter, read_json_box
 from device.classical.faces import Box, CascadeFaceFinder
 
@@ -260,7 +261,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     q = figures.add_parser("gallery", help="PNG of the anime portraits: input, reduced colours, hull, ring, hair")
     q.add_argument("--faces", choices=["json", "cascade", "both"], default="both",
                    help="face boxes from the portraits' JSON files, lbpcascade_animeface, or both galleries")
-    q.add_argument("--limit", type=int, default=0, help="only the first N portraits")
+    q.add_argument("--limit", type=int_in(0), default=0, help="only the first N portraits")
     q.add_argument("--every", type=int, default=1, help="only every Nth portrait (a smaller figure)")
     q.add_argument("--format", choices=["png", "jpg"], default="png", help="image format of the gallery")
     q.add_argument("--cell-height", type=int, default=156, help="panel height in pixels")

@@ -14,6 +14,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from device.argtypes import int_in
+
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 _log = logging.getLogger("export")
 
@@ -22,9 +24,17 @@ def _command(argv: list[str]) -> str:
     return shlex.join(["python", "-m", "export", *argv])
 
 
-def _staging(out: Path) -> Path:
+def _staging(out: Path, *sources: str | Path) -> Path:
     """Where a file is built and checked before it may take its final name (not *.onnx, so that nothing
-    globbing models/*.onnx meanwhile picks up a half-checked file)."""
+    globbing models/*.onnx meanwhile picks up a half-checked file). An --out that is one of the command's input
+    `sources` (it would be replaced by what is made of it), a folder, or in no folder is refused first."""
+    for source in sources:
+        if Path(source).resolve() == out.resolve():
+            raise ValueError(f"--out must differ from the input file {source} (it would be replaced)")
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder: name the file to write")
+    if not out.parent.is_dir():
+        raise ValueError(f"--out {out}: there is no folder {out.parent}")
     return out.with_name(out.name + ".unchecked")
 
 
@@ -43,7 +53,7 @@ def cmd_onnx(args) -> int:
     from .parity import check_parity
     torch.set_num_threads(args.threads or 2)
     out = Path(args.out)
-    staging = _staging(out)
+    staging = _staging(out, args.checkpoint)
     try:
         _, wrapper, _ = export_checkpoint(args.checkpoint, staging, args.threshold, args.opset, args.command)
         report = check_parity(wrapper, staging, args.parity_images, data_root=args.data_root, threads=args.threads)
@@ -67,7 +77,7 @@ def cmd_int8(args) -> int:
     from .qualify import compare
     from .quantize import quantize_file
     out = Path(args.out)
-    staging = _staging(out)
+    staging = _staging(out, args.model)
     try:
         quantize_file(args.model, staging, args.calib, args.method, tuple(args.calib_data), args.data_root,
                       args.command)
@@ -168,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="+", default=list(BENCHMARKS), help="benchmarks for --eval")
     p.add_argument("--threshold", type=float, default=0.5, help="hair probability cut stored in the file")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (>= 17)")
-    p.add_argument("--parity-images", type=int, default=16, help="Figaro Testing photos for the parity check")
+    p.add_argument("--parity-images", type=int_in(1), default=16, help="Figaro Testing photos for the parity check")
     common(p)
     p.set_defaults(func=cmd_onnx)
 
@@ -180,7 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-data", nargs="+", default=list(CALIBRATION_SETS), help="training sets to calibrate on")
     p.add_argument("--method", choices=sorted(METHODS), default="minmax", help="calibration method")
     p.add_argument("--data", nargs="+", default=list(BENCHMARKS), help="benchmarks (figaro-test decides)")
-    p.add_argument("--runs", type=int, default=30, help="timed runs per file for the speed comparison")
+    p.add_argument("--runs", type=int_in(1), default=30, help="timed runs per file for the speed comparison")
     p.add_argument("--keep-failed", action="store_true", help="write the int8 file even if it fails the rule")
     common(p)
     p.set_defaults(func=cmd_int8)
@@ -198,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("models", nargs="+", help="contract-v1 .onnx files; the first is the base")
     p.add_argument("--data", nargs="+", default=list(BENCHMARKS))
     p.add_argument("--flip", action="store_true", help="also each file averaged with its mirror image")
-    p.add_argument("--limit", type=int, default=0, help="only each set's first N photos (quick looks)")
+    p.add_argument("--limit", type=int_in(0), default=0, help="only each set's first N photos (quick looks)")
     p.add_argument("--json", help="also write the figures here")
     common(p)
     p.set_defaults(func=cmd_compare)
@@ -210,11 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("card", help="write/update the model card (README.md) from the files' metadata")
     p.add_argument("models_dir", nargs="?", default="models", help="folder of .onnx files")
     p.add_argument("--out", help="card file (default MODELS_DIR/README.md)")
-    p.add_argument("--runs", type=int, default=20, help="timed runs per file for the latency column")
+    p.add_argument("--runs", type=int_in(1), default=20, help="timed runs per file for the latency column")
     p.add_argument("--no-bench", action="store_true", help="leave latency out (no timing)")
     p.add_argument("--no-breakdown", action="store_true",
                    help="skip the default model's per-class figures and worst-case galleries (the slow part)")
-    p.add_argument("--worst", type=int, default=8, help="photos in each worst-case gallery")
+    p.add_argument("--worst", type=int_in(0), default=8, help="photos in each worst-case gallery")
     p.add_argument("--gallery-dir", type=Path, help="where the celeb1k-val gallery goes (default: out/ beside "
                                                     "MODELS_DIR; never committed)")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime threads for the breakdown (0: all cores)")
@@ -223,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("breakdown", help="per-class figures, hat proxy and worst-case galleries of one file")
     p.add_argument("model", help="contract-v1 .onnx file")
     p.add_argument("--data", nargs="+", default=["figaro-test", "celeb1k-val"])
-    p.add_argument("--worst", type=int, default=8, help="photos in each worst-case gallery (0: none)")
+    p.add_argument("--worst", type=int_in(0), default=8, help="photos in each worst-case gallery (0: none)")
     p.add_argument("--out-dir", default="out", help="folder for the galleries (git-ignored out/ by default)")
     p.add_argument("--every", type=int, default=1, help="take every k-th photo (quick look)")
     common(p)

@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from device.argtypes import int_in
 from training.data import DEFAULT_DATA_ROOT, load_pairs, resolve
 from training.metrics import MaskMetrics
 
@@ -85,8 +86,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("models", nargs="+", help="contract-v1 .onnx files")
     p.add_argument("--data", nargs="+", default=["figaro-test", "fasseg-v2-test"])
     p.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT))
-    p.add_argument("--images", type=int, default=30, help="photos per data set")
-    p.add_argument("--frames", type=int, default=12, help="frames per sequence")
+    p.add_argument("--images", type=int_in(1), default=30, help="photos per data set")
+    p.add_argument("--frames", type=int_in(2), default=12, help="frames per sequence")
     p.add_argument("--smoothing", type=float, nargs="+", default=[0.0, 0.5],
                    help="the daemon's uncertainty-weighted smoothing values to compare")
     p.add_argument("--alternate-flip", action="store_true",

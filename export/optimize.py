@@ -31,6 +31,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from device.argtypes import int_in
+
 if TYPE_CHECKING:  # parity imports torch; this module must load without it
     from .parity import ParityReport
 
@@ -430,7 +432,7 @@ def cmd_optimize(args) -> int:
     from .cli import EXIT_ERROR, EXIT_OK, _staging
     from .parity import parity_inputs
     out = Path(args.out)
-    staging = _staging(out)
+    staging = _staging(out, args.model)
     try:
         report = optimise_file(args.model, staging, tuple(args.rewrites), args.command)
         print(f"{args.model}: {report}")
@@ -458,8 +460,8 @@ def add_parser(sub) -> None:
     p.add_argument("model", help="the contract-v1 .onnx file to rewrite (left as it is)")
     p.add_argument("--out", required=True, help="the rewritten .onnx file")
     p.add_argument("--rewrites", nargs="+", choices=REWRITES, default=list(REWRITES), help="which rewrites")
-    p.add_argument("--parity-images", type=int, default=32, help="Figaro Testing photos for the parity check")
+    p.add_argument("--parity-images", type=int_in(1), default=32, help="Figaro Testing photos for the parity check")
     p.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT, help="folder holding figaro1k/")
-    p.add_argument("--profile", type=int, default=0, metavar="RUNS",
+    p.add_argument("--profile", type=int_in(0), default=0, metavar="RUNS",
                    help="then print onnxruntime's per-op profile (one thread) of both files over RUNS runs")
     p.set_defaults(func=cmd_optimize)

@@ -22,6 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from device.argtypes import int_in
+
 DEMO_LABELS = Path(__file__).resolve().parent.parent / "tests" / "device" / "fixtures" / "demo_labels.json"
 TIE = 0.005  # mean IoU differences below half a point are ties (148 photos: about the noise of a rerun)
 
@@ -233,7 +235,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--labels", default=str(DEMO_LABELS), help="demo photos' hand labels ('' to skip the demo)")
     p.add_argument("--min-area", type=float, default=0.01, help="[postprocess] min_area")
     p.add_argument("--tie", type=float, default=TIE, help="mean IoU difference below which rules tie")
-    p.add_argument("--limit", type=int, default=0, help="only the first N photos of each split (quick look)")
+    p.add_argument("--limit", type=int_in(0), default=0, help="only the first N photos of each split (quick look)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
     p.add_argument("--data-root", type=Path, default=None, help="folder holding figaro1k/ and celeb1k-train/")
     p.set_defaults(func=cmd_postprocess)

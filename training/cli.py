@@ -13,16 +13,16 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
 def run_command(command, log: logging.Logger, unusable: tuple[type[Exception], ...] = ()) -> int:
-    """Run `command()` (returns an exit code or None) for a CLI: bad input (ValueError, KeyError, a missing file)
-    is exit 2 and unusable data (DataError, or the `unusable` types, checked first) exit 1, each one logged line
-    instead of a traceback."""
+    """Run `command()` (returns an exit code or None) for a CLI: bad input (ValueError, KeyError, a path that is
+    missing, a folder, read-only...) is exit 2 and unusable data (DataError, or the `unusable` types, checked
+    first) exit 1, each one logged line instead of a traceback."""
     from .data import DataError
     try:
         code = command()
     except unusable as e:
         log.error("%s", e)
         return EXIT_ERROR
-    except (ValueError, KeyError, FileNotFoundError) as e:
+    except (ValueError, KeyError, OSError) as e:
         log.error("%s", e)
         return EXIT_USAGE
     except DataError as e:

@@ -119,6 +119,34 @@ class TrainConfig:
             raise ValueError("hard and balance both set how often photos are drawn: use one of them")
         if self.augment not in AUGMENT_PRESETS:
             raise ValueError(f"augment must be one of {', '.join(AUGMENT_PRESETS)}, not {self.augment!r}")
+        self._check_numbers()
+
+    def _check_numbers(self) -> None:
+        """Numbers a run would accept and then learn nothing from (lr 0, a NaN loss from alpha nan) or crash on
+        late (a size the models cannot halve five times, batch 0): refused by name before any work."""
+        check_view_sizes([self.size], "size")
+        for key, lo in (("batch", 1), ("epochs", 1), ("limit", 0)):
+            if getattr(self, key) < lo:
+                raise ValueError(f"{key} must be at least {lo}, not {getattr(self, key)}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite number above 0, not {self.lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a finite number of at least 0, not {self.weight_decay}")
+        if not 0.0 <= self.distill_alpha <= 1.0:  # also refuses nan
+            raise ValueError(f"alpha (the teacher's weight) must lie in [0, 1], not {self.distill_alpha}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must lie in (0, 1), not {self.val_fraction}")
+        for spec, times in self.repeat.items():
+            if spec not in self.data:
+                raise ValueError(f"repeat: {spec!r} is not one of the training data sets ({', '.join(self.data)})")
+            if times < 1:
+                raise ValueError(f"repeat: {spec}={times}; a data set is repeated at least once")
+        out = Path(self.out).resolve()
+        for key in ("teacher", "init"):
+            source = getattr(self, key)
+            if source and Path(source).resolve().parent == out:
+                raise ValueError(f"--out {self.out} holds the --{key} checkpoint {source}: the run would write over "
+                                 "it; choose another --out")
 
 
 def save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, cfg: TrainConfig, metrics: dict,
@@ -144,9 +172,21 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, cfg: Tr
 
 def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
     """Rebuild the model a checkpoint describes; returns (model in eval mode, checkpoint dict)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    model = build_model(ckpt["variant"], **ckpt.get("model_kwargs", {}))
-    model.load_state_dict(ckpt["state_dict"])
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # torch says so as EOFError, UnpicklingError, RuntimeError, OSError... by what it met
+        raise ValueError(f"{path}: not a training checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or not {"variant", "state_dict"} <= ckpt.keys():
+        raise ValueError(f"{path}: not a training checkpoint (it holds no variant and state_dict)")
+    try:
+        model = build_model(ckpt["variant"], **ckpt.get("model_kwargs", {}))
+        model.load_state_dict(ckpt["state_dict"])
+    except (KeyError, RuntimeError, TypeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path}: its weights are not a {ckpt['variant']!r} model's ({first})") from None
     return model.eval(), ckpt
 
 
@@ -344,6 +384,11 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     rng = np.random.default_rng(cfg.seed)
 
     arrays, pairs, val_arrays, val_pairs = load_training_data(cfg)
+    if len(pairs) < cfg.batch:
+        raise datasets.DataError(f"{len(pairs)} usable training pairs in {', '.join(cfg.data)}: fewer than one batch "
+                                 f"of {cfg.batch}, so nothing would be learnt")
+    if not val_pairs:
+        raise datasets.DataError(f"no usable validation pairs in {', '.join(cfg.data)}: no epoch could be judged")
     _log.info("training on %d pairs, validating on %d (held out from the training sets)", len(pairs), len(val_pairs))
     batches = Batches(arrays, pairs, cfg, rng)
     model = build_model(cfg.variant, in_channels=4 if cfg.prior else 3)

@@ -163,3 +163,26 @@ def test_eval_measures_a_shipped_file_and_writes_json(tmp_path, data_root, capsy
     m = json.loads(out.read_text())["fasseg-v2-test"]
     assert m["images"] == 50 and m["iou"] > 0.8
     assert "fasseg-v2-test: IoU" in capsys.readouterr().out
+
+
+def test_an_out_that_would_replace_the_input_is_refused_and_the_input_kept(trained_checkpoint, exported, tmp_path,
+                                                                             caplog):
+    """`onnx CKPT --out CKPT`, `int8 M --out M` and `optimize M --out M` each replaced their own input (exit 0);
+    an --out that is a folder or in no folder failed after the work with a traceback."""
+    import hashlib
+    import shutil
+    ckpt, model = tmp_path / "run.pt", tmp_path / "m.onnx"
+    shutil.copy(trained_checkpoint, ckpt)
+    shutil.copy(exported[0], model)
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (ckpt, model)}
+    for argv in (["onnx", str(ckpt), "--out", str(ckpt)],
+                 ["int8", str(model), "--out", str(tmp_path / "." / "m.onnx"), "--calib", "2"],
+                 ["optimize", str(model), "--out", str(model)]):
+        caplog.clear()
+        assert main(argv) == 2, argv
+        assert "--out must differ from the input file" in caplog.text
+    assert before == {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in (ckpt, model)}
+    assert main(["onnx", str(ckpt), "--out", str(tmp_path)]) == 2 and "is a folder" in caplog.text
+    assert main(["onnx", str(ckpt), "--out", str(tmp_path / "none" / "m.onnx")]) == 2
+    assert "there is no folder" in caplog.text
+    assert _staging(tmp_path / "new.onnx", ckpt) == tmp_path / "new.onnx.unchecked"

@@ -43,3 +43,44 @@ def test_bad_repeat_and_unknown_preset_are_usage_errors(capsys):
     with pytest.raises(SystemExit) as info:
         main(["train", "--augment", "sparkles"])
     assert info.value.code == 2
+
+
+@pytest.mark.parametrize("changes, key", [
+    ({"size": 70}, "size"), ({"size": 0}, "size"), ({"batch": 0}, "batch"), ({"epochs": 0}, "epochs"),
+    ({"lr": 0.0}, "lr"), ({"lr": float("inf")}, "lr"), ({"weight_decay": float("nan")}, "weight_decay"),
+    ({"teacher": "t.pt", "distill_alpha": 1.5}, "alpha"), ({"teacher": "t.pt", "distill_alpha": float("nan")}, "alpha"),
+    ({"val_fraction": 1.0}, "val_fraction"), ({"val_fraction": float("nan")}, "val_fraction"),
+    ({"repeat": {"figaro-train": 0}}, "repeat"), ({"repeat": {"celeb1k-train": 2}}, "not one of the training"),
+    ({"teacher": "runs/x/best.pt", "out": "runs/x"}, "--teacher checkpoint"),
+    ({"init": "runs/x/last.pt", "out": "runs/x/"}, "--init checkpoint"),
+])
+def test_numbers_a_run_would_learn_nothing_from_are_refused_by_name(changes, key):
+    """Each was accepted: lr 0 or batch larger than the data trained nothing and exited 0, alpha nan saved NaN
+    weights as best.pt, --no-resume into the teacher's own folder wrote over the teacher."""
+    with pytest.raises(ValueError, match=key):
+        TrainConfig(**changes)
+
+
+def test_checkpoints_that_are_not_one_and_runs_that_learn_nothing_exit_with_a_message(tmp_path, data_root, caplog):
+    """Bad --init / --teacher / evaluate files were tracebacks (EOFError, UnpicklingError, ...); a folder with no
+    usable pair trained on nothing and exited 0; an --out that is a file was a FileExistsError traceback."""
+    import torch
+    empty, text, listed = tmp_path / "empty.pt", tmp_path / "text.pt", tmp_path / "list.pt"
+    empty.write_bytes(b"")
+    text.write_text("not a checkpoint\n")
+    torch.save([1, 2], listed)
+    for bad in (empty, text, listed):
+        caplog.clear()
+        assert main(["evaluate", str(bad), "--data", "fasseg-v2-test", "--data-root", str(data_root)]) == 2
+        assert f"{bad}: not a training checkpoint" in caplog.text
+    common = ["--data-root", str(data_root), "--size", "32", "--epochs", "1", "--batch", "4"]
+    folder = tmp_path / "set"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    (folder / "images" / "a.jpg").write_bytes(b"not a jpeg")  # no mask, and not an image either
+    caplog.clear()
+    assert main(["train", "--data", f"folder:{folder}", *common, "--out", str(tmp_path / "r1")]) == 1
+    assert "fewer than one batch" in caplog.text and not (tmp_path / "r1" / "best.pt").exists()
+    (tmp_path / "a-file").write_text("x")
+    assert main(["train", "--data", "fasseg-v2-train", "--limit", "8", *common,
+                 "--out", str(tmp_path / "a-file")]) == 2
