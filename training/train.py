@@ -364,8 +364,9 @@ def load_training_data(cfg: TrainConfig):
     return [index[p] for p in train_pairs], train_pairs, val_arrays, val_kept
 
 
-# Settings that change how fast a run goes, not what it learns: a run may resume with other values.
-RUNTIME_ONLY = frozenset({"threads"})
+# Settings that change how fast a run goes or where it is kept, not what it learns: a run may resume with other
+# values (`runs/x/` and `runs/../runs/x` are the same folder; a run moved elsewhere is the same run).
+RUNTIME_ONLY = frozenset({"threads", "out"})
 
 
 def config_changes(saved: dict, current: dict) -> list[str]:

@@ -365,6 +365,7 @@ def test_a_run_saved_before_a_setting_existed_resumes_with_its_default():
     saved = {k: v for k, v in current.items() if k not in ("loss", "hard")}
     assert config_changes(saved, current) == []
     assert config_changes(saved, {**current, "loss": "bce-lovasz"}) == ["loss"]
+    assert config_changes(current, {**current, "out": current["out"] + "/", "threads": 1}) == [], "the same run"
 
 
 def test_lovasz_hinge_of_a_hard_prediction_is_twice_its_iou_loss():
