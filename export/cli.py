@@ -262,9 +262,11 @@ def main(argv: list[str] | None = None) -> int:
     args.command = _command(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from device.model_file import ModelContractError  # a file that breaks the contract: exit 1, not a usage error
+    # a file that breaks the contract, or that the daemon's segmenter refuses: exit 1, not a usage error
+    from device.model_file import ModelContractError
+    from device.segmenters import SegmenterError
     from training.cli import run_command
-    return run_command(lambda: args.func(args), _log, unusable=(ModelContractError,))
+    return run_command(lambda: args.func(args), _log, unusable=(ModelContractError, SegmenterError))
 
 
 if __name__ == "__main__":

@@ -25,3 +25,12 @@ def test_a_tie_goes_to_the_rule_with_fewer_non_hair_regions_over_the_bound_then_
 def test_test_sets_are_never_used_to_choose():
     with pytest.raises(ValueError, match="not a validation split"):
         pe.measure("models/none.onnx", data=("figaro-test",))
+
+
+def test_a_file_the_segmenter_refuses_is_one_line_and_exit_1(tmp_path, caplog):
+    """`export postprocess` on a file that is no model was a SegmenterError traceback."""
+    from export.cli import main
+    junk = tmp_path / "junk.onnx"
+    junk.write_text("not a model\n")
+    assert main(["postprocess", str(junk), "--limit", "1"]) == 1
+    assert f"{junk}: not an ONNX model" in caplog.text
