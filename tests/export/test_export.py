@@ -186,3 +186,17 @@ def test_an_out_that_would_replace_the_input_is_refused_and_the_input_kept(train
     assert main(["onnx", str(ckpt), "--out", str(tmp_path / "none" / "m.onnx")]) == 2
     assert "there is no folder" in caplog.text
     assert _staging(tmp_path / "new.onnx", ckpt) == tmp_path / "new.onnx.unchecked"
+
+
+def test_eval_on_a_set_with_no_usable_photo_stores_nothing(exported, tmp_path, caplog):
+    """`eval --data folder:EMPTY --write` stored eval.*.iou = nan in the model's metadata, with exit 0."""
+    import hashlib
+    import shutil
+    model = tmp_path / "m.onnx"
+    shutil.copy(exported[0], model)
+    before = hashlib.sha256(model.read_bytes()).hexdigest()
+    (tmp_path / "set" / "images").mkdir(parents=True)
+    (tmp_path / "set" / "masks").mkdir()
+    assert main(["eval", str(model), "--data", f"folder:{tmp_path / 'set'}", "--write"]) == 1
+    assert "no usable photo to evaluate on" in caplog.text
+    assert hashlib.sha256(model.read_bytes()).hexdigest() == before
