@@ -88,8 +88,8 @@ def evaluate(predict: Predictor, pairs: list[Pair] | list[tuple[np.ndarray, np.n
     `on_image(index, prediction, truth)` sees each image's thresholded mask at the image's size (for
     per-image figures and galleries); it is called in order, after the image is counted."""
     if pairs and isinstance(pairs[0], Pair):
-        groups = [p.group for p in pairs]
-        pairs, _, _ = load_pairs(pairs)
+        pairs, kept, _ = load_pairs(pairs)
+        groups = [p.group for p in kept]  # of the pairs kept: a skipped pair must not shift the others' groups
     if not pairs:  # a mean over nothing is NaN: never a figure to print, compare or store in a file
         raise DataError("no usable photo to evaluate on (the set is empty, or every pair in it was skipped)")
     total, by_group = MaskMetrics(), defaultdict(MaskMetrics)

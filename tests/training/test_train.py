@@ -565,3 +565,16 @@ def test_the_grey_finish_keeps_the_geometry_and_recolours_only_hair_and_faces(da
     assert 2 <= changed <= 20
     assert Batches([(img, mask)], [pair], TrainConfig(data=["celeb1k-train"], augment="flips-grey"),
                    rng).find_face is not None, "the preset's aged faces need the face finder"
+
+
+def test_each_photo_is_counted_in_its_own_group_when_a_pair_is_skipped(data_root):
+    """FASSEG V3 Test has pairs whose image and label sizes differ (skipped): the groups (poses) were taken before
+    the skip, so every later photo was counted under its neighbour's pose."""
+    from collections import Counter
+
+    from training.data import load_pairs
+    pairs = resolve("fasseg-v3-test", data_root)
+    _, kept, skipped = load_pairs(pairs)
+    assert skipped, "the data set's known mismatched pairs"
+    result = evaluate(lambda batch: np.zeros(batch.shape[:3], np.float32), pairs, (32, 32), progress=False)
+    assert {g: m["images"] for g, m in result["groups"].items()} == dict(Counter(p.group for p in kept))
