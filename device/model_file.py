@@ -42,6 +42,11 @@ class ModelContractError(ValueError):
     """The file is not a usable contract-v1 hair model; the message says which file and what is wrong."""
 
 
+class ModelFileNotFound(ModelContractError, FileNotFoundError):
+    """There is no file at the model's path: for the daemon an unusable model like any other (it falls back), for a
+    command a wrong argument (exit 2, not the exit 1 of a file that breaks the contract)."""
+
+
 # --- protobuf wire format -------------------------------------------------------------------------------------------
 
 class _Truncated(Exception):
@@ -118,7 +123,7 @@ def _external_data(buf: bytes, graph: tuple[int, int]) -> list[tuple[str, str]]:
 def check_file(path: Path) -> None:
     """Refuse, with a message of its own, a missing, empty, non-ONNX, truncated or not-self-contained file."""
     if not path.exists():
-        raise ModelContractError(f"model file not found: {path} (models ship in the source checkout's models/ and "
+        raise ModelFileNotFound(f"model file not found: {path} (models ship in the source checkout's models/ and "
                                  "the deploy's models folder, not in the wheel: set [segmenter] model to a .onnx)")
     if not path.is_file():
         raise ModelContractError(f"model path is not a file: {path}")

@@ -19,6 +19,10 @@ class SegmenterError(RuntimeError):
     """The segmenter cannot be created or failed on a frame; the daemon falls back to classical mode."""
 
 
+class SegmenterFileNotFound(SegmenterError, FileNotFoundError):
+    """The model file does not exist: the daemon falls back as for any SegmenterError; a command's missing input."""
+
+
 class Segmenter:
     """`input_size` is (H, W); `segment` takes RGB uint8 at that size and returns float32 [H, W] in [0, 1].
     A kind declares its own `[segmenter]` keys (`Settings`) and checks them (`check_config`, also run for the
@@ -69,7 +73,7 @@ class OnnxSegmenter(Segmenter):
         try:
             self.model = load_model(cfg.model, threads=cfg.threads)
         except (ModelContractError, OSError) as e:
-            raise SegmenterError(str(e)) from e
+            raise (SegmenterFileNotFound if isinstance(e, FileNotFoundError) else SegmenterError)(str(e)) from e
         self.input_size = self.model.input_size
         self.threshold = self.model.threshold
         self.prior = None

@@ -125,8 +125,8 @@ def cmd_check(args) -> int:
         try:
             model = load_model(path)
         except ModelContractError as e:
-            print(f"REFUSED {e}")
-            status = EXIT_ERROR
+            print(f"REFUSED {e}")  # every file is still checked; a path with no file is a wrong argument
+            status = max(status, EXIT_USAGE if isinstance(e, FileNotFoundError) else EXIT_ERROR)
             continue
         print(f"OK {path}: input {model.input_size[0]}x{model.input_size[1]}, threshold {model.threshold:g}"
               f"{', prior input' if model.has_prior else ''}")
@@ -144,7 +144,10 @@ def cmd_card(args) -> int:
 
 
 def cmd_breakdown(args) -> int:
+    from device.model_file import check_file
+
     from .breakdown import check_gallery_place, gallery, gallery_name, measure, report
+    check_file(Path(args.model))  # before where its gallery goes: a missing file is the first thing to say
     outs = {spec: Path(args.out_dir) / gallery_name(args.model, spec) for spec in args.data}
     for spec, out in outs.items():  # celeb1k photos never go next to the shipped files
         check_gallery_place(spec, out, [Path(args.model).parent])

@@ -429,8 +429,11 @@ def profile_table(paths: dict[str, Path], runs: int, top: int = 10) -> str:
 
 
 def cmd_optimize(args) -> int:
+    from device.model_file import check_file
+
     from .cli import EXIT_ERROR, EXIT_OK, _staging
     from .parity import parity_inputs
+    check_file(Path(args.model))  # a missing or broken source is named as such before anything is made
     out = Path(args.out)
     staging = _staging(out, args.model)
     try:

@@ -15,10 +15,13 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 def run_command(command, log: logging.Logger, unusable: tuple[type[Exception], ...] = ()) -> int:
     """Run `command()` (returns an exit code or None) for a CLI: bad input (ValueError, KeyError, a path that is
     missing, a folder, read-only...) is exit 2 and unusable data (DataError, or the `unusable` types, checked
-    first) exit 1, each one logged line instead of a traceback."""
+    before bad input but after a missing file) exit 1, each one logged line instead of a traceback."""
     from .data import DataError
     try:
         code = command()
+    except FileNotFoundError as e:  # a missing input, even one an `unusable` type also describes, is bad input
+        log.error("%s", e)
+        return EXIT_USAGE
     except unusable as e:
         log.error("%s", e)
         return EXIT_ERROR

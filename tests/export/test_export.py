@@ -9,6 +9,7 @@ import onnx
 import pytest
 import torch
 
+from device.config import DEFAULT_MODEL
 from device.model_file import load_model
 from export import parity
 from export.cli import _staging, main
@@ -116,6 +117,22 @@ def test_usage_errors(tmp_path):
     with pytest.raises(SystemExit) as info:
         main(["onnx", "--help"])
     assert info.value.code == 0
+
+
+def test_a_missing_model_file_is_a_usage_error_and_a_broken_one_a_failed_check(tmp_path, caplog, capsys):
+    """Every subcommand that reads a model exits 2 for a path with no file (it exited 1 in eval, int8 and
+    postprocess, 2 in optimize with the OS's bare message) and 1 for a file that is there but not a model."""
+    missing, broken = tmp_path / "absent.onnx", tmp_path / "broken.onnx"
+    broken.write_text("not a model")
+    commands = (["eval", "{}"], ["compare", "{}", str(DEFAULT_MODEL)], ["postprocess", "{}", "--limit", "1"],
+                ["int8", "{}", "--out", str(tmp_path / "q.onnx")], ["optimize", "{}", "--out", str(tmp_path / "o.onnx")],
+                ["breakdown", "{}", "--out-dir", str(tmp_path)], ["check", "{}"])
+    for argv in commands:
+        for path, code, message in ((missing, 2, "model file not found"), (broken, 1, "not an ONNX model")):
+            caplog.clear()
+            assert main([a.format(path) for a in argv]) == code, (argv[0], path.name)
+            assert message in caplog.text + capsys.readouterr().out, (argv[0], path.name)  # check prints its verdicts
+    assert not list(tmp_path.glob("[qo].onnx*"))  # nothing made of either
 
 
 def test_check_command_refuses_a_bad_file(exported, tmp_path, capsys):
