@@ -68,8 +68,9 @@ class TrainConfig:
                                             "and figaro-val for the finish checkpoint (models/README.md, twelfth "
                                             "session), against +0.5 for flips alone",
                                        factory=list, command="prune", item_type=int, metavar="SIZE")
-    teacher_skip: list[str] = _option(help="data sets whose photos learn from their labels alone: the teacher's "
-                                           "targets there are the labels (celeb1k-train-hat: the teacher dyes hats)",
+    teacher_skip: list[str] = _option(help="data sets (named, or folder:PATH) of the training data whose photos "
+                                           "learn from their labels alone: the teacher's targets there are the labels "
+                                           "(celeb1k-train-hat: the teacher dyes hats)",
                                       factory=list, command="prune", metavar="SET")
     init: str = _option("", "start from this run's weights with a fresh optimiser and schedule (another variant: the "
                             "layers it shares; an exported .onnx file of the same variant: its weights)",
@@ -103,8 +104,10 @@ class TrainConfig:
         if self.teacher_skip and not self.teacher:
             raise ValueError("teacher_skip needs a teacher (prune --teacher CHECKPOINT)")
         for spec in self.teacher_skip:
-            if spec not in datasets.DATASETS:
-                raise ValueError(f"teacher_skip: unknown data set {spec!r}; known: {', '.join(datasets.DATASETS)}")
+            kind, _, path = spec.partition(":")
+            if spec not in datasets.DATASETS and not (path and kind in datasets.PATH_DATASETS):
+                known = [*datasets.DATASETS, *(k + ":PATH" for k in datasets.PATH_DATASETS)]
+                raise ValueError(f"teacher_skip: unknown data set {spec!r}; known: {', '.join(known)}")
         for spec in self.data:
             parent = datasets.SUBSETS.get(spec)
             if parent and parent not in self.data:
@@ -285,7 +288,16 @@ class Batches:
         photos = {p: k for k, p in enumerate(dict.fromkeys(pairs))}  # a repeated pair is one photo
         self.key = np.array([photos[p] for p in pairs])
         self.loss = np.full(len(photos), np.nan)  # each photo's last training loss (NaN: not seen yet)
-        skipped = set().union(*(datasets.resolve(s, Path(cfg.data_root)) for s in cfg.teacher_skip))
+        skipped = set()
+        for spec in cfg.teacher_skip:
+            those = set(datasets.resolve(spec, Path(cfg.data_root)))
+            if not those & photos.keys():  # a set not in --data (or not in what --limit kept) would change nothing
+                message = (f"teacher_skip {spec}: none of its {len(those)} photos is among the training photos; "
+                           "name it (or the set holding it) in data")
+                if not cfg.limit:
+                    raise ValueError(message)
+                _log.warning("%s (or raise --limit)", message)
+            skipped |= those
         self.labels_only = np.array([p in skipped for p in photos], bool)  # by photo: no teacher's targets
         self.find_face = FaceFinder() if self.aug.glasses or self.aug.aged_skin else None
         self.faces: dict[int, tuple | None] = {}  # found once per image, on first use

@@ -1,6 +1,7 @@
 import csv
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -531,6 +532,33 @@ def test_teacher_skip_gives_the_skipped_photos_their_labels_as_targets(data_root
         TrainConfig(teacher_skip=["celeb1k-train-hat"])
     with pytest.raises(ValueError, match="unknown data set 'hats'"):
         TrainConfig(teacher="t.pt", teacher_skip=["hats"])
+    with pytest.raises(ValueError, match="teacher_skip celeb1k-train-hat: none of its 16 photos"):
+        Batches(arrays[:4], pairs[:4], cfg, np.random.default_rng(0))  # the hats are not among the photos
+
+
+def test_teacher_skip_takes_a_folder_set_of_the_training_data(tmp_path):
+    """`--teacher-skip folder:PATH` (it took only named sets): that folder's photos get their labels; a folder
+    that is not in the training data changes nothing and is refused by name."""
+    from training.data import load_pairs
+    from training.train import Batches
+    rng = np.random.default_rng(0)
+    for name in ("mine", "other"):
+        (tmp_path / name / "images").mkdir(parents=True)
+        (tmp_path / name / "masks").mkdir()
+        for i in range(2):
+            cv2.imwrite(str(tmp_path / name / "images" / f"{i}.png"), rng.integers(0, 255, (32, 32, 3), np.uint8))
+            cv2.imwrite(str(tmp_path / name / "masks" / f"{i}.png"), (rng.random((32, 32)) > 0.5).astype(np.uint8) * 255)
+    sets = [f"folder:{tmp_path / n}" for n in ("mine", "other")]
+    arrays, pairs, _ = load_pairs(resolve(sets[0]) + resolve(sets[1]))
+    cfg = TrainConfig(variant="mobile-unet", data=sets, size=32, batch=2, augment="flips", teacher="t.pt",
+                      teacher_skip=[sets[0]])
+    assert list(Batches(arrays, pairs, cfg, np.random.default_rng(0)).labels_only) == [True, True, False, False]
+    alone = TrainConfig(variant="mobile-unet", data=sets[:1], size=32, batch=2, augment="flips", teacher="t.pt",
+                        teacher_skip=[sets[1]])
+    with pytest.raises(ValueError, match=f"teacher_skip {sets[1]}: none of its 2 photos"):
+        Batches(arrays[:2], pairs[:2], alone, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="unknown data set 'album:"):
+        TrainConfig(teacher="t.pt", teacher_skip=[f"album:{tmp_path}"])
 
 
 def test_the_grey_finish_keeps_the_geometry_and_recolours_only_hair_and_faces(data_root):
