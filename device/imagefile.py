@@ -203,6 +203,11 @@ def bmp_info(data: bytes) -> ImageInfo | None:
     return ImageInfo("BMP", abs(width), abs(height))  # negative height: stored top-down
 
 
+def _printable(head: bytes) -> str:
+    """A file's first bytes as text, a dot for each byte that is not printable ASCII: "GIF89a..", "....ftyp"."""
+    return "".join(chr(b) if 32 <= b < 127 else "." for b in head)
+
+
 def inspect(data: bytes, max_bytes: int = MAX_DECODE_BYTES, longest: int = WORK_SIDE,
             cover_hw: tuple[int, int] | None = None) -> ImageInfo:
     """The header's ImageInfo, checked against the decode budget; ImageError (415: not a format read here,
@@ -216,7 +221,7 @@ def inspect(data: bytes, max_bytes: int = MAX_DECODE_BYTES, longest: int = WORK_
             break
     else:
         raise ImageError(f"not an image this mirror reads ({', '.join(HEADERS.names())}); "
-                         f"the data starts with {data[:8]!r}", status=415)
+                         f'the data starts with "{_printable(data[:8])}"', status=415)
     if info.width <= 0 or info.height <= 0:
         raise ImageError(f"the {info.format} header gives an empty size {info.width}x{info.height}")
     if info.pixels > MAX_PIXELS:

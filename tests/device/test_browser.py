@@ -135,6 +135,10 @@ def test_upload_a_photo_click_a_colour_and_watch_the_mirror(daemon, browser, tmp
     # the live preview plays: the MJPEG <img> has decoded a frame of the camera's size
     wait.until(lambda d: d.execute_script("return document.getElementById('stream').naturalWidth") == 320)
 
+    # before a photo: what to do, and no empty image frames
+    assert not browser.find_element(By.ID, "trio").is_displayed()
+    assert "Choose a photo" in browser.find_element(By.ID, "photo-info").text
+
     browser.find_element(By.ID, "file").send_keys(str(photo))
     output = browser.find_element(By.ID, "output-img")
     wait.until(lambda d: (output.get_attribute("src") or "").startswith("data:image/png"))
@@ -156,6 +160,16 @@ def test_upload_a_photo_click_a_colour_and_watch_the_mirror(daemon, browser, tmp
     assert blue.get_attribute("aria-pressed") == "true"
     # the same click recoloured the live mirror
     assert get_json(url + "api/status")["recolour"]["colour"] == PRESETS["electric-blue"]
+
+    # a file that is no image: the page says why, and does not stay on "finding the hair"
+    junk = tmp_path / "not-a-photo.jpg"
+    junk.write_bytes(b"these bytes are not a JPEG" * 40)
+    browser.find_element(By.ID, "file").send_keys(str(junk))
+    error = browser.find_element(By.ID, "error")
+    wait.until(lambda d: error.is_displayed() and error.text.startswith("Photo:"))
+    assert "no result" in browser.find_element(By.ID, "photo-info").text
+    assert not browser.find_element(By.ID, "output-img").get_attribute("src")
+    wait.until(lambda d: not d.find_element(By.ID, "input-img").get_attribute("src"))  # no broken-image icon
 
     phone = shot(browser, tmp_path / "page-phone.png", PHONE)
     desktop = shot(browser, tmp_path / "page-desktop.png", DESKTOP)
