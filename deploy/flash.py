@@ -84,14 +84,19 @@ def expected_sha256(image: Path, sha256: str | None, sha256_file_arg: Path | Non
     raise Refused(f"{source}: no sha256 line for {image.name}")
 
 
+UNREAD_SUFFIXES = {".zip": "unzip it first (a .zip may hold several files)", ".bz2": "bunzip2 it first",
+                   ".zst": "unzstd it first", ".7z": "extract it first (7z x)", ".lz4": "unlz4 it first"}
+
+
 def open_image(image: Path):
-    """A binary stream of the raw disk image, decompressing .xz and .gz on the fly."""
-    if image.suffix == ".xz":
+    """A binary stream of the raw disk image, decompressing .xz and .gz (any case) on the fly."""
+    suffix = image.suffix.lower()
+    if suffix == ".xz":
         return lzma.open(image, "rb")
-    if image.suffix == ".gz":
+    if suffix == ".gz":
         return gzip.open(image, "rb")
-    if image.suffix == ".zip":
-        raise Refused(f"{image}: unzip it first (a .zip may hold several files)")
+    if suffix in UNREAD_SUFFIXES:
+        raise Refused(f"{image}: {UNREAD_SUFFIXES[suffix]}; this script reads .img, .img.xz and .img.gz")
     return image.open("rb")
 
 
@@ -162,9 +167,9 @@ def xz_size(image: Path) -> int | None:
 
 def image_size(image: Path) -> int:
     """The decompressed image's size in bytes, known before anything is written."""
-    if image.suffix == ".xz" and (size := xz_size(image)) is not None:
+    if image.suffix.lower() == ".xz" and (size := xz_size(image)) is not None:
         return size
-    if image.suffix not in (".xz", ".gz"):
+    if image.suffix.lower() not in (".xz", ".gz"):
         return image.stat().st_size
     _log.info("measuring %s decompressed (its size is not in its header)", image.name)  # .gz keeps it mod 4 GiB
     size = 0
@@ -293,8 +298,8 @@ def toml_string(value: str) -> str:
 
 def wpa_psk(ssid: str, passphrase: str) -> str:
     """The 256-bit WPA PSK as wpa_passphrase computes it, so the card never holds the plain passphrase."""
-    if not 8 <= len(passphrase) <= 63:
-        raise Refused("Wi-Fi passphrase: WPA needs 8 to 63 characters")
+    if not (8 <= len(passphrase) <= 63 and all(" " <= c <= "~" for c in passphrase)):
+        raise Refused("Wi-Fi passphrase: WPA needs 8 to 63 printable ASCII characters")
     return hashlib.pbkdf2_hmac("sha1", passphrase.encode(), ssid.encode(), 4096, 32).hex()
 
 
@@ -306,6 +311,19 @@ def hash_password(plain: str) -> str:
     if out.returncode != 0:
         raise Refused(f"openssl passwd failed: {out.stderr.strip()}")
     return out.stdout.strip()
+
+
+ZONEINFO = Path("/usr/share/zoneinfo")
+
+
+def country_codes(code: str) -> set[str]:
+    """The ISO 3166 codes of this machine's tz database (what raspi-config checks a Wi-Fi country against);
+    without that file, `code` itself (its form is checked by the caller)."""
+    try:
+        lines = (ZONEINFO / "iso3166.tab").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return {code}
+    return {line.split("\t", 1)[0] for line in lines if line and not line.startswith("#")}
 
 
 @dataclasses.dataclass
@@ -333,10 +351,18 @@ class FirstBoot:
             raise Refused("--password-hash: expected a crypt hash such as $6$... (openssl passwd -6)")
         if self.password_hash and not self.user:
             raise Refused("a password needs --user")
-        if self.wifi_country and not re.fullmatch(r"[A-Z]{2}", self.wifi_country):
-            raise Refused(f"--wifi-country: {self.wifi_country!r} is not a two-letter country code (e.g. GB)")
+        if self.wifi_country and not (re.fullmatch(r"[A-Z]{2}", self.wifi_country)
+                                      and self.wifi_country in country_codes(self.wifi_country)):
+            raise Refused(f"--wifi-country: {self.wifi_country!r} is not a two-letter ISO 3166 country code (e.g. GB)")
         if self.wifi_psk and not self.wifi_ssid:
             raise Refused("a Wi-Fi password needs --wifi-ssid")
+        if self.wifi_ssid and not self.wifi_country:  # Raspberry Pi OS keeps the radio blocked until one is set
+            raise Refused("--wifi-ssid needs --wifi-country (Wi-Fi stays off until the country is set)")
+        if len(self.wifi_ssid.encode()) > 32:
+            raise Refused(f"--wifi-ssid: {len(self.wifi_ssid.encode())} bytes; an SSID holds at most 32")
+        if self.timezone and not (re.fullmatch(r"[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*", self.timezone)
+                                  and (not ZONEINFO.is_dir() or (ZONEINFO / self.timezone).is_file())):
+            raise Refused(f"--timezone: {self.timezone!r} is not a time zone (e.g. Europe/London; see {ZONEINFO})")
         for key in self.ssh_keys:
             if not re.match(r"(ssh-|ecdsa-|sk-)", key):
                 raise Refused(f"ssh key {key[:30]!r}...: not an OpenSSH public key line")
@@ -512,21 +538,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _first_line(path: Path, what: str) -> str:
+    """The first line of the file that is not blank; Refused when it cannot be read or holds none."""
     try:
         lines = path.read_text().splitlines()
     except OSError as e:
         raise Refused(f"{path}: cannot read the {what}: {e.strerror}") from None
-    if not lines or not lines[0]:
+    filled = [line for line in lines if line.strip()]
+    if not filled:
         raise Refused(f"{path}: the {what} file is empty")
-    return lines[0]
+    return filled[0]
 
 
 def first_boot_from_args(args: argparse.Namespace) -> FirstBoot:
     keys = []
     for key_file in args.ssh_key:
-        _first_line(key_file, "ssh key")  # readable and not empty
-        keys += [line.strip() for line in key_file.read_text().splitlines()
-                 if line.strip() and not line.startswith("#")]
+        _first_line(key_file, "ssh key")  # readable
+        found = [line.strip() for line in key_file.read_text().splitlines()
+                 if line.strip() and not line.lstrip().startswith("#")]
+        if not found:  # a file of comments would leave the card without a key and ssh off
+            raise Refused(f"{key_file}: no key in it (only comments or blank lines)")
+        keys += found
     password_hash = args.password_hash
     if args.password_file:
         password_hash = hash_password(_first_line(args.password_file, "password"))
@@ -557,6 +588,8 @@ def run(args: argparse.Namespace) -> int:
     if boot_files and not shutil.which("mcopy"):
         raise Refused("mcopy (mtools) is needed to write first-boot settings: apt install mtools")
     target = check_target(args.target, args.allow_file)
+    if target.path.exists() and os.path.samefile(image, target.path):  # the write would truncate the image first
+        raise Refused(f"{target.path} is the image itself")
 
     want = expected_sha256(image, args.sha256, args.sha256_file)
     if want is None and not args.skip_checksum:
@@ -573,6 +606,8 @@ def run(args: argparse.Namespace) -> int:
     if target.size is not None and raw_size > target.size:
         raise Refused(f"{target.path}: the image is larger than the card ({raw_size} bytes decompressed, "
                       f"the card holds {target.size})")
+    if len(head) < 512 or head[510:512] != b"\x55\xaa":  # MBR or GPT's protective MBR: a disk image
+        raise Refused(f"{image}: not a disk image (no partition table in its first sector)")
     if boot_files and boot_offset_in(head, f"{image} (the image)", Refused) >= raw_size:
         raise Refused(f"{image}: its boot partition starts beyond the image's end ({raw_size} bytes)")
 
@@ -591,6 +626,8 @@ def run(args: argparse.Namespace) -> int:
 
     written, written_sha = write_image(image, target)
     _log.info("wrote %d bytes (sha256 %s)", written, written_sha)
+    if written != raw_size:
+        raise Failed(f"{target.path}: wrote {written} bytes, the image holds {raw_size}")
     if not args.no_readback:
         back = read_back(target, written)
         if back != written_sha:

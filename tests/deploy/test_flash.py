@@ -184,6 +184,67 @@ def test_bad_first_boot_values_are_refused(image, tmp_path, capsys, option, valu
     assert message in capsys.readouterr().err
 
 
+def test_wifi_values_raspberry_pi_os_would_not_apply_are_refused(image, tmp_path, capsys):
+    """Each passed a dry run: a passphrase of non-ASCII characters (WPA counts 8-63 printable ASCII), an SSID over 32
+    bytes, an SSID without a country (the radio stays blocked), a country not in ISO 3166, an unknown time zone."""
+    (tmp_path / "wifi").write_text("pässwörd-" * 6 + "\n")  # 54 characters, 66 bytes
+    base = [str(image), str(tmp_path / "c.img"), "--allow-file", "--dry-run"]
+    cases = [(["--wifi-ssid", "Salon", "--wifi-country", "GB", "--wifi-password-file", str(tmp_path / "wifi")],
+              "printable ASCII"),
+             (["--wifi-ssid", "S" * 33, "--wifi-country", "GB"], "at most 32"),
+             (["--wifi-ssid", "Salon"], "needs --wifi-country"),
+             (["--timezone", "../../etc/passwd"], "not a time zone")]
+    if (flash.ZONEINFO / "iso3166.tab").is_file():
+        cases += [(["--wifi-ssid", "Salon", "--wifi-country", "XX"], "ISO 3166"),
+                  (["--timezone", "Mars/Olympus"], "not a time zone")]
+    for options, message in cases:
+        assert flash.main(base + options) == 2, options
+        assert message in capsys.readouterr().err, options
+    assert flash.main(base + ["--wifi-ssid", "S" * 32, "--wifi-country", "gb", "--timezone", "UTC"]) == 0
+
+
+def test_an_ssh_key_file_of_comments_is_refused(image, tmp_path, capsys):
+    """Was: a file of comment lines added no key, so ssh stayed off on a headless mirror, with exit 0; a key after
+    a blank first line was refused as an empty file."""
+    (tmp_path / "comments.pub").write_text("# my laptop's key\n\n")
+    (tmp_path / "blank-first.pub").write_text("\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFake mirror@test\n")
+    base = [str(image), str(tmp_path / "c.img"), "--allow-file", "--dry-run", "--ssh-key"]
+    assert flash.main(base + [str(tmp_path / "comments.pub")]) == 2
+    assert "no key in it" in capsys.readouterr().err
+    assert flash.main(base + [str(tmp_path / "blank-first.pub")]) == 0
+    assert "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFake" in capsys.readouterr().out
+
+
+def test_the_image_itself_as_the_target_is_refused_and_kept(image, tmp_path, capsys):
+    """Was: `flash.py x.img x.img --allow-file --yes` truncated the image, wrote 0 bytes, said "read back and
+    verified" and exited 0 (a symlink to it as the target too)."""
+    raw = tmp_path / "raspios.img"
+    raw.write_bytes(_raw(image))
+    before = hashlib.sha256(raw.read_bytes()).hexdigest()
+    (tmp_path / "link.img").symlink_to(raw)
+    for target in (raw, tmp_path / "link.img"):
+        assert flash.main([str(raw), str(target), "--allow-file", "--yes", "--skip-checksum"]) == 2
+        assert "is the image itself" in capsys.readouterr().err
+    assert hashlib.sha256(raw.read_bytes()).hexdigest() == before
+
+
+def test_data_that_is_not_a_disk_image_is_refused(image, tmp_path, capsys):
+    """Was: with no first-boot settings a .bz2 (or any file) was written raw and "verified"; an upper-case .XZ was
+    not decompressed."""
+    import bz2
+    raw = _raw(image)
+    (tmp_path / "os.img.bz2").write_bytes(bz2.compress(raw))
+    (tmp_path / "notes.img").write_bytes(b"not a disk" * 100)
+    (tmp_path / "OS.IMG.XZ").write_bytes(image.read_bytes())
+    target = tmp_path / "card.img"
+    for name, message in (("os.img.bz2", "bunzip2 it first"), ("notes.img", "not a disk image")):
+        assert flash.main([str(tmp_path / name), str(target), "--allow-file", "--yes", "--skip-checksum"]) == 2
+        assert message in capsys.readouterr().err
+        assert not target.exists()
+    assert flash.main([str(tmp_path / "OS.IMG.XZ"), str(target), "--allow-file", "--yes", "--skip-checksum"]) == 0
+    assert target.read_bytes() == raw
+
+
 def test_a_card_smaller_than_the_image_is_refused_before_writing_and_in_a_dry_run(image, tmp_path, monkeypatch,
                                                                                   capsys):
     """Was: the dry run passed, and the real run wrote 4 MiB before it found out (exit 1)."""
