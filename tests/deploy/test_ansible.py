@@ -135,3 +135,52 @@ def test_every_variable_used_by_the_roles_has_a_default():
     missing = sorted(used - defaults - produced)
     assert not missing, f"used but not in any defaults/main.yml: {missing}"
     assert "hairmirror_systemd_running" in produced  # the one fact the role derives itself
+
+
+def _checks(tmp_path: Path, extra: dict) -> subprocess.CompletedProcess:
+    """The role's variable checks (tasks/checks.yml) run by ansible on this machine, with `extra` variables."""
+    import json
+    play = tmp_path / "checks.yml"
+    play.write_text("- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n"
+                    "    - ansible.builtin.include_role:\n        name: hairmirror\n        tasks_from: checks\n")
+    return _run([tool("ansible-playbook"), "-i", "localhost,", str(play), "-e", json.dumps(extra)])
+
+
+def test_the_role_refuses_variables_the_daemons_validation_cannot_see(tmp_path):
+    """Each of these passed the config template's validation and failed later, or never: a YAML null written as
+    "None" (a camera folder named None), a _settings key that has its own variable (the same key twice: not TOML),
+    a model that is not among the copied ones (the daemon quietly ran its classical fallback), a model under /home
+    (hidden by ProtectHome), an environment name systemd does not take."""
+    model = tmp_path / "mine.onnx"
+    model.write_bytes(b"x")
+    cases = [({"hairmirror_camera_path": None, "hairmirror_camera_kind": "images"}, "hairmirror_camera_path is empty"),
+             ({"hairmirror_web_token": None}, "hairmirror_web_token is empty"),
+             ({"hairmirror_camera_settings": {"device": "/dev/video2"}}, "set hairmirror_camera_device instead"),
+             ({"hairmirror_sink_settings": {"preview": None}}, "hairmirror_sink_settings must be"),
+             ({"hairmirror_segmenter_model": "/opt/hairmirror/models/typo.onnx"}, "no such model among"),
+             ({"hairmirror_models": []}, "hairmirror_segmenter_model"),
+             ({"hairmirror_segmenter_model": str(tmp_path / "absent.onnx")}, "no such model file on the mirror"),
+             ({"hairmirror_segmenter_model": "/home/pi/model.onnx"}, "ProtectHome"),
+             ({"hairmirror_environment": {"MY-VAR": "1"}}, "hairmirror_environment: names")]
+    for extra, message in cases:
+        out = _checks(tmp_path, extra)
+        assert out.returncode != 0 and message in out.stdout, (extra, out.stdout[-2000:])
+    fine = _checks(tmp_path, {"hairmirror_segmenter_model": str(model), "hairmirror_camera_settings": {"url": "x"},
+                              "hairmirror_environment": {"HTTPS_PROXY": "http://u:p%40ss@proxy:3128"}})
+    assert fine.returncode == 0, fine.stdout[-2000:]
+
+
+def test_the_drop_in_escapes_the_environment_and_opens_what_the_config_needs():
+    """Environment values reach the daemon as written (systemd reads % and \\ and quotes itself); a page on a port
+    under 1024 gets the one capability that binds it; with the page off, an mjpeg camera keeps its network and a
+    files sink outside the state folder its write access."""
+    drop_in = ROLES / "hairmirror" / "templates" / "hairmirror.service.conf.j2"
+    text = render(drop_in, role_defaults({"hairmirror_environment": {"A": 'say "hi" 100% \\o/'},
+                                          "hairmirror_web_port": 80}))
+    assert 'Environment="A=say \\"hi\\" 100%% \\\\o/"' in text
+    assert "AmbientCapabilities=CAP_NET_BIND_SERVICE" in text and "PrivateNetwork" not in text
+    off = render(drop_in, role_defaults({"hairmirror_web_enabled": False, "hairmirror_camera_kind": "mjpeg",
+                                         "hairmirror_sink_kind": "files", "hairmirror_sink_path": "/srv/frames"}))
+    assert "PrivateNetwork" not in off and "ReadWritePaths=/srv/frames" in off and "CAP_NET_BIND" not in off
+    local = render(drop_in, role_defaults({"hairmirror_web_enabled": False}))
+    assert "PrivateNetwork=yes" in local and "ReadWritePaths" not in local
