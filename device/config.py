@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import ipaddress
 import os
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -266,7 +268,21 @@ def check_creatable(key: str, text: str) -> None:
         raise ConfigError(f"{key}: cannot create or write {path}: {existing} is not writable")
 
 
+_HOST_NAME = re.compile(r"(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
+
+
+def _is_host(text: str) -> bool:
+    """An IP address or a host name (RFC 1123 labels): what the page can listen on, or what a resolver may know."""
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return bool(_HOST_NAME.fullmatch(text))
+
+
 def _check_web(web: WebConfig) -> None:
+    if web.enabled and not _is_host(web.host):  # caught at start, not when the page fails to listen
+        raise ConfigError(f"web.host: {web.host!r} is neither an IP address nor a host name")
     if web.enabled and web.host not in LOOPBACK_HOSTS and not web.token:
         raise ConfigError(f"web.host: listening on {web.host!r} needs web.token to be set")
     if not web.token:

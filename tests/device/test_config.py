@@ -181,6 +181,16 @@ def test_web_takes_an_ipv6_address_in_brackets(web, host):
     assert configuration.load(None, o).web.host == host
 
 
+@pytest.mark.parametrize("host", ["mirror hall", "mirror_hall.local", "-mirror", "a" * 64, "1.2.3.4:80", "", "[::1]"])
+def test_a_web_host_that_is_no_address_or_host_name_is_refused(host):
+    """'mirror hall' passed --validate-config and failed at the start ('Name or service not known', exit 1): under
+    systemd, five restarts and start-limit-hit."""
+    with pytest.raises(configuration.ConfigError, match="web.host: .* neither an IP address nor a host name"):
+        configuration.from_dict({"web": {"host": host, "token": "a-long-enough-token-0123"}})
+    for fine in ("mirror-hall.local", "0.0.0.0", "::", "fe80::1", "localhost", "10.1.2.3"):
+        assert configuration.from_dict({"web": {"host": fine, "token": "a-long-enough-token-0123"}}).web.host == fine
+
+
 @pytest.mark.parametrize("camera, missing", [('kind = "images"\npath = "{absent}"', "camera.path: no folder"),
                                              ('kind = "opencv"\ndevice = "{absent}.mp4"',
                                               "camera.device: no video file")])
