@@ -124,6 +124,10 @@ class Mirror:
         except SegmenterError as e:
             self._fall_back(str(e))
             return None
+        except Exception as e:  # a fault of the segmenter's own code: the frames go on, on the fallback
+            _log.exception("inference: unexpected error")
+            self._fall_back(f"inference failed: {type(e).__name__}: {e}")
+            return None
         self.resting.reset()
         seconds = time.perf_counter() - t0
         self.timings.add("inference", seconds)

@@ -8,11 +8,14 @@ Only onnxruntime and numpy are needed (no `onnx` package on the device). The fil
 walked by hand first so that a truncated file, a file that is not ONNX at all and a missing external-data
 file each get their own message instead of onnxruntime's generic parse error. Last, the model runs once on a
 test frame (mid-grey with bands of real-looking values): an output that is not float32 [1, 1, H, W], not finite,
-or outside [0, 1] (0..255 values, logits) is refused, so the daemon falls back instead of dyeing nothing or all.
+or outside [0, 1] (0..255 values, logits), or the same everywhere, is refused, so the daemon falls back instead of
+dyeing nothing or all. Every later run's output is checked the same way (`check_output`): a graph can keep the
+contract on the test frame and break it on a real frame.
 """
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +36,10 @@ _ENTRY_KEY, _ENTRY_VALUE = 1, 2
 _DATA_LOCATION_EXTERNAL = 1
 _MAX_MODEL_FIELD = 30  # ModelProto uses fields 1..26 today; anything far beyond is not an ONNX model
 _MAX_IR_VERSION = 100
-PROBABILITY_SLACK = 1e-5  # float rounding allowed around [0, 1] in the load check's test run
+PROBABILITY_SLACK = 1e-5  # float rounding allowed around [0, 1] in every output check
+MAX_MODEL_BYTES = 512 << 20  # a hair model is a few MB (the seed's 31M-parameter U-Net: 124 MB); read whole
+MAX_SIDE = 2048              # input_size per side: far beyond any model a Pi runs live, far under what exhausts it
+THRESHOLD_RANGE = (0.01, 0.99)  # a threshold outside it dyes (almost) everything or nothing
 # Wire types of the ModelProto fields: 0 = varint, 2 = length-delimited (bytes, string, message).
 _MODEL_WIRE_TYPES = {1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2, 26: 2}
 
@@ -122,11 +128,18 @@ def _external_data(buf: bytes, graph: tuple[int, int]) -> list[tuple[str, str]]:
 
 def check_file(path: Path) -> None:
     """Refuse, with a message of its own, a missing, empty, non-ONNX, truncated or not-self-contained file."""
-    if not path.exists():
+    try:
+        st = path.stat()
+    except FileNotFoundError:
         raise ModelFileNotFound(f"model file not found: {path} (models ship in the source checkout's models/ and "
-                                 "the deploy's models folder, not in the wheel: set [segmenter] model to a .onnx)")
+                                "the deploy's models folder, not in the wheel: set [segmenter] model to a .onnx)") from None
+    except OSError as e:  # a symlink loop, a folder without permission on the way
+        raise ModelContractError(f"{path}: cannot reach the model file: {e.strerror or e}") from None
     if not path.is_file():
         raise ModelContractError(f"model path is not a file: {path}")
+    if st.st_size > MAX_MODEL_BYTES:  # read whole below: refused before a Pi runs out of memory
+        raise ModelContractError(f"{path}: {st.st_size >> 20} MiB, larger than any hair model "
+                                 f"({MAX_MODEL_BYTES >> 20} MiB at most)")
     buf = path.read_bytes()
     if not buf:
         raise ModelContractError(f"{path}: the file is empty (0 bytes), not an ONNX model")
@@ -164,22 +177,23 @@ def check_file(path: Path) -> None:
 # --- the contract ---------------------------------------------------------------------------------------------------
 
 def _parse_hw(path: Path, text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.split(","))
-    except ValueError:
-        raise ModelContractError(f"{path}: metadata input_size must be 'H,W', got {text!r}") from None
-    if h <= 0 or w <= 0:
-        raise ModelContractError(f"{path}: metadata input_size must be positive, got {text!r}")
+    found = re.fullmatch(r"\s*([0-9]+)\s*,\s*([0-9]+)\s*", text, re.ASCII)  # not int()'s "6_4" or other digits
+    if not found:
+        raise ModelContractError(f"{path}: metadata input_size must be 'H,W', got {text!r}")
+    h, w = int(found[1]), int(found[2])
+    if not (0 < h <= MAX_SIDE and 0 < w <= MAX_SIDE):
+        raise ModelContractError(f"{path}: metadata input_size {text!r}: each side must be 1..{MAX_SIDE} pixels")
     return h, w
 
 
 def _parse_threshold(path: Path, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ModelContractError(f"{path}: metadata threshold must be a number, got {text!r}") from None
-    if not 0.0 < value < 1.0:
-        raise ModelContractError(f"{path}: metadata threshold must lie in (0, 1), got {value}")
+    if not re.fullmatch(r"\s*[0-9]*\.?[0-9]+(e[-+]?[0-9]+)?\s*", text, re.ASCII | re.IGNORECASE):
+        raise ModelContractError(f"{path}: metadata threshold must be a number, got {text!r}")
+    value = float(text)
+    lo, hi = THRESHOLD_RANGE
+    if not lo <= value <= hi:
+        raise ModelContractError(f"{path}: metadata threshold {text.strip()!r} dyes almost everything or nothing; "
+                                 f"it must lie in [{lo}, {hi}]")
     return value
 
 
@@ -237,27 +251,42 @@ def probe_frame(h: int, w: int) -> np.ndarray:
     return frame[None]
 
 
+def check_output(path: Path, out, n: int, hw: tuple[int, int], what: str) -> np.ndarray:
+    """`out` if it keeps the contract for `n` images (float32 [n, 1, H, W], finite, in [0, 1]), else
+    ModelContractError: checked on every run, since a graph may keep it on the load's test frame and break it on
+    a real one (NaN on a black frame, another shape down another branch). Two reductions: min and max, which a NaN
+    also fails."""
+    h, w = hw
+    dtype, shape = getattr(out, "dtype", type(out).__name__), tuple(getattr(out, "shape", ()))
+    if dtype != np.float32 or shape != (n, 1, h, w):
+        raise ModelContractError(f"{path}: output 'hair' came out {dtype} {list(shape)} for {what}; contract v1 "
+                                 f"needs float32 [{n}, 1, {h}, {w}]")
+    lo, hi = float(out.min()), float(out.max())
+    if lo >= -PROBABILITY_SLACK and hi <= 1 + PROBABILITY_SLACK:
+        return out
+    bad = int(np.count_nonzero(~np.isfinite(out)))
+    if bad:
+        raise ModelContractError(f"{path}: output 'hair' is not finite (NaN or infinity) at {bad} of "
+                                 f"{out.size} pixels for {what}; contract v1 needs probabilities in [0, 1]")
+    hint = " (looks like logits: no sigmoid)" if lo < 0 else " (looks like 0..255 pixel values)" if hi > 2 else ""
+    raise ModelContractError(f"{path}: output 'hair' spans {lo:.4g}..{hi:.4g} for {what}{hint}; "
+                             "contract v1 needs probabilities in [0, 1]")
+
+
 def _probe(model: ContractModel) -> None:
-    """One test frame through the model: it must run, and its output must keep the contract (float32
-    [1, 1, H, W], finite, in [0, 1]); a model that gives NaN, logits or 0..255 would dye nothing or everything."""
+    """One test frame through the model: it must run, keep the contract (`check_output`, as every run does) and
+    tell the frame's bands apart: an output that is the same everywhere segments nothing."""
     h, w = model.input_size
     what = f"one mid-grey {h}x{w} test frame"
     try:
-        out = model.predict(probe_frame(h, w))
+        out = model.predict(probe_frame(h, w), what=what)
+    except ModelContractError:
+        raise
     except Exception as e:  # onnxruntime's own errors: the graph cannot run at its declared size
         raise ModelContractError(f"{model.path}: a test run on {what} failed: {str(e).strip()}") from None
-    if out.dtype != np.float32 or out.shape != (1, 1, h, w):
-        raise ModelContractError(f"{model.path}: output 'hair' came out {out.dtype} {list(out.shape)} for "
-                                 f"{what}; contract v1 needs float32 [1, 1, {h}, {w}]")
-    bad = int(np.count_nonzero(~np.isfinite(out)))
-    if bad:
-        raise ModelContractError(f"{model.path}: output 'hair' is not finite (NaN or infinity) at {bad} of "
-                                 f"{out.size} pixels for {what}; contract v1 needs probabilities in [0, 1]")
-    lo, hi = float(out.min()), float(out.max())
-    if lo < -PROBABILITY_SLACK or hi > 1 + PROBABILITY_SLACK:
-        hint = " (looks like logits: no sigmoid)" if lo < 0 else " (looks like 0..255 pixel values)" if hi > 2 else ""
-        raise ModelContractError(f"{model.path}: output 'hair' spans {lo:.4g}..{hi:.4g} for {what}{hint}; "
-                                 "contract v1 needs probabilities in [0, 1]")
+    if float(out.max()) == float(out.min()):
+        raise ModelContractError(f"{model.path}: output 'hair' is {float(out.flat[0]):.4g} everywhere on {what} "
+                                 "with black, brown, blond, skin and white bands: it tells no pixel from another")
 
 
 def check_metadata(path: Path, meta: dict[str, str]) -> tuple[tuple[int, int], float]:
@@ -283,9 +312,24 @@ class ContractModel:
     input_size: tuple[int, int]  # (H, W), the metadata's input_size
     threshold: float
     has_prior: bool
+    batch: int | None = None  # the file's fixed N, if it fixes one (the contract allows it): runs go in such chunks
 
-    def predict(self, images: np.ndarray, prior: np.ndarray | None = None) -> np.ndarray:
-        """uint8 RGB [N, H, W, 3] at input_size (and optional prior [N, 1, H, W]) -> float32 hair [N, 1, H, W]."""
+    def predict(self, images: np.ndarray, prior: np.ndarray | None = None, what: str = "") -> np.ndarray:
+        """uint8 RGB [N, H, W, 3] at input_size (and optional prior [N, 1, H, W]) -> float32 hair [N, 1, H, W], checked
+        against the contract (`check_output`: ModelContractError otherwise)."""
+        n = images.shape[0] if getattr(images, "ndim", 0) == 4 else 0
+        if self.batch and n and n != self.batch:  # run in the file's own batch size, the last chunk padded
+            b = self.batch
+            parts = []
+            for i in range(0, n, b):
+                chunk, part_prior = images[i:i + b], None if prior is None else prior[i:i + b]
+                pad = b - chunk.shape[0]
+                if pad:
+                    chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
+                    if part_prior is not None:
+                        part_prior = np.concatenate([part_prior, np.zeros((pad, *part_prior.shape[1:]), np.float32)])
+                parts.append(self.predict(chunk, part_prior, what)[:b - pad])
+            return np.concatenate(parts)
         h, w = self.input_size
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (h, w, 3):
             raise ValueError(f"images must be uint8 [N, {h}, {w}, 3], got {images.dtype} {list(images.shape)}")
@@ -299,7 +343,8 @@ class ContractModel:
             feeds[PRIOR_INPUT] = np.ascontiguousarray(prior)
         elif prior is not None:
             raise ValueError(f"{self.path.name} has no 'prior' input; pass prior=None")
-        return self.session.run([HAIR_OUTPUT], feeds)[0]
+        out = self.session.run([HAIR_OUTPUT], feeds)[0]
+        return check_output(self.path, out, images.shape[0], self.input_size, what or f"a batch of {images.shape[0]}")
 
 
 def flip_averaged(predict: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.ndarray], np.ndarray]:
@@ -336,10 +381,14 @@ def load_model(path: str | Path, threads: int = 0) -> ContractModel:
     path = Path(path)
     check_file(path)
     session = _session(path, threads)
-    meta = dict(session.get_modelmeta().custom_metadata_map)
+    try:  # onnxruntime decodes names and metadata as UTF-8 only when asked for them
+        meta = dict(session.get_modelmeta().custom_metadata_map)
+        inputs = {arg.name: arg for arg in session.get_inputs()}
+        outputs = {arg.name: arg for arg in session.get_outputs()}
+    except (UnicodeDecodeError, RuntimeError) as e:
+        raise ModelContractError(f"{path}: its metadata or names are not readable text ({e})") from None
     hw, threshold = check_metadata(path, meta)
 
-    inputs = {arg.name: arg for arg in session.get_inputs()}
     if IMAGE_INPUT not in inputs:
         raise ModelContractError(f"{path}: no input named 'image' (inputs: {', '.join(inputs) or 'none'})")
     extra = sorted(set(inputs) - {IMAGE_INPUT, PRIOR_INPUT})
@@ -350,12 +399,12 @@ def load_model(path: str | Path, threads: int = 0) -> ContractModel:
     if PRIOR_INPUT in inputs:
         _check_map(path, inputs[PRIOR_INPUT], "input", hw)
 
-    outputs = {arg.name: arg for arg in session.get_outputs()}
     if HAIR_OUTPUT not in outputs:
         raise ModelContractError(f"{path}: no output named 'hair' (outputs: {', '.join(outputs) or 'none'})")
     _check_map(path, outputs[HAIR_OUTPUT], "output", hw)
 
-    model = ContractModel(path, session, meta, hw, threshold, PRIOR_INPUT in inputs)
+    batch = _fixed(list(inputs[IMAGE_INPUT].shape)[0])
+    model = ContractModel(path, session, meta, hw, threshold, PRIOR_INPUT in inputs, batch)
     _probe(model)  # always: even a file whose shapes are all declared can give NaN or 0..255
     _log.info("loaded %s: %s, input %dx%d, threshold %.2f%s", path.name, meta["variant"], hw[0], hw[1],
               threshold, ", with prior input" if model.has_prior else "")

@@ -74,6 +74,8 @@ class OnnxSegmenter(Segmenter):
             self.model = load_model(cfg.model, threads=cfg.threads)
         except (ModelContractError, OSError) as e:
             raise (SegmenterFileNotFound if isinstance(e, FileNotFoundError) else SegmenterError)(str(e)) from e
+        except Exception as e:  # onnxruntime's own types, MemoryError: any file the daemon cannot use falls back
+            raise SegmenterError(f"{cfg.model}: cannot load it: {type(e).__name__}: {e}") from e
         self.input_size = self.model.input_size
         self.threshold = self.model.threshold
         self.prior = None
@@ -86,7 +88,7 @@ class OnnxSegmenter(Segmenter):
         if self.model.has_prior:
             prior = self.prior if self.prior is not None else np.zeros((1, 1, *self.input_size), np.float32)
         try:
-            prob = self.model.predict(rgb[None], prior=prior)
+            prob = self.model.predict(rgb[None], prior=prior)  # checked against the contract on every frame
         except Exception as e:  # onnxruntime raises its own exception types
             raise SegmenterError(f"inference failed: {e}") from e
         self.prior = prob

@@ -173,7 +173,11 @@ class InferenceWorker:
                 if not self.running:
                     return
                 frame = self.pending
-            hair = self.segment(frame)
+            try:
+                hair = self.segment(frame)
+            except Exception:  # the thread must live on: a job that raised gives no result
+                _log.exception("%s: the job failed", self.thread.name)
+                hair = None
             with self.cond:
                 self.latest = hair
                 self.pending = None  # free for the next frame only once this one is done

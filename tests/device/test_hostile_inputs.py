@@ -335,7 +335,7 @@ MODEL_KINDS = [
     Kind("model", "input-size-as-WxH", _meta(input_size="32x48"), ("must be 'H,W'",)),
     Kind("model", "input-size-swapped", _meta(input_size="48,32"), ("input_size says 48,32",)),
     Kind("model", "threshold-as-a-word", _meta(threshold="half"), ("must be a number",)),
-    Kind("model", "threshold-1.5", _meta(threshold="1.5"), ("must lie in (0, 1)",)),
+    Kind("model", "threshold-1.5", _meta(threshold="1.5"), ("must lie in [0.01, 0.99]",)),
     Kind("model", "external-data-absent", _external(False), ("external data file", "absent")),
     Kind("model", "external-data-present", _external(True), ("self-contained",)),
 ]

@@ -158,6 +158,55 @@ def test_a_broken_model_falls_back_to_classical_with_the_reason(photos, tmp_path
     assert mirror.run(max_frames=2, inline=True) == 2
 
 
+def test_a_model_that_breaks_the_contract_on_live_frames_falls_back_and_the_loop_goes_on(photos, tmp_path):
+    """A file that keeps the contract on the load's test frame and returns another shape on real frames crashed
+    the frame loop (ValueError in post-processing: exit 1), or segfaulted OpenCV, or killed the inference thread
+    silently (mode "model", nothing dyed, for good). Now its first real frame makes the mirror fall back."""
+    from tests.device.test_model_file import probe_passing_graph, save
+    model = save(probe_passing_graph("transposed"), tmp_path / "tricky.onnx")
+    mirror = Mirror(make_cfg(photos, segmenter={"model": str(model)}))
+    assert mirror.segmenter.mode == "model"
+    assert mirror.run(max_frames=4) == 4  # the daemon's two threads
+    assert mirror.segmenter.mode == "classical" and "tricky.onnx" in mirror.fallback_reason
+    assert "output 'hair' came out" in mirror.fallback_reason
+
+
+def test_an_unexpected_error_in_the_segmenter_falls_back_and_the_inference_thread_lives_on(photos, caplog):
+    """Any error of the segmenter's own code, not only a SegmenterError, used to end the inference thread without
+    a word while the frame loop went on showing undyed frames."""
+    from device.stages import InferenceWorker
+    mirror = Mirror(make_cfg(photos, segmenter={"kind": "classical", "fallback": "classical"}))
+    calls = []
+
+    def segment(rgb):
+        calls.append(1)
+        raise IndexError("too many indices")
+    mirror.segmenter.segment = segment
+    assert mirror.run(max_frames=3, inline=True) == 3
+    assert calls and "IndexError: too many indices" in (mirror.fallback_reason or "")
+    assert "inference: unexpected error" in caplog.text
+
+    results = iter([RuntimeError("once"), "second"])
+
+    def job(item):
+        r = next(results)
+        if isinstance(r, Exception):
+            raise r
+        return r
+    worker = InferenceWorker(job, name="test-worker")
+    try:
+        assert worker.offer(1)
+        deadline = time.monotonic() + 10
+        while not worker.offer(2) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        while worker.take() != "second" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert worker.thread.is_alive() and worker.latest == "second"
+    finally:
+        worker.stop(2)
+    assert "test-worker: the job failed" in caplog.text
+
+
 def test_a_missing_model_without_fallback_is_a_startup_error(photos, tmp_path):
     from device.segmenters import SegmenterError
     with pytest.raises(SegmenterError, match="absent.onnx"):

@@ -5,6 +5,7 @@ in exactly one way, so a test fails if the loader accepts it or refuses it for a
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import cv2
@@ -204,7 +205,15 @@ def test_missing_required_metadata(tmp_path, key):
 @pytest.mark.parametrize("key,value,words", [("input_size", "32x48", "must be 'H,W'"),
                                              ("input_size", "48,32", "metadata input_size says 48,32"),
                                              ("threshold", "half", "must be a number"),
-                                             ("threshold", "1.5", "must lie in (0, 1)")])
+                                             ("threshold", "1.5", "must lie in [0.01, 0.99]"),
+                                             # each passed: "1e-300" dyed 98% of a photo, "0.9999999" nothing,
+                                             # "0_5" was read as 5.0, "6_4,64" and other scripts' digits as 64
+                                             ("threshold", "1e-300", "dyes almost everything or nothing"),
+                                             ("threshold", "0.9999999", "dyes almost everything or nothing"),
+                                             ("threshold", "0_5", "must be a number"),
+                                             ("input_size", "3_2,48", "must be 'H,W'"),
+                                             ("input_size", "\u0663\u0662,48", "must be 'H,W'"),
+                                             ("input_size", "20000,20000", "each side must be 1..2048")])
 def test_bad_metadata_values(tmp_path, key, value, words):
     assert words in refusal(save(contract_graph(meta={**META, key: value}), tmp_path / "bad.onnx"))
 
@@ -284,3 +293,95 @@ def test_the_load_check_runs_on_real_looking_values_and_accepts_a_model_in_range
     assert {0, 128, 255} <= set(np.unique(frame)) and len(np.unique(frame.reshape(-1, 3), axis=0)) >= 5
     model = load_model(save(output_graph("ok"), tmp_path / "ok.onnx"))
     assert 0.0 <= model.predict(frame).min() and model.predict(frame).max() <= 1.0
+
+
+def probe_passing_graph(bad: str) -> onnx.ModelProto:
+    """`contract_graph`, but off the load's test frame (whose first pixel is mid-grey 128) its output breaks the
+    contract, as a graph may on a real frame: "nan", "255" (x255), "negative" (-2), "transposed" ([N, 1, W, H]
+    down the other branch)."""
+    model = contract_graph()
+    graph = model.graph
+    graph.node[-1].output[0] = "good"
+    h, w = SIZE
+    nodes = [helper.make_node("Slice", ["image", "zero4", "one4"], ["first"]),
+             helper.make_node("Cast", ["first"], ["first_f"], to=TensorProto.FLOAT),
+             helper.make_node("Equal", ["first_f", "grey128"], ["on_probe"])]
+    inits = [numpy_helper.from_array(np.zeros(4, np.int64), "zero4"),
+             numpy_helper.from_array(np.ones(4, np.int64), "one4"),
+             numpy_helper.from_array(np.array([128.0], np.float32), "grey128")]
+    if bad == "transposed":
+        nodes += [helper.make_node("Reshape", ["on_probe", "one"], ["on_probe1"]),
+                  helper.make_node("Shape", ["good"], ["shape_good"]),
+                  helper.make_node("Concat", ["batch_1", "wh"], ["shape_bad"], axis=0),
+                  helper.make_node("Where", ["on_probe1", "shape_good", "shape_bad"], ["shape"]),
+                  helper.make_node("Reshape", ["good", "shape"], ["hair"])]
+        inits += [numpy_helper.from_array(np.array([1], np.int64), "one"),
+                  numpy_helper.from_array(np.array([1, 1], np.int64), "batch_1"),
+                  numpy_helper.from_array(np.array([w, h], np.int64), "wh")]
+    else:
+        op, value = {"nan": ("Mul", np.nan), "255": ("Mul", 255.0), "negative": ("Sub", 2.0)}[bad]
+        nodes += [helper.make_node(op, ["good", "bad_value"], ["broken"]),
+                  helper.make_node("Where", ["on_probe", "good", "broken"], ["hair"])]
+        inits += [numpy_helper.from_array(np.array([value], np.float32), "bad_value")]
+    graph.node.extend(nodes)
+    graph.initializer.extend(inits)
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def real_frame() -> np.ndarray:
+    photo = DATA / "figaro1k" / "Original" / "Testing" / "Frame00010-org.jpg"
+    if not photo.is_file():
+        pytest.skip(f"real data absent: {photo}")
+    rgb = cv2.resize(cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB), (SIZE[1], SIZE[0]))
+    assert rgb[0, 0, 0] != 128
+    return rgb
+
+
+@pytest.mark.parametrize("bad,words", [("nan", "not finite"), ("255", "0..255 pixel values"),
+                                       ("negative", "no sigmoid"), ("transposed", f"[1, 1, {SIZE[1]}, {SIZE[0]}]")])
+def test_an_output_that_breaks_the_contract_on_a_real_frame_is_refused_there(tmp_path, bad, words):
+    """Each passed the load's test frame and then, on real frames, dyed nothing (NaN, negative), everything (x255)
+    or crashed the frame loop (another shape); every run is checked now, so the segmenter fails and falls back."""
+    model = load_model(save(probe_passing_graph(bad), tmp_path / "bad.onnx"))
+    with pytest.raises(ModelContractError, match=re.escape(words)) as info:
+        model.predict(real_frame()[None])
+    assert "bad.onnx" in str(info.value)
+
+
+def test_a_constant_output_is_refused(tmp_path):
+    """hair = 1 everywhere (or 0) passed: it dyed every pixel of every frame."""
+    model = contract_graph()
+    for init in model.graph.initializer:
+        if init.name == "scale":
+            init.CopyFrom(numpy_helper.from_array(np.array([0.0], np.float32), "scale"))
+    assert "everywhere on one mid-grey" in refusal(save(model, tmp_path / "constant.onnx"))
+
+
+def test_unreadable_metadata_a_symlink_loop_and_a_huge_file_are_refused_by_name(tmp_path):
+    """Metadata that is not UTF-8 stopped the daemon at start (exit 2, no fallback, the file not named); a symlink
+    loop was 'not found' (a usage error); a 3 GB file was read whole before any check (MemoryError on a Pi)."""
+    raw = contract_graph(meta={**META, "variant": "VARIANTXX"}).SerializeToString()
+    (tmp_path / "latin1.onnx").write_bytes(raw.replace(b"VARIANTXX", b"VARIANT\xff\xfe"))
+    assert "not readable text" in refusal(tmp_path / "latin1.onnx")
+    (tmp_path / "loop.onnx").symlink_to(tmp_path / "loop.onnx")
+    msg = refusal(tmp_path / "loop.onnx")
+    assert "cannot reach the model file" in msg and "not found" not in msg
+    with (tmp_path / "huge.onnx").open("wb") as f:
+        f.truncate(600 << 20)  # sparse: no disk used
+    assert "larger than any hair model" in refusal(tmp_path / "huge.onnx")
+
+
+def test_a_file_with_a_fixed_batch_runs_batches_of_any_size(tmp_path):
+    """The contract lets N be fixed; `export eval` sent batches of 8 to a file fixed at N = 1 and died in
+    onnxruntime. The batch now goes through in the file's own size."""
+    model = contract_graph()
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+    model.graph.output[0].type.tensor_type.shape.dim[0].dim_value = 1
+    fixed = load_model(save(model, tmp_path / "n1.onnx"))
+    assert fixed.batch == 1
+    frames = np.stack([real_frame(), 255 - real_frame(), real_frame()[::-1].copy()])
+    together = fixed.predict(frames)
+    assert together.shape == (3, 1, *SIZE)
+    for i, frame in enumerate(frames):
+        np.testing.assert_array_equal(together[i], fixed.predict(frame[None])[0])
