@@ -30,7 +30,12 @@ REQUIRED_METADATA = ("contract", "variant", "params", "macs", "input_size", "thr
 
 # ONNX protobuf field numbers (onnx.proto) that the framing check needs.
 _MODEL_IR_VERSION, _MODEL_GRAPH = 1, 7
-_GRAPH_INITIALIZER = 5
+_GRAPH_NODE, _GRAPH_INITIALIZER, _GRAPH_SPARSE_INITIALIZER = 1, 5, 15
+_NODE_ATTRIBUTE = 5
+_ATTRIBUTE_TENSORS = (5, 10)          # t, tensors
+_ATTRIBUTE_GRAPHS = (6, 11)           # g, graphs (If, Loop, Scan bodies)
+_ATTRIBUTE_SPARSE_TENSORS = (22, 23)  # sparse_tensor, sparse_tensors
+_SPARSE_PARTS = (1, 2)                # a sparse tensor's values and indices (TensorProto each)
 _TENSOR_NAME, _TENSOR_EXTERNAL_DATA, _TENSOR_DATA_LOCATION = 8, 13, 14
 _ENTRY_KEY, _ENTRY_VALUE = 1, 2
 _DATA_LOCATION_EXTERNAL = 1
@@ -104,14 +109,47 @@ def _fields(buf: bytes, start: int = 0, end: int | None = None):
         yield number, wire, value
 
 
-def _external_data(buf: bytes, graph: tuple[int, int]) -> list[tuple[str, str]]:
-    """(tensor name, data file) for every initializer of the main graph stored outside the file."""
-    out = []
+def _graph_tensors(buf: bytes, graph: tuple[int, int]):
+    """The spans of every TensorProto a graph holds: its initializers (dense and sparse), and its nodes' attribute
+    tensors (a Constant's value), with those of its subgraphs (If, Loop, Scan bodies)."""
     for number, wire, value in _fields(buf, *graph):
-        if number != _GRAPH_INITIALIZER or wire != 2:
+        if wire != 2:
             continue
+        if number == _GRAPH_INITIALIZER:
+            yield value
+        elif number == _GRAPH_SPARSE_INITIALIZER:
+            yield from _sparse_parts(buf, value)
+        elif number == _GRAPH_NODE:
+            for n_number, n_wire, n_value in _fields(buf, *value):
+                if n_number == _NODE_ATTRIBUTE and n_wire == 2:
+                    yield from _attribute_tensors(buf, n_value)
+
+
+def _attribute_tensors(buf: bytes, attribute: tuple[int, int]):
+    for number, wire, value in _fields(buf, *attribute):
+        if wire != 2:
+            continue
+        if number in _ATTRIBUTE_TENSORS:
+            yield value
+        elif number in _ATTRIBUTE_GRAPHS:
+            yield from _graph_tensors(buf, value)
+        elif number in _ATTRIBUTE_SPARSE_TENSORS:
+            yield from _sparse_parts(buf, value)
+
+
+def _sparse_parts(buf: bytes, sparse: tuple[int, int]):
+    for number, wire, value in _fields(buf, *sparse):
+        if number in _SPARSE_PARTS and wire == 2:
+            yield value
+
+
+def _external_data(buf: bytes, graph: tuple[int, int]) -> list[tuple[str, str]]:
+    """(tensor name, data file) for every tensor of the graph stored outside the file: initializers, constants
+    and subgraphs' tensors alike (each makes the file depend on another)."""
+    out = []
+    for tensor in _graph_tensors(buf, graph):
         name, location, external = "", "", False
-        for t_number, t_wire, t_value in _fields(buf, *value):
+        for t_number, t_wire, t_value in _fields(buf, *tensor):
             if t_number == _TENSOR_NAME and t_wire == 2:
                 name = buf[t_value[0]:t_value[1]].decode("utf-8", "replace")
             elif t_number == _TENSOR_DATA_LOCATION and t_wire == 0:

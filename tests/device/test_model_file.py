@@ -238,6 +238,37 @@ def test_external_data_present_still_breaks_the_contract(tmp_path):
     assert "self-contained" in msg and "absent" not in msg
 
 
+def test_external_data_of_a_constant_or_inside_a_subgraph_breaks_the_contract_too(tmp_path):
+    """Only the main graph's initializers were looked at: a Constant node's tensor, or a subgraph's initializer,
+    kept in a .bin beside the file passed `export check` as self-contained."""
+    from onnx.external_data_helper import convert_model_to_external_data
+    model = contract_graph()
+    graph = model.graph
+    scale = next(i for i in graph.initializer if i.name == "scale")
+    graph.node.insert(0, helper.make_node("Constant", [], ["scale"], value=scale))  # the scale as a Constant node
+    graph.initializer.remove(scale)
+    convert_model_to_external_data(model, all_tensors_to_one_file=True, location="const.bin", size_threshold=0,
+                                   convert_attribute=True)
+    onnx.save_model(model, str(tmp_path / "const.onnx"))
+    assert (tmp_path / "const.bin").is_file()
+    assert "external data" in refusal(tmp_path / "const.onnx")
+
+    then = helper.make_graph([helper.make_node("Identity", ["inner"], ["out_then"])], "then", [],
+                             [helper.make_tensor_value_info("out_then", TensorProto.FLOAT, [1])],
+                             [numpy_helper.from_array(np.array([1.0], np.float32), "inner")])
+    other = helper.make_graph([helper.make_node("Identity", ["inner2"], ["out_else"])], "else", [],
+                              [helper.make_tensor_value_info("out_else", TensorProto.FLOAT, [1])],
+                              [numpy_helper.from_array(np.array([0.0], np.float32), "inner2")])
+    model = contract_graph()
+    model.graph.node.extend([
+        helper.make_node("Constant", [], ["yes"], value=numpy_helper.from_array(np.array(True), "yes")),
+        helper.make_node("If", ["yes"], ["unused"], then_branch=then, else_branch=other)])
+    convert_model_to_external_data(model, all_tensors_to_one_file=True, location="sub.bin", size_threshold=0,
+                                   convert_attribute=True)
+    onnx.save_model(model, str(tmp_path / "sub.onnx"))
+    assert "external data" in refusal(tmp_path / "sub.onnx")
+
+
 def test_each_failure_has_its_own_message(tmp_path, good):
     data = good.read_bytes()
     (tmp_path / "cut.onnx").write_bytes(data[:len(data) // 2])
