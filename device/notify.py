@@ -1,4 +1,4 @@
-"""systemd notifications: READY=1, WATCHDOG=1, STATUS=... A no-op without NOTIFY_SOCKET.
+"""systemd notifications: READY=1, WATCHDOG=1, STATUS=..., EXTEND_TIMEOUT_USEC=... A no-op without NOTIFY_SOCKET.
 
 Uses systemd-python's `systemd.daemon.notify` where installed (the [pi] extra), else writes the same
 datagram to $NOTIFY_SOCKET itself.
@@ -11,6 +11,10 @@ import socket
 import time
 
 _log = logging.getLogger(__name__)
+# Seconds a start that is waiting (its camera retried, with back-off) is given each time it says so: systemd then
+# neither kills nor restarts a mirror whose camera is missing at boot (its page stays up and says so), and a start
+# that hangs instead is still ended, this long after its last word.
+START_EXTENSION = 30.0
 
 
 def _send_datagram(message: str) -> bool:
@@ -43,6 +47,7 @@ class Notifier:
         # ping at twice the rate systemd requires
         self.watchdog_interval = usec / 2e6 if usec else None
         self.last_ping = 0.0
+        self.last_extension = -START_EXTENSION
         self.ready_sent = False
 
     def notify(self, message: str) -> None:
@@ -59,11 +64,15 @@ class Notifier:
             self.ready_sent = True
 
     def watchdog(self) -> None:
-        """Called from the frame loop itself, so a stalled loop stops the pings."""
+        """Called from the frame loop itself and from its waits (a camera retried), so a stalled loop stops the
+        pings. Before READY (no frame yet) a wait also extends systemd's start timeout (EXTEND_TIMEOUT_USEC)."""
         now = time.monotonic()
         if self.watchdog_interval is not None and now - self.last_ping >= self.watchdog_interval:
             self.notify("WATCHDOG=1")
             self.last_ping = now
+        if not self.ready_sent and now - self.last_extension >= START_EXTENSION / 3:
+            self.notify(f"EXTEND_TIMEOUT_USEC={int(START_EXTENSION * 1e6)}")
+            self.last_extension = now
 
     def status(self, text: str) -> None:
         self.notify(f"STATUS={text}")

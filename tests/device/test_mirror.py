@@ -123,6 +123,35 @@ def test_notify_messages_reach_a_test_socket(photos, tmp_path, monkeypatch):
     assert messages[-1] == "STOPPING=1"
 
 
+def test_a_start_waiting_for_its_camera_extends_the_start_timeout_instead_of_being_killed(photos, tmp_path,
+                                                                                         monkeypatch):
+    """With no camera at boot READY never came: systemd killed the daemon at TimeoutStartSec and started it again,
+    for ever (each cycle outlasts the start limit's interval), the page going down each time. A start that waits
+    for its camera now says so (EXTEND_TIMEOUT_USEC, while it retries); READY still means frames flow."""
+    path = tmp_path / "notify.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(path))
+    server.setblocking(False)
+    monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+    mirror = Mirror(make_cfg(tmp_path / "no-camera-here", segmenter={"kind": "classical"},
+                             camera={"retry_seconds": 0.1}))
+    runner = threading.Thread(target=mirror.run, kwargs={"inline": True})
+    runner.start()
+    time.sleep(1.5)
+    mirror.stop()
+    runner.join(10)
+    messages = []
+    while True:
+        try:
+            messages.append(server.recv(4096).decode())
+        except BlockingIOError:
+            break
+    server.close()
+    assert not runner.is_alive() and mirror.frames == 0
+    assert "EXTEND_TIMEOUT_USEC=30000000" in messages and "READY=1" not in messages
+    assert any(m.startswith("STATUS=") and "camera unavailable" in m for m in messages)
+
+
 def test_a_notify_socket_nobody_reads_never_stalls_the_frame_loop(photos, tmp_path, monkeypatch):
     """A unix datagram queue holds 10 messages: a blocking send would hang the loop on the 11th."""
     path = tmp_path / "deaf.sock"
