@@ -84,7 +84,7 @@ def test_unit_has_notify_watchdog_restart_and_hardening():
     service = {key: values for (section, key), values in d.items() if section == "Service"}
     assert service["Type"] == ["notify"] and service["NotifyAccess"] == ["main"]
     assert int(service["WatchdogSec"][0]) > 0
-    assert service["Restart"] == ["on-failure"]
+    assert service["Restart"] == ["on-failure"] and service["RestartPreventExitStatus"] == ["2"]  # config errors
     assert int(d[("Unit", "StartLimitBurst")][0]) > 0 and int(d[("Unit", "StartLimitIntervalSec")][0]) > 0
     for key, value in [("NoNewPrivileges", "yes"), ("ProtectSystem", "strict"), ("ProtectHome", "yes"),
                        ("PrivateTmp", "yes"), ("DevicePolicy", "closed"), ("SystemCallErrorNumber", "EPERM")]:
