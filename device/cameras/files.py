@@ -70,13 +70,16 @@ def _stamp(path: Path) -> tuple | None:
 
 @CAMERAS.register("images")
 class ImageFolderCamera(Camera):
-    """Every showable image in a folder, in name order, looped. A file that cannot be shown (not a regular file,
+    """Every showable image in a folder, in name order, looped: each for `seconds_per_photo` of frames, a scene of
+    its own (the mask of one photo is never drawn on the next). A file that cannot be shown (not a regular file,
     empty, not an image, a header claiming more than the decode budget, truncated or corrupt) is skipped with one
     warning, and looked at again only once it changes. Photos are decoded when first shown, never all at start."""
 
     @dataclass
     class Settings:
         path: str = setting("", "folder of photos, shown in name order and looped")
+        seconds_per_photo: float = setting(5.0, "how long each photo is shown (its frames at camera.fps); 0: the next "
+                                                "photo on every frame, as a video of them", range=(0.0, 86400.0))
 
     @classmethod
     def check_config(cls, cfg) -> None:
@@ -91,13 +94,17 @@ class ImageFolderCamera(Camera):
             _log.warning("camera.path: no folder %s yet; the mirror waits for it", self.folder)
         self.paths: list[Path] = []
         self.position = 0
+        self.frames_per_photo = max(1, round(cfg.seconds_per_photo * cfg.fps))
+        self.shown: Path | None = None  # the photo on show, for `frames_left` more frames, as scene `scene`
+        self.frames_left = 0
+        self.scene = 0
         self.next_scan = 0.0
         self.cache: dict[Path, tuple[tuple, np.ndarray]] = {}  # path -> ((size, mtime), frame at display size)
         self.skipped: dict[Path, tuple] = {}                   # path -> the (size, mtime) it was skipped at
 
     def start(self) -> None:
         self._scan()
-        self._next_photo()  # at least one photo must show, or the start fails (and the mirror retries)
+        self._show(*self._next_photo())  # at least one photo must show, or the start fails (and the mirror retries)
         self.pacer = Pacer(self.cfg.fps)
 
     def _scan(self) -> None:
@@ -151,21 +158,29 @@ class ImageFolderCamera(Camera):
             self.skipped[path] = stamp
         self.cache.pop(path, None)
 
-    def _next_photo(self) -> np.ndarray:
+    def _next_photo(self) -> tuple[Path, np.ndarray]:
         for _ in range(len(self.paths)):
             path = self.paths[self.position % len(self.paths)]
             self.position += 1
             photo = self._photo(path)
             if photo is not None:
-                return photo
+                return path, photo
         skipped = f" ({len(self.skipped)} skipped: see the warnings above)" if self.skipped else ""
         raise CameraError(f"camera.path: no showable images in {self.folder}{skipped}")
+
+    def _show(self, path: Path, photo: np.ndarray) -> None:
+        if path != self.shown:  # another photo is a cut; the same one again (a folder of one) is not
+            self.scene += 1
+        self.shown, self.photo, self.frames_left = path, photo, self.frames_per_photo
 
     def read(self):
         self.pacer.wait()
         if time.monotonic() >= self.next_scan:
             self._scan()
-        return self._frame(self._next_photo())
+        if self.frames_left <= 0:
+            self._show(*self._next_photo())
+        self.frames_left -= 1
+        return self._frame(self.photo, scene=self.scene)
 
 
 # OpenCV's camera indices: a device number plus a backend's offset (cv2.CAP_V4L2 = 200, ...), a C int.

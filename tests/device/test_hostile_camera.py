@@ -116,7 +116,7 @@ FILE_KINDS = [Kind("camera", kid, (name, make, no_decode), words) for kid, name,
 def images_config(folder: Path, **camera):
     return configuration.from_dict({
         "camera": {"kind": "images", "path": str(folder), "width": SIZE[0], "height": SIZE[1], "fps": 120,
-                   "mirror": False, "retry_seconds": 0.05} | camera,
+                   "mirror": False, "retry_seconds": 0.05, "seconds_per_photo": 0} | camera,
         "sink": {"kind": "null"}, "segmenter": {"kind": "classical"}, "web": {"enabled": False}})
 
 
@@ -374,3 +374,26 @@ def test_a_thin_frame_is_fitted_without_scaling_it_whole():
         out, ref = fit_to(rgb, hw, anchor), _fit_whole_then_crop(rgb, hw, anchor)
         assert out.shape == ref.shape == (*hw, 3) and out.flags.c_contiguous
         assert np.abs(out.astype(int) - ref).mean() < 3, hw
+
+
+def test_the_images_camera_shows_each_photo_for_its_time_as_a_scene_of_its_own(tmp_path):
+    """Each frame was the next photo, always scene 0: in the daemon's two threads every photo was drawn with the
+    previous photo's mask (a band of colour on a forehead), and the first photo was skipped on the first pass."""
+    from device.cameras import CAMERAS
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    colours = {"a.png": (200, 30, 30), "b.png": (30, 200, 30)}
+    for name, rgb in colours.items():
+        cv2.imwrite(str(folder / name), np.full((48, 64, 3), rgb[::-1], np.uint8))
+    cfg = images_config(folder, fps=120, seconds_per_photo=0.025).camera  # three frames a photo
+    camera = CAMERAS.create("images", cfg, (48, 64))
+    camera.start()
+    frames = [camera.read() for _ in range(9)]
+    shown = ["a.png" if f.main[0, 0, 0] > 100 else "b.png" for f in frames]
+    assert shown == ["a.png"] * 3 + ["b.png"] * 3 + ["a.png"] * 3
+    scenes = [f.scene for f in frames]
+    assert scenes[0] == scenes[2] != scenes[3] == scenes[5] != scenes[6] == scenes[8]
+    (folder / "b.png").unlink()  # a folder of one photo: its frames are one scene
+    alone = CAMERAS.create("images", images_config(folder, fps=120, seconds_per_photo=0.01).camera, (48, 64))
+    alone.start()
+    assert len({alone.read().scene for _ in range(5)}) == 1

@@ -53,7 +53,7 @@ def shipped_model():
 
 
 def make_cfg(photos, **sections):
-    data = {"camera": {"kind": "images", "path": str(photos), "fps": 120, "mirror": False},
+    data = {"camera": {"kind": "images", "path": str(photos), "fps": 120, "mirror": False, "seconds_per_photo": 0},
             "sink": {"kind": "null"}, "web": {"enabled": False}, "recolour": {"colour": "#1e90ff"}}
     for section, values in sections.items():
         data.setdefault(section, {}).update(values)
