@@ -132,11 +132,17 @@ def jpeg_info(data: bytes) -> ImageInfo | None:
         return None
     pos, frame = 2, None
     while pos + 4 <= len(data):
-        if data[pos] != 0xFF:
-            raise ImageError(f"the JPEG file is corrupt: no marker at byte {pos}")
+        if data[pos] != 0xFF:  # stray bytes between segments: libjpeg (and browsers) skip to the next marker
+            pos = data.find(b"\xff", pos)
+            if pos < 0:
+                break
+            continue
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
+            continue
+        if marker == 0x00:  # a stuffed 0xFF among stray bytes: not a marker
+            pos += 2
             continue
         if marker in _JPEG_NO_LENGTH:
             pos += 2

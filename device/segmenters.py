@@ -23,6 +23,17 @@ class SegmenterFileNotFound(SegmenterError, FileNotFoundError):
     """The model file does not exist: the daemon falls back as for any SegmenterError; a command's missing input."""
 
 
+FEATURELESS_STD = 2.0  # grey levels: a frame whose every channel varies less (a covered lens, a blank wall) has no hair
+FEATURELESS_STEP = 8   # the check looks at every 8th pixel each way: ~10 us a 288x288 frame
+
+
+def featureless(rgb: np.ndarray) -> bool:
+    """True for a frame of (almost) one colour. The model has never seen one and dyes it at random: 72% of a white
+    photo, 58% of a red one, all of a 1x1 photo stretched to its input. Nothing there can be hair."""
+    sample = np.ascontiguousarray(rgb[::FEATURELESS_STEP, ::FEATURELESS_STEP])  # 1/64 of the pixels
+    return float(cv2.meanStdDev(sample)[1].max()) < FEATURELESS_STD
+
+
 class Segmenter:
     """`input_size` is (H, W); `segment` takes RGB uint8 at that size and returns float32 [H, W] in [0, 1].
     A kind declares its own `[segmenter]` keys (`Settings`) and checks them (`check_config`, also run for the
@@ -84,6 +95,9 @@ class OnnxSegmenter(Segmenter):
         self.description = f"{meta.get('variant', '?')} ({self.model.path})"
 
     def segment(self, rgb: np.ndarray) -> np.ndarray:
+        if featureless(rgb):
+            self.prior = None  # the next frame starts afresh, as after a cut
+            return np.zeros(rgb.shape[:2], np.float32)
         prior = None
         if self.model.has_prior:
             prior = self.prior if self.prior is not None else np.zeros((1, 1, *self.input_size), np.float32)
@@ -99,6 +113,8 @@ class OnnxSegmenter(Segmenter):
         views' errors differ, so their mean is right more often (measured on every benchmark). A model with a prior
         input gets an empty one for each view: a photo has no previous frame."""
         from .model_file import flip_averaged
+        if featureless(rgb):
+            return np.zeros(rgb.shape[:2], np.float32)
         predict = flip_averaged(self.model.predict) if self.photo_flip else self.model.predict
         try:
             return predict(rgb[None])[0, 0]

@@ -96,3 +96,16 @@ def test_a_large_baseline_jpeg_is_planned_at_a_reduced_scale():
     info = inspect(data)
     assert info.reduce == 2 and max(info.decoded_hw) >= WORK_SIDE  # 3000x2000: still covers the work size
     assert inspect(data, cover_hw=(480, 640)).reduce == 8  # the camera only needs to fill its frame
+
+
+def test_stray_bytes_between_jpeg_segments_are_skipped_as_libjpeg_does():
+    """Two zero bytes before a marker: OpenCV and browsers show the photo, the header reader refused it (400)."""
+    from device.imagefile import decode
+    photo = np.zeros((48, 64, 3), np.uint8)
+    photo[10:30, 20:40] = (30, 160, 220)
+    data = cv2.imencode(".jpg", photo)[1].tobytes()
+    dqt = data.index(b"\xff\xdb")
+    odd = data[:dqt] + b"\x00\x00\xff\x00" + data[dqt:]
+    info = inspect(odd)
+    assert (info.width, info.height) == (64, 48)
+    assert np.array_equal(decode(odd, info), decode(data, inspect(data)))
