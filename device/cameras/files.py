@@ -195,7 +195,9 @@ def is_index(device: str) -> bool:
 @CAMERAS.register("opencv")
 class OpenCVCamera(Camera):
     """A webcam (camera.device = "0") or a video file (looped; a file removed or renamed while open is noticed
-    within RESCAN_SECONDS and reported, and a new file at the name is opened by the mirror's retry)."""
+    within RESCAN_SECONDS and reported, and a new file at the name is opened by the mirror's retry). A photo file
+    (by its name: .jpg, .png, ...) is read as the images camera reads one, EXIF orientation and decode budget
+    included (OpenCV's video reader decodes it whole, unchecked and sideways), and shown as a still."""
 
     @dataclass
     class Settings:
@@ -219,6 +221,18 @@ class OpenCVCamera(Camera):
         dev = self.cfg.device
         if self._file_missing():
             raise CameraError(f"camera.device: no such video file {dev}")
+        self.still = None
+        if self.is_file and Path(dev).suffix.lower() in IMAGE_SUFFIXES:
+            try:
+                data = _read_photo(Path(dev))
+                rgb = decode(data, inspect(data, MAX_DECODE_BYTES, cover_hw=self.main_hw), longest=None)
+            except (SkippedImage, ImageError) as e:
+                raise CameraError(f"camera.device: the photo {dev} cannot be shown: {e}") from None
+            self.still = fit_to(rgb, self.main_hw)
+            self.opened = os.stat(dev).st_ino
+            self.next_check = time.monotonic() + RESCAN_SECONDS
+            self.pacer = Pacer(self.cfg.fps)
+            return
         try:
             self.cap = cv2.VideoCapture(dev if self.is_file else int(dev))
         except cv2.error as e:  # e.g. an index its backend refuses
@@ -252,6 +266,8 @@ class OpenCVCamera(Camera):
             self.pacer.wait()
         if self.is_file and time.monotonic() >= self.next_check:
             self._check_file()
+        if self.still is not None:
+            return self._frame(self.still)
         ok, bgr = self.cap.read()
         if not ok and self.is_file:  # loop a video file
             self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)

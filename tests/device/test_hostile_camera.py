@@ -397,3 +397,31 @@ def test_the_images_camera_shows_each_photo_for_its_time_as_a_scene_of_its_own(t
     alone = CAMERAS.create("images", images_config(folder, fps=120, seconds_per_photo=0.01).camera, (48, 64))
     alone.start()
     assert len({alone.read().scene for _ in range(5)}) == 1
+
+
+def test_the_opencv_camera_shows_a_photo_file_upright_and_within_the_decode_budget(tmp_path):
+    """A photo as camera.device went through OpenCV's video reader: EXIF orientation ignored (a phone's portrait
+    shown sideways), and an 8000x8000 PNG of 200 kB decoded whole before any size check, on every retry."""
+    from PIL import Image
+
+    from device.cameras import CAMERAS, CameraError
+    stored = np.zeros((100, 200, 3), np.uint8)
+    stored[:, :100] = (220, 30, 30)  # the left half red, as stored; EXIF 6 turns it 90 degrees clockwise
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[0x0112] = 6
+    image.save(tmp_path / "portrait.jpg", "JPEG", exif=exif.tobytes())
+    cfg = configuration.from_dict({"camera": {"kind": "opencv", "device": str(tmp_path / "portrait.jpg"),
+                                              "width": 64, "height": 128, "fps": 120, "mirror": False},
+                                   "sink": {"kind": "null"}}).camera
+    camera = CAMERAS.create("opencv", cfg, (128, 64))
+    camera.start()
+    frame = camera.read().main
+    assert frame.shape == (128, 64, 3)
+    top, bottom = frame[:48].reshape(-1, 3).mean(0), frame[80:].reshape(-1, 3).mean(0)
+    assert top[0] > 150 > bottom[0], "shown as stored, not as the camera held it"
+    Image.fromarray(np.zeros((8000, 8000), np.uint8)).save(tmp_path / "bomb.png")
+    cfg = configuration.from_dict({"camera": {"kind": "opencv", "device": str(tmp_path / "bomb.png")},
+                                   "sink": {"kind": "null"}}).camera
+    with pytest.raises(CameraError, match="cannot be shown: .*decoding it would take"):
+        CAMERAS.create("opencv", cfg, (288, 288)).start()
