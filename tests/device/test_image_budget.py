@@ -109,3 +109,39 @@ def test_stray_bytes_between_jpeg_segments_are_skipped_as_libjpeg_does():
     info = inspect(odd)
     assert (info.width, info.height) == (64, 48)
     assert np.array_equal(decode(odd, info), decode(data, inspect(data)))
+
+
+@pytest.mark.parametrize("kind", ["rgba.png", "grey-alpha.png", "palette-trns.png", "alpha.webp"])
+def test_transparent_pixels_are_laid_on_white_whatever_the_encoder_kept_under_them(kind):
+    """Transparency became whatever colour was stored under alpha 0 (black, the cut-away background, libwebp's
+    smear): pixels the page never showed, which the classical segmenter took for dark hair."""
+    import io
+
+    from device.imagefile import decode
+    rgb = np.zeros((40, 60, 3), np.uint8)
+    rgb[10:30, 20:40] = (30, 160, 220)
+    alpha = np.zeros((40, 60), np.uint8)
+    alpha[10:30, 20:40] = 255
+    alpha[10:30, 40:50] = 128  # half see-through: half way to white
+    rgb[10:30, 40:50] = (30, 160, 220)
+    buf = io.BytesIO()
+    if kind == "rgba.png":
+        Image.fromarray(np.dstack([rgb, alpha])).save(buf, "PNG")
+    elif kind == "grey-alpha.png":
+        Image.fromarray(np.dstack([rgb[..., 1], alpha]), "LA").save(buf, "PNG")
+    elif kind == "palette-trns.png":
+        image = Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE, colors=4)
+        image.save(buf, "PNG", transparency=int(np.array(image)[0, 0]))
+    else:
+        Image.fromarray(np.dstack([rgb, alpha])).save(buf, "WEBP", lossless=True)
+    data = buf.getvalue()
+    info = inspect(data)
+    out = decode(data, info)
+    assert info.alpha and out.shape == (40, 60, 3)
+    assert (out[:8] == 255).all() and (out[:, :15] == 255).all(), "transparent pixels must be white"
+    solid = out[15:25, 25:35].reshape(-1, 3).mean(0)
+    expected = (160, 160, 160) if kind == "grey-alpha.png" else (30, 160, 220)
+    np.testing.assert_allclose(solid, expected, atol=3)
+    if kind != "palette-trns.png":  # a palette's tRNS here holds only 0 or 255
+        half = out[15:25, 42:48].reshape(-1, 3).mean(0)
+        np.testing.assert_allclose(half, (np.array(expected) * 128 + 255 * 127) / 255, atol=3)
