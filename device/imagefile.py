@@ -131,13 +131,36 @@ def _coefficient_bytes(width: int, height: int, sampling: list[tuple[int, int]])
     return total
 
 
+def _exif_turned(segment: bytes) -> bool:
+    """Whether an APP1 segment's EXIF orientation (5..8) turns the picture a quarter: libjpeg's output is then
+    shown (OpenCV turns it) with width and height swapped."""
+    if not segment.startswith(b"Exif\0\0") or len(segment) < 14:
+        return False
+    tiff = segment[6:]
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None:
+        return False
+    (ifd,) = struct.unpack(order + "I", tiff[4:8])
+    if ifd + 2 > len(tiff):
+        return False
+    (count,) = struct.unpack(order + "H", tiff[ifd:ifd + 2])
+    for i in range(min(count, 512)):
+        entry = tiff[ifd + 2 + 12 * i:ifd + 14 + 12 * i]
+        if len(entry) < 12:
+            return False
+        tag, _, _, value = struct.unpack(order + "HHIH", entry[:10])
+        if tag == 0x0112:
+            return 5 <= value <= 8
+    return False
+
+
 @HEADERS.register("JPEG")
 def jpeg_info(data: bytes) -> ImageInfo | None:
     """Walk the marker segments to the start-of-frame (size, components) and the first scan (how many of the
     components it holds: fewer than all, or a progressive frame, makes libjpeg buffer the whole image)."""
     if not data.startswith(b"\xff\xd8"):
         return None
-    pos, frame = 2, None
+    pos, frame, turned = 2, None, False
     while pos + 4 <= len(data):
         if data[pos] != 0xFF:  # stray bytes between segments: libjpeg (and browsers) skip to the next marker
             pos = data.find(b"\xff", pos)
@@ -155,6 +178,8 @@ def jpeg_info(data: bytes) -> ImageInfo | None:
             pos += 2
             continue
         (length,) = struct.unpack(">H", data[pos + 2:pos + 4])
+        if marker == 0xE1 and not turned:  # APP1: EXIF, whose orientation OpenCV applies
+            turned = _exif_turned(data[pos + 4:pos + 2 + length])
         if marker in _JPEG_SOF and frame is None:
             if pos + 10 > len(data):
                 break
@@ -171,6 +196,8 @@ def jpeg_info(data: bytes) -> ImageInfo | None:
             scan_components = data[pos + 4] if pos + 4 < len(data) else 0
             buffered = sof in _JPEG_PROGRESSIVE or scan_components < len(sampling)
             extra = _coefficient_bytes(width, height, sampling) if buffered else 0
+            if turned:  # the size it is shown at: what a decode's scale must fill
+                width, height = height, width
             return ImageInfo("JPEG", width, height, extra_bytes=extra)
         elif marker == 0xD9:
             raise ImageError("the JPEG file is corrupt: it ends before its first scan")

@@ -145,3 +145,19 @@ def test_transparent_pixels_are_laid_on_white_whatever_the_encoder_kept_under_th
     if kind != "palette-trns.png":  # a palette's tRNS here holds only 0 or 255
         half = out[15:25, 42:48].reshape(-1, 3).mean(0)
         np.testing.assert_allclose(half, (np.array(expected) * 128 + 255 * 127) / 255, atol=3)
+
+
+def test_a_jpeg_turned_by_its_exif_is_planned_at_the_size_it_is_shown():
+    """A 5120x4000 phone photo with EXIF orientation 6 is shown 4000 wide: a 640x480 frame needs it decoded at 1/4,
+    not at 1/8 (640x500 stored, 500 wide once turned: stretched up 1.28x)."""
+    import io
+    image = Image.fromarray(np.zeros((4000, 5120, 3), np.uint8))
+    exif = image.getexif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", exif=exif.tobytes(), quality=50)
+    info = inspect(buf.getvalue(), cover_hw=(480, 640))
+    assert (info.width, info.height, info.reduce) == (4000, 5120, 4)
+    upright = io.BytesIO()
+    image.save(upright, "JPEG", quality=50)
+    assert inspect(upright.getvalue(), cover_hw=(480, 640)).reduce == 8
