@@ -183,4 +183,6 @@ def test_the_drop_in_escapes_the_environment_and_opens_what_the_config_needs():
                                          "hairmirror_sink_kind": "files", "hairmirror_sink_path": "/srv/frames"}))
     assert "PrivateNetwork" not in off and "ReadWritePaths=/srv/frames" in off and "CAP_NET_BIND" not in off
     local = render(drop_in, role_defaults({"hairmirror_web_enabled": False}))
-    assert "PrivateNetwork=yes" in local and "ReadWritePaths" not in local
+    assert "PrivateNetwork=yes" in local and "ReadWritePaths" not in local and "network-online" not in local
+    lan = render(drop_in, role_defaults({"hairmirror_web_host": "192.168.1.50", "hairmirror_web_token": "x" * 16}))
+    assert "After=network-online.target" in lan  # its address exists once DHCP has given it
