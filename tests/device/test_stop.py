@@ -2,7 +2,8 @@
 
 It used to end in SIGABRT (exit 134): the frame loop stopped, the inference worker's join timed out with its thread
 inside onnxruntime, and the interpreter's finalisation destroyed onnxruntime's globals under it. The model here
-(tests/device/slow_model.py) runs for about ten seconds on a black frame, inside onnxruntime's Loop kernel.
+(tests/device/slow_model.py) runs for about ten seconds on a frame whose first pixel is black, inside onnxruntime's Loop
+kernel.
 """
 from __future__ import annotations
 
@@ -50,11 +51,19 @@ def unit_stop_timeout() -> float:
     return float(m.group(1)) * (60 if m.group(2) == "min" else 1)
 
 
+def dark_photo() -> np.ndarray:
+    """Black corners (the slow model's first pixel: its slowest input) around a lit face-sized patch: a frame of one
+    colour is never run through a model, so an all-black one would never be slow."""
+    photo = np.zeros((48, 64, 3), np.uint8)
+    photo[12:36, 20:44] = (150, 120, 100)
+    return photo
+
+
 @pytest.fixture
 def slow_daemon_config(tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
-    cv2.imwrite(str(photos / "black.png"), np.zeros((48, 64, 3), np.uint8))  # the slow model's slow input
+    cv2.imwrite(str(photos / "dark.png"), dark_photo())  # the slow model's slow input
     model = save_slow_model(tmp_path / "slow.onnx")
 
     def write(web: bool) -> Path:
@@ -113,7 +122,7 @@ def test_sigterm_during_a_slow_photo_exits_0_in_time(slow_daemon_config):
         assert line, "".join(seen)
         seen.append(line)
     url = re.search(r"control page on (\S+)", "".join(seen)).group(1)
-    photo = base64.b64encode(cv2.imencode(".png", np.zeros((48, 64, 3), np.uint8))[1].tobytes()).decode()
+    photo = base64.b64encode(cv2.imencode(".png", dark_photo())[1].tobytes()).decode()
     answers = []
 
     def post():  # a black photo: the slow model's slow input, in a page thread this time
