@@ -75,7 +75,7 @@ def _config(args, command: str = "train"):
     repeat = {}
     for item in values.get("repeat", []):
         name, _, n = item.partition("=")
-        if not n.isdigit():
+        if not (n.isascii() and n.isdigit()):  # "²" is a digit to str.isdigit, not to int
             raise ValueError(f"--repeat takes SET=N, got {item!r}")
         repeat[name] = int(n)
     return TrainConfig(**{**values, "repeat": repeat})

@@ -38,8 +38,11 @@ def test_command_line_rebuilds_the_config(config):
     assert parse(command, argv[4:]) == config
 
 
-def test_bad_repeat_and_unknown_preset_are_usage_errors(capsys):
+def test_bad_repeat_and_unknown_preset_are_usage_errors(capsys, caplog):
     assert main(["train", "--repeat", "figaro-train=x", "--limit", "1"]) == 2
+    caplog.clear()
+    assert main(["train", "--repeat", "figaro-train=\u00b2", "--limit", "1"]) == 2  # a digit to isdigit, not to int
+    assert "--repeat takes SET=N" in caplog.text
     with pytest.raises(SystemExit) as info:
         main(["train", "--augment", "sparkles"])
     assert info.value.code == 2
