@@ -29,3 +29,13 @@ def positive_float(text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"expected a finite number above 0, got {text}")
     return value
+
+
+def float_in(lo: float, hi: float):
+    """An argparse type: a finite number from `lo` to `hi`."""
+    def parse(text: str) -> float:
+        value = positive_float(text) if lo > 0 else float(text)
+        if not (math.isfinite(value) and lo <= value <= hi):
+            raise argparse.ArgumentTypeError(f"expected {lo:g}..{hi:g}, got {text}")
+        return value
+    return parse

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import shlex
 import sys
 from collections import defaultdict
@@ -52,15 +53,66 @@ def load(path: str | Path) -> dict:
         for key, kind in (("label", str), ("machine", dict), ("models", list), ("results", list)):
             if not isinstance(m.get(key) if isinstance(m, dict) else None, kind):
                 raise BenchUsageError(f"{path}: machines[{i}].{key} is missing or not a {kind.__name__}")
+        for key, kind in (("settings", dict), ("ratios", list), ("threads", dict)):
+            absent = key not in m or (m[key] is None and key != "settings")  # older files: no ratios, no threads
+            if not absent and not isinstance(m[key], kind):
+                raise BenchUsageError(f"{path}: machines[{i}].{key} is not a {kind.__name__}")
+        for j, model in enumerate(m["models"]):
+            if not isinstance(model, dict) or not isinstance(model.get("name"), str):
+                raise BenchUsageError(f"{path}: machines[{i}].models[{j}] has no name")
+        for j, row in enumerate(m["results"]):
+            if not (isinstance(row, dict) and isinstance(row.get("model"), str) and isinstance(row.get("runtime"), str)):
+                raise BenchUsageError(f"{path}: machines[{i}].results[{j}] has no model or runtime")
+        _check_numbers(path, m, f"machines[{i}]")
     return results
+
+
+# Keys whose values the tables compute with: numbers (or lists of them), finite and not negative; the POSITIVE ones
+# are divided by, or are rates and ratios that are above zero when measured at all.
+NUMBER_KEYS = {"median_ms", "p90_ms", "mean_ms", "runs", "rounds", "round_ms", "cpu_pct", "fps", "gmac_per_s",
+               "median", "q25", "q75", "params", "macs", "figaro_iou", "camera_fps", "budget_s", "warmup_runs",
+               "threads", "cores", "paced_fps", "paced_cpu_pct", "cpu_ms_per_frame", "input_size", "before", "after"}
+POSITIVE_KEYS = {"median_ms", "round_ms", "median", "fps", "camera_fps", "input_size"}
+
+
+def _check_numbers(path: Path, value, where: str) -> None:
+    """Every number finite (JSON from Python may hold NaN and Infinity), and the NUMBER_KEYS numbers where the
+    tables expect them: a string or a negative latency printed '-232.56' FPS or died in a format call."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in NUMBER_KEYS and item is not None and not isinstance(item, dict):  # `threads`: a table too
+                for n in item if isinstance(item, list) else [item]:
+                    positive = key in POSITIVE_KEYS
+                    if isinstance(n, bool) or not isinstance(n, (int, float)) or not math.isfinite(n) \
+                            or n < 0 or (positive and n == 0):
+                        raise BenchUsageError(f"{path}: {where}.{key} is {n!r}, not a "
+                                              f"{'positive' if positive else 'non-negative'} finite number")
+            _check_numbers(path, item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for k, item in enumerate(value):
+            _check_numbers(path, item, f"{where}[{k}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise BenchUsageError(f"{path}: {where} is {value}, not a finite number")
+
+
+IDENTITY = ("input_size", "macs")  # what the figures of a row depend on: one name, one input and MAC count
 
 
 def merge(reports: list[dict]) -> dict:
     """One report with every machine. A label seen again with a runtime it already has gets a ' #2' suffix so
-    the columns stay apart; with other runtimes (one desktop's onnxruntime and PyTorch files) it keeps its name."""
+    the columns stay apart; with other runtimes (one desktop's onnxruntime and PyTorch files) it keeps its name.
+    A model name must mean the same file everywhere: one row shows every machine's figures for it."""
     machines, columns = [], defaultdict(set)  # label -> runtimes in its columns so far
+    seen: dict[str, tuple[str, tuple]] = {}    # model name -> (the machine that described it first, its identity)
     for results in reports:
         for m in results["machines"]:
+            for model in m["models"]:
+                identity = tuple(str(model.get(k)) for k in IDENTITY)
+                first = seen.setdefault(model["name"], (m["label"], identity))
+                if first[1] != identity:
+                    differ = ", ".join(f"{k} {a} against {b}" for k, a, b in zip(IDENTITY, first[1], identity) if a != b)
+                    raise BenchUsageError(f"model {model['name']} is another file on {m['label']} than on {first[0]} "
+                                          f"({differ}): its figures would share one row; rename one")
             runtimes = {r.get("runtime") for r in m["results"] if r.get("status") == "ok"}
             label, n = m["label"], 1
             while columns[label] & runtimes:
@@ -245,6 +297,12 @@ def main(argv: list[str] | None = None) -> int:
     run.setup_logging(args.verbose)
     try:
         results = merge([load(p) for p in args.files])
+        for path in args.docs or []:  # every docs file and output name checked before anything is written
+            DOCS.check(path)
+        if args.out:
+            report.check_out(args.out)
+        if args.plot:
+            report.check_out(args.plot, "--plot", (".png", ".svg", ".pdf"))
         publish(results, args.out, args.quiet)
         if args.plot:
             print(plot(results, args.plot), file=sys.stderr)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from .. import config as configuration
-from ..argtypes import int_in, positive_float
+from ..argtypes import float_in, int_in, positive_float
 from . import machine, measure, report, run, threads
 from .models import MODELS_DIR, BenchUsageError, find_files, open_model
 from .runtimes import DEFAULT_RUNTIMES, RUNTIMES
@@ -70,13 +70,21 @@ def parse_args(argv):
     p.add_argument("--camera-size", nargs="+", type=camera_hw, metavar="SIZE",
                    help="demo camera size(s) for the pipeline, each WIDTHxHEIGHT, 'model' (the model's input "
                         "size: no resize between the streams) or 'config' (default: config; --full: model config)")
-    p.add_argument("--camera-fps", type=positive_float, help="camera frame rate of the threaded run and the "
-                                                               "paced thread settings (default: the config's)")
+    p.add_argument("--camera-fps", type=float_in(1, 120), help="camera frame rate of the threaded run and the "
+                                                                 "paced thread settings, 1..120 (default: the config's)")
     p.add_argument("--label", help="this machine's name in table columns (default: the board or the CPU)")
     p.add_argument("--out", metavar="JSON", help="write the results here")
     p.add_argument("-q", "--quiet", action="store_true", help="print no tables (for --out, merged later)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.quiet and not args.out:
+        p.error("--quiet without --out would measure and then keep nothing")
+    if args.out:
+        try:
+            report.check_out(args.out)  # before the minutes of measuring
+        except BenchUsageError as e:
+            p.error(str(e))
+    return args
 
 
 def measure_here(args) -> tuple[dict, bool]:
@@ -88,6 +96,8 @@ def measure_here(args) -> tuple[dict, bool]:
     except configuration.ConfigError as e:
         raise BenchUsageError(f"--config: {e}") from None
     camera_fps = args.camera_fps or cfg.camera.fps
+    if args.threads_model and not Path(args.threads_model).is_file():  # before the minutes of measuring, not after
+        raise BenchUsageError(f"--threads-model {args.threads_model}: no such file")
     runtimes = {name: RUNTIMES.create(name) for name in args.runtimes}
     models = [open_model(f) for f in find_files(args.models)]
     run.unique_names(models)
@@ -125,11 +135,11 @@ def _threads(args, cfg, models, budget, camera_fps) -> dict | None:
 
 
 def publish(results: dict, out: str | None = None, quiet: bool = False) -> None:
-    """The tables on stdout; the JSON file where asked for (what was written on stderr)."""
-    if not quiet:
-        print(report.markdown(results))
+    """The JSON file where asked for, first (a measurement is never lost to a table that fails), then the tables."""
     if out:
         print(f"wrote {report.write(results, out)}", file=sys.stderr)
+    if not quiet:
+        print(report.markdown(results))
 
 
 def main(argv: list[str] | None = None) -> int:

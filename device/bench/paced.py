@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..argtypes import positive_float
-from .docs_block import publish
+from ..argtypes import float_in, int_in, positive_float
+from .docs_block import check_saved, publish
 from .machine import cpu_model
 from .measure import model_call, one_opencv_thread
 from .stages import PiStreamsDemo, median_iqr, pi_frame_of
@@ -63,7 +63,7 @@ class PiAdapterDemo(PiStreamsDemo):
         return pi_frame_of(super().read())
 
     def set_overlay(self, rgba) -> None:
-        self.overlays += 1
+        self.overlays += rgba is not None  # the sink's clear at close (None) makes no overlay
         self.shown = None if rgba is None else np.array(rgba, copy=True)
 
 
@@ -171,17 +171,15 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="*", help="contract-v1 .onnx files without a prior input (default: the daemon's "
                                              "default model and models/hair-unet-226k.onnx, slower than the camera)")
-    p.add_argument("--fps", type=float, default=30.0, help="the camera's frame rate (default 30)")
+    p.add_argument("--fps", type=float_in(1, 120), default=30.0, help="the camera's frame rate, 1..120 (default 30)")
     p.add_argument("--seconds", type=positive_float, default=3.0, help="seconds of the daemon per round (default 3)")
-    p.add_argument("--rounds", type=int, default=6, help="rounds per model (default 6)")
+    p.add_argument("--rounds", type=int_in(1), default=6, help="rounds per model (default 6)")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--from", dest="saved", metavar="JSON", help="print (and --docs) saved results instead of measuring")
     p.add_argument("--docs", metavar="MD", help=f"write the table into this markdown file's '{DOCS_BLOCK}' block "
                                                 "(docs/bench.md)")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
-    if not 1 <= args.fps <= 120 or args.rounds < 1:
-        p.error("--fps must lie in 1..120 and --rounds be at least 1")
     if args.models and args.saved:
         p.error("give model files to measure or --from saved results, not both")
     if not args.models and not args.saved:
@@ -206,6 +204,7 @@ def _load(path: str) -> list[dict]:
     if not isinstance(results, list) or not results or not all(isinstance(r, dict) and "ratio_paced_cpu" in r
                                                                 for r in results):
         raise ValueError(f"--from {path}: not results of this bench (written by --json)")
+    check_saved(path, results, table)
     return results
 
 

@@ -20,10 +20,14 @@ ASSUMPTION = ("projection, not a measurement: each model keeps the share of dens
 
 
 def pi_model(entry: dict) -> str | None:
-    """'Pi 4' / 'Pi 5' for a Raspberry Pi's results (its board, else its label), None for other machines."""
+    """'Pi 4' / 'Pi 5' for a Raspberry Pi's results (its board, else its label), None for other machines. The
+    Pi 400 / 500 and the Compute Modules 4 / 5 are their generation's SoC and count as it."""
     for text in (entry["machine"].get("board") or "", entry.get("label") or ""):
-        found = re.search(r"\bPi ?(\d)\b", text)
-        if found and ("Raspberry" in text or text == entry.get("label")):
+        if not ("Raspberry" in text or text == entry.get("label")):
+            continue
+        found = re.search(r"\bPi ?(\d)(?:00)?\b", text) or re.search(r"\bCompute Module ?(\d)\b", text) \
+            or re.search(r"\bCM ?(\d)\b", text)
+        if found:
             return f"Pi {found.group(1)}"
     return None
 
@@ -36,17 +40,20 @@ def _gmacs_per_s(entry: dict, macs: dict[str, int]) -> dict[str, float]:
     return out
 
 
-def _reference(entry: dict, models: dict[str, dict], speed: dict[str, float]) -> str | None:
-    """The dense reference: the model the entry's speed-ups were measured against, else its fp32 unet-226k, else
-    the fp32 model with the most GMAC/s."""
-    versus = {r["versus"] for r in entry.get("ratios") or [] if r.get("kind") == "speedup"}
-    named = [v for v in versus if v in speed]
-    if named:
-        return named[0]
-    fp32 = {n: v for n, v in speed.items() if models.get(n, {}).get("precision", "fp32") == "fp32"}
-    dense = [n for n in fp32 if models.get(n, {}).get("variant") == "unet-226k"]
-    pool = dense or list(fp32)
-    return max(pool, key=lambda n: fp32[n], default=None)
+DENSE_VARIANT = "unet-226k"  # the seed's plain U-Net: dense 3x3 convolutions, what DESIGN.md's Pi figures are
+
+
+def _reference(models: dict[str, dict], speed: dict[str, float]) -> str | None:
+    """The dense reference: the fp32 unet-226k measured at the largest input (a 32x32 toy reaches a fraction of
+    the throughput), whatever the run's --ref compared against; None when no such model was measured."""
+    dense = [n for n in speed if models.get(n, {}).get("variant") == DENSE_VARIANT
+             and models[n].get("precision", "fp32") == "fp32"]
+    return max(dense, key=lambda n: _area(models[n]), default=None)
+
+
+def _area(model: dict) -> int:
+    size = model.get("input_size") or [0, 0]
+    return int(size[0]) * int(size[-1])
 
 
 def project(report: dict, models: dict[str, dict]) -> dict | None:
@@ -57,7 +64,10 @@ def project(report: dict, models: dict[str, dict]) -> dict | None:
     if base is None:
         return None
     speed = _gmacs_per_s(base, macs)
-    ref = _reference(base, models, speed)
+    ref = _reference(models, speed)
+    if ref is None:  # nothing measured to project from: no figure at all rather than one against another model
+        return {"machine": base["label"], "reference": None,
+                "skipped": f"no Pi projection: the fp32 {DENSE_VARIANT} (the dense reference) was not measured here"}
     dense = speed[ref]
     measured: dict[str, dict[str, float]] = {pi: {} for pi in PI_GMACS}
     for e in report["machines"]:

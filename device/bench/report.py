@@ -13,13 +13,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import projection
-from .models import RANDOM_WEIGHTS
+from .models import RANDOM_WEIGHTS, BenchUsageError
 
 SCHEMA = "hairmirror-bench/2"
 GOAL_RATIO = 1.10  # issue 22: the whole frame path costs at most 1.10x the model alone
 
 
 # --- files -----------------------------------------------------------------------------------------------------------
+
+def check_out(path: str | Path, option: str = "--out", suffixes: tuple[str, ...] = (".json",)) -> Path:
+    """An output file's name, checked before any work: not a folder, in a folder that is (or can be made) one, with
+    one of `suffixes`; BenchUsageError otherwise."""
+    path = Path(path)
+    if path.is_dir() or str(path).endswith("/"):
+        raise BenchUsageError(f"{option} {path} is a folder: name the file to write")
+    if path.suffix.lower() not in suffixes:
+        raise BenchUsageError(f"{option} {path}: name a {' or '.join(suffixes)} file")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise BenchUsageError(f"{option} {path}: {parent} is a file, not a folder")
+    return path
+
 
 def write(report: dict, path: str | Path) -> Path:
     path = Path(path)
@@ -90,7 +104,13 @@ def _table(head: list[str], rows: list[list]) -> list[str]:
     return [_row(head), _row(["---"] * len(head)), *(_row(r) for r in rows)]
 
 
+MIN_SPREAD_ROUNDS = 3  # fewer rounds give no spread worth printing as an IQR
+
+
 def _iqr(r: dict, unit: str = "x") -> str:
+    rounds = r.get("rounds")
+    if rounds is not None and rounds < MIN_SPREAD_ROUNDS:  # '72.40x (72.40-72.40)' looked like a tight spread
+        return f"{r['median']:.2f}{unit} (n={rounds}, no spread)"
     return f"{r['median']:.2f}{unit} ({r['q25']:.2f}-{r['q75']:.2f})"
 
 
@@ -222,6 +242,8 @@ def projection_table(report: dict) -> str:
     p = projection.project(report, models_of(report))
     if p is None:
         return ""
+    if p.get("skipped"):
+        return p["skipped"] + ".\n"
     pis = list(projection.PI_GMACS)
     head = ["model", "GMACs", f"GMAC/s ({p['machine']}, 1 thread)", f"share of {p['reference']}'s"]
     for pi in pis:

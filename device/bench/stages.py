@@ -45,8 +45,9 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from ..argtypes import int_in
 from ..cameras.demo import DemoCamera
-from .docs_block import publish
+from .docs_block import check_saved, publish
 from .measure import ThreadClock, model_call, one_opencv_thread
 
 _log = logging.getLogger(__name__)
@@ -356,8 +357,9 @@ def table(result: dict) -> str:
         for what, figures, suffix in (("one thread, wall", path, ""), ("one thread, CPU", path, "_cpu"),
                                       ("two threads as the daemon runs, CPU of both", path2, "_cpu")):
             lo, hi = figures[f"ratio{suffix}_iqr"]
+            spread = f"IQR {lo:.3f}-{hi:.3f}" if result["rounds"] >= 3 else "too few for a spread"
             lines.append(f"- {name} / model alone ({what}): **{figures[f'ratio{suffix}']:.3f}** (median of {rounds}, "
-                         f"IQR {lo:.3f}-{hi:.3f})")
+                         f"{spread})")
     lines += ["", "Quote CPU: another job stretches wall time, and the Pi path's wall time here also waits on the "
               "demo camera's thread making the Pi's streams, which a Pi's ISP makes."]
     return "\n".join(lines)
@@ -386,7 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--from", dest="saved", metavar="JSON", help="print (and --docs) a saved result instead of "
                                                                  "measuring")
     p.add_argument("--size", type=parse_hw, default=(480, 640), help="display size WIDTHxHEIGHT (default 640x480)")
-    p.add_argument("--frames", type=int, default=240, help="frames measured per layout (default 240)")
+    p.add_argument("--frames", type=int_in(8), default=240, help="frames measured per layout, 8 or more: a round "
+                                                                  "is a face search's 8 frames (default 240)")
     p.add_argument("--keep", help="[postprocess] keep rule (default: the config's default)")
     p.add_argument("--mode", help="recolour mode (default: the config's default)")
     p.add_argument("--json", help="also write the result here")
@@ -418,6 +421,7 @@ def _load(path: str) -> dict:
         raise ValueError(f"--from {path}: not JSON ({e})") from None
     if not isinstance(result, dict) or "two_threads" not in result:
         raise ValueError(f"--from {path}: not a stage profile of this version (written by --json)")
+    check_saved(path, result, table)
     return result
 
 

@@ -123,6 +123,24 @@ def test_command_prints_the_table_and_writes_json(model, tmp_path, capsys):
     assert stages.main([str(tmp_path / "missing.onnx"), "--frames", "8"]) == 2
 
 
+def test_a_saved_profile_with_a_missing_or_non_finite_figure_is_refused(model, tmp_path, capsys):
+    """--from a file without 'paths' died in a KeyError (exit 1); a NaN ratio was printed as **nan** into the docs.
+    A one-round profile says it has no spread instead of an IQR of one value."""
+    import json
+    out = tmp_path / "stages.json"
+    assert stages.main([str(model), "--frames", "8", "--json", str(out)]) == 0
+    assert "too few for a spread" in capsys.readouterr().out
+    saved = json.loads(out.read_text())
+    for name, edit, words in (("no-paths", lambda r: r.pop("paths"), "KeyError 'paths'"),
+                              ("nan", lambda r: r["paths"]["pi"].update(ratio_cpu=float("nan")),
+                               "paths.pi.ratio_cpu is nan")):
+        bad = json.loads(json.dumps(saved))
+        edit(bad)
+        (tmp_path / f"{name}.json").write_text(json.dumps(bad))
+        assert stages.main(["--from", str(tmp_path / f"{name}.json")]) == 2, name
+        assert words in capsys.readouterr().err, name
+
+
 def test_a_saved_profile_goes_into_the_docs_block_by_its_command(model, tmp_path, capsys):
     """The docs' stage table comes from a results file by a command (make bench-readme), never typed."""
     out, md = tmp_path / "stages.json", tmp_path / "bench.md"

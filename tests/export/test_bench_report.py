@@ -170,3 +170,90 @@ def test_a_file_that_is_not_bench_results_exits_2_naming_it(tmp_path, capsys):
     broken.write_text(json.dumps({"schema": report.SCHEMA, "machines": [{"label": "x"}]}))
     assert bench_report.main([str(broken)]) == 2
     assert "machines[0].machine is missing" in capsys.readouterr().err
+
+
+def _edited(here: Path, tmp_path: Path, name: str, edit) -> Path:
+    data = json.loads(here.read_text())
+    edit(data["machines"][0])
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_malformed_figures_are_refused_by_field_and_nothing_is_written(here, tmp_path, capsys):
+    """NaN, negative or zero latencies, strings for numbers and a null settings table were written into the docs
+    ('| nan |', FPS '-232.56') or died in a traceback (exit 1); a bad docs file was found after the JSON, the plot
+    and the other docs were already rewritten."""
+    def latency(value):
+        return lambda m: m["results"][0]["latency"].update(median_ms=value)
+    cases = {"nan": (latency(float("nan")), "median_ms is nan"), "negative": (latency(-4.3), "median_ms is -4.3"),
+             "zero": (latency(0), "median_ms is 0"), "text": (latency("4.3"), "median_ms is '4.3'"),
+             "settings": (lambda m: m.update(settings=None), "settings is not a dict"),
+             "nameless": (lambda m: m["results"][0].pop("model"), "results[0] has no model")}
+    for name, (edit, words) in cases.items():
+        assert bench_report.main([str(_edited(here, tmp_path, f"{name}.json", edit)), "--quiet"]) == 2, name
+        assert words in capsys.readouterr().err, name
+    good, stray = tmp_path / "good.md", tmp_path / "stray.md"
+    good.write_text("<!-- bench:begin x -->\nold\n<!-- bench:end -->\n")
+    stray.write_text("<!-- bench:begin x -->\n<!-- bench:begin y -->\nold\n<!-- bench:end -->\n<!-- bench:end -->\n")
+    out, png = tmp_path / "o.json", tmp_path / "p.png"
+    assert bench_report.main([str(here), "--quiet", "--out", str(out), "--plot", str(png),
+                              "--docs", str(good), str(stray)]) == 2
+    assert "found 2 begin and 2 end lines" in capsys.readouterr().err
+    assert not out.exists() and not png.exists() and "old" in good.read_text()
+    for argv, words in ((["--out", str(tmp_path)], "is a folder"), (["--plot", str(tmp_path / "p.txt")], ".png"),
+                        (["--out", str(good / "x.json")], "is a file, not a folder")):
+        assert bench_report.main([str(here), "--quiet", *argv]) == 2
+        assert words in capsys.readouterr().err
+
+
+def test_one_name_for_two_different_files_is_refused(here, tmp_path, capsys):
+    """A Pi file whose model of the same name had another input size shared one row with the desktop's figures,
+    and the projection divided one file's MACs by the other's latency."""
+    def smaller(m):
+        for model in m["models"]:
+            model["input_size"], model["macs"] = [16, 16], model["macs"] // 4
+        m["label"] = "Pi 5"
+    other = _edited(here, tmp_path, "pi5.json", smaller)
+    assert bench_report.main([str(other), str(here), "--quiet"]) == 2
+    assert "is another file on here than on Pi 5" in capsys.readouterr().err
+
+
+def test_the_projection_is_always_against_the_dense_unet_at_its_largest_input():
+    """--ref (or a file without ratios) made the projection's baseline whatever the speed-ups were measured
+    against, or the 32x32 toy: the default's Pi 4 figure moved from 22 to 37 or 18 FPS. With no dense model
+    measured it crashed (KeyError) or projected against the only model there."""
+    from device.bench import projection
+
+    def machine(latency_ms: dict, ratios_versus: str | None = None) -> dict:
+        return {"label": "desk", "machine": {}, "models": [], "ratios": [{"kind": "speedup", "versus": ratios_versus}]
+                if ratios_versus else [], "results": [{"model": n, "runtime": "ort-cpu-1", "status": "ok",
+                                                        "latency": {"median_ms": ms}} for n, ms in latency_ms.items()]}
+    models = {"unet": {"variant": "unet-226k", "precision": "fp32", "macs": 2e9, "input_size": [256, 256]},
+              "toy": {"variant": "unet-226k", "precision": "fp32", "macs": 3e7, "input_size": [32, 32]},
+              "mobile": {"variant": "mobile-unet", "precision": "fp32", "macs": 2e8, "input_size": [288, 288]}}
+    latency = {"unet": 50.0, "toy": 2.0, "mobile": 5.0}
+    for versus in (None, "mobile", "toy"):
+        p = projection.project({"machines": [machine(latency, versus)]}, models)
+        assert p["reference"] == "unet", versus
+    p = projection.project({"machines": [machine({"mobile": 5.0})]}, models)
+    assert p["reference"] is None and "no Pi projection" in p["skipped"]
+    boards = {"Raspberry Pi 400 Rev 1.0": "Pi 4", "Raspberry Pi Compute Module 4 Rev 1.0": "Pi 4",
+              "Raspberry Pi 500": "Pi 5", "Raspberry Pi 5 Model B Rev 1.0": "Pi 5"}
+    for board, pi in boards.items():
+        assert projection.pi_model({"machine": {"board": board}, "label": "x"}) == pi, board
+
+
+def test_a_ratio_of_fewer_than_three_rounds_shows_no_spread():
+    assert report._iqr({"median": 72.4, "q25": 72.4, "q75": 72.4, "rounds": 1}) == "72.40x (n=1, no spread)"
+    assert report._iqr({"median": 2.0, "q25": 1.9, "q75": 2.1, "rounds": 12}) == "2.00x (1.90-2.10)"
+
+
+@pytest.mark.parametrize("argv, words", [(["--camera-fps", "0.01"], "expected 1..120"),
+                                         (["--quiet"], "--quiet without --out")])
+def test_the_device_bench_refuses_settings_that_hang_or_keep_nothing(small_model, argv, words, capsys):
+    """--camera-fps 0.01 slept 100 s a frame (about 90 minutes with --quick); --quiet alone measured and kept
+    nothing."""
+    with pytest.raises(SystemExit) as info:
+        device_bench([str(small_model), *argv])
+    assert info.value.code == 2 and words in capsys.readouterr().err
