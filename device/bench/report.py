@@ -281,8 +281,13 @@ def _pi_threads(report: dict, p: dict) -> str:
     if row is None:
         return ""
     fps = table["camera_fps"]
+    own = {projection.pi_model(m): m["threads"]["choice"] for m in report["machines"]
+           if projection.pi_model(m) and (m.get("threads") or {}).get("choice")}  # a merged Pi's own table decides
     advice = []
     for pi, projected in row["projected"].items():
+        if pi in own:
+            advice.append(f"{pi}: {own[pi]['setting']} (its own threads table: {own[pi].get('why', 'measured')})")
+            continue
         got = row["measured"][pi]
         one = got if got else projected
         source = "measured" if got else "projected"

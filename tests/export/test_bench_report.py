@@ -144,6 +144,8 @@ def test_plot_names_every_model_once_and_no_names_overlap(tmp_path):
     clashes = [(texts[i].get_text(), texts[j].get_text()) for i, j in itertools.combinations(range(len(boxes)), 2)
                if boxes[i].overlaps(boxes[j])]
     assert not clashes
+    legends = [ax.get_legend().get_window_extent(renderer) for ax in fig.axes if ax.get_legend() is not None]
+    assert legends and not [t.get_text() for t, b in zip(texts, boxes) if any(b.overlaps(g) for g in legends)]
     strip = fig.axes[-1]
     assert {t.get_text() for t in strip.texts} == {"model-12.int8", "model-13"}  # random weights: below, no IoU
     png = tmp_path / "p.png"
@@ -257,3 +259,15 @@ def test_the_device_bench_refuses_settings_that_hang_or_keep_nothing(small_model
     with pytest.raises(SystemExit) as info:
         device_bench([str(small_model), *argv])
     assert info.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_a_merged_pis_own_threads_table_decides_its_thread_advice(here, tmp_path):
+    """The advice said 'projected until a Pi's own threads table decides' and never read one."""
+    def as_pi(m):
+        m["label"], m["machine"]["board"] = "Pi 5", "Raspberry Pi 5 Model B Rev 1.0"
+        m["threads"]["choice"] = {"setting": "3 threads, spinning off", "why": "the Pi's own measurement"}
+    pi = _edited(here, tmp_path, "pi5.json", as_pi)
+    rc, table = _run(bench_report.main, [str(here), str(pi)])
+    assert rc == 0
+    assert "Pi 5: 3 threads, spinning off (its own threads table: the Pi's own measurement)" in table
+    assert "Pi 4: " in table and "Pi 4: 3 threads" not in table  # no Pi 4 file: still the projection's rule
