@@ -271,3 +271,16 @@ def test_a_merged_pis_own_threads_table_decides_its_thread_advice(here, tmp_path
     assert rc == 0
     assert "Pi 5: 3 threads, spinning off (its own threads table: the Pi's own measurement)" in table
     assert "Pi 4: " in table and "Pi 4: 3 threads" not in table  # no Pi 4 file: still the projection's rule
+
+
+def test_the_thread_advice_says_when_two_threads_still_miss_the_camera():
+    """'2 threads' was advised wherever 1 missed the camera, without checking that 2 keep up (22 FPS at 1 thread
+    and this machine's 1.2x for 2 threads is 27, still under 30)."""
+    table = {"model": "m.onnx", "camera_fps": 30.0, "settings": [
+        {"threads": 2, "spinning": False, "speedup": {"median": 1.2}},
+        {"threads": 2, "spinning": True, "speedup": {"median": 1.6}}]}
+    p = {"machine": "desk", "rows": [{"model": "m", "projected": {"Pi 4": 20.0, "Pi 5": 90.0},
+                                      "measured": {"Pi 4": None, "Pi 5": None}}]}
+    text = report._pi_threads({"machines": [{"label": "desk", "machine": {}, "threads": table}]}, p)
+    assert "Pi 4: 2 threads, spinning off (projected 20.0 FPS at 1 thread, about 24.0 at 2" in text
+    assert "the mirror segments 80% of the frames" in text and "Pi 5: 1 thread (projected 90.0 FPS" in text
