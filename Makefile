@@ -45,7 +45,7 @@ lint: $(STAMP)  ## ruff
 	$(PY) -m ruff check device training export tests
 
 # Chromium for the page's browser test; skipped (and the test says why) where it cannot be installed.
-browser:
+browser:  ## Debian's chromium and chromium-driver for the page's browser test (root; skipped otherwise)
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 	  { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
 	    || echo "chromium not installed: the browser test will skip"; }
@@ -95,7 +95,7 @@ e2e-models: $(STAMP)  ## the shipped models' eval.* metadata against a full eval
 
 .PHONY: deploy-tools
 # mtools, dosfstools and fdisk for the flash script's tests; skipped (and the tests say why) where not installable.
-deploy-tools:
+deploy-tools:  ## mtools, dosfstools, fdisk for the flash script's tests (root; skipped otherwise)
 	@command -v mcopy >/dev/null && command -v mkfs.fat >/dev/null && command -v sfdisk >/dev/null || \
 	  { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mtools dosfstools fdisk >/dev/null) \
 	    || echo "mtools/dosfstools/fdisk not installed: the flash tests will skip"; }

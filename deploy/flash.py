@@ -407,8 +407,8 @@ class FirstBoot:
         if fmt == "custom-toml":
             return {"custom.toml": self.custom_toml()}
         unsupported = [name for name, value in [("--hostname", self.hostname), ("--wifi-ssid", self.wifi_ssid),
-                                                ("--ssh-key", self.ssh_keys), ("--timezone", self.timezone),
-                                                ("--keymap", self.keymap)] if value]
+                                                ("--wifi-country", self.wifi_country), ("--ssh-key", self.ssh_keys),
+                                                ("--timezone", self.timezone), ("--keymap", self.keymap)] if value]
         if unsupported:
             raise Refused(f"--bootfs-format legacy cannot set {', '.join(unsupported)} (use custom-toml)")
         files = {}

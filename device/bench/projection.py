@@ -4,7 +4,7 @@ MAC counts alone overstate a small model's speed: a depthwise, upsampling-heavy 
 multiply-accumulates per second that dense convolutions reach. So the projection keeps each model's measured
 efficiency: its GMAC/s here over the dense reference's (the seed's unet-226k) here, times the Pi's dense throughput.
 Assumption (printed with the table): that efficiency carries over to the Pi's Cortex-A72 / A76 cores, and the Pi's
-dense fp32 throughput is DESIGN.md's. It is a projection, not a measurement: a real Pi's file, merged on a
+dense fp32 throughput is the seed design's (../shared/DESIGN.md). It is a projection, not a measurement: a real Pi's file, merged on a
 desktop (`python -m export.bench_report`), fills the column beside it.
 """
 from __future__ import annotations
@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 
 RUNTIME = "ort-cpu-1"
-PI_GMACS = {"Pi 4": 6.5, "Pi 5": 28.0}  # fp32 GMAC/s, DESIGN.md (MobileNetV2 on onnxruntime, one Pi each)
+PI_GMACS = {"Pi 4": 6.5, "Pi 5": 28.0}  # fp32 GMAC/s, ../shared/DESIGN.md (MobileNetV2 on onnxruntime, one Pi each)
 ASSUMPTION = ("projection, not a measurement: each model keeps the share of dense-convolution GMAC/s it reaches "
-              "here (1 onnxruntime thread), and a Pi's dense fp32 throughput is DESIGN.md's "
+              "here (1 onnxruntime thread), and a Pi's dense fp32 throughput is the seed design's (../shared/DESIGN.md) "
               + " / ".join(f"{v:g} GMAC/s ({k})" for k, v in PI_GMACS.items())
               + "; int8 gains on this CPU (VNNI) need not carry over to the Pi")
 
@@ -40,7 +40,7 @@ def _gmacs_per_s(entry: dict, macs: dict[str, int]) -> dict[str, float]:
     return out
 
 
-DENSE_VARIANT = "unet-226k"  # the seed's plain U-Net: dense 3x3 convolutions, what DESIGN.md's Pi figures are
+DENSE_VARIANT = "unet-226k"  # the seed's plain U-Net: dense 3x3 convolutions, what the seed design's Pi figures are
 
 
 def _reference(models: dict[str, dict], speed: dict[str, float]) -> str | None:

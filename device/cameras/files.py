@@ -79,7 +79,8 @@ class ImageFolderCamera(Camera):
     class Settings:
         path: str = setting("", "folder of photos, shown in name order and looped")
         seconds_per_photo: float = setting(5.0, "how long each photo is shown (its frames at camera.fps); 0: the next "
-                                                "photo on every frame, as a video of them", range=(0.0, 86400.0))
+                                                "photo on every frame (a mask is never drawn on another photo, so the "
+                                                "live mirror then dyes none: for inline runs)", range=(0.0, 86400.0))
 
     @classmethod
     def check_config(cls, cfg) -> None:
@@ -201,7 +202,7 @@ class OpenCVCamera(Camera):
 
     @dataclass
     class Settings:
-        device: str = setting("0", "camera index (a webcam) or video file path (looped)")
+        device: str = setting("0", "camera index (a webcam), a video file (looped) or a photo file (shown as a still)")
 
     @classmethod
     def check_config(cls, cfg) -> None:
