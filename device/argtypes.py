@@ -34,7 +34,10 @@ def positive_float(text: str) -> float:
 def float_in(lo: float, hi: float):
     """An argparse type: a finite number from `lo` to `hi`."""
     def parse(text: str) -> float:
-        value = positive_float(text) if lo > 0 else float(text)
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
         if not (math.isfinite(value) and lo <= value <= hi):
             raise argparse.ArgumentTypeError(f"expected {lo:g}..{hi:g}, got {text}")
         return value

@@ -49,6 +49,7 @@ from ..argtypes import int_in
 from ..cameras.demo import DemoCamera
 from .docs_block import check_saved, publish
 from .measure import ThreadClock, model_call, one_opencv_thread
+from .report import MIN_SPREAD_ROUNDS
 
 _log = logging.getLogger(__name__)
 
@@ -357,7 +358,7 @@ def table(result: dict) -> str:
         for what, figures, suffix in (("one thread, wall", path, ""), ("one thread, CPU", path, "_cpu"),
                                       ("two threads as the daemon runs, CPU of both", path2, "_cpu")):
             lo, hi = figures[f"ratio{suffix}_iqr"]
-            spread = f"IQR {lo:.3f}-{hi:.3f}" if result["rounds"] >= 3 else "too few for a spread"
+            spread = f"IQR {lo:.3f}-{hi:.3f}" if result["rounds"] >= MIN_SPREAD_ROUNDS else "too few for a spread"
             lines.append(f"- {name} / model alone ({what}): **{figures[f'ratio{suffix}']:.3f}** (median of {rounds}, "
                          f"{spread})")
     lines += ["", "Quote CPU: another job stretches wall time, and the Pi path's wall time here also waits on the "

@@ -54,6 +54,17 @@ def _read_photo(path: Path) -> bytes:
         os.close(fd)
 
 
+def load_photo(path: Path, hw: tuple[int, int]) -> np.ndarray:
+    """A photo file at a display of `hw` (height, width), read within the decode budget (its header checked
+    first), EXIF orientation applied; SkippedImage saying why it cannot be shown."""
+    data = _read_photo(path)
+    try:
+        rgb = decode(data, inspect(data, MAX_DECODE_BYTES, cover_hw=hw), longest=None)
+    except ImageError as e:
+        raise SkippedImage(str(e)) from None
+    return fit_to(rgb, hw)
+
+
 def _stamp(path: Path) -> tuple | None:
     """(size, mtime) of the file a name leads to, which says when it changed; None when it is gone since the
     scan (quietly: the next scan drops it); SkippedImage for a link to nothing or a name that cannot be looked at."""
@@ -126,13 +137,7 @@ class ImageFolderCamera(Camera):
         self.next_scan = time.monotonic() + RESCAN_SECONDS
 
     def _load(self, path: Path, stamp: tuple) -> np.ndarray:
-        data = _read_photo(path)
-        try:
-            info = inspect(data, MAX_DECODE_BYTES, cover_hw=self.main_hw)
-            rgb = decode(data, info, longest=None)
-        except ImageError as e:
-            raise SkippedImage(str(e)) from None
-        frame = fit_to(rgb, self.main_hw)
+        frame = load_photo(path, self.main_hw)
         if sum(f.nbytes for _, f in self.cache.values()) + frame.nbytes <= MAX_CACHED_BYTES:
             self.cache[path] = (stamp, frame)
         return frame
@@ -225,11 +230,9 @@ class OpenCVCamera(Camera):
         self.still = None
         if self.is_file and Path(dev).suffix.lower() in IMAGE_SUFFIXES:
             try:
-                data = _read_photo(Path(dev))
-                rgb = decode(data, inspect(data, MAX_DECODE_BYTES, cover_hw=self.main_hw), longest=None)
-            except (SkippedImage, ImageError) as e:
+                self.still = load_photo(Path(dev), self.main_hw)
+            except SkippedImage as e:
                 raise CameraError(f"camera.device: the photo {dev} cannot be shown: {e}") from None
-            self.still = fit_to(rgb, self.main_hw)
             self.opened = os.stat(dev).st_ino
             self.next_check = time.monotonic() + RESCAN_SECONDS
             self.pacer = Pacer(self.cfg.fps)
