@@ -26,6 +26,11 @@ from .stages import Backoff, Capture, Hair, InferenceWorker, Segmented, publish
 _log = logging.getLogger(__name__)
 STOP_WAIT = 2.0        # seconds a stop waits for an inference in progress; a slower one is left to the process exit
 SEGMENTER_RETRY = 1.0  # seconds before a failed segmenter with no fallback left is tried again (then doubling)
+PHOTO_SEGMENT_WAIT = 15.0  # seconds a photo waits for the live frame's inference (tens of ms on a Pi): it is stuck
+
+
+class SegmenterBusy(RuntimeError):
+    """A photo could not have the segmenter: the live frame's inference held it for PHOTO_SEGMENT_WAIT."""
 
 
 class Timings:
@@ -188,8 +193,12 @@ class Mirror:
     def process_photo(self, rgb: np.ndarray, mode: str | None = None, colour: str | None = None,
                       colour2: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Try-a-photo: (hair mask uint8 {0,1}, recoloured RGB), both at the photo's own size."""
-        with self.segment_lock:
+        if not self.segment_lock.acquire(timeout=PHOTO_SEGMENT_WAIT):  # never hold the page's request forever
+            raise SegmenterBusy(f"the live mirror's inference has held the segmenter for {PHOTO_SEGMENT_WAIT:.0f} s")
+        try:
             prob = self.segmenter.segment_still(self.segmenter.fit(rgb))
+        finally:
+            self.segment_lock.release()
         pc = self.cfg.postprocess
         mask, alpha = postprocess_still(prob, rgb, self.post.threshold, pc.keep, pc.min_area)
         _, recolourer = self._recolourer(mode, colour, colour2)  # this photo's own colours; the mirror's stay

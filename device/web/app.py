@@ -4,7 +4,8 @@
     POST /api/photo        a photo (multipart field `photo`, or JSON {"image": base64}) + colour/mode/colour2
                            -> JSON with base64 PNGs of the hair mask and the recoloured photo; at most
                            MAX_PHOTOS_IN_FLIGHT at once (503 + Retry-After beyond), each decode within
-                           MAX_DECODE_BYTES by its header (413 beyond)
+                           MAX_DECODE_BYTES by its header (413 beyond); 503 too when the live frame's inference
+                           holds the segmenter longer than mirror.PHOTO_SEGMENT_WAIT (stuck)
     GET  /api/status       mode, model, fps, camera, the live recolour settings
     POST /api/colour       JSON {"colour", "mode", "colour2"}: applied to the live mirror at once
     GET  /stream.mjpg      the live mirror as MJPEG (while watched, <= 15 fps)
@@ -26,6 +27,7 @@ from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 
 from ..colours import PRESETS, parse_colour, to_hex
+from ..mirror import SegmenterBusy
 from ..recolour import RECOLOURERS, make_recolourer
 from ..segmenters import SegmenterError
 from .access import AccessGuard
@@ -159,6 +161,8 @@ def _process(state: WebState, rgb: np.ndarray, args: dict) -> tuple[np.ndarray, 
         raise RequestError("busy with another photo; try again", 503)
     try:
         return state.mirror.process_photo(rgb, **args)
+    except SegmenterBusy as e:
+        raise RequestError(f"busy: {e}; try again", 503) from None
     except SegmenterError as e:
         raise RequestError(f"segmentation failed: {e}", 500) from None
     finally:

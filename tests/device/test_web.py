@@ -265,6 +265,16 @@ def test_an_unknown_key_is_refused_naming_it_not_ignored(tmp_path_factory, figar
                              content_type="multipart/form-data"), 400, "'colour' sent 2 times")
 
 
+def test_a_photo_never_waits_forever_for_a_stuck_live_inference(client, mirror, figaro_jpeg, monkeypatch):
+    """The live frame's inference holds the segmenter (tens of ms on a Pi). One stuck there must not hold a photo's
+    request, and the one photo slot, for ever: the photo gets a 503 naming the wait, and the next one works."""
+    import device.mirror
+    monkeypatch.setattr(device.mirror, "PHOTO_SEGMENT_WAIT", 0.2)
+    with mirror.segment_lock:  # as a stuck inference holds it
+        assert_error(upload(client, figaro_jpeg), 503, "busy", "held the segmenter", "try again")
+    assert upload(client, figaro_jpeg).status_code == 200
+
+
 def test_uploads_over_the_size_limit_get_413(mirror):
     small = client_with(mirror, max_upload_mb=0.1)
     limit = int(0.1 * 2**20)
