@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import shlex
 import sys
 from collections import defaultdict
@@ -22,7 +21,7 @@ from pathlib import Path
 
 from device.bench import report, run
 from device.bench.cli import publish
-from device.bench.docs_block import GeneratedBlock
+from device.bench.docs_block import GeneratedBlock, nodes, non_finite
 from device.bench.models import BenchUsageError
 from device.bench.report import Column, models_of, ok_rows
 
@@ -78,21 +77,16 @@ POSITIVE_KEYS = {"median_ms", "round_ms", "median", "fps", "camera_fps", "input_
 def _check_numbers(path: Path, value, where: str) -> None:
     """Every number finite (JSON from Python may hold NaN and Infinity), and the NUMBER_KEYS numbers where the
     tables expect them: a string or a negative latency printed '-232.56' FPS or died in a format call."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key in NUMBER_KEYS and item is not None and not isinstance(item, dict):  # `threads`: a table too
-                for n in item if isinstance(item, list) else [item]:
-                    positive = key in POSITIVE_KEYS
-                    if isinstance(n, bool) or not isinstance(n, (int, float)) or not math.isfinite(n) \
-                            or n < 0 or (positive and n == 0):
-                        raise BenchUsageError(f"{path}: {where}.{key} is {n!r}, not a "
-                                              f"{'positive' if positive else 'non-negative'} finite number")
-            _check_numbers(path, item, f"{where}.{key}")
-    elif isinstance(value, list):
-        for k, item in enumerate(value):
-            _check_numbers(path, item, f"{where}[{k}]")
-    elif isinstance(value, float) and not math.isfinite(value):
-        raise BenchUsageError(f"{path}: {where} is {value}, not a finite number")
+    for at, key, item in nodes(value, where):
+        if key in NUMBER_KEYS and item is not None and not isinstance(item, dict):  # `threads`: a table too
+            for n in item if isinstance(item, list) else [item]:
+                positive = key in POSITIVE_KEYS
+                if isinstance(n, bool) or not isinstance(n, (int, float)) or non_finite(n) \
+                        or n < 0 or (positive and n == 0):
+                    raise BenchUsageError(f"{path}: {at} is {n!r}, not a "
+                                          f"{'positive' if positive else 'non-negative'} finite number")
+        elif non_finite(item):
+            raise BenchUsageError(f"{path}: {at} is {item}, not a finite number")
 
 
 IDENTITY = ("input_size", "macs")  # what the figures of a row depend on: one name, one input and MAC count

@@ -58,19 +58,31 @@ def publish(text: str, result, json_path: str | None, docs: str | None, block: s
         print(f"wrote {GeneratedBlock(block).rewrite(docs, text, command)}", file=sys.stderr)
 
 
+def nodes(value, where: str = ""):
+    """Every (path, key, item) below nested dicts and lists, depth first: path like 'machines[0].fps', key the
+    dict key (None for a list item). The results files' checks walk them with it."""
+    if isinstance(value, dict):
+        items = ((f"{where}.{key}".lstrip("."), key, item) for key, item in value.items())
+    elif isinstance(value, list):
+        items = ((f"{where}[{i}]", None, item) for i, item in enumerate(value))
+    else:
+        return
+    for path, key, item in items:
+        yield path, key, item
+        yield from nodes(item, path)
+
+
+def non_finite(value) -> bool:
+    """A float JSON from Python may hold that no table can show: NaN, Infinity."""
+    return isinstance(value, float) and not math.isfinite(value)
+
+
 def check_saved(path: str, result, render) -> None:
     """A result read back by --from: every number finite (Python's JSON keeps NaN, which a table prints as
     '**nan**'), and a table made of it without a missing or mistyped field; ValueError naming the file otherwise."""
-    def walk(value, where: str) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                walk(item, f"{where}.{key}")
-        elif isinstance(value, list):
-            for i, item in enumerate(value):
-                walk(item, f"{where}[{i}]")
-        elif isinstance(value, float) and not math.isfinite(value):
-            raise ValueError(f"--from {path}: {where.lstrip('.')} is {value}, not a finite number")
-    walk(result, "")
+    for where, _, item in nodes(result):
+        if non_finite(item):
+            raise ValueError(f"--from {path}: {where} is {item}, not a finite number")
     try:
         render(result)
     except (KeyError, TypeError, IndexError, ValueError, AttributeError) as e:
