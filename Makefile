@@ -84,8 +84,10 @@ bench-full: $(STAMP)  ## everything: + random-weight unet-31m/1.8m, pipeline of 
 	$(PY) -m export.bench_report out/bench-full-ort.json out/bench-full-torch.json --out out/bench-full.json \
 	  --plot out/bench-full.png
 
-bench-readme: $(STAMP)  ## docs/bench.md's generated blocks and its figure from out/bench.json, out/stages.json and out/paced.json (after `make bench`)
-	$(PY) -m export.bench_report out/bench.json --quiet --docs docs/bench.md --plot docs/figures/bench_iou_fps.png
+# PI="pi4.json pi5.json": a Pi's own results (hairmirror-bench --out there) merged in: its measured columns fill.
+PI ?=
+bench-readme: $(STAMP)  ## docs/bench.md's generated blocks and its figure from out/bench.json, out/stages.json and out/paced.json (after `make bench`); PI=pi5.json merges a Pi's
+	$(PY) -m export.bench_report out/bench.json $(PI) --quiet --docs docs/bench.md --plot docs/figures/bench_iou_fps.png
 	$(PY) -m device.bench.stages --from out/stages.json --docs docs/bench.md > /dev/null
 	$(PY) -m device.bench.paced --from out/paced.json --docs docs/bench.md > /dev/null
 

@@ -265,7 +265,8 @@ def projection_table(report: dict) -> str:
     if missing:
         lines += ["", f"Measured columns fill from a Pi's results file: `hairmirror-bench /opt/hairmirror/models --label \"Pi 5\" "
                       "--out pi5.json` on the Pi, merged with this machine's on a desktop by `python -m export.bench_report "
-                      f"pi5.json THIS.json` ({', '.join(missing)}: none merged)."]
+                      "THIS.json pi5.json` (into docs/bench.md: `make bench-readme PI=pi5.json`; "
+                      f"{', '.join(missing)}: none merged)."]
     return "\n".join(lines) + "\n"
 
 
