@@ -42,7 +42,11 @@ class ImageInfo:
     height: int
     reduce: int = 1        # JPEG: libjpeg decodes at 1/reduce scale (1, 2, 4 or 8)
     extra_bytes: int = 0   # the decoder's own full-size buffers (progressive JPEG coefficients)
-    alpha: bool = False    # transparent pixels (8-bit PNG with alpha or tRNS, WebP with alpha): laid on white
+    alpha: bool = False    # transparent pixels (PNG with alpha or tRNS, WebP with alpha, BMP with an alpha mask): on white
+    sample_bytes: int = 1  # 2 for a 16-bit PNG (its alpha decode keeps 16 bits until laid on white)
+    alpha_channels: int = 4  # channels of the alpha decode: 1 for a grey PNG with tRNS (OpenCV keeps it grey)
+    grey_key: int | None = None  # a grey PNG's tRNS value, on the decoded scale: those pixels are transparent
+    orientation: int = 1   # EXIF orientation of a PNG or WebP: applied here after an alpha decode (OpenCV skips it)
 
     @property
     def pixels(self) -> int:
@@ -59,8 +63,11 @@ class ImageInfo:
         read here (tests/device/test_image_budget.py)."""
         h, w = self.decoded_hw
         out = h * w * 3
-        if self.alpha:  # the BGRA decode, the image laid on white beside it, and that work's uint16 strips
-            return h * w * 4 + out + 2 * ALPHA_ROWS * w * 3 * 2
+        if self.alpha:  # the BGRA decode, its 8-bit copy (16-bit), the image on white, that work's uint16 strips
+            c = self.alpha_channels
+            decoded = h * w * c * self.sample_bytes + (h * w * c if self.sample_bytes > 1 else 0)
+            strips = 2 * ALPHA_ROWS * w * 3 * 2 if c == 4 else 0
+            return decoded + out + strips + (out if self.orientation != 1 else 0)  # + the turned copy
         return max(out + self.extra_bytes, 2 * out)
 
     def describe(self) -> str:
@@ -77,10 +84,16 @@ HEADERS: Registry[Callable[[bytes], ImageInfo | None]] = Registry("image format"
 
 
 def _png_chunks(data: bytes):
+    """(kind, where its body starts, its length) of each chunk up to the first IDAT. A chunk that claims more bytes than the file
+    has is refused here: libpng allocates what the length field says (4 GiB for a 150-byte file) before it
+    finds the data missing."""
     pos = 8
     while pos + 8 <= len(data):
         length, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        yield kind, pos
+        if pos + 12 + length > len(data):
+            raise ImageError(f"the PNG file is truncated or corrupt: its {kind.decode('latin-1')!r} chunk claims "
+                             f"{length} bytes, the file has {max(0, len(data) - pos - 12)} left")
+        yield kind, pos + 8, length
         if kind == b"IDAT":
             return
         pos += 12 + length
@@ -93,13 +106,23 @@ def png_info(data: bytes) -> ImageInfo | None:
     if len(data) < 24 or data[12:16] != b"IHDR":
         raise ImageError("the PNG file is truncated or corrupt: its IHDR header is missing")
     width, height = struct.unpack(">II", data[16:24])
-    kinds = {kind for kind, _ in _png_chunks(data)}
+    chunks = {kind: (start, length) for kind, start, length in reversed(list(_png_chunks(data)))}  # each kind's first
+    kinds = chunks.keys()
     if b"acTL" in kinds:  # APNG: OpenCV composes frames in RGBA buffers
         raise ImageError("animated PNG (APNG) is not accepted: use a still image", status=415)
     depth, colour_type = (data[24], data[25]) if len(data) > 25 else (8, 2)
-    # 16-bit with alpha stays as before (alpha dropped): its BGRA decode would take twice the memory
-    alpha = depth <= 8 and (colour_type in (4, 6) or b"tRNS" in kinds)
-    return ImageInfo("PNG", width, height, alpha=alpha)
+    alpha = colour_type in (4, 6) or b"tRNS" in kinds
+    grey_key = None
+    if colour_type == 0 and b"tRNS" in kinds and chunks[b"tRNS"][1] >= 2:  # OpenCV decodes it grey, tRNS ignored
+        start = chunks[b"tRNS"][0]
+        key = int.from_bytes(data[start:start + 2], "big")
+        grey_key = key if depth >= 8 else key * (255 // (2 ** depth - 1))  # libpng stretches 1/2/4 bits to 8
+    orientation = 1
+    if b"eXIf" in kinds:
+        start, length = chunks[b"eXIf"]
+        orientation = exif_orientation(data[start:start + length])
+    return ImageInfo("PNG", width, height, alpha=alpha, sample_bytes=2 if depth == 16 else 1,
+                     alpha_channels=1 if colour_type == 0 else 4, grey_key=grey_key, orientation=orientation)
 
 
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
@@ -131,27 +154,32 @@ def _coefficient_bytes(width: int, height: int, sampling: list[tuple[int, int]])
     return total
 
 
-def _exif_turned(segment: bytes) -> bool:
-    """Whether an APP1 segment's EXIF orientation (5..8) turns the picture a quarter: libjpeg's output is then
-    shown (OpenCV turns it) with width and height swapped."""
-    if not segment.startswith(b"Exif\0\0") or len(segment) < 14:
-        return False
-    tiff = segment[6:]
+def exif_orientation(exif: bytes) -> int:
+    """The orientation tag (1..8) of an EXIF block (TIFF-structured, with or without the "Exif\\0\\0" of a JPEG's
+    APP1), 1 when it has none or cannot be read."""
+    tiff = exif[6:] if exif.startswith(b"Exif\0\0") else exif
     order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
-    if order is None:
-        return False
+    if order is None or len(tiff) < 8:
+        return 1
     (ifd,) = struct.unpack(order + "I", tiff[4:8])
     if ifd + 2 > len(tiff):
-        return False
+        return 1
     (count,) = struct.unpack(order + "H", tiff[ifd:ifd + 2])
     for i in range(min(count, 512)):
         entry = tiff[ifd + 2 + 12 * i:ifd + 14 + 12 * i]
         if len(entry) < 12:
-            return False
+            return 1
         tag, _, _, value = struct.unpack(order + "HHIH", entry[:10])
         if tag == 0x0112:
-            return 5 <= value <= 8
-    return False
+            return value if 1 <= value <= 8 else 1
+    return 1
+
+
+# EXIF orientation -> the turn that shows the picture upright
+_UPRIGHT = {2: lambda a: cv2.flip(a, 1), 3: lambda a: cv2.rotate(a, cv2.ROTATE_180), 4: lambda a: cv2.flip(a, 0),
+            5: cv2.transpose, 6: lambda a: cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE),
+            7: lambda a: cv2.rotate(cv2.transpose(a), cv2.ROTATE_180),
+            8: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE)}
 
 
 @HEADERS.register("JPEG")
@@ -178,8 +206,9 @@ def jpeg_info(data: bytes) -> ImageInfo | None:
             pos += 2
             continue
         (length,) = struct.unpack(">H", data[pos + 2:pos + 4])
-        if marker == 0xE1 and not turned:  # APP1: EXIF, whose orientation OpenCV applies
-            turned = _exif_turned(data[pos + 4:pos + 2 + length])
+        if marker == 0xE1 and not turned:  # APP1: EXIF, whose orientation OpenCV applies (5..8: turned a quarter)
+            segment = data[pos + 4:pos + 2 + length]
+            turned = segment.startswith(b"Exif\0\0") and exif_orientation(segment) >= 5
         if marker in _JPEG_SOF and frame is None:
             if pos + 10 > len(data):
                 break
@@ -226,7 +255,18 @@ def webp_info(data: bytes) -> ImageInfo | None:
         width, height = width & 0x3FFF, height & 0x3FFF
     else:
         raise ImageError("the WebP file is truncated or corrupt: its frame header is missing")
-    return ImageInfo("WebP", width, height, alpha=alpha)
+    return ImageInfo("WebP", width, height, alpha=alpha, orientation=_webp_orientation(data) if alpha else 1)
+
+
+def _webp_orientation(data: bytes) -> int:
+    """The EXIF orientation of an extended WebP (its EXIF chunk, after the image data), 1 without one."""
+    pos = 12
+    while pos + 8 <= len(data):
+        kind, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
+        if kind == b"EXIF":
+            return exif_orientation(data[pos + 8:pos + 8 + size])
+        pos += 8 + size + (size & 1)  # chunks are padded to an even size
+    return 1
 
 
 @HEADERS.register("BMP")
@@ -238,9 +278,13 @@ def bmp_info(data: bytes) -> ImageInfo | None:
     (header,) = struct.unpack("<I", data[14:18])
     if header == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes
         width, height = struct.unpack("<HH", data[18:22])
-    else:
-        width, height = struct.unpack("<ii", data[18:26])
-    return ImageInfo("BMP", abs(width), abs(height))  # negative height: stored top-down
+        return ImageInfo("BMP", width, height)
+    width, height = struct.unpack("<ii", data[18:26])
+    # 32 bits with bit fields and an alpha mask in a V3+ header: OpenCV decodes the alpha (BGRA)
+    bits, compression = (struct.unpack("<HI", data[28:34]) if len(data) >= 34 else (0, 0))
+    alpha_mask = struct.unpack("<I", data[66:70])[0] if header >= 56 and len(data) >= 70 else 0
+    alpha = bits == 32 and compression == 3 and alpha_mask != 0
+    return ImageInfo("BMP", abs(width), abs(height), alpha=alpha)  # negative height: stored top-down
 
 
 def _printable(head: bytes) -> str:
@@ -268,6 +312,8 @@ def inspect(data: bytes, max_bytes: int = MAX_DECODE_BYTES, longest: int = WORK_
         raise ImageError(f"the {info.describe()}; the limit is {MAX_PIXELS / 1e6:.0f} MP", status=413)
     if info.format == "JPEG":
         info = dataclasses.replace(info, reduce=_jpeg_reduce(info.width, info.height, longest, cover_hw))
+        while info.cost > max_bytes and info.reduce < 8:  # a smaller decode, stretched a little, not a refusal
+            info = dataclasses.replace(info, reduce=2 * info.reduce)
     if info.cost > max_bytes:
         raise ImageError(f"the {info.describe()}: decoding it would take {mib(info.cost)}; the limit is "
                          f"{mib(max_bytes)} per image (about {max_bytes / 6e6:.0f} MP; a JPEG may be larger)", status=413)
@@ -277,10 +323,15 @@ def inspect(data: bytes, max_bytes: int = MAX_DECODE_BYTES, longest: int = WORK_
 ALPHA_ROWS = 256  # rows laid on white at a time: the uint16 arithmetic's buffers stay small
 
 
-def on_white(decoded: np.ndarray) -> np.ndarray:
+def on_white(decoded: np.ndarray, grey_key: int | None = None) -> np.ndarray:
     """An IMREAD_UNCHANGED decode -> BGR uint8, transparent pixels on white: what lies under alpha 0 is whatever
     the encoder kept (black, the cut-away background, libwebp's smear), which the page never showed. White,
-    because a black ground joins dark hair (the classical segmenter took 16% of a cut-out's background for it)."""
+    because a black ground joins dark hair (the classical segmenter took 16% of a cut-out's background for it).
+    `grey_key`: a grey decode's transparent value (PNG tRNS). 16-bit samples are brought to 8 bits first."""
+    if grey_key is not None and decoded.ndim == 2:
+        decoded[decoded == grey_key] = np.iinfo(decoded.dtype).max  # a fresh decode: changed in place
+    if decoded.dtype != np.uint8:
+        decoded = cv2.convertScaleAbs(decoded, alpha=1 / 257)  # 0..65535 -> 0..255, rounded
     if decoded.ndim == 2:
         return cv2.cvtColor(decoded, cv2.COLOR_GRAY2BGR)
     if decoded.shape[2] == 3:
@@ -314,7 +365,9 @@ def decode(data: bytes, info: ImageInfo, longest: int | None = WORK_SIDE) -> np.
     if bgr is None:
         raise ImageError(f"the {info.format} file could not be decoded: it is truncated or corrupt")
     if info.alpha:
-        bgr = on_white(bgr)
+        if info.format == "BMP" and bgr.ndim == 3 and bgr.shape[2] == 4 and not bgr[..., 3].any():
+            bgr = cv2.cvtColor(bgr, cv2.COLOR_BGRA2BGR)  # an alpha mask but no alpha written: opaque, as browsers show it
+        bgr = _UPRIGHT.get(info.orientation, lambda a: a)(on_white(bgr, info.grey_key))
     scale = longest / max(bgr.shape[:2]) if longest else 1.0
     if scale < 1:
         wh = (max(1, round(bgr.shape[1] * scale)), max(1, round(bgr.shape[0] * scale)))

@@ -115,6 +115,8 @@ def _photo_bytes(state: WebState) -> tuple[bytes, dict]:
         if upload is None and not request.files and not request.form and request.content_length:
             # werkzeug drops a part it cannot read whole: a body of bytes with no field in it was cut short
             raise RequestError("the multipart body holds no complete field: cut short or malformed?")
+        if upload is None and "photo" in request.form:  # curl -F photo=<FILE sends the bytes as text
+            raise RequestError("'photo' came as a text field: send it as a file (curl -F photo=@FILE)")
         if upload is None:
             raise RequestError("missing the file field 'photo' (multipart/form-data)")
         _refuse_unknown(request.files, ("photo",), "file field")  # a colour sent as a file would go unread
@@ -205,8 +207,10 @@ def create_app(mirror, web_cfg) -> Flask:
     def too_large(e):
         length = request.content_length
         if length and length <= app.config["MAX_CONTENT_LENGTH"]:  # the body fits: one form field did not
-            return _error(f"a form field is larger than {app.config['MAX_FORM_MEMORY_SIZE'] // 1024} KiB "
-                          f"(mode, colour and colour2 are at most {MAX_FIELD_CHARS} characters)", 413)
+            return _error(f"a text field is larger than {app.config['MAX_FORM_MEMORY_SIZE'] // 1024} KiB, or the "
+                          f"form has more than {app.config['MAX_FORM_PARTS']} parts: send the photo as a file "
+                          f"(curl -F photo=@FILE), and mode, colour and colour2 once each (at most "
+                          f"{MAX_FIELD_CHARS} characters)", 413)
         size = f" ({mib(length)})" if length else ""
         return _error(f"the upload{size} is larger than the limit of {mib(max_image)} (web.max_upload_mb)", 413)
 

@@ -106,6 +106,18 @@ def gzip_bomb() -> bytes:
     return buffer.getvalue()
 
 
+def with_chunk_length(png: bytes, kind: bytes, length: int) -> bytes:
+    """The PNG with the length field of its first `kind` chunk replaced (the data behind it unchanged)."""
+    at = png.index(kind) - 4
+    return png[:at] + struct.pack(">I", length) + png[at + 4:]
+
+
+def with_text_chunk(png: bytes) -> bytes:
+    """The PNG with a tEXt chunk before its image data."""
+    at = png.index(b"IDAT") - 4
+    return png[:at] + png_chunk(b"tEXt", b"Comment\0hair") + png[at:]
+
+
 def corrupt_png() -> bytes:
     """A PNG whose compressed data is damaged (libpng reports a CRC error)."""
     data = bytearray(noise_png())

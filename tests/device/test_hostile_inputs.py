@@ -430,7 +430,21 @@ UPLOAD_KINDS = [
     Req("upload", "truncated-jpeg", lambda c: _upload(_jpeg()[:200])(c), 400, ("JPEG",)),
     Req("upload", "empty", _upload(b"", "empty.jpg"), 400, ("empty",)),
     Req("upload", "megabyte-colour-field", lambda c: _upload(_jpeg(), colour="#" * 2**20)(c), 413,
-         ("a form field is larger than", "KiB")),
+         ("a text field is larger than", "KiB")),
+    Req("upload", "photo-as-a-text-field", lambda c: c["open"].post(
+        "/api/photo", data={"photo": "iVBORw0KGgo="}, content_type="multipart/form-data"), 400,
+        ("'photo' came as a text field", "-F photo=@FILE")),
+    Req("upload", "large-photo-as-a-text-field", lambda c: c["open"].post(
+        "/api/photo", data={"photo": "x" * 2**20}, content_type="multipart/form-data"), 413,
+        ("text field is larger than", "as a file")),
+    Req("upload", "1001-form-parts", lambda c: c["open"].post(
+        "/api/photo", data={"photo": (io.BytesIO(_jpeg()), "p.jpg"), **{f"f{i}": "x" for i in range(1001)}},
+        content_type="multipart/form-data"), 413, ("more than 1000 parts",)),
+    # libpng allocated what a chunk's length claims before finding the data missing: 4 GiB for 150 bytes
+    Req("upload", "png-idat-claims-4-GiB", _upload(h.with_chunk_length(h.noise_png(), b"IDAT", 0xFFFFFFFF),
+                                                   "claims.png"), 400, ("'IDAT' chunk claims 4294967295 bytes",)),
+    Req("upload", "png-text-chunk-claims-2-GiB", _upload(h.with_chunk_length(
+        h.with_text_chunk(h.noise_png()), b"tEXt", 0x7FFFFFFF), "claims.png"), 400, ("'tEXt' chunk claims",)),
     Req("upload", "long-colour-field", lambda c: _upload(_jpeg(), colour="#" * 5000)(c), 400,
          ("'colour'", "too long")),
     Req("upload", "png-claims-0x0", _upload(h.png_header(0, 0), "zero.png"), 400, ("empty size 0x0",)),

@@ -44,6 +44,12 @@ print(json.dumps(out))
 """
 
 
+def _turned_exif(orientation: int = 6) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return exif.tobytes()
+
+
 def _images(folder: Path) -> list[Path]:
     base = np.zeros((H, W, 3), np.uint8)
     base[::7, ::5] = 200
@@ -62,6 +68,11 @@ def _images(folder: Path) -> list[Path]:
         "8-bit.bmp": lambda p: cv2.imwrite(str(p), base[..., 0]),
         "24-bit.bmp": lambda p: cv2.imwrite(str(p), base),
         "32-bit.bmp": lambda p: Image.fromarray(rgba).save(p, format="BMP"),
+        # decoded with their alpha: laid on white
+        "16-bit-rgba.png": lambda p: cv2.imwrite(str(p), rgba.astype(np.uint16) * 200),
+        "grey-trns.png": lambda p: Image.fromarray(base[..., 0]).save(p, format="PNG", transparency=0),
+        "32-bit-alpha.bmp": lambda p: cv2.imwrite(str(p), rgba),  # a V5 header with an alpha mask
+        "turned-rgba.png": lambda p: Image.fromarray(rgba).save(p, format="PNG", exif=_turned_exif()),
     }
     paths = []
     for name, write in writers.items():
@@ -111,7 +122,8 @@ def test_stray_bytes_between_jpeg_segments_are_skipped_as_libjpeg_does():
     assert np.array_equal(decode(odd, info), decode(data, inspect(data)))
 
 
-@pytest.mark.parametrize("kind", ["rgba.png", "grey-alpha.png", "palette-trns.png", "alpha.webp"])
+@pytest.mark.parametrize("kind", ["rgba.png", "grey-alpha.png", "palette-trns.png", "alpha.webp", "16-bit-rgba.png",
+                                  "32-bit-alpha.bmp"])
 def test_transparent_pixels_are_laid_on_white_whatever_the_encoder_kept_under_them(kind):
     """Transparency became whatever colour was stored under alpha 0 (black, the cut-away background, libwebp's
     smear): pixels the page never showed, which the classical segmenter took for dark hair."""
@@ -132,6 +144,10 @@ def test_transparent_pixels_are_laid_on_white_whatever_the_encoder_kept_under_th
     elif kind == "palette-trns.png":
         image = Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE, colors=4)
         image.save(buf, "PNG", transparency=int(np.array(image)[0, 0]))
+    elif kind == "16-bit-rgba.png":  # came back black where transparent: alpha was dropped at 16 bits
+        buf.write(cv2.imencode(".png", np.dstack([rgb[..., ::-1], alpha]).astype(np.uint16) * 257)[1].tobytes())
+    elif kind == "32-bit-alpha.bmp":  # OpenCV writes a V5 header with an alpha mask: it was read without it
+        buf.write(cv2.imencode(".bmp", np.dstack([rgb[..., ::-1], alpha]))[1].tobytes())
     else:
         Image.fromarray(np.dstack([rgb, alpha])).save(buf, "WEBP", lossless=True)
     data = buf.getvalue()
@@ -145,6 +161,67 @@ def test_transparent_pixels_are_laid_on_white_whatever_the_encoder_kept_under_th
     if kind != "palette-trns.png":  # a palette's tRNS here holds only 0 or 255
         half = out[15:25, 42:48].reshape(-1, 3).mean(0)
         np.testing.assert_allclose(half, (np.array(expected) * 128 + 255 * 127) / 255, atol=3)
+
+
+@pytest.mark.parametrize("depth", [1, 8, 16])
+def test_a_grey_png_s_transparent_value_is_laid_on_white(depth):
+    """A grey PNG's tRNS names one grey value as transparent; OpenCV decodes it grey and ignores that, so the
+    transparent part came back as its stored grey (the key), not white."""
+    import io
+
+    from device.imagefile import decode
+    hair = np.zeros((40, 60), bool)
+    hair[10:30, 20:40] = True
+    if depth == 1:
+        image, key, shown = Image.fromarray(hair), 0, 255  # 1 bit: 0 (the key) transparent, 1 shown as white
+    elif depth == 8:
+        image, key, shown = Image.fromarray(np.where(hair, 90, 7).astype(np.uint8)), 7, 90
+    else:
+        image, key, shown = Image.fromarray(np.where(hair, 30000, 700).astype(np.uint16)), 700, round(30000 / 257)
+    buf = io.BytesIO()
+    image.save(buf, "PNG", transparency=key)
+    data = buf.getvalue()
+    assert data[24] == depth and data[25] == 0  # grey, of that depth
+    info = inspect(data)
+    out = decode(data, info)
+    assert info.alpha and out.shape == (40, 60, 3)
+    assert (out[~hair] == 255).all(), "the transparent value must be white"
+    assert (out[hair] == shown).all()
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+def test_a_transparent_photo_is_turned_by_its_exif_as_an_opaque_one_is(fmt, orientation):
+    """OpenCV turns a PNG's or WebP's picture by its EXIF orientation, but not when it decodes the alpha too
+    (IMREAD_UNCHANGED): a phone's cut-out came back on its side, its opaque twin upright."""
+    import io
+
+    from device.imagefile import decode
+    rgb = np.random.default_rng(orientation).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    alpha = np.full((40, 60), 255, np.uint8)
+    alpha[0, 0] = 0  # one transparent pixel makes it an alpha decode
+    exif = _turned_exif(orientation)
+    decoded = []
+    for pixels in (np.dstack([rgb, alpha]), rgb):
+        buf = io.BytesIO()
+        Image.fromarray(pixels).save(buf, fmt, exif=exif, lossless=True)
+        data = buf.getvalue()
+        decoded.append(decode(data, inspect(data)))
+    transparent, opaque = decoded
+    assert transparent.shape == opaque.shape == ((60, 40, 3) if orientation >= 5 else (40, 60, 3))
+    differs = (transparent != opaque).any(axis=2)
+    assert differs.sum() == 1  # only the transparent pixel (white), wherever the turn put it
+    assert (transparent[differs] == 255).all()
+
+
+def test_a_jpeg_over_the_budget_is_decoded_smaller_rather_than_skipped():
+    """A 12 MP phone photo on a portrait 1080x1920 display: 1/2 scale (2016x1512) does not cover 1920 rows, and the
+    full-size decode (70 MiB) is over the budget, so the slideshow skipped it; now it is decoded at 1/2 and
+    stretched a little to fill the frame."""
+    data = cv2.imencode(".jpg", np.zeros((3024, 4032, 3), np.uint8))[1].tobytes()
+    assert inspect(data, cover_hw=(1080, 1920)).reduce == 2  # covered at 1/2
+    info = inspect(data, cover_hw=(1920, 1080))
+    assert info.reduce == 2 and info.cost <= 64 * 2**20
 
 
 def test_a_jpeg_turned_by_its_exif_is_planned_at_the_size_it_is_shown():
