@@ -5,6 +5,7 @@
 #   3. a second run that must change nothing,
 #   4. the rootfs booted with systemd-nspawn: hairmirror.service (Type=notify, demo camera) must reach
 #      `active`, i.e. it sent READY=1, and its page must answer,
+#      (then: the watchdog restarts a frozen daemon, a stop is clean, a config error is not restarted),
 #   5. a third run against the booted container (the role's own final check runs there), again changing nothing.
 # Needs root, debootstrap, qemu-user-static, binfmt-support, systemd-container (apt) and ansible in .venv.
 # Timings are printed per step; everything runs under emulation, so they say nothing about a Pi's speed.
@@ -209,6 +210,28 @@ echo "   stopped in ${TIMES[stop]} s: ExecMainStatus=$status Result=$result"
 inside systemctl start --no-block hairmirror.service
 wait_active "after a clean restart"
 
+say "4d. a config error (exit 2): the unit fails once and is not restarted (RestartPreventExitStatus=2)"
+t=$(date +%s)
+restarts=$(show NRestarts)
+inside cp -p /etc/hairmirror/config.toml /etc/hairmirror/config.toml.e2e
+inside /bin/sh -c 'printf "\nno_such_key = 1\n" >> /etc/hairmirror/config.toml'
+inside systemctl restart --no-block hairmirror.service
+for _ in $(seq "$((BOOT_TIMEOUT / 5))"); do
+  [ "$(inside systemctl is-active hairmirror.service 2>/dev/null || true)" = failed ] && break
+  sleep 5
+done
+sleep 20  # past RestartSec (the role's 5 s): a restart would have begun by now
+state=$(inside systemctl is-active hairmirror.service 2>/dev/null || true)
+status=$(show ExecMainStatus); after=$(show NRestarts)
+inside mv /etc/hairmirror/config.toml.e2e /etc/hairmirror/config.toml
+TIMES[config_error]=$(elapsed "$t")
+echo "   bad config: '$state', ExecMainStatus=$status, NRestarts $restarts -> $after"
+[ "$state" = failed ] && [ "$status" = 2 ] && [ "$after" = "$restarts" ] \
+  || { inside journalctl --no-pager -u hairmirror.service | tail -20; die "a config error was restarted or did not exit 2"; }
+inside systemctl reset-failed hairmirror.service
+inside systemctl start --no-block hairmirror.service
+wait_active "after the config was mended"
+
 # ---- 5. the playbook against the running system: the role's own check, and still nothing to change ----
 say "5. site.yml against the booted container (role's final check runs): must change nothing"
 export HAIRMIRROR_E2E_PID="$LEADER"
@@ -218,5 +241,5 @@ grep -q 'Check that the page answers' "$LOG/run3.log" && grep -A3 'Check that th
   || die "the role's final check did not run or did not pass on the booted container"
 
 say "e2e-deploy passed"
-for k in rootfs copy run1 run2 boot_to_active watchdog_kill watchdog_back stop run3; do printf '   %-15s %6s s\n' "$k" "${TIMES[$k]:-?}"; done
+for k in rootfs copy run1 run2 boot_to_active watchdog_kill watchdog_back stop config_error run3; do printf '   %-15s %6s s\n' "$k" "${TIMES[$k]:-?}"; done
 echo "   logs: $LOG"
