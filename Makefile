@@ -53,12 +53,16 @@ browser:  ## Debian's chromium and chromium-driver for the page's browser test (
 clean:  ## remove the venv and build output
 	rm -rf $(VENV) build dist *.egg-info
 
-.PHONY: recolour-gallery recolour-bench
-recolour-gallery: $(STAMP)  ## recolour metrics on Figaro Testing (dark/light hair) + docs/figures/recolour_gallery.png
-	$(PY) -m export recolour-gallery --out docs/figures/recolour_gallery.png
+.PHONY: recolour-gallery recolour-bench flicker
+recolour-gallery: $(STAMP)  ## recolour metrics on Figaro Testing (dark/light hair) -> docs/training.md + docs/figures/recolour_gallery.png
+	$(PY) -m export recolour-gallery --out docs/figures/recolour_gallery.png --docs docs/training.md
 
-recolour-bench: $(STAMP)  ## recolours per second per mode at 640x480 (apply, overlay, whole-frame worst case)
-	$(PY) -m device.recolour.bench
+flicker: $(STAMP)  ## temporal stability of the shipped models (and the default) on moving sequences -> docs/experiments.md
+	$(PY) -m export flicker models/hair-unet-226k.onnx models/hair-mobile-unet.onnx models/hair-mobile-unet-prior.onnx \
+	  models/hair-mobile-unet-wide-lean-ctx.onnx --images 15 --frames 10 --smoothing 0 0.5 --docs docs/experiments.md
+
+recolour-bench: $(STAMP)  ## recolours per second per mode at 640x480 (apply, overlay, whole-frame worst case) -> docs/training.md
+	$(PY) -m device.recolour.bench --docs docs/training.md
 
 BENCH_MODELS = $(if $(wildcard models/*.onnx),models)
 BENCH_GPU := $(shell command -v nvidia-smi 2>/dev/null)

@@ -138,7 +138,8 @@ def cmd_check(args) -> int:
 def cmd_card(args) -> int:
     from .model_card import write_card
     card = write_card(args.models_dir, args.out, args.runs, not args.no_bench, not args.no_breakdown,
-                      threads=args.threads, worst=args.worst, gallery_dir=args.gallery_dir, progress=True)
+                      threads=args.threads, worst=args.worst, gallery_dir=args.gallery_dir, progress=True,
+                      command=args.command)
     print(f"wrote {card}")
     return EXIT_OK
 

@@ -16,13 +16,16 @@ import argparse
 import json
 import logging
 import math
+import shlex
 import sys
+from datetime import date
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from device.argtypes import int_in
+from device.argtypes import float_in, int_in
+from device.bench.docs_block import GeneratedBlock
 from training.data import DEFAULT_DATA_ROOT, load_pairs, resolve
 from training.metrics import MaskMetrics
 
@@ -88,11 +91,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT))
     p.add_argument("--images", type=int_in(1), default=30, help="photos per data set")
     p.add_argument("--frames", type=int_in(2), default=12, help="frames per sequence")
-    p.add_argument("--smoothing", type=float, nargs="+", default=[0.0, 0.5],
+    p.add_argument("--smoothing", type=float_in(0, 0.99), nargs="+", default=[0.0, 0.5],
                    help="the daemon's uncertainty-weighted smoothing values to compare")
     p.add_argument("--alternate-flip", action="store_true",
                    help="also measure each setting with every other frame segmented as its mirror image")
     p.add_argument("--json", help="write the results here")
+    p.add_argument("--docs", metavar="MD", help="put the table into this markdown file's flicker block "
+                                                "(docs/experiments.md), under the command that made it")
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -108,9 +113,31 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m export.flicker", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
+    args.command = shlex.join(["python", "-m", "export.flicker", *argv])
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return run(args)
+    from training.cli import run_command
+    return run_command(lambda: run(args), _log)
+
+
+DOCS = GeneratedBlock("flicker")
+
+
+def markdown(rows: list[dict], args: argparse.Namespace) -> str:
+    """The docs' table: every model and setting, with the data and the day it was measured."""
+    lines = [f"Measured {date.today().isoformat()}: {args.frames}-frame sequences from {args.images} photos of each "
+             f"of {', '.join(args.data)}; flicker = the predicted mask's change between frames / the ground "
+             "truth's (1.0: it moves as much as the hair).", "",
+             "| model | prior input | daemon smoothing | flip every other frame | flicker | IoU on the sequences |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    best = min(r["flicker_ratio"] for r in rows)
+    for r in rows:
+        flicker = f"{r['flicker_ratio']:.2f}"
+        lines.append(f"| {Path(r['model']).stem.removeprefix('hair-')} | {'yes' if r['prior'] else 'no'} | "
+                     f"{r['smoothing']:g} | {'yes' if r['alternate_flip'] else 'no'} | "
+                     f"{f'**{flicker}**' if r['flicker_ratio'] == best else flicker} | {r['iou']:.3f} |")
+    return "\n".join(lines) + "\n"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -118,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
         if not Path(m).is_file():
             print(f"no such model file: {m}", file=sys.stderr)
             return 2
+    if args.docs:
+        DOCS.check(args.docs)  # before the work: a file without its block is known at once
     pairs = []
     for spec in args.data:
         arrays, _, _ = load_pairs(resolve(spec, Path(args.data_root))[:args.images])
@@ -133,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
               f"{r['mask_change']:>10.4f}{r['truth_change']:>10.4f}{r['flicker_ratio']:>9.2f}{r['iou']:>8.4f}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
+    if args.docs:
+        print(f"wrote {DOCS.rewrite(args.docs, markdown(rows, args), args.command)}", file=sys.stderr)
     return 0
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+from datetime import date
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from device.bench.docs_block import GeneratedBlock
 from device.recolour import make_recolourer
 from device.recolour.figaro import DEFAULT_DATA_ROOT, figaro_test
 
@@ -97,6 +99,9 @@ def gallery(sets: dict, colour: str, colour2: str, per_set: int, tile_height: in
     return np.vstack([_label(width, f"hair -> {colour} (ombre: {colour} -> {colour2})"), *rows])
 
 
+DOCS = GeneratedBlock("recolour-quality")
+
+
 def add_parser(sub) -> argparse.ArgumentParser:
     """The `recolour-gallery` subcommand of `python -m export`."""
     p = sub.add_parser("recolour-gallery", help="recolour metrics on Figaro Testing (dark and light hair) and "
@@ -111,6 +116,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--count", type=int, default=10, help="photos per hair set for the metrics (%(default)s)")
     p.add_argument("--rows", type=int, default=2, help="gallery rows per hair set (%(default)s)")
     p.add_argument("--tile-height", type=int, default=160, help="gallery tile height in px (%(default)s)")
+    p.add_argument("--docs", metavar="MD", help="put the tables into this markdown file's recolour-quality block "
+                                                "(docs/training.md), under the command that made them")
     p.set_defaults(func=run)
     return p
 
@@ -124,9 +131,16 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--colour: give at least one colour")
     for c in (*colours, args.colour2):
         make_recolourer("hsv", c)  # a ValueError names the unknown colour
+    if args.docs:
+        DOCS.check(args.docs)  # before the work
     sets = dark_and_light(figaro_test(args.data_root), args.count)
-    for colour in colours:
-        print(markdown_table(measure(sets, colour, args.colour2), colour, args.colour2), end="\n\n")
+    tables = [markdown_table(measure(sets, colour, args.colour2), colour, args.colour2) for colour in colours]
+    for table in tables:
+        print(table, end="\n\n")
+    if args.docs:
+        text = (f"Measured {date.today().isoformat()} on the {args.count} photos with the darkest and the "
+                f"{args.count} with the lightest hair of Figaro Testing (their ground-truth masks).\n\n" + "\n\n".join(t.rstrip() for t in tables))
+        print(f"wrote {DOCS.rewrite(args.docs, text, args.command)}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     image = gallery(sets, colours[0], args.colour2, args.rows, args.tile_height)
     if not cv2.imwrite(str(args.out), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9]):

@@ -244,7 +244,7 @@ register(Variant("mobile-unet-wide", MobileUNet, {"widths": (32, 64, 128, 160, 1
                  "mobile-unet 4/3 as wide, meant for 192x192 input: more capacity at the same MACs"))
 register(Variant("mobile-unet-wide-lean", LeanMobileUNet, {"widths": (32, 64, 128, 160, 192)},
                  "mobile-unet-wide's encoder, lean decoder (1x1 projection at low resolution, add, one separable "
-                 "conv): fewer full-resolution channels; untrained (issue 22, item 7)"))
+                 "conv): fewer full-resolution channels (issue 22, item 7)"))
 register(Variant("mobile-unet-wide-lean-ctx", ContextLeanMobileUNet, {"widths": (32, 64, 128, 160, 192)},
                  "mobile-unet-wide-lean plus image-level and whole-map context on its deepest features "
                  "(GlobalContext); starts as the lean model when warm-started from it"))

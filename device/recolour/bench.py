@@ -12,11 +12,15 @@ import logging
 import os
 import sys
 import time
+from datetime import date
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from ..bench.docs_block import GeneratedBlock, publish
+from ..bench.machine import cpu_model
+from ..bench.models import BenchUsageError
 from . import RECOLOURERS, make_recolourer
 from .figaro import DEFAULT_DATA_ROOT, figaro_test, soft_alpha
 
@@ -62,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="OpenCV threads, 0 = OpenCV's default (%(default)s)")
     ap.add_argument("--colour", default="crimson", help="target colour (%(default)s)")
     ap.add_argument("--colour2", default="gold", help="ombre tips colour (%(default)s)")
+    ap.add_argument("--docs", metavar="MD", help="put the table into this markdown file's recolour-speed block "
+                                                "(docs/training.md), under the command that made it")
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -70,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--size {args.size!r}: expected WxH, e.g. 640x480")
     if args.repeat < 1 or args.frames < 1 or args.threads < 0:
         ap.error("--repeat and --frames must be >= 1, --threads >= 0")
+    if args.docs:
+        try:
+            GeneratedBlock("recolour-speed").check(args.docs)  # before the work
+        except BenchUsageError as e:
+            ap.error(str(e))
     try:
         make_recolourer("ombre", args.colour, args.colour2)
     except ValueError as e:
@@ -85,18 +97,19 @@ def main(argv: list[str] | None = None) -> int:
     box = np.mean([(a > 0).any(1).sum() * (a > 0).any(0).sum() / a.size for _, a in frames])
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"recolour at {w}x{h}, OpenCV threads {cv2.getNumThreads()}, {args.repeat} calls per cell, "
-          f"{os.cpu_count()} CPUs, load average {load:.1f}; Figaro hair box = {box:.0%} of the frame on average")
-    print("per call: median wall ms / mean CPU ms (recolours per second from the CPU time)")
-    print("| mode | apply | overlay | apply, hair box = whole frame |")
-    print("|---|---|---|---|")
+    lines = [f"Measured {date.today().isoformat()} on {cpu_model()} ({os.cpu_count()} cores, load average "
+             f"{load:.1f}): recolour at {w}x{h}, OpenCV threads {cv2.getNumThreads()}, {args.repeat} calls per "
+             f"cell; Figaro hair box = {box:.0%} of the frame on average. Per call: median wall ms / mean CPU ms "
+             "(recolours per second from the CPU time).", "",
+             "| mode | apply | overlay | apply, hair box = whole frame |", "|---|---|---|---|"]
     for mode in RECOLOURERS.names():
         rec = make_recolourer(mode, args.colour, args.colour2)
         cells = []
         for fn, data in ((rec.apply, frames), (rec.overlay, frames), (rec.apply, whole)):
             wall, cpu = _time_per_call(fn, data, args.repeat)
             cells.append(f"{wall * 1e3:.2f} / {cpu * 1e3:.2f} ms ({1 / cpu:.0f}/s)")
-        print(f"| {mode} | {' | '.join(cells)} |")
+        lines.append(f"| {mode} | {' | '.join(cells)} |")
+    publish("\n".join(lines) + "\n", None, None, args.docs, "recolour-speed", "device.recolour.bench", argv)
     return 0
 
 

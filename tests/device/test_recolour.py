@@ -246,3 +246,23 @@ def test_the_overlay_shrinks_only_the_hairs_box_and_is_the_whole_frame_shrunk(si
     box, a = out.hair_alpha(small.shape[:2])
     assert np.array_equal(got, recolourer.overlay_of(small.shape, box, a, recolourer.recolour(small, box, a)))
     assert got[..., 3].max() > 0 and got.shape == (*small.shape[:2], 4)
+
+
+def test_speed_bench_writes_its_table_dated_with_the_machine_under_its_command(tmp_path, data_root, capsys):
+    """docs/training.md's speed table was typed in without a machine or a date: --docs writes it under the command;
+    a file without the block is refused (exit 2) before anything is timed."""
+    from device.recolour.bench import main
+    docs = tmp_path / "training.md"
+    docs.write_text("<!-- recolour-speed:begin -->\nstale table\n<!-- recolour-speed:end -->\n")
+    args = ["--data", str(data_root), "--repeat", "2", "--frames", "2"]
+    assert main([*args, "--docs", str(docs)]) == 0
+    text = docs.read_text()
+    assert "stale table" not in text and f"`python -m device.recolour.bench {' '.join(args)} --docs {docs}`" in text
+    from device.bench.machine import cpu_model
+    assert f"on {cpu_model()} (" in text and "Measured 20" in text
+    assert all(f"| {mode} | " in text for mode in ("hsv", "natural", "ombre"))
+    bad = tmp_path / "bad.md"
+    bad.write_text("no block\n")
+    with pytest.raises(SystemExit) as e:
+        main([*args, "--docs", str(bad)])
+    assert e.value.code == 2 and "recolour-speed" in capsys.readouterr().err and bad.read_text() == "no block\n"

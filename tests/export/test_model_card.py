@@ -4,7 +4,7 @@ from __future__ import annotations
 import shutil
 
 from device.model_file import load_model
-from export.model_card import BEGIN, END, write_card
+from export.model_card import BLOCK, write_card
 from export.quantize import quantize_file
 
 
@@ -21,10 +21,13 @@ def test_card_lists_each_file_from_its_metadata(exported, tmp_path):
     assert f"{int(meta['params']):,}" in text and meta["train.command"] in text and meta["export.command"] in text
     assert "unet-226k int8" in text and "research use" in text and "latency ms" in text
 
-    body = text[text.index(BEGIN):]
-    card.write_text("# My notes\nkept above\n\n" + body.replace(BEGIN, BEGIN + "\nstale row") + "\nkept below\n")
-    write_card(models, bench=False)
+    begin = text[text.index(BLOCK.begin):].split("\n", 1)[0]
+    assert begin == BLOCK.begin_line("python -m export card models")  # the marker names the command
+    body = text[text.index(BLOCK.begin):]
+    card.write_text("# My notes\nkept above\n\n" + body.replace(begin, begin + "\nstale row") + "\nkept below\n")
+    write_card(models, bench=False, command="python -m export card MODELS --no-bench")
     again = card.read_text()
     assert again.startswith("# My notes\nkept above") and again.rstrip().endswith("kept below")
-    assert "stale row" not in again and again.count(BEGIN) == again.count(END) == 1
+    assert "stale row" not in again and again.count(BLOCK.begin) == again.count(BLOCK.end) == 1
+    assert BLOCK.begin_line("python -m export card MODELS --no-bench") in again
     assert "not measured" in again
