@@ -28,14 +28,8 @@ def _staging(out: Path, *sources: str | Path) -> Path:
     """Where a file is built and checked before it may take its final name (not *.onnx, so that nothing
     globbing models/*.onnx meanwhile picks up a half-checked file). An --out that is one of the command's input
     `sources` (it would be replaced by what is made of it), a folder, or in no folder is refused first."""
-    for source in sources:
-        if Path(source).resolve() == out.resolve():
-            raise ValueError(f"--out must differ from the input file {source} (it would be replaced)")
-    if out.is_dir():
-        raise ValueError(f"--out {out} is a folder: name the file to write")
-    if not out.parent.is_dir():
-        raise ValueError(f"--out {out}: there is no folder {out.parent}")
-    return out.with_name(out.name + ".unchecked")
+    from training.cli import check_output_path
+    return check_output_path(out, *sources).with_name(out.name + ".unchecked")
 
 
 def _print_eval(results: dict) -> None:

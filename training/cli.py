@@ -34,6 +34,24 @@ def run_command(command, log: logging.Logger, unusable: tuple[type[Exception], .
     return EXIT_OK if code is None else code
 
 
+def check_output_path(out: str | Path, *inputs: str | Path, option: str = "--out",
+                      suffixes: tuple[str, ...] = ()) -> Path:
+    """An output path a command may write, checked before any work (ValueError naming it, exit 2): not one of the
+    command's `inputs` (it would be replaced by what is made of it), not a folder, in a folder that exists, and
+    ending in one of `suffixes` when given (a --json that names a checkpoint or a photo is a slip)."""
+    out = Path(out)
+    for source in inputs:
+        if Path(source).resolve() == out.resolve():
+            raise ValueError(f"{option} must differ from the input file {source} (it would be replaced)")
+    if out.is_dir():
+        raise ValueError(f"{option} {out} is a folder: name the file to write")
+    if not out.parent.is_dir():
+        raise ValueError(f"{option} {out}: there is no folder {out.parent}")
+    if suffixes and out.suffix.lower() not in suffixes:
+        raise ValueError(f"{option} {out}: expected a {' or '.join(suffixes)} file")
+    return out
+
+
 def _flag(f) -> str:
     return f.metadata.get("flag", "--" + f.name.replace("_", "-"))
 
