@@ -84,9 +84,9 @@ HEADERS: Registry[Callable[[bytes], ImageInfo | None]] = Registry("image format"
 
 
 def _png_chunks(data: bytes):
-    """(kind, where its body starts, its length) of each chunk up to the first IDAT. A chunk that claims more bytes than the file
-    has is refused here: libpng allocates what the length field says (4 GiB for a 150-byte file) before it
-    finds the data missing."""
+    """(kind, where its body starts, its length) of each chunk up to the first IDAT. A chunk that claims more
+    bytes than the file has is refused here: libpng allocates what the length field says (4 GiB for a 150-byte
+    file) before it finds the data missing."""
     pos = 8
     while pos + 8 <= len(data):
         length, kind = struct.unpack(">I4s", data[pos:pos + 8])
