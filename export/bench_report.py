@@ -21,7 +21,7 @@ from pathlib import Path
 
 from device.bench import report, run
 from device.bench.cli import publish
-from device.bench.docs_block import GeneratedBlock, nodes, non_finite
+from device.bench.docs_block import GeneratedBlock, nodes, non_finite, write_file
 from device.bench.models import BenchUsageError
 from device.bench.report import Column, models_of, ok_rows
 
@@ -266,8 +266,10 @@ def plot(results: dict, path: str | Path) -> str:
         return "no model was measured: no plot written"
     import matplotlib.pyplot as plt
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        write_file(path, fig.savefig)
+    finally:
+        plt.close(fig)
     return f"wrote {path}"
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import projection
+from .docs_block import write_file
 from .models import RANDOM_WEIGHTS, BenchUsageError
 
 SCHEMA = "hairmirror-bench/2"
@@ -38,8 +39,7 @@ def check_out(path: str | Path, option: str = "--out", suffixes: tuple[str, ...]
 def write(report: dict, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
-    return path
+    return write_file(path, json.dumps(report, indent=1, allow_nan=False) + "\n")
 
 
 # --- tables ----------------------------------------------------------------------------------------------------------

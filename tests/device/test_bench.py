@@ -342,3 +342,25 @@ def test_device_never_imports_torch_training_or_export():
         run = subprocess.run(["grep", "-rnE", r"^\s*(import torch|from torch|import training|from training|"
                               r"import export|from export)", "device"], cwd=REPO, capture_output=True, text=True)
         assert run.returncode == 1 and not run.stdout, run.stdout
+
+
+def test_a_write_that_fails_midway_leaves_the_old_file_whole(tmp_path, file_size_limit, capsys):
+    """On a full disk `device.bench.stages --from st.json --docs bench.md` left bench.md cut off mid-table without
+    its end marker, and the error did not name the file: the docs block, --json and --out are written beside and
+    put in place."""
+    from device.bench.docs_block import GeneratedBlock, publish
+    from device.bench.report import write
+    block = GeneratedBlock("stages")
+    md, js = tmp_path / "bench.md", tmp_path / "st.json"
+    md.write_text(f"intro\n{block.begin_line('old')}\n| old |\n{block.end}\nafter\n")
+    js.write_text('{"old": 1}\n')
+    big = ["| a row of figures |"] * 8000  # 160 kB: more than the limit below
+    writers = [(md, lambda: block.rewrite(md, "\n".join(big), "new")),
+               (js, lambda: publish("table", big, str(js), None, "stages", "device.bench.stages", [])),
+               (js, lambda: write({"rows": big}, js))]
+    for path, writer in writers:
+        old = path.read_text()
+        with file_size_limit(64 * 1024), pytest.raises(OSError, match=re.escape(f"cannot write {path}")):
+            writer()
+        assert path.read_text() == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.md", "st.json"]  # no part file left behind
