@@ -364,3 +364,26 @@ def test_a_write_that_fails_midway_leaves_the_old_file_whole(tmp_path, file_size
             writer()
         assert path.read_text() == old
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.md", "st.json"]  # no part file left behind
+
+
+def test_an_out_in_a_read_only_folder_is_refused_before_measuring(small_model, tmp_path, capsys):
+    """`--out /ro/b.json` measured for minutes, then died in a traceback (exit 1) with the measurements lost."""
+    if os.geteuid() == 0:
+        pytest.skip("root writes in a read-only folder: the check has nothing to refuse")
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o555)
+    with pytest.raises(SystemExit) as stop:
+        main([str(small_model), "--quick", "--out", str(ro / "b.json")])
+    assert stop.value.code == 2 and f"--out {ro / 'b.json'}: no permission to write in {ro}" in capsys.readouterr().err
+
+
+def test_results_that_cannot_be_written_are_printed_and_named_in_one_line(quick_results, tmp_path, file_size_limit,
+                                                                         capsys, caplog):
+    """A write that fails after the measuring (a full disk) was a traceback with the measurements lost: one line
+    names the file, the tables are printed even under --quiet, and the run fails (exit 1)."""
+    from device.bench.cli import publish
+    results, out = _strict_json(quick_results[0]), tmp_path / "b.json"
+    with file_size_limit(1024):
+        assert publish(results, str(out), quiet=True) is False
+    assert f"cannot write {out}" in caplog.text and not out.exists()
+    assert capsys.readouterr().out.startswith("**FPS, model only**")
