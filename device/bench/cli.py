@@ -3,7 +3,7 @@ the results as JSON (--out). Merging result files, the plot and the docs' genera
 `python -m export.bench_report`.
 
 Exit codes: 0 done (absent runtimes are reported, not errors), 1 a measurement failed or --out could not be
-written, 2 bad arguments or input.
+written, 2 bad arguments or input, 130 interrupted (Ctrl-C).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from . import machine, measure, report, run, threads
 from .models import MODELS_DIR, BenchUsageError, find_files, open_model
 from .runtimes import DEFAULT_RUNTIMES, RUNTIMES
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130  # 130: the shell's code for SIGINT
 _log = logging.getLogger("device.bench")
 
 
@@ -158,8 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     run.setup_logging(args.verbose)
     try:
         results, failed = measure_here(args)
+        written = publish(results, args.out, args.quiet)
     except BenchUsageError as e:
         print(f"hairmirror-bench: {e}", file=sys.stderr)
         return EXIT_USAGE
-    written = publish(results, args.out, args.quiet)
+    except KeyboardInterrupt:  # Ctrl-C is how a long run is stopped: one line, not a traceback
+        _log.error("interrupted (Ctrl-C)")
+        return EXIT_INTERRUPTED
     return EXIT_FAILED if failed or not written else EXIT_OK

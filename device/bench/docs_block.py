@@ -27,9 +27,11 @@ def write_file(path: str | Path, content: str | Callable[[Path], object]) -> Pat
         else:
             part.write_text(content)
         os.replace(part, path)
-    except OSError as e:
+    except BaseException as e:  # a Ctrl-C too: no part file left behind
         part.unlink(missing_ok=True)
-        raise OSError(f"cannot write {path} (left as it was): {e.strerror or e}") from None
+        if isinstance(e, OSError):
+            raise OSError(f"cannot write {path} (left as it was): {e.strerror or e}") from None
+        raise
     return path
 
 

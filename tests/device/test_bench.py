@@ -387,3 +387,15 @@ def test_results_that_cannot_be_written_are_printed_and_named_in_one_line(quick_
         assert publish(results, str(out), quiet=True) is False
     assert f"cannot write {out}" in caplog.text and not out.exists()
     assert capsys.readouterr().out.startswith("**FPS, model only**")
+
+
+def test_ctrl_c_is_one_line_and_exit_130(small_model, tmp_path, monkeypatch, caplog, capsys):
+    """Ctrl-C during a run printed a KeyboardInterrupt traceback."""
+    import signal
+
+    from device.bench import run
+    monkeypatch.setattr(run, "measure_all", lambda *a, **k: signal.raise_signal(signal.SIGINT))  # a real SIGINT
+    out = tmp_path / "b.json"
+    assert main([str(small_model), "--quick", "--no-threads", "--out", str(out)]) == 130
+    assert "interrupted (Ctrl-C)" in caplog.text and not out.exists()
+    assert "Traceback" not in capsys.readouterr().err
