@@ -90,9 +90,18 @@ def cmd_int8(args) -> int:
     return EXIT_OK
 
 
+def check_json(args, *inputs: str | Path) -> None:
+    """A --json that names one of the command's inputs (or anything not .json) is refused before the work: it was
+    replaced by the figures made of it."""
+    from training.cli import check_output_path
+    if args.json:
+        check_output_path(args.json, *inputs, option="--json", suffixes=(".json",))
+
+
 def cmd_eval(args) -> int:
     from .evaluation import eval_metadata, evaluate_file
     from .metadata import update_metadata
+    check_json(args, args.model)
     results = evaluate_file(args.model, tuple(args.data), args.data_root, args.threads)
     _print_eval(results)
     if args.json:
@@ -105,6 +114,7 @@ def cmd_eval(args) -> int:
 
 def cmd_compare(args) -> int:
     from .compare import compare, format_comparison
+    check_json(args, *args.models)
     result = compare(args.models, tuple(args.data), args.data_root, args.threads, args.flip, args.limit)
     print(format_comparison(result))
     if args.json:

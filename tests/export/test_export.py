@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -203,6 +204,43 @@ def test_an_out_that_would_replace_the_input_is_refused_and_the_input_kept(train
     assert main(["onnx", str(ckpt), "--out", str(tmp_path / "none" / "m.onnx")]) == 2
     assert "there is no folder" in caplog.text
     assert _staging(tmp_path / "new.onnx", ckpt) == tmp_path / "new.onnx.unchecked"
+
+
+def _one_photo_set(data_root: Path, root: Path) -> Path:
+    """A folder:SET of one real Figaro photo and its mask."""
+    import cv2
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    figaro = data_root / "figaro1k"
+    cv2.imwrite(str(root / "images" / "p.jpg"), cv2.imread(str(figaro / "Original" / "Testing" / "Frame00010-org.jpg")))
+    mask = cv2.imread(str(figaro / "GT" / "Testing" / "Frame00010-gt.pbm"), cv2.IMREAD_GRAYSCALE)
+    cv2.imwrite(str(root / "masks" / "p.png"), mask)
+    return root
+
+
+def test_a_json_that_would_replace_an_input_is_refused_before_the_work(exported, data_root, tmp_path, caplog):
+    """`eval M --json M`, `compare A B --json B`, `flicker M --json M` and `classical-baseline --json PHOTO` wrote
+    their figures over the input, exit 0."""
+    import hashlib
+    import shutil
+    a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    for path in (a, b):
+        shutil.copy(exported[0], path)
+    data = _one_photo_set(data_root, tmp_path / "set")
+    photo = data / "images" / "p.jpg"
+    inputs = (a, b, photo)
+    before = [hashlib.sha256(p.read_bytes()).hexdigest() for p in inputs]
+    one = ["--data", f"folder:{data}"]
+    for argv, words in ((["eval", str(a), *one, "--json", str(a)], f"--json must differ from the input file {a}"),
+                        (["compare", str(a), str(b), *one, "--json", str(tmp_path / "." / "b.onnx")],
+                         f"--json must differ from the input file {b}"),
+                        (["flicker", str(a), *one, "--images", "1", "--frames", "2", "--json", str(a)],
+                         f"--json must differ from the input file {a}"),
+                        (["classical-baseline", *one, "--json", str(photo)], "expected a .json file")):
+        caplog.clear()
+        assert main(argv) == 2, argv
+        assert words in caplog.text, argv
+    assert [hashlib.sha256(p.read_bytes()).hexdigest() for p in inputs] == before
 
 
 def test_eval_on_a_set_with_no_usable_photo_stores_nothing(exported, tmp_path, caplog):
