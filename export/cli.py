@@ -17,6 +17,8 @@ from pathlib import Path
 from device.argtypes import int_in
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+# onnxruntime threads, bounded as the daemon's [segmenter] threads: 999999 grew to 20 GB, -1 was torch's traceback
+THREADS = int_in(0, 64)
 _log = logging.getLogger("export")
 
 
@@ -177,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT, help="folder holding figaro1k/ and fasseg/")
-        p.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: all cores)")
+        p.add_argument("--threads", type=THREADS, default=0, help="onnxruntime threads, 0..64 (0: all cores)")
 
     p = sub.add_parser("onnx", help="checkpoint -> contract-v1 ONNX, checked against PyTorch on real photos")
     p.add_argument("checkpoint", help="training checkpoint (.pt) from `python -m training train`")
@@ -235,7 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--worst", type=int_in(0), default=8, help="photos in each worst-case gallery")
     p.add_argument("--gallery-dir", type=Path, help="where the celeb1k-val gallery goes (default: out/ beside "
                                                     "MODELS_DIR; never committed)")
-    p.add_argument("--threads", type=int, default=0, help="onnxruntime threads for the breakdown (0: all cores)")
+    p.add_argument("--threads", type=THREADS, default=0, help="onnxruntime threads for the breakdown, 0..64 "
+                                                                "(0: all cores)")
     p.set_defaults(func=cmd_card)
 
     p = sub.add_parser("breakdown", help="per-class figures, hat proxy and worst-case galleries of one file")

@@ -226,6 +226,7 @@ def cmd_postprocess(args) -> int:
 
 def add_parser(sub) -> argparse.ArgumentParser:
     """The `postprocess` subcommand of `python -m export`."""
+    from .cli import THREADS
     p = sub.add_parser("postprocess", help="measure every [postprocess] keep rule on one .onnx file: validation "
                                            "IoU and the demo photos' hand-labelled regions")
     p.add_argument("model", help="contract-v1 .onnx file")
@@ -236,7 +237,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--min-area", type=float, default=0.01, help="[postprocess] min_area")
     p.add_argument("--tie", type=float, default=TIE, help="mean IoU difference below which rules tie")
     p.add_argument("--limit", type=int_in(0), default=0, help="only the first N photos of each split (quick look)")
-    p.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
+    p.add_argument("--threads", type=THREADS, default=1, help="onnxruntime threads, 0..64 (0: all cores)")
     p.add_argument("--data-root", type=Path, default=None, help="folder holding figaro1k/ and celeb1k-train/")
     p.set_defaults(func=cmd_postprocess)
     return p

@@ -120,6 +120,19 @@ def test_usage_errors(tmp_path):
     assert info.value.code == 0
 
 
+@pytest.mark.parametrize("argv, words", [
+    # eval --threads 999999 grew to 20 GB; -1 was torch's traceback in onnx
+    (["eval", "m.onnx", "--threads", "999999"], "--threads: expected 0..64"),
+    (["onnx", "c.pt", "--out", "m.onnx", "--threads", "-1"], "--threads: expected 0..64"),
+    (["card", "no-such-models", "--threads", "65"], "--threads: expected 0..64"),
+    (["postprocess", "m.onnx", "--threads", "-1"], "--threads: expected 0..64"),
+])
+def test_degenerate_numbers_exit_2_naming_the_option(argv, words, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2 and words in capsys.readouterr().err
+
+
 def test_a_missing_model_file_is_a_usage_error_and_a_broken_one_a_failed_check(tmp_path, caplog, capsys):
     """Every subcommand that reads a model exits 2 for a path with no file (it exited 1 in eval, int8 and
     postprocess, 2 in optimize with the OS's bare message) and 1 for a file that is there but not a model."""
