@@ -126,6 +126,10 @@ def test_usage_errors(tmp_path):
     (["onnx", "c.pt", "--out", "m.onnx", "--threads", "-1"], "--threads: expected 0..64"),
     (["card", "no-such-models", "--threads", "65"], "--threads: expected 0..64"),
     (["postprocess", "m.onnx", "--threads", "-1"], "--threads: expected 0..64"),
+    # postprocess --min-area nan measured IoU 0 for `all` (exit 0); --tie nan or -1 failed after the whole run
+    (["postprocess", "m.onnx", "--min-area", "nan"], "--min-area: expected 0..1"),
+    (["postprocess", "m.onnx", "--tie", "nan"], "--tie: expected 0..1"),
+    (["postprocess", "m.onnx", "--tie", "-1"], "--tie: expected 0..1"),
 ])
 def test_degenerate_numbers_exit_2_naming_the_option(argv, words, capsys):
     with pytest.raises(SystemExit) as stop:
