@@ -19,6 +19,7 @@ from device.argtypes import int_in
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 # onnxruntime threads, bounded as the daemon's [segmenter] threads: 999999 grew to 20 GB, -1 was torch's traceback
 THREADS = int_in(0, 64)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # what the figure commands' --out can be (cv2.imwrite's traceback else)
 _log = logging.getLogger("export")
 
 
@@ -170,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     from training.data import DEFAULT_DATA_ROOT
 
     from .evaluation import BENCHMARKS
-    from .onnx_export import DEFAULT_OPSET
+    from .onnx_export import DEFAULT_OPSET, MAX_OPSET
     from .quantize import CALIBRATION_SETS, METHODS
     parser = argparse.ArgumentParser(prog="hairmirror-export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -187,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval", action="store_true", help="measure the file on the benchmarks and store eval.* figures")
     p.add_argument("--data", nargs="+", default=list(BENCHMARKS), help="benchmarks for --eval")
     p.add_argument("--threshold", type=float, default=0.5, help="hair probability cut stored in the file")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (>= 17)")
+    p.add_argument("--opset", type=int_in(DEFAULT_OPSET, MAX_OPSET), default=DEFAULT_OPSET,
+                   help=f"ONNX opset, {DEFAULT_OPSET}..{MAX_OPSET}")
     p.add_argument("--parity-images", type=int_in(1), default=16, help="Figaro Testing photos for the parity check")
     common(p)
     p.set_defaults(func=cmd_onnx)

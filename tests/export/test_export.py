@@ -130,11 +130,26 @@ def test_usage_errors(tmp_path):
     (["postprocess", "m.onnx", "--min-area", "nan"], "--min-area: expected 0..1"),
     (["postprocess", "m.onnx", "--tie", "nan"], "--tie: expected 0..1"),
     (["postprocess", "m.onnx", "--tie", "-1"], "--tie: expected 0..1"),
+    # onnx --opset 99 was the exporter's RuntimeError; gallery --cell-height 0 / --groups 0 a ZeroDivisionError
+    (["onnx", "c.pt", "--out", "m.onnx", "--opset", "99"], "--opset: expected 17..20"),
+    (["classical-figures", "gallery", "--cell-height", "0"], "--cell-height: expected 16..1024"),
+    (["classical-figures", "gallery", "--groups", "0"], "--groups: expected 1..64"),
 ])
 def test_degenerate_numbers_exit_2_naming_the_option(argv, words, capsys):
     with pytest.raises(SystemExit) as stop:
         main(argv)
     assert stop.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_a_figure_out_that_is_not_an_image_file_is_refused_first(tmp_path, caplog):
+    """demo-figure and recolour-gallery with --out x.txt (or a folder) made the figure, then died in cv2's
+    traceback."""
+    for command in ("demo-figure", "recolour-gallery"):
+        for out, words in ((tmp_path / "x.txt", "expected a .jpg or .jpeg or .png file"), (tmp_path, "is a folder")):
+            caplog.clear()
+            assert main([command, "--out", str(out)]) == 2
+            assert f"--out {out}" in caplog.text and words in caplog.text
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_missing_model_file_is_a_usage_error_and_a_broken_one_a_failed_check(tmp_path, caplog, capsys):
