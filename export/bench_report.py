@@ -7,7 +7,8 @@ A results file is device/bench/report.py's: {"schema", "machines": [one entry pe
 concatenates entries, so merged files merge again; files of the first schema (no paired ratios, no threads table)
 still load and merge. The tables are the device bench's own (`device.bench.report.markdown`).
 
-Exit codes: 0 done, 2 bad arguments or input (not a results file, a markdown file without exactly one block).
+Exit codes: 0 done, 1 an output file could not be written, 2 bad arguments or input (not a results file, a markdown
+file without exactly one block, an output in a folder this user cannot write in).
 """
 from __future__ import annotations
 
@@ -21,11 +22,11 @@ from pathlib import Path
 
 from device.bench import report, run
 from device.bench.cli import publish
-from device.bench.docs_block import GeneratedBlock, nodes, non_finite
+from device.bench.docs_block import GeneratedBlock, nodes, non_finite, write_file
 from device.bench.models import BenchUsageError
 from device.bench.report import Column, models_of, ok_rows
 
-EXIT_OK, EXIT_USAGE = 0, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 READABLE = ("hairmirror-bench/1", report.SCHEMA)
 
 
@@ -266,8 +267,10 @@ def plot(results: dict, path: str | Path) -> str:
         return "no model was measured: no plot written"
     import matplotlib.pyplot as plt
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
+    try:
+        write_file(path, fig.savefig)
+    finally:
+        plt.close(fig)
     return f"wrote {path}"
 
 
@@ -301,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
             report.check_out(args.out)
         if args.plot:
             report.check_out(args.plot, "--plot", (".png", ".svg", ".pdf"))
-        publish(results, args.out, args.quiet)
+        if not publish(results, args.out, args.quiet):
+            return EXIT_FAILED
         if args.plot:
             print(plot(results, args.plot), file=sys.stderr)
         command = shlex.join(["python", "-m", "export.bench_report", *argv])
@@ -310,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     except BenchUsageError as e:
         print(f"export.bench_report: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as e:  # a plot or docs file that cannot be written now (a full disk): one line naming it
+        print(f"export.bench_report: {e}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 

@@ -91,14 +91,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def measure(args: argparse.Namespace) -> None:
+    from .cli import check_json
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)  # out/classical/ is made, as before
+    check_json(args, *([args.face_cascade] if args.face_cascade else []))
+    sets = {spec: resolve(spec, Path(args.data_root)) for spec in args.data}
     segmenter = ClassicalSegmenter(face_cascade=args.face_cascade, k=args.k, warm_start=False)
     results = {}
-    for spec in args.data:
-        pairs = resolve(spec, Path(args.data_root))
+    for spec, pairs in sets.items():
         results[spec] = evaluate_classical(segmenter, pairs[:args.limit] if args.limit else pairs)
+        if not results[spec]["images"]:  # a mean over nothing is NaN: never a figure to print or keep
+            raise DataError(f"{spec}: no usable photo to evaluate on (the set is empty, or every pair in it was "
+                            "skipped)")
         print(format_classical(spec, results[spec]))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(results, indent=2))
 
 

@@ -262,10 +262,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     q.add_argument("--faces", choices=["json", "cascade", "both"], default="both",
                    help="face boxes from the portraits' JSON files, lbpcascade_animeface, or both galleries")
     q.add_argument("--limit", type=int_in(0), default=0, help="only the first N portraits")
-    q.add_argument("--every", type=int, default=1, help="only every Nth portrait (a smaller figure)")
+    q.add_argument("--every", type=int_in(1), default=1, help="only every Nth portrait (a smaller figure)")
     q.add_argument("--format", choices=["png", "jpg"], default="png", help="image format of the gallery")
-    q.add_argument("--cell-height", type=int, default=156, help="panel height in pixels")
-    q.add_argument("--groups", type=int, default=3, help="side-by-side column groups")
+    # 0 was a ZeroDivisionError; the labels need 16 px, and 1024 px panels are already a poster
+    q.add_argument("--cell-height", type=int_in(16, 1024), default=156, help="panel height in pixels, 16..1024")
+    q.add_argument("--groups", type=int_in(1, 64), default=3, help="side-by-side column groups, 1..64")
     common(q)
     q.set_defaults(func=_run(gallery_command))
 

@@ -17,6 +17,9 @@ from pathlib import Path
 from device.argtypes import int_in
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+# onnxruntime threads, bounded as the daemon's [segmenter] threads: 999999 grew to 20 GB, -1 was torch's traceback
+THREADS = int_in(0, 64)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")  # what the figure commands' --out can be (cv2.imwrite's traceback else)
 _log = logging.getLogger("export")
 
 
@@ -90,9 +93,18 @@ def cmd_int8(args) -> int:
     return EXIT_OK
 
 
+def check_json(args, *inputs: str | Path) -> None:
+    """A --json that names one of the command's inputs (or anything not .json) is refused before the work: it was
+    replaced by the figures made of it."""
+    from training.cli import check_output_path
+    if args.json:
+        check_output_path(args.json, *inputs, option="--json", suffixes=(".json",))
+
+
 def cmd_eval(args) -> int:
     from .evaluation import eval_metadata, evaluate_file
     from .metadata import update_metadata
+    check_json(args, args.model)
     results = evaluate_file(args.model, tuple(args.data), args.data_root, args.threads)
     _print_eval(results)
     if args.json:
@@ -105,6 +117,7 @@ def cmd_eval(args) -> int:
 
 def cmd_compare(args) -> int:
     from .compare import compare, format_comparison
+    check_json(args, *args.models)
     result = compare(args.models, tuple(args.data), args.data_root, args.threads, args.flip, args.limit)
     print(format_comparison(result))
     if args.json:
@@ -158,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     from training.data import DEFAULT_DATA_ROOT
 
     from .evaluation import BENCHMARKS
-    from .onnx_export import DEFAULT_OPSET
+    from .onnx_export import DEFAULT_OPSET, MAX_OPSET
     from .quantize import CALIBRATION_SETS, METHODS
     parser = argparse.ArgumentParser(prog="hairmirror-export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -167,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT, help="folder holding figaro1k/ and fasseg/")
-        p.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: all cores)")
+        p.add_argument("--threads", type=THREADS, default=0, help="onnxruntime threads, 0..64 (0: all cores)")
 
     p = sub.add_parser("onnx", help="checkpoint -> contract-v1 ONNX, checked against PyTorch on real photos")
     p.add_argument("checkpoint", help="training checkpoint (.pt) from `python -m training train`")
@@ -175,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval", action="store_true", help="measure the file on the benchmarks and store eval.* figures")
     p.add_argument("--data", nargs="+", default=list(BENCHMARKS), help="benchmarks for --eval")
     p.add_argument("--threshold", type=float, default=0.5, help="hair probability cut stored in the file")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (>= 17)")
+    p.add_argument("--opset", type=int_in(DEFAULT_OPSET, MAX_OPSET), default=DEFAULT_OPSET,
+                   help=f"ONNX opset, {DEFAULT_OPSET}..{MAX_OPSET}")
     p.add_argument("--parity-images", type=int_in(1), default=16, help="Figaro Testing photos for the parity check")
     common(p)
     p.set_defaults(func=cmd_onnx)
@@ -225,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--worst", type=int_in(0), default=8, help="photos in each worst-case gallery")
     p.add_argument("--gallery-dir", type=Path, help="where the celeb1k-val gallery goes (default: out/ beside "
                                                     "MODELS_DIR; never committed)")
-    p.add_argument("--threads", type=int, default=0, help="onnxruntime threads for the breakdown (0: all cores)")
+    p.add_argument("--threads", type=THREADS, default=0, help="onnxruntime threads for the breakdown, 0..64 "
+                                                                "(0: all cores)")
     p.set_defaults(func=cmd_card)
 
     p = sub.add_parser("breakdown", help="per-class figures, hat proxy and worst-case galleries of one file")

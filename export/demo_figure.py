@@ -65,8 +65,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     if not Path(args.model).is_file():
         raise FileNotFoundError(f"no model file at {args.model}")
-    figure = demo_figure(args.model, args.colour)
+    from training.cli import check_output_path
+
+    from .cli import IMAGE_SUFFIXES
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    check_output_path(args.out, args.model, suffixes=IMAGE_SUFFIXES)  # before the work: x.txt was cv2's traceback
+    figure = demo_figure(args.model, args.colour)
     if not cv2.imwrite(str(args.out), cv2.cvtColor(figure, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85]):
         raise ValueError(f"cannot write an image to {args.out} (use .jpg or .png)")
     _log.info("wrote %s (%dx%d)", args.out, figure.shape[1], figure.shape[0])

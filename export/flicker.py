@@ -145,6 +145,8 @@ def run(args: argparse.Namespace) -> int:
         if not Path(m).is_file():
             print(f"no such model file: {m}", file=sys.stderr)
             return 2
+    from .cli import check_json
+    check_json(args, *args.models)
     if args.docs:
         DOCS.check(args.docs)  # before the work: a file without its block is known at once
     pairs = []

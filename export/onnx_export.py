@@ -21,6 +21,7 @@ from .provenance import training_command, training_cost
 
 _log = logging.getLogger(__name__)
 DEFAULT_OPSET = 17
+MAX_OPSET = 20  # the TorchScript exporter's (dynamo=False) highest in torch 2.x: above it, its RuntimeError
 
 
 class ContractWrapper(nn.Module):
@@ -124,8 +125,8 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, threshold: float 
                       command: str = "") -> tuple[Path, ContractWrapper, dict]:
     """Write the checkpoint's model as one checked contract-v1 file; returns (path, the torch wrapper, ckpt)."""
     from training.train import load_checkpoint
-    if opset < 17:
-        raise ValueError(f"opset must be >= 17, got {opset}")
+    if not DEFAULT_OPSET <= opset <= MAX_OPSET:
+        raise ValueError(f"opset must be {DEFAULT_OPSET}..{MAX_OPSET}, got {opset}")
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
     checkpoint, out = Path(checkpoint), Path(out)

@@ -429,18 +429,18 @@ def profile_table(paths: dict[str, Path], runs: int, top: int = 10) -> str:
 
 
 def cmd_optimize(args) -> int:
-    from device.model_file import check_file
+    from device.model_file import load_model
 
     from .cli import EXIT_ERROR, EXIT_OK, _staging
     from .parity import parity_inputs
-    check_file(Path(args.model))  # a missing or broken source is named as such before anything is made
+    # a missing, broken or non-contract source is named as such before anything is made (its contract error
+    # named the rewritten op.onnx.unchecked)
+    size = load_model(args.model, threads=1).input_size
     out = Path(args.out)
     staging = _staging(out, args.model)
     try:
         report = optimise_file(args.model, staging, tuple(args.rewrites), args.command)
         print(f"{args.model}: {report}")
-        from device.model_file import load_model
-        size = load_model(staging, threads=1).input_size
         images, priors = parity_inputs(size, args.parity_images, data_root=args.data_root)
         parity = file_parity(args.model, staging, images, priors)
         print(parity)

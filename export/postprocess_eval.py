@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from device.argtypes import int_in
+from device.argtypes import float_in, int_in
 
 DEMO_LABELS = Path(__file__).resolve().parent.parent / "tests" / "device" / "fixtures" / "demo_labels.json"
 TIE = 0.005  # mean IoU differences below half a point are ties (148 photos: about the noise of a rerun)
@@ -226,6 +226,7 @@ def cmd_postprocess(args) -> int:
 
 def add_parser(sub) -> argparse.ArgumentParser:
     """The `postprocess` subcommand of `python -m export`."""
+    from .cli import THREADS
     p = sub.add_parser("postprocess", help="measure every [postprocess] keep rule on one .onnx file: validation "
                                            "IoU and the demo photos' hand-labelled regions")
     p.add_argument("model", help="contract-v1 .onnx file")
@@ -233,10 +234,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="+", default=list(VALIDATION), choices=list(VALIDATION),
                    help="validation splits (the first one decides the suggested default)")
     p.add_argument("--labels", default=str(DEMO_LABELS), help="demo photos' hand labels ('' to skip the demo)")
-    p.add_argument("--min-area", type=float, default=0.01, help="[postprocess] min_area")
-    p.add_argument("--tie", type=float, default=TIE, help="mean IoU difference below which rules tie")
+    # bounded at parse time: nan passed as a min_area (IoU 0 for `all`, exit 0), a --tie of nan or -1 ended the
+    # whole run in "min() arg is an empty sequence"
+    p.add_argument("--min-area", type=float_in(0, 1), default=0.01, help="[postprocess] min_area, 0..1 (as the "
+                                                                         "daemon's config)")
+    p.add_argument("--tie", type=float_in(0, 1), default=TIE, help="mean IoU difference below which rules tie, 0..1")
     p.add_argument("--limit", type=int_in(0), default=0, help="only the first N photos of each split (quick look)")
-    p.add_argument("--threads", type=int, default=1, help="onnxruntime threads")
+    p.add_argument("--threads", type=THREADS, default=1, help="onnxruntime threads, 0..64 (0: all cores)")
     p.add_argument("--data-root", type=Path, default=None, help="folder holding figaro1k/ and celeb1k-train/")
     p.set_defaults(func=cmd_postprocess)
     return p

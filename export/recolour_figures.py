@@ -131,6 +131,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--colour: give at least one colour")
     for c in (*colours, args.colour2):
         make_recolourer("hsv", c)  # a ValueError names the unknown colour
+    from training.cli import check_output_path
+
+    from .cli import IMAGE_SUFFIXES
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    check_output_path(args.out, suffixes=IMAGE_SUFFIXES)  # before the work
     if args.docs:
         DOCS.check(args.docs)  # before the work
     sets = dark_and_light(figaro_test(args.data_root), args.count)
@@ -141,7 +146,6 @@ def run(args: argparse.Namespace) -> int:
         text = (f"Measured {date.today().isoformat()} on the {args.count} photos with the darkest and the "
                 f"{args.count} with the lightest hair of Figaro Testing (their ground-truth masks).\n\n" + "\n\n".join(t.rstrip() for t in tables))
         print(f"wrote {DOCS.rewrite(args.docs, text, args.command)}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     image = gallery(sets, colours[0], args.colour2, args.rows, args.tile_height)
     if not cv2.imwrite(str(args.out), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9]):
         _log.error("could not write %s", args.out)

@@ -1,6 +1,9 @@
 """Shared fixtures: the real labelled data beside the checkout (../shared/data), and the bench's small model."""
 from __future__ import annotations
 
+import contextlib
+import resource
+import signal
 from pathlib import Path
 
 import pytest
@@ -26,3 +29,21 @@ def small_model(tmp_path_factory) -> Path:
     pytest.importorskip("torch", reason="no model in models/ and no torch to export one")
     from export.random_models import export_random
     return export_random("unet-226k", (64, 64), tmp_path_factory.mktemp("bench-model"))
+
+
+@pytest.fixture
+def file_size_limit():
+    """`with file_size_limit(n):` files may grow to n bytes, then a write fails (EFBIG): a real failure midway, as
+    on a full disk, that holds for root too (a read-only folder does not). Keep what the block prints small: the
+    captured output is a file too."""
+    @contextlib.contextmanager
+    def limit(n: int):
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # else the signal ends the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (n, hard))
+        try:
+            yield
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+            signal.signal(signal.SIGXFSZ, handler)
+    return limit

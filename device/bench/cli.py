@@ -2,7 +2,8 @@
 the results as JSON (--out). Merging result files, the plot and the docs' generated block are the desktop's:
 `python -m export.bench_report`.
 
-Exit codes: 0 done (absent runtimes are reported, not errors), 1 a measurement failed, 2 bad arguments or input.
+Exit codes: 0 done (absent runtimes are reported, not errors), 1 a measurement failed or --out could not be
+written, 2 bad arguments or input, 130 interrupted (Ctrl-C).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from . import machine, measure, report, run, threads
 from .models import MODELS_DIR, BenchUsageError, find_files, open_model
 from .runtimes import DEFAULT_RUNTIMES, RUNTIMES
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130  # 130: the shell's code for SIGINT
 _log = logging.getLogger("device.bench")
 
 
@@ -134,12 +135,20 @@ def _threads(args, cfg, models, budget, camera_fps) -> dict | None:
     return threads.measure(path, frame, budget, camera_fps)
 
 
-def publish(results: dict, out: str | None = None, quiet: bool = False) -> None:
-    """The JSON file where asked for, first (a measurement is never lost to a table that fails), then the tables."""
+def publish(results: dict, out: str | None = None, quiet: bool = False) -> bool:
+    """The JSON file where asked for, first (a measurement is never lost to a table that fails), then the tables:
+    also under --quiet when the file could not be written (one line says so; returns False), the measuring is
+    not lost to a full disk either."""
+    written = True
     if out:
-        print(f"wrote {report.write(results, out)}", file=sys.stderr)
-    if not quiet:
+        try:
+            print(f"wrote {report.write(results, out)}", file=sys.stderr)
+        except OSError as e:
+            _log.error("%s; the tables follow", e)
+            written = False
+    if not quiet or not written:
         print(report.markdown(results))
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,8 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     run.setup_logging(args.verbose)
     try:
         results, failed = measure_here(args)
+        written = publish(results, args.out, args.quiet)
     except BenchUsageError as e:
         print(f"hairmirror-bench: {e}", file=sys.stderr)
         return EXIT_USAGE
-    publish(results, args.out, args.quiet)
-    return EXIT_FAILED if failed else EXIT_OK
+    except KeyboardInterrupt:  # Ctrl-C is how a long run is stopped: one line, not a traceback
+        _log.error("interrupted (Ctrl-C)")
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if failed or not written else EXIT_OK

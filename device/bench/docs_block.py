@@ -5,12 +5,34 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .models import BenchUsageError
+
+
+def write_file(path: str | Path, content: str | Callable[[Path], object]) -> Path:
+    """Write `content` (text, or a function that writes the file it is given: a plot's savefig) to a file beside
+    `path`, then put it in place: a full disk or an interrupted run leaves the old file whole, never cut off.
+    OSError naming `path` when it cannot be written."""
+    path = Path(path)
+    part = path.with_name(f".{path.stem}.{os.getpid()}.part{path.suffix}")  # same suffix: savefig picks the format
+    try:
+        if callable(content):
+            content(part)
+        else:
+            part.write_text(content)
+        os.replace(part, path)
+    except BaseException as e:  # a Ctrl-C too: no part file left behind
+        part.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise OSError(f"cannot write {path} (left as it was): {e.strerror or e}") from None
+        raise
+    return path
 
 
 class GeneratedBlock:
@@ -40,8 +62,7 @@ class GeneratedBlock:
         path = Path(path)
         text = self.check(path)
         block = f"{self.begin_line(command)}\n{body.rstrip()}\n{self.end}"
-        path.write_text(self._pattern.sub(lambda _: block, text, count=1))
-        return path
+        return write_file(path, self._pattern.sub(lambda _: block, text, count=1))
 
 
 def publish(text: str, result, json_path: str | None, docs: str | None, block: str, module: str,
@@ -52,7 +73,7 @@ def publish(text: str, result, json_path: str | None, docs: str | None, block: s
         GeneratedBlock(block).check(docs)  # before anything is written
     print(text)
     if json_path:
-        Path(json_path).write_text(json.dumps(result, indent=2) + "\n")
+        write_file(json_path, json.dumps(result, indent=2) + "\n")
     if docs:
         command = shlex.join(["python", "-m", module, *argv])
         print(f"wrote {GeneratedBlock(block).rewrite(docs, text, command)}", file=sys.stderr)

@@ -8,11 +8,13 @@ merges files (a Pi's, a desktop's two) into one report, which these tables rende
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import projection
+from .docs_block import write_file
 from .models import RANDOM_WEIGHTS, BenchUsageError
 
 SCHEMA = "hairmirror-bench/2"
@@ -22,8 +24,8 @@ GOAL_RATIO = 1.10  # issue 22: the whole frame path costs at most 1.10x the mode
 # --- files -----------------------------------------------------------------------------------------------------------
 
 def check_out(path: str | Path, option: str = "--out", suffixes: tuple[str, ...] = (".json",)) -> Path:
-    """An output file's name, checked before any work: not a folder, in a folder that is (or can be made) one, with
-    one of `suffixes`; BenchUsageError otherwise."""
+    """An output file's name, checked before any work: not a folder, in a folder that is (or can be made) one and
+    that this user may write in, with one of `suffixes`; BenchUsageError otherwise."""
     path = Path(path)
     if path.is_dir() or str(path).endswith("/"):
         raise BenchUsageError(f"{option} {path} is a folder: name the file to write")
@@ -32,14 +34,15 @@ def check_out(path: str | Path, option: str = "--out", suffixes: tuple[str, ...]
     parent = next((p for p in path.parents if p.exists()), None)
     if parent is not None and not parent.is_dir():
         raise BenchUsageError(f"{option} {path}: {parent} is a file, not a folder")
+    if parent is not None and not os.access(parent, os.W_OK | os.X_OK):  # known now, not after the measuring
+        raise BenchUsageError(f"{option} {path}: no permission to write in {parent}")
     return path
 
 
 def write(report: dict, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
-    return path
+    return write_file(path, json.dumps(report, indent=1, allow_nan=False) + "\n")
 
 
 # --- tables ----------------------------------------------------------------------------------------------------------

@@ -342,3 +342,60 @@ def test_device_never_imports_torch_training_or_export():
         run = subprocess.run(["grep", "-rnE", r"^\s*(import torch|from torch|import training|from training|"
                               r"import export|from export)", "device"], cwd=REPO, capture_output=True, text=True)
         assert run.returncode == 1 and not run.stdout, run.stdout
+
+
+def test_a_write_that_fails_midway_leaves_the_old_file_whole(tmp_path, file_size_limit, capsys):
+    """On a full disk `device.bench.stages --from st.json --docs bench.md` left bench.md cut off mid-table without
+    its end marker, and the error did not name the file: the docs block, --json and --out are written beside and
+    put in place."""
+    from device.bench.docs_block import GeneratedBlock, publish
+    from device.bench.report import write
+    block = GeneratedBlock("stages")
+    md, js = tmp_path / "bench.md", tmp_path / "st.json"
+    md.write_text(f"intro\n{block.begin_line('old')}\n| old |\n{block.end}\nafter\n")
+    js.write_text('{"old": 1}\n')
+    big = ["| a row of figures |"] * 8000  # 160 kB: more than the limit below
+    writers = [(md, lambda: block.rewrite(md, "\n".join(big), "new")),
+               (js, lambda: publish("table", big, str(js), None, "stages", "device.bench.stages", [])),
+               (js, lambda: write({"rows": big}, js))]
+    for path, writer in writers:
+        old = path.read_text()
+        with file_size_limit(64 * 1024), pytest.raises(OSError, match=re.escape(f"cannot write {path}")):
+            writer()
+        assert path.read_text() == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.md", "st.json"]  # no part file left behind
+
+
+def test_an_out_in_a_read_only_folder_is_refused_before_measuring(small_model, tmp_path, capsys):
+    """`--out /ro/b.json` measured for minutes, then died in a traceback (exit 1) with the measurements lost."""
+    if os.geteuid() == 0:
+        pytest.skip("root writes in a read-only folder: the check has nothing to refuse")
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o555)
+    with pytest.raises(SystemExit) as stop:
+        main([str(small_model), "--quick", "--out", str(ro / "b.json")])
+    assert stop.value.code == 2 and f"--out {ro / 'b.json'}: no permission to write in {ro}" in capsys.readouterr().err
+
+
+def test_results_that_cannot_be_written_are_printed_and_named_in_one_line(quick_results, tmp_path, file_size_limit,
+                                                                         capsys, caplog):
+    """A write that fails after the measuring (a full disk) was a traceback with the measurements lost: one line
+    names the file, the tables are printed even under --quiet, and the run fails (exit 1)."""
+    from device.bench.cli import publish
+    results, out = _strict_json(quick_results[0]), tmp_path / "b.json"
+    with file_size_limit(1024):
+        assert publish(results, str(out), quiet=True) is False
+    assert f"cannot write {out}" in caplog.text and not out.exists()
+    assert capsys.readouterr().out.startswith("**FPS, model only**")
+
+
+def test_ctrl_c_is_one_line_and_exit_130(small_model, tmp_path, monkeypatch, caplog, capsys):
+    """Ctrl-C during a run printed a KeyboardInterrupt traceback."""
+    import signal
+
+    from device.bench import run
+    monkeypatch.setattr(run, "measure_all", lambda *a, **k: signal.raise_signal(signal.SIGINT))  # a real SIGINT
+    out = tmp_path / "b.json"
+    assert main([str(small_model), "--quick", "--no-threads", "--out", str(out)]) == 130
+    assert "interrupted (Ctrl-C)" in caplog.text and not out.exists()
+    assert "Traceback" not in capsys.readouterr().err

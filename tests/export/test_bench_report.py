@@ -8,6 +8,7 @@ import contextlib
 import io
 import itertools
 import json
+import os
 import re
 import shlex
 from pathlib import Path
@@ -286,3 +287,25 @@ def test_the_thread_advice_says_when_two_threads_still_miss_the_camera():
     text = report._pi_threads({"machines": [{"label": "desk", "machine": {}, "threads": table}]}, p)
     assert "Pi 4: 2 threads, spinning off (projected 20.0 FPS at 1 thread, about 24.0 at 2" in text
     assert "the mirror segments 80% of the frames" in text and "Pi 5: 1 thread (projected 90.0 FPS" in text
+
+
+def test_outputs_in_a_read_only_folder_are_refused_first(here, tmp_path, capsys):
+    """`--out /ro/m.json` or `--plot /ro/p.png` ended in a traceback after the merge."""
+    if os.geteuid() == 0:
+        pytest.skip("root writes in a read-only folder: the check has nothing to refuse")
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o555)
+    for option, name in (("--out", "m.json"), ("--plot", "p.png")):
+        assert bench_report.main([str(here), "--quiet", option, str(ro / name)]) == 2
+        assert f"{option} {ro / name}: no permission to write in {ro}" in capsys.readouterr().err
+
+
+def test_a_file_that_cannot_be_written_now_exits_1_naming_it(here, tmp_path, file_size_limit, capsys, caplog):
+    """A full disk at write time: one line naming the file (was a traceback), the old file left whole."""
+    for option, name in (("--out", "m.json"), ("--plot", "p.png")):
+        out = tmp_path / name
+        out.write_bytes(b"old")
+        with file_size_limit(512):
+            rc = bench_report.main([str(here), "--quiet", option, str(out)])
+        said = capsys.readouterr().err + caplog.text  # --out's line is logged, --plot's printed
+        assert rc == 1 and f"cannot write {out}" in said and out.read_bytes() == b"old"

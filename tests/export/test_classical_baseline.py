@@ -27,3 +27,14 @@ def test_an_unknown_data_set_is_an_error_not_a_traceback(tmp_path, data_root):
     assert main(["classical-baseline", "--data", "no-such-set", "--data-root", str(data_root),
                  "--json", str(tmp_path / "m.json")]) == 1
     assert not (tmp_path / "m.json").exists()
+
+
+def test_a_set_with_no_usable_photo_is_refused_not_a_table_of_nan(tmp_path, data_root, caplog):
+    """`--data folder:X` of images without masks printed an all-NaN table (n=0) and exited 0."""
+    import shutil
+    (tmp_path / "set" / "images").mkdir(parents=True)
+    (tmp_path / "set" / "masks").mkdir()
+    shutil.copy(data_root / "figaro1k" / "Original" / "Testing" / "Frame00010-org.jpg", tmp_path / "set" / "images")
+    out = tmp_path / "m.json"
+    assert main(["classical-baseline", "--data", f"folder:{tmp_path / 'set'}", "--json", str(out)]) == 1
+    assert "no usable photo to evaluate on" in caplog.text and not out.exists()

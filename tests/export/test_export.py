@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -119,6 +120,38 @@ def test_usage_errors(tmp_path):
     assert info.value.code == 0
 
 
+@pytest.mark.parametrize("argv, words", [
+    # eval --threads 999999 grew to 20 GB; -1 was torch's traceback in onnx
+    (["eval", "m.onnx", "--threads", "999999"], "--threads: expected 0..64"),
+    (["onnx", "c.pt", "--out", "m.onnx", "--threads", "-1"], "--threads: expected 0..64"),
+    (["card", "no-such-models", "--threads", "65"], "--threads: expected 0..64"),
+    (["postprocess", "m.onnx", "--threads", "-1"], "--threads: expected 0..64"),
+    # postprocess --min-area nan measured IoU 0 for `all` (exit 0); --tie nan or -1 failed after the whole run
+    (["postprocess", "m.onnx", "--min-area", "nan"], "--min-area: expected 0..1"),
+    (["postprocess", "m.onnx", "--tie", "nan"], "--tie: expected 0..1"),
+    (["postprocess", "m.onnx", "--tie", "-1"], "--tie: expected 0..1"),
+    # onnx --opset 99 was the exporter's RuntimeError; gallery --cell-height 0 / --groups 0 a ZeroDivisionError
+    (["onnx", "c.pt", "--out", "m.onnx", "--opset", "99"], "--opset: expected 17..20"),
+    (["classical-figures", "gallery", "--cell-height", "0"], "--cell-height: expected 16..1024"),
+    (["classical-figures", "gallery", "--groups", "0"], "--groups: expected 1..64"),
+])
+def test_degenerate_numbers_exit_2_naming_the_option(argv, words, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_a_figure_out_that_is_not_an_image_file_is_refused_first(tmp_path, caplog):
+    """demo-figure and recolour-gallery with --out x.txt (or a folder) made the figure, then died in cv2's
+    traceback."""
+    for command in ("demo-figure", "recolour-gallery"):
+        for out, words in ((tmp_path / "x.txt", "expected a .jpg or .jpeg or .png file"), (tmp_path, "is a folder")):
+            caplog.clear()
+            assert main([command, "--out", str(out)]) == 2
+            assert f"--out {out}" in caplog.text and words in caplog.text
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_missing_model_file_is_a_usage_error_and_a_broken_one_a_failed_check(tmp_path, caplog, capsys):
     """Every subcommand that reads a model exits 2 for a path with no file (it exited 1 in eval, int8 and
     postprocess, 2 in optimize with the OS's bare message) and 1 for a file that is there but not a model."""
@@ -203,6 +236,43 @@ def test_an_out_that_would_replace_the_input_is_refused_and_the_input_kept(train
     assert main(["onnx", str(ckpt), "--out", str(tmp_path / "none" / "m.onnx")]) == 2
     assert "there is no folder" in caplog.text
     assert _staging(tmp_path / "new.onnx", ckpt) == tmp_path / "new.onnx.unchecked"
+
+
+def _one_photo_set(data_root: Path, root: Path) -> Path:
+    """A folder:SET of one real Figaro photo and its mask."""
+    import cv2
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    figaro = data_root / "figaro1k"
+    cv2.imwrite(str(root / "images" / "p.jpg"), cv2.imread(str(figaro / "Original" / "Testing" / "Frame00010-org.jpg")))
+    mask = cv2.imread(str(figaro / "GT" / "Testing" / "Frame00010-gt.pbm"), cv2.IMREAD_GRAYSCALE)
+    cv2.imwrite(str(root / "masks" / "p.png"), mask)
+    return root
+
+
+def test_a_json_that_would_replace_an_input_is_refused_before_the_work(exported, data_root, tmp_path, caplog):
+    """`eval M --json M`, `compare A B --json B`, `flicker M --json M` and `classical-baseline --json PHOTO` wrote
+    their figures over the input, exit 0."""
+    import hashlib
+    import shutil
+    a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    for path in (a, b):
+        shutil.copy(exported[0], path)
+    data = _one_photo_set(data_root, tmp_path / "set")
+    photo = data / "images" / "p.jpg"
+    inputs = (a, b, photo)
+    before = [hashlib.sha256(p.read_bytes()).hexdigest() for p in inputs]
+    one = ["--data", f"folder:{data}"]
+    for argv, words in ((["eval", str(a), *one, "--json", str(a)], f"--json must differ from the input file {a}"),
+                        (["compare", str(a), str(b), *one, "--json", str(tmp_path / "." / "b.onnx")],
+                         f"--json must differ from the input file {b}"),
+                        (["flicker", str(a), *one, "--images", "1", "--frames", "2", "--json", str(a)],
+                         f"--json must differ from the input file {a}"),
+                        (["classical-baseline", *one, "--json", str(photo)], "expected a .json file")):
+        caplog.clear()
+        assert main(argv) == 2, argv
+        assert words in caplog.text, argv
+    assert [hashlib.sha256(p.read_bytes()).hexdigest() for p in inputs] == before
 
 
 def test_eval_on_a_set_with_no_usable_photo_stores_nothing(exported, tmp_path, caplog):

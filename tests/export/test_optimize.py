@@ -176,3 +176,14 @@ def test_a_file_without_those_patterns_is_left_computing_the_same(tmp_path):
     x = np.random.default_rng(0).integers(0, 256, (2, 256, 256, 3), np.uint8)
     run = lambda p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {"image": x})[0]  # noqa: E731
     assert np.array_equal(run(src), run(out))
+
+
+def test_a_source_that_breaks_the_contract_is_named_not_the_staging_file(exported, tmp_path, caplog):
+    """`optimize other.onnx` (no contract metadata) failed naming the temporary op.onnx.unchecked."""
+    model = onnx.load(str(exported[0]))
+    del model.metadata_props[:]
+    other, out = tmp_path / "other.onnx", tmp_path / "op.onnx"
+    onnx.save(model, str(other))
+    assert main(["optimize", str(other), "--out", str(out)]) == 1
+    assert f"{other}: no 'contract' metadata" in caplog.text and ".unchecked" not in caplog.text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.onnx"]
