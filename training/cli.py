@@ -10,15 +10,20 @@ import sys
 from pathlib import Path
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # the shell's code for a command ended by SIGINT (128 + 2)
 
 
 def run_command(command, log: logging.Logger, unusable: tuple[type[Exception], ...] = ()) -> int:
     """Run `command()` (returns an exit code or None) for a CLI: bad input (ValueError, KeyError, a path that is
     missing, a folder, read-only...) is exit 2 and unusable data (DataError, or the `unusable` types, checked
-    before bad input but after a missing file) exit 1, each one logged line instead of a traceback."""
+    before bad input but after a missing file) exit 1, each one logged line instead of a traceback. Ctrl-C is
+    exit 130, one line too (a KeyboardInterrupt's message, when a command gives one, says how to go on)."""
     from .data import DataError
     try:
         code = command()
+    except KeyboardInterrupt as e:
+        log.error("interrupted%s", f": {e}" if str(e) else "")
+        return EXIT_INTERRUPTED
     except FileNotFoundError as e:  # a missing input, even one an `unusable` type also describes, is bad input
         log.error("%s", e)
         return EXIT_USAGE
@@ -119,21 +124,31 @@ def command_line(config: dict) -> list[str]:
     return args
 
 
-def cmd_train(args) -> int:
+def _run_training(cfg, resume: bool) -> int:
+    """train(), and on Ctrl-C the command that resumes the run from its last finished epoch (when it has one)."""
+    import dataclasses
+
     from .train import train
-    print(json.dumps(train(_config(args), resume=not args.no_resume), indent=2))
+    try:
+        print(json.dumps(train(cfg, resume=resume), indent=2))
+    except KeyboardInterrupt:
+        if not (Path(cfg.out) / "last.pt").is_file():
+            raise KeyboardInterrupt("no epoch finished, nothing saved") from None
+        raise KeyboardInterrupt(f"{Path(cfg.out) / 'last.pt'} holds the last finished epoch; resume with `"
+                                + shlex.join(command_line(dataclasses.asdict(cfg))) + "`") from None
     return EXIT_OK
+
+
+def cmd_train(args) -> int:
+    return _run_training(_config(args), not args.no_resume)
 
 
 def cmd_prune(args) -> int:
     """The report's path from a large U-Net to a small one: fewer levels and single convs (layer
     reduction), trained with the large model's probabilities as soft targets."""
-    from .train import train
     if not Path(args.teacher).is_file():
         raise FileNotFoundError(f"teacher checkpoint not found: {args.teacher}")
-    cfg = _config(args, "prune")
-    print(json.dumps(train(cfg, resume=not args.no_resume), indent=2))
-    return EXIT_OK
+    return _run_training(_config(args, "prune"), not args.no_resume)
 
 
 def cmd_evaluate(args) -> int:

@@ -156,8 +156,7 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, cfg: Tr
                     photo_loss: np.ndarray | None = None, ema: torch.nn.Module | None = None) -> None:
     """`photo_loss`: the hard-example mining's table (Batches.loss), so that a resumed run draws as this one would;
     `ema`: the weights' moving average (an AveragedModel), which a resumed run goes on averaging."""
-    tmp = path.with_suffix(".tmp")
-    torch.save({
+    checkpoint = {
         "variant": cfg.variant,
         "model_kwargs": {"in_channels": 4 if cfg.prior else 3},
         "state_dict": model.state_dict(),
@@ -169,7 +168,13 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, cfg: Tr
         "size": [cfg.size, cfg.size],
         "photo_loss": photo_loss,
         "ema": None if ema is None else ema.state_dict(),
-    }, tmp)
+    }
+    tmp = path.with_suffix(".tmp")
+    try:
+        torch.save(checkpoint, tmp)
+    except BaseException:  # Ctrl-C or a full disk mid-write: no tens of MB of half a checkpoint left behind
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(path)  # never leave a half-written checkpoint behind
 
 
