@@ -144,3 +144,18 @@ def test_ctrl_c_in_train_is_one_line_exit_130_and_names_the_resume_command(tmp_p
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     assert "interrupted:" in err and "resume with `python -m training train" in err
     assert not list(out.glob("*.tmp"))
+
+
+def test_a_missing_data_path_or_unknown_set_is_bad_input_exit_2(tmp_path, caplog):
+    """They were DataError, exit 1 (unusable data), while a missing path is bad input everywhere else."""
+    from training.forest_baseline import main as forest_main
+    common = ["--size", "32", "--epochs", "1", "--limit", "4", "--batch", "2", "--out", str(tmp_path / "r")]
+    for argv, message in ((["--data", f"folder:{tmp_path / 'none'}"], "expected images/ and masks/"),
+                          (["--data", "figaro-train", "--data-root", str(tmp_path / "none")], "folder not found"),
+                          (["--data", "figaro-everything"], "unknown data set 'figaro-everything'")):
+        caplog.clear()
+        assert main(["train", *argv, *common]) == 2, argv
+        assert message in caplog.text
+    caplog.clear()
+    assert forest_main(["--train", "nowhere:x", "--out", str(tmp_path / "f")]) == 2
+    assert "unknown data set kind 'nowhere'" in caplog.text
