@@ -11,6 +11,22 @@ from pathlib import Path
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # the shell's code for a command ended by SIGINT (128 + 2)
+MAX_THREADS = 64  # torch CPU threads: 0 and -1 were a RuntimeError deep inside torch
+
+
+def int_in(lo: int, hi: int | None = None):
+    """An argparse type: a whole number of at least `lo` (and at most `hi`), refused naming the option (exit 2).
+    device.argtypes.int_in's twin: training/ must not import device/ (tests/training/test_layering.py)."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if n < lo or (hi is not None and n > hi):
+            raise argparse.ArgumentTypeError(f"expected {lo} or more, got {n}" if hi is None
+                                             else f"expected {lo}..{hi}, got {n}")
+        return n
+    return parse
 
 
 def run_command(command, log: logging.Logger, unusable: tuple[type[Exception], ...] = ()) -> int:
@@ -161,7 +177,7 @@ def cmd_evaluate(args) -> int:
     from .evaluate import check_view_sizes, evaluate, format_metrics, torch_predictor, views_predictor
     from .train import load_checkpoint
     check_view_sizes(args.sizes, "--sizes")
-    torch.set_num_threads(args.threads or 2)
+    torch.set_num_threads(args.threads)
     model, ckpt = load_checkpoint(args.model)
     prior, size = ckpt["model_kwargs"].get("in_channels", 3) == 4, tuple(ckpt["size"])
     if (args.flip or args.sizes) and prior:
@@ -200,7 +216,7 @@ def cmd_augment_gallery(args) -> int:
     unknown = [name for name in args.presets if name not in AUGMENT_PRESETS]
     if unknown:
         raise ValueError(f"unknown preset {unknown[0]!r}: expected one of {', '.join(AUGMENT_PRESETS)}")
-    pairs = resolve(args.data, Path(args.data_root))[::max(1, args.every)][:args.count]
+    pairs = resolve(args.data, Path(args.data_root))[::args.every][:args.count]
     arrays, _, _ = load_pairs(pairs)
     write(args.out, gallery(arrays, args.presets, args.size, args.seed))
     logging.getLogger("training").info("wrote %s (%d photos x %d presets)", args.out, len(arrays), len(args.presets))
@@ -242,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("model")
     p.add_argument("--data", nargs="+", default=["figaro-test", "fasseg-v2-test"])
     p.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT))
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--threads", type=int_in(1, MAX_THREADS), default=2, help="torch CPU threads")
     p.add_argument("--json", help="also write the metrics here")
     p.add_argument("--flip", action="store_true", help="average each photo's probabilities with its mirror image's, "
                    "as `prune --teacher-flip` makes a teacher's targets")
@@ -256,10 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("augment-gallery", help="a picture of what each augmentation preset does to the same photos")
     p.add_argument("--data", default="fasseg-v2-test", help="data set whose photos are shown (frontal faces)")
     p.add_argument("--presets", nargs="+", default=["mirror-hats", "mirror-faces", "mirror-cloth"])
-    p.add_argument("--count", type=int, default=6, help="photos")
-    p.add_argument("--every", type=int, default=5, help="take every k-th photo of the data set")
-    p.add_argument("--size", type=int, default=160, help="pixels per sample")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--count", type=int_in(1), default=6, help="photos")
+    p.add_argument("--every", type=int_in(1), default=5, help="take every k-th photo of the data set")
+    p.add_argument("--size", type=int_in(16, 1024), default=160, help="pixels per sample")
+    p.add_argument("--seed", type=int_in(0), default=0)
     p.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT))
     p.add_argument("--out", default="training/figures/augment_presets.jpg")
     p.set_defaults(func=cmd_augment_gallery)

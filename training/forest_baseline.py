@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from .augment import stretch
-from .cli import EXIT_USAGE, run_command
+from .cli import EXIT_USAGE, MAX_THREADS, int_in, run_command
 from .data import DEFAULT_DATA_ROOT, DataError, Pair, load_pairs, resolve
 from .metrics import MaskMetrics
 
@@ -287,8 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trees", type=int, nargs="+", default=d.trees, help="grid: numbers of trees")
     p.add_argument("--cells", type=int, nargs="+", default=d.cells, help="grid: HOG cell sizes in pixels")
     p.add_argument("--folds", type=int, default=d.folds, help="GroupKFold folds (split by image/person)")
-    p.add_argument("--jobs", type=int, default=d.jobs, help="parallel jobs for the forest")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--jobs", type=int_in(1, MAX_THREADS), default=d.jobs, help="parallel jobs for the forest")
+    p.add_argument("--seed", type=int_in(0, 2**32 - 1), default=d.seed, help="scikit-learn takes 0..2^32-1")
     p.add_argument("--limit", type=int, default=d.limit, help="only the first N images of each set (smoke runs)")
     p.add_argument("--out", default=d.out, help="folder for the metrics JSON, report and plots")
     p.add_argument("-v", "--verbose", action="store_true")

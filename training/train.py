@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from . import data as datasets
 from .augment import AUGMENT_PRESETS, FaceFinder, augment
+from .cli import MAX_THREADS
 from .evaluate import check_view_sizes, evaluate, mean_over_views, torch_predictor
 from .losses import GROUND_TRUTH_LOSSES, distillation, per_sample_loss
 from .models import build_model, count_macs, count_params, get_variant, normalise
@@ -128,9 +129,11 @@ class TrainConfig:
         """Numbers a run would accept and then learn nothing from (lr 0, a NaN loss from alpha nan) or crash on
         late (a size the models cannot halve five times, batch 0): refused by name before any work."""
         check_view_sizes([self.size], "size")
-        for key, lo in (("batch", 1), ("epochs", 1), ("limit", 0)):
+        for key, lo in (("batch", 1), ("epochs", 1), ("limit", 0), ("seed", 0), ("threads", 1)):
             if getattr(self, key) < lo:
                 raise ValueError(f"{key} must be at least {lo}, not {getattr(self, key)}")
+        if self.threads > MAX_THREADS:
+            raise ValueError(f"threads must be at most {MAX_THREADS}, not {self.threads}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a finite number above 0, not {self.lr}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):

@@ -57,6 +57,7 @@ def test_bad_repeat_and_unknown_preset_are_usage_errors(capsys, caplog):
     ({"repeat": {"figaro-train": 0}}, "repeat"), ({"repeat": {"celeb1k-train": 2}}, "not one of the training"),
     ({"teacher": "runs/x/best.pt", "out": "runs/x"}, "--teacher checkpoint"),
     ({"init": "runs/x/last.pt", "out": "runs/x/"}, "--init checkpoint"),
+    ({"threads": 0}, "threads"), ({"threads": -1}, "threads"), ({"threads": 65}, "threads"), ({"seed": -1}, "seed"),
 ])
 def test_numbers_a_run_would_learn_nothing_from_are_refused_by_name(changes, key):
     """Each was accepted: lr 0 or batch larger than the data trained nothing and exited 0, alpha nan saved NaN
@@ -159,3 +160,25 @@ def test_a_missing_data_path_or_unknown_set_is_bad_input_exit_2(tmp_path, caplog
     caplog.clear()
     assert forest_main(["--train", "nowhere:x", "--out", str(tmp_path / "f")]) == 2
     assert "unknown data set kind 'nowhere'" in caplog.text
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["evaluate", "x.pt", "--threads", "0"], "--threads"), (["evaluate", "x.pt", "--threads", "-1"], "--threads"),
+    (["augment-gallery", "--size", "0"], "--size"), (["augment-gallery", "--count", "0"], "--count"),
+    (["augment-gallery", "--seed", "-1"], "--seed"),
+    (["baseline", "forest", "--jobs", "0"], "--jobs"), (["baseline", "forest", "--seed", "-1"], "--seed"),
+])
+def test_degenerate_numbers_are_refused_by_argparse_naming_the_option(argv, option, capsys):
+    """Each was a traceback from deep inside (torch's set_num_threads, cv2.error, numpy's concatenate, sklearn's
+    multi-line dump, "expected non-negative integer")."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2 and f"argument {option}" in capsys.readouterr().err
+
+
+def test_threads_out_of_range_leave_no_run_folder(tmp_path, caplog):
+    """train --threads 0 was a RuntimeError after it had made the (empty) run folder."""
+    for command in ("train", "prune"):
+        argv = [command, "--threads", "0", "--out", str(tmp_path / "r"), "--limit", "4"]
+        assert main(argv + (["--teacher", __file__] if command == "prune" else [])) == 2
+        assert "threads must be at least 1" in caplog.text and not (tmp_path / "r").exists()
