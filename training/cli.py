@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import pickle
@@ -71,6 +72,23 @@ def check_output_path(out: str | Path, *inputs: str | Path, option: str = "--out
     if suffixes and out.suffix.lower() not in suffixes:
         raise ValueError(f"{option} {out}: expected a {' or '.join(suffixes)} file")
     return out
+
+
+@contextlib.contextmanager
+def replacing(path: Path, option: str = "--out"):
+    """A temp file beside `path`, made at once (a place that cannot be written fails before any work, naming
+    `option`), that becomes `path` when the block ends and is removed on any failure or Ctrl-C: never half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.touch()
+    except OSError as e:
+        raise OSError(f"{option} {path}: cannot write there ({e.strerror or e})") from None
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(path)
 
 
 def _flag(f) -> str:
@@ -176,6 +194,8 @@ def cmd_evaluate(args) -> int:
     from . import data as datasets
     from .evaluate import check_view_sizes, evaluate, format_metrics, torch_predictor, views_predictor
     from .train import load_checkpoint
+    if args.json:
+        check_output_path(args.json, args.model, option="--json", suffixes=(".json",))
     check_view_sizes(args.sizes, "--sizes")
     torch.set_num_threads(args.threads)
     model, ckpt = load_checkpoint(args.model)
@@ -197,14 +217,17 @@ def cmd_slim(args) -> int:
     """A run's checkpoint without its optimiser and schedule: what `--init` and `export onnx` read, a third of the
     size, small enough to commit (models/checkpoints/) so a later session starts from it instead of retraining."""
     import torch
-    try:
-        ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
-        raise ValueError(f"{args.checkpoint} is not a torch checkpoint ({e})") from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "variant" not in ckpt:
-        raise ValueError(f"{args.checkpoint} is not a training checkpoint (no state_dict/variant)")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v for k, v in ckpt.items() if k not in ("optimizer", "scheduler")}, args.out)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)  # e.g. a new folder under models/checkpoints/
+    check_output_path(out, args.checkpoint)  # slimming in place lost the optimiser a resume needs
+    with replacing(out) as tmp:
+        try:
+            ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+            raise ValueError(f"{args.checkpoint} is not a torch checkpoint ({e})") from None
+        if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "variant" not in ckpt:
+            raise ValueError(f"{args.checkpoint} is not a training checkpoint (no state_dict/variant)")
+        torch.save({k: v for k, v in ckpt.items() if k not in ("optimizer", "scheduler")}, tmp)
     logging.getLogger("training").info("wrote %s (%d kB)", args.out, Path(args.out).stat().st_size // 1024)
     return EXIT_OK
 
@@ -212,11 +235,14 @@ def cmd_slim(args) -> int:
 def cmd_augment_gallery(args) -> int:
     from .augment import AUGMENT_PRESETS
     from .augment_gallery import gallery, write
-    from .data import load_pairs, resolve
+    from .data import IMAGE_SUFFIXES, load_pairs, resolve
     unknown = [name for name in args.presets if name not in AUGMENT_PRESETS]
     if unknown:
         raise ValueError(f"unknown preset {unknown[0]!r}: expected one of {', '.join(AUGMENT_PRESETS)}")
-    pairs = resolve(args.data, Path(args.data_root))[::args.every][:args.count]
+    every = resolve(args.data, Path(args.data_root))
+    check_output_path(args.out, *(path for p in every for path in (p.image, p.mask) if path),
+                      suffixes=IMAGE_SUFFIXES)
+    pairs = every[::args.every][:args.count]
     arrays, _, _ = load_pairs(pairs)
     write(args.out, gallery(arrays, args.presets, args.size, args.seed))
     logging.getLogger("training").info("wrote %s (%d photos x %d presets)", args.out, len(arrays), len(args.presets))

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from . import data as datasets
 from .augment import AUGMENT_PRESETS, FaceFinder, augment
-from .cli import MAX_THREADS
+from .cli import MAX_THREADS, replacing
 from .evaluate import check_view_sizes, evaluate, mean_over_views, torch_predictor
 from .losses import GROUND_TRUTH_LOSSES, distillation, per_sample_loss
 from .models import build_model, count_macs, count_params, get_variant, normalise
@@ -172,13 +172,8 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, cfg: Tr
         "photo_loss": photo_loss,
         "ema": None if ema is None else ema.state_dict(),
     }
-    tmp = path.with_suffix(".tmp")
-    try:
+    with replacing(path) as tmp:  # a Ctrl-C mid-write leaves neither half a checkpoint nor tens of MB of temp file
         torch.save(checkpoint, tmp)
-    except BaseException:  # Ctrl-C or a full disk mid-write: no tens of MB of half a checkpoint left behind
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.replace(path)  # never leave a half-written checkpoint behind
 
 
 def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:

@@ -6,6 +6,7 @@ import threading
 import pytest
 
 from training.cli import _config, _train_args, command_line, main
+from training.data import resolve
 from training.train import TrainConfig
 
 
@@ -182,3 +183,41 @@ def test_threads_out_of_range_leave_no_run_folder(tmp_path, caplog):
         argv = [command, "--threads", "0", "--out", str(tmp_path / "r"), "--limit", "4"]
         assert main(argv + (["--teacher", __file__] if command == "prune" else [])) == 2
         assert "threads must be at least 1" in caplog.text and not (tmp_path / "r").exists()
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    """A real (untrained) unet-226k run checkpoint at 32x32, optimiser state included."""
+    torch = pytest.importorskip("torch")
+    from training.models import build_model
+    from training.train import save_checkpoint
+    model = build_model("unet-226k")
+    optimizer = torch.optim.AdamW(model.parameters())
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, model, optimizer, torch.optim.lr_scheduler.StepLR(optimizer, 1), 0, TrainConfig(size=32), {})
+    return path
+
+
+def test_an_output_that_is_an_input_or_not_writable_is_refused_before_any_work(checkpoint, data_root, caplog):
+    """evaluate CK --json CK turned the checkpoint into JSON, slim X --out X dropped X's optimiser (a resume then
+    died on 'optimizer'), augment-gallery --out PHOTO overwrote a data photo: each exited 0. slim --out to a
+    folder, '' or a place that cannot be written was a torch traceback."""
+    tmp = checkpoint.parent
+    before = checkpoint.read_bytes()
+    photo = resolve("fasseg-v2-test", data_root)[0].image
+    photo_bytes = photo.read_bytes()
+    for argv, message in (
+            (["evaluate", str(checkpoint), "--json", str(checkpoint)], "--json must differ from the input"),
+            (["evaluate", str(checkpoint), "--json", str(tmp / "m.txt")], "expected a .json file"),
+            (["slim", str(checkpoint), "--out", str(checkpoint)], "--out must differ from the input"),
+            (["slim", str(checkpoint), "--out", str(tmp)], "is a folder"),
+            (["slim", str(checkpoint), "--out", ""], "is a folder"),
+            (["slim", str(checkpoint), "--out", "/proc/x.pt"], "cannot write there"),
+            (["augment-gallery", "--data-root", str(data_root), "--out", str(photo)], "must differ from the input"),
+            (["augment-gallery", "--data-root", str(data_root), "--out", str(tmp / "g.txt")], "expected a .jpg"),
+            (["augment-gallery", "--data-root", str(data_root), "--out", str(tmp)], "is a folder")):
+        caplog.clear()
+        assert main(argv + ["--data", "fasseg-v2-test"] * (argv[0] != "slim")) == 2, argv
+        assert message in caplog.text, argv
+    assert checkpoint.read_bytes() == before and photo.read_bytes() == photo_bytes
+    assert sorted(p.name for p in tmp.iterdir()) == ["last.pt"]
