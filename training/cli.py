@@ -5,7 +5,6 @@ import argparse
 import contextlib
 import json
 import logging
-import pickle
 import shlex
 import sys
 from pathlib import Path
@@ -198,7 +197,7 @@ def cmd_evaluate(args) -> int:
         check_output_path(args.json, args.model, option="--json", suffixes=(".json",))
     check_view_sizes(args.sizes, "--sizes")
     torch.set_num_threads(args.threads)
-    model, ckpt = load_checkpoint(args.model)
+    model, ckpt = load_checkpoint(args.model, ("size",))
     prior, size = ckpt["model_kwargs"].get("in_channels", 3) == 4, tuple(ckpt["size"])
     if (args.flip or args.sizes) and prior:
         raise ValueError("--flip and --sizes measure models without a prior input")
@@ -217,16 +216,13 @@ def cmd_slim(args) -> int:
     """A run's checkpoint without its optimiser and schedule: what `--init` and `export onnx` read, a third of the
     size, small enough to commit (models/checkpoints/) so a later session starts from it instead of retraining."""
     import torch
+
+    from .train import read_checkpoint
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)  # e.g. a new folder under models/checkpoints/
     check_output_path(out, args.checkpoint)  # slimming in place lost the optimiser a resume needs
     with replacing(out) as tmp:
-        try:
-            ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-        except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
-            raise ValueError(f"{args.checkpoint} is not a torch checkpoint ({e})") from None
-        if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "variant" not in ckpt:
-            raise ValueError(f"{args.checkpoint} is not a training checkpoint (no state_dict/variant)")
+        ckpt = read_checkpoint(args.checkpoint)
         torch.save({k: v for k, v in ckpt.items() if k not in ("optimizer", "scheduler")}, tmp)
     logging.getLogger("training").info("wrote %s (%d kB)", args.out, Path(args.out).stat().st_size // 1024)
     return EXIT_OK

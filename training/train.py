@@ -176,8 +176,9 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, cfg: Tr
         torch.save(checkpoint, tmp)
 
 
-def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
-    """Rebuild the model a checkpoint describes; returns (model in eval mode, checkpoint dict)."""
+def read_checkpoint(path: str | Path, needed: tuple[str, ...] = ("variant", "state_dict")) -> dict:
+    """A checkpoint file's dict; a ValueError naming the file and what is wrong with it (empty, text, truncated, or
+    without the keys `needed`) instead of torch's traceback or a bare KeyError."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file")
@@ -185,8 +186,18 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # torch says so as EOFError, UnpicklingError, RuntimeError, OSError... by what it met
         raise ValueError(f"{path}: not a training checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(ckpt, dict) or not {"variant", "state_dict"} <= ckpt.keys():
-        raise ValueError(f"{path}: not a training checkpoint (it holds no variant and state_dict)")
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"{path}: not a training checkpoint (it holds a {type(ckpt).__name__}, not a dict)")
+    missing = [key for key in needed if key not in ckpt]
+    if missing:
+        raise ValueError(f"{path}: not a training checkpoint (it holds no {', '.join(missing)})")
+    return ckpt
+
+
+def load_checkpoint(path: str | Path, needed: tuple[str, ...] = ()) -> tuple[torch.nn.Module, dict]:
+    """Rebuild the model a checkpoint describes; returns (model in eval mode, checkpoint dict). `needed`: the keys
+    the caller reads besides the weights, refused by name when absent."""
+    ckpt = read_checkpoint(path, ("variant", "state_dict", *needed))
     try:
         model = build_model(ckpt["variant"], **ckpt.get("model_kwargs", {}))
         model.load_state_dict(ckpt["state_dict"])
@@ -216,7 +227,7 @@ def warm_start(model: torch.nn.Module, cfg: TrainConfig, arrays: list[tuple[np.n
         load_onnx_weights(model, cfg.init, photos)
         _log.info("starting from the weights of %s", cfg.init)
         return
-    source, ckpt = load_checkpoint(cfg.init)
+    source, ckpt = load_checkpoint(cfg.init, ("config", "epoch"))
     if bool(ckpt["config"].get("prior")) != cfg.prior:
         raise ValueError(f"--init {cfg.init} was trained with prior={ckpt['config'].get('prior')}, "
                          f"this run has prior={cfg.prior}")
@@ -392,6 +403,10 @@ def config_changes(saved: dict, current: dict) -> list[str]:
                   if k not in RUNTIME_ONLY and saved.get(k, defaults.get(k)) != current.get(k))
 
 
+# What a resume reads from last.pt (a slimmed checkpoint has no optimizer or scheduler)
+RESUME_KEYS = ("variant", "state_dict", "optimizer", "scheduler", "epoch", "config", "metrics")
+
+
 def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -418,7 +433,10 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     start_epoch, best = 0, {"val_iou": -1.0}
     last = out / "last.pt"
     if resume and last.is_file():
-        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+        try:
+            ckpt = read_checkpoint(last, RESUME_KEYS)
+        except ValueError as e:
+            raise ValueError(f"cannot resume: {e}; start afresh with --no-resume or choose another --out") from None
         changed = config_changes(ckpt["config"], dataclasses.asdict(cfg))
         if changed:
             raise ValueError(f"{last} was written with another configuration ({', '.join(changed)} differ); "

@@ -221,3 +221,35 @@ def test_an_output_that_is_an_input_or_not_writable_is_refused_before_any_work(c
         assert message in caplog.text, argv
     assert checkpoint.read_bytes() == before and photo.read_bytes() == photo_bytes
     assert sorted(p.name for p in tmp.iterdir()) == ["last.pt"]
+
+
+def test_an_unusable_last_pt_is_named_instead_of_a_resume_traceback(checkpoint, data_root, caplog):
+    """A text, empty or truncated last.pt was an UnpicklingError/EOFError/RuntimeError traceback, a dict without
+    its config the bare message 'config'. Exit 2 as for any file that is not a checkpoint (evaluate, --init)."""
+    import torch
+    full = checkpoint.read_bytes()
+    ckpt = torch.load(checkpoint, weights_only=False)
+    run = checkpoint.parent / "run"
+    run.mkdir()
+    last = run / "last.pt"
+    for write, problem in ((lambda: last.write_text("epoch 3\n"), "UnpicklingError"),
+                           (lambda: last.write_bytes(b""), "EOFError"),
+                           (lambda: last.write_bytes(full[:len(full) // 2]), "RuntimeError"),
+                           (lambda: torch.save({k: v for k, v in ckpt.items() if k != "config"}, last),
+                            "it holds no config")):
+        write()
+        caplog.clear()
+        assert main(["train", "--data", "fasseg-v2-train", "--data-root", str(data_root), "--limit", "4",
+                     "--batch", "2", "--size", "32", "--epochs", "1", "--out", str(run)]) == 2, problem
+        assert f"cannot resume: {last}: not a training checkpoint" in caplog.text and problem in caplog.text
+        assert "--no-resume" in caplog.text
+
+
+def test_evaluating_a_checkpoint_without_its_size_names_the_file_and_key(checkpoint, caplog):
+    """It said just 'size' (a KeyError)."""
+    import torch
+    ckpt = torch.load(checkpoint, weights_only=False)
+    del ckpt["size"]
+    torch.save(ckpt, checkpoint)
+    assert main(["evaluate", str(checkpoint), "--data", "fasseg-v2-test"]) == 2
+    assert f"{checkpoint}: not a training checkpoint (it holds no size)" in caplog.text
