@@ -463,9 +463,13 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     _log.info("%s: %d params, %.3f GMAC at %dx%d", cfg.variant, info["params"], info["macs"] / 1e9, cfg.size, cfg.size)
     log_path = out / "metrics.csv"
     fields = ["epoch", "train_loss", "val_iou", "val_f1", "val_pixel_accuracy", "lr", "seconds", "images_per_s"]
-    if start_epoch == 0 or not log_path.is_file():
-        with open(log_path, "w", newline="") as f:
-            csv.DictWriter(f, fields).writeheader()
+    # a resume keeps the rows of the epochs last.pt holds, under one header: an epoch interrupted before its save is
+    # trained again (its row would come twice), a row cut short would have the next one glued on
+    rows = metrics_rows(log_path, fields, start_epoch) if start_epoch else []
+    with replacing(log_path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fields)
+        writer.writeheader()
+        writer.writerows(rows)
 
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
@@ -496,8 +500,6 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
                "val_iou": val["iou"], "val_f1": val["f1"], "val_pixel_accuracy": val["pixel_accuracy"],
                "lr": optimizer.param_groups[0]["lr"], "seconds": round(seconds, 1),
                "images_per_s": round(len(losses) * cfg.batch / max(seconds, 1e-9), 2)}
-        with open(log_path, "a", newline="") as f:
-            csv.DictWriter(f, fields).writerow(row)
         _log.info("epoch %d: loss %.4f, val IoU %.4f, F1 %.4f, %.0f s (%.1f img/s)", epoch + 1,
                   row["train_loss"], val["iou"], val["f1"], seconds, row["images_per_s"])
         if val["iou"] > best["val_iou"]:
@@ -506,8 +508,31 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
                             {**row, "best": best, **info}, batches.loss)
         save_checkpoint(last, model, optimizer, scheduler, epoch, cfg, {**row, "best": best, **info}, batches.loss,
                         ema)
+        with open(log_path, "a", newline="") as f:  # only once last.pt holds the epoch: a resume will not redo it
+            csv.DictWriter(f, fields).writerow(row)
         plot_curves(log_path, out / "curves.png")
     return {"best": best, **info, "out": str(out)}
+
+
+def metrics_rows(path: Path, fields: list[str], epochs: int) -> list[dict]:
+    """The rows of a metrics.csv for epochs 1..`epochs` that parse (every field a number), the last of each epoch;
+    none from a file that is missing, empty or not CSV."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f, restkey="extra"))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+    kept = {}
+    for row in rows:
+        try:
+            epoch = int(row["epoch"])
+            for key in fields[1:]:
+                float(row[key])
+        except (KeyError, TypeError, ValueError):  # a field missing, empty or cut short
+            continue
+        if "extra" not in row and 1 <= epoch <= epochs:
+            kept[epoch] = {key: row[key] for key in fields}
+    return [kept[epoch] for epoch in sorted(kept)]
 
 
 def teacher_targets(teacher: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, labels_only: np.ndarray,
