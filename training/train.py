@@ -207,6 +207,7 @@ def load_checkpoint(path: str | Path, needed: tuple[str, ...] = ()) -> tuple[tor
     return model.eval(), ckpt
 
 
+WARMUP = 0.1  # share of the one-cycle schedule that raises the learning rate
 CALIBRATION_PHOTOS = 32  # training photos that rebuild the BatchNorms of an --init .onnx file
 
 
@@ -425,7 +426,10 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     model = build_model(cfg.variant, in_channels=4 if cfg.prior else 3)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = max(1, cfg.epochs * len(batches))
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=steps, pct_start=0.1)
+    # OneCycleLR divides by its warm-up's length, pct_start * steps - 1 steps: zero for 0.1 at exactly 10 steps
+    # (e.g. --limit 40 --batch 8 --epochs 2), which then warms up over two
+    warmup = WARMUP if WARMUP * steps != 1 else 2 / steps
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=steps, pct_start=warmup)
     teacher = load_checkpoint(cfg.teacher)[0] if cfg.teacher else None
     truth_loss = GROUND_TRUTH_LOSSES[cfg.loss]
     ema = None

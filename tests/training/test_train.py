@@ -631,3 +631,13 @@ def test_a_resume_rewrites_metrics_csv_to_the_epochs_last_pt_holds(tmp_path, dat
     assert resume_from_epoch_2("") == ["3"]  # a header again
     assert resume_from_epoch_2("".join(lines[:3]) + lines[3][:7]) == ["1", "2", "3"]  # epoch 3's row cut short
     assert not list((tmp_path / "run").glob("*.tmp"))
+
+
+def test_a_run_of_exactly_ten_steps_trains(tmp_path, data_root):
+    """10 steps (epochs x batches, e.g. --limit 40 --batch 8 --epochs 2) was a ZeroDivisionError in OneCycleLR:
+    its 10% warm-up was zero steps long."""
+    cfg = TrainConfig(variant="unet-226k", data=["fasseg-v2-train"], data_root=str(data_root), size=32, epochs=2,
+                      batch=2, limit=10, augment="flips", out=str(tmp_path / "run"))
+    train(cfg, progress=False)
+    _, ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["epoch"] == 1 and ckpt["scheduler"]["total_steps"] == 10
