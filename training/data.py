@@ -258,6 +258,15 @@ NEVER_TRAINED = HELD_OUT | set(FIXED_VAL.values())
 SUBSETS = {"celeb1k-train-hat": "celeb1k-train", "celeb1k-train-grey": "celeb1k-train"}
 
 
+def refuse_for_training(specs: list[str]) -> None:
+    """A ValueError for a benchmark or a validation split named as training data: those are never trained on."""
+    for spec in specs:
+        if spec in HELD_OUT:
+            raise ValueError(f"{spec} is a held-out benchmark and is never used for training")
+        if spec in NEVER_TRAINED:
+            raise ValueError(f"{spec} is a validation split (model selection only) and is never used for training")
+
+
 def resolve(spec: str, data_root: Path = DEFAULT_DATA_ROOT) -> list[Pair]:
     """Pairs of a named data set (`figaro-train`) or a path data set (`folder:/path/to/set`)."""
     kind, _, path = spec.partition(":")

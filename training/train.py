@@ -91,11 +91,7 @@ class TrainConfig:
     def __post_init__(self):
         if not self.out:
             self.out = f"runs/{self.variant}" + ("-distilled" if self.teacher else "")
-        for spec in self.data:
-            if spec in datasets.HELD_OUT:
-                raise ValueError(f"{spec} is a held-out benchmark and is never used for training")
-            if spec in datasets.NEVER_TRAINED:
-                raise ValueError(f"{spec} is a validation split (model selection only) and is never used for training")
+        datasets.refuse_for_training(self.data)
         get_variant(self.variant)
         if self.teacher_flip and not self.teacher:
             raise ValueError("teacher_flip needs a teacher (prune --teacher CHECKPOINT)")
