@@ -235,10 +235,10 @@ def cmd_augment_gallery(args) -> int:
     unknown = [name for name in args.presets if name not in AUGMENT_PRESETS]
     if unknown:
         raise ValueError(f"unknown preset {unknown[0]!r}: expected one of {', '.join(AUGMENT_PRESETS)}")
-    every = resolve(args.data, Path(args.data_root))
-    check_output_path(args.out, *(path for p in every for path in (p.image, p.mask) if path),
+    photos = resolve(args.data, Path(args.data_root))
+    check_output_path(args.out, *(path for p in photos for path in (p.image, p.mask) if path),
                       suffixes=IMAGE_SUFFIXES)
-    pairs = every[::args.every][:args.count]
+    pairs = photos[::args.every][:args.count]
     arrays, _, _ = load_pairs(pairs)
     write(args.out, gallery(arrays, args.presets, args.size, args.seed))
     logging.getLogger("training").info("wrote %s (%d photos x %d presets)", args.out, len(arrays), len(args.presets))
