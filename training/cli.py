@@ -2,23 +2,44 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
-import pickle
 import shlex
 import sys
 from pathlib import Path
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # the shell's code for a command ended by SIGINT (128 + 2)
+MAX_THREADS = 64  # torch CPU threads: 0 and -1 were a RuntimeError deep inside torch
+
+
+def int_in(lo: int, hi: int | None = None):
+    """An argparse type: a whole number of at least `lo` (and at most `hi`), refused naming the option (exit 2).
+    device.argtypes.int_in's twin: training/ must not import device/ (tests/training/test_layering.py)."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if n < lo or (hi is not None and n > hi):
+            raise argparse.ArgumentTypeError(f"expected {lo} or more, got {n}" if hi is None
+                                             else f"expected {lo}..{hi}, got {n}")
+        return n
+    return parse
 
 
 def run_command(command, log: logging.Logger, unusable: tuple[type[Exception], ...] = ()) -> int:
     """Run `command()` (returns an exit code or None) for a CLI: bad input (ValueError, KeyError, a path that is
     missing, a folder, read-only...) is exit 2 and unusable data (DataError, or the `unusable` types, checked
-    before bad input but after a missing file) exit 1, each one logged line instead of a traceback."""
+    before bad input but after a missing file) exit 1, each one logged line instead of a traceback. Ctrl-C is
+    exit 130, one line too (a KeyboardInterrupt's message, when a command gives one, says how to go on)."""
     from .data import DataError
     try:
         code = command()
+    except KeyboardInterrupt as e:
+        log.error("interrupted%s", f": {e}" if str(e) else "")
+        return EXIT_INTERRUPTED
     except FileNotFoundError as e:  # a missing input, even one an `unusable` type also describes, is bad input
         log.error("%s", e)
         return EXIT_USAGE
@@ -50,6 +71,23 @@ def check_output_path(out: str | Path, *inputs: str | Path, option: str = "--out
     if suffixes and out.suffix.lower() not in suffixes:
         raise ValueError(f"{option} {out}: expected a {' or '.join(suffixes)} file")
     return out
+
+
+@contextlib.contextmanager
+def replacing(path: Path, option: str = "--out"):
+    """A temp file beside `path`, made at once (a place that cannot be written fails before any work, naming
+    `option`), that becomes `path` when the block ends and is removed on any failure or Ctrl-C: never half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.touch()
+    except OSError as e:
+        raise OSError(f"{option} {path}: cannot write there ({e.strerror or e})") from None
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(path)
 
 
 def _flag(f) -> str:
@@ -119,21 +157,31 @@ def command_line(config: dict) -> list[str]:
     return args
 
 
-def cmd_train(args) -> int:
+def _run_training(cfg, resume: bool) -> int:
+    """train(), and on Ctrl-C the command that resumes the run from its last finished epoch (when it has one)."""
+    import dataclasses
+
     from .train import train
-    print(json.dumps(train(_config(args), resume=not args.no_resume), indent=2))
+    try:
+        print(json.dumps(train(cfg, resume=resume), indent=2))
+    except KeyboardInterrupt:
+        if not (Path(cfg.out) / "last.pt").is_file():
+            raise KeyboardInterrupt("no epoch finished, nothing saved") from None
+        raise KeyboardInterrupt(f"{Path(cfg.out) / 'last.pt'} holds the last finished epoch; resume with `"
+                                + shlex.join(command_line(dataclasses.asdict(cfg))) + "`") from None
     return EXIT_OK
+
+
+def cmd_train(args) -> int:
+    return _run_training(_config(args), not args.no_resume)
 
 
 def cmd_prune(args) -> int:
     """The report's path from a large U-Net to a small one: fewer levels and single convs (layer
     reduction), trained with the large model's probabilities as soft targets."""
-    from .train import train
     if not Path(args.teacher).is_file():
         raise FileNotFoundError(f"teacher checkpoint not found: {args.teacher}")
-    cfg = _config(args, "prune")
-    print(json.dumps(train(cfg, resume=not args.no_resume), indent=2))
-    return EXIT_OK
+    return _run_training(_config(args, "prune"), not args.no_resume)
 
 
 def cmd_evaluate(args) -> int:
@@ -145,9 +193,11 @@ def cmd_evaluate(args) -> int:
     from . import data as datasets
     from .evaluate import check_view_sizes, evaluate, format_metrics, torch_predictor, views_predictor
     from .train import load_checkpoint
+    if args.json:
+        check_output_path(args.json, args.model, option="--json", suffixes=(".json",))
     check_view_sizes(args.sizes, "--sizes")
-    torch.set_num_threads(args.threads or 2)
-    model, ckpt = load_checkpoint(args.model)
+    torch.set_num_threads(args.threads)
+    model, ckpt = load_checkpoint(args.model, ("size",))
     prior, size = ckpt["model_kwargs"].get("in_channels", 3) == 4, tuple(ckpt["size"])
     if (args.flip or args.sizes) and prior:
         raise ValueError("--flip and --sizes measure models without a prior input")
@@ -166,14 +216,14 @@ def cmd_slim(args) -> int:
     """A run's checkpoint without its optimiser and schedule: what `--init` and `export onnx` read, a third of the
     size, small enough to commit (models/checkpoints/) so a later session starts from it instead of retraining."""
     import torch
-    try:
-        ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
-        raise ValueError(f"{args.checkpoint} is not a torch checkpoint ({e})") from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "variant" not in ckpt:
-        raise ValueError(f"{args.checkpoint} is not a training checkpoint (no state_dict/variant)")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v for k, v in ckpt.items() if k not in ("optimizer", "scheduler")}, args.out)
+
+    from .train import read_checkpoint
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)  # e.g. a new folder under models/checkpoints/
+    check_output_path(out, args.checkpoint)  # slimming in place lost the optimiser a resume needs
+    with replacing(out) as tmp:
+        ckpt = read_checkpoint(args.checkpoint)
+        torch.save({k: v for k, v in ckpt.items() if k not in ("optimizer", "scheduler")}, tmp)
     logging.getLogger("training").info("wrote %s (%d kB)", args.out, Path(args.out).stat().st_size // 1024)
     return EXIT_OK
 
@@ -181,11 +231,14 @@ def cmd_slim(args) -> int:
 def cmd_augment_gallery(args) -> int:
     from .augment import AUGMENT_PRESETS
     from .augment_gallery import gallery, write
-    from .data import load_pairs, resolve
+    from .data import IMAGE_SUFFIXES, load_pairs, resolve
     unknown = [name for name in args.presets if name not in AUGMENT_PRESETS]
     if unknown:
         raise ValueError(f"unknown preset {unknown[0]!r}: expected one of {', '.join(AUGMENT_PRESETS)}")
-    pairs = resolve(args.data, Path(args.data_root))[::max(1, args.every)][:args.count]
+    photos = resolve(args.data, Path(args.data_root))
+    check_output_path(args.out, *(path for p in photos for path in (p.image, p.mask) if path),
+                      suffixes=IMAGE_SUFFIXES)
+    pairs = photos[::args.every][:args.count]
     arrays, _, _ = load_pairs(pairs)
     write(args.out, gallery(arrays, args.presets, args.size, args.seed))
     logging.getLogger("training").info("wrote %s (%d photos x %d presets)", args.out, len(arrays), len(args.presets))
@@ -227,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("model")
     p.add_argument("--data", nargs="+", default=["figaro-test", "fasseg-v2-test"])
     p.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT))
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--threads", type=int_in(1, MAX_THREADS), default=2, help="torch CPU threads")
     p.add_argument("--json", help="also write the metrics here")
     p.add_argument("--flip", action="store_true", help="average each photo's probabilities with its mirror image's, "
                    "as `prune --teacher-flip` makes a teacher's targets")
@@ -241,10 +294,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("augment-gallery", help="a picture of what each augmentation preset does to the same photos")
     p.add_argument("--data", default="fasseg-v2-test", help="data set whose photos are shown (frontal faces)")
     p.add_argument("--presets", nargs="+", default=["mirror-hats", "mirror-faces", "mirror-cloth"])
-    p.add_argument("--count", type=int, default=6, help="photos")
-    p.add_argument("--every", type=int, default=5, help="take every k-th photo of the data set")
-    p.add_argument("--size", type=int, default=160, help="pixels per sample")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--count", type=int_in(1), default=6, help="photos")
+    p.add_argument("--every", type=int_in(1), default=5, help="take every k-th photo of the data set")
+    p.add_argument("--size", type=int_in(16, 1024), default=160, help="pixels per sample")
+    p.add_argument("--seed", type=int_in(0), default=0)
     p.add_argument("--data-root", default=str(DEFAULT_DATA_ROOT))
     p.add_argument("--out", default="training/figures/augment_presets.jpg")
     p.set_defaults(func=cmd_augment_gallery)

@@ -36,6 +36,11 @@ class DataError(Exception):
     """A data file or folder that cannot be used, with the reason."""
 
 
+class DataSpecError(DataError, ValueError):
+    """A data set named wrong: an unknown name, or a path (--data-root, folder:PATH) with no such set there. Bad
+    input (a ValueError: exit 2) rather than unusable data (exit 1), which a set that is there may hold."""
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as RGB uint8 [H, W, 3]."""
     path = Path(path)
@@ -126,7 +131,7 @@ def load_figaro(root: Path, split: str) -> list[Pair]:
     split_dir = {"train": "Training", "test": "Testing"}[split]
     img_dir, gt_dir = root / "figaro1k" / "Original" / split_dir, root / "figaro1k" / "GT" / split_dir
     if not img_dir.is_dir():
-        raise DataError(f"Figaro-1k folder not found: {img_dir}")
+        raise DataSpecError(f"Figaro-1k folder not found: {img_dir}")
     pairs = []
     for img in sorted(img_dir.glob("Frame*-org.jpg")):
         frame = int(re.search(r"Frame(\d+)", img.name).group(1))
@@ -144,7 +149,7 @@ def load_fasseg(root: Path, version: str, split: str) -> list[Pair]:
     lab_name = {"V2": "Labels", "V3": "labels"}[version]
     lab_dir = base / f"{'Train' if split == 'train' else 'Test'}_{lab_name}"
     if not rgb_dir.is_dir():
-        raise DataError(f"FASSEG folder not found: {rgb_dir}")
+        raise DataSpecError(f"FASSEG folder not found: {rgb_dir}")
     pairs = []
     for img in sorted(rgb_dir.rglob("*.png")):
         rel = img.relative_to(rgb_dir)
@@ -166,7 +171,7 @@ def load_celebamask(root: Path) -> list[Pair]:
     """
     img_dir, anno = root / "CelebA-HQ-img", root / "CelebAMask-HQ-mask-anno"
     if not img_dir.is_dir() or not anno.is_dir():
-        raise DataError(f"{root}: expected CelebA-HQ-img/ and CelebAMask-HQ-mask-anno/ inside")
+        raise DataSpecError(f"{root}: expected CelebA-HQ-img/ and CelebAMask-HQ-mask-anno/ inside")
     pairs = []
     for img in sorted(img_dir.glob("*.jpg"), key=lambda p: int(p.stem) if p.stem.isdigit() else -1):
         if not img.stem.isdigit():
@@ -217,7 +222,7 @@ def load_folder(root: Path) -> list[Pair]:
     """Generic layout: images/NAME.(jpg|png|...) and masks/NAME.png (non-zero = hair, same size)."""
     img_dir, mask_dir = root / "images", root / "masks"
     if not img_dir.is_dir() or not mask_dir.is_dir():
-        raise DataError(f"{root}: expected images/ and masks/ inside")
+        raise DataSpecError(f"{root}: expected images/ and masks/ inside")
     pairs = []
     for img in sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
         mask = mask_dir / f"{img.stem}.png"
@@ -253,15 +258,24 @@ NEVER_TRAINED = HELD_OUT | set(FIXED_VAL.values())
 SUBSETS = {"celeb1k-train-hat": "celeb1k-train", "celeb1k-train-grey": "celeb1k-train"}
 
 
+def refuse_for_training(specs: list[str]) -> None:
+    """A ValueError for a benchmark or a validation split named as training data: those are never trained on."""
+    for spec in specs:
+        if spec in HELD_OUT:
+            raise ValueError(f"{spec} is a held-out benchmark and is never used for training")
+        if spec in NEVER_TRAINED:
+            raise ValueError(f"{spec} is a validation split (model selection only) and is never used for training")
+
+
 def resolve(spec: str, data_root: Path = DEFAULT_DATA_ROOT) -> list[Pair]:
     """Pairs of a named data set (`figaro-train`) or a path data set (`folder:/path/to/set`)."""
     kind, _, path = spec.partition(":")
     if path:
         if kind not in PATH_DATASETS:
-            raise DataError(f"unknown data set kind {kind!r}; known: {', '.join(PATH_DATASETS)}")
+            raise DataSpecError(f"unknown data set kind {kind!r}; known: {', '.join(PATH_DATASETS)}")
         return PATH_DATASETS[kind](Path(path))
     if spec not in DATASETS:
-        raise DataError(f"unknown data set {spec!r}; known: {', '.join([*DATASETS, *(k + ':PATH' for k in PATH_DATASETS)])}")
+        raise DataSpecError(f"unknown data set {spec!r}; known: {', '.join([*DATASETS, *(k + ':PATH' for k in PATH_DATASETS)])}")
     return DATASETS[spec](Path(data_root))
 
 

@@ -24,8 +24,8 @@ import cv2
 import numpy as np
 
 from .augment import stretch
-from .cli import EXIT_USAGE, run_command
-from .data import DEFAULT_DATA_ROOT, DataError, Pair, load_pairs, resolve
+from .cli import EXIT_USAGE, MAX_THREADS, int_in, run_command
+from .data import DEFAULT_DATA_ROOT, DataError, Pair, load_pairs, refuse_for_training, resolve
 from .metrics import MaskMetrics
 
 _log = logging.getLogger(__name__)
@@ -223,6 +223,11 @@ def plot_importances(names: list[str], importances: np.ndarray, path: Path) -> N
 
 def run(cfg: ForestConfig) -> dict:
     from sklearn.metrics import classification_report
+    refuse_for_training(cfg.train)
+    tests = {spec: resolve(spec, Path(cfg.data_root))[:cfg.limit or None] for spec in cfg.test}
+    for spec, pairs in tests.items():  # before minutes of training, not an all-NaN table after them
+        if not pairs:
+            raise DataError(f"--test {spec}: no labelled photo to score (images without masks are skipped)")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -236,9 +241,10 @@ def run(cfg: ForestConfig) -> dict:
     names = feature_names(cfg.colour, cfg.orientations)
     importances = dict(zip(names, map(float, forest.feature_importances_)))
     scored, report = {}, {}
-    for spec in cfg.test:
-        pairs = resolve(spec, Path(cfg.data_root))
-        scored[spec] = score(forest, pairs[:cfg.limit] if cfg.limit else pairs, best["cell"], cfg)
+    for spec, pairs in tests.items():
+        scored[spec] = score(forest, pairs, best["cell"], cfg)
+        if not scored[spec]["metrics"]["images"]:
+            raise DataError(f"--test {spec}: none of its {len(pairs)} photos could be read")
         if len(scored[spec]["truth"]):
             report[spec] = classification_report(scored[spec]["truth"], scored[spec]["prob"] > 0.5,
                                                  labels=[0, 1], target_names=["not hair", "hair"], digits=4,
@@ -287,8 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trees", type=int, nargs="+", default=d.trees, help="grid: numbers of trees")
     p.add_argument("--cells", type=int, nargs="+", default=d.cells, help="grid: HOG cell sizes in pixels")
     p.add_argument("--folds", type=int, default=d.folds, help="GroupKFold folds (split by image/person)")
-    p.add_argument("--jobs", type=int, default=d.jobs, help="parallel jobs for the forest")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--jobs", type=int_in(1, MAX_THREADS), default=d.jobs, help="parallel jobs for the forest")
+    p.add_argument("--seed", type=int_in(0, 2**32 - 1), default=d.seed, help="scikit-learn takes 0..2^32-1")
     p.add_argument("--limit", type=int, default=d.limit, help="only the first N images of each set (smoke runs)")
     p.add_argument("--out", default=d.out, help="folder for the metrics JSON, report and plots")
     p.add_argument("-v", "--verbose", action="store_true")

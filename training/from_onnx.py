@@ -31,7 +31,12 @@ def _onnx_convs(path: str | Path) -> list[tuple[str, np.ndarray, np.ndarray | No
     (fed the uint8 image minus the mean, `_for_uint8`) scaled back to normalised input."""
     import onnx
     from onnx import numpy_helper
-    graph = onnx.load(str(path)).graph
+    try:
+        graph = onnx.load(str(path)).graph
+    except Exception as e:  # protobuf's DecodeError for a truncated file, others for what onnx met
+        raise OnnxImportError(f"{path}: not an ONNX model ({type(e).__name__}: {e})") from None
+    if not graph.node:  # an empty file parses as an empty model
+        raise OnnxImportError(f"{path}: not an ONNX model (no graph: the file is empty or something else)")
     tensors = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     convs = []
     for node in graph.node:

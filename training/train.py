@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from . import data as datasets
 from .augment import AUGMENT_PRESETS, FaceFinder, augment
+from .cli import MAX_THREADS, replacing
 from .evaluate import check_view_sizes, evaluate, mean_over_views, torch_predictor
 from .losses import GROUND_TRUTH_LOSSES, distillation, per_sample_loss
 from .models import build_model, count_macs, count_params, get_variant, normalise
@@ -90,11 +91,7 @@ class TrainConfig:
     def __post_init__(self):
         if not self.out:
             self.out = f"runs/{self.variant}" + ("-distilled" if self.teacher else "")
-        for spec in self.data:
-            if spec in datasets.HELD_OUT:
-                raise ValueError(f"{spec} is a held-out benchmark and is never used for training")
-            if spec in datasets.NEVER_TRAINED:
-                raise ValueError(f"{spec} is a validation split (model selection only) and is never used for training")
+        datasets.refuse_for_training(self.data)
         get_variant(self.variant)
         if self.teacher_flip and not self.teacher:
             raise ValueError("teacher_flip needs a teacher (prune --teacher CHECKPOINT)")
@@ -128,9 +125,11 @@ class TrainConfig:
         """Numbers a run would accept and then learn nothing from (lr 0, a NaN loss from alpha nan) or crash on
         late (a size the models cannot halve five times, batch 0): refused by name before any work."""
         check_view_sizes([self.size], "size")
-        for key, lo in (("batch", 1), ("epochs", 1), ("limit", 0)):
+        for key, lo in (("batch", 1), ("epochs", 1), ("limit", 0), ("seed", 0), ("threads", 1)):
             if getattr(self, key) < lo:
                 raise ValueError(f"{key} must be at least {lo}, not {getattr(self, key)}")
+        if self.threads > MAX_THREADS:
+            raise ValueError(f"threads must be at most {MAX_THREADS}, not {self.threads}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a finite number above 0, not {self.lr}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
@@ -156,8 +155,7 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, cfg: Tr
                     photo_loss: np.ndarray | None = None, ema: torch.nn.Module | None = None) -> None:
     """`photo_loss`: the hard-example mining's table (Batches.loss), so that a resumed run draws as this one would;
     `ema`: the weights' moving average (an AveragedModel), which a resumed run goes on averaging."""
-    tmp = path.with_suffix(".tmp")
-    torch.save({
+    checkpoint = {
         "variant": cfg.variant,
         "model_kwargs": {"in_channels": 4 if cfg.prior else 3},
         "state_dict": model.state_dict(),
@@ -169,12 +167,14 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, cfg: Tr
         "size": [cfg.size, cfg.size],
         "photo_loss": photo_loss,
         "ema": None if ema is None else ema.state_dict(),
-    }, tmp)
-    tmp.replace(path)  # never leave a half-written checkpoint behind
+    }
+    with replacing(path) as tmp:  # a Ctrl-C mid-write leaves neither half a checkpoint nor tens of MB of temp file
+        torch.save(checkpoint, tmp)
 
 
-def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
-    """Rebuild the model a checkpoint describes; returns (model in eval mode, checkpoint dict)."""
+def read_checkpoint(path: str | Path, needed: tuple[str, ...] = ("variant", "state_dict")) -> dict:
+    """A checkpoint file's dict; a ValueError naming the file and what is wrong with it (empty, text, truncated, or
+    without the keys `needed`) instead of torch's traceback or a bare KeyError."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file")
@@ -182,8 +182,18 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # torch says so as EOFError, UnpicklingError, RuntimeError, OSError... by what it met
         raise ValueError(f"{path}: not a training checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(ckpt, dict) or not {"variant", "state_dict"} <= ckpt.keys():
-        raise ValueError(f"{path}: not a training checkpoint (it holds no variant and state_dict)")
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"{path}: not a training checkpoint (it holds a {type(ckpt).__name__}, not a dict)")
+    missing = [key for key in needed if key not in ckpt]
+    if missing:
+        raise ValueError(f"{path}: not a training checkpoint (it holds no {', '.join(missing)})")
+    return ckpt
+
+
+def load_checkpoint(path: str | Path, needed: tuple[str, ...] = ()) -> tuple[torch.nn.Module, dict]:
+    """Rebuild the model a checkpoint describes; returns (model in eval mode, checkpoint dict). `needed`: the keys
+    the caller reads besides the weights, refused by name when absent."""
+    ckpt = read_checkpoint(path, ("variant", "state_dict", *needed))
     try:
         model = build_model(ckpt["variant"], **ckpt.get("model_kwargs", {}))
         model.load_state_dict(ckpt["state_dict"])
@@ -193,6 +203,7 @@ def load_checkpoint(path: str | Path) -> tuple[torch.nn.Module, dict]:
     return model.eval(), ckpt
 
 
+WARMUP = 0.1  # share of the one-cycle schedule that raises the learning rate
 CALIBRATION_PHOTOS = 32  # training photos that rebuild the BatchNorms of an --init .onnx file
 
 
@@ -213,7 +224,7 @@ def warm_start(model: torch.nn.Module, cfg: TrainConfig, arrays: list[tuple[np.n
         load_onnx_weights(model, cfg.init, photos)
         _log.info("starting from the weights of %s", cfg.init)
         return
-    source, ckpt = load_checkpoint(cfg.init)
+    source, ckpt = load_checkpoint(cfg.init, ("config", "epoch"))
     if bool(ckpt["config"].get("prior")) != cfg.prior:
         raise ValueError(f"--init {cfg.init} was trained with prior={ckpt['config'].get('prior')}, "
                          f"this run has prior={cfg.prior}")
@@ -389,6 +400,10 @@ def config_changes(saved: dict, current: dict) -> list[str]:
                   if k not in RUNTIME_ONLY and saved.get(k, defaults.get(k)) != current.get(k))
 
 
+# What a resume reads from last.pt (a slimmed checkpoint has no optimizer or scheduler)
+RESUME_KEYS = ("variant", "state_dict", "optimizer", "scheduler", "epoch", "config", "metrics")
+
+
 def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -407,7 +422,10 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     model = build_model(cfg.variant, in_channels=4 if cfg.prior else 3)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = max(1, cfg.epochs * len(batches))
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=steps, pct_start=0.1)
+    # OneCycleLR divides by its warm-up's length, pct_start * steps - 1 steps: zero for 0.1 at exactly 10 steps
+    # (e.g. --limit 40 --batch 8 --epochs 2), which then warms up over two
+    warmup = WARMUP if WARMUP * steps != 1 else 2 / steps
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=steps, pct_start=warmup)
     teacher = load_checkpoint(cfg.teacher)[0] if cfg.teacher else None
     truth_loss = GROUND_TRUTH_LOSSES[cfg.loss]
     ema = None
@@ -415,7 +433,10 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     start_epoch, best = 0, {"val_iou": -1.0}
     last = out / "last.pt"
     if resume and last.is_file():
-        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+        try:
+            ckpt = read_checkpoint(last, RESUME_KEYS)
+        except ValueError as e:
+            raise ValueError(f"cannot resume: {e}; start afresh with --no-resume or choose another --out") from None
         changed = config_changes(ckpt["config"], dataclasses.asdict(cfg))
         if changed:
             raise ValueError(f"{last} was written with another configuration ({', '.join(changed)} differ); "
@@ -442,9 +463,13 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     _log.info("%s: %d params, %.3f GMAC at %dx%d", cfg.variant, info["params"], info["macs"] / 1e9, cfg.size, cfg.size)
     log_path = out / "metrics.csv"
     fields = ["epoch", "train_loss", "val_iou", "val_f1", "val_pixel_accuracy", "lr", "seconds", "images_per_s"]
-    if start_epoch == 0 or not log_path.is_file():
-        with open(log_path, "w", newline="") as f:
-            csv.DictWriter(f, fields).writeheader()
+    # a resume keeps the rows of the epochs last.pt holds, under one header: an epoch interrupted before its save is
+    # trained again (its row would come twice), a row cut short would have the next one glued on
+    rows = metrics_rows(log_path, fields, start_epoch) if start_epoch else []
+    with replacing(log_path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fields)
+        writer.writeheader()
+        writer.writerows(rows)
 
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
@@ -475,8 +500,6 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
                "val_iou": val["iou"], "val_f1": val["f1"], "val_pixel_accuracy": val["pixel_accuracy"],
                "lr": optimizer.param_groups[0]["lr"], "seconds": round(seconds, 1),
                "images_per_s": round(len(losses) * cfg.batch / max(seconds, 1e-9), 2)}
-        with open(log_path, "a", newline="") as f:
-            csv.DictWriter(f, fields).writerow(row)
         _log.info("epoch %d: loss %.4f, val IoU %.4f, F1 %.4f, %.0f s (%.1f img/s)", epoch + 1,
                   row["train_loss"], val["iou"], val["f1"], seconds, row["images_per_s"])
         if val["iou"] > best["val_iou"]:
@@ -485,8 +508,31 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
                             {**row, "best": best, **info}, batches.loss)
         save_checkpoint(last, model, optimizer, scheduler, epoch, cfg, {**row, "best": best, **info}, batches.loss,
                         ema)
+        with open(log_path, "a", newline="") as f:  # only once last.pt holds the epoch: a resume will not redo it
+            csv.DictWriter(f, fields).writerow(row)
         plot_curves(log_path, out / "curves.png")
     return {"best": best, **info, "out": str(out)}
+
+
+def metrics_rows(path: Path, fields: list[str], epochs: int) -> list[dict]:
+    """The rows of a metrics.csv for epochs 1..`epochs` that parse (every field a number), the last of each epoch;
+    none from a file that is missing, empty or not CSV."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f, restkey="extra"))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+    kept = {}
+    for row in rows:
+        try:
+            epoch = int(row["epoch"])
+            for key in fields[1:]:
+                float(row[key])
+        except (KeyError, TypeError, ValueError):  # a field missing, empty or cut short
+            continue
+        if "extra" not in row and 1 <= epoch <= epochs:
+            kept[epoch] = {key: row[key] for key in fields}
+    return [kept[epoch] for epoch in sorted(kept)]
 
 
 def teacher_targets(teacher: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, labels_only: np.ndarray,

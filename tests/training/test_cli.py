@@ -1,10 +1,12 @@
 """The training CLI is derived from TrainConfig: every field has a flag, and a config's command line rebuilds it."""
 import argparse
 import dataclasses
+import threading
 
 import pytest
 
 from training.cli import _config, _train_args, command_line, main
+from training.data import resolve
 from training.train import TrainConfig
 
 
@@ -56,6 +58,7 @@ def test_bad_repeat_and_unknown_preset_are_usage_errors(capsys, caplog):
     ({"repeat": {"figaro-train": 0}}, "repeat"), ({"repeat": {"celeb1k-train": 2}}, "not one of the training"),
     ({"teacher": "runs/x/best.pt", "out": "runs/x"}, "--teacher checkpoint"),
     ({"init": "runs/x/last.pt", "out": "runs/x/"}, "--init checkpoint"),
+    ({"threads": 0}, "threads"), ({"threads": -1}, "threads"), ({"threads": 65}, "threads"), ({"seed": -1}, "seed"),
 ])
 def test_numbers_a_run_would_learn_nothing_from_are_refused_by_name(changes, key):
     """Each was accepted: lr 0 or batch larger than the data trained nothing and exited 0, alpha nan saved NaN
@@ -106,3 +109,147 @@ def test_evaluating_a_set_with_no_usable_photo_is_a_data_error_not_nan(tmp_path,
     (folder / "masks" / "a.png").write_bytes(b"not a png")
     assert main(["evaluate", str(tmp_path / "m.pt"), "--data", f"folder:{folder}"]) == 1
     assert "no usable photo to evaluate on" in caplog.text
+
+
+def test_a_checkpoint_that_fails_mid_write_leaves_no_temp_file(tmp_path):
+    """A Ctrl-C (or a full disk) inside torch.save left best.tmp behind: 37-75 MB for the shipped variants."""
+    torch = pytest.importorskip("torch")
+    from training.models import build_model
+    from training.train import save_checkpoint
+    model = build_model("unet-226k")
+    optimizer = torch.optim.AdamW(model.parameters())
+    with pytest.raises(TypeError, match="pickle"):  # a lock cannot be pickled: torch.save fails mid-write
+        save_checkpoint(tmp_path / "best.pt", model, optimizer, torch.optim.lr_scheduler.StepLR(optimizer, 1), 0,
+                        TrainConfig(size=32), {"unpicklable": threading.Lock()})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_in_train_is_one_line_exit_130_and_names_the_resume_command(tmp_path, data_root):
+    """SIGINT printed a KeyboardInterrupt traceback (exit 130, undocumented)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+    out = tmp_path / "run"
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.Popen([sys.executable, "-m", "training", "train", "--data", "fasseg-v2-train",
+                             "--data-root", str(data_root), "--limit", "8", "--batch", "4", "--size", "32",
+                             "--epochs", "500", "--augment", "flips", "--threads", "1", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 60
+    while not (out / "last.pt").is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert "interrupted:" in err and "resume with `python -m training train" in err
+    assert not list(out.glob("*.tmp"))
+
+
+def test_a_missing_data_path_or_unknown_set_is_bad_input_exit_2(tmp_path, caplog):
+    """They were DataError, exit 1 (unusable data), while a missing path is bad input everywhere else."""
+    from training.forest_baseline import main as forest_main
+    common = ["--size", "32", "--epochs", "1", "--limit", "4", "--batch", "2", "--out", str(tmp_path / "r")]
+    for argv, message in ((["--data", f"folder:{tmp_path / 'none'}"], "expected images/ and masks/"),
+                          (["--data", "figaro-train", "--data-root", str(tmp_path / "none")], "folder not found"),
+                          (["--data", "figaro-everything"], "unknown data set 'figaro-everything'")):
+        caplog.clear()
+        assert main(["train", *argv, *common]) == 2, argv
+        assert message in caplog.text
+    caplog.clear()
+    assert forest_main(["--train", "nowhere:x", "--out", str(tmp_path / "f")]) == 2
+    assert "unknown data set kind 'nowhere'" in caplog.text
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["evaluate", "x.pt", "--threads", "0"], "--threads"), (["evaluate", "x.pt", "--threads", "-1"], "--threads"),
+    (["augment-gallery", "--size", "0"], "--size"), (["augment-gallery", "--count", "0"], "--count"),
+    (["augment-gallery", "--seed", "-1"], "--seed"),
+    (["baseline", "forest", "--jobs", "0"], "--jobs"), (["baseline", "forest", "--seed", "-1"], "--seed"),
+])
+def test_degenerate_numbers_are_refused_by_argparse_naming_the_option(argv, option, capsys):
+    """Each was a traceback from deep inside (torch's set_num_threads, cv2.error, numpy's concatenate, sklearn's
+    multi-line dump, "expected non-negative integer")."""
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2 and f"argument {option}" in capsys.readouterr().err
+
+
+def test_threads_out_of_range_leave_no_run_folder(tmp_path, caplog):
+    """train --threads 0 was a RuntimeError after it had made the (empty) run folder."""
+    for command in ("train", "prune"):
+        argv = [command, "--threads", "0", "--out", str(tmp_path / "r"), "--limit", "4"]
+        assert main(argv + (["--teacher", __file__] if command == "prune" else [])) == 2
+        assert "threads must be at least 1" in caplog.text and not (tmp_path / "r").exists()
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    """A real (untrained) unet-226k run checkpoint at 32x32, optimiser state included."""
+    torch = pytest.importorskip("torch")
+    from training.models import build_model
+    from training.train import save_checkpoint
+    model = build_model("unet-226k")
+    optimizer = torch.optim.AdamW(model.parameters())
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, model, optimizer, torch.optim.lr_scheduler.StepLR(optimizer, 1), 0, TrainConfig(size=32), {})
+    return path
+
+
+def test_an_output_that_is_an_input_or_not_writable_is_refused_before_any_work(checkpoint, data_root, caplog):
+    """evaluate CK --json CK turned the checkpoint into JSON, slim X --out X dropped X's optimiser (a resume then
+    died on 'optimizer'), augment-gallery --out PHOTO overwrote a data photo: each exited 0. slim --out to a
+    folder, '' or a place that cannot be written was a torch traceback."""
+    tmp = checkpoint.parent
+    before = checkpoint.read_bytes()
+    photo = resolve("fasseg-v2-test", data_root)[0].image
+    photo_bytes = photo.read_bytes()
+    for argv, message in (
+            (["evaluate", str(checkpoint), "--json", str(checkpoint)], "--json must differ from the input"),
+            (["evaluate", str(checkpoint), "--json", str(tmp / "m.txt")], "expected a .json file"),
+            (["slim", str(checkpoint), "--out", str(checkpoint)], "--out must differ from the input"),
+            (["slim", str(checkpoint), "--out", str(tmp)], "is a folder"),
+            (["slim", str(checkpoint), "--out", ""], "is a folder"),
+            (["slim", str(checkpoint), "--out", "/proc/x.pt"], "cannot write there"),
+            (["augment-gallery", "--data-root", str(data_root), "--out", str(photo)], "must differ from the input"),
+            (["augment-gallery", "--data-root", str(data_root), "--out", str(tmp / "g.txt")], "expected a .jpg"),
+            (["augment-gallery", "--data-root", str(data_root), "--out", str(tmp)], "is a folder")):
+        caplog.clear()
+        assert main(argv + ["--data", "fasseg-v2-test"] * (argv[0] != "slim")) == 2, argv
+        assert message in caplog.text, argv
+    assert checkpoint.read_bytes() == before and photo.read_bytes() == photo_bytes
+    assert sorted(p.name for p in tmp.iterdir()) == ["last.pt"]
+
+
+def test_an_unusable_last_pt_is_named_instead_of_a_resume_traceback(checkpoint, data_root, caplog):
+    """A text, empty or truncated last.pt was an UnpicklingError/EOFError/RuntimeError traceback, a dict without
+    its config the bare message 'config'. Exit 2 as for any file that is not a checkpoint (evaluate, --init)."""
+    import torch
+    full = checkpoint.read_bytes()
+    ckpt = torch.load(checkpoint, weights_only=False)
+    run = checkpoint.parent / "run"
+    run.mkdir()
+    last = run / "last.pt"
+    for write, problem in ((lambda: last.write_text("epoch 3\n"), "UnpicklingError"),
+                           (lambda: last.write_bytes(b""), "EOFError"),
+                           (lambda: last.write_bytes(full[:len(full) // 2]), "RuntimeError"),
+                           (lambda: torch.save({k: v for k, v in ckpt.items() if k != "config"}, last),
+                            "it holds no config")):
+        write()
+        caplog.clear()
+        assert main(["train", "--data", "fasseg-v2-train", "--data-root", str(data_root), "--limit", "4",
+                     "--batch", "2", "--size", "32", "--epochs", "1", "--out", str(run)]) == 2, problem
+        assert f"cannot resume: {last}: not a training checkpoint" in caplog.text and problem in caplog.text
+        assert "--no-resume" in caplog.text
+
+
+def test_evaluating_a_checkpoint_without_its_size_names_the_file_and_key(checkpoint, caplog):
+    """It said just 'size' (a KeyError)."""
+    import torch
+    ckpt = torch.load(checkpoint, weights_only=False)
+    del ckpt["size"]
+    torch.save(ckpt, checkpoint)
+    assert main(["evaluate", str(checkpoint), "--data", "fasseg-v2-test"]) == 2
+    assert f"{checkpoint}: not a training checkpoint (it holds no size)" in caplog.text

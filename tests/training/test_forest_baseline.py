@@ -102,3 +102,21 @@ def test_bad_options_exit_2(data_root, tmp_path):
     assert main(["--data-root", str(data_root), "--size", "16", "--cells", "16", "--out", str(tmp_path)]) == 2
     assert main(["--data-root", str(data_root), "--limit", "2", "--folds", "3", "--train", "fasseg-v2-train",
                  "--out", str(tmp_path)]) == 2  # 2 images cannot make 3 folds
+
+
+def test_held_out_training_sets_and_test_sets_without_labels_are_refused_before_training(data_root, tmp_path,
+                                                                                       caplog):
+    """--train figaro-test trained on a benchmark (which `train` refuses); --test folder:<photos without masks>
+    printed an all-NaN table (n=0) and exited 0."""
+    common = ["--data-root", str(data_root), "--limit", "4", "--size", "32", "--cells", "8", "--trees", "2",
+              "--folds", "2", "--out", str(tmp_path / "out")]
+    assert main(["--train", "figaro-test", *common]) == 2
+    assert "figaro-test is a held-out benchmark" in caplog.text
+    folder = tmp_path / "unlabelled"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    photo = resolve("fasseg-v2-test", data_root)[0].image
+    (folder / "images" / photo.name).write_bytes(photo.read_bytes())
+    caplog.clear()
+    assert main(["--test", f"folder:{folder}", *common]) == 1
+    assert f"--test folder:{folder}: no labelled photo" in caplog.text and not (tmp_path / "out").exists()

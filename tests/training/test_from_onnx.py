@@ -52,3 +52,18 @@ def test_init_from_an_onnx_file_starts_a_run_at_its_weights(tmp_path, data_root,
     assert np.allclose(model.head.weight.detach().numpy(), head, atol=1e-6)
     with pytest.raises(ValueError, match="without a prior input"):
         train(TrainConfig(**{**cfg.__dict__, "prior": True, "out": str(tmp_path / "prior")}), progress=False)
+
+
+def test_an_init_onnx_that_is_not_one_is_named_not_a_decode_traceback(tmp_path, data_root, caplog):
+    """A truncated or foreign .onnx was protobuf's DecodeError traceback; an empty one 'has 0 convolutions'."""
+    from training.cli import main
+    if not SHIPPED.is_file():
+        pytest.skip(f"no shipped file at {SHIPPED}")
+    whole = SHIPPED.read_bytes()
+    for name, content in (("cut.onnx", whole[:len(whole) // 2]), ("empty.onnx", b""), ("text.onnx", b"\xff" * 64)):
+        bad = tmp_path / name
+        bad.write_bytes(content)
+        caplog.clear()
+        assert main(["train", "--data", "fasseg-v2-train", "--data-root", str(data_root), "--limit", "4", "--batch",
+                     "2", "--size", "32", "--epochs", "1", "--init", str(bad), "--out", str(tmp_path / f"run-{name}")]) == 2
+        assert f"{bad}: not an ONNX model" in caplog.text, name

@@ -606,3 +606,38 @@ def test_each_photo_is_counted_in_its_own_group_when_a_pair_is_skipped(data_root
     assert skipped, "the data set's known mismatched pairs"
     result = evaluate(lambda batch: np.zeros(batch.shape[:3], np.float32), pairs, (32, 32), progress=False)
     assert {g: m["images"] for g, m in result["groups"].items()} == dict(Counter(p.group for p in kept))
+
+
+def test_a_resume_rewrites_metrics_csv_to_the_epochs_last_pt_holds(tmp_path, data_root):
+    """A Ctrl-C between an epoch's CSV row and its last.pt repeated the epoch's row on resume; a 0-byte metrics.csv
+    lost its header (exit 2 'epoch' after training); a row cut short had the next one glued on. Each state is made
+    by setting last.pt back an epoch, as a save that never happened leaves it."""
+    cfg = TrainConfig(variant="unet-226k", data=["fasseg-v2-train"], data_root=str(data_root), size=32, epochs=3,
+                      batch=2, limit=4, augment="flips", out=str(tmp_path / "run"))
+    train(cfg, progress=False)
+    log, last = tmp_path / "run" / "metrics.csv", tmp_path / "run" / "last.pt"
+    full = log.read_text()
+    lines = full.splitlines(keepends=True)
+
+    def resume_from_epoch_2(csv_text: str) -> list[str]:
+        ckpt = torch.load(last, weights_only=False)
+        torch.save({**ckpt, "epoch": 1}, last)  # epoch 3 was logged, not saved
+        log.write_text(csv_text)
+        train(cfg, progress=False)
+        with open(log) as f:
+            return [r["epoch"] for r in csv.DictReader(f)]
+
+    assert resume_from_epoch_2(full) == ["1", "2", "3"]  # epoch 3's old row is dropped, not repeated
+    assert resume_from_epoch_2("") == ["3"]  # a header again
+    assert resume_from_epoch_2("".join(lines[:3]) + lines[3][:7]) == ["1", "2", "3"]  # epoch 3's row cut short
+    assert not list((tmp_path / "run").glob("*.tmp"))
+
+
+def test_a_run_of_exactly_ten_steps_trains(tmp_path, data_root):
+    """10 steps (epochs x batches, e.g. --limit 40 --batch 8 --epochs 2) was a ZeroDivisionError in OneCycleLR:
+    its 10% warm-up was zero steps long."""
+    cfg = TrainConfig(variant="unet-226k", data=["fasseg-v2-train"], data_root=str(data_root), size=32, epochs=2,
+                      batch=2, limit=10, augment="flips", out=str(tmp_path / "run"))
+    train(cfg, progress=False)
+    _, ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["epoch"] == 1 and ckpt["scheduler"]["total_steps"] == 10
