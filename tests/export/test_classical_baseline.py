@@ -25,7 +25,7 @@ def test_command_scores_real_photos_like_the_modules_own_entry_point(tmp_path, d
 
 def test_an_unknown_data_set_is_an_error_not_a_traceback(tmp_path, data_root):
     assert main(["classical-baseline", "--data", "no-such-set", "--data-root", str(data_root),
-                 "--json", str(tmp_path / "m.json")]) == 1
+                 "--json", str(tmp_path / "m.json")]) == 2  # a name no data set has: bad input, as in training
     assert not (tmp_path / "m.json").exists()
 
 
