@@ -47,3 +47,18 @@ def file_size_limit():
             resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
             signal.signal(signal.SIGXFSZ, handler)
     return limit
+
+
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def sigint_as_in_a_terminal():
+    """Ctrl-C as a terminal delivers it: a shell's background job (a CI runner may be one) starts with SIGINT
+    ignored, and Python then installs no handler, so a test of what Ctrl-C does would see nothing happen. In this
+    process SIGINT raises KeyboardInterrupt for the test; the fixture's value is a Popen `preexec_fn` that gives a
+    child the default disposition, so that its Python installs its handler."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield _sigint_default
+    signal.signal(signal.SIGINT, before)

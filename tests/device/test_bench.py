@@ -389,7 +389,7 @@ def test_results_that_cannot_be_written_are_printed_and_named_in_one_line(quick_
     assert capsys.readouterr().out.startswith("**FPS, model only**")
 
 
-def test_ctrl_c_is_one_line_and_exit_130(small_model, tmp_path, monkeypatch, caplog, capsys):
+def test_ctrl_c_is_one_line_and_exit_130(small_model, tmp_path, monkeypatch, caplog, capsys, sigint_as_in_a_terminal):
     """Ctrl-C during a run printed a KeyboardInterrupt traceback."""
     import signal
 

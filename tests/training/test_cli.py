@@ -124,7 +124,8 @@ def test_a_checkpoint_that_fails_mid_write_leaves_no_temp_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_ctrl_c_in_train_is_one_line_exit_130_and_names_the_resume_command(tmp_path, data_root):
+def test_ctrl_c_in_train_is_one_line_exit_130_and_names_the_resume_command(tmp_path, data_root,
+                                                                         sigint_as_in_a_terminal):
     """SIGINT printed a KeyboardInterrupt traceback (exit 130, undocumented)."""
     import signal
     import subprocess
@@ -136,12 +137,16 @@ def test_ctrl_c_in_train_is_one_line_exit_130_and_names_the_resume_command(tmp_p
     proc = subprocess.Popen([sys.executable, "-m", "training", "train", "--data", "fasseg-v2-train",
                              "--data-root", str(data_root), "--limit", "8", "--batch", "4", "--size", "32",
                              "--epochs", "500", "--augment", "flips", "--threads", "1", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.time() + 60
-    while not (out / "last.pt").is_file() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=sigint_as_in_a_terminal)
+    try:
+        deadline = time.time() + 60
+        while not (out / "last.pt").is_file() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()  # never a 500-epoch run left behind
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
     assert "interrupted:" in err and "resume with `python -m training train" in err
