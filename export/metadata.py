@@ -1,4 +1,4 @@
-"""Read and rewrite an ONNX file's metadata_props (the contract's self-description) with the `onnx` package."""
+"""Rewrite an ONNX file's metadata_props (the contract's self-description) with the `onnx` package."""
 from __future__ import annotations
 
 import logging
@@ -8,11 +8,6 @@ from pathlib import Path
 import onnx
 
 _log = logging.getLogger(__name__)
-
-
-def read_metadata(path: str | Path) -> dict[str, str]:
-    model = onnx.load(str(path), load_external_data=False)
-    return {p.key: p.value for p in model.metadata_props}
 
 
 def set_metadata(model: onnx.ModelProto, values: dict[str, object]) -> None:

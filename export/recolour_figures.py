@@ -16,14 +16,14 @@ import cv2
 import numpy as np
 
 from device.bench.docs_block import GeneratedBlock
-from device.recolour import make_recolourer
+from device.recolour import RECOLOURERS, make_recolourer
 from device.recolour.figaro import DEFAULT_DATA_ROOT, figaro_test
 
 from . import recolour_quality as quality
 
 _log = logging.getLogger(__name__)
 
-MODES = ("hsv", "natural", "ombre")
+MODES = tuple(RECOLOURERS.names())  # every mode the device has
 
 
 def dark_and_light(pairs, count: int):
@@ -45,7 +45,7 @@ def measure(sets: dict, colour: str, colour2: str) -> list[dict]:
                 hue = quality.hue_stats(out, mask, rec.colour)
                 m = {"changed": quality.changed_outside(rgb, out, mask), "hue": hue.hsv_distance,
                      "hued": hue.hued, "lch": hue.lch_distance, "texture": quality.texture_correlation(rgb, out, mask)}
-                if mode == "ombre":
+                if mode != "input" and rec.uses_second_colour:  # its two ends, each against its own colour
                     roots, tips = quality.ombre_end_masks(mask, alpha)
                     m["roots"] = quality.hue_stats(out, roots, rec.colour).hsv_distance
                     m["tips"] = quality.hue_stats(out, tips, rec.colour2).hsv_distance

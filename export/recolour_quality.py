@@ -54,7 +54,6 @@ class HueStats:
     hsv_distance: float   # mean HSV hue distance (degrees) over hair pixels with a hue; nan if none
     hued: float           # fraction of hair pixels with a hue (HSV chroma >= MIN_CHROMA)
     lch_distance: float   # mean CIE LCh hue distance (degrees) over hair pixels with C* >= MIN_LAB_CHROMA
-    lch_hued: float
 
 
 def hue_stats(rgb: np.ndarray, mask01: np.ndarray, target: tuple[int, int, int]) -> HueStats:
@@ -76,7 +75,7 @@ def hue_stats(rgb: np.ndarray, mask01: np.ndarray, target: tuple[int, int, int])
         return float(v.mean()) if v.size else float("nan")
 
     return HueStats(mean_or_nan(_circular_distance(hue[hued], float(target_hue))), float(hued.sum() / n),
-                    mean_or_nan(_circular_distance(lch[lab_hued], t_lch)), float(lab_hued.sum() / n))
+                    mean_or_nan(_circular_distance(lch[lab_hued], t_lch)))
 
 
 def _lightness_gradient(rgb: np.ndarray) -> np.ndarray:

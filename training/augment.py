@@ -33,7 +33,6 @@ def letterbox(img: np.ndarray, size: tuple[int, int], interpolation: int = cv2.I
     return out
 
 
-RESIZE_POLICIES = {"stretch": stretch, "letterbox": letterbox}
 
 
 @dataclass(frozen=True)

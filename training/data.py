@@ -41,26 +41,26 @@ class DataSpecError(DataError, ValueError):
     input (a ValueError: exit 2) rather than unusable data (exit 1), which a set that is there may hold."""
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as RGB uint8 [H, W, 3]."""
+def _imread(path: str | Path, flags: int, unreadable: str) -> np.ndarray:
+    """cv2.imread, or DataError naming the file: missing, or `unreadable` (the reason given)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise DataError(f"{path}: not a readable image (corrupt or unsupported format)")
+    pixels = cv2.imread(str(path), flags)
+    if pixels is None:
+        raise DataError(f"{path}: {unreadable}")
+    return pixels
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as RGB uint8 [H, W, 3]."""
+    bgr = _imread(path, cv2.IMREAD_COLOR, "not a readable image (corrupt or unsupported format)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def read_binary_mask(path: str | Path) -> np.ndarray:
     """Read a mask image (PBM, PNG, ...) as uint8 {0, 1}: any non-zero pixel is hair."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    m = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if m is None:
-        raise DataError(f"{path}: not a readable mask image")
-    return (m > 0).astype(np.uint8)
+    return (_imread(path, cv2.IMREAD_GRAYSCALE, "not a readable mask image") > 0).astype(np.uint8)
 
 
 def snap_to_palette(label_rgb: np.ndarray, palette: dict[str, tuple[int, int, int]]) -> np.ndarray:

@@ -35,7 +35,6 @@ _log = logging.getLogger(__name__)
 # config file would refuse: this Config is built in code on purpose).
 UNPACED_FPS = 1e6
 THREADED_LIMIT_S = 120.0  # the threaded run stops here even if a (very slow) model has not shown two masks
-THREADED_S = 3.0          # the threaded run's length (--quick: its budget's seconds)
 
 
 class PipelineUnavailable(Exception):
