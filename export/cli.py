@@ -14,7 +14,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from device.argtypes import int_in
+from device.argtypes import float_in, int_in
+from device.model_file import THRESHOLD_RANGE
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 # onnxruntime threads, bounded as the daemon's [segmenter] threads: 999999 grew to 20 GB, -1 was torch's traceback
@@ -187,7 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the .onnx file to write")
     p.add_argument("--eval", action="store_true", help="measure the file on the benchmarks and store eval.* figures")
     p.add_argument("--data", nargs="+", default=list(BENCHMARKS), help="benchmarks for --eval")
-    p.add_argument("--threshold", type=float, default=0.5, help="hair probability cut stored in the file")
+    p.add_argument("--threshold", type=float_in(*THRESHOLD_RANGE), default=0.5,
+                   help=f"hair probability cut stored in the file, {THRESHOLD_RANGE[0]}..{THRESHOLD_RANGE[1]} (the "
+                        "range the daemon loads)")
     p.add_argument("--opset", type=int_in(DEFAULT_OPSET, MAX_OPSET), default=DEFAULT_OPSET,
                    help=f"ONNX opset, {DEFAULT_OPSET}..{MAX_OPSET}")
     p.add_argument("--parity-images", type=int_in(1), default=16, help="Figaro Testing photos for the parity check")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import warnings
 from datetime import date
 from pathlib import Path
 
@@ -50,7 +51,9 @@ def measure(sets: dict, colour: str, colour2: str) -> list[dict]:
                     m["roots"] = quality.hue_stats(out, roots, rec.colour).hsv_distance
                     m["tips"] = quality.hue_stats(out, tips, rec.colour2).hsv_distance
                 per.append(m)
-            agg = {k: float(np.nanmean([p[k] for p in per])) for k in per[0]}
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():  # a mode with no hued pixel: nan, shown
+                warnings.simplefilter("ignore", RuntimeWarning)
+                agg = {k: float(np.nanmean([p[k] for p in per])) for k in per[0]}
             agg["changed"] = int(sum(p["changed"] for p in per))
             agg["texture_min"] = float(np.nanmin([p["texture"] for p in per]))
             rows.append({"set": set_name, "mode": mode, "n": len(pairs), **agg})

@@ -132,6 +132,9 @@ def test_usage_errors(tmp_path):
     (["postprocess", "m.onnx", "--tie", "-1"], "--tie: expected 0..1"),
     # onnx --opset 99 was the exporter's RuntimeError; gallery --cell-height 0 / --groups 0 a ZeroDivisionError
     (["onnx", "c.pt", "--out", "m.onnx", "--opset", "99"], "--opset: expected 17..20"),
+    # a threshold the daemon refuses at load (THRESHOLD_RANGE) was accepted for the file
+    (["onnx", "c.pt", "--out", "m.onnx", "--threshold", "nan"], "--threshold: expected 0.01..0.99"),
+    (["onnx", "c.pt", "--out", "m.onnx", "--threshold", "1"], "--threshold: expected 0.01..0.99"),
     (["classical-figures", "gallery", "--cell-height", "0"], "--cell-height: expected 16..1024"),
     (["classical-figures", "gallery", "--groups", "0"], "--groups: expected 1..64"),
 ])
