@@ -84,9 +84,9 @@ HEADERS: Registry[Callable[[bytes], ImageInfo | None]] = Registry("image format"
 
 
 def _png_chunks(data: bytes):
-    """(kind, where its body starts, its length) of each chunk up to the first IDAT. A chunk that claims more
-    bytes than the file has is refused here: libpng allocates what the length field says (4 GiB for a 150-byte
-    file) before it finds the data missing."""
+    """(kind, where its body starts, its length) of each chunk to IEND (an eXIf may follow the image data). A
+    chunk that claims more bytes than the file has is refused here: libpng allocates what the length field says
+    (4 GiB for a 150-byte file) before it finds the data missing."""
     pos = 8
     while pos + 8 <= len(data):
         length, kind = struct.unpack(">I4s", data[pos:pos + 8])
@@ -94,7 +94,7 @@ def _png_chunks(data: bytes):
             raise ImageError(f"the PNG file is truncated or corrupt: its {kind.decode('latin-1')!r} chunk claims "
                              f"{length} bytes, the file has {max(0, len(data) - pos - 12)} left")
         yield kind, pos + 8, length
-        if kind == b"IDAT":
+        if kind == b"IEND":
             return
         pos += 12 + length
 

@@ -84,10 +84,10 @@ def replacing(path: Path, option: str = "--out"):
         raise OSError(f"{option} {path}: cannot write there ({e.strerror or e})") from None
     try:
         yield tmp
+        tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    tmp.replace(path)
 
 
 def _flag(f) -> str:
@@ -160,14 +160,18 @@ def command_line(config: dict) -> list[str]:
 def _run_training(cfg, resume: bool) -> int:
     """train(), and on Ctrl-C the command that resumes the run from its last finished epoch (when it has one)."""
     import dataclasses
+    import time
 
     from .train import train
+    started = time.time_ns()
+    last = Path(cfg.out) / "last.pt"
     try:
         print(json.dumps(train(cfg, resume=resume), indent=2))
     except KeyboardInterrupt:
-        if not (Path(cfg.out) / "last.pt").is_file():
+        # with --no-resume a last.pt older than this run is another run's: no hint to resume from it
+        if not last.is_file() or (not resume and last.stat().st_mtime_ns < started):
             raise KeyboardInterrupt("no epoch finished, nothing saved") from None
-        raise KeyboardInterrupt(f"{Path(cfg.out) / 'last.pt'} holds the last finished epoch; resume with `"
+        raise KeyboardInterrupt(f"{last} holds the last finished epoch; resume with `"
                                 + shlex.join(command_line(dataclasses.asdict(cfg))) + "`") from None
     return EXIT_OK
 

@@ -8,6 +8,7 @@ import math
 import os
 import re
 import shlex
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -20,13 +21,16 @@ def write_file(path: str | Path, content: str | Callable[[Path], object]) -> Pat
     `path`, then put it in place: a full disk or an interrupted run leaves the old file whole, never cut off.
     OSError naming `path` when it cannot be written."""
     path = Path(path)
-    part = path.with_name(f".{path.stem}.{os.getpid()}.part{path.suffix}")  # same suffix: savefig picks the format
+    target = Path(os.path.realpath(path))  # a symlinked file is written through, not replaced by a plain file
+    part = target.with_name(f".{target.stem}.{os.getpid()}.part{target.suffix}")  # same suffix: savefig's format
     try:
         if callable(content):
             content(part)
         else:
             part.write_text(content)
-        os.replace(part, path)
+        if target.exists():
+            shutil.copymode(target, part)  # the file keeps its permissions
+        os.replace(part, target)
     except BaseException as e:  # a Ctrl-C too: no part file left behind
         part.unlink(missing_ok=True)
         if isinstance(e, OSError):

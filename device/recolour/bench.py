@@ -109,7 +109,11 @@ def main(argv: list[str] | None = None) -> int:
             wall, cpu = _time_per_call(fn, data, args.repeat)
             cells.append(f"{wall * 1e3:.2f} / {cpu * 1e3:.2f} ms ({1 / cpu:.0f}/s)")
         lines.append(f"| {mode} | {' | '.join(cells)} |")
-    publish("\n".join(lines) + "\n", None, None, args.docs, "recolour-speed", "device.recolour.bench", argv)
+    try:
+        publish("\n".join(lines) + "\n", None, None, args.docs, "recolour-speed", "device.recolour.bench", argv)
+    except OSError as e:  # the docs file cannot be written now (a full disk): one line naming it, as the bench does
+        _log.error("%s", e)
+        return 1
     return 0
 
 

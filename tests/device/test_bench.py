@@ -366,6 +366,22 @@ def test_a_write_that_fails_midway_leaves_the_old_file_whole(tmp_path, file_size
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.md", "st.json"]  # no part file left behind
 
 
+def test_a_symlinked_file_is_written_through_and_keeps_its_permissions(tmp_path):
+    """write_file replaced a symlink by a plain file (the real file kept the old text) and gave the new file the
+    umask's mode instead of the old file's."""
+    import stat
+
+    from device.bench.docs_block import write_file
+    real, link = tmp_path / "real.md", tmp_path / "link.md"
+    real.write_text("old\n")
+    real.chmod(0o640)
+    link.symlink_to(real)
+    write_file(link, "new\n")
+    assert link.is_symlink() and real.read_text() == "new\n"
+    assert stat.S_IMODE(real.stat().st_mode) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.md", "real.md"]  # no part file left
+
+
 def test_an_out_in_a_read_only_folder_is_refused_before_measuring(small_model, tmp_path, capsys):
     """`--out /ro/b.json` measured for minutes, then died in a traceback (exit 1) with the measurements lost."""
     if os.geteuid() == 0:

@@ -214,6 +214,37 @@ def test_a_transparent_photo_is_turned_by_its_exif_as_an_opaque_one_is(fmt, orie
     assert (transparent[differs] == 255).all()
 
 
+def _exif_after_image_data(png: bytes) -> bytes:
+    """The PNG with its eXIf chunk moved to just before IEND (PNG allows it after the image data)."""
+    import struct
+    at = png.index(b"eXIf") - 4
+    (length,) = struct.unpack(">I", png[at:at + 4])
+    chunk, rest = png[at:at + 12 + length], png[:at] + png[at + 12 + length:]
+    end = rest.index(b"IEND") - 4
+    return rest[:end] + chunk + rest[end:]
+
+
+def test_a_transparent_png_with_its_exif_after_the_image_data_is_turned_too():
+    """The chunk walk stopped at the image data: an eXIf after it (libpng reads it there, and OpenCV turns the
+    opaque file by it) was not seen, and a transparent photo came out on its side."""
+    import io
+
+    from device.imagefile import decode
+    rgb = np.random.default_rng(3).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    alpha = np.full((40, 60), 255, np.uint8)
+    alpha[0, 0] = 0
+    decoded = []
+    for pixels in (np.dstack([rgb, alpha]), rgb):
+        buf = io.BytesIO()
+        Image.fromarray(pixels).save(buf, "PNG", exif=_turned_exif(6))
+        data = _exif_after_image_data(buf.getvalue())
+        assert data.index(b"eXIf") > data.index(b"IDAT")
+        decoded.append(decode(data, inspect(data)))
+    transparent, opaque = decoded
+    assert transparent.shape == opaque.shape == (60, 40, 3)
+    assert (transparent != opaque).any(axis=2).sum() == 1  # only the transparent pixel, laid on white
+
+
 def test_a_jpeg_over_the_budget_is_decoded_smaller_rather_than_skipped():
     """A 12 MP phone photo on a portrait 1080x1920 display: 1/2 scale (2016x1512) does not cover 1920 rows, and the
     full-size decode (70 MiB) is over the budget, so the slideshow skipped it; now it is decoded at 1/2 and

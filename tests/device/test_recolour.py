@@ -266,3 +266,16 @@ def test_speed_bench_writes_its_table_dated_with_the_machine_under_its_command(t
     with pytest.raises(SystemExit) as e:
         main([*args, "--docs", str(bad)])
     assert e.value.code == 2 and "recolour-speed" in capsys.readouterr().err and bad.read_text() == "no block\n"
+
+
+def test_speed_bench_docs_that_cannot_be_written_are_one_line_and_exit_1(tmp_path, data_root, file_size_limit,
+                                                                         caplog, capsys):
+    """A docs file that could not be written after the timing (a full disk) was a traceback. (capsys: the table is
+    printed to memory, not to a capture file the size limit would stop first.)"""
+    from device.recolour.bench import main
+    docs = tmp_path / "training.md"
+    docs.write_text("<!-- recolour-speed:begin -->\nold\n<!-- recolour-speed:end -->\n")
+    with file_size_limit(100):
+        rc = main(["--data", str(data_root), "--repeat", "2", "--frames", "2", "--docs", str(docs)])
+    assert rc == 1 and f"cannot write {docs}" in caplog.text
+    assert "old" in docs.read_text()

@@ -258,3 +258,36 @@ def test_evaluating_a_checkpoint_without_its_size_names_the_file_and_key(checkpo
     torch.save(ckpt, checkpoint)
     assert main(["evaluate", str(checkpoint), "--data", "fasseg-v2-test"]) == 2
     assert f"{checkpoint}: not a training checkpoint (it holds no size)" in caplog.text
+
+
+def test_a_ctrl_c_names_a_last_pt_to_resume_from_only_when_it_is_this_run_s(tmp_path, monkeypatch, caplog):
+    """With --no-resume, a Ctrl-C before this run's first save pointed at an older run's last.pt as 'the last
+    finished epoch'; a resumed run's last.pt is the one to resume from."""
+    import os
+
+    import training.train
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "last.pt").write_bytes(b"an older run's")
+    os.utime(out / "last.pt", (1_000_000, 1_000_000))
+
+    def interrupted(cfg, resume=True, progress=True):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(training.train, "train", interrupted)
+    common = ["train", "--data", "fasseg-v2-train", "--size", "32", "--epochs", "1", "--out", str(out)]
+    assert main([*common, "--no-resume"]) == 130
+    assert "no epoch finished" in caplog.text and "resume with" not in caplog.text
+    caplog.clear()
+    assert main(common) == 130
+    assert f"{out / 'last.pt'} holds the last finished epoch; resume with `python -m training train" in caplog.text
+
+
+def test_replacing_leaves_no_temp_file_when_the_final_rename_fails(tmp_path):
+    """The rename into place was outside the cleanup: a target that is a folder left out.pt.tmp behind."""
+    from training.cli import replacing
+    target = tmp_path / "out.pt"
+    target.mkdir()
+    with pytest.raises(OSError):
+        with replacing(target) as tmp:
+            tmp.write_bytes(b"weights")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.pt"]
