@@ -537,8 +537,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _first_line(path: Path, what: str) -> str:
-    """The first line of the file that is not blank; Refused when it cannot be read or holds none."""
+def _filled_lines(path: Path, what: str) -> list[str]:
+    """The file's lines that are not blank; Refused when it cannot be read or holds none."""
     try:
         lines = path.read_text().splitlines()
     except OSError as e:
@@ -546,15 +546,17 @@ def _first_line(path: Path, what: str) -> str:
     filled = [line for line in lines if line.strip()]
     if not filled:
         raise Refused(f"{path}: the {what} file is empty")
-    return filled[0]
+    return filled
+
+
+def _first_line(path: Path, what: str) -> str:
+    return _filled_lines(path, what)[0]
 
 
 def first_boot_from_args(args: argparse.Namespace) -> FirstBoot:
     keys = []
     for key_file in args.ssh_key:
-        _first_line(key_file, "ssh key")  # readable
-        found = [line.strip() for line in key_file.read_text().splitlines()
-                 if line.strip() and not line.lstrip().startswith("#")]
+        found = [line.strip() for line in _filled_lines(key_file, "ssh key") if not line.lstrip().startswith("#")]
         if not found:  # a file of comments would leave the card without a key and ssh off
             raise Refused(f"{key_file}: no key in it (only comments or blank lines)")
         keys += found
