@@ -9,7 +9,7 @@ from device import postprocess
 from device.config import DEFAULT_MODEL
 from device.postprocess import KEEP_RULES, Postprocessor
 
-from .web_fixtures import figaro_photo_paths, read_rgb
+from .web_fixtures import FIGARO_TEST, figaro_photo_paths, read_rgb
 
 
 def real_photos(n: int) -> list[np.ndarray]:
@@ -35,6 +35,18 @@ def test_keep_all_drops_only_components_below_min_area():
     assert mask[10, 10] == 1 and mask[50, 50] == 1 and mask[51, 3] == 0
 
 
+@pytest.mark.parametrize("keep", ["all", "framed"])
+def test_a_component_of_exactly_min_area_is_kept(keep):
+    """min_area is the least a kept extra component covers: on a 100x100 map at 0.01, a 10x10 blob (100 px) is
+    kept, a 9x11 one (99 px) is not; both lie beside the hair, where the framing's weight is high."""
+    p = np.zeros((100, 100), np.float32)
+    p[5:25, 40:60] = 0.9     # the hair, at the upper centre
+    p[28:38, 25:35] = 0.9    # exactly 100 px, left of it
+    p[28:37, 64:75] = 0.9    # 99 px, right of it
+    mask, _ = Postprocessor(0.5, keep=keep, min_area=0.01, smoothing=0)(p)
+    assert mask[15, 50] == 1 and mask[30, 30] == 1 and mask[30, 70] == 0
+
+
 def test_alpha_is_zero_away_from_the_kept_hair():
     p = blobs()
     p[:, 60:] = 0.3  # below threshold, far from the hair
@@ -54,6 +66,36 @@ def test_uncertainty_weighted_smoothing_damps_flicker_but_follows_confident_chan
     assert smoothed_change < 0.5 * raw_change
     confident = np.ones((32, 32), np.float32)
     assert post.smooth(confident).min() == pytest.approx(1.0)  # a certain pixel is taken at once
+
+
+def test_the_next_frame_is_smoothed_with_the_last_frames_probability_not_its_alpha():
+    """Making a frame's alpha (zero beyond the band around the kept hair) must not change the history the next
+    frame is smoothed with. A patch far from the hair at p 0.45 (not hair), then 0.55: by the definition
+    s = p + keep_old * (last - p), keep_old = 0.5 * (1 - |2 * 0.55 - 1|) = 0.45, it is 0.505 on the second frame:
+    hair (0.3025 if the history had been zeroed there)."""
+    first, second = blobs(), blobs()
+    first[40:60, 50:62], second[40:60, 50:62] = 0.45, 0.55  # 240 px: over min_area, far from the big blob
+    post = Postprocessor(0.5, keep="all", min_area=0.01, smoothing=0.5)
+    mask, _ = post(first)
+    assert mask[50, 56] == 0
+    mask, alpha = post(second)
+    assert mask[50, 56] == 1 and alpha[50, 56] == pytest.approx(0.505, abs=1e-6)
+
+
+def test_a_map_of_another_size_starts_afresh_as_a_new_postprocessor_would():
+    """No history carries over to a map of another size (another camera size, another segmenter input): the
+    result is a fresh postprocessor's, on real hair masks (Figaro-1k ground truth) of two sizes."""
+    gt = sorted((FIGARO_TEST.parent.parent / "GT" / "Testing").glob("*-gt.pbm"))[:2]
+    if len(gt) < 2:
+        pytest.skip("real data absent")
+    maps = [(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) > 0).astype(np.float32) for p in gt]
+    maps[1] = cv2.resize(maps[1], (maps[0].shape[1] // 2 + 7, maps[0].shape[0] // 2 + 3))
+    assert maps[0].shape != maps[1].shape
+    post = Postprocessor(0.5, keep="largest", smoothing=0.5)
+    post(maps[0])
+    got = post(maps[1])
+    expected = Postprocessor(0.5, keep="largest", smoothing=0.5)(maps[1])
+    assert got[0].any() and np.array_equal(got[0], expected[0]) and np.array_equal(got[1], expected[1])
 
 
 def test_bad_keep_option_is_refused():
@@ -452,7 +494,8 @@ def test_a_failing_background_search_finds_no_face_and_the_thread_lives_on(monke
 
 
 @pytest.mark.parametrize("shape, work_side, factor", [((288, 288), 160, 2), ((224, 224), 160, 2), ((256, 192), 160, 2),
-                                                      ((160, 120), 160, 1), ((288, 288), 100, 3), ((288, 288), 0, 1)])
+                                                      ((160, 120), 160, 1), ((288, 288), 100, 3), ((288, 288), 0, 1),
+                                                      ((225, 301), 160, 2)])  # odd sides: the last pixels too
 def test_shrink_factor_brings_the_longest_side_to_at_most_work_side(shape, work_side, factor):
     assert postprocess.shrink_factor(shape, work_side) == factor
     post = Postprocessor(0.5, keep="largest", smoothing=0, work_side=work_side)
@@ -502,3 +545,15 @@ def test_for_config_carries_every_postprocess_setting_and_the_models_threshold_w
     assert Postprocessor.for_config(PostprocessConfig(), model_threshold=0.4).threshold == 0.4  # -1: the model's own
     changed = Postprocessor.for_config(pc, 0.4, keep="largest", min_area=0.05)
     assert (changed.keep, changed.min_area, changed.work_side) == ("largest", 0.05, 100)
+
+
+def test_a_threshold_of_0_is_a_threshold_and_never_dyes_pixels_of_probability_0():
+    """Only -1 means the model's own threshold: 0 (in the config's range) is a cut of its own, which takes every
+    pixel the model gives any probability, and none it gives 0."""
+    from device.config import PostprocessConfig
+    post = Postprocessor.for_config(PostprocessConfig(threshold=0.0, keep="largest", smoothing=0), model_threshold=0.4)
+    assert post.threshold == 0.0
+    p = np.zeros((64, 64), np.float32)
+    p[10:40, 10:40] = 0.2  # unsure hair: under the model's 0.4, over 0
+    mask, alpha = post(p)
+    assert mask.sum() == 900 and mask[20, 20] == 1 and alpha[50:, :].max() == 0
