@@ -99,6 +99,47 @@ def test_yuv420_with_a_padded_stride_comes_back_as_rgb(photo):
     assert np.abs(rgb.astype(int) - cv2.cvtColor(i420, cv2.COLOR_YUV2RGB_I420)).max() == 0
     with pytest.raises(CameraError, match="YUV420 array has shape"):
         yuv420_to_rgb(padded[:, :w - 2], (w, h))
+    with pytest.raises(CameraError, match="YUV420 array has shape"):  # an odd stride has no whole chroma rows
+        yuv420_to_rgb(padded[:, :w + 1], (w, h))
+
+
+@pytest.mark.parametrize("fmt", ["XRGB8888", "RGB888", "BGR888", "YUV420"])
+def test_only_rgbx_pixels_are_kept_as_they_come_every_other_format_is_made_rgb(photo, fmt):
+    """stream_to_pixels keeps XBGR8888 ([R, G, B, X]) as it is; any other stream is R, G, B like stream_to_rgb."""
+    pixels = stream_to_pixels(fake_picamera2._encode(photo, fmt), fmt, (640, 480))
+    assert pixels.shape == (480, 640, 3) and np.abs(pixels.astype(int) - photo).mean() < 4
+
+
+def test_a_lores_size_the_camera_aligns_comes_back_at_the_models_size(fake, photo):
+    """Picamera2 aligns stream sizes (even sides, as the fake does): a 257x193 lores arrives as 256x192 and the
+    frame's lores is that picture stretched back to the model's (H, W) = (193, 257), not transposed."""
+    fake.scenes = [photo]
+    cfg = CameraConfig(kind="picamera2", width=640, height=480, mirror=False)
+    cam = CAMERAS.create("picamera2", cfg, (193, 257), preview="null")
+    cam.start()
+    try:
+        assert cam.streams["lores"] == ("YUV420", (256, 192))
+        lores = cam.read().lores
+        assert lores.shape == (193, 257, 3)
+        expected = cv2.resize(photo, (257, 193), interpolation=cv2.INTER_AREA)
+        assert np.abs(lores.astype(int) - expected).mean() < 6
+    finally:
+        cam.stop()
+
+
+def test_the_fake_starves_when_the_application_holds_every_buffer(fake, photo):
+    """As libcamera does: with all buffer_count requests held, no new one completes (what makes the release test
+    above able to fail)."""
+    fake.scenes = [photo]
+    cam = make()
+    cam.start()
+    picam2 = fake.instances[-1]
+    held = [picam2.wait(picam2.capture_request(wait=False), timeout=0.1) for _ in range(4)]
+    with pytest.raises(TimeoutError):
+        picam2.wait(picam2.capture_request(wait=False), timeout=0.05)
+    held[0].release()
+    assert picam2.wait(picam2.capture_request(wait=False), timeout=0.1) is not None
+    cam.stop()
 
 
 def test_a_wrong_byte_order_would_swap_red_and_blue(photo):

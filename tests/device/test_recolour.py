@@ -129,6 +129,19 @@ def test_overlay_is_the_recolour_with_alpha(photos, mode):
     assert np.abs(shown - rec.apply(rgb, alpha)).max() <= 2
 
 
+@pytest.mark.parametrize("mode", ["hsv", "natural"])
+def test_the_overlays_alpha_carries_the_strength(photos, mode):
+    """At strength 0.4 the overlay's alpha channel is alpha * 0.4 * 255, and the display (the overlay over the
+    frame) shows what apply() gives at that strength."""
+    rec = make_recolourer(mode, COLOURS[0], strength=0.4)
+    name, rgb, mask = photos["light"][0]
+    alpha = quality.soft_alpha(mask)
+    rgba = rec.overlay(rgb, alpha)
+    assert np.abs(rgba[..., 3].astype(int) - np.round(alpha * 0.4 * 255)).max() <= 1
+    a = rgba[..., 3:] / 255.0
+    assert np.abs(rgb * (1 - a) + rgba[..., :3] * a - rec.apply(rgb, alpha)).max() <= 2
+
+
 @pytest.mark.parametrize("mode", ["hsv", "natural", "ombre"])
 def test_strength_blends_towards_the_input(photos, mode):
     name, rgb, mask = photos["light"][0]
@@ -165,6 +178,9 @@ def test_bad_arguments_are_clear_value_errors(photos):
     with pytest.raises(ValueError, match="strength"):
         make_recolourer("hsv", "crimson", strength=2)
     assert make_recolourer("hsv", (220, 20, 60)).colour == (220, 20, 60)
+    for bad in ((256, 0, 0), (0, -1, 0)):
+        with pytest.raises(ValueError, match="0..255"):
+            make_recolourer("hsv", bad)
 
 
 def test_modes_match_the_config_schema():
