@@ -209,3 +209,33 @@ def test_validation_warns_of_a_camera_source_that_is_not_there_yet_and_still_pas
     with caplog.at_level("WARNING"):
         assert cli.main(["-c", str(cfg), "--validate-config", "--no-web"]) == cli.EXIT_OK
     assert missing not in caplog.text  # there now: nothing to say
+
+
+@pytest.mark.parametrize("token, weak", [("abcdefghijk", True), ("abcdefghijkl", False),
+                                         ("a b c d e f g h i j k", True), ("a b c d e f g h i j k l", False)])
+def test_a_token_needs_12_characters_that_are_not_spaces(token, weak):
+    """The help says 'at least 12 non-space characters': spaces inside a token do not count towards them."""
+    data = {"web": {"host": "0.0.0.0", "token": token}, "sink": {"kind": "null"}}
+    if weak:
+        with pytest.raises(configuration.ConfigError, match=r"web.token: too weak \(11 non-space"):
+            configuration.from_dict(data)
+    else:
+        assert configuration.from_dict(data).web.token == token
+
+
+def test_a_smoothing_of_1_is_refused():
+    """keep_old = smoothing * (1 - |2p - 1|): at 1 an uncertain pixel (p 0.5) would keep its first value forever."""
+    with pytest.raises(configuration.ConfigError, match="postprocess.smoothing: 1.0 is outside"):
+        configuration.from_dict({"postprocess": {"smoothing": 1.0}, "sink": {"kind": "null"}})
+    assert configuration.from_dict({"postprocess": {"smoothing": 0.99}, "sink": {"kind": "null"}})
+
+
+def test_the_fallback_kinds_own_settings_are_checked_too(tmp_path):
+    """The model's fallback must be able to start when the model cannot: its face cascade is checked although
+    the configured kind (onnx) does not read it."""
+    data = {"segmenter": {"kind": "onnx", "fallback": "classical", "face_cascade": str(tmp_path / "absent.xml")},
+            "sink": {"kind": "null"}}
+    with pytest.raises(configuration.ConfigError, match="segmenter.face_cascade: .*absent.xml is not a file"):
+        configuration.from_dict(data)
+    data["segmenter"]["fallback"] = ""  # no fallback: nothing reads the cascade
+    assert configuration.from_dict(data).segmenter.fallback == ""
