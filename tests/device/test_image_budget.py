@@ -109,6 +109,14 @@ def test_a_large_baseline_jpeg_is_planned_at_a_reduced_scale():
     assert inspect(data, cover_hw=(480, 640)).reduce == 8  # the camera only needs to fill its frame
 
 
+@pytest.mark.parametrize("width, height, cover_hw, reduce", [
+    (2 * WORK_SIDE, 16, None, 2), (2 * WORK_SIDE - 1, 16, None, 1),  # exactly WORK_SIDE at 1/2 is enough
+    (1280, 960, (480, 640), 2), (1279, 960, (480, 640), 1)])          # exactly the frame at 1/2 is enough
+def test_a_jpeg_is_reduced_while_the_result_still_has_exactly_enough_pixels(width, height, cover_hw, reduce):
+    data = cv2.imencode(".jpg", np.zeros((height, width, 3), np.uint8))[1].tobytes()
+    assert inspect(data, cover_hw=cover_hw).reduce == reduce
+
+
 def test_stray_bytes_between_jpeg_segments_are_skipped_as_libjpeg_does():
     """Two zero bytes before a marker: OpenCV and browsers show the photo, the header reader refused it (400)."""
     from device.imagefile import decode
