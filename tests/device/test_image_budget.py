@@ -130,6 +130,22 @@ def test_stray_bytes_between_jpeg_segments_are_skipped_as_libjpeg_does():
     assert np.array_equal(decode(odd, info), decode(data, inspect(data)))
 
 
+def test_a_see_through_pixel_is_its_colour_over_white_to_the_nearest_level():
+    """c * a + 255 * (1 - a), a = alpha / 255, rounded to the nearest level (never a tie: (255 - c) * alpha / 255
+    never ends in .5), for every pair of a few colour values and alphas in an RGBA PNG."""
+    import io
+
+    from device.imagefile import decode
+    levels, alphas = np.array([0, 30, 100, 160, 220, 255]), np.array([1, 64, 128, 200, 254])
+    c, a = np.meshgrid(levels, alphas)
+    rgba = np.dstack([c, c, c, a]).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(rgba).save(buf, "PNG")
+    out = decode(buf.getvalue(), inspect(buf.getvalue()))
+    expected = np.rint(c * a / 255 + 255 * (1 - a / 255))
+    assert np.array_equal(out[..., 0], expected) and np.array_equal(out[..., 2], expected)
+
+
 @pytest.mark.parametrize("kind", ["rgba.png", "grey-alpha.png", "palette-trns.png", "alpha.webp", "16-bit-rgba.png",
                                   "32-bit-alpha.bmp"])
 def test_transparent_pixels_are_laid_on_white_whatever_the_encoder_kept_under_them(kind):
@@ -277,3 +293,8 @@ def test_a_jpeg_turned_by_its_exif_is_planned_at_the_size_it_is_shown():
     upright = io.BytesIO()
     image.save(upright, "JPEG", quality=50)
     assert inspect(upright.getvalue(), cover_hw=(480, 640)).reduce == 8
+    exif[0x0112] = 9  # no orientation (1..8): shown as stored, as OpenCV does
+    odd = io.BytesIO()
+    image.save(odd, "JPEG", exif=exif.tobytes(), quality=50)
+    info = inspect(odd.getvalue(), cover_hw=(480, 640))
+    assert (info.width, info.height, info.reduce) == (5120, 4000, 8)
