@@ -213,7 +213,9 @@ def test_missing_required_metadata(tmp_path, key):
                                              ("threshold", "0_5", "must be a number"),
                                              ("input_size", "3_2,48", "must be 'H,W'"),
                                              ("input_size", "\u0663\u0662,48", "must be 'H,W'"),
-                                             ("input_size", "20000,20000", "each side must be 1..2048")])
+                                             ("input_size", "20000,20000", "each side must be 1..2048"),
+                                             ("input_size", "0,32", "each side must be 1..2048"),
+                                             ("input_size", "32,0", "each side must be 1..2048")])
 def test_bad_metadata_values(tmp_path, key, value, words):
     assert words in refusal(save(contract_graph(meta={**META, key: value}), tmp_path / "bad.onnx"))
 
