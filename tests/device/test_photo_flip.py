@@ -86,3 +86,16 @@ def test_a_photo_or_frame_of_one_colour_has_no_hair(monkeypatch):
     monkeypatch.undo()
     mask, _ = mirror.process_photo(read_rgb(figaro_photo_paths(1)[0]))
     assert mask.mean() > 0.05
+
+
+def test_a_frame_of_one_colour_is_a_cut_the_next_frame_gets_no_prior_from_before_it():
+    """A covered lens between two views: the model with a prior input segments the frame after it as a first frame
+    (an empty prior), not with the hair of the frame before the blank, on real photos."""
+    from .web_fixtures import figaro_photo_paths, read_rgb
+    seg = segmenter(False, DEFAULT_MODEL.parent / "hair-mobile-unet-prior.onnx")
+    assert seg.model.has_prior
+    before, after = (seg.fit(read_rgb(p)) for p in figaro_photo_paths(2))
+    seg.segment(before)
+    assert not seg.segment(np.full((*seg.input_size, 3), 12, np.uint8)).any()
+    fresh = segmenter(False, DEFAULT_MODEL.parent / "hair-mobile-unet-prior.onnx").segment(after)
+    np.testing.assert_array_equal(seg.segment(after), fresh)
