@@ -584,3 +584,16 @@ def test_a_tiny_or_thin_photo_is_segmented_not_an_error(photos, segmenter, reque
         photo = np.ascontiguousarray(cv2.resize(rgb, (w, h), interpolation=cv2.INTER_AREA).reshape(h, w, 3))
         mask, _ = mirror.process_photo(photo)
         assert mask.shape == (h, w)
+
+
+def test_a_photo_is_fitted_to_a_model_input_that_is_not_square(photos):
+    """The contract allows H != W (metadata input_size "H,W"): a photo is stretched to W wide and H high, every
+    shipped model being square could not tell the two apart."""
+    from device.segmenters import Segmenter
+    seg = Segmenter()
+    seg.input_size = (192, 256)
+    rgb = cv2.cvtColor(cv2.imread(str(sorted(Path(photos).iterdir())[0])), cv2.COLOR_BGR2RGB)
+    fitted = seg.fit(rgb)
+    assert fitted.shape == (192, 256, 3)
+    expected = cv2.resize(rgb, (256, 192), interpolation=cv2.INTER_AREA)  # cv2 sizes are (width, height)
+    assert np.abs(fitted.astype(int) - expected).mean() < 1
