@@ -597,3 +597,59 @@ def test_a_photo_is_fitted_to_a_model_input_that_is_not_square(photos):
     assert fitted.shape == (192, 256, 3)
     expected = cv2.resize(rgb, (256, 192), interpolation=cv2.INTER_AREA)  # cv2 sizes are (width, height)
     assert np.abs(fitted.astype(int) - expected).mean() < 1
+
+
+def test_the_photo_path_cuts_at_the_configured_threshold_and_keeps_by_the_configured_rule(photos, shipped_model):
+    """[postprocess] threshold and keep reach try-a-photo: with every component kept, a higher threshold dyes a
+    strict part of what a lower one dyes; `largest` keeps one of the several parts `all` keeps (FASSEG photos)."""
+    def photo_mask(name, **postprocess):
+        mirror = Mirror(make_cfg(photos, segmenter={"fallback": ""}, postprocess=postprocess),
+                        background_face_search=False)
+        rgb = cv2.cvtColor(cv2.imread(str(Path(photos) / name)), cv2.COLOR_BGR2RGB)
+        return mirror.process_photo(rgb)[0].astype(bool)
+    low, high = (photo_mask("2.png", threshold=t, keep="all", min_area=0.0) for t in (0.3, 0.8))
+    assert high.any() and not (high & ~low).any() and high.sum() < low.sum()
+    every, largest = (photo_mask("6.png", keep=keep, min_area=0.0) for keep in ("all", "largest"))
+    assert cv2.connectedComponents(every.view(np.uint8))[0] - 1 > 1, "the photo's hair is in several parts"
+    assert cv2.connectedComponents(largest.view(np.uint8))[0] - 1 == 1 and not (largest & ~every).any()
+
+
+def test_a_cut_starts_the_smoothing_afresh(photos, data_root):
+    """After a scene cut the first map is post-processed as by a new postprocessor: the last scene's smoothed
+    probabilities do not leak into it (two people's real hair masks, Figaro-1k ground truth, as the maps)."""
+    from device.postprocess import Postprocessor
+    from device.stages import Segmented
+    mirror = Mirror(make_cfg(photos, segmenter={"kind": "classical"}, postprocess={"smoothing": 0.5, "keep": "largest"}))
+    h, w = mirror.segmenter.input_size
+    gt = sorted((data_root / "figaro1k/GT/Testing").glob("*-gt.pbm"))[:2]
+    a, b = (cv2.resize((cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) > 0).astype(np.float32), (w, h)) for p in gt)
+    first, second = 0.9 * a, np.where(b > 0.5, np.float32(0.6), np.float32(0.4))  # the second scene is unsure
+    rgb = np.zeros((h, w, 3), np.uint8)
+    mirror.postprocess(Segmented(first, rgb, 0, mirror.scene, mirror.post, 0.0))
+    hair = mirror.postprocess(Segmented(second, rgb, 1, mirror.scene + 1, mirror.post, 0.0))
+    fresh = Postprocessor.for_config(mirror.cfg.postprocess, mirror.segmenter.threshold)(second)
+    assert hair.mask.any() and np.array_equal(hair.mask, fresh[0]) and np.array_equal(hair.alpha, fresh[1])
+
+
+def test_a_fallback_that_fails_too_rests_instead_of_replacing_itself(photos, shipped_model):
+    """The model fails, the classical fallback takes over; when that fails as well there is nothing left to fall
+    back to: frames go unmodified while it rests (not a new classical segmenter on every frame)."""
+    from device.segmenters import SegmenterError
+    mirror = Mirror(make_cfg(photos, segmenter={"fallback": "classical"}))
+    mirror.camera.start()
+    try:
+        def broken(*args, **kwargs):
+            raise SegmenterError("inference failed: model broke")
+        mirror.segmenter.model.predict = broken
+        assert mirror.infer(mirror.camera.read()) is None and mirror.segmenter.mode == "classical"
+        fallback = mirror.segmenter
+
+        def also_broken(rgb):
+            raise SegmenterError("inference failed: classical broke")
+        fallback.segment = also_broken
+        assert mirror.infer(mirror.camera.read()) is None
+        assert mirror.segmenter is fallback and "classical broke" in mirror.fallback_reason
+        assert mirror.resting_until > time.monotonic()
+    finally:
+        mirror.camera.stop()
+        mirror.post.close()
