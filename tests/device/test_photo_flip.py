@@ -99,3 +99,17 @@ def test_a_frame_of_one_colour_is_a_cut_the_next_frame_gets_no_prior_from_before
     assert not seg.segment(np.full((*seg.input_size, 3), 12, np.uint8)).any()
     fresh = segmenter(False, DEFAULT_MODEL.parent / "hair-mobile-unet-prior.onnx").segment(after)
     np.testing.assert_array_equal(seg.segment(after), fresh)
+
+
+@pytest.mark.parametrize("channel", [0, 1, 2])
+def test_a_frame_with_detail_in_one_channel_only_is_not_featureless(channel):
+    """Featureless means every channel varies less than FEATURELESS_STD: a real photo kept in one channel (the
+    others flat, as under a coloured light) still has everything to segment."""
+    from device.segmenters import featureless
+
+    from .web_fixtures import figaro_photo_paths, read_rgb
+    photo = read_rgb(figaro_photo_paths(1)[0])
+    one = np.zeros_like(photo)
+    one[..., channel] = photo[..., channel]
+    assert not featureless(one)
+    assert featureless(np.full_like(photo, 90))
