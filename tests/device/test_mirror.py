@@ -653,3 +653,55 @@ def test_a_fallback_that_fails_too_rests_instead_of_replacing_itself(photos, shi
     finally:
         mirror.camera.stop()
         mirror.post.close()
+
+
+def test_every_loss_of_a_camera_that_gave_frames_is_reopened_at_once(photos, monkeypatch):
+    """A camera lost after frames flowed is reopened without waiting, each time: the wait doubles only while no
+    frame comes between two losses (waits recorded, not waited)."""
+    from device.stages import Backoff
+    fake = fake_picamera2.install(monkeypatch)
+    fake.scenes = scenes_of(photos)
+    fake.fail_after = 3  # every camera instance dies after 3 frames
+    mirror = Mirror(make_cfg(photos, camera={"kind": "picamera2", "retry_seconds": 1.0},
+                             segmenter={"kind": "classical"}))
+    pauses = []
+    monkeypatch.setattr(Backoff, "sleep", lambda self, seconds: pauses.append(seconds))
+    assert mirror.run(max_frames=10, inline=True) == 10
+    assert len(fake.instances) == 4 and pauses == [0, 0, 0]
+
+
+def test_a_photo_is_not_segmented_while_a_live_inference_is(photos):
+    """The live frame's inference and a photo share the segmenter (the classical pipeline's cascade, a model's
+    prior): the photo waits until the live inference is done."""
+    mirror = Mirror(make_cfg(photos, segmenter={"kind": "classical"}))
+    inside, release, order = threading.Event(), threading.Event(), []
+    real_segment, real_still = mirror.segmenter.segment, mirror.segmenter.segment_still
+
+    def live(rgb):
+        order.append("live starts")
+        inside.set()
+        release.wait(10)
+        order.append("live ends")
+        return real_segment(rgb)
+
+    def still(rgb):
+        order.append("photo")
+        return real_still(rgb)
+    mirror.segmenter.segment, mirror.segmenter.segment_still = live, still
+    mirror.camera.start()
+    try:
+        frame = mirror.camera.read()
+        threads = [threading.Thread(target=mirror.infer, args=(frame,))]
+        threads[0].start()
+        assert inside.wait(10)
+        threads.append(threading.Thread(target=mirror.process_photo, args=(frame.main,)))
+        threads[1].start()
+        time.sleep(0.2)  # time enough for the photo to start, were it not waiting
+        release.set()
+        for t in threads:
+            t.join(30)
+        assert order == ["live starts", "live ends", "photo"]
+    finally:
+        release.set()
+        mirror.camera.stop()
+        mirror.post.close()

@@ -533,6 +533,18 @@ def test_kept_hair_shows_at_least_half_the_colour_at_any_threshold(threshold):
     assert (alpha[mask == 1] >= p[mask == 1] - 1e-7).all()  # never less than the probability itself
 
 
+def test_kept_hair_of_half_colour_counts_as_dyed():
+    """Hair.dyed is the pixels that get at least half the colour: kept hair under 0.5 (threshold 0.3, p 0.4) has
+    alpha exactly 0.5, and the inside of its stretch to the frame is dyed; nothing beyond the band is."""
+    from device.stages import Hair
+    p = np.zeros((64, 64), np.float32)
+    p[16:48, 16:48] = 0.4
+    mask, alpha = Postprocessor(0.3, smoothing=0)(p)
+    assert (alpha[mask == 1] == 0.5).all()
+    dyed = Hair(mask, alpha, 0, 0.0).dyed((256, 256))
+    assert dyed[80:176, 80:176].all() and not dyed[:50].any() and not dyed[:, 210:].any()
+
+
 def test_for_config_carries_every_postprocess_setting_and_the_models_threshold_when_unset():
     """The daemon and the evaluations build their postprocessor from [postprocess] through one place: every key of
     it reaches the postprocessor (a new key cannot be forgotten by one of them)."""
