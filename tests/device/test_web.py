@@ -305,9 +305,19 @@ def test_a_configured_token_is_needed_on_every_request(mirror):
 
 
 def test_without_a_token_only_loopback_host_names_are_answered(client):
-    for host in ("127.0.0.1:8080", "localhost", "[::1]:8080"):
+    for host in ("127.0.0.1:8080", "localhost", "[::1]:8080", "LocalHost:8080"):  # host names ignore case
         assert client.get("/api/status", headers={"Host": host}).status_code == 200, host
     assert_error(client.get("/api/status", headers={"Host": "attacker.example:8080"}), 403, "attacker.example")
+
+
+@pytest.mark.parametrize("header, name", [("127.0.0.1:8080", "127.0.0.1"), ("[::1]:8080", "::1"),
+                                          ("localhost", "localhost"), ("::1", "::1"), ("fe80::1", "fe80::1"),
+                                          ("[::1", "[::1"), ("[::1]x", "[::1]x")])
+def test_the_host_name_is_the_host_header_without_its_port(header, name):
+    """A port follows the only colon of a name or IPv4 address, or the bracket of an IPv6 one; an IPv6 address
+    without brackets has several colons and no port."""
+    from device.web.access import host_name
+    assert host_name(header) == name
 
 
 # --- live control -----------------------------------------------------------------------------------------------------
