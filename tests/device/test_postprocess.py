@@ -268,6 +268,18 @@ def test_face_rule_without_a_face_is_framed(face_at):
     assert len(calls) == 1
 
 
+def test_face_rule_with_every_component_far_below_a_small_face_keeps_the_surest_mass(face_at):
+    """A small face at the top and two parts far below its chin, where the face's weight is 0 (underflowed): none
+    is where hair would be, so the one with the most probability mass is kept, as `mass` keeps it, not both."""
+    face_at((44, 4, 8, 8))
+    p = np.zeros((128, 128), np.float32)
+    p[90:105, 10:30] = 0.6    # 300 px, mass 180
+    p[100:120, 80:90] = 0.95  # 200 px, mass 190
+    mask, _ = Postprocessor(0.5, keep="face", smoothing=0)(p, np.zeros((128, 128, 3), np.uint8))
+    assert mask[110, 85] == 1 and mask[95, 20] == 0
+    assert np.array_equal(mask, Postprocessor(0.5, keep="mass", smoothing=0)(p)[0])
+
+
 def test_find_face_takes_the_surest_face_of_a_real_photo():
     data = pytest.importorskip("skimage.data", reason="scikit-image (the [demo] extra) is not installed")
     photo = data.astronaut()
