@@ -280,6 +280,21 @@ def test_face_rule_with_every_component_far_below_a_small_face_keeps_the_surest_
     assert np.array_equal(mask, Postprocessor(0.5, keep="mass", smoothing=0)(p)[0])
 
 
+def test_the_default_postprocessing_damps_flicker_and_keeps_the_hair_not_the_collar(face_at):
+    """What a mirror with no [postprocess] section does: uncertain pixels are smoothed over time (not 'none'), and a
+    collar bigger than the hair does not win over it (models/README.md: `keep = face` stays the default)."""
+    from device import config as configuration
+    pc = configuration.from_dict({"sink": {"kind": "null"}}).postprocess
+    face_at((44, 40, 40, 40))
+    mask, _ = Postprocessor.for_config(pc, 0.5)(head_and_collar(), np.zeros((128, 128, 3), np.uint8))
+    assert mask[20, 60] == 1 and mask[110, 60] == 0
+    post, rng = Postprocessor.for_config(pc, 0.5), np.random.default_rng(0)
+    frames = [post.smooth(np.clip(0.5 + rng.normal(0, 0.1, (32, 32)), 0, 1).astype(np.float32)).copy()
+              for _ in range(10)]
+    raw_change = 0.1 * np.sqrt(2) * np.sqrt(2 / np.pi)  # mean |a - b| of two independent N(0.5, 0.1) values
+    assert np.mean([np.abs(a - b).mean() for a, b in zip(frames[1:], frames[2:])]) < 0.8 * raw_change
+
+
 def test_find_face_takes_the_surest_face_of_a_real_photo():
     data = pytest.importorskip("skimage.data", reason="scikit-image (the [demo] extra) is not installed")
     photo = data.astronaut()
