@@ -283,6 +283,9 @@ def test_uploads_over_the_size_limit_get_413(mirror):
                 if limit < len(b := cv2.imencode(".jpg", rgb, [cv2.IMWRITE_JPEG_QUALITY, q])[1].tobytes()) < 1.9 * limit)
     assert_error(upload(small, jpeg), 413, "limit is 0.1 MiB", "web.max_upload_mb")  # over the image limit
     assert_error(small.post("/api/photo", json={"image": base64.b64encode(jpeg).decode()}), 413, "0.1 MiB")
+    # within the request limit, over the image's: refused from the base64 text's length, naming the field
+    just_over = base64.b64encode(png_bytes(rgb)[:limit + 10_000]).decode()
+    assert_error(small.post("/api/photo", json={"image": just_over}), 413, "0.1 MiB", "'image'")
     big = png_bytes(rgb)
     assert len(big) > 2 * limit
     assert_error(upload(small, big, "big.png"), 413, "0.1 MiB", "web.max_upload_mb")  # over the request limit
