@@ -243,7 +243,7 @@ def test_the_displayed_composite_is_the_recolour_of_the_upscaled_alpha(photos):
         assert np.array_equal(out[untouched], rgb[untouched]), name
 
 
-@pytest.mark.parametrize("size", [(640, 480), (1280, 720), (800, 600), (320, 240)])
+@pytest.mark.parametrize("size", [(640, 480), (1280, 720), (800, 600), (320, 240), (700, 500), (1920, 1088)])
 def test_the_overlay_shrinks_only_the_hairs_box_and_is_the_whole_frame_shrunk(size):
     """The Pi overlay sink's picture: at a whole-number scale only the hair's box of the frame is shrunk (a tenth of
     the work); it must be the same picture as shrinking the whole frame, at any scale."""
@@ -262,6 +262,8 @@ def test_the_overlay_shrinks_only_the_hairs_box_and_is_the_whole_frame_shrunk(si
     box, a = out.hair_alpha(small.shape[:2])
     assert np.array_equal(got, recolourer.overlay_of(small.shape, box, a, recolourer.recolour(small, box, a)))
     assert got[..., 3].max() > 0 and got.shape == (*small.shape[:2], 4)
+    if w > OVERLAY_WIDTH:  # the frame's shape, as nearly as whole rows allow (700x500: 228.6 rows -> 229)
+        assert abs(got.shape[0] - h * OVERLAY_WIDTH / w) <= 0.5
 
 
 def test_speed_bench_writes_its_table_dated_with_the_machine_under_its_command(tmp_path, data_root, capsys):
