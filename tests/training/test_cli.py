@@ -337,3 +337,22 @@ def test_replacing_keeps_the_old_file_whole_when_the_new_one_fails_midway(tmp_pa
             raise interruption
     assert target.read_bytes() == b"epoch 1 weights"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_evaluate_feeds_a_prior_model_its_empty_prior(tmp_path, data_root):
+    """A checkpoint trained with the previous-frame prior (4 input channels) is measured as a first frame: no
+    previous mask."""
+    import json
+
+    torch = pytest.importorskip("torch")
+    from training.models import build_model
+    from training.train import save_checkpoint
+    model = build_model("unet-226k", in_channels=4)
+    optimizer = torch.optim.AdamW(model.parameters())
+    save_checkpoint(tmp_path / "prior.pt", model, optimizer, torch.optim.lr_scheduler.StepLR(optimizer, 1), 0,
+                    TrainConfig(size=32, prior=True), {})
+    out = tmp_path / "m.json"
+    assert main(["evaluate", str(tmp_path / "prior.pt"), "--data", "fasseg-v2-test", "--data-root", str(data_root),
+                 "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())["fasseg-v2-test"]
+    assert figures["images"] == 50 and 0.0 <= figures["iou"] <= 1.0

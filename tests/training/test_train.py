@@ -713,3 +713,38 @@ def test_a_resumed_run_goes_on_with_its_optimiser_schedule_best_epoch_and_loss_t
     assert [r["epoch"] for r in rows(run)] == ["1", "2", "3"]
     assert float(rows(run)[2]["lr"]) == pytest.approx(float(rows(tmp_path / "whole")[2]["lr"]), rel=1e-9)
     assert (run / "best.pt").read_bytes() == best_before
+
+
+def test_evaluate_thresholds_at_the_threshold_it_is_given(data_root):
+    """A predictor that says 0.6 everywhere: at 0.5 all of each photo is hair (IoU = the photo's hair share), at
+    0.7 none is (IoU 0 on photos with hair)."""
+    arrays = [p.load() for p in resolve("figaro-test", data_root)[:2]]
+
+    def everywhere(batch):
+        return np.full(batch.shape[:3], 0.6, np.float32)
+    low = evaluate(everywhere, arrays, (32, 32), threshold=0.5, progress=False)
+    high = evaluate(everywhere, arrays, (32, 32), threshold=0.7, progress=False)
+    assert low["iou"] == pytest.approx(np.mean([mask.mean() for _, mask in arrays]))
+    assert high["iou"] == 0.0 and high["pooled_iou"] == 0.0
+
+
+def test_the_teachers_weight_changes_what_prune_learns(tmp_path, data_root):
+    """alpha 0 learns from the labels alone, alpha 1 from the teacher alone: from the same seed and photos the two
+    runs' losses differ (a run that ignored its teacher would give the same figures)."""
+    from training.models import build_model
+    from training.train import save_checkpoint
+    torch.manual_seed(3)
+    teacher_net = build_model("unet-226k")
+    opt = torch.optim.AdamW(teacher_net.parameters())
+    teacher = tmp_path / "teacher.pt"
+    save_checkpoint(teacher, teacher_net, opt, torch.optim.lr_scheduler.StepLR(opt, 1), 0,
+                    TrainConfig(size=32), {})
+    losses = []
+    for alpha in (0.0, 1.0):
+        cfg = TrainConfig(variant="unet-226k", data=["fasseg-v2-train"], data_root=str(data_root), size=32, epochs=1,
+                          batch=2, limit=4, augment="flips", teacher=str(teacher), distill_alpha=alpha,
+                          out=str(tmp_path / f"alpha{alpha}"))
+        train(cfg, progress=False)
+        with open(tmp_path / f"alpha{alpha}" / "metrics.csv") as f:
+            losses.append(float(next(csv.DictReader(f))["train_loss"]))
+    assert losses[0] != pytest.approx(losses[1], rel=1e-3), losses
