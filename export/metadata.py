@@ -28,8 +28,12 @@ def save_checked(model: onnx.ModelProto, path: str | Path) -> Path:
     onnx.checker.check_model(model, full_check=True)
     path = Path(path)
     tmp = path.with_name(path.name + ".part")
-    onnx.save_model(model, str(tmp), save_as_external_data=False)
-    os.replace(tmp, path)
+    try:
+        onnx.save_model(model, str(tmp), save_as_external_data=False)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk or a Ctrl-C: the old file stays whole and no part file is left behind
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -185,8 +185,9 @@ def load_celebamask(root: Path) -> list[Pair]:
 
 def _resized_mask(mask_path: Path, image_path: Path) -> np.ndarray:
     m = read_binary_mask(mask_path)
-    h, w = cv2.imread(str(image_path), cv2.IMREAD_REDUCED_GRAYSCALE_8).shape
-    size = (w * 8, h * 8)
+    # the image's own size: an 8x reduced decode gives it only for sizes that divide by 8 (1003 px came out 1008)
+    h, w = _imread(image_path, cv2.IMREAD_GRAYSCALE, "not a readable image").shape
+    size = (w, h)
     return cv2.resize(m, size, interpolation=cv2.INTER_NEAREST) if m.shape[::-1] != size else m
 
 

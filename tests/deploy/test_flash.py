@@ -414,3 +414,66 @@ def test_device_with_a_mounted_partition_is_refused(image, partitioned_loop, tmp
         assert backing.read_bytes()[:1 << 20] == head
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+# --- without the disk tools: an MBR written by hand, no first-boot files (nothing for mtools to do) --------------
+
+@pytest.fixture
+def bare_image(tmp_path) -> tuple[Path, bytes]:
+    """A 2 MiB raw disk image with an MBR whose first partition is FAT (0x0c at sector 2048), as .img.xz with a
+    sha256sum file beside it that names another file first."""
+    mbr = bytearray(512)
+    mbr[446 + 4] = 0x0C
+    mbr[446 + 8:446 + 12] = (2048).to_bytes(4, "little")
+    mbr[510:512] = b"\x55\xaa"
+    raw = bytes(mbr) + os.urandom((2 << 20) - 512)
+    xz = tmp_path / "bare.img.xz"
+    xz.write_bytes(lzma.compress(raw, preset=0))
+    digest = hashlib.sha256(xz.read_bytes()).hexdigest()
+    (tmp_path / "bare.img.xz.sha256").write_text(f"{'0' * 64}  other.img.xz\n{digest} *bare.img.xz\n")
+    return xz, raw
+
+
+def test_the_checksum_line_is_the_image_s_own_and_a_checksum_is_64_hex_digits(bare_image, tmp_path, capsys):
+    xz, _ = bare_image
+    assert flash.expected_sha256(xz, None, None) == hashlib.sha256(xz.read_bytes()).hexdigest()
+    assert flash.main([str(xz), str(tmp_path / "c.img"), "--allow-file", "--dry-run"]) == 0
+    assert flash.main([str(xz), str(tmp_path / "c.img"), "--allow-file", "--dry-run", "--sha256", "a" * 32]) == 2
+    assert "not 64 hex digits" in capsys.readouterr().err
+
+
+def test_a_file_target_is_written_and_read_back(bare_image, tmp_path, monkeypatch, capsys):
+    """The bytes written are the image's; a read-back that differs, or fewer bytes than the image holds, fail."""
+    xz, raw = bare_image
+    target = tmp_path / "card.img"
+    assert flash.main([str(xz), str(target), "--allow-file", "--yes"]) == 0
+    assert target.read_bytes() == raw and "read back and verified" in capsys.readouterr().out
+    monkeypatch.setattr(flash, "read_back", lambda target, length: "0" * 64)
+    assert flash.main([str(xz), str(target), "--allow-file", "--yes"]) == 1
+    assert "read-back sha256" in capsys.readouterr().err
+    monkeypatch.setattr(flash, "image_size", lambda image: len(raw) + 512)
+    assert flash.main([str(xz), str(target), "--allow-file", "--yes", "--no-readback"]) == 1
+    assert f"wrote {len(raw)} bytes, the image holds {len(raw) + 512}" in capsys.readouterr().err
+
+
+def test_a_card_exactly_the_image_s_size_is_enough(bare_image, tmp_path, monkeypatch, capsys):
+    xz, raw = bare_image
+    target = tmp_path / "card.img"
+    for size, code in ((len(raw), 0), (len(raw) - 1, 2)):
+        monkeypatch.setattr(flash, "check_target", lambda path, allow_file, s=size: flash.Target(target, False, s))
+        assert flash.main([str(xz), str(target), "--allow-file", "--dry-run"]) == code, size
+    assert "larger than the card" in capsys.readouterr().err
+
+
+def test_first_boot_values_by_hand():
+    """The IEEE 802.11i vector for the PSK; WPA passphrases of 8 to 63 characters; root is never the first user;
+    TOML strings with quotes, backslashes and control characters read back as written."""
+    assert flash.wpa_psk("IEEE", "password") == "f42c6fc52df0ebef9ebb4b90b38a5f902e83fe1b135a70e23aed762e9710a12e"
+    assert len(flash.wpa_psk("IEEE", "p" * 63)) == 64
+    for bad in ("p" * 7, "p" * 64):
+        with pytest.raises(flash.Refused, match="8 to 63"):
+            flash.wpa_psk("IEEE", bad)
+    with pytest.raises(flash.Refused, match="root"):
+        flash.FirstBoot(user="root").validate()
+    tricky = 'Caf\u00e9 "quoted" back\\slash\ttab\x01'
+    assert tomllib.loads(f"v = {flash.toml_string(tricky)}")["v"] == tricky

@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import onnxruntime as ort
 import pytest
 
@@ -206,6 +207,88 @@ def test_the_daemon_runs_one_thread_without_spinning(small_model):
     assert Config().segmenter.threads == 1
     opts = load_model(small_model, threads=Config().segmenter.threads).session.get_session_options()
     assert opts.intra_op_num_threads == 1 and opts.get_session_config_entry(threads.SPINNING_KEY) == "0"
+
+
+def _series(name, ms, units=1, cpu_share=0.0):
+    """A Series whose rounds took `ms` milliseconds per unit, with `cpu_share` of each round's wall time as CPU."""
+    return measure.Series(name, [measure.Block(units, units * v / 1e3, cpu_s=cpu_share * units * v / 1e3)
+                                 for v in ms])
+
+
+def test_a_paired_ratio_is_the_median_of_the_rounds_ratios_by_hand():
+    """Rounds of 1, 10 and 4 ms against 1, 2 and 8 ms: per-round ratios 1, 5 and 0.5, so the median is 1 with
+    quartiles 0.75 and 3 (the ratio of the medians, 4 / 2, or of the rounds sorted apart, would say 2 or 1.25)."""
+    ratio = measure.paired(_series("a", [1.0, 10.0, 4.0]), _series("b", [1.0, 2.0, 8.0]))
+    assert ratio == {"median": 1.0, "q25": 0.75, "q75": 3.0, "rounds": 3}
+
+
+def test_latency_figures_by_hand():
+    """Single calls of 1..10 ms: median 5.5, 90th percentile 9.1 (linear between the 9th and 10th); a round of
+    0.5 s CPU in 1 s is 50% of one core."""
+    s = measure.Series("m", [measure.Block(5, 1.0, cpu_s=0.5), measure.Block(5, 0.5, cpu_s=0.5)],
+                       unit_s=[v / 1e3 for v in range(1, 11)])
+    lat = s.latency()
+    assert (lat["median_ms"], lat["p90_ms"], lat["mean_ms"], lat["runs"], lat["rounds"]) == (5.5, 9.1, 5.5, 10, 2)
+    assert lat["round_ms"] == [200.0, 100.0] and list(s.round_cpu_pct) == [50.0, 100.0] and lat["cpu_pct"] == 75.0
+
+
+def test_the_thread_table_figures_from_known_rounds(small_model, monkeypatch):
+    """The thread table's arithmetic on rounds of known times (the machine's load doubles in round 2, alike for
+    every item): 10 ms a frame for 1 thread, 5 for 2, 4 for all; the speed-up is 1 thread's time over this one's,
+    the CPU ratio this one's paced CPU over 1 thread's, and the choice keeps up at the least CPU."""
+    cost = {1: (10.0, 1.0, 0.3), 2: (5.0, 1.8, 0.5), 0: (4.0, 3.0, 0.9)}  # ms, CPU share back to back, paced
+    seen = {}
+
+    def known_rounds(items, budget):
+        out = []
+        for it in items:
+            n = int(it.name.split()[0]) if it.name[0].isdigit() else 0
+            ms, busy, paced = cost[n]
+            spinning = "spinning on" in it.name
+            seen[it.name] = it.settle_after
+            if "back to back" in it.name:
+                out.append(_series(it.name, [ms, 2 * ms, ms], units=10, cpu_share=busy))
+            else:  # 6 calls at 30 FPS: 0.2 s a round
+                out.append(measure.Series(it.name, [measure.Block(6, 0.2, cpu_s=0.2 * (paced + 0.5 * spinning))
+                                                    for _ in range(3)]))
+        return out
+    monkeypatch.setattr(threads, "interleave", known_rounds)
+    frame = np.zeros((*load_model(small_model).input_size, 3), np.uint8)
+    table = threads.measure(small_model, frame, measure.QUICK, 30.0)
+    rows = {(r["threads"], r["spinning"]): r for r in table["settings"]}
+    two, every = rows[(2, False)], rows[(0, True)]
+    assert (two["fps"], two["cpu_pct"], two["cpu_ms_per_frame"]) == (200.0, 180.0, 9.0)
+    assert two["speedup"] == {"median": 2.0, "q25": 2.0, "q75": 2.0, "rounds": 3}
+    assert every["speedup"]["median"] == 2.5 and every["fps"] == 250.0
+    assert two["paced_fps"] == 30.0 and two["paced_cpu_pct"] == 50.0
+    assert two["paced_cpu_ratio"]["median"] == pytest.approx(0.5 / 0.3, abs=5e-4)  # kept to 3 places
+    assert table["choice"]["setting"] == threads.setting_name(1, False)
+    # a spinning pool of more than one thread is left to go quiet before the next item; one thread never spins
+    assert {name for name, settle in seen.items() if settle} == {
+        n for n in seen if "spinning on" in n and not n.startswith("1 thread")}
+
+
+def test_all_cores_lose_a_tie_to_a_number_of_threads():
+    """'all' (threads 0) is the most threads there are: in a tie on CPU, 2 threads without spinning win."""
+    rows = [_setting(1, False, 20, 20, 100), _setting(0, False, 60, 30, 150), _setting(2, False, 40, 30, 150)]
+    assert threads.choose(rows, 30)["setting"] == threads.setting_name(2, False)
+
+
+def test_the_machine_record_on_an_arm_board(monkeypatch):
+    """A Pi's /proc: 'Features' rather than 'flags', memory in kB (GiB reported), the board as its label."""
+    files = {"/proc/cpuinfo": "processor\t: 0\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 asimddp\n",
+             "/proc/meminfo": "MemTotal:        8245248 kB\nMemFree:  100 kB\n"}
+    monkeypatch.setattr(machine, "_read", lambda path: files.get(path, ""))
+    assert machine.cpu_flags() == ["asimd", "asimddp"]
+    assert machine.ram_gb() == 7.9  # 8245248 kB / 1024**2
+    assert machine.default_label({"board": "Raspberry Pi 5 Model B Rev 1.0"}) == "Pi 5"
+    assert machine.default_label({"board": None, "cpu": "Intel(R) Core(TM) i7-8700 CPU @ 3.20GHz"}) == "i7-8700"
+
+
+def test_a_setting_within_five_percent_of_the_camera_keeps_up():
+    """29 of the camera's 30 FPS (a late frame now and then) keeps up: the least CPU among those wins."""
+    rows = [_setting(1, False, 60, 29, 40), _setting(2, False, 90, 30, 80)]
+    assert threads.choose(rows, 30)["setting"] == threads.setting_name(1, False)
 
 
 # --- CUDA ------------------------------------------------------------------------------------------------------------

@@ -309,3 +309,42 @@ def test_a_file_that_cannot_be_written_now_exits_1_naming_it(here, tmp_path, fil
             rc = bench_report.main([str(here), "--quiet", option, str(out)])
         said = capsys.readouterr().err + caplog.text  # --out's line is logged, --plot's printed
         assert rc == 1 and f"cannot write {out}" in said and out.read_bytes() == b"old"
+
+
+def test_an_int8_unet_is_never_the_dense_reference():
+    """The seed design's Pi figures are fp32 dense convolutions: an int8 unet-226k at a larger input is not the
+    reference."""
+    from device.bench import projection
+    models = {"unet": {"variant": "unet-226k", "precision": "fp32", "macs": 5e8, "input_size": [128, 128]},
+              "unet-int8": {"variant": "unet-226k", "precision": "int8", "macs": 2e9, "input_size": [256, 256]}}
+    entry = {"label": "desk", "machine": {}, "results": [{"model": n, "runtime": "ort-cpu-1", "status": "ok",
+                                                          "latency": {"median_ms": 10.0}} for n in models]}
+    assert projection.project({"machines": [entry]}, models)["reference"] == "unet"
+
+
+def test_a_pi_is_known_by_its_label_when_its_board_is_not():
+    from device.bench import projection
+    for label, pi in (("Pi 4", "Pi 4"), ("CM5", "Pi 5"), ("i7-8700", None)):
+        assert projection.pi_model({"machine": {"board": None}, "label": label}) == pi, label
+
+
+def test_three_rounds_show_their_spread_and_the_goal_includes_its_bound():
+    assert report._iqr({"median": 2.0, "q25": 1.9, "q75": 2.1, "rounds": 3}) == "2.00x (1.90-2.10)"
+    assert report._goal(1.10, [1.0, 1.2]) == "1.10 (1.00-1.20) ok"  # at most 1.10x the model alone
+    assert report._goal(1.11, None) == "1.11 OVER"
+
+
+def test_the_fps_table_is_one_over_the_median_latency():
+    """A slow first call pulls the mean, not the median: 10 ms median is 100 FPS whatever the mean."""
+    entry = {"label": "desk", "machine": {}, "models": [{"name": "m"}],
+             "results": [{"model": "m", "runtime": "ort-cpu-1", "status": "ok",
+                          "latency": {"median_ms": 10.0, "mean_ms": 40.0}}]}
+    (row,) = [line for line in report.fps_table({"machines": [entry]}).splitlines() if line.startswith("| m ")]
+    assert row.rstrip(" |").endswith("| 100")
+
+
+def test_the_two_thread_speed_up_is_the_one_without_spinning():
+    table = {"settings": [{"threads": 2, "spinning": True, "speedup": {"median": 1.6}},
+                          {"threads": 2, "spinning": False, "speedup": {"median": 1.2}}]}
+    assert report._two_thread_speedup(table) == 1.2
+    assert report._two_thread_speedup({"settings": []}) == 1.0

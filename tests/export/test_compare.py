@@ -42,3 +42,18 @@ def test_paired_differences_of_known_arrays():
     m = paired(base, base + np.array([0.1, -0.1, 0.2, 0.0]))
     assert m["diff"] == pytest.approx(0.05) and m["better"] == 0.5 and m["worse"] == 0.25
     assert m["se"] == pytest.approx(np.std([0.1, -0.1, 0.2, 0.0], ddof=1) / 2)
+
+
+def test_every_row_is_paired_against_the_first_file(data_root):
+    """The first file is the base: its own row differs by nothing, the second's by its mean minus the first's."""
+    from export.compare import compare, per_photo_iou
+    from export.evaluation import load_benchmark
+    if not PREVIOUS.is_file():
+        pytest.skip(f"{PREVIOUS} absent")
+    result = compare([DEFAULT_MODEL, PREVIOUS], ("fasseg-v2-test",), data_root, threads=1, limit=4,
+                     progress=False)["fasseg-v2-test"]
+    arrays, _ = load_benchmark("fasseg-v2-test", data_root, 4)
+    first, second = (per_photo_iou(f, arrays, threads=1) for f in (DEFAULT_MODEL, PREVIOUS))
+    (_, base), (_, other) = result["rows"]
+    assert base["diff"] == 0 and base["iou"] == pytest.approx(first.mean())
+    assert other["diff"] == pytest.approx((second - first).mean()) and other["diff"] != 0

@@ -290,3 +290,62 @@ def test_eval_on_a_set_with_no_usable_photo_stores_nothing(exported, tmp_path, c
     assert main(["eval", str(model), "--data", f"folder:{tmp_path / 'set'}", "--write"]) == 1
     assert "no usable photo to evaluate on" in caplog.text
     assert hashlib.sha256(model.read_bytes()).hexdigest() == before
+
+
+def test_the_file_names_its_source_checkpoint_by_content_and_its_validation_score(exported, trained_checkpoint):
+    """source.sha256 is the checkpoint file's own digest (a renamed or retrained file differs), and
+    train.val_iou the validation IoU the checkpoint recorded."""
+    import hashlib
+    path, _, ckpt = exported
+    meta = load_model(path).metadata
+    assert meta["source.checkpoint"] == trained_checkpoint.name
+    assert meta["source.sha256"] == hashlib.sha256(trained_checkpoint.read_bytes()).hexdigest()[:16]
+    assert float(meta["train.val_iou"]) == pytest.approx(ckpt["metrics"]["val_iou"], abs=5e-5)
+
+
+def test_parity_fails_a_file_that_computes_something_else(exported):
+    """The check compares the file with the PyTorch model: a model whose output logit is moved by 0.01 (a
+    probability change of up to 0.0025, 25 times the limit) fails it, the model itself passes."""
+    import copy
+    path, wrapper, _ = exported
+    assert parity.check_parity(wrapper, path, count=4).ok
+    moved = copy.deepcopy(wrapper)
+    with torch.no_grad():
+        moved.net.head.bias += 0.01
+    report = parity.check_parity(moved, path, count=4)
+    assert not report.ok and 5e-4 < report.max_abs_diff < 0.0026, str(report)
+
+
+def test_parity_verdict_and_mask_iou_by_hand():
+    a = np.array([True, True, False, False, True])
+    b = np.array([True, False, True, False, True])
+    assert parity.mask_iou(a, b) == pytest.approx(2 / 4)
+    assert parity.mask_iou(np.zeros(3, bool), np.zeros(3, bool)) == 1.0  # both empty: the same mask
+    assert parity.ParityReport(4, 5e-5, 1.0, 0.5).ok
+    assert not parity.ParityReport(4, 2e-4, 1.0, 0.5).ok    # probabilities apart by more than 1e-4
+    assert not parity.ParityReport(4, 5e-5, 0.99, 0.5).ok   # masks that differ by 1 % of their union
+
+
+def test_rewriting_metadata_that_fails_midway_leaves_the_file_whole(exported, tmp_path, file_size_limit):
+    """A full disk while the metadata is written (eval --write, the int8 report) leaves the model as it was, and
+    no part file beside it."""
+    import shutil
+
+    from export.metadata import update_metadata
+    model = tmp_path / "m.onnx"
+    shutil.copy(exported[0], model)
+    before = model.read_bytes()
+    with file_size_limit(len(before) // 2), pytest.raises(OSError):
+        update_metadata(model, {"eval.figaro_test.iou": "0.9000"})
+    assert model.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+
+
+def test_eval_metadata_stores_figures_to_four_places_and_the_photo_count_whole():
+    from export.evaluation import eval_metadata
+    figures = {"iou": 0.123456, "f1": 0.5, "pooled_iou": 0.25, "pooled_f1": 0.4, "pixel_accuracy": 0.99999,
+               "images": 210}
+    meta = eval_metadata({"figaro-test": figures, "fasseg-v2-test": {**figures, "images": 50}})
+    assert meta["eval.figaro_test.iou"] == "0.1235" and meta["eval.figaro_test.pixel_accuracy"] == "1.0000"
+    assert meta["eval.figaro_test.images"] == "210" and meta["eval.fasseg_v2_test.images"] == "50"
+    assert len(meta) == 2 * 6

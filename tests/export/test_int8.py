@@ -83,3 +83,41 @@ def test_int8_of_a_graph_symbolic_shape_inference_gives_up_on(tmp_path, monkeypa
     images, _ = parity.parity_inputs(fp32.input_size, count=4)
     a, b = fp32.predict(images), q.predict(images)
     assert ((a > 0.5) == (b > 0.5)).mean() >= 0.95, "thresholded masks must agree"
+
+
+def test_calibration_spreads_an_odd_count_over_the_sets_from_end_to_end(data_root):
+    """7 photos over two sets: 4 from the first, 3 from the second, each set's first and last photo among them."""
+    from training.data import resolve
+    pairs = calibration_pairs(7, data_root=data_root)
+    figaro, fasseg = resolve("figaro-train", data_root), resolve("fasseg-v3-train", data_root)
+    assert [p.source for p in pairs] == ["figaro"] * 4 + ["fasseg-v3"] * 3
+    assert pairs[0] == figaro[0] and pairs[3] == figaro[-1] and pairs[4] == fasseg[0] and pairs[6] == fasseg[-1]
+    assert len(set(pairs)) == 7
+
+
+def test_int8_drops_the_fp32_figures_it_has_not_earned(exported, tmp_path):
+    """The fp32 file's eval.* figures describe the fp32 file: the int8 file carries none until it is measured
+    itself, and no quant.command when none was given."""
+    import shutil
+
+    from export.metadata import update_metadata
+    fp32 = tmp_path / "m.onnx"
+    shutil.copy(exported[0], fp32)
+    update_metadata(fp32, {"eval.figaro_test.iou": "0.9000", "eval.figaro_test.images": "210"})
+    meta = load_model(quantize_file(fp32, tmp_path / "m.int8.onnx", calib=2)).metadata
+    assert not [k for k in meta if k.startswith("eval.")]
+    assert "quant.command" not in meta and meta["quant.source"] == "m.onnx"
+    assert meta["variant"] == load_model(fp32).metadata["variant"]
+
+
+def test_the_shipping_rule_by_hand():
+    """int8 ships when it loses at most 1 point of Figaro Testing's mean IoU; a gain ships too."""
+    from export.qualify import Int8Report
+
+    def report(fp32, int8):
+        return Int8Report({"figaro-test": {"iou": fp32}}, {"figaro-test": {"iou": int8}})
+    worse = report(0.80, 0.70)
+    assert worse.iou_drop_points == pytest.approx(10.0) and not worse.ships
+    assert report(0.80, 0.795).iou_drop_points == pytest.approx(0.5) and report(0.80, 0.795).ships
+    assert report(0.80, 0.81).iou_drop_points == pytest.approx(-1.0) and report(0.80, 0.81).ships
+    assert not report(0.80, 0.7899).ships

@@ -59,6 +59,7 @@ def test_bad_repeat_and_unknown_preset_are_usage_errors(capsys, caplog):
     ({"teacher": "runs/x/best.pt", "out": "runs/x"}, "--teacher checkpoint"),
     ({"init": "runs/x/last.pt", "out": "runs/x/"}, "--init checkpoint"),
     ({"threads": 0}, "threads"), ({"threads": -1}, "threads"), ({"threads": 65}, "threads"), ({"seed": -1}, "seed"),
+    ({"weight_decay": -1e-4}, "weight_decay"),
 ])
 def test_numbers_a_run_would_learn_nothing_from_are_refused_by_name(changes, key):
     """Each was accepted: lr 0 or batch larger than the data trained nothing and exited 0, alpha nan saved NaN
@@ -293,3 +294,67 @@ def test_replacing_leaves_no_temp_file_when_the_final_rename_fails(tmp_path):
         with replacing(target) as tmp:
             tmp.write_bytes(b"weights")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.pt"]
+
+
+@pytest.mark.parametrize("changes", [{"teacher": "t.pt", "distill_alpha": 0.0}, {"teacher": "t.pt", "distill_alpha": 1.0},
+                                     {"threads": 64}, {"threads": 1}, {"weight_decay": 0.0}, {"hard": 0.0}, {"ema": 0.0}])
+def test_the_ends_of_each_allowed_range_are_accepted(changes):
+    """alpha lies in [0, 1] (1: the teacher alone), threads in 1..64, weight decay from 0 (none)."""
+    cfg = TrainConfig(**changes)
+    assert all(getattr(cfg, key) == value for key, value in changes.items())
+
+
+def test_int_in_takes_both_ends_of_its_range():
+    from training.cli import int_in
+    parse = int_in(1, 64)
+    assert (parse("1"), parse("64")) == (1, 64)
+    for text in ("0", "65", "1.5"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            parse(text)
+
+
+def test_an_output_that_is_the_input_spelt_another_way_is_refused(tmp_path):
+    """`--out runs/../runs/x/best.pt` or a symlink to the input is the input: writing it would replace it."""
+    from training.cli import check_output_path
+    source = tmp_path / "run" / "best.pt"
+    source.parent.mkdir()
+    source.write_bytes(b"weights")
+    (tmp_path / "link.pt").symlink_to(source)
+    for out in (tmp_path / "run" / ".." / "run" / "best.pt", tmp_path / "link.pt"):
+        with pytest.raises(ValueError, match="must differ from the input file"):
+            check_output_path(out, source)
+    assert check_output_path(tmp_path / "run" / "other.pt", source) == tmp_path / "run" / "other.pt"
+
+
+@pytest.mark.parametrize("interruption", [OSError("disk full"), KeyboardInterrupt()])
+def test_replacing_keeps_the_old_file_whole_when_the_new_one_fails_midway(tmp_path, interruption):
+    """A checkpoint rewritten each epoch (last.pt): a full disk or a Ctrl-C during the write leaves the previous
+    epoch's file as it was, and no temp file."""
+    from training.cli import replacing
+    target = tmp_path / "last.pt"
+    target.write_bytes(b"epoch 1 weights")
+    with pytest.raises(type(interruption)):
+        with replacing(target) as tmp:
+            tmp.write_bytes(b"epoch 2 wei")
+            raise interruption
+    assert target.read_bytes() == b"epoch 1 weights"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_evaluate_feeds_a_prior_model_its_empty_prior(tmp_path, data_root):
+    """A checkpoint trained with the previous-frame prior (4 input channels) is measured as a first frame: no
+    previous mask."""
+    import json
+
+    torch = pytest.importorskip("torch")
+    from training.models import build_model
+    from training.train import save_checkpoint
+    model = build_model("unet-226k", in_channels=4)
+    optimizer = torch.optim.AdamW(model.parameters())
+    save_checkpoint(tmp_path / "prior.pt", model, optimizer, torch.optim.lr_scheduler.StepLR(optimizer, 1), 0,
+                    TrainConfig(size=32, prior=True), {})
+    out = tmp_path / "m.json"
+    assert main(["evaluate", str(tmp_path / "prior.pt"), "--data", "fasseg-v2-test", "--data-root", str(data_root),
+                 "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())["fasseg-v2-test"]
+    assert figures["images"] == 50 and 0.0 <= figures["iou"] <= 1.0

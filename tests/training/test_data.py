@@ -161,3 +161,80 @@ def test_celeb1k_tagged_subsets_weight_up_training_photos_and_validate_through_t
     assert len(train_pairs) == len(train) + 3 * len(hats)
     assert sum(p == hats[0] for p in train_pairs) == 4, "once as celeb1k-train, three times as the subset"
     assert {p.name for p in val_pairs} == {p.name for p in data.resolve("celeb1k-val", data_root)}
+
+
+def test_figaro_hairstyle_classes_follow_the_frame_numbers(data_root):
+    """150 frames per class in frame order (README of the data: 1-150 straight ... 901-1050 short-men), 120 of each
+    in Training and 30 in Testing; 92 short-men training frames are missing here, so 28 of them remain."""
+    from collections import Counter
+    bounds = {1: "straight", 150: "straight", 151: "wavy", 300: "wavy", 301: "curly", 450: "curly", 451: "kinky",
+              600: "kinky", 601: "braids", 750: "braids", 751: "dreadlocks", 900: "dreadlocks", 901: "short-men",
+              1050: "short-men"}
+    assert {frame: data.figaro_class(frame) for frame in bounds} == bounds
+    train = Counter(p.group for p in data.resolve("figaro-train", data_root))
+    test = Counter(p.group for p in data.resolve("figaro-test", data_root))
+    assert train == {**{c: 120 for c in data.FIGARO_CLASSES[:-1]}, "short-men": 28}
+    assert test == {c: 30 for c in data.FIGARO_CLASSES}
+
+
+@pytest.mark.parametrize("name", ["fasseg/V2/test/1", "fasseg/V2/test/20", "fasseg/V2/test/37"])
+def test_fasseg_hair_that_runs_off_the_photo_is_never_taken_for_an_eyebrow(data_root, name):
+    """An eyebrow is enclosed by skin; hair that leaves the photo at its edge is hair, whatever it touches inside
+    (V2 Test 20: a lock at the corner that touches no background label; 1 and 37: a few anti-aliased hair pixels
+    at a side, and at the top or bottom edge). Every label pixel of the hair class (the nearest palette colour) on
+    the border stays."""
+    pair = next(p for p in data.resolve("fasseg-v2-test", data_root) if p.name == name)
+    label = data.read_image(pair.mask)
+    hair = data.snap_to_palette(label, data.FASSEG_PALETTE) == list(data.FASSEG_PALETTE).index("hair")
+    _, mask = pair.load()
+    border = np.zeros(mask.shape, bool)
+    border[[0, -1], :] = border[:, [0, -1]] = True
+    assert (hair & border).any(), "the label's hair reaches the edge of the photo"
+    assert mask[hair & border].all()
+
+
+def test_a_hash_split_set_validates_on_pairs_it_never_trains_on(data_root):
+    """A set without a fixed validation split is split by name: each pair is on exactly one side."""
+    pytest.importorskip("torch")
+    from training.train import TrainConfig, load_training_data
+    pairs = data.resolve("fasseg-v2-train", data_root)
+    _, train_pairs, _, val_pairs = load_training_data(TrainConfig(data=["fasseg-v2-train"], val_fraction=0.3,
+                                                                  data_root=str(data_root)))
+    train_names, val_names = {p.name for p in train_pairs}, {p.name for p in val_pairs}
+    assert val_names and train_names and not train_names & val_names
+    assert train_names | val_names == {p.name for p in pairs}
+
+
+def test_the_split_does_not_depend_on_where_the_data_lives(data_root, tmp_path):
+    """A run resumed, or compared, with the data reached by another path validates on the same pairs."""
+    (tmp_path / "elsewhere").symlink_to(data_root, target_is_directory=True)
+    here = data.split_train_val(data.resolve("figaro-train", data_root))[1]
+    there = data.split_train_val(data.resolve("figaro-train", tmp_path / "elsewhere"))[1]
+    assert {p.name for p in here} == {p.name for p in there} and here
+
+
+@pytest.mark.parametrize("spec, words", [("figaro-test", "held-out"), ("fasseg-v2-test", "held-out"),
+                                         ("celeb1k-val", "validation split")])
+def test_every_benchmark_and_validation_split_is_refused_as_training_data(spec, words):
+    """Figaro Testing and FASSEG V2 Test are the public benchmarks, celeb1k-val the model selection split: none of
+    them is trained on, alone or beside a training set."""
+    with pytest.raises(ValueError, match=words):
+        data.refuse_for_training(["figaro-train", spec])
+
+
+def test_celebamask_masks_take_the_size_of_any_image(tmp_path, data_root):
+    """The mask is stretched (nearest) to its image, whatever the image's shape: not square, and a size that is
+    not a multiple of 8."""
+    img_dir, anno = tmp_path / "CelebA-HQ-img", tmp_path / "CelebAMask-HQ-mask-anno" / "0"
+    img_dir.mkdir()
+    anno.mkdir(parents=True)
+    img, mask = data.resolve("figaro-test", data_root)[0].load()
+    img = cv2.resize(img, (203, 317))  # width 203, height 317
+    small = np.zeros((100, 64), np.uint8)
+    small[:50] = 1  # hair in the top half
+    cv2.imwrite(str(img_dir / "3.jpg"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(anno / "00003_hair.png"), small * 255)
+    (pair,) = data.resolve(f"celebamask:{tmp_path}")
+    loaded, m = pair.load()
+    assert loaded.shape[:2] == m.shape == (317, 203)
+    assert m[:150].all() and not m[170:].any()

@@ -641,3 +641,110 @@ def test_a_run_of_exactly_ten_steps_trains(tmp_path, data_root):
     train(cfg, progress=False)
     _, ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
     assert ckpt["epoch"] == 1 and ckpt["scheduler"]["total_steps"] == 10
+# ---- for tests/training/test_train.py
+
+
+def test_per_image_means_pooled_figures_and_an_empty_image_by_hand():
+    """Three images whose per-image means and pooled (summed-pixel) figures differ, counted by hand. An image with
+    no hair, predicted with none, is a correct answer: IoU = F1 = 1 (not 0, not skipped)."""
+    a_truth, a_pred = np.zeros((10, 10), np.uint8), np.zeros((10, 10), np.uint8)
+    a_truth[:5], a_pred[:4], a_pred[9, 0] = 1, 1, 1          # tp 40, fp 1, fn 10
+    b_truth, b_pred = np.zeros((10, 10), np.uint8), np.zeros((10, 10), np.uint8)
+    b_truth[0, :4], b_pred[0, 2:6] = 1, 1                     # tp 2, fp 2, fn 2
+    empty = np.zeros((10, 10), np.uint8)                      # no hair, none predicted
+    m = MaskMetrics()
+    for pred, truth in ((a_pred, a_truth), (b_pred, b_truth), (empty, empty)):
+        m.update(pred, truth)
+    s = m.summary()
+    assert m.ious == pytest.approx([40 / 51, 2 / 6, 1.0]) and m.f1s == pytest.approx([80 / 91, 4 / 8, 1.0])
+    assert s["iou"] == pytest.approx((40 / 51 + 2 / 6 + 1) / 3)
+    assert s["f1"] == pytest.approx((80 / 91 + 4 / 8 + 1) / 3)
+    tp, fp, fn = 42, 3, 12
+    assert s["pooled_iou"] == pytest.approx(tp / (tp + fp + fn))
+    assert s["pooled_f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
+    assert s["pooled_precision"] == pytest.approx(tp / (tp + fp)) and s["pooled_recall"] == pytest.approx(tp / (tp + fn))
+    assert s["pixel_accuracy"] == pytest.approx((300 - fp - fn) / 300) and s["images"] == 3
+
+
+def test_a_resumed_run_goes_on_with_its_optimiser_schedule_best_epoch_and_loss_table(tmp_path, data_root,
+                                                                                    monkeypatch):
+    """Stopped after epoch 2 of 3 and resumed, a run takes up where it was: AdamW has taken every step of the run
+    (its moments were not started afresh), the one-cycle rate of epoch 3 is the uninterrupted run's (it depends on
+    the step count alone), the hard-mining draws start from the losses last.pt kept, and the best epoch so far
+    stays the best: with last.pt's best at an IoU of 1 no later epoch replaces best.pt."""
+    from training import train as train_module
+    common = dict(variant="unet-226k", data=["fasseg-v2-train"], data_root=str(data_root), size=32, epochs=3,
+                  batch=2, limit=4, augment="flips", hard=0.5)
+    train(TrainConfig(**common, out=str(tmp_path / "whole")), progress=False)
+    cfg = TrainConfig(**common, out=str(tmp_path / "run"))
+    ended = []
+
+    def stop_after_epoch_2(*args):  # plot_curves runs once an epoch's checkpoints and row are written
+        ended.append(1)
+        if len(ended) == 2:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(train_module, "plot_curves", stop_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=False)
+    run = tmp_path / "run"
+    ckpt = torch.load(run / "last.pt", weights_only=False)
+    assert ckpt["epoch"] == 1 and np.isfinite(ckpt["photo_loss"]).all()
+    ckpt["metrics"]["best"] = {"val_iou": 1.0, "epoch": 1}
+    torch.save(ckpt, run / "last.pt")
+    best_before = (run / "best.pt").read_bytes()
+    tables = []
+    order = train_module.Batches.order
+
+    def recording(self):
+        tables.append(self.loss.copy())
+        return order(self)
+    monkeypatch.setattr(train_module.Batches, "order", recording)
+    train(cfg, progress=False)
+    np.testing.assert_array_equal(tables[0], ckpt["photo_loss"])
+    final = torch.load(run / "last.pt", weights_only=False)
+    steps = 3 * (4 // 2)  # epochs x batches of 2 from 4 pairs
+    assert final["epoch"] == 2
+    assert {int(s["step"]) for s in final["optimizer"]["state"].values()} == {steps}
+    assert final["scheduler"]["last_epoch"] == steps
+
+    def rows(folder):
+        with open(folder / "metrics.csv") as f:
+            return list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows(run)] == ["1", "2", "3"]
+    assert float(rows(run)[2]["lr"]) == pytest.approx(float(rows(tmp_path / "whole")[2]["lr"]), rel=1e-9)
+    assert (run / "best.pt").read_bytes() == best_before
+
+
+def test_evaluate_thresholds_at_the_threshold_it_is_given(data_root):
+    """A predictor that says 0.6 everywhere: at 0.5 all of each photo is hair (IoU = the photo's hair share), at
+    0.7 none is (IoU 0 on photos with hair)."""
+    arrays = [p.load() for p in resolve("figaro-test", data_root)[:2]]
+
+    def everywhere(batch):
+        return np.full(batch.shape[:3], 0.6, np.float32)
+    low = evaluate(everywhere, arrays, (32, 32), threshold=0.5, progress=False)
+    high = evaluate(everywhere, arrays, (32, 32), threshold=0.7, progress=False)
+    assert low["iou"] == pytest.approx(np.mean([mask.mean() for _, mask in arrays]))
+    assert high["iou"] == 0.0 and high["pooled_iou"] == 0.0
+
+
+def test_the_teachers_weight_changes_what_prune_learns(tmp_path, data_root):
+    """alpha 0 learns from the labels alone, alpha 1 from the teacher alone: from the same seed and photos the two
+    runs' losses differ (a run that ignored its teacher would give the same figures)."""
+    from training.models import build_model
+    from training.train import save_checkpoint
+    torch.manual_seed(3)
+    teacher_net = build_model("unet-226k")
+    opt = torch.optim.AdamW(teacher_net.parameters())
+    teacher = tmp_path / "teacher.pt"
+    save_checkpoint(teacher, teacher_net, opt, torch.optim.lr_scheduler.StepLR(opt, 1), 0,
+                    TrainConfig(size=32), {})
+    losses = []
+    for alpha in (0.0, 1.0):
+        cfg = TrainConfig(variant="unet-226k", data=["fasseg-v2-train"], data_root=str(data_root), size=32, epochs=1,
+                          batch=2, limit=4, augment="flips", teacher=str(teacher), distill_alpha=alpha,
+                          out=str(tmp_path / f"alpha{alpha}"))
+        train(cfg, progress=False)
+        with open(tmp_path / f"alpha{alpha}" / "metrics.csv") as f:
+            losses.append(float(next(csv.DictReader(f))["train_loss"]))
+    assert losses[0] != pytest.approx(losses[1], rel=1e-3), losses
