@@ -108,3 +108,57 @@ def test_fast_kmeans_pp_seeding_equals_the_plain_one(frames):
     for samples in [reducer._subsample(f) for f in frames] + [flat, np.zeros((256, 3), np.float32)]:
         for k, seed in ((12, 0), (5, 3)):
             np.testing.assert_array_equal(kmeans_pp_labels(samples, k, seed), reference_kmeans_pp(samples, k, seed))
+
+
+def test_the_seed_is_the_fits_seed(frames):
+    """A reducer's seed chooses its k-means++ start: the same seed gives the same fit, another seed another one
+    (a reducer that ignored its seed fitted every frame from seed 0)."""
+    samples = ColourReducer(k=12)._subsample(frames[0])
+    fits = {seed: ColourReducer(k=12, seed=seed).fit(samples) for seed in (0, 1, 2)}
+    np.testing.assert_array_equal(ColourReducer(k=12, seed=1).fit(samples), fits[1])
+    assert not np.array_equal(fits[0], fits[1]) or not np.array_equal(fits[0], fits[2])
+    # and it is the start that kmeans_pp_labels draws for that seed
+    assert not np.array_equal(kmeans_pp_labels(samples, 12, 0), kmeans_pp_labels(samples, 12, 1))
+
+
+def test_a_slow_drift_cannot_carry_a_fit_beyond_the_tolerance(frames):
+    """The still test compares a frame with the frame its fit was made on, never with the previous frame: a scene
+    brightening by one level a frame keeps its fit while it is within still_tolerance (2 levels) of that frame,
+    then gets the cold fit, exactly the one it would get on its own (a comparison with the previous frame kept the
+    first fit for ever)."""
+    photo = frames[0] // 2  # a real photo with no level near 255, so each step moves every pixel by exactly 1
+    reducer = ColourReducer(k=12, warm_start=True, still_tolerance=2.0)
+    first = reducer.reduce(photo)
+    for level in (1, 2):  # mean absolute difference of the thumbnails: exactly 1, then 2 (at most 2: still)
+        assert reducer.reduce(photo + np.uint8(level)).centres is first.centres, f"+{level}"
+    third = reducer.reduce(photo + np.uint8(3))
+    assert third.centres is not first.centres
+    np.testing.assert_array_equal(third.centres, ColourReducer(k=12).reduce(photo + np.uint8(3)).centres)
+    # the new fit is the reference from now on: +5 is within 2 levels of +3
+    assert reducer.reduce(photo + np.uint8(5)).centres is third.centres
+
+
+def test_a_tolerance_of_zero_still_keeps_the_fit_of_the_very_same_frame(frames):
+    reducer = ColourReducer(k=12, warm_start=True, still_tolerance=0.0)
+    first = reducer.reduce(frames[2])
+    assert reducer.reduce(frames[2].copy()).centres is first.centres  # a difference of 0 is "at most 0"
+    assert reducer.reduce(frames[2] // 2 + 1).centres is not first.centres
+
+
+def test_strong_sensor_noise_averages_out_in_the_thumbnail(frames):
+    """Noise of 4 levels (a dim room) differs by ~3 levels a pixel, over the tolerance; the thumbnail's pixels are
+    means of 16x16 pixels, where it averages out to a fraction of a level, so the scene is still still."""
+    rng = np.random.default_rng(2)
+    reducer = ColourReducer(k=12, warm_start=True)
+    first = reducer.reduce(frames[3])
+    for _ in range(3):
+        noisy = np.clip(frames[3] + rng.normal(0, 4.0, frames[3].shape), 0, 255).astype(np.uint8)
+        assert np.abs(noisy.astype(int) - frames[3]).mean() > 2.0  # over the tolerance pixel by pixel
+        assert reducer.reduce(noisy).centres is first.centres
+
+
+def test_reducer_arguments_are_checked():
+    for bad in ({"k": 1}, {"k": 12, "sample": 11}, {"still_tolerance": -0.5}):
+        with pytest.raises(ValueError):
+            ColourReducer(**bad)
+    ColourReducer(k=2, sample=2)  # the smallest reducer there is
