@@ -149,3 +149,85 @@ def test_colour_reduction_is_deterministic_and_reuses_a_still_scenes_fit():
     first, second = warm.reduce(rgb), warm.reduce(rgb)
     np.testing.assert_array_equal(first.centres, a.centres)
     assert second.centres is first.centres
+
+
+def test_clip_box_keeps_the_part_inside_the_frame_on_each_axis():
+    from device.classical.faces import clip_box
+    tall = (160, 100, 3)  # 160 rows, 100 columns: x is clipped at 100, y at 160
+    assert clip_box((90, 150, 20, 20), tall) == (90, 150, 10, 10)
+    assert clip_box((-5, -8, 20, 20), tall) == (0, 0, 15, 12)
+    assert clip_box((10.4, 20.6, 30.2, 40.5), tall) == (10, 21, 30, 40)  # rounded to whole pixels
+    assert clip_box((100, 10, 20, 20), tall) is None  # touches the right edge only: nothing is left
+    assert clip_box((10, 160, 20, 20), tall) is None  # the same below the last row
+    assert clip_box((-20, 10, 20, 20), tall) is None  # ends where the frame begins
+    for box in ((0, 0, 0, 10), (0, 0, 10, 0), (0, 0, -5, 10), (1, 2, 3)):
+        with pytest.raises(ValueError, match="face box"):
+            FACE_FINDERS.create("given", box)
+
+
+def test_the_largest_of_several_faces_is_the_face():
+    """Two real faces in one frame, the smaller one first in the cascade's list: the larger one is returned."""
+    big, small = rgb_of(FASSEG_V2 / "Test_RGB" / "1.png"), rgb_of(FASSEG_V2 / "Test_RGB" / "12.png")
+    small = cv2.resize(small, (small.shape[1] // 2, small.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    frame = np.full((big.shape[0], small.shape[1] + big.shape[1], 3), 255, np.uint8)
+    frame[:small.shape[0], :small.shape[1]] = small
+    frame[:, small.shape[1]:] = big
+    finder = face_finder_for("")
+    found = [box for box, _ in finder.detections(frame)]
+    assert len(found) == 2 and {b[0] < small.shape[1] for b in found} == {True, False}, found
+    x, y, w, h = finder.find(frame)
+    assert x >= small.shape[1] and w > 0.3 * big.shape[1], (x, y, w, h)  # the face of the big photo
+    # about the box it has on its own (the cascade runs at another shrink on the wider frame)
+    assert box_iou((x - small.shape[1], y, w, h), finder.find(big)) > 0.8
+
+
+def test_a_given_face_box_is_in_the_frames_pixels(segmenter):
+    """face_box is in the frame's pixels, however much the pipeline shrinks the frame: the box the cascade finds,
+    given back at the frame's size, gives the same working box and the same mask."""
+    rgb = rgb_of(FASSEG_V2 / "Test_RGB" / "1.png")  # 512x354: worked on at 256 px on its longer side
+    found = segmenter.segment(rgb)
+    assert found.ok and found.debug["scale"] == 256 / 512
+    box = tuple(round(v / found.debug["scale"]) for v in found.debug["face_box"])
+    given = segmenter.segment(rgb, face_box=box)
+    assert given.debug["face_box"] == found.debug["face_box"]
+    np.testing.assert_array_equal(given.mask, found.mask)
+
+
+def test_the_frames_mask_is_the_working_mask_stretched_and_cut_at_half(segmenter):
+    rgb = rgb_of(FASSEG_V2 / "Test_RGB" / "12.png")
+    result = segmenter.segment(rgb)
+    assert result.ok
+    small = result.debug["hair"].astype(np.float32)
+    stretched = cv2.resize(small, rgb.shape[1::-1], interpolation=cv2.INTER_LINEAR) > 0.5
+    assert (result.mask.astype(bool) != stretched).mean() < 0.002
+    scale = result.debug["scale"]
+    assert result.mask.sum() * scale * scale == pytest.approx(small.sum(), rel=0.02)
+
+
+def test_the_scalp_ring_is_lifted_by_the_polygons_height():
+    from device.classical.pipeline import scaled_polygon
+    square = np.array([[0, 0], [10, 0], [10, 20], [0, 20]], np.int32)  # 11 columns, 21 rows of pixels
+    out = scaled_polygon(square, (5.0, 10.0), 1.5, 1.0)
+    # x: 5 + 1.5 (x - 5); y: 10 + 1.5 (y - 10), then up by 1.0 * 0.5 * 21 = 10.5
+    np.testing.assert_array_equal(out, [[-2, -16], [12, -16], [12, 14], [-2, 14]])
+    np.testing.assert_array_equal(scaled_polygon(square, (5.0, 10.0), 1.5, 0.0), [[-2, -5], [12, -5], [12, 25],
+                                                                                [-2, 25]])
+
+
+def test_the_hair_is_the_largest_component_that_reaches_the_ring():
+    from device.classical.pipeline import component_reaching
+    mask = np.zeros((20, 20), bool)
+    mask[0:10, 0:10] = True    # 100 pixels, far from the ring
+    mask[15:18, 15:19] = True  # 12 pixels, one of them on the ring
+    mask[12:14, 0:3] = True    # 6 pixels on the ring
+    ring = np.zeros((20, 20), bool)
+    ring[17, 18] = ring[12, 0] = True
+    np.testing.assert_array_equal(component_reaching(mask, ring), np.pad(np.ones((3, 4), bool), ((15, 2), (15, 1))))
+    assert not component_reaching(mask, np.zeros((20, 20), bool)).any()
+
+
+def test_segmenter_arguments_are_checked():
+    for bad in ({"ring_scales": (1.2, 1.2)}, {"ring_scales": (0.9, 1.3)}, {"ring_scales": (1.3, 1.1)},
+                {"hair_fraction": 1.0}, {"hair_fraction": -0.1}):
+        with pytest.raises(ValueError):
+            ClassicalSegmenter(face_finder=FACE_FINDERS.create("given", (0, 0, 4, 4)), **bad)
