@@ -71,7 +71,7 @@ def errors_by_distance(pred: np.ndarray, truth: np.ndarray) -> tuple[float, floa
         return 0.0, 0.0, 0.0
     edge = cv2.morphologyEx(truth.view(np.uint8), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
     if edge.any():
-        dist = cv2.distanceTransform((edge == 0).view(np.uint8), cv2.DIST_L2, 3)
+        dist = cv2.distanceTransform((edge == 0).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     else:  # no hair labelled: every wrong pixel is far from any edge
         dist = np.full(truth.shape, np.inf, np.float32)
     wrong = dist[pred ^ truth]

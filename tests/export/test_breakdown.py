@@ -269,3 +269,38 @@ def test_breakdown_command_prints_tables_and_keeps_celeb_photos_out_of_models(de
     assert (tmp_path / f"{default_model.stem}-figaro-test-worst.png").is_file()
     rc = main(["breakdown", str(default_model), "--data", CELEB, "--out-dir", str(default_model.parent / "x")])
     assert rc == EXIT_USAGE and not (default_model.parent / "x").exists()
+
+
+def test_the_distance_bands_are_whole_pixels_from_the_edge_band():
+    """A straight hair edge (hair in columns 0-49): its 3x3 gradient band is columns 49 and 50, and a false pixel
+    in column 50 + d lies d pixels from it. d = 1 is on the edge (under EDGE_PX = 2), d = 2 and 15 near it, d = 16
+    far (FAR_PX and beyond). OpenCV's 3x3 distance mask measured 0.955 px a step: d = 2 fell on the edge and 16
+    near."""
+    truth = np.zeros((200, 100), np.uint8)
+    truth[:, :50] = 1
+    pred = truth.copy()
+    for row, d in ((20, 1), (60, 2), (100, 15), (140, 16)):
+        pred[row, 50 + d] = 1
+    missed = truth.copy()
+    for row, d in ((20, 1), (60, 2), (100, 15), (140, 16)):  # missed hair: column 49 - d, d px from column 49
+        missed[row, 49 - d] = 0
+    for got, union in ((errors_by_distance(pred, truth), pred.sum()), (errors_by_distance(missed, truth), truth.sum())):
+        assert np.array(got) * union == pytest.approx([1, 2, 1])
+
+
+def test_error_colours_are_the_galleries_legend():
+    """White: hair found; red: predicted hair that is not hair; blue: hair missed (the legend under the sheet)."""
+    from export.breakdown import error_colours
+    truth = np.array([[1, 1, 0, 0]], bool)
+    pred = np.array([[1, 0, 1, 0]], bool)
+    out = error_colours(pred, truth)
+    assert [tuple(p) for p in out[0]] == [(255, 255, 255), (40, 90, 230), (230, 40, 40), (0, 0, 0)]
+    r, g, b = out[0, 2].astype(int)
+    assert r > g + 100 and r > b + 100  # red
+    r, g, b = out[0, 1].astype(int)
+    assert b > r + 100 and b > g + 100  # blue
+
+
+def test_a_celeb_photo_missing_from_the_tags_is_refused(default_model, celeb_root):
+    with pytest.raises(KeyError, match="not in the tags fixture"):
+        measure(default_model, CELEB, celeb_root, threads=1, limit=2, progress=False, tags={})
