@@ -297,3 +297,172 @@ def test_speed_bench_docs_that_cannot_be_written_are_one_line_and_exit_1(tmp_pat
         rc = main(["--data", str(data_root), "--repeat", "2", "--frames", "2", "--docs", str(docs)])
     assert rc == 1 and f"cannot write {docs}" in caplog.text
     assert "old" in docs.read_text()
+
+
+# --- the natural mode's parts: CIE L*, the swatch ramp, the tone curve, the hair's statistics ---
+
+def test_lightness_is_cie_lstar_of_srgb():
+    """Published CIE L* (D65) of the sRGB primaries and greys, and OpenCV's own float Lab for every grey level."""
+    from device.recolour.colour_space import lightness_of_srgb
+    known = {(255, 255, 255): 100.0, (0, 0, 0): 0.0, (255, 0, 0): 53.24, (0, 255, 0): 87.73, (0, 0, 255): 32.30,
+             (119, 119, 119): 50.03}
+    for rgb, lstar in known.items():
+        assert float(lightness_of_srgb(np.array(rgb, float))) == pytest.approx(lstar, abs=0.01), rgb
+    # (10,10,10) is on sRGB's linear segment and under L*'s cube-root threshold: Y = 10/255/12.92,
+    # L* = (29/3)^3 Y = 2.742
+    assert float(lightness_of_srgb(np.array([10.0, 10, 10]))) == pytest.approx((29 / 3) ** 3 * 10 / 255 / 12.92, abs=1e-3)
+    greys = np.repeat(np.arange(256.0)[:, None], 3, axis=1)
+    opencv = cv2.cvtColor((greys / 255).astype(np.float32)[None], cv2.COLOR_RGB2Lab)[0, :, 0]
+    assert np.abs(lightness_of_srgb(greys) - opencv).max() < 0.25  # OpenCV's float Lab is a spline, within 0.2
+
+
+@pytest.mark.parametrize("colour", [*COLOURS, "gold", "#3a1f0b"])
+def test_the_swatch_ramp_runs_black_swatch_white_in_the_swatchs_hue(colour):
+    from device.recolour.base import as_rgb
+    from device.recolour.colour_space import lightness_of_srgb
+    from device.recolour.natural import SwatchRamp
+    swatch = as_rgb(colour)
+    ramp = SwatchRamp(swatch)
+    assert ramp.lightness == pytest.approx(float(lightness_of_srgb(np.array(swatch, float))), abs=0.05)
+    np.testing.assert_allclose(ramp.colours(np.array([0.0, ramp.lightness, 100.0])),
+                               [(0, 0, 0), swatch, (255, 255, 255)], atol=0.5)
+    colours = ramp.colours(np.linspace(0.5, 99.5, 199))
+    assert colours.min() >= 0 and colours.max() <= 255  # in gamut all the way: nothing clipped to white early
+    assert (np.diff(lightness_of_srgb(colours)) > 0).all()
+    hsv = cv2.cvtColor((colours / 255).astype(np.float32)[None], cv2.COLOR_RGB2HSV)[0]
+    swatch_hue = cv2.cvtColor(np.float32([[swatch]]) / 255, cv2.COLOR_RGB2HSV)[0, 0, 0]
+    hued = hsv[:, 1] * hsv[:, 2] > 0.02  # every step with a chroma has the swatch's hue
+    assert np.abs((hsv[hued, 0] - swatch_hue + 180) % 360 - 180).max() < 1.0
+
+
+def test_hair_lightness_stats_are_the_mean_and_deviation_of_the_hairs_lstar(photos):
+    """Over the pixels at least HAIR_ALPHA likely (the soft edge excluded), pixel by pixel (L* of each grey level:
+    test_lightness_is_cie_lstar_of_srgb); when no pixel is that likely, over every pixel with some alpha."""
+    from device.recolour.natural import GREY_LIGHTNESS, hair_lightness_stats
+    for name, rgb, mask in _all(photos)[::2]:
+        grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        lstar = GREY_LIGHTNESS[grey]
+        alpha = quality.soft_alpha(mask)
+        sure = lstar[alpha >= 0.5]
+        mean, std = hair_lightness_stats(grey, alpha)
+        assert mean == pytest.approx(sure.mean(), abs=1e-6) and std == pytest.approx(sure.std(), abs=1e-6), name
+        unsure = alpha * np.float32(0.4)  # a segmenter unsure everywhere: no pixel at 0.5
+        mean, std = hair_lightness_stats(grey, unsure)
+        some = lstar[unsure > 0]
+        assert mean == pytest.approx(some.mean(), abs=1e-6) and std == pytest.approx(some.std(), abs=1e-6), name
+
+
+@pytest.mark.parametrize("hair_mean, hair_std, swatch", [(12.0, 4.0, 45.0), (50.0, 8.0, 53.24), (80.0, 6.0, 30.0)])
+def test_the_tone_curve_moves_the_hairs_mean_by_lift_and_keeps_its_texture(hair_mean, hair_std, swatch):
+    """At the hair's mean L* the curve gives the mean moved LIFT of the way to the swatch; within a standard
+    deviation of it, it is affine (slope at least MIN_GAIN, at most MAX_GAIN: texture kept); far outside it, it
+    flattens (the knee) and stays in 0..100."""
+    from device.recolour.natural import GREY_LIGHTNESS, LIFT, MAX_GAIN, MIN_GAIN, tone_curve
+    curve = tone_curve(hair_mean, hair_std, swatch)
+    target = hair_mean + LIFT * (swatch - hair_mean)
+    at = np.interp(hair_mean, GREY_LIGHTNESS, curve)
+    assert at == pytest.approx(target, abs=0.05)
+    near = np.abs(GREY_LIGHTNESS - hair_mean) <= hair_std
+    slope = np.polyfit(GREY_LIGHTNESS[near], curve[near], 1)
+    assert 0.97 * MIN_GAIN <= slope[0] <= MAX_GAIN  # (a fit over +-1 deviation is ~1% under the tangent)
+    residual = curve[near] - np.polyval(slope, GREY_LIGHTNESS[near])
+    assert np.abs(residual).max() < 0.02 * slope[0] * hair_std  # affine: tanh(1/3) is 3.5% under its tangent
+    assert (np.diff(curve) >= 0).all() and curve.min() >= 0 and curve.max() <= 100
+    # Beyond 6 deviations the knee (at 3) has flattened it: it moves under 3 deviations' worth (at the slope)
+    # from the target, where an affine map would move 6 or more.
+    far = (np.abs(GREY_LIGHTNESS - hair_mean) > 6 * hair_std) & (curve > 0) & (curve < 100)
+    assert far.any() and (np.abs(curve[far] - target) < 1.03 * slope[0] * 3 * hair_std).all()
+
+
+@pytest.mark.parametrize("mode", ["natural", "ombre"])
+def test_the_natural_modes_see_only_the_luma(photos, mode):
+    """Each hair pixel's colour is picked by its luma (Rec. 601 Y', OpenCV's RGB2GRAY): the photo and its own grey
+    version recolour to the same hair (where alpha is 1; the soft edge blends with the input)."""
+    rec = make_recolourer(mode, COLOURS[1], OMBRE[1])
+    for name, rgb, mask in _all(photos)[1::2]:
+        grey3 = cv2.cvtColor(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+        alpha = quality.soft_alpha(mask)
+        sure = alpha == 1
+        assert np.array_equal(rec.apply(rgb, alpha)[sure], rec.apply(grey3, alpha)[sure]), name
+
+
+def test_ombre_is_the_natural_transfer_of_each_colour_at_its_ends(photos):
+    """Rows of tip weight 0 are exactly the natural mode with the first colour, rows of weight 1 exactly the
+    natural mode with the second (the same hair statistics), and the rows between lie between the two."""
+    from device.recolour.ombre import tip_weights
+    ombre = make_recolourer("ombre", *OMBRE)
+    roots, tips = make_recolourer("natural", OMBRE[0]), make_recolourer("natural", OMBRE[1])
+    for name, rgb, mask in _all(photos)[::2]:
+        alpha = quality.soft_alpha(mask)
+        w = tip_weights(alpha)
+        out, a, b = (r.apply(rgb, alpha).astype(int) for r in (ombre, roots, tips))
+        assert (w == 0).sum() > 5 and (w == 1).sum() > 5, name
+        np.testing.assert_array_equal(out[w == 0], a[w == 0], err_msg=name)
+        np.testing.assert_array_equal(out[w == 1], b[w == 1], err_msg=name)
+        between = (w > 0) & (w < 1)
+        lo, hi = np.minimum(a[between], b[between]), np.maximum(a[between], b[between])
+        assert ((out[between] >= lo - 1) & (out[between] <= hi + 1)).all(), name
+
+
+def test_tip_weights_are_a_smoothstep_over_the_hairs_vertical_mass():
+    """Hand case: 100 rows of equal hair mass. Row i has (i + 0.5) / 100 of the mass above its middle; the weight is
+    0 up to 25% of the mass, 1 from 85%, and 3x^2 - 2x^3 of x = (share - 0.25) / 0.6 between."""
+    from device.recolour.ombre import tip_weights
+    alpha = np.zeros((100, 7), np.float32)
+    alpha[:, 2:5] = 0.5  # any equal mass per row
+    w = tip_weights(alpha)
+    share = (np.arange(100) + 0.5) / 100
+    x = np.clip((share - 0.25) / 0.6, 0, 1)
+    np.testing.assert_allclose(w, 3 * x ** 2 - 2 * x ** 3, atol=1e-12)
+    assert w[24] == 0 and w[25] > 0 and w[84] < 1 and w[85] == 1
+    rows = np.zeros((100, 7), np.float32)
+    rows[40:60, 3] = 1.0  # the hair's own rows count, not the frame's: empty rows above it weigh nothing
+    w = tip_weights(rows)
+    assert (w[:45] == 0).all() and (w[57:] == 1).all() and 0 < w[50] < 1
+    assert not tip_weights(np.zeros((10, 10), np.float32)).any()
+
+
+def test_soft_alpha_is_one_on_the_mask_and_fades_to_zero_within_feather_px(photos):
+    from device.recolour.figaro import FEATHER_PX, soft_alpha
+    for name, _, mask in _all(photos)[::2]:
+        alpha = soft_alpha(mask)
+        assert alpha.dtype == np.float32 and alpha.shape == mask.shape
+        assert (alpha[mask > 0] == 1).all(), name
+        # chessboard distance to the hair: the 7x7 blur reaches 3 px along each axis, diagonals included
+        outside = cv2.distanceTransform((mask == 0).astype(np.uint8), cv2.DIST_C, 3)
+        assert (alpha[outside > FEATHER_PX] == 0).all() and (alpha[outside == FEATHER_PX] > 0).any(), name
+        ring = outside == 1
+        assert (alpha[ring] > 0).all() and (alpha[ring] < 1).mean() > 0.5, name  # a fade, not a hard edge
+
+
+def test_figaro_test_reads_the_benchmark_like_training_does(data_root):
+    """device/ may not import training/, so it has its own reader of Figaro Testing: it must give what
+    training.data's reader gives (all 210 pairs, RGB, the same masks)."""
+    from device.recolour.figaro import figaro_test
+    from training.data import resolve
+    mine = figaro_test(data_root)
+    theirs = resolve("figaro-test", data_root)
+    assert len(mine) == len(theirs) == 210
+    assert [n for n, _, _ in mine] == [p.image.stem for p in theirs]
+    for (name, rgb, mask), pair in zip(mine[::70], theirs[::70]):
+        img, truth = pair.load()
+        np.testing.assert_array_equal(rgb, img, err_msg=name)
+        np.testing.assert_array_equal(mask, (truth > 0).astype(np.uint8), err_msg=name)
+
+
+def test_look_up_tables_round_to_the_nearest_level():
+    from device.recolour.natural import to_lut
+    colours = np.tile(np.array([[10.4, 10.6, -3.0]]), (256, 1))
+    colours[255] = (254.5, 255.2, 300.0)
+    lut = to_lut(colours)
+    assert lut.shape == (256, 1, 3) and lut.dtype == np.uint8
+    assert tuple(lut[0, 0]) == (10, 11, 0) and tuple(lut[255, 0]) == (255, 255, 255)
+
+
+@pytest.mark.parametrize("bad", [["--repeat", "0"], ["--frames", "0"], ["--threads", "-1"], ["--size", "640"]])
+def test_speed_bench_refuses_counts_it_cannot_time(bad, tmp_path, capsys):
+    """--repeat 0 was a ZeroDivisionError after the warm-up, not a usage error."""
+    from device.recolour.bench import main
+    with pytest.raises(SystemExit) as e:
+        main(["--data", str(tmp_path), *bad])
+    assert e.value.code == 2 and bad[0] in capsys.readouterr().err
