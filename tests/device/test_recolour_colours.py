@@ -9,7 +9,7 @@ from device.colours import CSS_COLOURS, PRESETS, parse_colour, to_hex
 @pytest.mark.parametrize("text, rgb", [
     ("crimson", (220, 20, 60)), ("Crimson", (220, 20, 60)), ("  gold ", (255, 215, 0)),
     ("#dc143c", (220, 20, 60)), ("#DC143C", (220, 20, 60)), ("#d13", (0xDD, 0x11, 0x33)), ("#000", (0, 0, 0)),
-    ("rebeccapurple", (0x66, 0x33, 0x99)),
+    ("rebeccapurple", (0x66, 0x33, 0x99)), (" #DC143C\n", (220, 20, 60)), ("\t#d13 ", (0xDD, 0x11, 0x33)),
 ])
 def test_names_and_hex(text, rgb):
     assert parse_colour(text) == rgb
@@ -45,6 +45,8 @@ def test_bad_colour_names_the_value(bad):
 def test_typo_gets_a_suggestion():
     with pytest.raises(ValueError, match="did you mean crimson"):
         parse_colour("crimsn")
+    with pytest.raises(ValueError, match="did you mean cornflowerblue"):  # a name cut short is close enough
+        parse_colour("cornflower")
 
 
 def test_non_string_is_a_value_error():
