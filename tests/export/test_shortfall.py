@@ -94,3 +94,37 @@ def test_hat_lines_give_the_joined_share_of_the_hat_photos_false_hair():
     assert joined_share(found, "hat") == (pytest.approx(0.3), 2)
     assert "on the 2 hat photos, 30% lies" in hat_lines(found)[0]
     assert hat_lines(_breakdown([0.9], [()])) == []  # no hat photos: nothing to say
+
+
+def test_resolution_ceiling_shrinks_rows_to_the_grids_height_and_columns_to_its_width():
+    """grid is (H, W): on a 64x256 grid a 256x256 mask keeps its columns and loses 3 rows in 4."""
+    rows = np.zeros((256, 256), bool)
+    rows[::4] = True  # one row in four: gone when rows are shrunk fourfold
+    cols = rows.T.copy()  # one column in four: kept when columns are not shrunk
+    assert resolution_ceiling([rows], (64, 256)) == 0.0
+    assert resolution_ceiling([cols], (64, 256)) == 1.0
+    assert resolution_ceiling([cols], (256, 64)) == 0.0
+    assert resolution_ceiling([np.zeros((32, 32), bool)], (8, 8)) == 1.0  # no hair: nothing to miss
+
+
+def _stretching_graph(path: Path, grid: tuple[int, int], factor: int = 2, tail: str = "Sigmoid") -> Path:
+    """A contract-like graph by hand: a (1, 1, H, W) map, Resize by `factor`, then `tail` to the output."""
+    import onnx
+    from onnx import TensorProto, helper
+    h, w = grid
+    x = helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 1, h, w])
+    y = helper.make_tensor_value_info("prob", TensorProto.FLOAT, [1, 1, factor * h, factor * w])
+    scales = helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, factor, factor])
+    nodes = [helper.make_node("Resize", ["logits", "", "scales"], ["big"], mode="linear"),
+             helper.make_node(tail, ["big"], ["prob"])]
+    graph = helper.make_graph(nodes, "stretch", [x], [y], initializer=[scales])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    return path
+
+
+def test_output_grid_of_a_wide_map_is_height_then_width(tmp_path):
+    pytest.importorskip("onnx")
+    assert output_grid(_stretching_graph(tmp_path / "wide.onnx", (36, 48))) == (36, 48)
+    assert output_grid(_stretching_graph(tmp_path / "tall.onnx", (50, 20), factor=3)) == (50, 20)
+    # an op that changes the map (here a softmax over its rows) is not walked through
+    assert output_grid(_stretching_graph(tmp_path / "other.onnx", (36, 48), tail="Softmax")) is None
