@@ -1,4 +1,5 @@
 """How `python -m export postprocess` picks the keep rule it suggests as the default."""
+import numpy as np
 import pytest
 
 from export import postprocess_eval as pe
@@ -34,3 +35,33 @@ def test_a_file_the_segmenter_refuses_is_one_line_and_exit_1(tmp_path, caplog):
     junk.write_text("not a model\n")
     assert main(["postprocess", str(junk), "--limit", "1"]) == 1
     assert f"{junk}: not an ONNX model" in caplog.text
+
+
+def test_among_rules_with_the_same_demo_cost_the_better_iou_wins():
+    assert pe.suggest(result({"face": 0.830, "largest": 0.833}, {})) == "largest"  # within the tie, no demo
+    demo = {"p": {"face": {"hair": 0.9, "cap": 0.02}, "largest": {"hair": 0.7, "cap": 0.02}}}
+    assert pe.suggest(result({"face": 0.833, "largest": 0.830}, demo)) == "face"
+
+
+def test_fewer_regions_over_the_bound_beats_a_lower_mean():
+    """One region dyed over NOT_HAIR_BOUND (0.06) is worse than two just under it (0.049 each), whatever the mean."""
+    demo = {"p": {"framed": {"hair": 1.0, "face": 0.06, "cap": 0.0}, "face": {"hair": 0.2, "face": 0.049, "cap": 0.049}}}
+    assert pe.non_hair_fractions({"demo": demo}, "framed") == [0.06, 0.0]  # the hair is not a non-hair region
+    assert pe.suggest(result({"framed": 0.834, "face": 0.833}, demo)) == "face"
+
+
+def test_demo_regions_are_the_labels_polygons_in_x_y_order():
+    """The fixture's vertices are [x, y] in the photo's pixels: each region's mask spans the columns of its
+    polygons' x and the rows of their y."""
+    labels = pe.load_demo_labels()
+    assert labels
+    for photo, entry in labels.items():
+        w, h = entry["size"]
+        masks = pe.region_masks(entry, (h, w))
+        polygons = {"hair": entry["hair"], **entry["not_hair"]}
+        assert set(masks) == set(polygons)
+        for region, mask in masks.items():
+            xy = np.concatenate([np.array(p).reshape(-1, 2) for p in polygons[region]])
+            rows, cols = np.nonzero(mask)
+            assert (cols.min(), cols.max()) == (max(0, xy[:, 0].min()), min(w - 1, xy[:, 0].max())), (photo, region)
+            assert (rows.min(), rows.max()) == (max(0, xy[:, 1].min()), min(h - 1, xy[:, 1].max())), (photo, region)
