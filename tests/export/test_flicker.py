@@ -89,3 +89,62 @@ def test_docs_block_gets_the_table_under_its_command_and_a_file_without_the_bloc
     with pytest.raises(SystemExit) as e:  # argparse's own refusal: --smoothing is a finite number in 0..0.99
         main([*args[:-1], "nan"])
     assert e.value.code == 2
+
+
+def test_flicker_is_the_masks_change_over_the_truths_and_repeats_for_a_seed(data_root):
+    model = MODELS / "hair-mobile-unet.onnx"
+    if not model.is_file():
+        pytest.skip(f"no {model.name} in models/")
+    arrays = [p.load() for p in resolve("fasseg-v2-test", data_root)[:2]]
+    a = measure(str(model), arrays, frames=4, smoothing=0.5, size=128)
+    assert a["flicker_ratio"] == pytest.approx(a["mask_change"] / a["truth_change"])
+    assert a == measure(str(model), arrays, frames=4, smoothing=0.5, size=128)  # seed 0 both times
+    assert a["truth_change"] != measure(str(model), arrays, frames=4, smoothing=0.5, size=128, seed=1)["truth_change"]
+
+
+def test_a_prior_model_is_fed_its_previous_frames_map(data_root, monkeypatch):
+    """A model with a prior input sees, on each frame but a sequence's first, the map it gave on the frame
+    before (mirrored with an alternate-flip frame), and an empty prior at the start of each sequence."""
+    path = MODELS / "hair-mobile-unet-prior.onnx"
+    if not path.is_file():
+        pytest.skip(f"no {path.name} in models/")
+    import device.model_file as model_file
+    real_load = model_file.load_model
+    calls = []
+
+    def recording_load(p, threads=0):
+        model = real_load(p, threads)
+        predict = model.predict
+
+        def recorded(images, prior=None, what=""):
+            out = predict(images, prior, what)
+            calls.append((None if prior is None else np.array(prior), out.copy(), images.shape))
+            return out
+        monkeypatch.setattr(model, "predict", recorded)
+        return model
+    monkeypatch.setattr(model_file, "load_model", recording_load)
+    arrays = [p.load() for p in resolve("fasseg-v2-test", data_root)[:2]]
+    frames = 3
+    for flip in (False, True):
+        calls.clear()
+        measure(str(path), arrays, frames=frames, size=128, alternate_flip=flip)
+        assert len(calls) == frames * len(arrays)
+        for t, (prior, _, _) in enumerate(calls):
+            if t % frames == 0:
+                assert not prior.any(), "a sequence starts with an empty prior"
+            else:
+                previous = calls[t - 1][1]
+                if flip:  # the previous output was flipped back (or this frame is mirrored): one mirror between
+                    previous = previous[..., ::-1]
+                np.testing.assert_array_equal(prior, previous)
+
+
+def test_the_docs_table_bolds_the_least_flicker():
+    from argparse import Namespace
+
+    from export.flicker import markdown
+    rows = [{"model": f"models/hair-{m}.onnx", "smoothing": s, "prior": False, "alternate_flip": False,
+             "flicker_ratio": r, "iou": 0.9} for m, s, r in (("a", 0.0, 1.8), ("a", 0.5, 1.2), ("b", 0.0, 2.5))]
+    table = markdown(rows, Namespace(frames=12, images=30, data=["figaro-test"]))
+    assert "| a | no | 0.5 | no | **1.20** | 0.900 |" in table
+    assert "**1.80**" not in table and "| b | no | 0 | no | 2.50 |" in table
