@@ -38,3 +38,34 @@ def test_a_set_with_no_usable_photo_is_refused_not_a_table_of_nan(tmp_path, data
     out = tmp_path / "m.json"
     assert main(["classical-baseline", "--data", f"folder:{tmp_path / 'set'}", "--json", str(out)]) == 1
     assert "no usable photo to evaluate on" in caplog.text and not out.exists()
+
+
+def test_a_frame_without_a_face_counts_with_its_empty_mask_but_not_among_the_produced(tmp_path, data_root):
+    """Two real faces and the bottom of a portrait (neck and clothes: no face): the figures over all three count
+    the empty mask, those over the produced masks only the two faces, and the reason is kept."""
+    import cv2
+
+    from device.classical import ClassicalSegmenter
+    from training.data import Pair, resolve
+    faces = resolve("fasseg-v2-test", data_root)[:2]
+    photo = cv2.imread(str(faces[0].image))
+    shirt = tmp_path / "shirt.png"
+    cv2.imwrite(str(shirt), photo[-120:])
+    pairs = [faces[0], Pair(shirt, None, "test", "shirt"), faces[1]]
+    m = classical_eval.evaluate_classical(ClassicalSegmenter(warm_start=False), pairs, progress=False)
+    assert m["images"] == 3 and m["produced"]["images"] == 2 and m["reasons"] == {"no face found": 1}
+    faces_only = classical_eval.evaluate_classical(ClassicalSegmenter(warm_start=False), pairs[::2], progress=False)
+    assert m["produced"]["iou"] == faces_only["iou"]
+
+
+def test_k_is_the_segmenters_number_of_colours(tmp_path, data_root, monkeypatch):
+    made = []
+    real = classical_eval.ClassicalSegmenter
+
+    def recording(*args, **kwargs):
+        made.append(kwargs)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(classical_eval, "ClassicalSegmenter", recording)
+    assert main(["classical-baseline", "--data", "fasseg-v2-test", "--limit", "1", "--data-root", str(data_root),
+                 "--k", "6"]) == 0
+    assert made[0]["k"] == 6 and made[0]["warm_start"] is False

@@ -45,3 +45,12 @@ def test_usage_errors_exit_2(data_root, tmp_path):
     with pytest.raises(SystemExit) as e:
         main(["classical-figures", "gallery", "--faces", "sideways"])
     assert e.value.code == 2
+
+
+def test_box_iou_by_hand():
+    from export.classical_figures import box_iou
+    assert box_iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert box_iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
+    assert box_iou((0, 0, 10, 20), (0, 10, 10, 20)) == pytest.approx(100 / 300)  # overlap in y only
+    assert box_iou((100, 0, 10, 10), (0, 100, 10, 10)) == 0.0  # apart on both axes
+    assert box_iou((0, 0, 4, 4), (1, 1, 2, 2)) == pytest.approx(4 / 16)
