@@ -53,3 +53,49 @@ def test_docs_block_gets_the_tables_dated_under_their_command(tmp_path, data_roo
     bad = tmp_path / "bad.md"
     bad.write_text("nothing here\n")
     assert main([*args[:-1], str(bad)]) == 2 and bad.read_text() == "nothing here\n"
+
+
+def test_hue_stats_by_hand():
+    """Crimson (#dc143c) has HSV hue 348 degrees: pure red (hue 0) is 12 degrees from it across 0/360. A pixel
+    has a hue from chroma MIN_CHROMA (24 levels) up; a grey pixel has no LCh hue (C* = 0) and is left out."""
+    crimson, red = (220, 20, 60), (255, 0, 0)
+    patch = np.zeros((4, 4, 3), np.uint8)
+    patch[:] = red
+    mask = np.ones((4, 4), np.uint8)
+    stats = recolour_quality.hue_stats(patch, mask, crimson)
+    assert stats.hsv_distance == pytest.approx(12.0, abs=0.1) and stats.hued == 1.0
+    patch[:2] = (128, 128, 128)
+    stats = recolour_quality.hue_stats(patch, mask, red)
+    assert stats.hued == 0.5 and stats.hsv_distance == pytest.approx(0.0, abs=0.1)
+    assert stats.lch_distance == pytest.approx(0.0, abs=0.1)  # the grey half has no LCh hue to count
+    patch[:2] = (124, 100, 100)  # chroma exactly 24: a hue (reddish)
+    assert recolour_quality.hue_stats(patch, mask, red).hued == 1.0
+    patch[:2] = (123, 100, 100)  # 23: none
+    assert recolour_quality.hue_stats(patch, mask, red).hued == 0.5
+
+
+def test_changed_outside_counts_a_pixel_changed_in_any_channel():
+    before = np.zeros((40, 40, 3), np.uint8)
+    mask = np.zeros((40, 40), np.uint8)
+    mask[5:10, 5:10] = 1
+    after = before.copy()
+    after[30, 30, 2] = 1  # one channel of one pixel far from the hair
+    after[7, 7] = 255     # inside the hair: allowed
+    after[10 + recolour_quality.CHECK_MARGIN_PX - 1, 7] = 9  # within the margin below it: allowed
+    assert recolour_quality.changed_outside(before, after, mask) == 1
+
+
+def test_table_rows_mean_what_their_headers_say(sets):
+    """The input row is the photos themselves (texture correlates perfectly with itself, nothing changed); the
+    ombre's tips are measured against the tips' colour; a row's texture minimum is at most its mean."""
+    rows = recolour_figures.measure(sets, "crimson", "gold")
+    for r in rows:
+        assert r["texture_min"] <= r["texture"] + 1e-12, r
+        if r["mode"] == "input":
+            assert r["texture"] == pytest.approx(1.0) and r["changed"] == 0
+            own = [recolour_quality.hue_stats(rgb, mask, (220, 20, 60)) for _, rgb, mask in sets[r["set"]]]
+            assert r["hue"] == pytest.approx(np.nanmean([o.hsv_distance for o in own]))
+            assert r["hued"] == pytest.approx(np.mean([o.hued for o in own]))
+        if r["mode"] == "ombre":
+            assert r["roots"] <= 10 and r["tips"] <= 10, r  # each end against its own colour
+    assert any(r["texture_min"] < r["texture"] - 1e-3 for r in rows if r["mode"] != "input")
