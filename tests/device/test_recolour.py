@@ -466,3 +466,14 @@ def test_speed_bench_refuses_counts_it_cannot_time(bad, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["--data", str(tmp_path), *bad])
     assert e.value.code == 2 and bad[0] in capsys.readouterr().err
+
+
+def test_soft_alpha_at_a_straight_edge_is_the_doubled_gaussian_tail():
+    """A half-plane of hair: the pixel j + 1 columns outside it blurs to the 7x7 Gaussian's weight at offsets
+    j + 1..3 (its 1-D kernel's tail), doubled: 1 - w0 next to the edge, then 2 (w2 + w3), 2 w3, and 0."""
+    from device.recolour.figaro import soft_alpha
+    w = cv2.getGaussianKernel(7, 0).ravel()[3:]  # w0 (the centre), w1, w2, w3
+    mask = np.zeros((20, 20), np.uint8)
+    mask[:, :10] = 1
+    alpha = soft_alpha(mask)[10, 10:14]
+    np.testing.assert_allclose(alpha, [1 - w[0], 2 * (w[2] + w[3]), 2 * w[3], 0.0], atol=1e-6)
