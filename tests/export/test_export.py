@@ -349,3 +349,19 @@ def test_eval_metadata_stores_figures_to_four_places_and_the_photo_count_whole()
     assert meta["eval.figaro_test.iou"] == "0.1235" and meta["eval.figaro_test.pixel_accuracy"] == "1.0000"
     assert meta["eval.figaro_test.images"] == "210" and meta["eval.fasseg_v2_test.images"] == "50"
     assert len(meta) == 2 * 6
+
+
+def test_training_time_is_every_epochs_time_up_to_the_checkpoint_or_none(tmp_path, caplog):
+    """train.seconds sums the epochs 1..N of metrics.csv for a checkpoint of epoch index N - 1 (the last row of a
+    resumed epoch wins); an epoch missing from the log means no time is claimed at all."""
+    from export.provenance import training_cost
+    ckpt = tmp_path / "best.pt"
+    log = tmp_path / "metrics.csv"
+    log.write_text("epoch,seconds,val_iou\n1,10.2,0.5\n2,99,0.55\n2,11.1,0.6\n3,12,0.7\n")
+    assert training_cost(ckpt, {"epoch": 1}) == {"train.epochs": "2", "train.seconds": "21"}  # 10.2 + 11.1
+    assert training_cost(ckpt, {"epoch": 2}) == {"train.epochs": "3", "train.seconds": "33"}
+    log.write_text("epoch,seconds,val_iou\n1,10.2,0.5\n3,12,0.7\n")
+    assert training_cost(ckpt, {"epoch": 2}) == {"train.epochs": "3"}
+    assert "lists 2 of 3 epochs" in caplog.text
+    log.unlink()
+    assert training_cost(ckpt, {"epoch": 0}) == {"train.epochs": "1"}
