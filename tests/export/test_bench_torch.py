@@ -55,6 +55,11 @@ def test_random_models_refuses_bad_arguments(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         random_models.main(["--variants", "unet-31m", "--size", "100,100", "--out-dir", str(tmp_path)])
     assert e.value.code == 2 and "multiples of 16" in capsys.readouterr().err
+    for size in ("256,250", "250,256", "0,256", "256,8192", "256", "a,b"):  # each side on its own
+        with pytest.raises(SystemExit) as e:
+            random_models.main(["--variants", "unet-31m", "--size", size, "--out-dir", str(tmp_path)])
+        assert e.value.code == 2 and "--size" in capsys.readouterr().err, size
+    assert random_models.parse_size("64,128") == (64, 128)
     assert not list(tmp_path.iterdir())
 
 
