@@ -121,3 +121,24 @@ def test_the_shipping_rule_by_hand():
     assert report(0.80, 0.795).iou_drop_points == pytest.approx(0.5) and report(0.80, 0.795).ships
     assert report(0.80, 0.81).iou_drop_points == pytest.approx(-1.0) and report(0.80, 0.81).ships
     assert not report(0.80, 0.7899).ships
+
+
+def test_side_by_side_times_only_the_runs_after_the_warm_up(monkeypatch):
+    """A model and a clock by hand: the two warm-up runs take a second each, the three timed ones 1, 2 and 3 ms; the
+    figures are those of the timed runs alone."""
+    from types import SimpleNamespace
+
+    import device.model_file as model_file
+    from export import speed
+    now = [0.0]
+    durations = iter([1.0, 1.0, 0.001, 0.002, 0.003])
+
+    def predict(batch):
+        assert batch.shape == (1, 8, 8, 3)
+        now[0] += next(durations)
+    monkeypatch.setattr(model_file, "load_model", lambda path, threads=0: SimpleNamespace(input_size=(8, 8),
+                                                                                        predict=predict))
+    monkeypatch.setattr(speed.time, "perf_counter", lambda: now[0])
+    got = speed.side_by_side(["m.onnx"], runs=3, warmup=2)["m.onnx"]
+    assert got["runs"] == 3
+    assert got["median_ms"] == pytest.approx(2.0) and got["p90_ms"] == pytest.approx(2.8)
