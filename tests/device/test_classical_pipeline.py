@@ -173,8 +173,10 @@ def test_the_largest_of_several_faces_is_the_face():
     frame[:small.shape[0], :small.shape[1]] = small
     frame[:, small.shape[1]:] = big
     finder = face_finder_for("")
-    found = [box for box, _ in finder.detections(frame)]
+    detections = finder.detections(frame)
+    found = [box for box, _ in detections]
     assert len(found) == 2 and {b[0] < small.shape[1] for b in found} == {True, False}, found
+    assert detections[0][1] > detections[1][1]  # the surest first (the daemon's keep = face takes the first)
     x, y, w, h = finder.find(frame)
     assert x >= small.shape[1] and w > 0.3 * big.shape[1], (x, y, w, h)  # the face of the big photo
     # about the box it has on its own (the cascade runs at another shrink on the wider frame)
@@ -231,3 +233,58 @@ def test_segmenter_arguments_are_checked():
                 {"hair_fraction": 1.0}, {"hair_fraction": -0.1}):
         with pytest.raises(ValueError):
             ClassicalSegmenter(face_finder=FACE_FINDERS.create("given", (0, 0, 4, 4)), **bad)
+
+
+def test_the_cascade_runs_on_the_frame_shrunk_to_detect_size_on_its_longer_side(monkeypatch):
+    rgb = rgb_of(FASSEG_V2 / "Test_RGB" / "1.png")  # 512 rows, 354 columns
+    finder = face_finder_for("")
+    seen = []
+    real = finder.cascade.detectMultiScale
+
+    def recording(grey, **kwargs):
+        seen.append(grey.shape)
+        return real(grey, **kwargs)
+    monkeypatch.setattr(finder, "cascade", type("C", (), {"detectMultiScale": staticmethod(recording)})())
+    finder.find(rgb)
+    assert seen == [(160, round(354 * 160 / 512))]
+
+
+def test_read_json_box_takes_the_first_box(tmp_path):
+    path = tmp_path / "two.json"
+    path.write_text('{"1": {"x": 1, "y": 2, "w": 30, "h": 40}, "2": {"x": 50, "y": 60, "w": 7, "h": 8}}')
+    assert read_json_box(path) == (1, 2, 30, 40)
+
+
+def test_the_skin_colour_comes_from_the_central_half_of_the_face_box():
+    from device.classical.pipeline import central_half
+    assert central_half((10, 20, 40, 60)) == (20, 35, 20, 30)
+    assert central_half((0, 0, 3, 3)) == (0, 0, 1, 1)  # never empty
+
+
+def test_a_face_box_over_speckle_gives_no_skin_region_not_an_exception(segmenter):
+    """Pixel noise: the dominant colour in the box is scattered, DBSCAN finds no core points, so no face region."""
+    noise = np.random.default_rng(0).integers(0, 256, (120, 120, 3), dtype=np.uint8)
+    result = segmenter.segment(noise, face_box=(40, 40, 40, 40))
+    assert result.reason == "no skin region at the face" and not result.mask.any()
+
+
+def test_the_colour_fit_is_converged_k_means():
+    """Each centre is (within a level and a half) the mean of the sample pixels nearest to it: k-means' fixed
+    point, which one iteration from the k-means++ start is not (3-4 levels off on these photos)."""
+    from device.classical.kmeans import nearest_centre
+    for name in FACES[:3]:
+        rgb = cv2.resize(rgb_of(FASSEG_V2 / "Test_RGB" / name), (177, 256), interpolation=cv2.INTER_AREA)
+        reducer = ColourReducer(k=12)
+        samples = reducer._subsample(rgb)
+        centres = reducer.fit(samples)
+        nearest = nearest_centre(samples, centres)
+        means = np.array([samples[nearest == i].mean(0) for i in range(len(centres))])
+        assert np.abs(means - centres).max() < 1.5, name
+
+
+def test_the_reduced_image_rounds_its_centres():
+    from device.classical.kmeans import Reduction
+    red = Reduction(labels=np.array([[0, 1], [1, 0]], np.int32),
+                    centres=np.float32([[10.6, 0.4, 254.5], [-3.0, 127.5, 300.0]]))
+    np.testing.assert_array_equal(red.image[0], [[11, 0, 254], [0, 128, 255]])
+    assert red.k == 2
