@@ -36,7 +36,7 @@ def test_css_names_round_trip():
         assert to_hex(parse_colour(name)) == hex_value
 
 
-@pytest.mark.parametrize("bad", ["crimsn", "#12345", "#ggg", "", "dc143c", "#dc143c0"])
+@pytest.mark.parametrize("bad", ["crimsn", "#12345", "#ggg", "", "dc143c", "#dc143c0", "#d13a", "#d1"])
 def test_bad_colour_names_the_value(bad):
     with pytest.raises(ValueError, match=re.escape(repr(bad))):
         parse_colour(bad)
