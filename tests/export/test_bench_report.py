@@ -348,3 +348,14 @@ def test_the_two_thread_speed_up_is_the_one_without_spinning():
                           {"threads": 2, "spinning": False, "speedup": {"median": 1.2}}]}
     assert report._two_thread_speedup(table) == 1.2
     assert report._two_thread_speedup({"settings": []}) == 1.0
+
+
+def test_a_label_seen_three_times_with_one_runtime_gets_three_columns():
+    def results(label: str, runtime: str) -> dict:
+        return {"schema": report.SCHEMA, "machines": [{"label": label, "machine": {}, "models": [{"name": "m"}],
+                                                       "results": [{"model": "m", "runtime": runtime,
+                                                                    "status": "ok"}]}]}
+    merged = bench_report.merge([results("pi", "ort-cpu-4"), results("pi", "ort-cpu-4"), results("pi", "torch-4"),
+                                 results("pi", "ort-cpu-4")])
+    # the PyTorch file shares the first column's label (other runtimes); each repeat of ort-cpu-4 gets the next
+    assert [m["label"] for m in merged["machines"]] == ["pi", "pi #2", "pi", "pi #3"]
