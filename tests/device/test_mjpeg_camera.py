@@ -49,6 +49,10 @@ class Streamer(BaseHTTPRequestHandler):
             if kind == "stall":
                 self.server.gone.wait(10)
                 return
+            if kind == "cut":  # the camera goes away inside a frame: half of the JPEG its length promised
+                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s"
+                                 % (len(jpeg), jpeg[:len(jpeg) // 2]))
+                return
             while not self.server.gone.is_set():
                 if kind in ("huge", "negative"):
                     length = b"1073741824" if kind == "huge" else b"-5"
@@ -184,6 +188,7 @@ def test_the_mirror_backs_off_until_the_stream_is_there_then_shows_it(photo_path
     ("huge", ["1024.0 MiB", "at most 8.0 MiB"]),
     ("negative", ["Content-Length '-5' is not a byte count"]),
     ("png", ["not a usable JPEG", "PNG"]),
+    ("cut", ["closed the stream inside a frame"]),  # never half a picture (a JPEG decoder shows one, greyed)
 ])
 def test_a_stream_that_is_not_mjpeg_is_refused_clearly(photo_path, kind, words):
     server = serve(photo_path.read_bytes(), kind)
