@@ -199,3 +199,58 @@ def test_every_hardening_check_passes_except_the_justified_ones(unit_root):
     failing = {c["json_field"] for c in checks if c["set"] is False}
     assert len(checks) > 50 and not failing - set(JUSTIFIED_EXPOSURES), (
         f"checks failing without a reason in JUSTIFIED_EXPOSURES: {sorted(failing - set(JUSTIFIED_EXPOSURES))}")
+
+
+def _effective(*texts: str) -> dict[tuple[str, str], list[str]]:
+    """The settings systemd ends up with from a unit and its drop-ins, read in order: a list setting
+    (SupplementaryGroups=, ReadWritePaths=, ...) is reset by an empty assignment, a single value is the last one."""
+    merged: dict[tuple[str, str], list[str]] = {}
+    for text in texts:
+        for key, values in _directives(text).items():
+            for value in values:
+                merged[key] = [] if value == "" else [*merged.get(key, []), value]
+    return merged
+
+
+def test_the_role_variables_take_effect_over_the_unit(unit_root):
+    variables = {"hairmirror_extra_groups": ["video"], "hairmirror_timeout_start_sec": 300,
+                 "hairmirror_restart_sec": 9, "hairmirror_watchdog_sec": 45,
+                 "hairmirror_start_limit_interval_sec": 600, "hairmirror_start_limit_burst": 3}
+    _install_drop_in(unit_root, **variables)
+    out = _verify(unit_root)
+    assert out.returncode == 0 and not (out.stdout + out.stderr).strip(), out.stdout + out.stderr
+    drop_in = (unit_root / "etc/systemd/system/hairmirror.service.d/ansible.conf").read_text()
+    got = _effective(UNIT.read_text(), drop_in)
+    assert " ".join(got[("Service", "SupplementaryGroups")]).split() == ["video"]  # not video render video
+    for (section, key), name in [(("Service", "TimeoutStartSec"), "hairmirror_timeout_start_sec"),
+                                 (("Service", "RestartSec"), "hairmirror_restart_sec"),
+                                 (("Service", "WatchdogSec"), "hairmirror_watchdog_sec"),
+                                 (("Unit", "StartLimitIntervalSec"), "hairmirror_start_limit_interval_sec"),
+                                 (("Unit", "StartLimitBurst"), "hairmirror_start_limit_burst")]:
+        assert got[(section, key)][-1] == str(variables[name]), key
+
+
+@pytest.mark.parametrize("overrides, wanted, unwanted", [
+    # ports from 1024 up need no privilege (net.ipv4.ip_unprivileged_port_start): no capability for them
+    ({"hairmirror_web_port": 1024}, [], ["CAP_NET_BIND_SERVICE"]),
+    ({"hairmirror_web_port": 1023}, ["AmbientCapabilities=CAP_NET_BIND_SERVICE"], []),
+    # the page off, but the camera is a network stream opened by OpenCV: the network stays
+    ({"hairmirror_web_enabled": False, "hairmirror_camera_kind": "opencv",
+      "hairmirror_camera_device": "rtsp://192.168.1.20/stream"}, [], ["PrivateNetwork"]),
+    ({"hairmirror_web_enabled": False, "hairmirror_camera_kind": "opencv", "hairmirror_camera_device": "0"},
+     ["PrivateNetwork=yes"], []),
+    # a relative files-sink path is under the state folder, writable already (and ReadWritePaths= takes no
+    # relative path)
+    ({"hairmirror_sink_kind": "files", "hairmirror_sink_path": "out/frames"}, [], ["ReadWritePaths"]),
+    # a wildcard address exists before the network is up: no wait for network-online.target
+    ({"hairmirror_web_host": "0.0.0.0", "hairmirror_web_token": "x" * 16}, [], ["network-online"]),
+])
+def test_the_drop_in_opens_only_what_the_config_needs(unit_root, overrides, wanted, unwanted):
+    _install_drop_in(unit_root, **overrides)
+    text = (unit_root / "etc/systemd/system/hairmirror.service.d/ansible.conf").read_text()
+    for line in wanted:
+        assert line in text.splitlines(), line
+    for word in unwanted:
+        assert word not in text, word
+    out = _verify(unit_root)
+    assert out.returncode == 0 and not (out.stdout + out.stderr).strip(), out.stdout + out.stderr
