@@ -204,3 +204,25 @@ def test_the_daemon_says_once_which_port_is_in_use_and_exits_1(caplog):
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert code == cli.EXIT_RUNTIME
     assert errors == [f"web: cannot listen on 127.0.0.1:{port} (web.host, web.port): Address already in use"]
+
+
+def test_a_restart_listens_again_at_once_on_the_port_its_last_run_served(tmp_path_factory):
+    """A connection the server closed first stays in TIME_WAIT on the page's port for a minute; systemd restarts
+    the daemon after 5 s, and its page must be able to listen there again (SO_REUSEADDR)."""
+    mirror = Mirror(mirror_config(None))
+    mirror.cfg.web.port = 0
+    server = serve_in_thread(mirror, mirror.cfg.web)
+    port = server.port
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as client:
+            client.sendall(b"GET /api/status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            while client.recv(65536):  # until the server closes its side first
+                pass
+    finally:
+        server.shutdown()
+    mirror.cfg.web.port = port
+    again = serve_in_thread(mirror, mirror.cfg.web)
+    try:
+        assert again.port == port and get_json(again.url + "api/status")["live"] is False
+    finally:
+        again.shutdown()
