@@ -226,3 +226,20 @@ def test_a_restart_listens_again_at_once_on_the_port_its_last_run_served(tmp_pat
         assert again.port == port and get_json(again.url + "api/status")["live"] is False
     finally:
         again.shutdown()
+
+
+def test_the_pages_status_polls_stay_out_of_the_log_and_other_requests_do_not(tmp_path_factory, caplog):
+    """The page polls /api/status every 2 s: one journal line each would bury everything else."""
+    mirror = Mirror(mirror_config(None))
+    mirror.cfg.web.port = 0
+    server = serve_in_thread(mirror, mirror.cfg.web)
+    try:
+        with caplog.at_level(logging.INFO):
+            for _ in range(3):
+                get_json(server.url + "api/status")
+            with urllib.request.urlopen(server.url, timeout=WAIT) as r:
+                r.read()
+    finally:
+        server.shutdown()
+    lines = [r.getMessage() for r in caplog.records if '"GET ' in r.getMessage()]
+    assert len(lines) == 1 and '"GET / HTTP/1.1" 200' in lines[0], lines
