@@ -453,3 +453,13 @@ def test_the_stream_sends_each_frame_once_encodes_it_once_for_all_watchers_and_c
     assert_error(client.get("/stream.mjpg"), 503, "already watching")
     for w in again:
         w.close()
+
+
+def test_no_answer_is_cached_and_none_leaks_the_token_as_a_referrer(client):
+    """The page's URL may carry ?token=: no answer may be kept by a cache or a browser's history, nor the URL sent
+    on as a Referer; every answer, the errors too."""
+    for response in (client.get("/"), client.get("/api/status"), client.get("/snapshot.gif"),
+                     client.post("/api/colour", json={"colour": "no-such-colour"})):
+        assert response.headers["Cache-Control"] == "no-store", response.request.path
+        assert response.headers["Referrer-Policy"] == "no-referrer"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
