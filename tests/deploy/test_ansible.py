@@ -164,7 +164,9 @@ def test_the_role_refuses_variables_the_daemons_validation_cannot_see(tmp_path):
              ({"hairmirror_models": []}, "hairmirror_segmenter_model"),
              ({"hairmirror_segmenter_model": str(tmp_path / "absent.onnx")}, "no such model file on the mirror"),
              ({"hairmirror_segmenter_model": "/home/pi/model.onnx"}, "ProtectHome"),
-             ({"hairmirror_environment": {"MY-VAR": "1"}}, "hairmirror_environment: names")]
+             ({"hairmirror_segmenter_model": "/root/model.onnx"}, "ProtectHome"),  # hidden as well as /home
+             ({"hairmirror_environment": {"MY-VAR": "1"}}, "hairmirror_environment: names"),
+             ({"hairmirror_environment": {"2THREADS": "1"}}, "hairmirror_environment: names")]  # no leading digit
     for extra, message in cases:
         out = _checks(tmp_path, extra)
         assert out.returncode != 0 and message in out.stdout, (extra, out.stdout[-2000:])
