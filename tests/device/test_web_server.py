@@ -243,3 +243,18 @@ def test_the_pages_status_polls_stay_out_of_the_log_and_other_requests_do_not(tm
         server.shutdown()
     lines = [r.getMessage() for r in caplog.records if '"GET ' in r.getMessage()]
     assert len(lines) == 1 and '"GET / HTTP/1.1" 200' in lines[0], lines
+
+
+def test_a_page_on_ipv6_loopback_gives_a_url_that_opens(tmp_path_factory):
+    """The URL the log gives for an IPv6 address carries it in brackets, as a URL must."""
+    mirror = Mirror(mirror_config(None))
+    mirror.cfg.web.host, mirror.cfg.web.port = "::1", 0
+    try:
+        server = serve_in_thread(mirror, mirror.cfg.web)
+    except OSError as e:
+        pytest.skip(f"no IPv6 loopback here: {e}")
+    try:
+        assert server.url == f"http://[::1]:{server.port}/"
+        assert get_json(server.url + "api/status")["live"] is False
+    finally:
+        server.shutdown()
