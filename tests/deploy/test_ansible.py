@@ -3,7 +3,11 @@ variable the roles use has a default (geerlingguy style: defaults/ holds every t
 from __future__ import annotations
 
 import dataclasses
+import grp
+import json
+import os
 import re
+import stat
 import subprocess
 import sys
 import tomllib
@@ -14,7 +18,7 @@ import pytest
 from device import config as device_config
 from device.segmenters import DEFAULT_MODEL
 
-from .helpers import ANSIBLE, ROLES, render, role_defaults, tool
+from .helpers import ANSIBLE, ROLES, ROOT, render, role_defaults, tool
 
 
 def _run(cmd: list[str]) -> subprocess.CompletedProcess:
@@ -139,7 +143,6 @@ def test_every_variable_used_by_the_roles_has_a_default():
 
 def _checks(tmp_path: Path, extra: dict) -> subprocess.CompletedProcess:
     """The role's variable checks (tasks/checks.yml) run by ansible on this machine, with `extra` variables."""
-    import json
     play = tmp_path / "checks.yml"
     play.write_text("- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n"
                     "    - ansible.builtin.include_role:\n        name: hairmirror\n        tasks_from: checks\n")
@@ -161,7 +164,9 @@ def test_the_role_refuses_variables_the_daemons_validation_cannot_see(tmp_path):
              ({"hairmirror_models": []}, "hairmirror_segmenter_model"),
              ({"hairmirror_segmenter_model": str(tmp_path / "absent.onnx")}, "no such model file on the mirror"),
              ({"hairmirror_segmenter_model": "/home/pi/model.onnx"}, "ProtectHome"),
-             ({"hairmirror_environment": {"MY-VAR": "1"}}, "hairmirror_environment: names")]
+             ({"hairmirror_segmenter_model": "/root/model.onnx"}, "ProtectHome"),  # hidden as well as /home
+             ({"hairmirror_environment": {"MY-VAR": "1"}}, "hairmirror_environment: names"),
+             ({"hairmirror_environment": {"2THREADS": "1"}}, "hairmirror_environment: names")]  # no leading digit
     for extra, message in cases:
         out = _checks(tmp_path, extra)
         assert out.returncode != 0 and message in out.stdout, (extra, out.stdout[-2000:])
@@ -186,3 +191,42 @@ def test_the_drop_in_escapes_the_environment_and_opens_what_the_config_needs():
     assert "PrivateNetwork=yes" in local and "ReadWritePaths" not in local and "network-online" not in local
     lan = render(drop_in, role_defaults({"hairmirror_web_host": "192.168.1.50", "hairmirror_web_token": "x" * 16}))
     assert "After=network-online.target" in lan  # its address exists once DHCP has given it
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="the role writes the config as root (owner: root), which needs root here too")
+def test_the_role_writes_a_config_only_its_group_reads_and_never_one_the_daemon_refuses(tmp_path):
+    """tasks/config.yml run by ansible with this checkout's daemon as the installed one: the file (it may hold
+    web.token) is readable by the service's group and nobody else, and a config the daemon refuses fails the play
+    and leaves the running one in place (the template's `validate`)."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    shim = venv / "bin" / "hairmirror"
+    shim.write_text(f"#!/bin/sh\nPYTHONPATH={ROOT} exec {sys.executable} -m device \"$@\"\n")
+    shim.chmod(0o755)
+    path = tmp_path / "etc" / "config.toml"
+    group = grp.getgrgid(os.getgid() if os.getgid() != 0 else grp.getgrnam("nogroup").gr_gid)
+
+    def play(extra: dict) -> subprocess.CompletedProcess:
+        book = tmp_path / "config-play.yml"
+        book.write_text("- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n"
+                        "    - ansible.builtin.include_role:\n        name: hairmirror\n        tasks_from: config\n")
+        variables = {"hairmirror_venv": str(venv), "hairmirror_config_dir": str(path.parent),
+                     "hairmirror_config_file": str(path), "hairmirror_group": group.gr_name,
+                     "hairmirror_camera_kind": "demo", "hairmirror_sink_kind": "null",
+                     "hairmirror_segmenter_kind": "classical", "hairmirror_systemd_running": False, **extra}
+        return _run([tool("ansible-playbook"), "-i", "localhost,", str(book), "-e", json.dumps(variables)])
+
+    token = "a-token-for-the-lan-1234"
+    out = play({"hairmirror_web_host": "0.0.0.0", "hairmirror_web_token": token})
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    st = path.stat()
+    assert st.st_uid == 0 and st.st_gid == group.gr_gid
+    assert stat.S_IMODE(st.st_mode) & 0o040 and not stat.S_IMODE(st.st_mode) & 0o137  # group reads; others nothing
+    assert not stat.S_IMODE(path.parent.stat().st_mode) & 0o007
+    assert device_config.load(path).web.token == token
+    written = path.read_text()
+
+    refused = play({"hairmirror_web_host": "0.0.0.0", "hairmirror_web_token": ""})  # a LAN page without a token
+    assert refused.returncode != 0 and "web.host" in refused.stdout, refused.stdout[-3000:]
+    assert path.read_text() == written

@@ -36,7 +36,7 @@ if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
     pytest.skip(f"Chromium not found ({CHROMIUM}, {CHROMEDRIVER}): `make browser` installs Debian's chromium "
                 "and chromium-driver", allow_module_level=True)
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 
 def free_port() -> int:
@@ -50,9 +50,9 @@ def get_json(url: str) -> dict:
         return json.load(r)
 
 
-@pytest.fixture
-def daemon(tmp_path, tmp_path_factory):
-    """The real daemon on the demo camera with the real model, its page on a free loopback port."""
+def start_daemon(tmp_path, tmp_path_factory, token: str = ""):
+    """The real daemon on the demo camera with the real model, its page on a free loopback port (and a token, if
+    given: optional on loopback, needed on every request once set)."""
     port = free_port()
     config = tmp_path / "hairmirror.toml"
     config.write_text(f"""
@@ -71,26 +71,38 @@ colour = "{PRESETS['cherry']}"
 [web]
 host = "127.0.0.1"
 port = {port}
+token = "{token}"
 """)
     log = open(tmp_path / "daemon.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "device", "--config", str(config)], cwd=REPO, stdout=log,
                             stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
+    query = f"?token={token}" if token else ""
     deadline = time.monotonic() + WAIT
     while True:
         assert proc.poll() is None, f"the daemon exited: {(tmp_path / 'daemon.log').read_text()}"
         try:
-            if get_json(url + "api/status")["live"]:
+            if get_json(url + "api/status" + query)["live"]:
                 break
         except OSError:
             pass
         assert time.monotonic() < deadline, "the daemon's page never showed a live frame"
         time.sleep(0.2)
-    yield proc, url
+    return proc, url, log
+
+
+def stop_daemon(proc, log) -> None:
     if proc.poll() is None:
         proc.kill()
         proc.wait()
     log.close()
+
+
+@pytest.fixture
+def daemon(tmp_path, tmp_path_factory):
+    proc, url, log = start_daemon(tmp_path, tmp_path_factory)
+    yield proc, url
+    stop_daemon(proc, log)
 
 
 @pytest.fixture
@@ -158,6 +170,10 @@ def test_upload_a_photo_click_a_colour_and_watch_the_mirror(daemon, browser, tmp
     near_hair = cv2.dilate(mask.view(np.uint8), np.ones((5, 5), np.uint8)) > 0
     assert not changed[~near_hair].any(), "pixels away from the hair changed"
     assert blue.get_attribute("aria-pressed") == "true"
+    pressed = [b.get_attribute("data-name") for b in browser.find_elements(By.CSS_SELECTOR, ".swatch")
+               if b.get_attribute("aria-pressed") == "true"]
+    assert pressed == ["electric-blue"]  # the one chosen, no other
+    assert browser.find_element(By.ID, "error").get_property("hidden")  # nothing went wrong: no (empty) alert
     # the same click recoloured the live mirror
     assert get_json(url + "api/status")["recolour"]["colour"] == PRESETS["electric-blue"]
 
@@ -180,3 +196,39 @@ def test_upload_a_photo_click_a_colour_and_watch_the_mirror(daemon, browser, tmp
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
 
+
+
+def test_with_a_token_the_page_polls_streams_and_saves_snapshots_and_pause_closes_the_stream(browser, tmp_path,
+                                                                                             tmp_path_factory):
+    """Opened as ?token=... (how the LAN page is opened): every request of the page carries the token, the status
+    and the live stream included; Save snapshot downloads with it; Pause closes the stream (no encoding for
+    nobody) and Resume opens it again; a two-colour mode shows its second colour."""
+    from device.recolour import RECOLOURERS
+    token = "a-browser-token-0123456789"
+    proc, url, log = start_daemon(tmp_path, tmp_path_factory, token)
+    try:
+        wait = WebDriverWait(browser, WAIT)
+        browser.get(f"{url}?token={token}")
+        wait.until(lambda d: "fps" in d.find_element(By.ID, "status").text)
+        wait.until(lambda d: d.execute_script("return document.getElementById('stream').naturalWidth") == 320)
+        status = f"{url}api/status?token={token}"
+        assert get_json(status)["watchers"] == 1
+
+        href = browser.find_element(By.ID, "snapshot").get_attribute("href")
+        with urllib.request.urlopen(href, timeout=30) as r:  # the link as the browser would follow it
+            assert r.headers["Content-Type"] == "image/png" and r.read(8) == b"\x89PNG\r\n\x1a\n"
+
+        browser.find_element(By.ID, "pause").click()
+        wait.until(lambda d: get_json(status)["watchers"] == 0)
+        assert browser.find_element(By.ID, "live-note").text == "preview paused"
+        browser.find_element(By.ID, "pause").click()
+        wait.until(lambda d: get_json(status)["watchers"] == 1)
+
+        label = browser.find_element(By.ID, "colour2-label")
+        two = next(iter(RECOLOURERS.having("uses_second_colour")))
+        assert not label.is_displayed()
+        Select(browser.find_element(By.ID, "mode")).select_by_value(two)
+        wait.until(lambda d: label.is_displayed())
+        wait.until(lambda d: get_json(status)["recolour"]["mode"] == two)  # sent with the token too
+    finally:
+        stop_daemon(proc, log)

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import numpy as np
 
 from device.cameras import Camera, CameraError
+from device.cameras.base import Pacer
 from device.config import CameraConfig
 from device.stages import Capture
 
@@ -63,3 +65,18 @@ def test_a_camera_back_after_a_loss_is_logged(caplog):
         assert capture.read() is None  # lost, reopened
         assert capture.read() is not None
     assert _messages(caplog) == ["ERROR camera: cable pulled", "INFO camera: working again"]
+
+
+def test_the_pacer_holds_its_rate_and_a_late_reader_gets_no_burst_of_missed_frames():
+    """Like a sensor: frames come one period apart; a reader that was late 10 periods gets the next frame at once
+    (it is due), and then one per period again, not the 10 it missed back to back."""
+    pacer = Pacer(50.0)  # 20 ms
+    pacer.wait()
+    time.sleep(0.2)
+    pacer.wait()  # late: due at once
+    times = []
+    for _ in range(4):
+        pacer.wait()
+        times.append(time.monotonic())
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert min(gaps) > 0.015, gaps

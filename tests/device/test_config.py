@@ -239,3 +239,28 @@ def test_the_fallback_kinds_own_settings_are_checked_too(tmp_path):
         configuration.from_dict(data)
     data["segmenter"]["fallback"] = ""  # no fallback: nothing reads the cascade
     assert configuration.from_dict(data).segmenter.fallback == ""
+
+
+def test_validate_config_prints_the_config_the_command_line_resolves_and_it_loads_back(tmp_path, capsys):
+    """--validate-config prints the resolved config: the file with the command line's overrides on top (--no-web,
+    --web, --colour, --mode), as a file that loads back to the same settings."""
+    other_mode = next(m for m in RECOLOURERS.names() if m != configuration.Config().recolour.mode)
+    table = {"camera": {"kind": "demo"}, "segmenter": {"kind": "classical"}, "sink": {"kind": "null"},
+             "recolour": {"colour": "gold"}, "web": {"enabled": True, "host": "127.0.0.1", "port": 8090}}
+    path = tmp_path / "mirror.toml"
+    path.write_text(configuration.to_toml(configuration.from_dict(table)))
+    printed = tmp_path / "printed.toml"
+
+    assert cli.main(["-c", str(path), "--validate-config", "--no-web", "--colour", "#112233",
+                     "--mode", other_mode]) == cli.EXIT_OK
+    printed.write_text(capsys.readouterr().out)
+    expected = {**table, "recolour": {"colour": "#112233", "mode": other_mode},
+                "web": {**table["web"], "enabled": False}}
+    assert configuration.load(printed) == configuration.from_dict(expected)
+
+    table["web"]["enabled"] = False
+    path.write_text(configuration.to_toml(configuration.from_dict(table)))
+    assert cli.main(["-c", str(path), "--validate-config", "--web", "127.0.0.1:9000"]) == cli.EXIT_OK
+    printed.write_text(capsys.readouterr().out)
+    assert configuration.load(printed).web == configuration.from_dict(
+        {"web": {"enabled": True, "host": "127.0.0.1", "port": 9000}}).web

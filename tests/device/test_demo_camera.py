@@ -157,3 +157,19 @@ def test_a_failure_in_the_producer_is_the_cameras_error_on_the_next_read(monkeyp
     assert time.monotonic() - t0 < STOP_WAIT
     cam.start()
     assert cam.read().main.shape == (120, 160, 3)
+
+
+def test_the_configs_highest_rate_is_still_paced_like_a_sensor():
+    """Up to UNPACED_ABOVE_FPS (the config's highest rate, 120) the camera keeps its own pace and a slow reader
+    gets the newest frame (the others dropped); only a faster, bench-only rate lets the reader set the pace."""
+    from device.cameras.demo import UNPACED_ABOVE_FPS
+    fast = camera(width=64, height=48, lores_hw=(32, 32), fps=UNPACED_ABOVE_FPS)
+    fast.read()
+    time.sleep(0.2)  # ~24 frame periods
+    fast.read()
+    assert fast.dropped > 0
+    unpaced = camera(width=64, height=48, lores_hw=(32, 32), fps=2 * UNPACED_ABOVE_FPS)
+    unpaced.read()
+    time.sleep(0.2)
+    unpaced.read()
+    assert unpaced.dropped == 0

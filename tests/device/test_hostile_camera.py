@@ -426,3 +426,17 @@ def test_the_opencv_camera_shows_a_photo_file_upright_and_within_the_decode_budg
                                    "sink": {"kind": "null"}}).camera
     with pytest.raises(CameraError, match="cannot be shown: .*decoding it would take"):
         CAMERAS.create("opencv", cfg, (288, 288)).start()
+
+
+def test_a_photo_added_to_the_folder_while_it_runs_is_shown(tmp_path, fast_rescan):
+    """The folder is looked at again while the camera runs: a photo copied onto the stick appears in the loop."""
+    from device.cameras import CAMERAS
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), np.full((48, 64, 3), (30, 30, 200), np.uint8))  # BGR: red
+    camera = CAMERAS.create("images", images_config(folder, fps=120, seconds_per_photo=0.01).camera, (48, 64))
+    camera.start()
+    assert all(camera.read().main[0, 0, 0] > 100 for _ in range(3))
+    cv2.imwrite(str(folder / "b.png"), np.full((48, 64, 3), (30, 200, 30), np.uint8))  # green
+    time.sleep(0.15)  # past the rescan period
+    assert any(camera.read().main[0, 0, 1] > 100 for _ in range(6))

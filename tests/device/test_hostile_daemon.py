@@ -196,6 +196,8 @@ RAW = [
     ("150-headers", b"GET / HTTP/1.1\r\n" + HOST + b"".join(b"X-%d: 1\r\n" % i for i in range(150)) + b"\r\n", 431,
      ("Too many headers",)),
     ("http-version-9.9", b"GET / HTTP/9.9\r\n" + HOST + b"\r\n", 505, ("Invalid HTTP version",)),
+    # http.server quotes the client's version in its refusal: 5 kB of it must not come back (nor reach the log)
+    ("version-of-5-kB", b"GET / HTTP/1." + b"1" * 5000 + b"\r\n" + HOST + b"\r\n", 400, ("Bad request version",)),
     ("tls-client-hello", bytes.fromhex("16030100a5010000a10303") + bytes(100), 400, ("http://, not https://",)),
     ("binary-garbage", b"\x00\x01\x02\xff\xfe garbage\r\n\r\n", 400, ("Bad",)),
     ("non-ascii-path", b"GET /\xff\xfe\xc3\xa9 HTTP/1.1\r\n" + HOST + b"\r\n", 404, ("not found",)),

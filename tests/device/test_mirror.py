@@ -441,7 +441,9 @@ def test_default_config_round_trips_and_validates(tmp_path):
     assert configuration.load(tmp_path / "c.toml") == configuration.Config()
 
 
-def test_sigterm_stops_the_daemon_cleanly(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_stops_the_daemon_cleanly(tmp_path, sig):
+    """SIGTERM (systemctl stop) or SIGINT (Ctrl-C) stops it cleanly with exit 0 (cli's docstring)."""
     # the images camera's folder is absent (a USB stick not plugged in): the daemon logs it and retries until SIGTERM
     cfg = tmp_path / "absent-folder.toml"
     cfg.write_text(f'[camera]\nkind = "images"\npath = "{tmp_path / "absent"}"\n')
@@ -453,7 +455,7 @@ def test_sigterm_stops_the_daemon_cleanly(tmp_path):
         seen.append(line)
         if "retrying" in line and "camera.path" in line:  # the capture's retry: the loop runs
             break
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     rest = proc.stderr.read()
     proc.wait(timeout=30)
     assert proc.returncode == 0, "".join(seen) + rest
@@ -705,3 +707,46 @@ def test_a_photo_is_not_segmented_while_a_live_inference_is(photos):
         release.set()
         mirror.camera.stop()
         mirror.post.close()
+
+
+def test_a_frame_loop_that_fails_exits_1_so_systemd_restarts_it(monkeypatch, caplog):
+    """Exit 1 is a runtime failure (Restart=on-failure restarts it; exit 0 would leave the mirror dark for good)."""
+    from device import cli
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("the display went away")
+    monkeypatch.setattr(Mirror, "run", broken)
+    code = cli.main(["--source", "demo", "--segmenter", "classical", "--sink", "null", "--no-web", "--frames", "1"])
+    assert code == cli.EXIT_RUNTIME == 1
+    assert "the frame loop failed" in caplog.text and "the display went away" in caplog.text
+
+
+def test_a_sigterm_during_the_start_stops_before_the_first_frame(monkeypatch, caplog):
+    """systemd's stop while the model loads (slow on a Pi): the daemon leaves with 0 once built, showing nothing."""
+    from device import cli
+    built = Mirror.__init__
+
+    def slow_start(self, *args, **kwargs):
+        built(self, *args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives while the start is still building
+    monkeypatch.setattr(Mirror, "__init__", slow_start)
+    ran = []
+    monkeypatch.setattr(Mirror, "run", lambda self, *a, **k: ran.append(self) or 0)
+    with caplog.at_level("INFO"):
+        assert cli.main(["--source", "demo", "--segmenter", "classical", "--sink", "null", "--no-web"]) == 0
+    assert ran == [] and "stopped before the first frame" in caplog.text
+
+
+def test_a_failed_frame_loop_still_exits_1_when_it_must_leave_without_finalising(monkeypatch):
+    """An inference still inside onnxruntime makes the daemon leave at once (os._exit): with the code it had."""
+    from device import cli
+
+    def broken(self, *args, **kwargs):
+        self.inference_unfinished = True
+        raise RuntimeError("the display went away")
+    left = []
+    monkeypatch.setattr(Mirror, "run", broken)
+    monkeypatch.setattr(cli.os, "_exit", lambda code: left.append(code))
+    monkeypatch.setattr(cli.logging, "shutdown", lambda: None)  # pytest's log capture goes on
+    cli.main(["--source", "demo", "--segmenter", "classical", "--sink", "null", "--no-web", "--frames", "1"])
+    assert left == [1]

@@ -35,7 +35,8 @@ class Streamer(BaseHTTPRequestHandler):
             return
         self.send_response(200)
         self.send_header("Content-Type", "text/html" if kind == "html" else
-                         "multipart/x-mixed-replace; boundary=frame")
+                         # some cameras declare the boundary with the dashes its lines start with
+                         f"multipart/x-mixed-replace; boundary={'--frame' if kind == 'dashed' else 'frame'}")
         self.end_headers()
         try:
             if kind == "html":
@@ -48,6 +49,18 @@ class Streamer(BaseHTTPRequestHandler):
                 return
             if kind == "stall":
                 self.server.gone.wait(10)
+                return
+            if kind == "trickle":  # a part's header lines, one every 0.1 s, never the frame
+                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n")
+                for n in range(30):
+                    self.wfile.write(b"X-Padding: %d\r\n" % n)
+                    self.wfile.flush()
+                    if self.server.gone.wait(0.1):
+                        return
+                return
+            if kind == "cut":  # the camera goes away inside a frame: half of the JPEG its length promised
+                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s"
+                                 % (len(jpeg), jpeg[:len(jpeg) // 2]))
                 return
             while not self.server.gone.is_set():
                 if kind in ("huge", "negative"):
@@ -106,7 +119,7 @@ def mean_diff(a, b) -> float:
     return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
 
 
-@pytest.mark.parametrize("kind", ["frames", "no-length"])
+@pytest.mark.parametrize("kind", ["frames", "no-length", "dashed"])
 def test_frames_decode_as_rgb_at_the_display_and_lores_sizes(photo_path, kind):
     server = serve(photo_path.read_bytes(), kind)
     cam = make_camera(server)
@@ -184,6 +197,7 @@ def test_the_mirror_backs_off_until_the_stream_is_there_then_shows_it(photo_path
     ("huge", ["1024.0 MiB", "at most 8.0 MiB"]),
     ("negative", ["Content-Length '-5' is not a byte count"]),
     ("png", ["not a usable JPEG", "PNG"]),
+    ("cut", ["closed the stream inside a frame"]),  # never half a picture (a JPEG decoder shows one, greyed)
 ])
 def test_a_stream_that_is_not_mjpeg_is_refused_clearly(photo_path, kind, words):
     server = serve(photo_path.read_bytes(), kind)
@@ -209,6 +223,22 @@ def test_a_silent_server_times_out(photo_path, monkeypatch):
         with pytest.raises(CameraError, match="timed out"):
             cam.read()
         assert time.monotonic() - t0 < 2
+    finally:
+        cam.stop()
+        go_away(server)
+
+
+def test_a_server_trickling_a_frame_counts_as_gone_after_read_timeout(photo_path, monkeypatch):
+    """Data every 0.1 s keeps each socket read within its timeout; the whole frame must still come in time."""
+    monkeypatch.setattr(mjpeg_module.MjpegCamera, "read_timeout", 0.3)
+    server = serve(photo_path.read_bytes(), "trickle")
+    cam = make_camera(server)
+    try:
+        cam.start()
+        t0 = time.monotonic()
+        with pytest.raises(CameraError, match="no whole frame"):
+            cam.read()
+        assert time.monotonic() - t0 < 1.5
     finally:
         cam.stop()
         go_away(server)

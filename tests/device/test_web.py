@@ -420,3 +420,46 @@ before = rss(); released = release_freed_memory(); print(before, rss(), released
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
     before, after = int(out[0]), int(out[1])
     assert out[2] == "True" and before - after > 100, f"RSS {before} -> {after} MiB after release_freed_memory"
+
+
+def test_the_stream_sends_each_frame_once_encodes_it_once_for_all_watchers_and_counts_closes_once(tmp_path_factory,
+                                                                                                 monkeypatch):
+    """live.py's promises: each new frame once (a mirror that shows nothing new sends nothing more), one JPEG per
+    displayed frame shared by every watcher, and a watcher's slot freed once however often it is closed."""
+    import threading
+
+    from device.web import live as live_module
+    mirror = Mirror(mirror_config(model_file(tmp_path_factory)))
+    mirror.run(max_frames=2, inline=True)  # then no new frame
+    client = create_app(mirror, mirror.cfg.web).test_client()
+    live = client.application.extensions["hairmirror"].live
+    encoded = []
+    real_encode = live_module.encode
+    monkeypatch.setattr(live_module, "encode", lambda *a, **k: encoded.append(a[1]) or real_encode(*a, **k))
+
+    watchers = [client.get("/stream.mjpg", buffered=False) for _ in range(2)]
+    parts = [iter(w.response) for w in watchers]
+    first = [next(p) for p in parts]
+    assert first[0] == first[1] and encoded == [".jpg"]  # both watchers, one encode
+
+    threading.Timer(0.6, live.stop).start()  # ~9 frame periods at 15 fps with no new frame, then the end
+    assert list(parts[0]) == []
+    for w in watchers:
+        w.close()
+        w.close()  # a server may close a response twice: the slot is freed once
+    assert live.watchers == 0
+    live.stopping.clear()
+    again = [client.get("/stream.mjpg", buffered=False) for _ in range(live.max_watchers)]
+    assert_error(client.get("/stream.mjpg"), 503, "already watching")
+    for w in again:
+        w.close()
+
+
+def test_no_answer_is_cached_and_none_leaks_the_token_as_a_referrer(client):
+    """The page's URL may carry ?token=: no answer may be kept by a cache or a browser's history, nor the URL sent
+    on as a Referer; every answer, the errors too."""
+    for response in (client.get("/"), client.get("/api/status"), client.get("/snapshot.gif"),
+                     client.post("/api/colour", json={"colour": "no-such-colour"})):
+        assert response.headers["Cache-Control"] == "no-store", response.request.path
+        assert response.headers["Referrer-Policy"] == "no-referrer"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"

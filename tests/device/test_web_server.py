@@ -204,3 +204,57 @@ def test_the_daemon_says_once_which_port_is_in_use_and_exits_1(caplog):
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert code == cli.EXIT_RUNTIME
     assert errors == [f"web: cannot listen on 127.0.0.1:{port} (web.host, web.port): Address already in use"]
+
+
+def test_a_restart_listens_again_at_once_on_the_port_its_last_run_served(tmp_path_factory):
+    """A connection the server closed first stays in TIME_WAIT on the page's port for a minute; systemd restarts
+    the daemon after 5 s, and its page must be able to listen there again (SO_REUSEADDR)."""
+    mirror = Mirror(mirror_config(None))
+    mirror.cfg.web.port = 0
+    server = serve_in_thread(mirror, mirror.cfg.web)
+    port = server.port
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as client:
+            client.sendall(b"GET /api/status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            while client.recv(65536):  # until the server closes its side first
+                pass
+    finally:
+        server.shutdown()
+    mirror.cfg.web.port = port
+    again = serve_in_thread(mirror, mirror.cfg.web)
+    try:
+        assert again.port == port and get_json(again.url + "api/status")["live"] is False
+    finally:
+        again.shutdown()
+
+
+def test_the_pages_status_polls_stay_out_of_the_log_and_other_requests_do_not(tmp_path_factory, caplog):
+    """The page polls /api/status every 2 s: one journal line each would bury everything else."""
+    mirror = Mirror(mirror_config(None))
+    mirror.cfg.web.port = 0
+    server = serve_in_thread(mirror, mirror.cfg.web)
+    try:
+        with caplog.at_level(logging.INFO):
+            for _ in range(3):
+                get_json(server.url + "api/status")
+            with urllib.request.urlopen(server.url, timeout=WAIT) as r:
+                r.read()
+    finally:
+        server.shutdown()
+    lines = [r.getMessage() for r in caplog.records if '"GET ' in r.getMessage()]
+    assert len(lines) == 1 and '"GET / HTTP/1.1" 200' in lines[0], lines
+
+
+def test_a_page_on_ipv6_loopback_gives_a_url_that_opens(tmp_path_factory):
+    """The URL the log gives for an IPv6 address carries it in brackets, as a URL must."""
+    mirror = Mirror(mirror_config(None))
+    mirror.cfg.web.host, mirror.cfg.web.port = "::1", 0
+    try:
+        server = serve_in_thread(mirror, mirror.cfg.web)
+    except OSError as e:
+        pytest.skip(f"no IPv6 loopback here: {e}")
+    try:
+        assert server.url == f"http://[::1]:{server.port}/"
+        assert get_json(server.url + "api/status")["live"] is False
+    finally:
+        server.shutdown()
