@@ -14,6 +14,19 @@ from training.metrics import MaskMetrics  # noqa: E402
 from training.train import TrainConfig, load_checkpoint, train  # noqa: E402
 
 
+def ctrl_c_as_epoch_ends(monkeypatch, epoch: int) -> list:
+    """A Ctrl-C (KeyboardInterrupt) as epoch `epoch` ends: plot_curves runs once an epoch's checkpoints and its
+    metrics row are written. Returns the list that gets an entry per epoch ended."""
+    from training import train as train_module
+    ended = []
+
+    def stop(*args):
+        ended.append(1)
+        if len(ended) == epoch:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(train_module, "plot_curves", stop)
+    return ended
+
 def test_metrics_on_known_overlaps():
     truth = np.zeros((10, 10), np.uint8)
     truth[:5] = 1
@@ -473,16 +486,9 @@ def test_the_moving_average_averages_weights_and_batchnorm_statistics():
 
 
 def test_a_moving_average_of_the_weights_is_validated_saved_and_resumed(tmp_path, data_root, monkeypatch):
-    from training import train as train_module
     cfg = TrainConfig(variant="unet-226k", data=["figaro-train"], data_root=str(data_root), size=32, epochs=2,
                       batch=4, lr=3e-3, limit=8, augment="flips", ema=0.999999, out=str(tmp_path / "run"))
-    epochs_ended = []
-
-    def stop_after_the_first_epoch(*args):  # plot_curves runs once an epoch's checkpoints are written
-        epochs_ended.append(1)
-        if len(epochs_ended) == 1:
-            raise KeyboardInterrupt
-    monkeypatch.setattr(train_module, "plot_curves", stop_after_the_first_epoch)
+    epochs_ended = ctrl_c_as_epoch_ends(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, progress=False)
     first = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
@@ -677,13 +683,7 @@ def test_a_resumed_run_goes_on_with_its_optimiser_schedule_best_epoch_and_loss_t
                   batch=2, limit=4, augment="flips", hard=0.5)
     train(TrainConfig(**common, out=str(tmp_path / "whole")), progress=False)
     cfg = TrainConfig(**common, out=str(tmp_path / "run"))
-    ended = []
-
-    def stop_after_epoch_2(*args):  # plot_curves runs once an epoch's checkpoints and row are written
-        ended.append(1)
-        if len(ended) == 2:
-            raise KeyboardInterrupt
-    monkeypatch.setattr(train_module, "plot_curves", stop_after_epoch_2)
+    ctrl_c_as_epoch_ends(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, progress=False)
     run = tmp_path / "run"
