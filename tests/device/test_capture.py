@@ -78,5 +78,6 @@ def test_the_pacer_holds_its_rate_and_a_late_reader_gets_no_burst_of_missed_fram
     for _ in range(4):
         pacer.wait()
         times.append(time.monotonic())
-    gaps = [b - a for a, b in zip(times, times[1:])]
-    assert min(gaps) > 0.015, gaps
+    # 3 periods (60 ms) between the first and the last; a burst would give about 0. The span, not each gap: one
+    # late wake-up on a loaded machine shortens the gap after it, as a sensor's next frame is due on its own time
+    assert times[-1] - times[0] > 0.04, [b - a for a, b in zip(times, times[1:])]
