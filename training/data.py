@@ -107,12 +107,16 @@ class Pair:
     name: str
     decode_mask: Callable[[Path], np.ndarray] = field(default=read_binary_mask, compare=False, repr=False)
     group: str = ""  # e.g. Figaro hairstyle class, FASSEG pose
+    # the mask is stored at another size than its image (CelebAMask-HQ: 512 px for 1024 px): stretched (nearest) to it
+    stretch_mask: bool = False
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
         img = read_image(self.image)
         if self.mask is None:  # a labelled image with no hair at all
             return img, np.zeros(img.shape[:2], np.uint8)
         mask = self.decode_mask(self.mask)
+        if self.stretch_mask and mask.shape != img.shape[:2]:
+            mask = cv2.resize(mask, img.shape[1::-1], interpolation=cv2.INTER_NEAREST)
         if mask.shape != img.shape[:2]:
             raise DataError(f"{self.name}: image {img.shape[1]}x{img.shape[0]} and mask "
                             f"{mask.shape[1]}x{mask.shape[0]} differ in size")
@@ -179,16 +183,8 @@ def load_celebamask(root: Path) -> list[Pair]:
         n = int(img.stem)
         mask = anno / str(n // 2000) / f"{n:05d}_hair.png"
         pairs.append(Pair(img, mask if mask.is_file() else None, "celebamask", f"celebamask/{n}",
-                          decode_mask=lambda p, i=img: _resized_mask(p, i)))
+                          stretch_mask=True))
     return pairs
-
-
-def _resized_mask(mask_path: Path, image_path: Path) -> np.ndarray:
-    m = read_binary_mask(mask_path)
-    # the image's own size: an 8x reduced decode gives it only for sizes that divide by 8 (1003 px came out 1008)
-    h, w = _imread(image_path, cv2.IMREAD_GRAYSCALE, "not a readable image").shape
-    size = (w, h)
-    return cv2.resize(m, size, interpolation=cv2.INTER_NEAREST) if m.shape[::-1] != size else m
 
 
 # celeb1k: the mirror's own view. Its fixed validation split, by CelebA-HQ id: every id divisible by 5
