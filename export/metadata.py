@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import onnx
@@ -26,14 +25,10 @@ def set_metadata(model: onnx.ModelProto, values: dict[str, object]) -> None:
 def save_checked(model: onnx.ModelProto, path: str | Path) -> Path:
     """Full checker pass, then one self-contained file written atomically (no half-written model on disk)."""
     onnx.checker.check_model(model, full_check=True)
+    from training.cli import replacing  # a full disk or a Ctrl-C: the old file stays whole, no temp file is left
     path = Path(path)
-    tmp = path.with_name(path.name + ".part")
-    try:
+    with replacing(path, option="ONNX file") as tmp:
         onnx.save_model(model, str(tmp), save_as_external_data=False)
-        os.replace(tmp, path)
-    except BaseException:  # a full disk or a Ctrl-C: the old file stays whole and no part file is left behind
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 
