@@ -28,9 +28,15 @@ of `face.every` frames (one face search each) of (path) / (model alone):
   is asked for one, in its own thread).
 Three layouts, their rounds alternated: one thread doing every stage of both paths frame by frame (wall time and
 that thread's CPU time), and each path's daemon as it runs (`TwoThreads`: inference in its own thread, the rest in
-the frame thread, which makes only that path's picture), given by the CPU time of both threads. CPU time
-(time.thread_time) is what a busy machine does not inflate; the work of the camera's and the face search's own
-threads is not in it, as on a Pi's other cores.
+the frame thread, which makes only that path's picture), given by the CPU time of both threads and, on frames made
+ahead (`MadeAhead`), by its frame time. CPU time (time.thread_time) is what a busy machine does not inflate; the
+work of the camera's and the face search's own threads is not in it, as on a Pi's other cores.
+
+Frame time: the wall time a frame takes the daemon's two threads, unpaced, which sets its top frame rate, against
+the model alone run back to back in the inference thread. The frames are made before the clock starts (on a Pi
+the sensor and ISP fill the camera's buffers by DMA, so capture costs no core; a demo camera rendering in the
+same run would take one of this machine's cores), the face search runs in its own thread as in the daemon.
+It needs a core for each thread: with one core the two threads' work adds up and the CPU ratio is the figure.
 """
 from __future__ import annotations
 
@@ -60,6 +66,7 @@ PATHS = {"demo": tuple(s for s in STAGES if s not in ("colour", "overlay")),
 CLOCKS = ("wall", "cpu")
 UNPACED_FPS = 1e6  # the demo camera unpaced: the path, not a frame rate, sets the speed
 WARMUP_FRAMES = 8
+MADE_AHEAD = 16  # frames the frame-time layout replays: about 45 MB at 640x480, more than a CPU's caches hold
 
 
 class _Clock(ThreadClock):
@@ -106,15 +113,15 @@ def frame_path(mirror, clock: _Clock) -> Profiled:
     """One frame through the daemon's stages in one thread, as `Mirror.run(inline=True)` does it: the displayed
     composite (the web page's and the file sink's picture), and the Pi sink's overlay of the same frame in the
     Pi camera's pixel format."""
-    frame, pi_frame = capture(mirror, clock)
+    frame, pi_frame = capture(mirror.camera, clock)
     prob, rgb = infer(mirror, pi_frame, clock)
     return show(mirror, frame, pi_frame, prob, rgb, clock)
 
 
-def capture(mirror, clock: _Clock, pi: bool = True):
+def capture(camera, clock: _Clock, pi: bool = True):
     """The frame thread's first stages: (the demo's frame, the same frame as the Pi camera adapter makes it, or None
     without `pi`: the demo's daemon converts no Pi streams)."""
-    frame = mirror.camera.read()
+    frame = camera.read()
     clock.stage("capture")
     return frame, pi_frame_of(frame) if pi else None
 
@@ -166,9 +173,11 @@ class TwoThreads:
     demo's composite: each path's daemon makes only its own), then waits for the inference. `step` returns the
     frame thread's and the inference thread's clocks of one step and frame k's model input."""
 
-    def __init__(self, mirror, path: str):
+    def __init__(self, mirror, path: str, camera=None):
+        """`camera`: where frames come from (default: the mirror's), e.g. frames made ahead (MadeAhead)."""
         from concurrent.futures import ThreadPoolExecutor
         self.mirror, self.paths = mirror, (path,)
+        self.camera = camera or mirror.camera
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="inference")
         self.previous = None  # (frame, pi frame, prob, rgb) of the frame to show next
 
@@ -179,7 +188,7 @@ class TwoThreads:
     def step(self) -> tuple[_Clock, _Clock, np.ndarray]:
         """(frame thread's clock, inference thread's clock, frame k's model input)."""
         clock = _Clock()
-        frame, pi_frame = capture(self.mirror, clock, pi="pi" in self.paths)
+        frame, pi_frame = capture(self.camera, clock, pi="pi" in self.paths)
         running = self.pool.submit(self._infer, pi_frame or frame)  # each path's daemon infers on its own lores
         if self.previous is not None:
             show(self.mirror, *self.previous, clock, self.paths)
@@ -193,6 +202,24 @@ class TwoThreads:
 
     def close(self) -> None:
         self.pool.shutdown()
+
+
+class MadeAhead:
+    """`count` frames of a PiStreamsDemo read before the clock starts, handed out in a ring as new frames of one
+    scene (a Pi's lores is converted anew for each): the camera of the frame-time layout, which costs the path no
+    CPU, as a Pi's DMA'd buffers do, and whose frames come cold from memory, as those do."""
+
+    def __init__(self, camera, count: int = MADE_AHEAD):
+        self.frames = [camera.read() for _ in range(count)]
+        self.index = 0
+
+    def read(self):
+        from ..cameras import Frame
+        made = self.frames[self.index % len(self.frames)]
+        frame = Frame(made.pixels, made.lores, self.index)  # scene 0: the ring's wrap is motion, not a cut
+        frame.pi_streams = made.pi_streams
+        self.index += 1
+        return frame
 
 
 class PiStreamsDemo(DemoCamera):
@@ -240,6 +267,8 @@ def profile_stages(model_path: str | Path, frame_hw: tuple[int, int] = (480, 640
         raise ValueError(str(e)) from None
     with one_opencv_thread():
         two = {name: TwoThreads(mirror, name) for name in PATHS}
+        made_ahead = MadeAhead(mirror.camera)
+        ahead = {name: TwoThreads(mirror, name, made_ahead) for name in PATHS}
         try:
             if mirror.segmenter.model.has_prior:
                 raise ValueError(f"{model_path}: the stage profile times models without a prior input")
@@ -250,10 +279,11 @@ def profile_stages(model_path: str | Path, frame_hw: tuple[int, int] = (480, 640
             alone = {clock: [] for clock in CLOCKS}
             ratios = {clock: {name: [] for name in PATHS} for clock in CLOCKS}
             two_ratios = {name: [] for name in PATHS}
+            frame_s = {name: {"path": [], "model": []} for name in PATHS}
             for _ in range(WARMUP_FRAMES):
                 output = frame_path(mirror, _Clock()).output
                 model_alone(mirror, mirror._input_for(mirror.segmenter, output.frame))
-                for layout in two.values():
+                for layout in (*two.values(), *ahead.values()):
                     layout.model_alone(layout.step()[2])
             for _ in range(rounds):
                 # one thread: A B A B, the path, then the model alone on the same frame
@@ -284,14 +314,23 @@ def profile_stages(model_path: str | Path, frame_hw: tuple[int, int] = (480, 640
                             two_cpu[name][s].append(both)
                             path_cpu += both
                     two_ratios[name].append(path_cpu / model_cpu)
+            for name in PATHS:
+                # each path's daemon on frames made ahead: its frame time, then the model alone back to back; a
+                # block of rounds a path, as a daemon runs one layout (layouts alternated each round measured
+                # 0.05-0.1 slower here: the other layouts' frames and threads in the caches)
+                for _ in range(rounds):
+                    path_wall = ThreadClock()
+                    inputs = [ahead[name].step()[2] for _ in range(period)]
+                    frame_s[name]["path"].append(path_wall.lap()[0])
+                    frame_s[name]["model"].append(sum(ahead[name].model_alone(rgb)[0] for rgb in inputs))
         finally:
-            for layout in two.values():
+            for layout in (*two.values(), *ahead.values()):
                 layout.close()
             mirror.camera.stop()
             mirror.post.close()
     stages = {kind: {s: round(1e3 * float(np.mean(v)), 3) for s, v in per_stage[kind].items()} for kind in CLOCKS}
     two_stages = {name: {s: round(1e3 * float(np.mean(v)), 3) for s, v in per.items()} for name, per in two_cpu.items()}
-    paths, two_paths = {}, {}
+    paths, two_paths, frame_time = {}, {}, {}
     for name, names in PATHS.items():
         paths[name] = {"stages": list(names)}
         for kind, suffix in (("wall", ""), ("cpu", "_cpu")):
@@ -299,6 +338,9 @@ def profile_stages(model_path: str | Path, frame_hw: tuple[int, int] = (480, 640
                             **median_iqr(f"ratio{suffix}", ratios[kind][name])}
         two_paths[name] = {"stages_cpu_ms": two_stages[name], "ms_cpu": round(sum(two_stages[name].values()), 3),
                            **median_iqr("ratio_cpu", two_ratios[name])}
+        per_frame = {k: 1e3 * float(np.median(v)) / period for k, v in frame_s[name].items()}
+        frame_time[name] = {"ms": round(per_frame["path"], 3), "model_alone_ms": round(per_frame["model"], 3),
+                            **median_iqr("ratio", [a / b for a, b in zip(*frame_s[name].values())])}
     demo_total = paths["demo"]["ms"]
     return {
         "model": str(model_path), "frame_size": list(frame_hw), "frames": len(alone["wall"]),
@@ -307,7 +349,7 @@ def profile_stages(model_path: str | Path, frame_hw: tuple[int, int] = (480, 640
         "share_of_demo_path": {s: round(100 * v / demo_total, 1) for s, v in stages["wall"].items()},
         "model_alone_ms": round(1e3 * float(np.mean(alone["wall"])), 3),
         "model_alone_cpu_ms": round(1e3 * float(np.mean(alone["cpu"])), 3), "paths": paths,
-        "two_threads": two_paths,
+        "two_threads": two_paths, "frame_time": frame_time, "cores": len(os.sched_getaffinity(0)),
         "rounds": rounds, "round_frames": period, "load_average": [round(v, 2) for v in os.getloadavg()],
         "cpu": _cpu(),
     }
@@ -361,8 +403,18 @@ def table(result: dict) -> str:
             spread = f"IQR {lo:.3f}-{hi:.3f}" if result["rounds"] >= MIN_SPREAD_ROUNDS else "too few for a spread"
             lines.append(f"- {name} / model alone ({what}): **{figures[f'ratio{suffix}']:.3f}** (median of {rounds}, "
                          f"{spread})")
-    lines += ["", "Quote CPU: another job stretches wall time, and the Pi path's wall time here also waits on the "
-              "demo camera's thread making the Pi's streams, which a Pi's ISP makes."]
+    cores = result["cores"]
+    for name, key in (("demo path", "demo"), ("Pi path", "pi")):
+        figures = result["frame_time"][key]
+        lo, hi = figures["ratio_iqr"]
+        spread = f"IQR {lo:.3f}-{hi:.3f}" if result["rounds"] >= MIN_SPREAD_ROUNDS else "too few for a spread"
+        lines.append(f"- {name} / model alone (frame time: two threads as the daemon runs on frames made ahead, "
+                     f"wall, {cores} core{'s' * (cores != 1)}): **{figures['ratio']:.3f}** ({figures['ms']:.3f} ms "
+                     f"against {figures['model_alone_ms']:.3f} ms; median of {rounds}, {spread})")
+    lines += ["", "Quote CPU for what a frame costs: another job stretches wall time, and the Pi path's one-thread wall "
+              "time here also waits on the demo camera's thread making the Pi's streams, which a Pi's ISP makes. The "
+              "frame time is what sets the daemon's top frame rate where each of its two threads has a core (a Pi "
+              "has four); on one core the threads take turns and the CPU ratio is the frame time too."]
     return "\n".join(lines)
 
 
@@ -420,7 +472,7 @@ def _load(path: str) -> dict:
         result = json.loads(Path(path).read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"--from {path}: not JSON ({e})") from None
-    if not isinstance(result, dict) or "two_threads" not in result:
+    if not isinstance(result, dict) or "frame_time" not in result:
         raise ValueError(f"--from {path}: not a stage profile of this version (written by --json)")
     check_saved(path, result, table)
     return result

@@ -49,7 +49,12 @@ def test_profile_has_every_stage_and_both_ratios(model):
         assert path["stages_cpu_ms"]["inference"] > 0.5 * result["model_alone_cpu_ms"]
         assert path["ms_cpu"] == pytest.approx(sum(path["stages_cpu_ms"].values()), abs=0.01)
         assert 0.8 < path["ratio_cpu_iqr"][0] <= path["ratio_cpu"] <= path["ratio_cpu_iqr"][1] < 10
+    assert result["cores"] >= 1
+    for path in result["frame_time"].values():  # the daemon's frame time holds the model's too (wall: other work)
+        assert 0.5 < path["ratio_iqr"][0] <= path["ratio"] <= path["ratio_iqr"][1] < 10
+        assert path["ms"] > 0.5 * path["model_alone_ms"] > 0
     text = stages.table(result)
+    assert "Pi path / model alone (frame time: two threads as the daemon runs on frames made ahead, wall" in text
     assert "| inference | inference |" in text and "| overlay | frame |" in text and "| colour | inference |" in text
     assert "demo path / model alone (one thread, wall)" in text and "Pi path / model alone (one thread, CPU)" in text
     assert "Pi path / model alone (two threads as the daemon runs, CPU of both)" in text
@@ -89,6 +94,37 @@ def test_two_threads_infer_in_their_own_thread_and_show_only_their_path(model, m
         mirror.post.close()
     assert ran_in and all(n.startswith("inference") for n in ran_in), ran_in
     assert threading.current_thread().name not in ran_in
+
+
+def test_frames_made_ahead_come_round_as_new_frames_of_one_scene(model, monkeypatch):
+    """The frame-time layout's camera: frames read once before the clock starts, then handed out in a ring, each
+    a new Frame (a Pi's lores converted anew, as for a new DMA buffer) of one scene (the wrap is no cut), and the
+    layout reads only them."""
+    from device.cameras import CameraError
+    mirror = stages._mirror(model, (480, 640), None, None)
+    try:
+        ahead = stages.MadeAhead(mirror.camera, 3)
+        frames = [ahead.read() for _ in range(7)]
+        assert [f.index for f in frames] == list(range(7)) and {f.scene for f in frames} == {0}
+        assert frames[3] is not frames[0] and frames[3].pixels is frames[0].pixels
+        assert frames[6].pi_streams is frames[0].pi_streams and frames[1].pixels is not frames[0].pixels
+        again, first = stages.pi_frame_of(frames[3]), stages.pi_frame_of(frames[0])
+        assert np.array_equal(again.lores, first.lores) and again.lores is not first.lores
+
+        def gone():
+            raise CameraError("the layout must not read the live camera")
+        monkeypatch.setattr(mirror.camera, "read", gone)
+        layout = stages.TwoThreads(mirror, "pi", ahead)
+        try:
+            for _ in range(4):
+                layout.step()
+        finally:
+            layout.close()
+        assert ahead.index == 7 + 4
+    finally:
+        monkeypatch.undo()
+        mirror.camera.stop()
+        mirror.post.close()
 
 
 def test_the_profiled_frame_is_the_one_the_daemon_shows(model):
