@@ -399,15 +399,13 @@ def table(result: dict) -> str:
         path, path2 = result["paths"][key], two[key]
         for what, figures, suffix in (("one thread, wall", path, ""), ("one thread, CPU", path, "_cpu"),
                                       ("two threads as the daemon runs, CPU of both", path2, "_cpu")):
-            lo, hi = figures[f"ratio{suffix}_iqr"]
-            spread = f"IQR {lo:.3f}-{hi:.3f}" if result["rounds"] >= MIN_SPREAD_ROUNDS else "too few for a spread"
+            spread = _spread(figures[f"ratio{suffix}_iqr"], result["rounds"])
             lines.append(f"- {name} / model alone ({what}): **{figures[f'ratio{suffix}']:.3f}** (median of {rounds}, "
                          f"{spread})")
     cores = result["cores"]
     for name, key in (("demo path", "demo"), ("Pi path", "pi")):
         figures = result["frame_time"][key]
-        lo, hi = figures["ratio_iqr"]
-        spread = f"IQR {lo:.3f}-{hi:.3f}" if result["rounds"] >= MIN_SPREAD_ROUNDS else "too few for a spread"
+        spread = _spread(figures["ratio_iqr"], result["rounds"])
         lines.append(f"- {name} / model alone (frame time: two threads as the daemon runs on frames made ahead, "
                      f"wall, {cores} core{'s' * (cores != 1)}): **{figures['ratio']:.3f}** ({figures['ms']:.3f} ms "
                      f"against {figures['model_alone_ms']:.3f} ms; median of {rounds}, {spread})")
@@ -416,6 +414,11 @@ def table(result: dict) -> str:
               "frame time is what sets the daemon's top frame rate where each of its two threads has a core (a Pi "
               "has four); on one core the threads take turns and the CPU ratio is the frame time too."]
     return "\n".join(lines)
+
+
+def _spread(iqr: list[float], rounds: int) -> str:
+    lo, hi = iqr
+    return f"IQR {lo:.3f}-{hi:.3f}" if rounds >= MIN_SPREAD_ROUNDS else "too few for a spread"
 
 
 def parse_hw(text: str) -> tuple[int, int]:
