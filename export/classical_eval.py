@@ -10,7 +10,6 @@ The pipeline is device code, so it is measured here on the export side (training
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections import Counter
@@ -87,11 +86,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    return run_command(lambda: measure(args), _log)
+    from .cli import FiguresNotWritten
+    return run_command(lambda: measure(args), _log, unusable=(FiguresNotWritten,))
 
 
 def measure(args: argparse.Namespace) -> None:
-    from .cli import check_json
+    from .cli import check_json, write_json
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)  # out/classical/ is made, as before
     check_json(args, *([args.face_cascade] if args.face_cascade else []))
@@ -105,7 +105,7 @@ def measure(args: argparse.Namespace) -> None:
                             "skipped)")
         print(format_classical(spec, results[spec]))
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        write_json(args.json, results)
 
 
 if __name__ == "__main__":

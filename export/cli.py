@@ -94,6 +94,23 @@ def cmd_int8(args) -> int:
     return EXIT_OK
 
 
+class FiguresNotWritten(RuntimeError):
+    """The measured figures could not be written (`write_json`): a runtime error, exit 1, after the work."""
+
+
+def write_json(path: str | Path, figures) -> None:
+    """The figures as indented JSON at `path`, written beside it and renamed into place: a full disk or a Ctrl-C
+    midway leaves an older results file whole (and no temp file), never half of the new one."""
+    from training.cli import replacing
+    text = json.dumps(figures, indent=2)  # a figure JSON cannot hold fails here, before the file is touched
+    try:
+        with replacing(Path(path), option="--json") as tmp:
+            tmp.write_text(text)
+    except OSError as e:
+        raise FiguresNotWritten(f"--json {path}: cannot write it ({e.strerror or e}); the figures are printed "
+                                "above, and a file there before is kept as it was") from None
+
+
 def check_json(args, *inputs: str | Path) -> None:
     """A --json that names one of the command's inputs (or anything not .json) is refused before the work: it was
     replaced by the figures made of it."""
@@ -109,7 +126,7 @@ def cmd_eval(args) -> int:
     results = evaluate_file(args.model, tuple(args.data), args.data_root, args.threads)
     _print_eval(results)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        write_json(args.json, results)
     if args.write:
         update_metadata(args.model, eval_metadata(results))
         print(f"stored eval.* figures in {args.model}")
@@ -122,7 +139,7 @@ def cmd_compare(args) -> int:
     result = compare(args.models, tuple(args.data), args.data_root, args.threads, args.flip, args.limit)
     print(format_comparison(result))
     if args.json:
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        write_json(args.json, result)
     return EXIT_OK
 
 
@@ -282,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     from device.model_file import ModelContractError
     from device.segmenters import SegmenterError
     from training.cli import run_command
-    return run_command(lambda: args.func(args), _log, unusable=(ModelContractError, SegmenterError))
+    return run_command(lambda: args.func(args), _log,
+                       unusable=(ModelContractError, SegmenterError, FiguresNotWritten))
 
 
 if __name__ == "__main__":

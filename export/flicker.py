@@ -13,7 +13,6 @@ smoothing averages the two views over time: what flip averaging would buy the li
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import shlex
@@ -118,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     args.command = shlex.join(["python", "-m", "export.flicker", *argv])
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from training.cli import run_command
-    return run_command(lambda: run(args), _log)
+
+    from .cli import FiguresNotWritten
+    return run_command(lambda: run(args), _log, unusable=(FiguresNotWritten,))
 
 
 DOCS = GeneratedBlock("flicker")
@@ -145,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         if not Path(m).is_file():
             print(f"no such model file: {m}", file=sys.stderr)
             return 2
-    from .cli import check_json
+    from .cli import check_json, write_json
     check_json(args, *args.models)
     if args.docs:
         DOCS.check(args.docs)  # before the work: a file without its block is known at once
@@ -163,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
               f"{'alt' if r['alternate_flip'] else 'no':>6}"
               f"{r['mask_change']:>10.4f}{r['truth_change']:>10.4f}{r['flicker_ratio']:>9.2f}{r['iou']:>8.4f}")
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        write_json(args.json, rows)
     if args.docs:
         print(f"wrote {DOCS.rewrite(args.docs, markdown(rows, args), args.command)}", file=sys.stderr)
     return 0

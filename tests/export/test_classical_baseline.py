@@ -69,3 +69,19 @@ def test_k_is_the_segmenters_number_of_colours(tmp_path, data_root, monkeypatch)
     assert main(["classical-baseline", "--data", "fasseg-v2-test", "--limit", "1", "--data-root", str(data_root),
                  "--k", "6"]) == 0
     assert made[0]["k"] == 6 and made[0]["warm_start"] is False
+
+
+def test_figures_that_cannot_be_written_leave_the_older_results_whole(tmp_path, data_root, file_size_limit, capsys,
+                                                                       caplog):
+    """--json was written in place: a full disk midway left half a results file where the older one had been, and
+    the command exited 2 (bad input) with the bare "[Errno 27] File too large", naming no file."""
+    out = tmp_path / "metrics.json"
+    out.write_text('{"older": "results"}')
+    argv = ["classical-baseline", "--data", "fasseg-v2-test", "--limit", "2", "--data-root", str(data_root),
+            "--json", str(out)]
+    with file_size_limit(400):  # the figures of two photos take about 650 bytes
+        assert main(argv) == 1
+    assert out.read_text() == '{"older": "results"}' and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+    assert f"--json {out}: cannot write it (File too large)" in caplog.text
+    assert "fasseg-v2-test: IoU" in capsys.readouterr().out  # the figures were printed all the same
+    assert main(argv) == 0 and json.loads(out.read_text())["fasseg-v2-test"]["images"] == 2

@@ -365,3 +365,20 @@ def test_training_time_is_every_epochs_time_up_to_the_checkpoint_or_none(tmp_pat
     assert "lists 2 of 3 epochs" in caplog.text
     log.unlink()
     assert training_cost(ckpt, {"epoch": 0}) == {"train.epochs": "1"}
+
+
+def test_json_figures_are_written_whole_or_not_at_all(tmp_path, file_size_limit):
+    """eval, compare, flicker and classical-baseline write --json through write_json: a write that fails midway (a
+    full disk) or figures JSON cannot hold leave the file there before as it was, and no temp file."""
+    import json
+
+    from export.cli import FiguresNotWritten, write_json
+    out = tmp_path / "figures.json"
+    write_json(out, {"older": 1})
+    with file_size_limit(64), pytest.raises(FiguresNotWritten, match="figures.json: cannot write it"):
+        write_json(out, {"iou": [0.5] * 100})
+    with pytest.raises(TypeError):
+        write_json(out, {"iou": object()})
+    assert json.loads(out.read_text()) == {"older": 1} and [p.name for p in tmp_path.iterdir()] == ["figures.json"]
+    write_json(out, {"iou": [0.5] * 100})
+    assert json.loads(out.read_text()) == {"iou": [0.5] * 100}
