@@ -7,7 +7,6 @@ Exit codes: 0 ok, 1 a check failed (parity, int8 rule, contract) or a runtime er
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import shlex
@@ -101,14 +100,12 @@ class FiguresNotWritten(RuntimeError):
 def write_json(path: str | Path, figures) -> None:
     """The figures as indented JSON at `path`, written beside it and renamed into place: a full disk or a Ctrl-C
     midway leaves an older results file whole (and no temp file), never half of the new one."""
-    from training.cli import replacing
-    text = json.dumps(figures, indent=2)  # a figure JSON cannot hold fails here, before the file is touched
+    from training.cli import write_json as write
     try:
-        with replacing(Path(path), option="--json") as tmp:
-            tmp.write_text(text)
+        write(path, figures)
     except OSError as e:
-        raise FiguresNotWritten(f"--json {path}: cannot write it ({e.strerror or e}); the figures are printed "
-                                "above, and a file there before is kept as it was") from None
+        raise FiguresNotWritten(f"{e}; the figures are printed above, and a file there before is kept as it was") \
+            from None
 
 
 def check_json(args, *inputs: str | Path) -> None:

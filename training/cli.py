@@ -90,6 +90,17 @@ def replacing(path: Path, option: str = "--out"):
         raise
 
 
+def write_json(path: str | Path, figures, option: str = "--json") -> None:
+    """The figures as indented JSON at `path`, whole or not at all (`replacing`): a full disk or a Ctrl-C midway
+    leaves a file there before as it was. A failed write is an OSError naming `option` and the file."""
+    text = json.dumps(figures, indent=2)  # a figure JSON cannot hold fails here, before the file is touched
+    with replacing(Path(path), option=option) as tmp:
+        try:
+            tmp.write_text(text)
+        except OSError as e:
+            raise OSError(f"{option} {path}: cannot write it ({e.strerror or e})") from None
+
+
 def _flag(f) -> str:
     return f.metadata.get("flag", "--" + f.name.replace("_", "-"))
 
@@ -212,7 +223,7 @@ def cmd_evaluate(args) -> int:
         results[spec] = evaluate(predict, datasets.resolve(spec, Path(args.data_root)), size, threshold)
         print(format_metrics(spec, results[spec]))
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        write_json(args.json, results)
     return EXIT_OK
 
 

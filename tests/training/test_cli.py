@@ -1,6 +1,7 @@
 """The training CLI is derived from TrainConfig: every field has a flag, and a config's command line rebuilds it."""
 import argparse
 import dataclasses
+import json
 import threading
 
 import pytest
@@ -358,3 +359,23 @@ def test_evaluate_feeds_a_prior_model_its_empty_prior(tmp_path, data_root):
                  "--json", str(out)]) == 0
     figures = json.loads(out.read_text())["fasseg-v2-test"]
     assert figures["images"] == 50 and 0.0 <= figures["iou"] <= 1.0
+
+
+def test_evaluate_json_that_fails_midway_leaves_the_older_file_whole(checkpoint, data_root, tmp_path, file_size_limit,
+                                                                     caplog, capsys):
+    """`evaluate --json` was written in place: a full disk midway left half a file where the older figures had
+    been, with the bare "[Errno 27] File too large", naming no file."""
+    folder = tmp_path / "set"
+    for kind, suffix in (("images", ".jpg"), ("masks", ".png")):
+        (folder / kind).mkdir(parents=True)
+        for name in ("27636", "27637"):
+            (folder / kind / f"{name}{suffix}").symlink_to(data_root / "celeb1k-train" / kind / f"{name}{suffix}")
+    (tmp_path / "out").mkdir()
+    out = tmp_path / "out" / "figures.json"
+    out.write_text('{"older": 1}')
+    argv = ["evaluate", str(checkpoint), "--data", f"folder:{folder}", "--json", str(out)]
+    with file_size_limit(64):  # the figures of two photos take some 300 bytes (capsys: the table is not a file)
+        assert main(argv) == 2
+    assert f"--json {out}: cannot write it (File too large)" in caplog.text
+    assert out.read_text() == '{"older": 1}' and [p.name for p in out.parent.iterdir()] == ["figures.json"]
+    assert main(argv) == 0 and json.loads(out.read_text())[f"folder:{folder}"]["images"] == 2
