@@ -12,7 +12,6 @@ precision-recall plot.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import re
 import sys
@@ -24,7 +23,7 @@ import cv2
 import numpy as np
 
 from .augment import stretch
-from .cli import EXIT_USAGE, MAX_THREADS, int_in, run_command
+from .cli import EXIT_USAGE, MAX_THREADS, int_in, run_command, write_json
 from .data import DEFAULT_DATA_ROOT, DataError, Pair, load_pairs, refuse_for_training, resolve
 from .metrics import MaskMetrics
 
@@ -257,7 +256,7 @@ def run(cfg: ForestConfig) -> dict:
                  for spec, s in scored.items()},
         "seconds": time.perf_counter() - started,
     }
-    (out / "forest-metrics.json").write_text(json.dumps(result, indent=2))
+    write_json(out / "forest-metrics.json", result, option="--out")
     (out / "forest-classification-report.txt").write_text(
         "".join(f"== {spec} (pixels at {cfg.size}x{cfg.size}, every 4th) ==\n{r}\n" for spec, r in report.items()))
     result["report"] = report
