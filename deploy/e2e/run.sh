@@ -192,8 +192,13 @@ for _ in $(seq "$((BOOT_TIMEOUT / 5))"); do
   sleep 5
 done
 [ "$(show NRestarts)" -gt "$restarts" ] || die "the watchdog did not restart a stopped daemon"
-inside journalctl --no-pager -u hairmirror.service | grep -q "Watchdog timeout" \
-  || die "restarted, but not by the watchdog (no 'Watchdog timeout' in the journal)"
+# the journal into a file first: `journalctl | grep -q` under pipefail fails when grep's early exit leaves
+# journalctl a SIGPIPE (a journal longer than a pipe's buffer), and journald may write the line a moment late
+watchdog_logged() {
+  inside journalctl --no-pager -u hairmirror.service > "$LOG/journal-watchdog.log" && grep -q "Watchdog timeout" "$LOG/journal-watchdog.log"
+}
+for _ in 1 2 3 4 5 6; do watchdog_logged && break; sleep 5; done
+watchdog_logged || { tail -30 "$LOG/journal-watchdog.log"; die "restarted, but not by the watchdog (no 'Watchdog timeout' in the journal)"; }
 TIMES[watchdog_kill]=$(elapsed "$t")
 wait_active "after the watchdog restart"
 [ "$(show MainPID)" != "$pid" ] || die "same MainPID after a watchdog restart"
