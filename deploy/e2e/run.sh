@@ -164,7 +164,7 @@ done
 inside systemctl --no-pager status hairmirror.service > "$LOG/status.txt" 2>&1 || true
 inside journalctl --no-pager -u hairmirror.service > "$LOG/journal.txt" 2>&1 || true
 TIMES[boot_to_active]=$(elapsed "$t")
-cat "$LOG/status.txt" | head -15
+head -15 "$LOG/status.txt"  # not cat | head: under pipefail a cat cut short by head fails the script
 [ "$state" = active ] || { tail -40 "$LOG/journal.txt"; die "hairmirror.service is '$state', not active"; }
 inside systemctl show hairmirror.service -p Type -p ActiveState -p SubState -p NRestarts -p WatchdogUSec -p StatusText
 code=$(curl -s -o "$LOG/page.html" -w '%{http_code}' "http://127.0.0.1:$PORT/" || true)
