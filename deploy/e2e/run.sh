@@ -197,8 +197,9 @@ done
 watchdog_logged() {
   inside journalctl --no-pager -u hairmirror.service > "$LOG/journal-watchdog.log" && grep -q "Watchdog timeout" "$LOG/journal-watchdog.log"
 }
-for _ in 1 2 3 4 5 6; do watchdog_logged && break; sleep 5; done
-watchdog_logged || { tail -30 "$LOG/journal-watchdog.log"; die "restarted, but not by the watchdog (no 'Watchdog timeout' in the journal)"; }
+logged=no
+for _ in 1 2 3 4 5 6; do watchdog_logged && { logged=yes; break; }; sleep 5; done
+[ "$logged" = yes ] || { tail -30 "$LOG/journal-watchdog.log"; die "restarted, but not by the watchdog (no 'Watchdog timeout' in the journal)"; }
 TIMES[watchdog_kill]=$(elapsed "$t")
 wait_active "after the watchdog restart"
 [ "$(show MainPID)" != "$pid" ] || die "same MainPID after a watchdog restart"
