@@ -52,6 +52,7 @@ import cv2
 import numpy as np
 
 from ..argtypes import int_in
+from ..cameras import Frame
 from ..cameras.demo import DemoCamera
 from .docs_block import check_saved, publish
 from .measure import ThreadClock, model_call, one_opencv_thread
@@ -214,7 +215,6 @@ class MadeAhead:
         self.index = 0
 
     def read(self):
-        from ..cameras import Frame
         made = self.frames[self.index % len(self.frames)]
         frame = Frame(made.pixels, made.lores, self.index)  # scene 0: the ring's wrap is motion, not a cut
         frame.pi_streams = made.pi_streams
@@ -238,7 +238,6 @@ def pi_frame_of(frame):
     """The frame as the Pi camera adapter makes it (`Picamera2Camera.read`: main XBGR8888 kept as R, G, B, X pixels,
     lores YUV420 converted to RGB on first use, as on a Pi 4) from the two streams as Picamera2 gives them
     (`pi_streams`, made in the camera's thread)."""
-    from ..cameras import Frame
     from ..cameras.picamera2 import lores_rgb, stream_to_pixels
     main, lores = frame.pi_streams
     streams = {"main": ("XBGR8888", frame.main.shape[1::-1]), "lores": ("YUV420", frame.lores.shape[1::-1])}
