@@ -4,10 +4,13 @@ A checkpoint holds the variant name and its model arguments, so anything can reb
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import logging
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -502,15 +505,16 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
                "images_per_s": round(len(losses) * cfg.batch / max(seconds, 1e-9), 2)}
         _log.info("epoch %d: loss %.4f, val IoU %.4f, F1 %.4f, %.0f s (%.1f img/s)", epoch + 1,
                   row["train_loss"], val["iou"], val["f1"], seconds, row["images_per_s"])
-        if val["iou"] > best["val_iou"]:
-            best = {"val_iou": val["iou"], "epoch": epoch + 1}
-            save_checkpoint(out / "best.pt", validated, optimizer, scheduler, epoch, cfg,
-                            {**row, "best": best, **info}, batches.loss)
-        save_checkpoint(last, model, optimizer, scheduler, epoch, cfg, {**row, "best": best, **info}, batches.loss,
-                        ema)
-        with open(log_path, "a", newline="") as f:  # only once last.pt holds the epoch: a resume will not redo it
-            csv.DictWriter(f, fields).writerow(row)
-        plot_curves(log_path, out / "curves.png")
+        with ctrl_c_after_the_block():
+            if val["iou"] > best["val_iou"]:
+                best = {"val_iou": val["iou"], "epoch": epoch + 1}
+                save_checkpoint(out / "best.pt", validated, optimizer, scheduler, epoch, cfg,
+                                {**row, "best": best, **info}, batches.loss)
+            save_checkpoint(last, model, optimizer, scheduler, epoch, cfg, {**row, "best": best, **info},
+                            batches.loss, ema)
+            with open(log_path, "a", newline="") as f:  # only once last.pt holds the epoch: a resume won't redo it
+                csv.DictWriter(f, fields).writerow(row)
+            plot_curves(log_path, out / "curves.png")
     return {"best": best, **info, "out": str(out)}
 
 
@@ -550,6 +554,27 @@ def moving_average(model: torch.nn.Module, decay: float) -> torch.optim.swa_util
     optimiser step: the average of the last ~1 / (1 - decay) steps' weights is smoother than the last of them."""
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+@contextlib.contextmanager
+def ctrl_c_after_the_block():
+    """A Ctrl-C in the block is raised as KeyboardInterrupt once the block has run: an epoch's checkpoints, metrics
+    row and curves are written together. Raised inside them it could land in matplotlib's first import (the first
+    epoch's plot), whose C extension then lost it (training went on), ended the process by SIGINT instead of exit
+    130, or aborted it. Left as it is where SIGINT is not Python's usual KeyboardInterrupt (ignored, or another
+    handler) and off the main thread, where no handler can be set."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    pressed = []
+    signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if pressed:
+        raise KeyboardInterrupt
 
 
 def plot_curves(csv_path: Path, png_path: Path) -> None:

@@ -485,6 +485,32 @@ def test_the_moving_average_averages_weights_and_batchnorm_statistics():
         TrainConfig(ema=1.0)
 
 
+def test_a_ctrl_c_while_an_epoch_s_files_are_written_stops_training_once_they_are_all_written(
+        tmp_path, data_root, monkeypatch, sigint_as_in_a_terminal):
+    """A real SIGINT in the middle of the first epoch's curves (matplotlib's first import there) was raised inside
+    it: the curves were never written, and the C extension it landed in lost it, died of it or aborted."""
+    import os
+    import signal
+
+    from training import train as train_module
+    drawn = []
+
+    def curves_hit_by_ctrl_c(csv_path, png_path):
+        os.kill(os.getpid(), signal.SIGINT)
+        drawn.append(len(Path(csv_path).read_text().splitlines()))
+        Path(png_path).write_bytes(b"curves")
+    monkeypatch.setattr(train_module, "plot_curves", curves_hit_by_ctrl_c)
+    cfg = TrainConfig(variant="unet-226k", data=["fasseg-v2-train"], data_root=str(data_root), size=32, epochs=3,
+                      batch=4, limit=4, augment="flips", out=str(tmp_path / "run"))
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=False)
+    run = tmp_path / "run"
+    assert drawn == [2]  # header and epoch 1, drawn once: training stopped there
+    assert (run / "curves.png").read_bytes() == b"curves"
+    assert torch.load(run / "last.pt", weights_only=False)["epoch"] == 0
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_a_moving_average_of_the_weights_is_validated_saved_and_resumed(tmp_path, data_root, monkeypatch):
     cfg = TrainConfig(variant="unet-226k", data=["figaro-train"], data_root=str(data_root), size=32, epochs=2,
                       batch=4, lr=3e-3, limit=8, augment="flips", ema=0.999999, out=str(tmp_path / "run"))
