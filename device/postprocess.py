@@ -17,6 +17,7 @@ components are hair (`[postprocess] keep`, a rule from KEEP_RULES):
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 
@@ -152,8 +153,6 @@ class Framed(KeepRule):
         return np.array(sorted(kept))
 
 
-_faces = threading.local()  # one cascade per thread: OpenCV's cascade is not safe to share between threads
-
 # Looking again near the last face (video): the box grown by NEAR_MARGIN of its size on each side, faces of
 # NEAR_SIZES times the last one's side, searched where that side is at most NEAR_SIDE pixels. About a tenth of a
 # whole-frame search's time (the default model's frames: ~1.5 ms against ~14 ms, one core).
@@ -161,35 +160,60 @@ NEAR_MARGIN, NEAR_SIZES, NEAR_SIDE = 0.5, (0.75, 1.33), 48
 SEARCH_STOP_WAIT = 2.0  # seconds close() waits for a background face search (a whole-frame one is ~14 ms)
 
 
-def _finder():
-    """This thread's face finder (OpenCV's frontal-face cascade), None when OpenCV has no cascades."""
-    finder = getattr(_faces, "finder", False)
-    if finder is False:
+class FinderPool:
+    """Face finders (OpenCV's frontal-face cascade) lent to one thread at a time: a cascade is not safe to share
+    between threads, and loading one costs 10-13 ms. Kept one per thread, it was loaded again for every photo (each
+    request has a thread of its own). The pool holds as many as were ever in use at once; `lend` gives None when
+    OpenCV has no cascades."""
+
+    def __init__(self):
+        self._free: list = []
+        self._lock = threading.Lock()
+        self._missing = False  # no cascade to load (said once)
+
+    @contextlib.contextmanager
+    def lend(self):
+        with self._lock:
+            finder = self._free.pop() if self._free else None
+        if finder is None and not self._missing:
+            finder = self._load()
+        try:
+            yield finder
+        finally:
+            if finder is not None:
+                with self._lock:
+                    self._free.append(finder)
+
+    def _load(self):
         from .classical.faces import face_finder_for
         try:
-            finder = face_finder_for("")
+            return face_finder_for("")
         except (OSError, ValueError) as e:  # opencv-python-headless 5.x ships no cascades
+            self._missing = True
             _log.warning("postprocess: no face cascade (%s); keep = face works as framed", e)
-            finder = None
-        _faces.finder = finder
-    return finder
+            return None
+
+
+FINDERS = FinderPool()
 
 
 def find_face(rgb: np.ndarray) -> tuple[int, int, int, int] | None:
     """The surest frontal face (x, y, w, h) by OpenCV's bundled Haar cascade, None if none (or no cascade).
     The surest, not the largest: a false face on a collar can be larger than the real one, never as sure."""
-    finder = _finder()
-    found = finder.detections(rgb) if finder is not None else []
+    with FINDERS.lend() as finder:
+        found = finder.detections(rgb) if finder is not None else []
     return found[0][0] if found else None
 
 
 def find_face_near(rgb: np.ndarray, box: tuple[int, int, int, int]) -> tuple[int, int, int, int] | None:
     """The surest face of about the size of `box` (x, y, w, h), looked for only around it (NEAR_*): a face that
     moved a little since the last search. None if there is none there."""
+    with FINDERS.lend() as finder:
+        return None if finder is None else _find_face_near(finder, rgb, box)
+
+
+def _find_face_near(finder, rgb: np.ndarray, box: tuple[int, int, int, int]) -> tuple[int, int, int, int] | None:
     from .classical.faces import clip_box
-    finder = _finder()
-    if finder is None:
-        return None
     x, y, w, h = box
     side = max(w, h)
     region = clip_box((x - NEAR_MARGIN * w, y - NEAR_MARGIN * h, w * (1 + 2 * NEAR_MARGIN),

@@ -302,6 +302,51 @@ def test_find_face_takes_the_surest_face_of_a_real_photo():
     assert x < 225 < x + w and y < 125 < y + h and 60 < w < 160  # her face (labels: x 193-262, y 100-163)
 
 
+def test_a_face_search_in_each_new_thread_loads_the_cascade_once_and_threads_at_once_get_their_own(monkeypatch):
+    """Each thread loaded its own cascade (10-13 ms) and kept it while the thread lived: every photo's request is a
+    new thread, so each photo loaded one."""
+    data = pytest.importorskip("skimage.data", reason="scikit-image (the [demo] extra) is not installed")
+    from device.classical import faces
+    photo, loaded, load = data.astronaut(), [], faces.face_finder_for
+
+    def counted(face_cascade=""):
+        loaded.append(load(face_cascade))
+        return loaded[-1]
+    monkeypatch.setattr(postprocess, "FINDERS", postprocess.FinderPool())
+    monkeypatch.setattr(faces, "face_finder_for", counted)
+    found = []
+    for _ in range(4):  # one request thread after another, as photos come
+        t = threading.Thread(target=lambda: found.append(postprocess.find_face(photo)))
+        t.start()
+        t.join()
+    assert len(loaded) == 1 and len(set(found)) == 1 and found[0] is not None
+    both_in, lent = threading.Barrier(2, timeout=10), []
+
+    def search():
+        with postprocess.FINDERS.lend() as finder:
+            lent.append(finder)
+            both_in.wait()  # the other thread holds one too
+    threads = [threading.Thread(target=search) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(loaded) == 2 and lent[0] is not lent[1] and set(map(id, lent)) == set(map(id, loaded))
+
+
+def test_without_a_face_cascade_face_searches_find_none_and_say_so_once(monkeypatch, caplog):
+    from device.classical import faces
+
+    def missing(face_cascade=""):
+        raise OSError("no haarcascade_frontalface_default.xml in cv2.data")
+    monkeypatch.setattr(postprocess, "FINDERS", postprocess.FinderPool())
+    monkeypatch.setattr(faces, "face_finder_for", missing)
+    frame = np.zeros((48, 64, 3), np.uint8)
+    assert postprocess.find_face(frame) is None and postprocess.find_face_near(frame, (10, 10, 20, 20)) is None
+    assert postprocess.find_face(frame) is None
+    assert caplog.text.count("no face cascade") == 1 and "works as framed" in caplog.text
+
+
 def test_keep_choices_in_the_config_are_the_registry():
     from device import config as configuration
     assert sorted(configuration.CHOICES["postprocess.keep"]) == KEEP_RULES.names()
