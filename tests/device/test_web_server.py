@@ -258,3 +258,19 @@ def test_a_page_on_ipv6_loopback_gives_a_url_that_opens(tmp_path_factory):
         assert get_json(server.url + "api/status")["live"] is False
     finally:
         server.shutdown()
+
+
+def test_the_daemon_runs_opencv_calls_on_their_own_threads_not_opencv_s_pool():
+    """Each request thread whose OpenCV call went to OpenCV's pool (a photo's resize, colour conversions) left
+    about 0.9 KiB behind when it ended: every request has a thread of its own, and the page's requests grew the
+    daemon's RSS for as long as it ran."""
+    import cv2
+
+    from device import cli
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(4)  # a pool, as OpenCV gives itself on a Pi 4
+    try:
+        assert cli.main(["--source", "demo", "--sink", "null", "--no-web", "--frames", "2"]) == cli.EXIT_OK
+        assert cv2.getNumThreads() == 1
+    finally:
+        cv2.setNumThreads(before)
