@@ -28,6 +28,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 PHOTO = REPO.parent / "shared/data/figaro1k/Original/Testing/Frame00010-org.jpg"
 COLOURS = ["crimson", "gold", "#3366ff", "teal", "#aa3355"]
+# the web clients, each (kind, seconds between its requests; 0: back to back)
+MIX = [("page", 1.0), ("status", 0.25), ("snapshot", 0.5), ("colour", 2.0), ("photo", 1.0), ("stream", 0.0),
+       ("stream", 0.0)]
 
 
 def free_port() -> int:
@@ -142,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fps", type=float, default=30.0, help="the demo camera's frame rate")
     p.add_argument("--python", default=sys.executable, help="the interpreter with the daemon installed")
     p.add_argument("--json", type=Path, help="also write the figures here")
+    p.add_argument("--only", choices=list(dict.fromkeys(kind for kind, _ in MIX)),
+                   help="this kind of client alone, back to back: which requests the RSS growth follows")
     args = p.parse_args(argv)
     if args.minutes <= 0 or args.warmup < 0 or args.warmup >= args.minutes * 60:
         print("soak: need --minutes > 0 and 0 <= --warmup < the soak's length", file=sys.stderr)
@@ -179,9 +184,8 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.5)
 
         stop = threading.Event()
-        clients = [Client(port, kind, period, stop) for kind, period in
-                   [("page", 1.0), ("status", 0.25), ("snapshot", 0.5), ("colour", 2.0), ("photo", 1.0),
-                    ("stream", 0.0), ("stream", 0.0)]]
+        mix = [(kind, 0.0) for kind, _ in MIX if kind == args.only] if args.only else MIX
+        clients = [Client(port, kind, period, stop) for kind, period in mix]
         for c in clients:
             c.thread.start()
         start, rss = time.monotonic(), []

@@ -34,6 +34,20 @@ def test_short_soak_has_no_errors_and_stops_cleanly(tmp_path):
     assert len(f["rss_mib"]) >= 2 and f["rss_trend_mib_per_hour"] == f["rss_trend_mib_per_hour"]  # a series, a fit
 
 
+def test_one_kind_of_client_alone_soaks_back_to_back(tmp_path):
+    """What an RSS growth follows is found by soaking the clients apart (the photos' did: docs/experiments.md)."""
+    pytest.importorskip("skimage", reason="the demo camera's photos come from scikit-image (the [demo] extra)")
+    figures = tmp_path / "soak.json"
+    out = subprocess.run([sys.executable, str(SOAK), "--minutes", "0.25", "--warmup", "5", "--fps", "10",
+                          "--max-rss-growth-mb", "400", "--only", "status", "--json", str(figures)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    requests = json.loads(figures.read_text())["requests"]
+    assert list(requests) == ["status"] and requests["status"]["count"] > 15 * 4  # more than one every 0.25 s
+    bad = subprocess.run([sys.executable, str(SOAK), "--only", "upload"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--only" in bad.stderr
+
+
 def test_a_stopped_soak_takes_its_daemon_down():
     """A CI timeout or Ctrl-C on the soak must not leave a daemon serving on its own."""
     import os
