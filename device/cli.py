@@ -151,9 +151,9 @@ def main(argv: list[str] | None = None) -> int:
 def opencv_on_calling_threads() -> None:
     """OpenCV's calls run on the thread that makes them, never in OpenCV's own pool (process-wide). Each new thread
     whose call went to the pool left about 0.9 KiB behind when it ended (OpenCV 4.14, measured), and the page gives
-    every request a new thread: the page's photos and snapshots grew the daemon's RSS by 7 MiB an hour under the
-    soak's load. The pool bought nothing either: the same frame rate at the same CPU, model and classical modes
-    alike (the frame path's calls are small and run beside the inference), and the bench times it this way."""
+    every request a new thread: photos uploaded back to back grew the daemon's RSS 55 MiB an hour
+    (docs/experiments.md). The pool bought nothing either: the same frame rate at the same CPU, model and classical
+    modes alike (the frame path's calls are small and run beside the inference), and the bench times it this way."""
     import cv2
     cv2.setNumThreads(1)
 
