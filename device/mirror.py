@@ -27,6 +27,10 @@ _log = logging.getLogger(__name__)
 STOP_WAIT = 2.0        # seconds a stop waits for an inference in progress; a slower one is left to the process exit
 SEGMENTER_RETRY = 1.0  # seconds before a failed segmenter with no fallback left is tried again (then doubling)
 PHOTO_SEGMENT_WAIT = 15.0  # seconds a photo waits for the live frame's inference (tens of ms on a Pi): it is stuck
+# A model slower than the camera segments a frame that came while it ran next if it ends within this share of a
+# frame interval of it (else it waits for the next frame): it idles less, and its masks are as fresh or fresher
+# (docs/bench.md, "The daemon as it runs")
+NEXT_FRAME_WITHIN = 0.5
 
 
 class SegmenterBusy(RuntimeError):
@@ -34,7 +38,8 @@ class SegmenterBusy(RuntimeError):
 
 
 class Timings:
-    """Rolling mean seconds per stage over the last frames."""
+    """Rolling mean seconds per stage over the last frames (and of `mask_age`: how much older the shown mask's frame
+    is than the frame it is shown on)."""
 
     def __init__(self, window: int = 60):
         self.samples: dict[str, deque] = {}
@@ -78,6 +83,7 @@ class Mirror:
         self.scene = 0
         self.inferences = 0  # frames segmented (fewer than frames shown when the model is slower than the camera)
         self.inference_unfinished = False  # set by a stop that left an inference running (see InferenceWorker.stop)
+        self.next_frame_within = NEXT_FRAME_WITHIN  # 0: a frame that comes while the inference runs is dropped
         _log.info("segmenter: %s", self.mode_text)
 
     # --- the one configure step: at the start, for a fallback, and for the page's colour ---
@@ -137,7 +143,7 @@ class Mirror:
         seconds = time.perf_counter() - t0
         self.timings.add("inference", seconds)
         self.inferences += 1
-        return Segmented(prob, rgb, frame.index, frame.scene, post, seconds)
+        return Segmented(prob, rgb, frame.index, frame.scene, post, seconds, frame.timestamp)
 
     def postprocess(self, segmented: Segmented) -> Hair | None:
         """The hair of a segmented frame (in the frame thread, whose caches hold what post-processing and the
@@ -154,7 +160,8 @@ class Mirror:
             mask, alpha = post(segmented.prob, segmented.rgb)
         seconds = time.perf_counter() - t0
         self.timings.add("postprocess", seconds)
-        return Hair(mask, alpha, segmented.frame_index, segmented.seconds + seconds, segmented.scene)
+        return Hair(mask, alpha, segmented.frame_index, segmented.seconds + seconds, segmented.scene,
+                    segmented.frame_time)
 
     def segment(self, frame: Frame) -> Hair | None:
         """Both stages in this thread (inline runs): the frame's hair, None when the segmenter failed or rests."""
@@ -224,7 +231,9 @@ class Mirror:
         """Show frames until stopped (or max_frames). inline=True segments every frame in this thread
         (deterministic: tests and the end-to-end benchmark); otherwise inference runs in its own thread, one frame
         in flight, and this thread post-processes each result once."""
-        worker = None if inline else InferenceWorker(self.infer)
+        interval = 1.0 / self.cfg.camera.fps
+        worker = None if inline else InferenceWorker(self.infer, keep_for=self.next_frame_within * interval,
+                                                     slower_than=interval)
         hair: Hair | None = None
         self._status_at = self._fps_since = time.monotonic()
         self._fps_frames = 0
@@ -252,6 +261,8 @@ class Mirror:
                 t3 = time.perf_counter()
                 self.timings.add("capture", t1 - t0)
                 self.timings.add("display", t3 - t2)
+                if hair is not None and hair.scene == frame.scene:  # how old the shown mask's frame is
+                    self.timings.add("mask_age", frame.timestamp - hair.frame_time)
                 self._shown()
         finally:
             self.notifier.stopping()

@@ -110,6 +110,7 @@ class Segmented:
     scene: int
     post: object  # device.postprocess.Postprocessor
     seconds: float
+    frame_time: float = 0.0  # the frame's timestamp (time.monotonic when the camera made it)
 
 
 @dataclass
@@ -121,6 +122,7 @@ class Hair:
     frame_index: int
     seconds: float
     scene: int = 0
+    frame_time: float = 0.0  # the segmented frame's timestamp: a shown frame's own minus it is the mask's age
 
     def dyed(self, shape: tuple[int, int]) -> np.ndarray:
         """bool [H, W]: the pixels of a frame of this shape that get at least half the new colour, the alpha
@@ -135,13 +137,23 @@ class Hair:
 
 
 class InferenceWorker:
-    """Runs a job on the newest offered item in a background thread; items offered while busy are dropped.
-    `latest` is the newest result, `take()` hands each result over once. (The daemon's inference runs in one, the
-    face search of device/postprocess.py too.)"""
+    """Runs a job on the newest offered item in a background thread, one at a time. `latest` is the newest result,
+    `take()` hands each result over once. (The daemon's inference runs in one, the face search of
+    device/postprocess.py too.)
 
-    def __init__(self, segment: Callable, name: str = "inference"):
+    An item offered while a job runs is dropped, unless `keep_for` > 0 and the jobs take longer than `slower_than`
+    seconds (their running mean): then the newest such item waits as the next one, and the job starts on it as soon
+    as the running one ends if that is within `keep_for` of its offer; an older one is dropped and the thread waits
+    for the next offer. The daemon gives a model slower than the camera the frame that came meanwhile if it came
+    within half a frame interval, instead of idling until the next one; a faster model is never kept busy this way
+    (a result made at once would replace the last before the frame thread took it)."""
+
+    def __init__(self, segment: Callable, name: str = "inference", keep_for: float = 0.0, slower_than: float = 0.0):
         self.segment = segment
-        self.pending = None
+        self.keep_for, self.slower_than = keep_for, slower_than
+        self.job_seconds: float | None = None  # running mean of the jobs' wall time
+        self.pending = None  # the item the job runs on (not None: busy)
+        self.next = None     # (item, time offered) offered while busy, kept with keep_for
         self.latest = None
         self.taken = None
         self.cond = threading.Condition()
@@ -149,11 +161,14 @@ class InferenceWorker:
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
 
-    def offer(self, frame: Frame) -> bool:
+    def offer(self, item) -> bool:
+        """True when the job starts on `item` now; False when one is running (`item` dropped, or kept as the next)."""
         with self.cond:
             if self.pending is not None:
+                if self.keep_for > 0:
+                    self.next = (item, time.monotonic())
                 return False
-            self.pending = frame
+            self.pending = item
             self.cond.notify()
             return True
 
@@ -172,21 +187,31 @@ class InferenceWorker:
                     self.cond.wait()
                 if not self.running:
                     return
-                frame = self.pending
+                item = self.pending
+            start = time.monotonic()
             try:
-                hair = self.segment(frame)
+                result = self.segment(item)
             except Exception:  # the thread must live on: a job that raised gives no result
                 _log.exception("%s: the job failed", self.thread.name)
-                hair = None
+                result = None
+            end = time.monotonic()
+            last = self.job_seconds
+            self.job_seconds = end - start if last is None else 0.8 * last + 0.2 * (end - start)
             with self.cond:
-                self.latest = hair
-                self.pending = None  # free for the next frame only once this one is done
+                self.latest = result
+                self.pending = None  # free for the next item only once this one is done
+                if self.next is not None:
+                    item, offered = self.next
+                    self.next = None
+                    if end - offered <= self.keep_for and self.job_seconds > self.slower_than:
+                        self.pending = item
 
     def stop(self, timeout: float) -> bool:
         """Ask the thread to end and wait up to `timeout`; False when it is still inside an inference (a daemon
         thread: it cannot hold the process, but the caller must not let the interpreter finalise under it)."""
         with self.cond:
             self.running = False
+            self.next = None
             self.cond.notify()
         self.thread.join(timeout)
         return not self.thread.is_alive()

@@ -8,7 +8,10 @@ camera is paced, and that changes two things this measures:
 - A model slower than the camera (the default on a Pi 4, by the bench's projection; here a larger one stands in)
   is handed only some of the frames. The frame thread still reads and shows every one, so what counts is the work
   per segmented frame: the daemon converts a Pi's YUV420 lores only for the frames the inference takes, and makes
-  an overlay only for each new hair (device/cameras/picamera2.py, device/sinks.py).
+  an overlay only for each new hair (device/cameras/picamera2.py, device/sinks.py). How many masks a second it
+  makes and how old they are when shown depend on what it does with a frame that comes while it runs: the daemon
+  segments it next if the inference ends within half a frame interval of it (`Mirror.next_frame_within`); each
+  round also runs such a model dropping every such frame, as the daemon did before, to compare in the same rounds.
 
 The daemon is the real `Mirror.run` (two threads) with the picamera2-overlay sink, on the demo camera, which also
 renders each frame as the streams a Pi 4's Picamera2 gives (main XBGR8888, lores YUV420, in its own thread as a
@@ -43,6 +46,7 @@ from .stages import PiStreamsDemo, median_iqr, pi_frame_of
 _log = logging.getLogger(__name__)
 MODEL_ALONE_RUNS = 20  # runs of the model alone per round, back to back and again paced
 DOCS_BLOCK = "paced"   # docs/bench.md's block that --docs rewrites
+SLOWER_THAN_THE_CAMERA = "hair-unet-226k.onnx"  # here, a stand-in for the default on a Pi 4 (about 1.7 frame intervals)
 
 
 class PiAdapterDemo(PiStreamsDemo):
@@ -92,9 +96,28 @@ def _daemon(model: str, fps: float, frame_hw: tuple[int, int]):
     return mirror, camera, inference_cpu
 
 
+def _run_daemon(mirror, camera, inference_cpu: list, frames: int) -> dict:
+    """The daemon for `frames` more frames: what they cost the two threads, how many were segmented, and how old
+    the shown masks were."""
+    from ..mirror import Timings
+    mirror.timings = Timings(window=frames)  # this run's mask ages, every one
+    before = (mirror.frames, mirror.inferences, camera.overlays, inference_cpu[0], camera.start_cpu)
+    t = time.thread_time()
+    mirror.run(max_frames=mirror.frames + frames)
+    ages = mirror.timings.samples.get("mask_age", [])
+    return {"frames": mirror.frames - before[0], "segmented": mirror.inferences - before[1],
+            "overlays": camera.overlays - before[2],
+            "frame_cpu_s": time.thread_time() - t - (camera.start_cpu - before[4]),
+            "inference_cpu_s": inference_cpu[0] - before[3],
+            "mask_age_s": float(np.mean(ages)) if ages else None}
+
+
 def measure(model: str, fps: float = 30.0, seconds: float = 3.0, rounds: int = 6,
             frame_hw: tuple[int, int] = (480, 640)) -> dict:
-    """One model's figures: per round, the daemon for `seconds` at `fps`, then the model alone."""
+    """One model's figures: per round, the daemon for `seconds` at `fps`, then the model alone. A model slower than
+    the camera (it segmented fewer frames than were shown in the warm-up) also runs, each round, with frames that
+    come while the inference runs dropped (`Mirror.next_frame_within = 0`, the daemon before it kept one)."""
+    from ..mirror import NEXT_FRAME_WITHIN
     from ..segmenters import SegmenterError
     try:
         mirror, camera, inference_cpu = _daemon(model, fps, frame_hw)
@@ -104,21 +127,20 @@ def measure(model: str, fps: float = 30.0, seconds: float = 3.0, rounds: int = 6
         raise ValueError(f"{model}: this bench times models without a prior input")
     session = mirror.segmenter.model.session
     frames_per_round = max(1, round(seconds * fps))
-    rows = []
+    rows, dropping = [], []
     with one_opencv_thread():
         mirror.run(max_frames=frames_per_round // 2)  # warm-up: caches, the face search's first result
+        slower = mirror.inferences < mirror.frames - 1
         for _ in range(rounds):
-            before = (mirror.frames, mirror.inferences, camera.overlays, inference_cpu[0], camera.start_cpu)
-            t = time.thread_time()
-            mirror.run(max_frames=mirror.frames + frames_per_round)
-            frame_cpu = time.thread_time() - t - (camera.start_cpu - before[4])
-            segmented = mirror.inferences - before[1]
+            row = _run_daemon(mirror, camera, inference_cpu, frames_per_round)
+            if slower:
+                mirror.next_frame_within = 0.0
+                dropping.append(_run_daemon(mirror, camera, inference_cpu, frames_per_round))
+                mirror.next_frame_within = NEXT_FRAME_WITHIN
             batch = np.ascontiguousarray(mirror._input_for(mirror.segmenter, mirror.latest_output.frame)[None])
             run = lambda b: session.run(None, {"image": b})  # noqa: E731
             alone = [model_call(run, batch)[1] for _ in range(MODEL_ALONE_RUNS)]
-            rows.append({"frames": mirror.frames - before[0], "segmented": segmented,
-                         "overlays": camera.overlays - before[2], "frame_cpu_s": frame_cpu,
-                         "inference_cpu_s": inference_cpu[0] - before[3], "model_alone_cpu_s": float(np.mean(alone)),
+            rows.append({**row, "model_alone_cpu_s": float(np.mean(alone)),
                          "model_paced_cpu_s": float(np.mean(paced_runs(run, batch, fps, MODEL_ALONE_RUNS)))})
     mirror.post.close()
     per = lambda key: [r[key] / max(1, r["segmented"]) for r in rows]  # noqa: E731
@@ -128,11 +150,21 @@ def measure(model: str, fps: float = 30.0, seconds: float = 3.0, rounds: int = 6
     total = {k: sum(r[k] for r in rows) for k in ("frames", "segmented", "overlays")}
     return {"model": model, "fps": fps, "frame_size": list(frame_hw), "cpu": cpu_model(),
             "load_average": [round(v, 2) for v in os.getloadavg()], "rounds": rows, **total,
+            **_rate_and_age(rows, fps), "dropping": {"rounds": dropping, **_rate_and_age(dropping, fps)} if dropping
+            else None,
             "frame_thread_ms": round(1e3 * float(np.median(per("frame_cpu_s"))), 3),
             "inference_thread_ms": round(1e3 * float(np.median(per("inference_cpu_s"))), 3),
             "model_alone_ms": round(1e3 * float(np.median([r["model_alone_cpu_s"] for r in rows])), 3),
             "model_paced_ms": round(1e3 * float(np.median([r["model_paced_cpu_s"] for r in rows])), 3),
             **median_iqr("ratio_cpu", ratios), **median_iqr("ratio_paced_cpu", paced_ratios)}
+
+
+def _rate_and_age(runs: list[dict], fps: float) -> dict:
+    """Frames segmented per second of camera time, and the shown masks' mean age (ms), over the runs."""
+    ages = [r["mask_age_s"] for r in runs if r["mask_age_s"] is not None]
+    return {"segmented_per_s": round(fps * sum(r["segmented"] for r in runs) / max(1, sum(r["frames"] for r in runs)),
+                                     2),
+            "mask_age_ms": round(1e3 * float(np.mean(ages)), 1) if ages else None}
 
 
 def paced_runs(run, batch: np.ndarray, fps: float, runs: int) -> list[float]:
@@ -148,7 +180,7 @@ def paced_runs(run, batch: np.ndarray, fps: float, runs: int) -> list[float]:
 
 
 def table(results: list[dict]) -> str:
-    """The figures of each model as a markdown table, with what the columns mean."""
+    """The figures of each model as markdown tables, with what the columns mean."""
     first = results[0]
     h, w = first["frame_size"]
     lines = [f"The Pi's daemon on a camera paced at {first['fps']:g} fps, {w}x{h}, {len(first['rounds'])} rounds "
@@ -163,6 +195,22 @@ def table(results: list[dict]) -> str:
                      f"**{r['ratio_cpu']:.3f}** ({r['ratio_cpu_iqr'][0]:.3f}-{r['ratio_cpu_iqr'][1]:.3f}) | "
                      f"**{r['ratio_paced_cpu']:.3f}** ({r['ratio_paced_cpu_iqr'][0]:.3f}-"
                      f"{r['ratio_paced_cpu_iqr'][1]:.3f}) |")
+    if any("segmented_per_s" in r for r in results):  # results saved before these figures were measured have none
+        lines += ["", "Masks per second and their age (the shown frame's time minus its mask's frame's, mean), as the "
+                  "daemon runs: a frame that comes while the inference runs is segmented next if the inference ends "
+                  "within half a frame interval of it; against the same daemon dropping every such frame (the "
+                  "rounds alternate; a model that keeps up with the camera is never busy when a frame comes, so it is "
+                  "run one way only)", "",
+                  "| model | model alone, frames per second | masks per second | mask age, ms | frames that came "
+                  "while busy dropped: masks per second | dropped: mask age, ms |", "|---|---:|---:|---:|---:|---:|"]
+        for r in results:
+            if "segmented_per_s" not in r:
+                continue
+            dropping = r.get("dropping") or {}
+            cell = lambda v, f: "–" if v is None else f"{v:{f}}"  # noqa: E731
+            lines.append(f"| {Path(r['model']).name} | {1e3 / r['model_alone_ms']:.1f} | {r['segmented_per_s']:.1f} | "
+                         f"{cell(r['mask_age_ms'], '.0f')} | {cell(dropping.get('segmented_per_s'), '.1f')} | "
+                         f"{cell(dropping.get('mask_age_ms'), '.0f')} |")
     return "\n".join(lines)
 
 
@@ -184,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("give model files to measure or --from saved results, not both")
     if not args.models and not args.saved:
         from ..segmenters import DEFAULT_MODEL
-        args.models = [str(DEFAULT_MODEL), str(Path(DEFAULT_MODEL).parent / "hair-unet-226k.onnx")]
+        args.models = [str(DEFAULT_MODEL), str(Path(DEFAULT_MODEL).parent / SLOWER_THAN_THE_CAMERA)]
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         results = _load(args.saved) if args.saved else [measure(m, args.fps, args.seconds, args.rounds)

@@ -236,6 +236,94 @@ def test_an_unexpected_error_in_the_segmenter_falls_back_and_the_inference_threa
     assert "test-worker: the job failed" in caplog.text
 
 
+class HeldJob:
+    """A worker's job that records the items it starts on and holds each until `release(item)`."""
+
+    def __init__(self):
+        self.started, self.gates, self.cond = [], {}, threading.Condition()
+
+    def __call__(self, item):
+        with self.cond:
+            self.started.append(item)
+            self.cond.notify_all()
+        self.gates.setdefault(item, threading.Event()).wait(10)
+        return item
+
+    def release(self, item):
+        self.gates.setdefault(item, threading.Event()).set()
+
+    def wait_started(self, count: int) -> list:
+        with self.cond:
+            assert self.cond.wait_for(lambda: len(self.started) >= count, 10), self.started
+            return list(self.started)
+
+
+def wait_result(worker, item) -> None:
+    deadline = time.monotonic() + 10
+    while worker.latest != item and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert worker.latest == item
+
+
+def test_the_newest_frame_offered_while_the_inference_runs_is_segmented_next_at_once():
+    """A model slower than the camera used to idle from the end of each inference until the next frame came (a
+    35 ms model at 30 fps made 15 masks a second); the newest frame that came meanwhile is now taken at once."""
+    from device.stages import InferenceWorker
+    job = HeldJob()
+    worker = InferenceWorker(job, name="test-worker", keep_for=60)
+    try:
+        assert worker.offer("a") and job.wait_started(1) == ["a"]
+        assert not worker.offer("b") and not worker.offer("c")  # busy: c replaces b as the next
+        job.release("a")
+        assert job.wait_started(2) == ["a", "c"]  # started without a new offer
+        job.release("c")
+        wait_result(worker, "c")
+        assert worker.offer("d") and job.wait_started(3) == ["a", "c", "d"]  # idle again: b never ran
+        job.release("d")
+    finally:
+        worker.stop(2)
+
+
+@pytest.mark.parametrize("keep_for", [0.0, 0.05])
+def test_a_frame_offered_while_busy_is_dropped_without_keep_for_or_once_older_than_it(keep_for):
+    """keep_for = 0 (the face search's worker): dropped; a frame kept for 50 ms is dropped when the inference ends
+    200 ms after it came, and the worker waits for the next frame instead of segmenting a stale one."""
+    from device.stages import InferenceWorker
+    job = HeldJob()
+    worker = InferenceWorker(job, name="test-worker", keep_for=keep_for)
+    try:
+        assert worker.offer("a") and job.wait_started(1) == ["a"]
+        assert not worker.offer("b")
+        time.sleep(0.2)
+        job.release("a")
+        wait_result(worker, "a")
+        assert worker.offer("c") and job.wait_started(2) == ["a", "c"]
+        job.release("c")
+    finally:
+        worker.stop(2)
+
+
+def test_a_model_slower_than_the_camera_segments_more_frames_than_when_it_dropped_them(photos):
+    """The daemon as it runs: a camera paced at 20 fps and a segmenter taking 55 ms (1.1 frame intervals). Dropping
+    every frame that comes while it runs, it segments every other frame; taking one that came within half an
+    interval, nearly every one. The shown masks' age is reported (`mask_age` in the status' timings)."""
+    rates = {}
+    for within in (0.0, None):
+        mirror = Mirror(make_cfg(photos, camera={"fps": 20, "seconds_per_photo": 60}, segmenter={"kind": "classical"}))
+        if within is not None:
+            mirror.next_frame_within = within
+
+        def slow(rgb):
+            time.sleep(0.055)
+            return np.full(rgb.shape[:2], 0.9, np.float32)
+        mirror.segmenter.segment = slow
+        assert mirror.run(max_frames=40) == 40
+        rates[within] = mirror.inferences / mirror.frames
+        ages = mirror.timings.samples["mask_age"]
+        assert 0.055 <= min(ages) and max(ages) < 1.0, ages
+    assert rates[0.0] <= 0.55 and rates[None] >= rates[0.0] + 0.2, rates
+
+
 def test_a_missing_model_without_fallback_is_a_startup_error(photos, tmp_path):
     from device.segmenters import SegmenterError
     with pytest.raises(SegmenterError, match="absent.onnx"):
