@@ -112,7 +112,7 @@ def _run_daemon(mirror, camera, inference_cpu: list, frames: int) -> dict:
             "mask_age_s": float(np.mean(ages)) if ages else None}
 
 
-def measure(model: str, fps: float = 30.0, seconds: float = 3.0, rounds: int = 6,
+def measure(model: str, fps: float = 30.0, seconds: float = 2.0, rounds: int = 6,
             frame_hw: tuple[int, int] = (480, 640)) -> dict:
     """One model's figures: per round, the daemon for `seconds` at `fps`, then the model alone. A model slower than
     the camera (it segmented fewer frames than were shown in the warm-up) also runs, each round, with frames that
@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("models", nargs="*", help="contract-v1 .onnx files without a prior input (default: the daemon's "
                                              "default model and models/hair-unet-226k.onnx, slower than the camera)")
     p.add_argument("--fps", type=float_in(1, 120), default=30.0, help="the camera's frame rate, 1..120 (default 30)")
-    p.add_argument("--seconds", type=positive_float, default=3.0, help="seconds of the daemon per round (default 3)")
+    p.add_argument("--seconds", type=positive_float, default=2.0, help="seconds of the daemon per round (default 2)")
     p.add_argument("--rounds", type=int_in(1), default=6, help="rounds per model (default 6)")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--from", dest="saved", metavar="JSON", help="print (and --docs) saved results instead of measuring")
