@@ -150,8 +150,8 @@ def measure(model: str, fps: float = 30.0, seconds: float = 2.0, rounds: int = 6
     total = {k: sum(r[k] for r in rows) for k in ("frames", "segmented", "overlays")}
     return {"model": model, "fps": fps, "frame_size": list(frame_hw), "cpu": cpu_model(),
             "load_average": [round(v, 2) for v in os.getloadavg()], "rounds": rows, **total,
-            **_rate_and_age(rows, fps), "dropping": {"rounds": dropping, **_rate_and_age(dropping, fps)} if dropping
-            else None,
+            **_rate_and_age(rows, fps),
+            "dropping": {"rounds": dropping, **_rate_and_age(dropping, fps)} if dropping else None,
             "frame_thread_ms": round(1e3 * float(np.median(per("frame_cpu_s"))), 3),
             "inference_thread_ms": round(1e3 * float(np.median(per("inference_cpu_s"))), 3),
             "model_alone_ms": round(1e3 * float(np.median([r["model_alone_cpu_s"] for r in rows])), 3),
@@ -162,9 +162,8 @@ def measure(model: str, fps: float = 30.0, seconds: float = 2.0, rounds: int = 6
 def _rate_and_age(runs: list[dict], fps: float) -> dict:
     """Frames segmented per second of camera time, and the shown masks' mean age (ms), over the runs."""
     ages = [r["mask_age_s"] for r in runs if r["mask_age_s"] is not None]
-    return {"segmented_per_s": round(fps * sum(r["segmented"] for r in runs) / max(1, sum(r["frames"] for r in runs)),
-                                     2),
-            "mask_age_ms": round(1e3 * float(np.mean(ages)), 1) if ages else None}
+    rate = fps * sum(r["segmented"] for r in runs) / max(1, sum(r["frames"] for r in runs))
+    return {"segmented_per_s": round(rate, 2), "mask_age_ms": round(1e3 * float(np.mean(ages)), 1) if ages else None}
 
 
 def paced_runs(run, batch: np.ndarray, fps: float, runs: int) -> list[float]:
