@@ -9,6 +9,7 @@ desktop (`python -m export.bench_report`), fills the column beside it.
 """
 from __future__ import annotations
 
+import math
 import re
 
 RUNTIME = "ort-cpu-1"
@@ -85,3 +86,20 @@ def project(report: dict, models: dict[str, dict]) -> dict | None:
                      "measured": {pi: measured[pi].get(name) for pi in PI_GMACS}})
     return {"machine": base["label"], "reference": ref, "dense_gmac_per_s": dense, "rows": rows,
             "assumption": ASSUMPTION}
+
+
+def masks_per_second(model_fps: float, camera_fps: float, within: float, seconds: float = 100.0) -> float:
+    """Masks a second the daemon makes from a model of this steady frame rate on a camera of that one. A model
+    slower than the camera segments the frame that came while it ran next if the run ends within `within` of a frame
+    interval of it, else it waits for the next frame (the daemon's InferenceWorker, device.mirror.NEXT_FRAME_WITHIN;
+    0: every such frame dropped)."""
+    if model_fps >= camera_fps:
+        return camera_fps
+    run, interval = 1.0 / model_fps, 1.0 / camera_fps
+    start, made = 0.0, 0
+    while start < seconds:
+        made += 1
+        end = start + run
+        last = math.floor(end / interval + 1e-9) * interval  # the newest frame by the run's end
+        start = end if end - last <= within * interval + 1e-12 else last + interval
+    return made / seconds

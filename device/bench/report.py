@@ -276,6 +276,7 @@ def projection_table(report: dict) -> str:
 def _pi_threads(report: dict, p: dict) -> str:
     """The thread rule applied to each Pi by the projection: 1 thread where it keeps up with the camera, else 2
     without spinning (4 cores: the other two stay free for the camera, recolour and page)."""
+    from ..mirror import NEXT_FRAME_WITHIN  # here: merging results needs none of the daemon's modules otherwise
     table = next((m.get("threads") for m in report["machines"] if m["label"] == p["machine"] and m.get("threads")),
                  None)
     if not table:
@@ -299,7 +300,8 @@ def _pi_threads(report: dict, p: dict) -> str:
             advice.append(f"{pi}: 1 thread ({source} {_fps(one)} FPS against the camera's {fps:g})")
             continue
         two = one * _two_thread_speedup(table)  # this machine's 2-thread speed-up, carried over as the FPS are
-        short = "" if two >= fps else f"; still under it: the mirror segments {two / fps:.0%} of the frames"
+        masks = projection.masks_per_second(two, fps, NEXT_FRAME_WITHIN)
+        short = "" if two >= fps else f"; still under it: the mirror segments {masks / fps:.0%} of the frames"
         advice.append(f"{pi}: 2 threads, spinning off ({source} {_fps(one)} FPS at 1 thread, about {_fps(two)} at 2, "
                       f"against the camera's {fps:g}{short})")
     return (f"Threads for {name} on a Pi (rule: the fewest threads that keep up with the camera, spinning off; "

@@ -286,7 +286,21 @@ def test_the_thread_advice_says_when_two_threads_still_miss_the_camera():
                                       "measured": {"Pi 4": None, "Pi 5": None}}]}
     text = report._pi_threads({"machines": [{"label": "desk", "machine": {}, "threads": table}]}, p)
     assert "Pi 4: 2 threads, spinning off (projected 20.0 FPS at 1 thread, about 24.0 at 2" in text
-    assert "the mirror segments 80% of the frames" in text and "Pi 5: 1 thread (projected 90.0 FPS" in text
+    # 24 FPS against frames 33.3 ms apart: two runs take the frame that came 8.3 and 16.7 ms before they end, the
+    # third ends 25 ms after one and waits for the next: 3 masks in 4 frame intervals (dropping them all: 1 in 2)
+    assert "the mirror segments 75% of the frames" in text and "Pi 5: 1 thread (projected 90.0 FPS" in text
+
+
+@pytest.mark.parametrize("model_fps, within, masks", [
+    (24.0, 0.5, 22.5),         # 3 masks in 4 intervals, as above
+    (24.0, 0.0, 15.0),         # every frame that came while busy dropped: every other frame
+    (1000 / 57.7, 0.5, 15.0),  # ends 24.4 ms after the frame that came: waits for the next, every other frame
+    (12.5, 0.5, 12.0),         # 80 ms runs: 6 masks in 15 intervals (dropping: 1 in 3, 10 a second)
+    (12.5, 0.0, 10.0),
+    (45.0, 0.5, 30.0)])        # faster than the camera: every frame
+def test_masks_per_second_follow_the_daemons_rule_for_a_frame_that_came_while_busy(model_fps, within, masks):
+    from device.bench.projection import masks_per_second
+    assert masks_per_second(model_fps, 30.0, within) == pytest.approx(masks, abs=0.05)
 
 
 def test_outputs_in_a_read_only_folder_are_refused_first(here, tmp_path, capsys):
