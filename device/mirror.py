@@ -78,6 +78,7 @@ class Mirror:
                                on_state=lambda: self.notifier.status(self.status_text()))
         self.sinks = []
         self.fps = 0.0
+        self.mask_fps = 0.0  # masks made a second (under fps when the model is slower than the camera)
         self.frames = 0
         self.latest_output: Output | None = None
         self.scene = 0
@@ -213,7 +214,8 @@ class Mirror:
 
     def status(self) -> dict:
         return {"mode": self.segmenter.mode, "segmenter": self.segmenter.description,
-                "fallback_reason": self.fallback_reason, "fps": round(self.fps, 2), "frames": self.frames,
+                "fallback_reason": self.fallback_reason, "fps": round(self.fps, 2),
+                "mask_fps": round(self.mask_fps, 2), "frames": self.frames,
                 "inferences": self.inferences,
                 "camera": self.camera_state, "recolour": {"mode": self.cfg.recolour.mode,
                                                           "colour": self.cfg.recolour.colour,
@@ -236,7 +238,7 @@ class Mirror:
                                                      slower_than=interval)
         hair: Hair | None = None
         self._status_at = self._fps_since = time.monotonic()
-        self._fps_frames = 0
+        self._fps_frames, self._fps_inferences = 0, self.inferences
         try:
             self.capture.open()
             if not self.sinks:
@@ -285,7 +287,9 @@ class Mirror:
         self.notifier.watchdog()
         now = time.monotonic()
         if now - self._fps_since >= 1.0:
-            self.fps, self._fps_frames, self._fps_since = self._fps_frames / (now - self._fps_since), 0, now
+            seconds = now - self._fps_since
+            self.fps, self.mask_fps = self._fps_frames / seconds, (self.inferences - self._fps_inferences) / seconds
+            self._fps_frames, self._fps_inferences, self._fps_since = 0, self.inferences, now
         if now - self._status_at >= 2.0:
             self.notifier.status(self.status_text())
             self._status_at = now

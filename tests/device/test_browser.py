@@ -50,9 +50,9 @@ def get_json(url: str) -> dict:
         return json.load(r)
 
 
-def start_daemon(tmp_path, tmp_path_factory, token: str = ""):
-    """The real daemon on the demo camera with the real model, its page on a free loopback port (and a token, if
-    given: optional on loopback, needed on every request once set)."""
+def start_daemon(tmp_path, tmp_path_factory, token: str = "", model: Path | None = None, fps: float = 15.0):
+    """The real daemon on the demo camera with the real model (or `model`), its page on a free loopback port (and a
+    token, if given: optional on loopback, needed on every request once set)."""
     port = free_port()
     config = tmp_path / "hairmirror.toml"
     config.write_text(f"""
@@ -60,9 +60,9 @@ def start_daemon(tmp_path, tmp_path_factory, token: str = ""):
 kind = "demo"
 width = 320
 height = 240
-fps = 15.0
+fps = {fps}
 [segmenter]
-model = "{model_file(tmp_path_factory)}"
+model = "{model or model_file(tmp_path_factory)}"
 fallback = ""
 [sink]
 kind = "null"
@@ -135,6 +135,24 @@ def shot(driver, path: Path, size: tuple[int, int]) -> np.ndarray:
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     assert img is not None and img.shape[1] > 0.8 * size[0], f"{path} is not a screenshot of the page"
     return img
+
+
+def test_the_status_line_says_how_often_a_model_slower_than_the_camera_changes_the_mask(tmp_path, tmp_path_factory,
+                                                                                       browser):
+    """hair-unet-226k (about 55 ms a frame here, one thread) on a 30 fps camera: frames flow at 30 fps and the hair
+    mask changes about 15 times a second; the page's status line says so (a model that keeps up says nothing)."""
+    slow = REPO / "models" / "hair-unet-226k.onnx"
+    if not slow.is_file():
+        pytest.skip(f"no shipped model at {slow}")
+    proc, url, log = start_daemon(tmp_path, tmp_path_factory, model=slow, fps=30.0)
+    try:
+        browser.get(url)
+        WebDriverWait(browser, WAIT).until(lambda d: "hair mask" in d.find_element(By.ID, "status").text)
+        assert "a second" in browser.find_element(By.ID, "status").text
+        status = get_json(url + "api/status")
+        assert 0 < status["mask_fps"] < 0.9 * status["fps"]
+    finally:
+        stop_daemon(proc, log)
 
 
 def test_upload_a_photo_click_a_colour_and_watch_the_mirror(daemon, browser, tmp_path):

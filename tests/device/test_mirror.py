@@ -306,8 +306,9 @@ def test_a_frame_offered_while_busy_is_dropped_without_keep_for_or_once_older_th
 def test_a_model_slower_than_the_camera_segments_more_frames_than_when_it_dropped_them(photos):
     """The daemon as it runs: a camera paced at 20 fps and a segmenter taking 55 ms (1.1 frame intervals). Dropping
     every frame that comes while it runs, it segments every other frame; taking one that came within half an
-    interval, nearly every one. The shown masks' age is reported (`mask_age` in the status' timings)."""
-    rates = {}
+    interval, nearly every one. The status reports the masks made a second (`mask_fps`) and the shown masks' age
+    (`mask_age` in its timings)."""
+    rates, masks = {}, {}
     for within in (0.0, None):
         mirror = Mirror(make_cfg(photos, camera={"fps": 20, "seconds_per_photo": 60}, segmenter={"kind": "classical"}))
         if within is not None:
@@ -321,7 +322,10 @@ def test_a_model_slower_than_the_camera_segments_more_frames_than_when_it_droppe
         rates[within] = mirror.inferences / mirror.frames
         ages = mirror.timings.samples["mask_age"]
         assert 0.055 <= min(ages) and max(ages) < 1.0, ages
+        status = mirror.status()  # the page says how often the mask changes, beside the frame rate
+        masks[within] = status["mask_fps"] / status["fps"]
     assert rates[0.0] <= 0.55 and rates[None] >= rates[0.0] + 0.2, rates
+    assert masks[0.0] <= 0.55 and masks[None] >= masks[0.0] + 0.2, masks
 
 
 def test_a_missing_model_without_fallback_is_a_startup_error(photos, tmp_path):
