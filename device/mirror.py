@@ -223,7 +223,9 @@ class Mirror:
                 "timings_ms": self.timings.means_ms()}
 
     def status_text(self) -> str:
-        return f"{self.segmenter.mode} mode, {self.fps:.1f} fps, camera {self.camera_state}"
+        # a model slower than the camera: how often the mask changes (the page's status line says it too)
+        masks = f" (hair mask {self.mask_fps:.1f} a second)" if self.mask_fps < 0.9 * self.fps else ""
+        return f"{self.segmenter.mode} mode, {self.fps:.1f} fps{masks}, camera {self.camera_state}"
 
     # --- the frame loop ---
     def open_sinks(self) -> None:

@@ -324,6 +324,7 @@ def test_a_model_slower_than_the_camera_segments_more_frames_than_when_it_droppe
         assert 0.055 <= min(ages) and max(ages) < 1.0, ages
         status = mirror.status()  # the page says how often the mask changes, beside the frame rate
         masks[within] = status["mask_fps"] / status["fps"]
+        assert (" fps (hair mask " in mirror.status_text()) == (masks[within] < 0.9), mirror.status_text()
     assert rates[0.0] <= 0.55 and rates[None] >= rates[0.0] + 0.2, rates
     assert masks[0.0] <= 0.55 and masks[None] >= masks[0.0] + 0.2, masks
 
