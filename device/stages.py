@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ from .sinks import Output, Sink
 
 _log = logging.getLogger(__name__)
 MAX_BACKOFF = 5.0  # seconds; a camera that comes back is running again within this, without a busy loop
+RECENT_JOBS = 4  # InferenceWorker: jobs that must all have been slow before it keeps an item offered while busy
 
 
 class Backoff:
@@ -141,17 +143,18 @@ class InferenceWorker:
     `take()` hands each result over once. (The daemon's inference runs in one, the face search of
     device/postprocess.py too.)
 
-    An item offered while a job runs is dropped, unless `keep_for` > 0 and the jobs take longer than `slower_than`
-    seconds (their running mean): then the newest such item waits as the next one, and the job starts on it as soon
-    as the running one ends if that is within `keep_for` of its offer; an older one is dropped and the thread waits
-    for the next offer. The daemon gives a model slower than the camera the frame that came meanwhile if it came
-    within half a frame interval, instead of idling until the next one; a faster model is never kept busy this way
-    (a result made at once would replace the last before the frame thread took it)."""
+    An item offered while a job runs is dropped, unless `keep_for` > 0 and each of the last RECENT_JOBS jobs took
+    longer than `slower_than` seconds: then the newest such item waits as the next one, and the job starts on it as
+    soon as the running one ends if that is within `keep_for` of its offer; an older one is dropped and the thread
+    waits for the next offer. The daemon gives a model slower than the camera the frame that came meanwhile if it came
+    within half a frame interval, instead of idling until the next one. A faster model is never kept busy this way,
+    not even after a slow first run or a run slowed by another job: a result made at once would replace the last
+    before the frame thread took it, an inference for nothing."""
 
     def __init__(self, segment: Callable, name: str = "inference", keep_for: float = 0.0, slower_than: float = 0.0):
         self.segment = segment
         self.keep_for, self.slower_than = keep_for, slower_than
-        self.job_seconds: float | None = None  # running mean of the jobs' wall time
+        self.job_seconds: deque[float] = deque(maxlen=RECENT_JOBS)  # the last jobs' wall time
         self.pending = None  # the item the job runs on (not None: busy)
         self.next = None     # (item, time offered) offered while busy, kept with keep_for
         self.latest = None
@@ -195,15 +198,15 @@ class InferenceWorker:
                 _log.exception("%s: the job failed", self.thread.name)
                 result = None
             end = time.monotonic()
-            last = self.job_seconds
-            self.job_seconds = end - start if last is None else 0.8 * last + 0.2 * (end - start)
+            self.job_seconds.append(end - start)
             with self.cond:
                 self.latest = result
                 self.pending = None  # free for the next item only once this one is done
                 if self.next is not None:
                     item, offered = self.next
                     self.next = None
-                    if end - offered <= self.keep_for and self.job_seconds > self.slower_than:
+                    slower = len(self.job_seconds) == RECENT_JOBS and min(self.job_seconds) > self.slower_than
+                    if slower and end - offered <= self.keep_for:
                         self.pending = item
 
     def stop(self, timeout: float) -> bool:
