@@ -6,7 +6,7 @@
                            MAX_PHOTOS_IN_FLIGHT at once (503 + Retry-After beyond), each decode within
                            MAX_DECODE_BYTES by its header (413 beyond); 503 too when the live frame's inference
                            holds the segmenter longer than mirror.PHOTO_SEGMENT_WAIT (stuck)
-    GET  /api/status       mode, model, fps, camera, the live recolour settings
+    GET  /api/status       mode, model, fps and masks a second, camera, the live recolour settings, timings
     POST /api/colour       JSON {"colour", "mode", "colour2"}: applied to the live mirror at once
     GET  /stream.mjpg      the live mirror as MJPEG (while watched, <= 15 fps)
     GET  /snapshot.png     the current live frame (also .jpg), as a download
