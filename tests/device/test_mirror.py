@@ -332,8 +332,8 @@ def test_a_frame_offered_while_busy_is_dropped_unless_the_model_is_slower_than_t
 def test_a_model_slower_than_the_camera_segments_more_frames_than_when_it_dropped_them(photos):
     """The daemon as it runs: a camera paced at 20 fps and a segmenter taking 55 ms (1.1 frame intervals). Dropping
     every frame that comes while it runs, it segments every other frame; taking one that came within half an
-    interval (once its first RECENT_JOBS runs were all slow), most of them. The status reports the masks made a second (`mask_fps`) and the shown masks' age
-    (`mask_age` in its timings)."""
+    interval (once its first RECENT_JOBS runs were all slow), most of them. The status reports the masks made a
+    second (`mask_fps`) and the shown masks' age (`mask_age` in its timings)."""
     rates, masks = {}, {}
     for within in (0.0, None):
         mirror = Mirror(make_cfg(photos, camera={"fps": 20, "seconds_per_photo": 60}, segmenter={"kind": "classical"}))
