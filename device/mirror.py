@@ -31,6 +31,7 @@ PHOTO_SEGMENT_WAIT = 15.0  # seconds a photo waits for the live frame's inferenc
 # frame interval of it (else it waits for the next frame): it idles less, and its masks are as fresh or fresher
 # (docs/bench.md, "The daemon as it runs")
 NEXT_FRAME_WITHIN = 0.5
+MASK_NOTE_BELOW = 0.9  # the status says how often the mask changes when that is under this share of the frame rate
 
 
 class SegmenterBusy(RuntimeError):
@@ -215,17 +216,21 @@ class Mirror:
     def status(self) -> dict:
         return {"mode": self.segmenter.mode, "segmenter": self.segmenter.description,
                 "fallback_reason": self.fallback_reason, "fps": round(self.fps, 2),
-                "mask_fps": round(self.mask_fps, 2), "frames": self.frames,
+                "mask_fps": round(self.mask_fps, 2), "mask_note": self.mask_note(), "frames": self.frames,
                 "inferences": self.inferences,
                 "camera": self.camera_state, "recolour": {"mode": self.cfg.recolour.mode,
                                                           "colour": self.cfg.recolour.colour,
                                                           "colour2": self.cfg.recolour.colour2},
                 "timings_ms": self.timings.means_ms()}
 
+    def mask_note(self) -> str:
+        """How often the hair mask changes, for a model slower than the camera (MASK_NOTE_BELOW); else "". systemd's
+        status and the page's status line both show it."""
+        return f"hair mask {self.mask_fps:.1f} a second" if self.mask_fps < MASK_NOTE_BELOW * self.fps else ""
+
     def status_text(self) -> str:
-        # a model slower than the camera: how often the mask changes (the page's status line says it too)
-        masks = f" (hair mask {self.mask_fps:.1f} a second)" if self.mask_fps < 0.9 * self.fps else ""
-        return f"{self.segmenter.mode} mode, {self.fps:.1f} fps{masks}, camera {self.camera_state}"
+        note = self.mask_note()
+        return f"{self.segmenter.mode} mode, {self.fps:.1f} fps{f' ({note})' if note else ''}, camera {self.camera_state}"
 
     # --- the frame loop ---
     def open_sinks(self) -> None:
