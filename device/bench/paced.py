@@ -87,29 +87,55 @@ def _daemon(model: str, fps: float, frame_hw: tuple[int, int]):
     infer = mirror.infer
 
     def timed(frame):  # runs in the inference thread: its CPU time is that thread's
+        settle.started(mirror)
         t = time.thread_time()
         try:
             return infer(frame)
         finally:
             inference_cpu[0] += time.thread_time() - t
     mirror.infer = timed
-    return mirror, camera, inference_cpu
+    settle = Settled()
+    return mirror, camera, inference_cpu, settle
 
 
-def _run_daemon(mirror, camera, inference_cpu: list, frames: int) -> dict:
-    """The daemon for `frames` more frames: what they cost the two threads, how many were segmented, and how old
-    the shown masks were."""
+class Settled:
+    """Where a run of the daemon has settled: the frames shown, the frames segmented and the mask ages counted when
+    its inference starts for the (RECENT_JOBS + 1)-th time. Each run starts a new inference worker, which keeps a
+    frame that came while it ran only after RECENT_JOBS slow runs; counting from here leaves that start-up out of
+    the masks a second and their age."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.calls, self.at = 0, None
+
+    def started(self, mirror) -> None:
+        """An inference starts (in the inference thread)."""
+        from ..stages import RECENT_JOBS
+        self.calls += 1
+        if self.calls == RECENT_JOBS + 1:
+            self.at = (mirror.frames, mirror.inferences, len(mirror.timings.samples.get("mask_age", ())))
+
+
+def _run_daemon(mirror, camera, inference_cpu: list, settle: Settled, frames: int) -> dict:
+    """The daemon for `frames` more frames: what they cost the two threads, how many were segmented, and, from
+    where the run settled on (`Settled`; the whole run if it never did), how many were segmented of how many shown
+    and how old the shown masks were."""
     from ..mirror import Timings
     mirror.timings = Timings(window=frames)  # this run's mask ages, every one
     before = (mirror.frames, mirror.inferences, camera.overlays, inference_cpu[0], camera.start_cpu)
+    settle.reset()
     t = time.thread_time()
     mirror.run(max_frames=mirror.frames + frames)
-    ages = mirror.timings.samples.get("mask_age", [])
+    ages = list(mirror.timings.samples.get("mask_age", []))
+    settled = settle.at or (*before[:2], 0)
     return {"frames": mirror.frames - before[0], "segmented": mirror.inferences - before[1],
             "overlays": camera.overlays - before[2],
             "frame_cpu_s": time.thread_time() - t - (camera.start_cpu - before[4]),
             "inference_cpu_s": inference_cpu[0] - before[3],
-            "mask_age_s": float(np.mean(ages)) if ages else None}
+            "settled_frames": mirror.frames - settled[0], "settled_segmented": mirror.inferences - settled[1],
+            "mask_age_s": float(np.mean(ages[settled[2]:])) if ages[settled[2]:] else None}
 
 
 def measure(model: str, fps: float = 30.0, seconds: float = 2.0, rounds: int = 6,
@@ -119,8 +145,9 @@ def measure(model: str, fps: float = 30.0, seconds: float = 2.0, rounds: int = 6
     come while the inference runs dropped (`Mirror.next_frame_within = 0`, the daemon before it kept one)."""
     from ..mirror import NEXT_FRAME_WITHIN
     from ..segmenters import SegmenterError
+    from ..stages import RECENT_JOBS
     try:
-        mirror, camera, inference_cpu = _daemon(model, fps, frame_hw)
+        mirror, camera, inference_cpu, settle = _daemon(model, fps, frame_hw)
     except SegmenterError as e:
         raise ValueError(str(e)) from None
     if mirror.segmenter.model.has_prior:
@@ -132,10 +159,10 @@ def measure(model: str, fps: float = 30.0, seconds: float = 2.0, rounds: int = 6
         mirror.run(max_frames=frames_per_round // 2)  # warm-up: caches, the face search's first result
         slower = mirror.inferences < mirror.frames - 1
         for _ in range(rounds):
-            row = _run_daemon(mirror, camera, inference_cpu, frames_per_round)
+            row = _run_daemon(mirror, camera, inference_cpu, settle, frames_per_round)
             if slower:
                 mirror.next_frame_within = 0.0
-                dropping.append(_run_daemon(mirror, camera, inference_cpu, frames_per_round))
+                dropping.append(_run_daemon(mirror, camera, inference_cpu, settle, frames_per_round))
                 mirror.next_frame_within = NEXT_FRAME_WITHIN
             batch = np.ascontiguousarray(mirror._input_for(mirror.segmenter, mirror.latest_output.frame)[None])
             run = lambda b: session.run(None, {"image": b})  # noqa: E731
@@ -152,6 +179,7 @@ def measure(model: str, fps: float = 30.0, seconds: float = 2.0, rounds: int = 6
             "load_average": [round(v, 2) for v in os.getloadavg()], "rounds": rows, **total,
             **_rate_and_age(rows, fps),
             "dropping": {"rounds": dropping, **_rate_and_age(dropping, fps)} if dropping else None,
+            "next_frame_within": NEXT_FRAME_WITHIN, "settled_after_jobs": RECENT_JOBS,
             "frame_thread_ms": round(1e3 * float(np.median(per("frame_cpu_s"))), 3),
             "inference_thread_ms": round(1e3 * float(np.median(per("inference_cpu_s"))), 3),
             "model_alone_ms": round(1e3 * float(np.median([r["model_alone_cpu_s"] for r in rows])), 3),
@@ -160,9 +188,9 @@ def measure(model: str, fps: float = 30.0, seconds: float = 2.0, rounds: int = 6
 
 
 def _rate_and_age(runs: list[dict], fps: float) -> dict:
-    """Frames segmented per second of camera time, and the shown masks' mean age (ms), over the runs."""
+    """Frames segmented per second of camera time, and the shown masks' mean age (ms), over the runs once settled."""
     ages = [r["mask_age_s"] for r in runs if r["mask_age_s"] is not None]
-    rate = fps * sum(r["segmented"] for r in runs) / max(1, sum(r["frames"] for r in runs))
+    rate = fps * sum(r["settled_segmented"] for r in runs) / max(1, sum(r["settled_frames"] for r in runs))
     return {"segmented_per_s": round(rate, 2), "mask_age_ms": round(1e3 * float(np.mean(ages)), 1) if ages else None}
 
 
@@ -195,11 +223,12 @@ def table(results: list[dict]) -> str:
                      f"**{r['ratio_paced_cpu']:.3f}** ({r['ratio_paced_cpu_iqr'][0]:.3f}-"
                      f"{r['ratio_paced_cpu_iqr'][1]:.3f}) |")
     if any("segmented_per_s" in r for r in results):  # results saved before these figures were measured have none
+        within = _intervals(first.get("next_frame_within", 0.5))  # 0.5 until the results recorded it
         lines += ["", "Masks per second and their age (the shown frame's time minus its mask's frame's, mean), as the "
                   "daemon runs: a frame that comes while the inference runs is segmented next if the inference ends "
-                  "within half a frame interval of it; against the same daemon dropping every such frame (the "
+                  f"within {within} of it; against the same daemon dropping every such frame (the "
                   "rounds alternate; a model that keeps up with the camera is never busy when a frame comes, so it is "
-                  "run one way only)", "",
+                  "run one way only)" + _settled_text(first.get("settled_after_jobs")), "",
                   "| model | model alone, frames per second | masks per second | mask age, ms | frames that came "
                   "while busy dropped: masks per second | dropped: mask age, ms |", "|---|---:|---:|---:|---:|---:|"]
         for r in results:
@@ -211,6 +240,19 @@ def table(results: list[dict]) -> str:
                          f"{cell(r['mask_age_ms'], '.0f')} | {cell(dropping.get('segmented_per_s'), '.1f')} | "
                          f"{cell(dropping.get('mask_age_ms'), '.0f')} |")
     return "\n".join(lines)
+
+
+def _intervals(share: float) -> str:
+    """0.5 -> 'half a frame interval', 0.25 -> '0.25 of a frame interval'."""
+    return "half a frame interval" if share == 0.5 else f"{share:g} of a frame interval"
+
+
+def _settled_text(jobs: int | None) -> str:
+    """How the rounds were counted (results saved before the bench left each round's start-up out have no `jobs`)."""
+    if jobs is None:
+        return ""
+    return (f". Counted from each round's inference {jobs + 1} on: each round starts the daemon anew, and it keeps "
+            f"a frame only after {jobs} slow runs")
 
 
 def main(argv: list[str] | None = None) -> int:

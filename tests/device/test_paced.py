@@ -8,6 +8,7 @@ import pytest
 
 from device import config as configuration
 from device.bench import paced
+from device.stages import RECENT_JOBS
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,13 @@ def test_a_model_slower_than_the_camera_is_handed_some_frames_and_each_new_hair_
     assert dropping is not None and len(dropping["rounds"]) == 2
     for figures in (result, dropping):
         assert 0 < figures["segmented_per_s"] < 60
+        # the masks a second count from each round's inference RECENT_JOBS + 1 on (the worker's start-up left out)
+        for r in figures["rounds"]:
+            assert 0 <= r["settled_frames"] <= r["frames"]
+            settled = {r["segmented"] - RECENT_JOBS} if r["segmented"] > RECENT_JOBS else {0, r["segmented"]}
+            assert r["settled_segmented"] in settled
         assert figures["mask_age_ms"] >= 0.8 * result["model_alone_ms"]  # no mask is shown before its inference ends
+    assert sum(r["settled_segmented"] for r in result["rounds"]) > 0  # 0.5 s at 60 fps: 8-10 runs of ~50 ms a round
 
 
 def test_paced_runs_start_one_frame_apart_and_a_late_run_does_not_make_the_next_ones_burst():
