@@ -38,34 +38,41 @@ class Reduction:
         return len(self.centres)
 
 
+def centre_distances(pixels: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """N x k: |x - c|^2 - |x|^2 = |c|^2 - 2 x.c for each row x of pixels (N x 3) and centre c (k x 3), float32.
+
+    One cv2.transform (a k x 4 matrix: -2c and |c|^2), not a matrix product: numpy's matmul and cv2.gemm both go
+    to a BLAS (OpenCV's wheels bundle OpenBLAS), whose worker threads spin for about 0.1 s after each call of
+    16k rows or more, so at the camera's frame rate a whole core spun for nothing (150% CPU in classical mode,
+    51% without; docs/experiments.md). Exact for pixel values: every term is an integer below 2**24."""
+    x = np.ascontiguousarray(pixels, np.float32).reshape(-1, 1, 3)
+    c = centres.astype(np.float32)
+    m = np.concatenate([-2.0 * c, (c * c).sum(1, keepdims=True)], axis=1)
+    return cv2.transform(x, m).reshape(len(x), len(c))
+
+
 def nearest_centre(pixels: np.ndarray, centres: np.ndarray) -> np.ndarray:
     """Index of the nearest centre (Euclidean) for each row of pixels (N x 3)."""
-    x = pixels.astype(np.float32)
-    c = centres.astype(np.float32)
-    # |x - c|^2 = |x|^2 - 2 x.c + |c|^2, and |x|^2 is the same for every centre. cv2.gemm rather than numpy's
-    # matmul: a BLAS spreads this small product over threads and burns more CPU than it saves. An N x k array:
-    # numpy's argmin along the last axis is several times faster than along the first.
-    d = cv2.gemm(x, np.ascontiguousarray(c.T), -2.0, None, 0.0)
-    d += (c * c).sum(1)
-    return d.argmin(1).astype(np.int32)
+    # |x|^2 is the same for every centre. An N x k array: numpy's argmin along the last axis is several times
+    # faster than along the first.
+    return centre_distances(pixels, centres).argmin(1).astype(np.int32)
 
 
 def kmeans_pp_labels(samples: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     """Initial labels from k-means++ seeding (deterministic for a seed).
 
     The same draws as `rng.choice(n, p=d2 / d2.sum())` per centre, at a third of its cost: the squared distances
-    come from one small matrix product (exact: pixel values are integers, every term stays below 2**24 in float32)
-    and the draw is the inverse CDF that `Generator.choice` computes, without its checks of p.
+    come from `centre_distances` (exact: the samples are integer pixel values) and the draw is the inverse CDF that
+    `Generator.choice` computes, without its checks of p.
     """
     samples = np.ascontiguousarray(samples, np.float32)
     rng = np.random.default_rng(seed)
     n = len(samples)
     norms = np.einsum("ij,ij->i", samples, samples)
 
-    def distances(i: int) -> np.ndarray:  # |x - s_i|^2 = |x|^2 - 2 x.s_i + |s_i|^2
-        d = cv2.gemm(samples, samples[i].reshape(3, 1), -2.0, None, 0.0).ravel()
+    def distances(i: int) -> np.ndarray:  # |x - s_i|^2 = |x|^2 + (|s_i|^2 - 2 x.s_i)
+        d = centre_distances(samples, samples[i:i + 1]).ravel()
         d += norms
-        d += norms[i]
         return d
 
     chosen = [int(rng.integers(n))]
