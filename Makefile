@@ -115,9 +115,10 @@ e2e-deploy: $(STAMP)  ## (slow, root) arm64 rootfs under qemu: site.yml twice (2
 
 # The daemon on the demo camera with web clients hammering the page, stream, snapshot, colour and photo API.
 MINUTES ?= 15
+SEGMENTER ?= onnx
 .PHONY: e2e-soak
-e2e-soak: $(RUN_STAMP)  ## (slow) soak for MINUTES (default 15; 60 for the documented hour): frames, RSS growth, errors, p99
-	$(PY) deploy/e2e/soak.py --minutes $(MINUTES) --json out/soak.json
+e2e-soak: $(RUN_STAMP)  ## (slow) soak for MINUTES (default 15; 60 for the documented hour), SEGMENTER=classical for the fallback mode: frames, RSS growth, errors, p99
+	$(PY) deploy/e2e/soak.py --minutes $(MINUTES) --segmenter $(SEGMENTER) --json out/soak.json
 
 # No .venv needed: everything runs in a trixie chroot. run.sh says why and exits 2 when not root; it installs
 # debootstrap with apt-get when missing (and exits 2 if it cannot).

@@ -31,6 +31,7 @@ COLOURS = ["crimson", "gold", "#3366ff", "teal", "#aa3355"]
 # the web clients, each (kind, seconds between its requests; 0: back to back)
 MIX = [("page", 1.0), ("status", 0.25), ("snapshot", 0.5), ("colour", 2.0), ("photo", 1.0), ("stream", 0.0),
        ("stream", 0.0)]
+MODES = {"onnx": "model", "classical": "classical"}  # --segmenter -> the mode the daemon's status reports
 
 
 def free_port() -> int:
@@ -145,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fps", type=float, default=30.0, help="the demo camera's frame rate")
     p.add_argument("--python", default=sys.executable, help="the interpreter with the daemon installed")
     p.add_argument("--json", type=Path, help="also write the figures here")
+    p.add_argument("--segmenter", choices=("onnx", "classical"), default="onnx",
+                   help="the daemon's segmenter: the shipped model (default) or the classical fallback mode")
     p.add_argument("--only", choices=list(dict.fromkeys(kind for kind, _ in MIX)),
                    help="this kind of client alone, back to back: which requests the RSS growth follows")
     args = p.parse_args(argv)
@@ -161,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="hairmirror-soak-"))
     config = workdir / "config.toml"
     config.write_text(f"[camera]\nkind = \"demo\"\nfps = {args.fps}\n[sink]\nkind = \"null\"\n"
-                      f"[web]\nhost = \"127.0.0.1\"\nport = {port}\n")
+                      f"[web]\nhost = \"127.0.0.1\"\nport = {port}\n[segmenter]\nkind = \"{args.segmenter}\"\n")
     log = open(workdir / "daemon.log", "w")
     # the unit's environment (deploy/systemd/hairmirror.service): without MALLOC_ARENA_MAX=2 glibc keeps the
     # memory of large photo decodes in per-thread arenas and RSS creeps (+35 MiB over 28 min, measured)
@@ -231,14 +234,14 @@ def main(argv: list[str] | None = None) -> int:
     inferences = (last.get("inferences", 0) - first.get("inferences", 0)) if "inferences" in first else None
     errors = {c.kind: c.errors for c in clients if c.errors}
     figures = {
-        "minutes": round(seconds / 60, 2), "frames": frames, "fps": round(frames / seconds, 1),
+        "minutes": round(seconds / 60, 2), "mode": first.get("mode"), "frames": frames, "fps": round(frames / seconds, 1),
         "inferences": inferences, "rss_start_mib": round(rss[0][1] / 1024, 1),
         "rss_after_warmup_mib": round(baseline / 1024, 1), "rss_end_mib": round(statistics.median(tail) / 1024, 1),
         "rss_growth_mib": round(growth_mb, 2), "rss_trend_mib_per_hour": round(trend, 2),
         "rss_mib": [[round(t), round(v / 1024, 1)] for t, v in rss], "exit_code": code, "stop_seconds": round(stop_seconds, 1),
         "tracebacks": text.count("Traceback"), "requests": {}, "errors": {k: v[:5] for k, v in errors.items()},
     }
-    print(f"\nsoak: {figures['minutes']} min, {frames} frames ({figures['fps']} fps), inferences "
+    print(f"\nsoak: {figures['minutes']} min in {figures['mode']} mode, {frames} frames ({figures['fps']} fps), inferences "
           f"{inferences if inferences is not None else 'n/a'}")
     print(f"  RSS {figures['rss_start_mib']} MiB at start, {figures['rss_after_warmup_mib']} after warm-up, "
           f"{figures['rss_end_mib']} at the end (medians of a minute): growth {growth_mb:+.2f} MiB (goal < "
@@ -256,8 +259,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {kind} errors, first: {errs[0]}")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
+    if figures["mode"] != MODES[args.segmenter]:  # e.g. the model fell back to classical: not what was soaked
+        print(f"  the daemon ran in {figures['mode']} mode, not {MODES[args.segmenter]}")
     ok = (not errors and code == 0 and figures["tracebacks"] == 0 and growth_mb < args.max_rss_growth_mb
-          and frames > 0)
+          and frames > 0 and figures["mode"] == MODES[args.segmenter])
     print("soak: passed" if ok else "soak: FAILED")
     return 0 if ok else 1
 

@@ -27,22 +27,27 @@ def test_short_soak_has_no_errors_and_stops_cleanly(tmp_path):
     f = json.loads(figures.read_text())
     # both counts are differences of two status reads: one segmented frame may not be shown yet at the last read
     assert f["frames"] > 50 and 0 < f["inferences"] <= f["frames"] + 1
-    assert f["exit_code"] == 0 and f["tracebacks"] == 0 and not f["errors"]
+    assert f["exit_code"] == 0 and f["tracebacks"] == 0 and not f["errors"] and f["mode"] == "model"
     assert {"page", "status", "snapshot", "colour", "photo", "stream"} <= set(f["requests"])
     assert all(r["count"] > 0 for r in f["requests"].values()), f["requests"]
     assert "p99 ms" in out.stdout
     assert len(f["rss_mib"]) >= 2 and f["rss_trend_mib_per_hour"] == f["rss_trend_mib_per_hour"]  # a series, a fit
 
 
-def test_one_kind_of_client_alone_soaks_back_to_back(tmp_path):
-    """What an RSS growth follows is found by soaking the clients apart (the photos' did: docs/experiments.md)."""
+def test_one_kind_of_client_alone_soaks_back_to_back_and_the_classical_mode_soaks_too(tmp_path):
+    """What an RSS growth follows is found by soaking the clients apart (the photos' did: docs/experiments.md); the
+    fallback mode is soaked the same way (`--segmenter classical`)."""
     pytest.importorskip("skimage", reason="the demo camera's photos come from scikit-image (the [demo] extra)")
     figures = tmp_path / "soak.json"
     out = subprocess.run([sys.executable, str(SOAK), "--minutes", "0.25", "--warmup", "5", "--fps", "10",
-                          "--max-rss-growth-mb", "400", "--only", "status", "--json", str(figures)],
+                          "--max-rss-growth-mb", "400", "--only", "status", "--segmenter", "classical",
+                          "--json", str(figures)],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
-    requests = json.loads(figures.read_text())["requests"]
+    f = json.loads(figures.read_text())
+    assert f["mode"] == "classical" and "in classical mode" in out.stdout
+    assert f["frames"] > 50 and 0 < f["inferences"] <= f["frames"] + 1
+    requests = f["requests"]
     assert list(requests) == ["status"] and requests["status"]["count"] > 15 * 4  # more than one every 0.25 s
     bad = subprocess.run([sys.executable, str(SOAK), "--only", "upload"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "--only" in bad.stderr
