@@ -43,8 +43,9 @@ def centre_distances(pixels: np.ndarray, centres: np.ndarray) -> np.ndarray:
 
     One cv2.transform (a k x 4 matrix: -2c and |c|^2), not a matrix product: numpy's matmul and cv2.gemm both go
     to a BLAS (OpenCV's wheels bundle OpenBLAS), whose worker threads spin for about 0.1 s after each call of
-    16k rows or more, so at the camera's frame rate a whole core spun for nothing (150% CPU in classical mode,
-    51% without; docs/experiments.md). Exact for pixel values: every term is an integer below 2**24."""
+    16k rows or more, so at the camera's frame rate a whole core spun for nothing (the daemon in classical mode at
+    150% CPU, 52% without; docs/experiments.md). Exact for integer centres (the k-means++ seeds are pixels): every
+    term is then an integer below 2**24."""
     x = np.ascontiguousarray(pixels, np.float32).reshape(-1, 1, 3)
     c = centres.astype(np.float32)
     m = np.concatenate([-2.0 * c, (c * c).sum(1, keepdims=True)], axis=1)
