@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 from collections import deque
+from typing import NamedTuple
 
 import numpy as np
 
@@ -36,6 +37,13 @@ MASK_NOTE_BELOW = 0.9  # the status says how often the mask changes when that is
 
 class SegmenterBusy(RuntimeError):
     """A photo could not have the segmenter: the live frame's inference held it for PHOTO_SEGMENT_WAIT."""
+
+
+class Photo(NamedTuple):
+    """A try-a-photo result, at the photo's own size."""
+    mask: np.ndarray        # uint8 {0,1}: the hair
+    recoloured: np.ndarray  # RGB
+    note: str               # why no hair was found ("" when some was): the page says it
 
 
 class Timings:
@@ -200,18 +208,20 @@ class Mirror:
         _log.info("recolour: %s %s %s", rc.mode, rc.colour, rc.colour2 if self.recolourer.uses_second_colour else "")
 
     def process_photo(self, rgb: np.ndarray, mode: str | None = None, colour: str | None = None,
-                      colour2: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Try-a-photo: (hair mask uint8 {0,1}, recoloured RGB), both at the photo's own size."""
+                      colour2: str | None = None) -> Photo:
+        """Try-a-photo: the hair mask and the recoloured photo at the photo's own size, and why there is no hair."""
         if not self.segment_lock.acquire(timeout=PHOTO_SEGMENT_WAIT):  # never hold the page's request forever
             raise SegmenterBusy(f"the live mirror's inference has held the segmenter for {PHOTO_SEGMENT_WAIT:.0f} s")
         try:
             prob = self.segmenter.segment_still(self.segmenter.fit(rgb))
+            reason = self.segmenter.no_hair_reason() if not (prob > 0).any() else ""
         finally:
             self.segment_lock.release()
         pc = self.cfg.postprocess
         mask, alpha = postprocess_still(prob, rgb, self.post.threshold, pc.keep, pc.min_area)
         _, recolourer = self._recolourer(mode, colour, colour2)  # this photo's own colours; the mirror's stay
-        return mask, recolourer.apply(rgb, alpha)
+        note = "" if mask.any() else reason or "no hair found in this photo"
+        return Photo(mask, recolourer.apply(rgb, alpha), note)
 
     def status(self) -> dict:
         return {"mode": self.segmenter.mode, "segmenter": self.segmenter.description,

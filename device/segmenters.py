@@ -51,6 +51,10 @@ class Segmenter:
         """One photo on its own: no state from earlier video frames is used or changed."""
         return self.segment(rgb)
 
+    def no_hair_reason(self) -> str:
+        """Why the last photo (`segment_still`) had no hair, where this kind can tell; "" otherwise."""
+        return ""
+
     def fit(self, rgb: np.ndarray) -> np.ndarray:
         """A photo of any size made into this segmenter's input: stretched to `input_size`, as the ONNX
         contract says; the classical pipeline keeps the aspect ratio instead (faces must stay faces)."""
@@ -152,7 +156,8 @@ class ClassicalSegmenterAdapter(Segmenter):
     def __init__(self, cfg):
         from .classical import ClassicalSegmenter
         self.impl = ClassicalSegmenter(face_cascade=cfg.face_cascade)
-        self.last_reason = None
+        self.last_reason = None   # the live frames' last reason, logged when it changes
+        self.still_reason = None  # the last photo's
 
     def segment(self, rgb: np.ndarray) -> np.ndarray:
         result = self.impl.segment(rgb)
@@ -162,7 +167,13 @@ class ClassicalSegmenterAdapter(Segmenter):
         return result.mask.astype(np.float32)
 
     def segment_still(self, rgb: np.ndarray) -> np.ndarray:
-        return self.impl.segment_still(rgb).mask.astype(np.float32)
+        result = self.impl.segment_still(rgb)
+        self.still_reason = result.reason
+        return result.mask.astype(np.float32)
+
+    def no_hair_reason(self) -> str:
+        """The pipeline's own reason ("no face found", ...): the fallback needs a frontal face to find hair."""
+        return f"{self.still_reason or 'no hair found'} (classical mode needs one frontal face)"
 
 
 def _check_cascade(key: str, path: Path) -> None:

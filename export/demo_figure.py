@@ -41,7 +41,7 @@ def demo_figure(model: str, colour: str = "crimson") -> np.ndarray:
         size = (round(rgb.shape[1] * scale), CELL_HEIGHT)
         cells = [_label(cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), name.replace("_", " "))]
         for title, mirror in mirrors.items():
-            mask, recoloured = mirror.process_photo(rgb, colour=colour)
+            mask, recoloured, _ = mirror.process_photo(rgb, colour=colour)
             _log.info("%s, %s: %.1f%% of the photo dyed", name, title, 100 * mask.mean())
             cells.append(_label(cv2.resize(recoloured, size, interpolation=cv2.INTER_AREA), title))
         rows.append(np.hstack(cells))

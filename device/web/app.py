@@ -157,7 +157,7 @@ def _busy(state: WebState) -> Response:
     return response
 
 
-def _process(state: WebState, rgb: np.ndarray, args: dict) -> tuple[np.ndarray, np.ndarray]:
+def _process(state: WebState, rgb: np.ndarray, args: dict):
     """One photo at a time: the Pi's CPU is shared with the live mirror."""
     if not state.photo_lock.acquire(timeout=PHOTO_WAIT):
         raise RequestError("busy with another photo; try again", 503)
@@ -264,14 +264,14 @@ def create_app(mirror, web_cfg) -> Flask:
         rgb = decode_image(data, state.max_image_bytes)
         del data  # the upload's bytes are not needed past the decode
         t0 = time.perf_counter()
-        mask, recoloured = _process(state, rgb, args)
+        mask, recoloured, note = _process(state, rgb, args)
         seconds = time.perf_counter() - t0
         rc = mirror.cfg.recolour
         return jsonify(mask=to_base64(encode(mask * np.uint8(255))), recoloured=to_base64(encode(recoloured)),
                        width=rgb.shape[1], height=rgb.shape[0], hair_fraction=round(float(mask.mean()), 4),
                        mode=args["mode"] or rc.mode, colour=args["colour"] or rc.colour,
                        colour2=args["colour2"] or rc.colour2, segmenter=mirror.status()["segmenter"],
-                       milliseconds=round(1000 * seconds, 1))
+                       milliseconds=round(1000 * seconds, 1), note=note)
 
     @app.get("/api/status")
     def status():

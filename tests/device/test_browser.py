@@ -195,6 +195,13 @@ def test_upload_a_photo_click_a_colour_and_watch_the_mirror(daemon, browser, tmp
     # the same click recoloured the live mirror
     assert get_json(url + "api/status")["recolour"]["colour"] == PRESETS["electric-blue"]
 
+    # a photo with no hair in it (a blank wall): the page says so beside the unchanged photo
+    wall = tmp_path / "wall.png"
+    cv2.imwrite(str(wall), np.full((240, 320, 3), 128, np.uint8))
+    browser.find_element(By.ID, "file").send_keys(str(wall))
+    wait.until(lambda d: "no hair found in this photo" in d.find_element(By.ID, "photo-info").text)
+    assert browser.find_element(By.ID, "error").get_property("hidden")  # an answer, not an error
+
     # a file that is no image: the page says why, and does not stay on "finding the hair"
     junk = tmp_path / "not-a-photo.jpg"
     junk.write_bytes(b"these bytes are not a JPEG" * 40)

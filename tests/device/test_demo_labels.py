@@ -74,7 +74,7 @@ def mirror(kind: str):
 @cache
 def photo_fractions(kind: str, photo: str) -> dict[str, float]:
     """{region: fraction dyed} of a demo photo through the daemon's photo path."""
-    mask, _ = mirror(kind).process_photo(photos()[photo])
+    mask = mirror(kind).process_photo(photos()[photo]).mask
     return {r: float(mask.view(bool)[m].mean()) for r, m in region_masks(LABELS[photo], mask.shape).items()}
 
 

@@ -76,7 +76,7 @@ def test_a_photo_or_frame_of_one_colour_has_no_hair(monkeypatch):
     white, red = np.full((395, 512, 3), 255, np.uint8), np.full((395, 512, 3), (200, 30, 30), np.uint8)
     dim = np.random.default_rng(0).integers(0, 2, (480, 640, 3)).astype(np.uint8)  # a covered lens: sensor noise
     for photo in (white, red, dim, np.full((1, 1, 3), (90, 60, 30), np.uint8)):
-        mask, recoloured = mirror.process_photo(photo)
+        mask, recoloured, _ = mirror.process_photo(photo)
         assert not mask.any() and np.array_equal(recoloured, photo)
     segmenter = mirror.segmenter
     assert isinstance(segmenter, OnnxSegmenter)
@@ -84,7 +84,7 @@ def test_a_photo_or_frame_of_one_colour_has_no_hair(monkeypatch):
     h, w = segmenter.input_size
     assert not segmenter.segment(np.full((h, w, 3), 12, np.uint8)).any()
     monkeypatch.undo()
-    mask, _ = mirror.process_photo(read_rgb(figaro_photo_paths(1)[0]))
+    mask = mirror.process_photo(read_rgb(figaro_photo_paths(1)[0])).mask
     assert mask.mean() > 0.05
 
 

@@ -81,13 +81,14 @@ def hue_distance(rgb_pixels: np.ndarray, colour: str) -> float:
 def assert_matches_mirror(mirror, answer: dict, rgb: np.ndarray, colour: str, mode: str = "hsv") -> np.ndarray:
     mask = decode_b64_png(answer["mask"])
     out = decode_b64_png(answer["recoloured"])
-    want_mask, want_out = mirror.process_photo(rgb, mode=mode, colour=colour)
+    want_mask, want_out, _ = mirror.process_photo(rgb, mode=mode, colour=colour)
     assert mask.shape == rgb.shape[:2] and out.shape == rgb.shape
     assert set(np.unique(mask)) <= {0, 255}
     np.testing.assert_array_equal(mask // 255, want_mask)
     np.testing.assert_array_equal(out, want_out)
     assert (answer["width"], answer["height"]) == (rgb.shape[1], rgb.shape[0])
     assert answer["hair_fraction"] == pytest.approx(want_mask.mean(), abs=1e-4)
+    assert answer["note"] == ("" if want_mask.any() else "no hair found in this photo")
     return out
 
 
@@ -263,6 +264,28 @@ def test_an_unknown_key_is_refused_naming_it_not_ignored(tmp_path_factory, figar
     assert_error(client.post("/api/photo", data={"photo": (io.BytesIO(figaro_jpeg), "a.jpg"),
                                                  "colour": ["blue", "red"]},
                              content_type="multipart/form-data"), 400, "'colour' sent 2 times")
+
+
+def test_a_photo_without_hair_says_why(client):
+    """A photo with nothing dyed is not left unexplained: the model found no hair (a blank wall)."""
+    r = upload(client, png_bytes(np.full((240, 320, 3), 128, np.uint8)), name="wall.png")
+    assert r.status_code == 200 and r.get_json()["hair_fraction"] == 0
+    assert r.get_json()["note"] == "no hair found in this photo"
+
+
+def test_the_classical_mode_says_a_photo_needs_a_frontal_face(figaro_jpeg):
+    """The fallback finds hair only around a frontal face: an in-the-wild photo whose face its cascade misses gets
+    the pipeline's own reason, and a frontal face (FASSEG) gets its hair and no note."""
+    mirror = Mirror(mirror_config(None))
+    client = create_app(mirror, mirror.cfg.web).test_client()
+    answer = upload(client, figaro_jpeg).get_json()
+    assert answer["hair_fraction"] == 0
+    assert answer["note"] == "no face found (classical mode needs one frontal face)"
+    face = Path(__file__).resolve().parents[2].parent / "shared/data/fasseg/V2/Test_RGB/1.png"
+    if not face.is_file():
+        pytest.skip(f"real data not found: {face}")
+    answer = upload(client, face.read_bytes(), name="face.png").get_json()
+    assert answer["hair_fraction"] > 0.05 and answer["note"] == ""
 
 
 def test_a_photo_never_waits_forever_for_a_stuck_live_inference(client, mirror, figaro_jpeg, monkeypatch):
