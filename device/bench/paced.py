@@ -75,6 +75,7 @@ def _daemon(model: str, fps: float, frame_hw: tuple[int, int]):
     from ..config import from_dict
     from ..mirror import Mirror
     from ..sinks import SINKS
+    from ..stages import RECENT_JOBS
     h, w = frame_hw
     cfg = from_dict({"camera": {"kind": "demo", "width": w, "height": h, "fps": fps}, "sink": {"kind": "null"},
                      "web": {"enabled": False},
@@ -85,6 +86,7 @@ def _daemon(model: str, fps: float, frame_hw: tuple[int, int]):
     mirror.sinks = [SINKS.create("picamera2-overlay", cfg.sink, camera)]
     inference_cpu = [0.0]
     infer = mirror.infer
+    settle = Settled(after=RECENT_JOBS)
 
     def timed(frame):  # runs in the inference thread: its CPU time is that thread's
         settle.started(mirror)
@@ -94,17 +96,17 @@ def _daemon(model: str, fps: float, frame_hw: tuple[int, int]):
         finally:
             inference_cpu[0] += time.thread_time() - t
     mirror.infer = timed
-    settle = Settled()
     return mirror, camera, inference_cpu, settle
 
 
 class Settled:
     """Where a run of the daemon has settled: the frames shown, the frames segmented and the mask ages counted when
-    its inference starts for the (RECENT_JOBS + 1)-th time. Each run starts a new inference worker, which keeps a
-    frame that came while it ran only after RECENT_JOBS slow runs; counting from here leaves that start-up out of
-    the masks a second and their age."""
+    its inference starts for the (`after` + 1)-th time. Each run starts a new inference worker, which keeps a frame
+    that came while it ran only after RECENT_JOBS slow runs; counting from here leaves that start-up out of the
+    masks a second and their age."""
 
-    def __init__(self):
+    def __init__(self, after: int):
+        self.after = after
         self.reset()
 
     def reset(self) -> None:
@@ -112,9 +114,8 @@ class Settled:
 
     def started(self, mirror) -> None:
         """An inference starts (in the inference thread)."""
-        from ..stages import RECENT_JOBS
         self.calls += 1
-        if self.calls == RECENT_JOBS + 1:
+        if self.calls == self.after + 1:
             self.at = (mirror.frames, mirror.inferences, len(mirror.timings.samples.get("mask_age", ())))
 
 
@@ -145,7 +146,6 @@ def measure(model: str, fps: float = 30.0, seconds: float = 2.0, rounds: int = 6
     come while the inference runs dropped (`Mirror.next_frame_within = 0`, the daemon before it kept one)."""
     from ..mirror import NEXT_FRAME_WITHIN
     from ..segmenters import SegmenterError
-    from ..stages import RECENT_JOBS
     try:
         mirror, camera, inference_cpu, settle = _daemon(model, fps, frame_hw)
     except SegmenterError as e:
@@ -179,7 +179,7 @@ def measure(model: str, fps: float = 30.0, seconds: float = 2.0, rounds: int = 6
             "load_average": [round(v, 2) for v in os.getloadavg()], "rounds": rows, **total,
             **_rate_and_age(rows, fps),
             "dropping": {"rounds": dropping, **_rate_and_age(dropping, fps)} if dropping else None,
-            "next_frame_within": NEXT_FRAME_WITHIN, "settled_after_jobs": RECENT_JOBS,
+            "next_frame_within": NEXT_FRAME_WITHIN, "settled_after_jobs": settle.after,
             "frame_thread_ms": round(1e3 * float(np.median(per("frame_cpu_s"))), 3),
             "inference_thread_ms": round(1e3 * float(np.median(per("inference_cpu_s"))), 3),
             "model_alone_ms": round(1e3 * float(np.median([r["model_alone_cpu_s"] for r in rows])), 3),

@@ -27,7 +27,7 @@ from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 
 from ..colours import PRESETS, parse_colour, to_hex
-from ..mirror import SegmenterBusy
+from ..mirror import Photo, SegmenterBusy
 from ..recolour import RECOLOURERS, make_recolourer
 from ..segmenters import SegmenterError
 from .access import AccessGuard
@@ -157,7 +157,7 @@ def _busy(state: WebState) -> Response:
     return response
 
 
-def _process(state: WebState, rgb: np.ndarray, args: dict):
+def _process(state: WebState, rgb: np.ndarray, args: dict) -> Photo:
     """One photo at a time: the Pi's CPU is shared with the live mirror."""
     if not state.photo_lock.acquire(timeout=PHOTO_WAIT):
         raise RequestError("busy with another photo; try again", 503)
