@@ -92,6 +92,7 @@ class Mirror:
         self.latest_output: Output | None = None
         self.scene = 0
         self.inferences = 0  # frames segmented (fewer than frames shown when the model is slower than the camera)
+        self.hair_fraction: float | None = None  # of the newest mask's pixels, hair (None before the first mask)
         self.inference_unfinished = False  # set by a stop that left an inference running (see InferenceWorker.stop)
         self.next_frame_within = NEXT_FRAME_WITHIN  # 0: a frame that comes while the inference runs is dropped
         _log.info("segmenter: %s", self.mode_text)
@@ -168,6 +169,7 @@ class Mirror:
                 post.reset()
                 self.scene = segmented.scene
             mask, alpha = post(segmented.prob, segmented.rgb)
+        self.hair_fraction = float(np.count_nonzero(mask) / mask.size)
         seconds = time.perf_counter() - t0
         self.timings.add("postprocess", seconds)
         return Hair(mask, alpha, segmented.frame_index, segmented.seconds + seconds, segmented.scene,
@@ -228,6 +230,8 @@ class Mirror:
                 "fallback_reason": self.fallback_reason, "fps": round(self.fps, 2),
                 "mask_fps": round(self.mask_fps, 2), "mask_note": self.mask_note(), "frames": self.frames,
                 "inferences": self.inferences,
+                "hair_fraction": None if self.hair_fraction is None else round(self.hair_fraction, 4),
+                "hair_note": self.hair_note(),
                 "camera": self.camera_state, "recolour": {"mode": self.cfg.recolour.mode,
                                                           "colour": self.cfg.recolour.colour,
                                                           "colour2": self.cfg.recolour.colour2},
@@ -238,9 +242,18 @@ class Mirror:
         status and the page's status line both show it."""
         return f"hair mask {self.mask_fps:.1f} a second" if self.mask_fps < MASK_NOTE_BELOW * self.fps else ""
 
+    def hair_note(self) -> str:
+        """"no hair in view" (and why, where the segmenter can tell) while the newest mask is empty; else "". A
+        mirror that dyes nothing looks broken: systemd's status and the page's status line say this instead."""
+        if self.hair_fraction != 0:
+            return ""
+        reason = self.segmenter.no_hair_reason(still=False)
+        return f"no hair in view: {reason}" if reason else "no hair in view"
+
     def status_text(self) -> str:
-        note = self.mask_note()
-        return f"{self.segmenter.mode} mode, {self.fps:.1f} fps{f' ({note})' if note else ''}, camera {self.camera_state}"
+        note, hair = self.mask_note(), self.hair_note()
+        return (f"{self.segmenter.mode} mode, {self.fps:.1f} fps{f' ({note})' if note else ''}, camera {self.camera_state}"
+                f"{f', {hair}' if hair else ''}")
 
     # --- the frame loop ---
     def open_sinks(self) -> None:

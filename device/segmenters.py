@@ -51,8 +51,9 @@ class Segmenter:
         """One photo on its own: no state from earlier video frames is used or changed."""
         return self.segment(rgb)
 
-    def no_hair_reason(self) -> str:
-        """Why the last photo (`segment_still`) had no hair, where this kind can tell; "" otherwise."""
+    def no_hair_reason(self, still: bool = True) -> str:
+        """Why the last photo (`segment_still`), or with still=False the last live frame (`segment`), had no hair,
+        where this kind can tell; "" otherwise."""
         return ""
 
     def fit(self, rgb: np.ndarray) -> np.ndarray:
@@ -95,11 +96,13 @@ class OnnxSegmenter(Segmenter):
         self.threshold = self.model.threshold
         self.prior = None
         self.photo_flip = cfg.photo_flip
+        self.blank = {False: False, True: False}  # still -> the last frame (False) or photo (True) was featureless
         meta = self.model.metadata
         self.description = f"{meta.get('variant', '?')} ({self.model.path})"
 
     def segment(self, rgb: np.ndarray) -> np.ndarray:
-        if featureless(rgb):
+        self.blank[False] = featureless(rgb)
+        if self.blank[False]:
             self.prior = None  # the next frame starts afresh, as after a cut
             return np.zeros(rgb.shape[:2], np.float32)
         prior = None
@@ -117,13 +120,21 @@ class OnnxSegmenter(Segmenter):
         views' errors differ, so their mean is right more often (measured on every benchmark). A model with a prior
         input gets an empty one for each view: a photo has no previous frame."""
         from .model_file import flip_averaged
-        if featureless(rgb):
+        self.blank[True] = featureless(rgb)
+        if self.blank[True]:
             return np.zeros(rgb.shape[:2], np.float32)
         predict = flip_averaged(self.model.predict) if self.photo_flip else self.model.predict
         try:
             return predict(rgb[None])[0, 0]
         except Exception as e:
             raise SegmenterError(f"inference failed: {e}") from e
+
+    def no_hair_reason(self, still: bool = True) -> str:
+        """A featureless picture is not shown to the model (`featureless`): say so; the model's own "none" has no
+        reason to give."""
+        if self.blank[still]:
+            return f"the {'photo' if still else 'picture'} is almost one flat colour (a covered lens, a blank wall?)"
+        return ""
 
 
 @SEGMENTERS.register("classical")
@@ -171,9 +182,10 @@ class ClassicalSegmenterAdapter(Segmenter):
         self.still_reason = result.reason
         return result.mask.astype(np.float32)
 
-    def no_hair_reason(self) -> str:
+    def no_hair_reason(self, still: bool = True) -> str:
         """The pipeline's own reason ("no face found", ...): the fallback needs a frontal face to find hair."""
-        return f"{self.still_reason or 'no hair found'} (classical mode needs one frontal face)"
+        reason = self.still_reason if still else self.last_reason
+        return f"{reason or 'no hair found'} (classical mode needs one frontal face)"
 
 
 def _check_cascade(key: str, path: Path) -> None:

@@ -199,7 +199,7 @@ def test_upload_a_photo_click_a_colour_and_watch_the_mirror(daemon, browser, tmp
     wall = tmp_path / "wall.png"
     cv2.imwrite(str(wall), np.full((240, 320, 3), 128, np.uint8))
     browser.find_element(By.ID, "file").send_keys(str(wall))
-    wait.until(lambda d: "no hair found in this photo" in d.find_element(By.ID, "photo-info").text)
+    wait.until(lambda d: "almost one flat colour" in d.find_element(By.ID, "photo-info").text)
     assert browser.find_element(By.ID, "error").get_property("hidden")  # an answer, not an error
 
     # a file that is no image: the page says why, and does not stay on "finding the hair"

@@ -176,6 +176,28 @@ def test_status_reports_mode_and_fps(photos):
     assert mirror.status_text().startswith("classical mode")
 
 
+@pytest.mark.parametrize("segmenter,picture,note", [
+    ("onnx", "faces", ""),
+    ("onnx", "flat", "no hair in view: the picture is almost one flat colour (a covered lens, a blank wall?)"),
+    ("classical", "faces", ""),
+    ("classical", "flat", "no hair in view: no face found (classical mode needs one frontal face)")])
+def test_the_status_says_when_no_hair_is_in_view_and_why(photos, tmp_path, segmenter, picture, note, request):
+    """A mirror that dyes nothing looks broken: the status (the page's line, systemd's) says no hair is in view."""
+    if segmenter == "onnx":
+        request.getfixturevalue("shipped_model")
+    if picture == "flat":
+        photos = tmp_path / "wall"
+        photos.mkdir()
+        cv2.imwrite(str(photos / "wall.png"), np.full((480, 640, 3), 190, np.uint8))
+    mirror = Mirror(make_cfg(photos, segmenter={"kind": segmenter}))
+    assert mirror.status()["hair_fraction"] is None and mirror.hair_note() == ""  # no mask yet: nothing to say
+    mirror.run(max_frames=2, inline=True)  # the second face (FASSEG 3.png): each segmenter finds its hair
+    s = mirror.status()
+    assert (s["hair_fraction"] > 0.02) if picture == "faces" else (s["hair_fraction"] == 0)
+    assert s["hair_note"] == note
+    assert mirror.status_text().endswith(f", {note}" if note else f"camera {mirror.camera_state}")
+
+
 @pytest.mark.parametrize("content,reason", [(b"not an onnx file", ""), (b"", "")])
 def test_a_broken_model_falls_back_to_classical_with_the_reason(photos, tmp_path, caplog, content, reason):
     bad = tmp_path / "broken.onnx"

@@ -267,8 +267,13 @@ def test_an_unknown_key_is_refused_naming_it_not_ignored(tmp_path_factory, figar
 
 
 def test_a_photo_without_hair_says_why(client):
-    """A photo with nothing dyed is not left unexplained: the model found no hair (a blank wall)."""
+    """A photo with nothing dyed is not left unexplained: a blank wall is never shown to the model (it dyes flat
+    colours at random), and a picture the model ran on and found no hair in says that."""
     r = upload(client, png_bytes(np.full((240, 320, 3), 128, np.uint8)), name="wall.png")
+    assert r.status_code == 200 and r.get_json()["hair_fraction"] == 0
+    assert r.get_json()["note"] == "the photo is almost one flat colour (a covered lens, a blank wall?)"
+    stripes = (np.indices((240, 320)).sum(axis=0) // 20 % 2 * 200 + 30).astype(np.uint8)
+    r = upload(client, png_bytes(np.dstack([stripes] * 3)), name="stripes.png")
     assert r.status_code == 200 and r.get_json()["hair_fraction"] == 0
     assert r.get_json()["note"] == "no hair found in this photo"
 
