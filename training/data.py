@@ -109,6 +109,7 @@ class Pair:
     group: str = ""  # e.g. Figaro hairstyle class, FASSEG pose
     # the mask is stored at another size than its image (CelebAMask-HQ: 512 px for 1024 px): stretched (nearest) to it
     stretch_mask: bool = False
+    of: str = ""  # the photo this pair is cut from (a scenery crop): it stays on that photo's side of a split
 
     def load(self) -> tuple[np.ndarray, np.ndarray]:
         img = read_image(self.image)
@@ -121,6 +122,54 @@ class Pair:
             raise DataError(f"{self.name}: image {img.shape[1]}x{img.shape[0]} and mask "
                             f"{mask.shape[1]}x{mask.shape[0]} differ in size")
         return img, mask
+
+
+SCENERY_MIN_SIDE = 0.3  # a scenery crop is a square of at least this share of its photo's shorter side
+SCENERY_MARGIN = 0.02   # and keeps this share of the photo's longer side away from any labelled hair
+
+
+def hair_free_square(mask: np.ndarray, min_side: float = SCENERY_MIN_SIDE,
+                     margin: float = SCENERY_MARGIN) -> tuple[int, int, int] | None:
+    """(x, y, side) of the largest square of the photo that holds no labelled hair, none within `margin` of it
+    either; None when it is under `min_side` of the shorter side. Ties go to the first in row order."""
+    h, w = mask.shape
+    gap = max(1, round(margin * max(h, w)))
+    hair = cv2.dilate((mask > 0).view(np.uint8), np.ones((2 * gap + 1, 2 * gap + 1), np.uint8))
+    free = np.zeros((h + 2, w + 2), np.uint8)  # outside the photo counts as taken: the square stays inside
+    free[1:-1, 1:-1] = hair == 0
+    # chessboard distance to the nearest taken pixel: a square of side 2d - 1 centred there is free
+    reach = cv2.distanceTransform(free, cv2.DIST_C, 3)[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(reach)), reach.shape)
+    half = int(reach[y, x]) - 1
+    side = 2 * half + 1
+    if not reach.any() or side < min_side * min(h, w):
+        return None
+    return int(x) - half, int(y) - half, side
+
+
+@dataclass(frozen=True)
+class SceneryPair(Pair):
+    """The largest square of a labelled photo with no hair in it (`hair_free_square`), its mask all zeros: a view
+    with nobody's hair in it (a wall, a shirt, a hat's crown, the room), which no photo of the data sets is.
+    Without such views the model dyes most of a plain wall or a lawn."""
+
+    @classmethod
+    def of_photo(cls, pair: Pair) -> SceneryPair:
+        values = {f: getattr(pair, f) for f in pair.__dataclass_fields__}
+        return cls(**{**values, "name": f"{pair.name}/scenery", "group": "scenery", "of": pair.name})
+
+    def load(self) -> tuple[np.ndarray, np.ndarray]:
+        img, mask = super().load()
+        box = hair_free_square(mask)
+        if box is None:
+            raise DataError(f"{self.name}: no square of at least {SCENERY_MIN_SIDE:.0%} of the photo's shorter "
+                            "side is free of hair")
+        x, y, side = box
+        return np.ascontiguousarray(img[y:y + side, x:x + side]), np.zeros((side, side), np.uint8)
+
+
+def scenery(pairs: list[Pair]) -> list[Pair]:
+    return [SceneryPair.of_photo(p) for p in pairs]
 
 
 def _decode_fasseg(path: Path) -> np.ndarray:
@@ -242,17 +291,23 @@ DATASETS: dict[str, Callable[[Path], list[Pair]]] = {
     "celeb1k-val": lambda r: load_celeb1k(r, "val"),
     "celeb1k-train-hat": lambda r: load_celeb1k_tagged(r, "hat"),
     "celeb1k-train-grey": lambda r: load_celeb1k_tagged(r, "grey"),
+    # each photo's largest hair-free square (`SceneryPair`): views with no hair in them
+    "celeb1k-train-scenery": lambda r: scenery(load_celeb1k(r, "train")),
+    "figaro-train-scenery": lambda r: scenery(load_figaro(r, "train")),
+    "celeb1k-val-scenery": lambda r: scenery(load_celeb1k(r, "val")),
+    "figaro-test-scenery": lambda r: scenery(load_figaro(r, "test")),
 }
 PATH_DATASETS: dict[str, Callable[[Path], list[Pair]]] = {"celebamask": load_celebamask, "folder": load_folder}
 # The public benchmarks: never trained on, never used for model selection.
-HELD_OUT = {"figaro-test", "fasseg-v2-test"}
+HELD_OUT = {"figaro-test", "fasseg-v2-test", "figaro-test-scenery"}
 # Fixed validation splits: a set named here is validated on its partner set, not on a hash split of itself;
 # the partner is for model selection only and is never trained on.
 FIXED_VAL = {"celeb1k-train": "celeb1k-val"}
-NEVER_TRAINED = HELD_OUT | set(FIXED_VAL.values())
-# Subsets of another training set (its photos weighted up by naming them again): no validation split of their own,
-# since their photos are already on the training side of their parent's.
-SUBSETS = {"celeb1k-train-hat": "celeb1k-train", "celeb1k-train-grey": "celeb1k-train"}
+NEVER_TRAINED = HELD_OUT | set(FIXED_VAL.values()) | {"celeb1k-val-scenery"}
+# Subsets of another training set (its photos weighted up by naming them again, or cut from them): no validation
+# split of their own; only what comes from the training side of their parent's split is trained on.
+SUBSETS = {"celeb1k-train-hat": "celeb1k-train", "celeb1k-train-grey": "celeb1k-train",
+           "celeb1k-train-scenery": "celeb1k-train", "figaro-train-scenery": "figaro-train"}
 
 
 def refuse_for_training(specs: list[str]) -> None:
@@ -278,8 +333,8 @@ def resolve(spec: str, data_root: Path = DEFAULT_DATA_ROOT) -> list[Pair]:
 
 def split_train_val(pairs: list[Pair], val_fraction: float = 0.1) -> tuple[list[Pair], list[Pair]]:
     """Deterministic split by a hash of the pair's name: the same pair is always on the same side."""
-    def bucket(p: Pair) -> float:
-        return int(hashlib.sha1(p.name.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    def bucket(p: Pair) -> float:  # a crop goes where its photo goes
+        return int(hashlib.sha1((p.of or p.name).encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
     train = [p for p in pairs if bucket(p) >= val_fraction]
     val = [p for p in pairs if bucket(p) < val_fraction]
     return train, val

@@ -374,8 +374,10 @@ def load_training_data(cfg: TrainConfig):
         pairs = datasets.resolve(spec, Path(cfg.data_root))
         if spec in datasets.FIXED_VAL:
             tr, va = pairs, datasets.resolve(datasets.FIXED_VAL[spec], Path(cfg.data_root))
-        elif spec in datasets.SUBSETS:
-            tr, va = pairs, []
+        elif spec in datasets.SUBSETS:  # never a photo its parent validates on
+            parent = datasets.SUBSETS[spec]
+            tr = pairs if parent in datasets.FIXED_VAL else datasets.split_train_val(pairs, cfg.val_fraction)[0]
+            va = []
         else:
             tr, va = datasets.split_train_val(pairs, cfg.val_fraction)
         train_pairs += tr * max(1, cfg.repeat.get(spec, 1))

@@ -214,7 +214,8 @@ def test_the_split_does_not_depend_on_where_the_data_lives(data_root, tmp_path):
 
 
 @pytest.mark.parametrize("spec, words", [("figaro-test", "held-out"), ("fasseg-v2-test", "held-out"),
-                                         ("celeb1k-val", "validation split")])
+                                         ("celeb1k-val", "validation split"), ("figaro-test-scenery", "held-out"),
+                                         ("celeb1k-val-scenery", "validation split")])
 def test_every_benchmark_and_validation_split_is_refused_as_training_data(spec, words):
     """Figaro Testing and FASSEG V2 Test are the public benchmarks, celeb1k-val the model selection split: none of
     them is trained on, alone or beside a training set."""
@@ -238,3 +239,72 @@ def test_celebamask_masks_take_the_size_of_any_image(tmp_path, data_root):
     loaded, m = pair.load()
     assert loaded.shape[:2] == m.shape == (317, 203)
     assert m[:150].all() and not m[170:].any()
+
+
+def brute_force_free_square(taken: np.ndarray) -> int:
+    """The side of the largest square holding no taken pixel, by trying every square."""
+    h, w = taken.shape
+    best = 0
+    for side in range(1, min(h, w) + 1):
+        if any(not taken[y:y + side, x:x + side].any() for y in range(h - side + 1) for x in range(w - side + 1)):
+            best = side
+    return best
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_hair_free_square_is_free_of_hair_and_its_margin_and_as_large_as_an_odd_side_can_be(seed):
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((30, 40), np.uint8)
+    for _ in range(rng.integers(1, 4)):  # a few blobs of hair
+        y, x = rng.integers(0, 30), rng.integers(0, 40)
+        mask[y:y + rng.integers(1, 6), x:x + rng.integers(1, 6)] = 1
+    x, y, side = data.hair_free_square(mask, min_side=0, margin=0.05)
+    gap = round(0.05 * 40)
+    taken = cv2.dilate(mask, np.ones((2 * gap + 1, 2 * gap + 1), np.uint8)) > 0
+    assert not taken[y:y + side, x:x + side].any() and y + side <= 30 and x + side <= 40
+    best = brute_force_free_square(taken)
+    assert side in (best, best - 1) and side % 2 == 1  # centred on a pixel: the largest odd side
+
+
+def test_a_photo_with_no_hair_free_square_large_enough_gives_none():
+    mask = np.zeros((100, 100), np.uint8)
+    mask[::20, :] = 1  # hair every 20 rows: no square of 30 px anywhere
+    assert data.hair_free_square(mask) is None
+    assert data.hair_free_square(np.ones((50, 50), np.uint8)) is None
+
+
+def test_scenery_crops_are_hair_free_squares_of_their_photos_and_stay_on_their_photos_side_of_a_split(data_root):
+    """figaro-train-scenery / celeb1k-train-scenery: each photo's largest square with no labelled hair (a mask of
+    zeros). A crop trains only where its photo does: never one of a photo the parent set validates on."""
+    for spec, parent in (("figaro-train-scenery", "figaro-train"), ("celeb1k-train-scenery", "celeb1k-train")):
+        if parent == "celeb1k-train" and not (data_root / "celeb1k-train").is_dir():
+            continue
+        photos = {p.name: p for p in data.resolve(parent, data_root)}
+        crops = data.resolve(spec, data_root)
+        assert len(crops) == len(photos) and {c.of for c in crops} == set(photos)
+        loaded = 0
+        for crop in crops[:60:6]:
+            full, truth = photos[crop.of].load()
+            box = data.hair_free_square(truth)
+            if box is None:  # hair all over: no crop, and the loader says why (it is skipped as any unusable pair)
+                with pytest.raises(data.DataError, match="free of hair"):
+                    crop.load()
+                continue
+            img, mask = crop.load()
+            x, y, side = box
+            loaded += 1
+            assert img.shape == (side, side, 3) and np.array_equal(img, full[y:y + side, x:x + side])
+            assert not mask.any() and not truth[y:y + side, x:x + side].any()
+            assert side >= data.SCENERY_MIN_SIDE * min(truth.shape)
+        assert loaded >= 5
+    crops = data.resolve("figaro-train-scenery", data_root)
+    held = {p.name for p in data.split_train_val(data.resolve("figaro-train", data_root))[1]}
+    train_side, val_side = data.split_train_val(crops)
+    assert {c.of for c in val_side} == held and not {c.of for c in train_side} & held
+    pytest.importorskip("torch")
+    from training.train import TrainConfig, load_training_data
+    cfg = TrainConfig(data=["figaro-train", "figaro-train-scenery"], data_root=str(data_root), limit=0)
+    _, train_pairs, _, val_pairs = load_training_data(cfg)
+    scenery = [p for p in train_pairs if p.of]
+    assert scenery and not {p.of for p in scenery} & held, "a crop of a validation photo was trained on"
+    assert {p.name for p in val_pairs} == held, "the crops add nothing to the validation"
