@@ -40,6 +40,11 @@ TARGETS = (
 )
 # The hat target has no number in the issue; the card's own rule compares hat photos with untagged ones.
 HAT_PRECISION_SLACK, HAT_ABOVE_SLACK = 0.05, 0.02
+# Views with no hair in them (each photo's largest hair-free square, training.data.SceneryPair): the mirror facing a
+# wall or an empty room. No number in the issues either; the card's rule: at most 1% of their pixels dyed, judged
+# on the mirror's own view (celeb1k-val's squares), Figaro Testing's squares shown beside it.
+SCENERY = ("celeb1k-val-scenery", "figaro-test-scenery")
+SCENERY_DYED_AT_MOST = 0.01
 
 
 def default_name() -> str:
@@ -78,7 +83,35 @@ def hats_met(celeb: SetBreakdown | None) -> bool | None:
             and hat["above_fraction"] <= plain["above_fraction"] + HAT_ABOVE_SLACK)
 
 
-def targets_table(meta: dict[str, str], breakdowns: dict[str, SetBreakdown]) -> list[str]:
+def scenery_figures(path: Path, data_root: Path | None = None, threads: int = 0,
+                    every: int = 1) -> dict[str, tuple[float, int]]:
+    """{set: (the share of its pixels the file dyes, crops)} on the views with no hair (SCENERY): with no hair
+    in the truth, every pixel not counted correct is dyed."""
+    from training.evaluate import evaluate
+
+    from .evaluation import onnx_predictor
+    predict, size, threshold = onnx_predictor(path, threads)
+    out = {}
+    for spec in SCENERY:
+        arrays, _, _ = load_named(spec, data_root, 0, every)
+        m = evaluate(predict, arrays, size, threshold, progress=False)
+        out[spec] = (1.0 - m["pixel_accuracy"], m["images"])
+    return out
+
+
+def scenery_row(scenery: dict[str, tuple[float, int]] | None) -> str:
+    what = "views with no hair stay undyed"
+    if scenery is None:
+        return f"| {what} | no number set | n/a | not measured (`--no-breakdown`) | ? |"
+    (mirror, crops), (wild, wild_crops) = scenery[SCENERY[0]], scenery[SCENERY[1]]
+    return (f"| {what} (each celeb1k-val photo's largest hair-free square, {crops} crops; training.data's "
+            f"`celeb1k-val-scenery`) | no number set; card rule: at most {100 * SCENERY_DYED_AT_MOST:.0f}% of their "
+            f"pixels dyed | {100 * mirror:.1f}% dyed (Figaro Testing's squares, {wild_crops} crops: "
+            f"{100 * wild:.1f}%) | measured now | {'yes' if mirror <= SCENERY_DYED_AT_MOST else 'no'} |")
+
+
+def targets_table(meta: dict[str, str], breakdowns: dict[str, SetBreakdown],
+                  scenery: dict[str, tuple[float, int]] | None = None) -> list[str]:
     out = ["| target | pass mark | measured | from | met |", "|---|---|---|---|---|"]
     for spec, what, bar in TARGETS:
         value, note = _measured(meta, spec, breakdowns.get(spec))
@@ -97,6 +130,7 @@ def targets_table(meta: dict[str, str], breakdowns: dict[str, SetBreakdown]) -> 
                    f"| measured now | {'yes' if ok else 'no'} |")
     else:
         out.append("| hats and caps stay non-hair | no number set | n/a | not measured (`--no-breakdown`) | ? |")
+    out.append(scenery_row(scenery))
     return out
 
 
@@ -217,14 +251,15 @@ column) are anecdotes, not estimates."""
 def section(path: Path, meta: dict[str, str], breakdowns: dict[str, SetBreakdown], figure: str | None,
             celeb_gallery: str | None, flipped: float | None = None,
             photo_path: tuple[float, str] | None = None,
-            ceiling: tuple[float, tuple[int, int]] | None = None) -> str:
+            ceiling: tuple[float, tuple[int, int]] | None = None,
+            scenery: dict[str, tuple[float, int]] | None = None) -> str:
     """Markdown of the default-model section (`figure`: the Figaro gallery's link relative to the card)."""
     out = [f"### The default model: `{path.name}`", "",
            "`device.config.DEFAULT_MODEL` loads this file. Targets are judged by the file's own `eval.*` "
            "figures where it has them; the rest below is measured on the file when the card was written "
            "(`python -m export card models`; `--no-breakdown` skips it). Mean IoU is the per-photo IoU of the "
            "hair mask averaged over the photos (the table's IoU).", "", "#### Targets", ""]
-    out += targets_table(meta, breakdowns)
+    out += targets_table(meta, breakdowns, scenery)
     why = shortfall(meta, breakdowns, ceiling)
     if why:
         out += ["", "#### Why the targets are not met", ""] + why
@@ -269,7 +304,7 @@ def build(path: Path, meta: dict[str, str], card: Path, breakdown: bool = True, 
     (default out/ beside the models folder, git-ignored), never into the models folder."""
     models_dir = path.parent
     breakdowns: dict[str, SetBreakdown] = {}
-    figure = celeb_gallery = flipped = photo_path = ceiling = None
+    figure = celeb_gallery = flipped = photo_path = ceiling = scenery = None
     if breakdown:
         gallery_dir = Path(gallery_dir) if gallery_dir else models_dir.resolve().parent / "out"
         celeb_path = gallery_dir / gallery_name(path.name, CELEB)
@@ -285,6 +320,7 @@ def build(path: Path, meta: dict[str, str], card: Path, breakdown: bool = True, 
         gallery(breakdowns[CELEB], celeb_path)
         flipped = flip_figure(path, celeb[0], threads)
         photo_path = photo_path_figure(path, celeb[0], threads)
+        scenery = scenery_figures(path, data_root, threads, every)
         celeb_gallery = (f"out/{celeb_path.name}" if gallery_dir.resolve() == models_dir.resolve().parent / "out"
                          else str(celeb_path))
-    return section(path, meta, breakdowns, figure, celeb_gallery, flipped, photo_path, ceiling)
+    return section(path, meta, breakdowns, figure, celeb_gallery, flipped, photo_path, ceiling, scenery)

@@ -218,6 +218,13 @@ def test_card_describes_the_default_model_from_the_file(default_model, celeb_roo
             assert value == pytest.approx(float(meta[key]), abs=5e-4) and f"`{key}`" in row
         assert row.rstrip(" |").split("|")[-1].strip().startswith("yes" if value >= bar else "no")
     assert "hats and caps stay non-hair" in card and "Figaro-1k Testing by hairstyle class" in card
+    # views with no hair: the share dyed, measured now, judged by the card's rule
+    from export.card_default import SCENERY_DYED_AT_MOST, scenery_figures
+    row = next(line for line in card.splitlines() if line.startswith("| views with no hair stay undyed ("))
+    dyed = float(re.search(r"\| ([\d.]+)% dyed \(Figaro Testing's squares", row).group(1)) / 100
+    assert dyed == pytest.approx(scenery_figures(default_model, threads=1, every=EVERY)["celeb1k-val-scenery"][0],
+                                 abs=5e-4)
+    assert row.rstrip(" |").split("|")[-1].strip() == ("yes" if dyed <= SCENERY_DYED_AT_MOST else "no")
     # each target missed has its measured reason; a target met has none
     rows = {what: line for _, what, _ in TARGETS for line in card.splitlines() if line.startswith(f"| {what}")}
     missed = {what.split(" (")[0] for what, row in rows.items() if row.rstrip(" |").split("|")[-1].strip() != "yes"}
@@ -254,7 +261,7 @@ def test_card_describes_the_default_model_from_the_file(default_model, celeb_roo
 
     quick = write_card(models, bench=False, breakdown=False).read_text()
     assert "#### Targets" in quick and "not measured in this run (`--no-breakdown`)" in quick
-    assert "hat photos" not in quick
+    assert "hat photos" not in quick and "| views with no hair stay undyed | no number set | n/a |" in quick
     other = write_card(models, bench=False, default="another.onnx").read_text()
     assert "The default model" not in other
 
