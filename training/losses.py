@@ -7,14 +7,22 @@ import torch.nn.functional as F
 
 
 def dice_per_sample(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """Soft Dice loss of each sample [B]; 0 for a target with no hair (a view of scenery): there it stays near 1
+    until almost every pixel is certain (1 - eps / (sum(p) + eps)), so its pull is nothing, then all; BCE alone
+    says "no hair" there."""
     p = torch.sigmoid(logits).flatten(1)
     t = target.flatten(1)
     inter = (p * t).sum(1)
-    return 1 - (2 * inter + eps) / (p.sum(1) + t.sum(1) + eps)
+    dice = 1 - (2 * inter + eps) / (p.sum(1) + t.sum(1) + eps)
+    return torch.where(t.sum(1) > 0, dice, torch.zeros_like(dice))
 
 
 def dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
-    return dice_per_sample(logits, target, eps).mean()
+    """The mean soft Dice loss over the samples with hair in their target (0 when none has any)."""
+    has_hair = target.flatten(1).sum(1) > 0
+    if not has_hair.any():
+        return logits.sum() * 0.0
+    return dice_per_sample(logits[has_hair], target[has_hair], eps).mean()
 
 
 def per_sample_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -414,6 +414,25 @@ def test_per_sample_loss_averages_to_the_training_loss():
     assert per_sample_loss(logits, target).argmin() == 2
 
 
+def test_a_target_with_no_hair_is_judged_by_bce_alone_and_leaves_the_others_dice_as_it_was():
+    """A view of scenery (an all-zero target): its soft Dice is 1 - eps / (sum(p) + eps), near 1 whatever the model
+    does until every pixel is certain, so it is left out; the samples with hair keep their own mean Dice."""
+    import torch.nn.functional as F
+
+    from training.losses import bce_dice, dice_loss, dice_per_sample
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(4, 1, 16, 16, generator=g, requires_grad=True)
+    target = (torch.rand(4, 1, 16, 16, generator=g) > 0.6).float()
+    target[1] = 0  # scenery
+    each = dice_per_sample(logits, target)
+    assert each[1] == 0 and (each[[0, 2, 3]] > 0.1).all()
+    assert torch.allclose(dice_loss(logits, target), dice_loss(logits[[0, 2, 3]], target[[0, 2, 3]]))
+    assert torch.allclose(bce_dice(logits, target),
+                          F.binary_cross_entropy_with_logits(logits, target) + each[[0, 2, 3]].mean())
+    bce_dice(logits[1:2], target[1:2]).backward()  # scenery alone: BCE pulls every pixel towards "no hair"
+    assert (logits.grad[1] > 0).all() and logits.grad[[0, 2, 3]].abs().sum() == 0
+
+
 def test_a_hard_mining_run_keeps_its_loss_table_for_a_resume(tmp_path, data_root):
     cfg = TrainConfig(variant="unet-226k", data=["figaro-train"], data_root=str(data_root), size=32, epochs=1,
                       batch=4, limit=12, augment="flips", hard=0.5, out=str(tmp_path / "run"))
