@@ -96,13 +96,13 @@ class OnnxSegmenter(Segmenter):
         self.threshold = self.model.threshold
         self.prior = None
         self.photo_flip = cfg.photo_flip
-        self.blank = {False: False, True: False}  # still -> the last frame (False) or photo (True) was featureless
+        self.blank_frame = self.blank_photo = False  # the last live frame / photo was featureless
         meta = self.model.metadata
         self.description = f"{meta.get('variant', '?')} ({self.model.path})"
 
     def segment(self, rgb: np.ndarray) -> np.ndarray:
-        self.blank[False] = featureless(rgb)
-        if self.blank[False]:
+        self.blank_frame = featureless(rgb)
+        if self.blank_frame:
             self.prior = None  # the next frame starts afresh, as after a cut
             return np.zeros(rgb.shape[:2], np.float32)
         prior = None
@@ -120,8 +120,8 @@ class OnnxSegmenter(Segmenter):
         views' errors differ, so their mean is right more often (measured on every benchmark). A model with a prior
         input gets an empty one for each view: a photo has no previous frame."""
         from .model_file import flip_averaged
-        self.blank[True] = featureless(rgb)
-        if self.blank[True]:
+        self.blank_photo = featureless(rgb)
+        if self.blank_photo:
             return np.zeros(rgb.shape[:2], np.float32)
         predict = flip_averaged(self.model.predict) if self.photo_flip else self.model.predict
         try:
@@ -132,7 +132,7 @@ class OnnxSegmenter(Segmenter):
     def no_hair_reason(self, still: bool = True) -> str:
         """A featureless picture is not shown to the model (`featureless`): say so; the model's own "none" has no
         reason to give."""
-        if self.blank[still]:
+        if self.blank_photo if still else self.blank_frame:
             return f"the {'photo' if still else 'picture'} is almost one flat colour (a covered lens, a blank wall?)"
         return ""
 
