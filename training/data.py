@@ -36,6 +36,10 @@ class DataError(Exception):
     """A data file or folder that cannot be used, with the reason."""
 
 
+class NoSceneryCrop(DataError):
+    """A photo with hair all over: it gives no scenery crop. Expected of some photos, so counted, not warned about."""
+
+
 class DataSpecError(DataError, ValueError):
     """A data set named wrong: an unknown name, or a path (--data-root, folder:PATH) with no such set there. Bad
     input (a ValueError: exit 2) rather than unusable data (exit 1), which a set that is there may hold."""
@@ -162,8 +166,8 @@ class SceneryPair(Pair):
         img, mask = super().load()
         box = hair_free_square(mask)
         if box is None:
-            raise DataError(f"{self.name}: no square of at least {SCENERY_MIN_SIDE:.0%} of the photo's shorter "
-                            "side is free of hair")
+            raise NoSceneryCrop(f"{self.name}: no square of at least {SCENERY_MIN_SIDE:.0%} of the photo's "
+                                "shorter side is free of hair")
         x, y, side = box
         return np.ascontiguousarray(img[y:y + side, x:x + side]), np.zeros((side, side), np.uint8)
 
@@ -343,11 +347,18 @@ def split_train_val(pairs: list[Pair], val_fraction: float = 0.1) -> tuple[list[
 def load_pairs(pairs: list[Pair]) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[Pair], list[str]]:
     """Decode pairs; returns (arrays, the pairs kept, reasons for those skipped)."""
     arrays, kept, skipped = [], [], []
+    uncropped = 0
     for p in pairs:
         try:
             arrays.append(p.load())
             kept.append(p)
+        except NoSceneryCrop as e:
+            uncropped += 1
+            skipped.append(str(e))
         except DataError as e:
             _log.warning("skipped: %s", e)
             skipped.append(str(e))
+    if uncropped:
+        _log.info("%d photos give no scenery crop (no hair-free square of at least %.0f%% of the shorter side)",
+                  uncropped, 100 * SCENERY_MIN_SIDE)
     return arrays, kept, skipped
