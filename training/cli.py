@@ -5,6 +5,7 @@ import argparse
 import contextlib
 import json
 import logging
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -142,9 +143,9 @@ def _config(args, command: str = "train"):
     repeat = {}
     for item in values.get("repeat", []):
         name, _, n = item.partition("=")
-        if not (n.isascii() and n.isdigit()):  # "²" is a digit to str.isdigit, not to int
-            raise ValueError(f"--repeat takes SET=N, got {item!r}")
-        repeat[name] = int(n)
+        if not re.fullmatch(r"[0-9]+|[0-9]*\.[0-9]+", n):  # ASCII digits only: "²" is a digit to str.isdigit
+            raise ValueError(f"--repeat takes SET=N (a whole number, or a share under 1), got {item!r}")
+        repeat[name] = int(n) if n.isdigit() else float(n)
     return TrainConfig(**{**values, "repeat": repeat})
 
 

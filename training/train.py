@@ -44,8 +44,9 @@ class TrainConfig:
     variant: str = _option("unet-226k", "model variant (see `variants`)")
     data: list[str] = _option(help="training data sets: names or KIND:PATH",
                               factory=lambda: ["figaro-train", "fasseg-v2-train", "fasseg-v3-train"])
-    repeat: dict[str, int] = _option(help="repeat a data set's pairs N times per epoch, e.g. fasseg-v3-train=2",
-                                     factory=dict)
+    repeat: dict[str, float] = _option(help="repeat a data set's pairs N times per epoch, e.g. fasseg-v3-train=2; "
+                                       "a share under 1 keeps that share of them, e.g. figaro-train-scenery=0.25",
+                                       factory=dict)
     data_root: str = _option(str(datasets.DEFAULT_DATA_ROOT), "folder holding figaro1k/, fasseg/ and celeb1k-train/")
     size: int = _option(256, "square training size (pixels)")
     epochs: int = _option(30, "epochs (one-cycle schedule over all of them)")
@@ -144,8 +145,9 @@ class TrainConfig:
         for spec, times in self.repeat.items():
             if spec not in self.data:
                 raise ValueError(f"repeat: {spec!r} is not one of the training data sets ({', '.join(self.data)})")
-            if times < 1:
-                raise ValueError(f"repeat: {spec}={times}; a data set is repeated at least once")
+            if not (0 < times < 1 or (times >= 1 and float(times).is_integer())):  # also refuses nan
+                raise ValueError(f"repeat: {spec}={times}; a data set is repeated a whole number of times, or a "
+                                 "share of it (between 0 and 1) is kept")
         out = Path(self.out).resolve()
         for key in ("teacher", "init"):
             source = getattr(self, key)
@@ -368,6 +370,15 @@ class Batches:
         return self.per_epoch // self.cfg.batch
 
 
+def repeated(pairs: list, times: float, seed: int) -> list:
+    """`pairs` `times` over, or for a share under 1 that share of them: the same pairs for the same seed, in their
+    own order (a data set of scenery crops can be a small part of an epoch without one crop seen over and over)."""
+    if times >= 1:
+        return pairs * int(times)
+    keep = np.random.default_rng(seed).permutation(len(pairs))[:max(1, round(times * len(pairs)))]
+    return [pairs[i] for i in sorted(keep)]
+
+
 def load_training_data(cfg: TrainConfig):
     train_pairs, val_pairs = [], []
     for spec in cfg.data:
@@ -380,7 +391,7 @@ def load_training_data(cfg: TrainConfig):
             va = []
         else:
             tr, va = datasets.split_train_val(pairs, cfg.val_fraction)
-        train_pairs += tr * max(1, cfg.repeat.get(spec, 1))
+        train_pairs += repeated(tr, cfg.repeat.get(spec, 1), cfg.seed)
         val_pairs += va
     if cfg.limit:
         train_pairs, val_pairs = train_pairs[:cfg.limit], val_pairs[:max(2, cfg.limit // 4)]

@@ -28,7 +28,8 @@ def test_every_field_is_a_flag_with_help(capsys):
 
 @pytest.mark.parametrize("config", [
     TrainConfig(),
-    TrainConfig(variant="mobile-unet-wide", data=["figaro-train", "celeb1k-train"], repeat={"celeb1k-train": 3},
+    TrainConfig(variant="mobile-unet-wide", data=["figaro-train", "celeb1k-train"],
+                repeat={"celeb1k-train": 3, "figaro-train": 0.25},
                 size=224, lr=2e-3, augment="mirror-hats", balance=True, weight_decay=0.0, out="runs/x"),
     TrainConfig(variant="unet-226k", teacher="runs/teacher/best.pt", distill_alpha=0.3, epochs=5),
     TrainConfig(variant="mobile-unet-wide-lean-ctx", teacher="runs/t/best.pt", teacher_flip=True, init="runs/s/best.pt"),
@@ -46,6 +47,9 @@ def test_bad_repeat_and_unknown_preset_are_usage_errors(capsys, caplog):
     caplog.clear()
     assert main(["train", "--repeat", "figaro-train=\u00b2", "--limit", "1"]) == 2  # a digit to isdigit, not to int
     assert "--repeat takes SET=N" in caplog.text
+    caplog.clear()
+    assert main(["train", "--repeat", "figaro-train=-0.5", "--limit", "1"]) == 2
+    assert "--repeat takes SET=N" in caplog.text
     with pytest.raises(SystemExit) as info:
         main(["train", "--augment", "sparkles"])
     assert info.value.code == 2
@@ -57,6 +61,7 @@ def test_bad_repeat_and_unknown_preset_are_usage_errors(capsys, caplog):
     ({"teacher": "t.pt", "distill_alpha": 1.5}, "alpha"), ({"teacher": "t.pt", "distill_alpha": float("nan")}, "alpha"),
     ({"val_fraction": 1.0}, "val_fraction"), ({"val_fraction": float("nan")}, "val_fraction"),
     ({"repeat": {"figaro-train": 0}}, "repeat"), ({"repeat": {"celeb1k-train": 2}}, "not one of the training"),
+    ({"repeat": {"figaro-train": 1.5}}, "whole number"), ({"repeat": {"figaro-train": float("nan")}}, "whole number"),
     ({"teacher": "runs/x/best.pt", "out": "runs/x"}, "--teacher checkpoint"),
     ({"init": "runs/x/last.pt", "out": "runs/x/"}, "--init checkpoint"),
     ({"threads": 0}, "threads"), ({"threads": -1}, "threads"), ({"threads": 65}, "threads"), ({"seed": -1}, "seed"),

@@ -163,6 +163,30 @@ def test_celeb1k_tagged_subsets_weight_up_training_photos_and_validate_through_t
     assert {p.name for p in val_pairs} == {p.name for p in data.resolve("celeb1k-val", data_root)}
 
 
+def test_a_share_under_one_keeps_that_share_of_a_data_set_the_same_for_a_seed(data_root):
+    """`--repeat figaro-train-scenery=0.25`: a quarter of the crops, the same ones for the same seed, another
+    quarter for another seed; whole numbers repeat the set as before."""
+    if not (data_root / "figaro1k").is_dir():
+        pytest.skip("figaro1k not in ../shared/data")
+    pytest.importorskip("torch")
+    from training.train import TrainConfig, load_training_data, repeated
+    pairs = list(range(10))
+    assert repeated(pairs, 2, 0) == pairs * 2
+    assert repeated(pairs, 0.01, 0) != [], "a share keeps at least one pair"
+
+    def training_side(share: float, seed: int = 0) -> list:
+        cfg = TrainConfig(data=["figaro-train", "figaro-train-scenery"], repeat={"figaro-train-scenery": share},
+                          data_root=str(data_root), seed=seed, limit=0)
+        return [p for p in load_training_data(cfg)[1] if p.of]
+
+    crops = training_side(1)
+    quarter = training_side(0.25)
+    assert 0.2 < len(quarter) / len(crops) < 0.3 and set(quarter) < set(crops)  # less the photos with no crop
+    assert len(set(quarter)) == len(quarter), "a share repeats no crop"
+    assert training_side(0.25) == quarter
+    assert set(training_side(0.25, seed=1)) != set(quarter)
+
+
 def test_figaro_hairstyle_classes_follow_the_frame_numbers(data_root):
     """150 frames per class in frame order (README of the data: 1-150 straight ... 901-1050 short-men), 120 of each
     in Training and 30 in Testing; 92 short-men training frames are missing here, so 28 of them remain."""
