@@ -146,7 +146,7 @@ def hair_free_square(mask: np.ndarray, min_side: float = SCENERY_MIN_SIDE,
     y, x = np.unravel_index(int(np.argmax(reach)), reach.shape)
     half = int(reach[y, x]) - 1
     side = 2 * half + 1
-    if not reach.any() or side < min_side * min(h, w):
+    if side < min_side * min(h, w):  # also no free pixel at all: reach 0, side -1
         return None
     return int(x) - half, int(y) - half, side
 

@@ -295,6 +295,7 @@ def test_a_photo_with_no_hair_free_square_large_enough_gives_none():
     mask[::20, :] = 1  # hair every 20 rows: no square of 30 px anywhere
     assert data.hair_free_square(mask) is None
     assert data.hair_free_square(np.ones((50, 50), np.uint8)) is None
+    assert data.hair_free_square(np.ones((50, 50), np.uint8), min_side=0) is None, "no free pixel: no square at all"
 
 
 def test_scenery_crops_are_hair_free_squares_of_their_photos_and_stay_on_their_photos_side_of_a_split(data_root):
