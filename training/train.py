@@ -89,6 +89,9 @@ class TrainConfig:
     ema: float = _option(0.0, "decay per step of an exponential moving average of the weights and BatchNorm "
                               "statistics, which is validated and saved as best.pt instead of the weights the "
                               "optimiser moves (0.998: about the last 500 steps); 0: off")
+    freeze_bn: bool = _option(False, "keep every BatchNorm's running statistics as the run starts (from --init): "
+                                     "a finish that adds views unlike the photos (scenery crops) does not shift "
+                                     "how the photos are normalised; their scale and shift still train")
     limit: int = _option(0, "use only the first N training pairs (smoke runs)")
     out: str = _option("", "run folder (default runs/VARIANT, runs/VARIANT-distilled for prune)")
 
@@ -379,6 +382,16 @@ def repeated(pairs: list, times: float, seed: int) -> list:
     return [pairs[i] for i in sorted(keep)]
 
 
+def train_mode(model: torch.nn.Module, freeze_bn: bool = False) -> None:
+    """Training mode; with `freeze_bn` the BatchNorms normalise by their running statistics and leave them as
+    they are (eval mode for those layers alone)."""
+    model.train()
+    if freeze_bn:
+        for layer in model.modules():
+            if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
+                layer.eval()
+
+
 def load_training_data(cfg: TrainConfig):
     train_pairs, val_pairs = [], []
     for spec in cfg.data:
@@ -488,7 +501,7 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
         writer.writerows(rows)
 
     for epoch in range(start_epoch, cfg.epochs):
-        model.train()
+        train_mode(model, cfg.freeze_bn)
         t0, losses = time.time(), []
         bar = tqdm(batches.epoch(), total=len(batches), desc=f"epoch {epoch + 1}/{cfg.epochs}",
                    disable=not progress, leave=False)

@@ -207,6 +207,25 @@ def test_init_starts_from_another_runs_weights_and_refuses_a_mismatch(tmp_path, 
               progress=False)
 
 
+def test_freeze_bn_keeps_the_starting_batchnorm_statistics_and_still_trains_their_scale(tmp_path, data_root):
+    """`--freeze-bn`: a finish whose batches hold views unlike the photos must not move the statistics the photos
+    are normalised by; without it they move with the data (the test above)."""
+    base = dict(variant="unet-226k", data=["figaro-train"], data_root=str(data_root), size=64, epochs=1, batch=4,
+                limit=8, augment="flips", lr=3e-3)
+    train(TrainConfig(out=str(tmp_path / "first"), **base), progress=False)
+    source, _ = load_checkpoint(tmp_path / "first" / "last.pt")
+    for freeze, out in ((True, "frozen"), (False, "moving")):
+        train(TrainConfig(init=str(tmp_path / "first" / "last.pt"), freeze_bn=freeze, out=str(tmp_path / out),
+                          **base), progress=False)
+    start = source.state_dict()
+    for out, same in (("frozen", True), ("moving", False)):
+        tuned = load_checkpoint(tmp_path / out / "last.pt")[0].state_dict()
+        stats = [k for k in start if k.endswith(("running_mean", "running_var"))]
+        assert stats and all(torch.equal(start[k], tuned[k]) for k in stats) == same, out
+        scales = [k for k in start if k.endswith(".weight") and k.replace(".weight", ".running_mean") in start]
+        assert not all(torch.equal(start[k], tuned[k]) for k in scales), f"{out}: BatchNorm scales must still train"
+
+
 def test_another_variant_loads_the_layers_it_shares_and_keeps_its_own_fresh():
     """mobile-unet-wide-lean shares mobile-unet-wide's encoder and head, not its decoder."""
     from training.models import build_model
