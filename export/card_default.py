@@ -219,10 +219,10 @@ def training_cost(meta: dict[str, str]) -> list[str]:
     if not seconds or not epochs:
         return ["- not recorded in the file (no `train.seconds` / `train.epochs` metadata)"]
     s, n = float(seconds), int(epochs)
-    lines = [f"- {n} epochs up to the exported (best) checkpoint, {_duration(s)} of epoch time ({s:,.0f} s, "
+    lines = [f"- {n} epochs up to the exported checkpoint, {_duration(s)} of epoch time ({s:,.0f} s, "
              f"{_duration(s / max(n, 1))} per epoch; validation excluded), from the file's `train.seconds` / "
              "`train.epochs`; on the training machine's CPU with the command's `--threads` (epochs run after "
-             "the best one are not counted)"]
+             "it are not counted)"]
     command = meta.get("train.command", "")
     if command:
         lines.append(f"- command: `{command}`")

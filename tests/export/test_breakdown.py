@@ -251,7 +251,7 @@ def test_card_describes_the_default_model_from_the_file(default_model, celeb_roo
     assert (tmp_path / "out" / f"{default_model.stem}-celeb1k-val-worst.png").is_file()
     celeb_rows = card.split("celeb1k-val photos with the lowest IoU")[1].split("#### Training cost")[0]
     assert len(re.findall(r"^\| 2\d{4} \| ", celeb_rows, re.M)) == 3
-    assert f"{meta['train.epochs']} epochs up to the exported (best) checkpoint" in card
+    assert f"{meta['train.epochs']} epochs up to the exported checkpoint" in card
     if "--init" in meta["train.command"].split():  # a fine-tune says where it started and that this is not counted
         start = meta["train.command"].split("--init")[1].split()[0]
         assert f"- started from the weights of `{start}`, whose own training is not counted above" in card
