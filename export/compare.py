@@ -42,13 +42,15 @@ def paired(base: np.ndarray, other: np.ndarray) -> dict[str, float]:
 
 def compare(paths: list[str | Path], data_sets: tuple[str, ...] = BENCHMARKS, data_root: Path | None = None,
             threads: int = 0, flip: bool = False, limit: int = 0, progress: bool = True) -> dict[str, dict]:
-    """{data set: {'photos': n, 'rows': [(label, paired figures against the first file)]}}; with `flip` every
-    file also gets a row averaged with its mirror image."""
+    """{data set: {'photos': n, 'rows': [(label, paired figures against the first file)], 'groups': {group:
+    {'photos': n, 'rows': [...]}}}}; with `flip` every file also gets a row averaged with its mirror image. `groups`
+    (Figaro's hairstyle classes, FASSEG V3's poses) pairs the same files within each group of photos: a mean that
+    holds can hide a class that loses (braids, while the straight hair gains)."""
     if len(paths) < 2 and not flip:
         raise ValueError("compare needs two files or more (or --flip: one file against its mirror average)")
     out = {}
     for spec in data_sets:
-        arrays, _ = load_benchmark(spec, data_root, limit)
+        arrays, groups = load_benchmark(spec, data_root, limit)
         runs = []
         for path in paths:
             runs.append((Path(path).name, per_photo_iou(path, arrays, threads, progress=progress)))
@@ -56,7 +58,22 @@ def compare(paths: list[str | Path], data_sets: tuple[str, ...] = BENCHMARKS, da
                 runs.append((f"{Path(path).name} (flip-averaged)",
                              per_photo_iou(path, arrays, threads, flip=True, progress=progress)))
         base = runs[0][1]
-        out[spec] = {"photos": len(arrays), "rows": [(label, paired(base, ious)) for label, ious in runs]}
+        out[spec] = {"photos": len(arrays), "rows": [(label, paired(base, ious)) for label, ious in runs],
+                     "groups": by_group(runs, groups)}
+    return out
+
+
+def by_group(runs: list[tuple[str, np.ndarray]], groups: list[str]) -> dict[str, dict]:
+    """`compare`'s rows within each group of photos, in the groups' first-seen order; {} for one group."""
+    names = list(dict.fromkeys(groups))
+    if len(names) < 2:
+        return {}
+    labels = np.array(groups)
+    out = {}
+    for name in names:
+        inside = labels == name
+        out[name] = {"photos": int(inside.sum()),
+                     "rows": [(label, paired(runs[0][1][inside], ious[inside])) for label, ious in runs]}
     return out
 
 
@@ -73,5 +90,14 @@ def format_comparison(result: dict[str, dict]) -> str:
             else:
                 lines.append(f"| {label} | {m['iou']:.4f} | {100 * m['diff']:+.2f} +- {100 * m['se']:.2f} | "
                              f"{m['better']:.0%} / {m['worse']:.0%} |")
+        if r.get("groups") and len(rows) > 1:
+            lines += ["", f"{spec} by group, paired against {rows[0][0]} within each (points):", "",
+                      f"| group | photos | {rows[0][0]}: mean IoU | " + " | ".join(label for label, _ in rows[1:])
+                      + " |",
+                      "|---|---|" + "---|" * len(rows)]
+            for name, g in r["groups"].items():
+                cells = [f"{g['rows'][0][1]['iou']:.4f}"] + [f"{100 * m['diff']:+.2f} +- {100 * m['se']:.2f}"
+                                                              for _, m in g["rows"][1:]]
+                lines.append(f"| {name} | {g['photos']} | " + " | ".join(cells) + " |")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)

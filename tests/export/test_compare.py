@@ -57,3 +57,23 @@ def test_every_row_is_paired_against_the_first_file(data_root):
     (_, base), (_, other) = result["rows"]
     assert base["diff"] == 0 and base["iou"] == pytest.approx(first.mean())
     assert other["diff"] == pytest.approx((second - first).mean()) and other["diff"] != 0
+
+
+def test_each_group_of_photos_is_paired_on_its_own(data_root):
+    """Figaro's hairstyle classes: each group's rows pair the same files on that group's photos alone, the groups'
+    differences weighted by their photos make the whole set's, and the table prints a row per group. A set of one
+    group (FASSEG V2 Test) has none."""
+    from export.compare import compare, format_comparison
+    if not PREVIOUS.is_file():
+        pytest.skip(f"{PREVIOUS} absent")
+    result = compare([DEFAULT_MODEL, PREVIOUS], ("figaro-test", "fasseg-v2-test"), data_root, threads=1, limit=36,
+                     progress=False)
+    figaro = result["figaro-test"]
+    assert {g: r["photos"] for g, r in figaro["groups"].items()} == {"straight": 30, "wavy": 6}
+    weighted = sum(r["photos"] * r["rows"][1][1]["diff"] for r in figaro["groups"].values()) / figaro["photos"]
+    assert weighted == pytest.approx(figaro["rows"][1][1]["diff"]) and figaro["rows"][1][1]["diff"] != 0
+    assert all(r["rows"][0][1]["diff"] == 0 for r in figaro["groups"].values())
+    assert result["fasseg-v2-test"]["groups"] == {}
+    table = format_comparison(result)
+    assert "figaro-test by group" in table and "| straight | 30 | " in table and "| wavy | 6 | " in table
+    assert "fasseg-v2-test by group" not in table
