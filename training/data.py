@@ -23,6 +23,7 @@ DEFAULT_DATA_ROOT = Path(__file__).resolve().parent.parent.parent / "shared" / "
 
 # Figaro-1k hairstyle classes by frame number (150 per class in the full set).
 FIGARO_CLASSES = ("straight", "wavy", "curly", "kinky", "braids", "dreadlocks", "short-men")
+TEXTURED_CLASSES = ("kinky", "braids", "dreadlocks")
 
 # FASSEG label palette (RGB).
 FASSEG_PALETTE = {
@@ -295,6 +296,9 @@ DATASETS: dict[str, Callable[[Path], list[Pair]]] = {
     "celeb1k-val": lambda r: load_celeb1k(r, "val"),
     "celeb1k-train-hat": lambda r: load_celeb1k_tagged(r, "hat"),
     "celeb1k-train-grey": lambda r: load_celeb1k_tagged(r, "grey"),
+    # Figaro's plaited and coiled hair (its kinky, braids and dreadlocks classes), to weight up beside the scenery
+    # crops: patterned backgrounds taught the model that some braids are scenery
+    "figaro-train-textured": lambda r: [p for p in load_figaro(r, "train") if p.group in TEXTURED_CLASSES],
     # each photo's largest hair-free square (`SceneryPair`): views with no hair in them
     "celeb1k-train-scenery": lambda r: scenery(load_celeb1k(r, "train")),
     "figaro-train-scenery": lambda r: scenery(load_figaro(r, "train")),
@@ -311,6 +315,7 @@ NEVER_TRAINED = HELD_OUT | set(FIXED_VAL.values()) | {"celeb1k-val-scenery"}
 # Subsets of another training set (its photos weighted up by naming them again, or cut from them): no validation
 # split of their own; only what comes from the training side of their parent's split is trained on.
 SUBSETS = {"celeb1k-train-hat": "celeb1k-train", "celeb1k-train-grey": "celeb1k-train",
+           "figaro-train-textured": "figaro-train",
            "celeb1k-train-scenery": "celeb1k-train", "figaro-train-scenery": "figaro-train"}
 
 

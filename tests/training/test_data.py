@@ -163,6 +163,27 @@ def test_celeb1k_tagged_subsets_weight_up_training_photos_and_validate_through_t
     assert {p.name for p in val_pairs} == {p.name for p in data.resolve("celeb1k-val", data_root)}
 
 
+def test_figaro_textured_hair_weights_up_only_the_training_sides_kinky_braids_and_dreadlocks(data_root):
+    """figaro-train-textured: Figaro's kinky, braids and dreadlocks training photos; named beside figaro-train it
+    repeats those of them on figaro-train's training side, never one that figaro-train validates on."""
+    if not (data_root / "figaro1k").is_dir():
+        pytest.skip("figaro1k not in ../shared/data")
+    train = data.resolve("figaro-train", data_root)
+    textured = data.resolve("figaro-train-textured", data_root)
+    assert set(textured) < set(train) and {p.group for p in textured} == {"kinky", "braids", "dreadlocks"}
+    assert len(textured) == sum(p.group in data.TEXTURED_CLASSES for p in train)
+    pytest.importorskip("torch")
+    from training.train import TrainConfig, load_training_data
+    cfg = TrainConfig(data=["figaro-train", "figaro-train-textured"], repeat={"figaro-train-textured": 2},
+                      data_root=str(data_root))
+    _, train_pairs, _, val_pairs = load_training_data(cfg)
+    fit, held = data.split_train_val(train)
+    assert {p.name for p in val_pairs} == {p.name for p in held}
+    extra = [p for p in train_pairs if p.group in data.TEXTURED_CLASSES]
+    assert len(extra) == 3 * sum(p.group in data.TEXTURED_CLASSES for p in fit), "once as figaro-train, twice more"
+    assert not {p.name for p in extra} & {p.name for p in held}
+
+
 def test_a_share_under_one_keeps_that_share_of_a_data_set_the_same_for_a_seed(data_root):
     """`--repeat figaro-train-scenery=0.25`: a quarter of the crops, the same ones for the same seed, another
     quarter for another seed; whole numbers repeat the set as before."""
