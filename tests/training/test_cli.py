@@ -62,6 +62,7 @@ def test_bad_repeat_and_unknown_preset_are_usage_errors(capsys, caplog):
     ({"val_fraction": 1.0}, "val_fraction"), ({"val_fraction": float("nan")}, "val_fraction"),
     ({"repeat": {"figaro-train": 0}}, "repeat"), ({"repeat": {"celeb1k-train": 2}}, "not one of the training"),
     ({"repeat": {"figaro-train": 1.5}}, "whole number"), ({"repeat": {"figaro-train": float("nan")}}, "whole number"),
+    ({"freeze_bn": True}, "freeze_bn needs --init"),
     ({"teacher": "runs/x/best.pt", "out": "runs/x"}, "--teacher checkpoint"),
     ({"init": "runs/x/last.pt", "out": "runs/x/"}, "--init checkpoint"),
     ({"threads": 0}, "threads"), ({"threads": -1}, "threads"), ({"threads": 65}, "threads"), ({"seed": -1}, "seed"),
