@@ -146,33 +146,48 @@ MIRROR_MIX = $(MIRROR_DATA) --repeat fasseg-v2-train=3 fasseg-v3-train=2 celeb1k
 INT8_CALIB = --calib 200 --calib-data figaro-train fasseg-v3-train celeb1k-train
 
 # The shipped default model, from ../shared/data: mobile-unet-wide-lean-ctx at 288x288, 3 epochs from the committed
-# checkpoint models/checkpoints/mobile-unet-wide-lean-ctx-ms-288.pt (`make ms-model` remakes it) on the usual mix with
-# flips only at a low peak lr, distilled from that checkpoint's own masks averaged over its mirror image and a finer
-# view (288 and 352 px): a second round of that self-distillation (models/README.md, twelfth session); about 30 min
-# on 2 CPU cores. Exported with its evaluation, then int8, then the card. Resumable.
+# checkpoint $(MS2_CHECKPOINT) (`make ms2-model` remakes it) on the usual mix plus half of celeb1k-train's views with
+# no hair in them (each photo's largest hair-free square, labelled all "no hair", not distilled), flips only, a low
+# peak lr, BatchNorm statistics kept, distilled from that checkpoint's own masks averaged over its mirror image and a
+# finer view (288 and 352 px): a third round of that self-distillation (models/README.md, twenty-third session);
+# about 45 min on 2 CPU cores. Exported with its evaluation, then int8, then the card. Resumable.
 CTX_ARGS = --variant mobile-unet-wide-lean-ctx --size 288 --augment mirror-cloth --threads 2
 CTX_CHECKPOINT = models/checkpoints/mobile-unet-wide-lean-ctx-288.pt
 CELEB4_CHECKPOINT = models/checkpoints/mobile-unet-wide-lean-ctx-celeb4-288.pt
 FINISH_CHECKPOINT = models/checkpoints/mobile-unet-wide-lean-ctx-finish-288.pt
 MS_CHECKPOINT = models/checkpoints/mobile-unet-wide-lean-ctx-ms-288.pt
+MS2_CHECKPOINT = models/checkpoints/mobile-unet-wide-lean-ctx-ms2-288.pt
+SCENERY_CHECKPOINT = models/checkpoints/mobile-unet-wide-lean-ctx-scenery-288.pt
 MIRROR_MIX4 = $(MIRROR_DATA) --repeat fasseg-v2-train=3 fasseg-v3-train=2 celeb1k-train=4
+SCENERY_MIX = $(MIRROR_DATA) celeb1k-train-scenery --repeat fasseg-v2-train=3 fasseg-v3-train=2 celeb1k-train=4 \
+  celeb1k-train-scenery=0.5 --teacher-skip celeb1k-train-scenery --freeze-bn
 # A finish: 3 epochs on clean photos (flips only) at peak lr 1e-4, distilled from the starting checkpoint's own masks
-FINISH_ARGS = --variant mobile-unet-wide-lean-ctx --size 288 --augment flips --threads 2 $(MIRROR_MIX4) \
+FINISH_OPTS = --variant mobile-unet-wide-lean-ctx --size 288 --augment flips --threads 2 \
   --epochs 3 --lr 1e-4 --teacher-flip --alpha 0.5
+FINISH_ARGS = $(FINISH_OPTS) $(MIRROR_MIX4)
 .PHONY: default-model
 default-model: $(STAMP)  ## (slow) retrain models/hair-mobile-unet-wide-lean-ctx.onnx (+ .int8.onnx) from ../shared/data
-	$(PY) -m training prune $(FINISH_ARGS) --teacher $(MS_CHECKPOINT) --teacher-sizes 288 352 --init $(MS_CHECKPOINT) \
-	  --out runs/ms2
-	$(PY) -m training slim runs/ms2/best.pt --out models/checkpoints/mobile-unet-wide-lean-ctx-ms2-288.pt
-	$(PY) -m export onnx runs/ms2/best.pt --out models/hair-mobile-unet-wide-lean-ctx.onnx --eval
+	$(PY) -m training prune $(FINISH_OPTS) $(SCENERY_MIX) --teacher $(MS2_CHECKPOINT) --teacher-sizes 288 352 \
+	  --init $(MS2_CHECKPOINT) --out runs/scenery-celebh
+	$(PY) -m training slim runs/scenery-celebh/best.pt --out $(SCENERY_CHECKPOINT)
+	$(PY) -m export onnx runs/scenery-celebh/best.pt --out models/hair-mobile-unet-wide-lean-ctx.onnx --eval
 	$(PY) -m export int8 models/hair-mobile-unet-wide-lean-ctx.onnx \
 	  --out models/hair-mobile-unet-wide-lean-ctx.int8.onnx $(INT8_CALIB)
 	$(PY) -m export card models
 
-# The checkpoint the default starts from: the first round of the same finish, from the committed checkpoint
+# The checkpoint the default starts from (the default until 2026-12-06): a second round of the finish below, from
+# the committed checkpoint $(MS_CHECKPOINT) (`make ms-model` remakes it), distilled from its own masks at 288 and
+# 352 px (models/README.md, twelfth session); about 30 min on 2 CPU cores.
+.PHONY: ms2-model
+ms2-model: $(STAMP)  ## (slow) retrain models/checkpoints/mobile-unet-wide-lean-ctx-ms2-288.pt, where default-model starts
+	$(PY) -m training prune $(FINISH_ARGS) --teacher $(MS_CHECKPOINT) --teacher-sizes 288 352 --init $(MS_CHECKPOINT) \
+	  --out runs/ms2
+	$(PY) -m training slim runs/ms2/best.pt --out $(MS2_CHECKPOINT)
+
+# The checkpoint ms2-model starts from: the first round of the same finish, from the committed checkpoint
 # $(FINISH_CHECKPOINT) (`make finish-model` remakes it); about 30 min on 2 CPU cores.
 .PHONY: ms-model
-ms-model: $(STAMP)  ## (slow) retrain models/checkpoints/mobile-unet-wide-lean-ctx-ms-288.pt, where the default starts
+ms-model: $(STAMP)  ## (slow) retrain models/checkpoints/mobile-unet-wide-lean-ctx-ms-288.pt, where ms2-model starts
 	$(PY) -m training prune $(FINISH_ARGS) --teacher $(FINISH_CHECKPOINT) --teacher-sizes 288 352 \
 	  --init $(FINISH_CHECKPOINT) --out runs/ms-0.5
 	$(PY) -m training slim runs/ms-0.5/best.pt --out $(MS_CHECKPOINT)

@@ -22,7 +22,7 @@ HAIR_DYED_AT_LEAST = {"onnx": 0.80, "onnx-live": 0.80, "classical": 0.75}
 NOT_HAIR_DYED_AT_MOST = {"onnx": 0.05, "onnx-live": 0.05, "classical": 0.05}
 LIVE_STEP = 0.2  # seconds of demo time between live frames (40 frames a photo)
 HAIR_KEPT_ON_EVERY_FRAME = 0.5  # each live frame dyes at least this fraction of its labelled hair
-# What a segmenter cannot do on these photos yet: (kind, photo, region) -> the fraction measured (2026-12-05) by
+# What a segmenter cannot do on these photos yet: (kind, photo, region) -> the fraction measured (2026-12-06) by
 # `photo_fractions` and `live_measure` below.
 # Strict xfails: once one is met, its test XPASSes and fails, so the entry is removed and the bound holds again.
 # The classical fallback takes every pixel of the hair's colours: on Grace Hopper the k-means colours of her grey
@@ -30,9 +30,9 @@ HAIR_KEPT_ON_EVERY_FRAME = 0.5  # each live frame dyes at least this fraction of
 KNOWN_FAILURES = {
     # The default model (hair-mobile-unet-wide-lean-ctx.onnx, keep = face) on Grace Hopper: her hair shows only as
     # grey wisps under the cap and is mostly missed (in the photo, flip-averaged, none of the cap is dyed; live,
-    # 0.013: under the bound).
-    ("onnx", "grace_hopper", "hair"): 0.099,
-    ("onnx-live", "grace_hopper", "hair"): 0.012,
+    # 0.022: under the bound).
+    ("onnx", "grace_hopper", "hair"): 0.065,
+    ("onnx-live", "grace_hopper", "hair"): 0.009,
     ("classical", "astronaut", "collar"): 0.292,
     ("classical", "astronaut", "background"): 0.359,
     ("classical", "astronaut", "flag"): 0.316,
@@ -43,7 +43,7 @@ KNOWN_FAILURES = {
     ("classical", "grace_hopper", "background"): 1.000,
     ("classical", "grace_hopper", "flag"): 0.334,
 }
-# Live frames (of 40 a photo) that dye under HAIR_KEPT_ON_EVERY_FRAME of the labelled hair, measured (2026-12-05).
+# Live frames (of 40 a photo) that dye under HAIR_KEPT_ON_EVERY_FRAME of the labelled hair, measured (2026-12-06).
 # Grace Hopper's grey wisps are under half found on every frame (the pooled figure above); the astronaut's hair is
 # kept on every frame.
 KNOWN_LIVE_FRAMES_LOSING_HAIR = {"grace_hopper": 40}
