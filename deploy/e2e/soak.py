@@ -15,6 +15,7 @@ import http.client
 import json
 import mimetypes
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -187,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             except OSError:
                 pass
             if daemon.poll() is not None or time.monotonic() > deadline:
-                print("soak: the daemon did not come up", file=sys.stderr)
+                print(f"soak: the daemon did not come up (config and log kept in {workdir})", file=sys.stderr)
                 print((workdir / "daemon.log").read_text()[-2000:], file=sys.stderr)
                 return 1
             time.sleep(0.5)
@@ -269,7 +270,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  the daemon ran in {figures['mode']} mode, not {MODES[args.segmenter]}")
     ok = (not errors and code == 0 and figures["tracebacks"] == 0 and growth_mb < args.max_rss_growth_mb
           and frames > 0 and figures["mode"] == MODES[args.segmenter])
-    print("soak: passed" if ok else "soak: FAILED")
+    if ok:  # its config and log only matter to whoever reads why a soak failed; an hour's log is tens of MB
+        shutil.rmtree(workdir, ignore_errors=True)
+        print("soak: passed")
+    else:
+        print(f"soak: FAILED (config and daemon log kept in {workdir})")
     return 0 if ok else 1
 
 

@@ -32,6 +32,8 @@ def test_short_soak_has_no_errors_and_stops_cleanly(tmp_path):
     assert all(r["count"] > 0 for r in f["requests"].values()), f["requests"]
     assert "p99 ms" in out.stdout
     assert len(f["rss_mib"]) >= 2 and f["rss_trend_mib_per_hour"] == f["rss_trend_mib_per_hour"]  # a series, a fit
+    workdir = Path(out.stdout.split("(log: ", 1)[1].split(")", 1)[0]).parent
+    assert workdir.name.startswith("hairmirror-soak-") and not workdir.exists(), "a passed soak leaves its folder"
 
 
 def test_one_kind_of_client_alone_soaks_back_to_back_and_the_classical_mode_soaks_too(tmp_path):
