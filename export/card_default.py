@@ -27,7 +27,7 @@ from .breakdown import (
     worst_list,
 )
 from .evaluation import load_named, metadata_prefix
-from .shortfall import celeb_lines, gap_lines, hat_lines
+from .shortfall import celeb_lines, figure, gap_lines, hat_lines, points
 
 _log = logging.getLogger(__name__)
 
@@ -115,8 +115,8 @@ def targets_table(meta: dict[str, str], breakdowns: dict[str, SetBreakdown],
     out = ["| target | pass mark | measured | from | met |", "|---|---|---|---|---|"]
     for spec, what, bar in TARGETS:
         value, note = _measured(meta, spec, breakdowns.get(spec))
-        shown = "n/a" if value is None else f"{value:.3f}"
-        met = "?" if value is None else ("yes" if value >= bar else f"no ({100 * (value - bar):+.1f} points)")
+        shown = "n/a" if value is None else figure(value, bar)
+        met = "?" if value is None else ("yes" if value >= bar else f"no ({points(value - bar)} points)")
         out.append(f"| {what}, mean IoU | >= {bar:.2f} | {shown} | {note} | {met} |")
     celeb = breakdowns.get(CELEB)
     ok = hats_met(celeb)

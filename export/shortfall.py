@@ -89,7 +89,7 @@ def celeb_lines(title: str, celeb: SetBreakdown, value: float, bar: float, ceili
     missing = 100 * (1 - celeb.overall["iou"])
     se = standard_error([im.iou for im in celeb.images])
     return [
-        f"**{title} ({100 * (value - bar):+.1f} points).** A measured shortfall: "
+        f"**{title} ({points(value - bar)} points).** A measured shortfall: "
         f"{abs(value - bar) / se:.1f} standard errors ({100 * se:.1f} points over its {len(celeb.images)} photos).",
         "",
         f"- Not the mask's resolution: the labels themselves, shrunk to the {grid[1]}x{grid[0]} grid the file "
@@ -103,13 +103,23 @@ def celeb_lines(title: str, celeb: SetBreakdown, value: float, bar: float, ceili
     ]
 
 
+def points(gap: float) -> str:
+    """A gap in IoU as signed points, with the digits that keep a miss from reading as 0.0 (-0.02, not -0.0)."""
+    return f"{100 * gap:+.2f}" if 0 < abs(100 * gap) < 0.05 else f"{100 * gap:+.1f}"
+
+
+def figure(value: float, bar: float) -> str:
+    """A measured IoU beside its pass mark: 3 decimals, or 4 where 3 would round a miss up onto the mark."""
+    return f"{value:.4f}" if value < bar <= round(value, 3) else f"{value:.3f}"
+
+
 def gap_lines(title: str, found: SetBreakdown, value: float, bar: float) -> list[str]:
     """How far under its pass mark a figure is, in standard errors over its photos."""
     se = standard_error([im.iou for im in found.images])
     gap = value - bar
     verdict = ("inside one standard error: on these photos the file is not told apart from the pass mark"
                if abs(gap) < se else f"{abs(gap) / se:.1f} standard errors")
-    return [f"**{title} ({100 * gap:+.1f} points).** {value:.3f} with a standard error of {100 * se:.1f} "
+    return [f"**{title} ({points(gap)} points).** {figure(value, bar)} with a standard error of {100 * se:.1f} "
             f"points over its {len(found.images)} photos; the gap is {verdict}."]
 
 

@@ -11,10 +11,12 @@ import pytest
 from export.breakdown import ImageFigures, SetBreakdown, false_hair_joined
 from export.shortfall import (
     celeb_lines,
+    figure,
     gap_lines,
     hat_lines,
     joined_share,
     output_grid,
+    points,
     resolution_ceiling,
     spread,
     standard_error,
@@ -87,6 +89,14 @@ def test_a_gap_inside_one_standard_error_is_called_so_and_a_larger_one_is_counte
     se = standard_error([0.80, 0.90, 1.00, 0.95, 0.85])
     assert "not told apart from the pass mark" in gap_lines("FASSEG", found, 0.9, 0.9 + se / 2)[0]
     assert f"{2.0:.1f} standard errors" in gap_lines("FASSEG", found, 0.9, 0.9 + 2 * se)[0]
+
+
+def test_a_miss_just_under_the_mark_never_reads_as_the_mark():
+    """0.9198 against 0.92: shown as 0.9198 and -0.02 points, not 0.920 and -0.0; other figures as before."""
+    assert (figure(0.9198, 0.92), points(0.9198 - 0.92)) == ("0.9198", "-0.02")
+    assert (figure(0.853, 0.88), points(0.853 - 0.88)) == ("0.853", "-2.7")
+    assert figure(0.9209, 0.92) == "0.921"  # met: 3 decimals
+    assert "(-0.02 points).** 0.9198 with" in gap_lines("FASSEG", _breakdown([0.9, 0.95], [()] * 2), 0.9198, 0.92)[0]
 
 
 def test_hat_lines_give_the_joined_share_of_the_hat_photos_false_hair():
