@@ -150,7 +150,7 @@ INT8_CALIB = --calib 200 --calib-data figaro-train fasseg-v3-train celeb1k-train
 # no hair in them (each photo's largest hair-free square, labelled all "no hair", not distilled), flips only, a low
 # peak lr, BatchNorm statistics kept, distilled from that checkpoint's own masks averaged over its mirror image and a
 # finer view (288 and 352 px): a third round of that self-distillation (models/README.md, twenty-third session);
-# about 45 min on 2 CPU cores. Exported with its evaluation, then int8, then the card. Resumable.
+# about 25 min on 2 CPU cores. Exported with its evaluation, then int8, then the card. Resumable.
 CTX_ARGS = --variant mobile-unet-wide-lean-ctx --size 288 --augment mirror-cloth --threads 2
 CTX_CHECKPOINT = models/checkpoints/mobile-unet-wide-lean-ctx-288.pt
 CELEB4_CHECKPOINT = models/checkpoints/mobile-unet-wide-lean-ctx-celeb4-288.pt
