@@ -53,6 +53,11 @@ browser:  ## Debian's chromium and chromium-driver for the page's browser test (
 clean:  ## remove the venv and build output
 	rm -rf $(VENV) build dist *.egg-info
 
+.PHONY: robustness
+robustness: $(STAMP)  ## the default model under camera conditions (dim, noise, light, blur, JPEG, framing) -> docs/robustness.md
+	$(PY) -m export robustness models/hair-mobile-unet-wide-lean-ctx.onnx --data celeb1k-val figaro-test \
+	  --docs docs/robustness.md
+
 .PHONY: recolour-gallery recolour-bench flicker
 recolour-gallery: $(STAMP)  ## recolour metrics on Figaro Testing (dark/light hair) -> docs/training.md + docs/figures/recolour_gallery.png
 	$(PY) -m export recolour-gallery --out docs/figures/recolour_gallery.png --docs docs/training.md

@@ -275,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_classical_parser(sub)  # classical-baseline: the classical fallback's IoU/F1 on the benchmarks
     from .flicker import add_parser as add_flicker_parser
     add_flicker_parser(sub)  # flicker: mask change between frames of slowly moving real photos
+    from .robustness import add_parser as add_robustness_parser
+    add_robustness_parser(sub)  # robustness: a file's IoU under camera conditions, paired with the clean photos
     from .demo_figure import add_parser as add_demo_figure_parser
     add_demo_figure_parser(sub)  # demo-figure: the README's picture of the demo photos, recoloured
     from .classical_figures import add_parser as add_classical_figures_parser

@@ -1,0 +1,214 @@
+"""How a model holds up under what a mirror's camera meets and the labelled photos lack: a dim room, a sensor's
+noise at high gain, warm or cool light, an overexposed face, motion blur, heavy JPEG, a head smaller in the frame,
+a 4:3 camera's frame. Each condition is applied to every photo of a labelled set (and to its mask where it moves
+the pixels); each photo's IoU under the condition is paired with its IoU on the clean photo, through the daemon's
+own loader (the file's input size and threshold, as `export eval` counts it).
+
+    python -m export robustness models/hair-mobile-unet-wide-lean-ctx.onnx --data celeb1k-val
+
+`make robustness` writes the default's table into docs/robustness.md.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from device.argtypes import int_in
+from device.bench.docs_block import GeneratedBlock
+from training.data import DEFAULT_DATA_ROOT
+
+from .compare import paired, per_photo_iou
+from .evaluation import load_benchmark
+
+_log = logging.getLogger(__name__)
+
+Pair = tuple[np.ndarray, np.ndarray]  # RGB uint8 [H, W, 3], hair mask [H, W] (bool or 0/1)
+GAMMA = 2.2  # sRGB to linear light, near enough for exposure and white balance
+
+
+def _linear(img: np.ndarray) -> np.ndarray:
+    return (img.astype(np.float32) / 255.0) ** GAMMA
+
+
+def _encoded(lin: np.ndarray) -> np.ndarray:
+    return np.clip(255.0 * np.clip(lin, 0, 1) ** (1 / GAMMA) + 0.5, 0, 255).astype(np.uint8)
+
+
+def exposure(stops: float) -> Callable[[Pair, np.random.Generator], Pair]:
+    def apply(pair: Pair, rng: np.random.Generator) -> Pair:
+        return _encoded(_linear(pair[0]) * 2.0 ** stops), pair[1]
+    return apply
+
+
+def light(gains: tuple[float, float, float]) -> Callable[[Pair, np.random.Generator], Pair]:
+    """White balance off by the light's colour: per-channel gains in linear light (R, G, B)."""
+    def apply(pair: Pair, rng: np.random.Generator) -> Pair:
+        return _encoded(_linear(pair[0]) * np.array(gains, np.float32)), pair[1]
+    return apply
+
+
+def sensor_noise(pair: Pair, rng: np.random.Generator) -> Pair:
+    """A dim room at high gain: a stop darker, amplified back, with the noise the gain amplifies (shot noise and a
+    read-noise floor, per pixel and channel)."""
+    lin = _linear(pair[0]) * 0.5
+    photons = 400.0  # full-scale signal in electrons at this gain: sqrt(400) = 5% noise on white
+    noisy = rng.poisson(lin * photons).astype(np.float32) / photons + rng.normal(0, 0.004, lin.shape)
+    return _encoded(noisy * 2.0), pair[1]
+
+
+def motion_blur(pair: Pair, rng: np.random.Generator) -> Pair:
+    """A head moving sideways during the exposure: a horizontal line kernel 3% of the photo's width long."""
+    img = pair[0]
+    n = max(3, round(0.03 * img.shape[1]) | 1)
+    kernel = np.full((1, n), 1.0 / n, np.float32)
+    return cv2.filter2D(img, -1, kernel, borderType=cv2.BORDER_REFLECT), pair[1]
+
+
+def jpeg(quality: int) -> Callable[[Pair, np.random.Generator], Pair]:
+    def apply(pair: Pair, rng: np.random.Generator) -> Pair:
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(pair[0], cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if not ok:
+            raise RuntimeError("OpenCV could not encode a JPEG")
+        return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB), pair[1]
+    return apply
+
+
+def _wall(img: np.ndarray) -> np.ndarray:
+    """The colour of a plain wall behind the head: the median of the photo's border pixels."""
+    border = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])
+    return np.median(border, axis=0).astype(np.uint8)
+
+
+def on_wall(pair: Pair, out_hw: tuple[int, int], scale: float, rng: np.random.Generator) -> Pair:
+    """The photo at `scale` of its size, centred on a plain wall (with a little sensor noise) of `out_hw`; its mask
+    likewise, no hair on the wall."""
+    img, mask = pair
+    h, w = out_hw
+    sh, sw = round(img.shape[0] * scale), round(img.shape[1] * scale)
+    if sh > h or sw > w:
+        raise ValueError(f"a {sw}x{sh} photo does not fit a {w}x{h} frame")
+    y, x = (h - sh) // 2, (w - sw) // 2
+    canvas = np.empty((h, w, 3), np.float32)
+    canvas[:] = _wall(img)
+    canvas += rng.normal(0, 2.0, canvas.shape)
+    canvas = np.clip(canvas, 0, 255).astype(np.uint8)
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    canvas[y:y + sh, x:x + sw] = cv2.resize(img, (sw, sh), interpolation=interp)
+    out_mask = np.zeros((h, w), np.uint8)
+    out_mask[y:y + sh, x:x + sw] = cv2.resize(mask.astype(np.uint8), (sw, sh), interpolation=cv2.INTER_NEAREST)
+    return canvas, out_mask
+
+
+def smaller(pair: Pair, rng: np.random.Generator) -> Pair:
+    """The person a step further back: the photo at 60% of the frame's height, the rest a plain wall."""
+    h, w = pair[0].shape[:2]
+    return on_wall(pair, (h, w), 0.6, rng)
+
+
+def frame_4_3(pair: Pair, rng: np.random.Generator) -> Pair:
+    """A 4:3 camera (640x480) framing the same head: the photo's height kept, a plain wall either side; the model
+    stretches the frame to its square input, as the daemon does."""
+    h, w = pair[0].shape[:2]
+    return on_wall(pair, (h, max(w, round(h * 4 / 3))), 1.0, rng)
+
+
+@dataclass(frozen=True)
+class Condition:
+    name: str
+    what: str
+    apply: Callable[[Pair, np.random.Generator], Pair]
+
+
+CONDITIONS = {c.name: c for c in [
+    Condition("clean", "the labelled photo as it is", lambda pair, rng: pair),
+    Condition("dim", "a dim room: 1.5 stops under, not brought back", exposure(-1.5)),
+    Condition("noisy", "a dim room at high gain: a stop under, amplified back with its shot and read noise",
+              sensor_noise),
+    Condition("bright", "an overexposed face: 1 stop over, highlights clipped", exposure(1.0)),
+    Condition("warm", "warm light, white balance off (tungsten: red up, blue down)", light((1.25, 1.0, 0.7))),
+    Condition("cool", "cool light, white balance off (shade: blue up, red down)", light((0.8, 1.0, 1.25))),
+    Condition("blur", "motion blur: a sideways move 3% of the width during the exposure (judged against the sharp photo's labels)", motion_blur),
+    Condition("jpeg", "heavy JPEG (quality 20), as a stream over a weak network", jpeg(20)),
+    Condition("smaller", "a step further back: the head at 60% of the frame, a plain wall around it", smaller),
+    Condition("4:3 frame", "a 4:3 camera's frame: a plain wall either side, stretched to the square input",
+              frame_4_3),
+]}
+
+
+def apply_condition(condition: Condition, arrays: list[Pair], seed: int = 0) -> list[Pair]:
+    """Each pair under the condition; the noise of pair i comes from seed + i, so a run is repeatable."""
+    return [condition.apply(pair, np.random.default_rng(seed + i)) for i, pair in enumerate(arrays)]
+
+
+def measure(path: str | Path, data_set: str, conditions: list[str], data_root: Path | None = None,
+            threads: int = 0, limit: int = 0, seed: int = 0) -> dict:
+    """{'photos': n, 'rows': [(condition, paired figures against the clean photos)]}."""
+    arrays, _ = load_benchmark(data_set, data_root, limit)
+    if not arrays:
+        raise ValueError(f"{data_set}: no photos")
+    clean = per_photo_iou(path, arrays, threads)
+    rows = []
+    for name in conditions:
+        ious = clean if name == "clean" else per_photo_iou(path, apply_condition(CONDITIONS[name], arrays, seed),
+                                                           threads)
+        rows.append((name, paired(clean, ious)))
+        _log.info("%s, %s: mean IoU %.4f", data_set, name, rows[-1][1]["iou"])
+    return {"photos": len(arrays), "rows": rows}
+
+
+def markdown(model: str, results: dict[str, dict]) -> str:
+    lines = [f"`{Path(model).name}`, measured {date.today().isoformat()}. Mean IoU under each condition, and its "
+             "difference to the same photos clean (points, standard error; the share of photos that lose):", ""]
+    for data_set, result in results.items():
+        lines += [f"**{data_set}** ({result['photos']} photos)", "",
+                  "| condition | what it stands for | mean IoU | against clean (points) | photos worse |",
+                  "|---|---|---|---|---|"]
+        for name, r in result["rows"]:
+            diff = "" if name == "clean" else f"{100 * r['diff']:+.1f} +- {100 * r['se']:.1f}"
+            worse = "" if name == "clean" else f"{100 * r['worse']:.0f}%"
+            lines.append(f"| {name} | {CONDITIONS[name].what} | {r['iou']:.3f} | {diff} | {worse} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+DOCS = GeneratedBlock("robustness")
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """The `robustness` subcommand of `python -m export`."""
+    p = sub.add_parser("robustness", help="a file's IoU under camera conditions (dim, noise, light, blur, JPEG, "
+                       "framing), paired with the clean photos", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="a contract-v1 .onnx file")
+    p.add_argument("--data", nargs="+", default=["celeb1k-val"], help="labelled sets (training.data names)")
+    p.add_argument("--conditions", nargs="+", choices=list(CONDITIONS), default=list(CONDITIONS),
+                   metavar="NAME", help=f"the conditions, of: {', '.join(CONDITIONS)}")
+    p.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT, help="folder holding the data sets")
+    p.add_argument("--limit", type=int_in(0), default=0, help="the first N photos of each set (0: all)")
+    p.add_argument("--threads", type=int_in(0, 64), default=1, help="onnxruntime threads, 0..64 (0: all cores)")
+    p.add_argument("--docs", metavar="MD", help="put the table into this markdown file's robustness block")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    if not Path(args.model).is_file():
+        _log.error("no such model file: %s", args.model)
+        return 2
+    if args.docs:
+        DOCS.check(args.docs)  # before the work: a file without its block is known at once
+    conditions = list(dict.fromkeys(["clean", *args.conditions]))
+    results = {spec: measure(args.model, spec, conditions, args.data_root, args.threads, args.limit)
+               for spec in args.data}
+    text = markdown(args.model, results)
+    print(text)
+    if args.docs:
+        print(f"wrote {DOCS.rewrite(args.docs, text, args.command)}")
+    return 0
