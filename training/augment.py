@@ -47,6 +47,7 @@ class AugmentConfig:
     contrast: float = 0.25
     saturation: float = 0.3
     hue_deg: float = 8.0
+    border: str = "reflect"      # what a shrunk photo is framed by: "reflect" (its own mirror image) or "wall"
 
     hair_recolour: float = 0.0   # probability of turning the hair grey, white or blond (mask-guided)
     greyscale: float = 0.0       # probability of a fully desaturated frame
@@ -70,6 +71,13 @@ class AugmentConfig:
         return dataclasses.replace(cls.flips_only(), hair_recolour=0.25, aged_skin=0.25)
 
     @classmethod
+    def flips_far(cls) -> AugmentConfig:
+        """`flips` with heads further back on a plain wall (scale 0.55-1, the rest of the frame the photo's border
+        colour, no hair) and a moving head's blur on 15% of them: the mirror's camera frames people so, and a reflected border
+        shows copies of the hair no room has (docs/robustness.md)."""
+        return dataclasses.replace(cls.flips_only(), scale=(0.55, 1.0), shift=0.1, border="wall", motion_blur=0.15)
+
+    @classmethod
     def mirror(cls) -> AugmentConfig:
         return cls(scale=(0.55, 1.6), shift=0.15, brightness=0.35, contrast=0.3, saturation=0.5,
                    hair_recolour=0.25, greyscale=0.05, colour_cast=0.15, noise=8.0, jpeg=0.3)
@@ -91,6 +99,7 @@ class AugmentConfig:
 
 
 AUGMENT_PRESETS = {"full": AugmentConfig, "flips": AugmentConfig.flips_only, "flips-grey": AugmentConfig.flips_grey,
+                   "flips-far": AugmentConfig.flips_far,
                    "mirror": AugmentConfig.mirror, "mirror-hats": AugmentConfig.mirror_hats,
                    "mirror-faces": AugmentConfig.mirror_faces, "mirror-cloth": AugmentConfig.mirror_cloth}
 FaceBox = tuple[int, int, int, int]  # x, y, w, h in the image's own pixels
@@ -131,6 +140,17 @@ def geometric(img: np.ndarray, mask: np.ndarray, cfg: AugmentConfig, rng: np.ran
     m[:2, 2] += (tx, ty)
     if rng.random() < cfg.hflip:
         m = np.array([[-1, 0, ow], [0, 1, 0], [0, 0, 1]]) @ m
+    if cfg.border not in ("reflect", "wall"):
+        raise ValueError(f"border must be 'reflect' or 'wall', not {cfg.border!r}")
+    if cfg.border == "wall":  # the photo's border colour with a sensor's noise, and no hair on it
+        wall = np.median(np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]]), axis=0)
+        outside = cv2.warpAffine(np.zeros(mask.shape, np.uint8), m[:2], (ow, oh), flags=cv2.INTER_NEAREST,
+                                 borderMode=cv2.BORDER_CONSTANT, borderValue=1).astype(bool)
+        img = cv2.warpAffine(img, m[:2], (ow, oh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        mask = cv2.warpAffine(mask, m[:2], (ow, oh), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                              borderValue=0)
+        img[outside] = np.clip(wall + rng.normal(0, 2.0, (int(outside.sum()), 3)), 0, 255).astype(np.uint8)
+        return img, mask
     img = cv2.warpAffine(img, m[:2], (ow, oh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
     mask = cv2.warpAffine(mask, m[:2], (ow, oh), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT_101)
     return img, mask

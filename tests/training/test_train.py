@@ -812,3 +812,26 @@ def test_the_teachers_weight_changes_what_prune_learns(tmp_path, data_root):
         with open(tmp_path / f"alpha{alpha}" / "metrics.csv") as f:
             losses.append(float(next(csv.DictReader(f))["train_loss"]))
     assert losses[0] != pytest.approx(losses[1], rel=1e-3), losses
+
+
+def test_the_far_finish_puts_smaller_heads_on_a_plain_wall_with_no_hair_on_it(data_root):
+    """`flips-far`: a photo shrunk in the frame is framed by one flat colour (its border's median, a sensor's noise)
+    with no hair in the mask there, not by its own mirror image (copies of the hair); the hair inside is the
+    photo's own, moved with it."""
+    img, mask = resolve("celeb1k-train", data_root)[0].load()
+    cfg = augment.AUGMENT_PRESETS["flips-far"]()
+    assert cfg.border == "wall" and cfg.scale[0] < 1 and cfg.motion_blur > 0 and cfg.hat == 0
+    small = augment.dataclasses.replace(cfg, scale=(0.6, 0.6), shift=0, hflip=0)
+    out, out_mask = augment.geometric(img, mask, small, np.random.default_rng(0), (120, 120))
+    ring = np.ones((120, 120), bool)
+    ring[20:100, 20:100] = False  # outside the photo, which fills the middle 72 px
+    assert not out_mask[ring].any() and out_mask[30:90, 30:90].any()
+    wall = out[ring].astype(float)
+    assert wall.std(axis=0).max() < 6  # one colour and its noise, not a mirrored photo
+    reflected = augment.geometric(img, mask, augment.dataclasses.replace(small, border="reflect"),
+                                  np.random.default_rng(0), (120, 120))[1]
+    assert reflected[ring].any()  # what the wall replaces: the reflected border copies the hair
+    assert np.count_nonzero(out_mask) == pytest.approx(np.count_nonzero(mask) * (72 / 512) ** 2, rel=0.1)
+    with pytest.raises(ValueError, match="border"):
+        augment.geometric(img, mask, augment.dataclasses.replace(small, border="zero"), np.random.default_rng(0),
+                          (120, 120))
