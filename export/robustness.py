@@ -134,7 +134,8 @@ CONDITIONS = {c.name: c for c in [
     Condition("bright", "an overexposed face: 1 stop over, highlights clipped", exposure(1.0)),
     Condition("warm", "warm light, white balance off (tungsten: red up, blue down)", light((1.25, 1.0, 0.7))),
     Condition("cool", "cool light, white balance off (shade: blue up, red down)", light((0.8, 1.0, 1.25))),
-    Condition("blur", "motion blur: a sideways move 3% of the width during the exposure (judged against the sharp photo's labels)", motion_blur),
+    Condition("blur", "motion blur: a sideways move 3% of the width during the exposure (judged against the "
+              "sharp photo's labels)", motion_blur),
     Condition("jpeg", "heavy JPEG (quality 20), as a stream over a weak network", jpeg(20)),
     Condition("smaller", "a step further back: the head at 60% of the frame, a plain wall around it", smaller),
     Condition("4:3 frame", "a 4:3 camera's frame: a plain wall either side, stretched to the square input",

@@ -73,8 +73,8 @@ class AugmentConfig:
     @classmethod
     def flips_far(cls) -> AugmentConfig:
         """`flips` with heads further back on a plain wall (scale 0.55-1, the rest of the frame the photo's border
-        colour, no hair) and a moving head's blur on 15% of them: the mirror's camera frames people so, and a reflected border
-        shows copies of the hair no room has (docs/robustness.md)."""
+        colour, no hair) and a moving head's blur on 15% of them: the mirror's camera frames people so, and a
+        reflected border shows copies of the hair no room has (docs/robustness.md)."""
         return dataclasses.replace(cls.flips_only(), scale=(0.55, 1.0), shift=0.1, border="wall", motion_blur=0.15)
 
     @classmethod

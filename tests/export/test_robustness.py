@@ -42,7 +42,7 @@ def test_light_and_noise_change_the_pixels_and_never_the_mask(photos):
         assert out.shape == img.shape and not np.array_equal(out, img), name
         assert out_mask is mask, name
     lum = img.astype(float).mean()
-    assert CONDITIONS["dim"].apply((img, mask), None)[0].mean() < 0.7 * lum  # 1.5 stops: 0.35 of the light, 0.62 encoded
+    assert CONDITIONS["dim"].apply((img, mask), None)[0].mean() < 0.7 * lum  # 1.5 stops: 0.62 of it encoded
     assert CONDITIONS["bright"].apply((img, mask), None)[0].mean() > lum
     warm = CONDITIONS["warm"].apply((img, mask), None)[0].astype(float)
     assert warm[..., 0].mean() - warm[..., 2].mean() > img[..., 0].mean() - img[..., 2].mean()
