@@ -22,6 +22,7 @@ import numpy as np
 
 from device.argtypes import int_in
 from device.bench.docs_block import GeneratedBlock
+from training.augment import motion_blur, plain_wall
 from training.data import DEFAULT_DATA_ROOT
 
 from .compare import paired, per_photo_iou
@@ -63,12 +64,10 @@ def sensor_noise(pair: Pair, rng: np.random.Generator) -> Pair:
     return _encoded(noisy * 2.0), pair[1]
 
 
-def motion_blur(pair: Pair, rng: np.random.Generator) -> Pair:
+def sideways_blur(pair: Pair, rng: np.random.Generator) -> Pair:
     """A head moving sideways during the exposure: a horizontal line kernel 3% of the photo's width long."""
     img = pair[0]
-    n = max(3, round(0.03 * img.shape[1]) | 1)
-    kernel = np.full((1, n), 1.0 / n, np.float32)
-    return cv2.filter2D(img, -1, kernel, borderType=cv2.BORDER_REFLECT), pair[1]
+    return motion_blur(img, max(3, round(0.03 * img.shape[1]) | 1), 0.0), pair[1]
 
 
 def jpeg(quality: int) -> Callable[[Pair, np.random.Generator], Pair]:
@@ -80,12 +79,6 @@ def jpeg(quality: int) -> Callable[[Pair, np.random.Generator], Pair]:
     return apply
 
 
-def _wall(img: np.ndarray) -> np.ndarray:
-    """The colour of a plain wall behind the head: the median of the photo's border pixels."""
-    border = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])
-    return np.median(border, axis=0).astype(np.uint8)
-
-
 def on_wall(pair: Pair, out_hw: tuple[int, int], scale: float, rng: np.random.Generator) -> Pair:
     """The photo at `scale` of its size, centred on a plain wall (with a little sensor noise) of `out_hw`; its mask
     likewise, no hair on the wall."""
@@ -95,10 +88,7 @@ def on_wall(pair: Pair, out_hw: tuple[int, int], scale: float, rng: np.random.Ge
     if sh > h or sw > w:
         raise ValueError(f"a {sw}x{sh} photo does not fit a {w}x{h} frame")
     y, x = (h - sh) // 2, (w - sw) // 2
-    canvas = np.empty((h, w, 3), np.float32)
-    canvas[:] = _wall(img)
-    canvas += rng.normal(0, 2.0, canvas.shape)
-    canvas = np.clip(canvas, 0, 255).astype(np.uint8)
+    canvas = plain_wall(img, (h, w), rng)
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     canvas[y:y + sh, x:x + sw] = cv2.resize(img, (sw, sh), interpolation=interp)
     out_mask = np.zeros((h, w), np.uint8)
@@ -135,7 +125,7 @@ CONDITIONS = {c.name: c for c in [
     Condition("warm", "warm light, white balance off (tungsten: red up, blue down)", light((1.25, 1.0, 0.7))),
     Condition("cool", "cool light, white balance off (shade: blue up, red down)", light((0.8, 1.0, 1.25))),
     Condition("blur", "motion blur: a sideways move 3% of the width during the exposure (judged against the "
-              "sharp photo's labels)", motion_blur),
+              "sharp photo's labels)", sideways_blur),
     Condition("jpeg", "heavy JPEG (quality 20), as a stream over a weak network", jpeg(20)),
     Condition("smaller", "a step further back: the head at 60% of the frame, a plain wall around it", smaller),
     Condition("4:3 frame", "a 4:3 camera's frame: a plain wall either side, stretched to the square input",

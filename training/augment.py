@@ -125,6 +125,13 @@ class FaceFinder:
         return round(x / s), round(y / s), round(w / s), round(h / s)
 
 
+def plain_wall(img: np.ndarray, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    """uint8 [*shape, 3]: a plain wall behind the photo's head, the median of its border pixels with a sensor's
+    noise (sigma 2)."""
+    wall = np.median(np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]]), axis=0)
+    return np.clip(wall + rng.normal(0, 2.0, (*shape, 3)), 0, 255).astype(np.uint8)
+
+
 def geometric(img: np.ndarray, mask: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator,
               size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """Random rotation, scale and shift about the centre, mirror, then stretch to `size` in one warp."""
@@ -143,13 +150,13 @@ def geometric(img: np.ndarray, mask: np.ndarray, cfg: AugmentConfig, rng: np.ran
     if cfg.border not in ("reflect", "wall"):
         raise ValueError(f"border must be 'reflect' or 'wall', not {cfg.border!r}")
     if cfg.border == "wall":  # the photo's border colour with a sensor's noise, and no hair on it
-        wall = np.median(np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]]), axis=0)
+        source = img
         outside = cv2.warpAffine(np.zeros(mask.shape, np.uint8), m[:2], (ow, oh), flags=cv2.INTER_NEAREST,
                                  borderMode=cv2.BORDER_CONSTANT, borderValue=1).astype(bool)
         img = cv2.warpAffine(img, m[:2], (ow, oh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         mask = cv2.warpAffine(mask, m[:2], (ow, oh), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
                               borderValue=0)
-        img[outside] = np.clip(wall + rng.normal(0, 2.0, (int(outside.sum()), 3)), 0, 255).astype(np.uint8)
+        img[outside] = plain_wall(source, (int(outside.sum()),), rng)
         return img, mask
     img = cv2.warpAffine(img, m[:2], (ow, oh), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
     mask = cv2.warpAffine(mask, m[:2], (ow, oh), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT_101)
