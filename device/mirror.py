@@ -17,6 +17,7 @@ import numpy as np
 
 from .cameras import CAMERAS, Frame
 from .config import Config
+from .framing import LiveHeadView
 from .notify import Notifier
 from .postprocess import Postprocessor, postprocess_still
 from .recolour import Recolourer, make_recolourer
@@ -104,12 +105,13 @@ class Mirror:
         no history from the last one); the recolourer is made from [recolour] with the given values changed, and
         they are kept there. A bad value raises (ValueError) before anything is swapped in."""
         post = None if segmenter is None else self._postprocessor(segmenter)
+        views = LiveHeadView() if segmenter is not None and segmenter.live_head else None
         old = None
         with self.lock:  # all cheap; built inside so that a fallback and the page never undo each other's change
             rc = self.cfg.recolour
             (rc.mode, rc.colour, rc.colour2), self.recolourer = self._recolourer(mode, colour, colour2)
             if segmenter is not None:
-                old, self.segmenter, self.post = self.post, segmenter, post
+                old, self.segmenter, self.post, self.head_views = self.post, segmenter, post, views
         if old is not None:
             old.close()  # its face search thread
 
@@ -137,12 +139,12 @@ class Mirror:
         if time.monotonic() < self.resting_until:
             return None
         t0 = time.perf_counter()
-        with self.lock:  # the pair configure() swaps together
-            segmenter, post = self.segmenter, self.post
+        with self.lock:  # what configure() swaps together
+            segmenter, post, views = self.segmenter, self.post, self.head_views
         try:
             with self.segment_lock:
                 rgb = self._input_for(segmenter, frame)
-                prob = segmenter.segment(rgb)
+                prob = segmenter.segment(rgb) if views is None else self._views(segmenter, frame, rgb, post, views)
         except SegmenterError as e:
             self._fall_back(str(e))
             return None
@@ -181,6 +183,19 @@ class Mirror:
         return None if segmented is None else self.postprocess(segmented)
 
     @staticmethod
+    def _views(segmenter: Segmenter, frame: Frame, rgb: np.ndarray, post: Postprocessor,
+               views: LiveHeadView) -> np.ndarray:
+        """`[segmenter] live_head`: the frame segmented whole, and again in its head's square (cut from the
+        camera's full-size pixels: no whole-frame conversion) when a face is known; the two blended."""
+        prob = segmenter.segment(rgb)
+        hw = frame.pixels.shape[:2]
+        box = views.square(post.face(), hw)
+        if box is None:
+            return prob
+        head = segmenter.segment_view(segmenter.fit(frame.pixels[box.y:box.y + box.h, box.x:box.x + box.w, :3]))
+        return prob if head is None else views.blend(prob, head, box, hw)
+
+    @staticmethod
     def _input_for(segmenter: Segmenter, frame: Frame) -> np.ndarray:
         """The frame at this segmenter's own input size: `lores` when the camera already gives that size,
         else made from `main`: after a switch the camera still delivers the stream it was configured with
@@ -215,7 +230,7 @@ class Mirror:
         if not self.segment_lock.acquire(timeout=PHOTO_SEGMENT_WAIT):  # never hold the page's request forever
             raise SegmenterBusy(f"the live mirror's inference has held the segmenter for {PHOTO_SEGMENT_WAIT:.0f} s")
         try:
-            prob = self.segmenter.segment_still(self.segmenter.fit(rgb))
+            prob = self.segmenter.segment_photo(rgb)
             reason = self.segmenter.no_hair_reason() if not (prob > 0).any() else ""
         finally:
             self.segment_lock.release()

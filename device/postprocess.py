@@ -83,6 +83,10 @@ class KeepRule:
     def close(self) -> None:
         """End any background work (safe to call twice; a later frame may start it again)."""
 
+    def face(self) -> tuple[float, float, float, float] | None:
+        """The face this rule is using (x, y, w, h as fractions of its frame), None when it has none."""
+        return None
+
 
 KEEP_RULES: Registry[KeepRule] = Registry("postprocess keep")
 
@@ -302,6 +306,14 @@ class FaceAnchored(Framed):
             box, searches = None, 0
         return box, rgb.shape[:2], searches, frame, generation
 
+    def face(self) -> tuple[float, float, float, float] | None:
+        """Read from the inference thread (`device.framing.LiveHeadView`): a stale face's box is None already."""
+        found = self.found
+        if self.box is None or found is None:
+            return None
+        (x, y, w, h), (height, width) = found
+        return x / width, y / height, w / width, h / height
+
     def _use(self, result: tuple | None, shape: tuple[int, int]) -> None:
         """Take a finished search of this scene: its face in the probability map's pixels (`shape`)."""
         if result is None or result[4] != self.generation:
@@ -459,6 +471,10 @@ class Postprocessor:
         self.state = None
         self.rule.reset()
 
+    def face(self) -> tuple[float, float, float, float] | None:
+        """The keep rule's face as fractions of the frame (`keep = face`), else None."""
+        return self.rule.face()
+
     def close(self) -> None:
         """End the rule's background work (its thread); a later frame starts it again."""
         self.rule.close()
@@ -468,5 +484,6 @@ def postprocess_still(prob: np.ndarray, rgb: np.ndarray, threshold: float, keep:
                       min_area: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
     """One photo on its own (the daemon's photo path): the probability stretched back to the photo's size, no
     history, components chosen on the photo -> (mask, alpha) at the photo's size."""
-    prob = cv2.resize(prob, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
+    if prob.shape != rgb.shape[:2]:
+        prob = cv2.resize(prob, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
     return Postprocessor(threshold, keep, min_area, smoothing=0)(prob, rgb)

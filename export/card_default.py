@@ -147,8 +147,8 @@ def flip_figure(path: Path, arrays: list, threads: int = 0) -> float:
 
 def photo_path_figure(path: Path, arrays: list, threads: int = 0) -> tuple[float, str]:
     """(mean IoU on celeb1k-val's loaded `arrays`, the keep rule) of the daemon's own photo path with its default
-    settings: the page's try-a-photo (flip averaging as `[segmenter] photo_flip`, then post-processing with the
-    default `keep`)."""
+    settings: the page's try-a-photo (flip averaging as `[segmenter] photo_flip`, the head's own view as
+    `photo_head`, then post-processing with the default `keep`)."""
     from device.config import PostprocessConfig
 
     from .postprocess_eval import measure
@@ -178,8 +178,9 @@ def error_makeup(celeb: SetBreakdown, flipped: float | None, photo_path: tuple[f
                    "bought.")
     if photo_path is not None:
         iou, keep = photo_path
-        out += ["", f"Through the daemon's whole photo path (both views averaged, then post-processing with "
-                    f"`keep = {keep}`, the default) a photo scores {iou:.3f} on celeb1k-val (`python -m export "
+        out += ["", f"Through the daemon's whole photo path (both mirror views averaged, the head's own view "
+                    f"blended in where the photo is not already framed as the training photos, then post-processing "
+                    f"with `keep = {keep}`, the default) a photo scores {iou:.3f} on celeb1k-val (`python -m export "
                     "postprocess`)."]
     return out
 

@@ -1,5 +1,5 @@
 """`python -m export postprocess MODEL.onnx`: every `[postprocess] keep` rule on one model file, measured through
-the daemon's own photo path (device segmenter `fit` + `segment_still`, then `device.postprocess.postprocess_still`).
+the daemon's own photo path (the device segmenter's `segment_photo`, then `device.postprocess.postprocess_still`).
 
 - Validation data only (model selection is allowed there): `celeb1k-val` (the mirror's own view) and
   `figaro-val` (the deterministic 10% of figaro-train). The public benchmarks are refused.
@@ -94,7 +94,7 @@ def measure(model: str | Path, keeps: list[str] | None = None, data: tuple[str, 
 
     def run(rgb: np.ndarray) -> dict[str, np.ndarray]:
         nonlocal photos_run
-        prob = seg.segment_still(seg.fit(rgb))
+        prob = seg.segment_photo(rgb)  # the daemon's photo path: the head's own view blended in
         masks = {}
         for keep in keeps:
             t = time.perf_counter()

@@ -29,9 +29,9 @@ HAIR_KEPT_ON_EVERY_FRAME = 0.5  # each live frame dyes at least this fraction of
 # hair also cover the blue sky, the navy jacket, the cap and the flag, and only a quarter of her hair is kept.
 KNOWN_FAILURES = {
     # The default model (hair-mobile-unet-wide-lean-ctx.onnx, keep = face) on Grace Hopper: her hair shows only as
-    # grey wisps under the cap and is mostly missed (in the photo, flip-averaged, none of the cap is dyed; live,
-    # 0.022: under the bound).
-    ("onnx", "grace_hopper", "hair"): 0.065,
+    # grey wisps under the cap and is mostly missed (in the photo, flip-averaged and with the head's own view, none
+    # of the cap is dyed; live, 0.022: under the bound). Measured 2026-12-07 (the photo: [segmenter] photo_head).
+    ("onnx", "grace_hopper", "hair"): 0.078,
     ("onnx-live", "grace_hopper", "hair"): 0.009,
     ("classical", "astronaut", "collar"): 0.292,
     ("classical", "astronaut", "background"): 0.359,

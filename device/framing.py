@@ -1,0 +1,111 @@
+"""The head framed as the model learnt it: a second view of the head, for photos and for live frames.
+
+The shipped models learnt the mirror's view from celeb1k-train, where every photo is a square whose face (the box
+OpenCV's frontal-face cascade finds) is 0.65 of the width, centred across and 0.55 of the height down. A head
+further back, or a 4:3 or portrait picture stretched to the model's square input, is another view, and costs the
+model 1-4 points of IoU (models/README.md). `head_square` is the square of a picture that frames its face that
+way, `paste` blends that square's probabilities into the whole picture's, feathered where the square's edge lies
+inside the picture (the square's view has no context there; the whole picture's has). Photos get both views
+(`[segmenter] photo_head`); so may live frames (`LiveHeadView`, `[segmenter] live_head`), at one more inference a
+frame.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+# Where celeb1k-train puts the cascade's face box, as fractions of the photo's side (medians over its photos;
+# tests/device/test_photo_framing.py measures them again on the data).
+FACE_WIDTH = 0.65     # the box's width
+FACE_CENTRE_Y = 0.55  # the box's centre, from the top
+FEATHER = 0.2         # of the square's side: the blend's ramp at an edge inside the picture (models/README.md)
+COVERS = 0.9          # a square of at least this share of the picture's longer side adds nothing to its view
+
+
+class Box(NamedTuple):
+    """A rectangle of pixels: left, top, width, height."""
+    x: int
+    y: int
+    w: int
+    h: int
+
+
+def head_square(face: tuple[float, float, float, float], hw: tuple[int, int]) -> Box:
+    """The square of a picture of size hw (H, W) that frames the face (x, y, w, h) as celeb1k-train does, shrunk to
+    the picture's shorter side and moved inside the picture where it would stick out. The face's size is the
+    geometric mean of its box's sides: the cascade's boxes are square, but one found on a frame stretched to the
+    model's input (the live path) comes back stretched with it."""
+    x, y, w, h = face
+    height, width = hw
+    side = min(float(np.sqrt(w * h)) / FACE_WIDTH, height, width)
+    x0 = min(max(x + w / 2 - side / 2, 0.0), width - side)
+    y0 = min(max(y + h / 2 - FACE_CENTRE_Y * side, 0.0), height - side)
+    side = int(round(side))
+    return Box(min(int(round(x0)), width - side), min(int(round(y0)), height - side), side, side)
+
+
+def covers(box: Box, hw: tuple[int, int]) -> bool:
+    """The square is about the whole picture (a square photo framed as celeb1k-train's): nothing new to see."""
+    return max(box.w, box.h) >= COVERS * max(hw)
+
+
+def rescale(box: Box, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> Box:
+    """The same part of a picture on another grid of it (a frame's pixels to its stretched probability map)."""
+    sy, sx = to_hw[0] / from_hw[0], to_hw[1] / from_hw[1]
+    x, y = int(round(box.x * sx)), int(round(box.y * sy))
+    return Box(x, y, max(1, min(int(round((box.x + box.w) * sx)), to_hw[1]) - x),
+               max(1, min(int(round((box.y + box.h) * sy)), to_hw[0]) - y))
+
+
+def feather(box: Box, hw: tuple[int, int], ramp: float = FEATHER) -> np.ndarray:
+    """float32 [h, w]: 1, falling linearly to 0 over `ramp` of the box's side towards each of its edges that lies
+    inside the picture; an edge on the picture's border keeps 1 up to it."""
+    def along(start: int, length: int, total: int) -> np.ndarray:
+        steps = (np.arange(length, dtype=np.float32) + 0.5) / max(1.0, ramp * length)
+        weight = np.ones(length, np.float32)
+        if start > 0:
+            np.minimum(weight, steps, out=weight)
+        if start + length < total:
+            np.minimum(weight, steps[::-1], out=weight)
+        return weight
+
+    return np.outer(along(box.y, box.h, hw[0]), along(box.x, box.w, hw[1]))
+
+
+def paste(prob: np.ndarray, part: np.ndarray, box: Box, weight: np.ndarray | None = None) -> np.ndarray:
+    """The picture's probabilities (float32 [H, W]) with a view of `box` (float32, any size: stretched to the box)
+    blended in by `weight` (default: `feather`); `prob` is left as it was."""
+    if part.shape != (box.h, box.w):
+        part = cv2.resize(part, (box.w, box.h), interpolation=cv2.INTER_LINEAR)
+    out = prob.copy()
+    region = out[box.y:box.y + box.h, box.x:box.x + box.w]
+    region += (feather(box, prob.shape) if weight is None else weight) * (part - region)
+    return out
+
+
+class LiveHeadView:
+    """Live frames (`[segmenter] live_head`): while a face is known (the `keep = face` rule's), each frame is
+    segmented twice, whole and in its head's square, and the head's view is blended into the whole map: one more
+    inference a frame. (Taking turns between the two views, one inference a frame, lost 2-3 points on moving
+    heads: a view a frame old is out of place.) Keeps the feather of the last box."""
+
+    def __init__(self):
+        self.weights: tuple[Box, tuple[int, int], np.ndarray] | None = None
+
+    @staticmethod
+    def square(face: tuple[float, float, float, float] | None, hw: tuple[int, int]) -> Box | None:
+        """The head's square in a frame of size hw (pixels), from the face as fractions of the frame (x, y, w, h);
+        None without a face or when the square is about the whole frame."""
+        if face is None:
+            return None
+        box = head_square((face[0] * hw[1], face[1] * hw[0], face[2] * hw[1], face[3] * hw[0]), hw)
+        return None if covers(box, hw) else box
+
+    def blend(self, whole: np.ndarray, head: np.ndarray, box: Box, frame_hw: tuple[int, int]) -> np.ndarray:
+        """The whole frame's map with the head view's (any size) of `box` (pixels of a frame of frame_hw)."""
+        box = rescale(box, frame_hw, whole.shape)
+        if self.weights is None or self.weights[:2] != (box, whole.shape):
+            self.weights = (box, whole.shape, feather(box, whole.shape))
+        return paste(whole, head, box, self.weights[2])
