@@ -54,9 +54,9 @@ clean:  ## remove the venv and build output
 	rm -rf $(VENV) build dist *.egg-info
 
 .PHONY: robustness
-robustness: $(STAMP)  ## the default model under camera conditions (dim, noise, light, blur, JPEG, framing) -> docs/robustness.md
+robustness: $(STAMP)  ## the default model and the photo path under camera conditions (dim, noise, light, blur, JPEG, framing) -> docs/robustness.md
 	$(PY) -m export robustness models/hair-mobile-unet-wide-lean-ctx.onnx --data celeb1k-val figaro-test \
-	  --docs docs/robustness.md
+	  --paths model photo-whole photo live live-head --docs docs/robustness.md
 
 .PHONY: recolour-gallery recolour-bench flicker
 recolour-gallery: $(STAMP)  ## recolour metrics on Figaro Testing (dark/light hair) -> docs/training.md + docs/figures/recolour_gallery.png

@@ -76,6 +76,7 @@ class Mirror:
         self.lock = threading.Lock()  # guards what configure() swaps in (the page changes the colour)
         self.segment_lock = threading.Lock()  # the classical pipeline's cascade is not safe to share between threads
         self.post: Postprocessor | None = None  # set by configure(), with the segmenter it belongs to
+        self.head_views: LiveHeadView | None = None  # set by configure() with `[segmenter] live_head`
         self.stop_event = threading.Event()
         segmenter, self.fallback_reason = create_segmenter(cfg.segmenter)
         self.configure(segmenter)
@@ -106,14 +107,20 @@ class Mirror:
         they are kept there. A bad value raises (ValueError) before anything is swapped in."""
         post = None if segmenter is None else self._postprocessor(segmenter)
         views = LiveHeadView() if segmenter is not None and segmenter.live_head else None
+        if views is not None and not post.rule.finds_faces:
+            _log.warning("[segmenter] live_head needs a face: [postprocess] keep = face finds it; with keep = %s "
+                         "live frames get no head view", post.keep)
         old = None
         with self.lock:  # all cheap; built inside so that a fallback and the page never undo each other's change
             rc = self.cfg.recolour
             (rc.mode, rc.colour, rc.colour2), self.recolourer = self._recolourer(mode, colour, colour2)
             if segmenter is not None:
-                old, self.segmenter, self.post, self.head_views = self.post, segmenter, post, views
+                old_views, self.head_views = self.head_views, views
+                old, self.segmenter, self.post = self.post, segmenter, post
         if old is not None:
             old.close()  # its face search thread
+            if old_views is not None:
+                old_views.close()  # its view thread
 
     def _recolourer(self, mode: str | None, colour: str | None, colour2: str | None) -> tuple[tuple, Recolourer]:
         """([recolour] with these values changed (None: as configured), the recolourer for it)."""
@@ -187,12 +194,14 @@ class Mirror:
                views: LiveHeadView) -> np.ndarray:
         """`[segmenter] live_head`: the frame segmented whole, and again in its head's square (cut from the
         camera's full-size pixels: no whole-frame conversion) when a face is known; the two blended."""
-        prob = segmenter.segment(rgb)
-        hw = frame.pixels.shape[:2]
+        hw = frame.shape
         box = views.square(post.face(), hw)
         if box is None:
-            return prob
-        head = segmenter.segment_view(segmenter.fit(frame.pixels[box.y:box.y + box.h, box.x:box.x + box.w, :3]))
+            return segmenter.segment(rgb)
+        head = views.start(lambda: segmenter.segment_view(
+            segmenter.fit(frame.pixels[box.y:box.y + box.h, box.x:box.x + box.w, :3])))
+        prob = segmenter.segment(rgb)
+        head = head.result()  # its exception, if any, is this frame's
         return prob if head is None else views.blend(prob, head, box, hw)
 
     @staticmethod
@@ -320,6 +329,8 @@ class Mirror:
                 self.inference_unfinished = True
                 _log.warning("stop: an inference is still running after %.0f s; not waiting for it", STOP_WAIT)
             self.post.close()  # its face search thread
+            if self.head_views is not None:
+                self.head_views.close()  # its view thread
         return self.frames
 
     def _shown(self) -> None:

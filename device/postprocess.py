@@ -83,6 +83,8 @@ class KeepRule:
     def close(self) -> None:
         """End any background work (safe to call twice; a later frame may start it again)."""
 
+    finds_faces = False  # `face` can give a face (`[segmenter] live_head` needs one)
+
     def face(self) -> tuple[float, float, float, float] | None:
         """The face this rule is using (x, y, w, h as fractions of its frame), None when it has none."""
         return None
@@ -261,6 +263,7 @@ class FaceAnchored(Framed):
     used from the first frame after it ends; a face found more than `max_age` frames ago is dropped (a search
     that takes that long). Without it (photos, evaluation, tests) a frame's search is done before that frame is
     processed, as measured, and a face is always replaced by the next search, within `every` frames."""
+    finds_faces = True
     every, sure = 8, 0.95
     max_age = 2 * every           # frames a face found in the background is used without a newer search
     full_every = 32               # searches between two whole-frame searches while a face is followed

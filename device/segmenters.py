@@ -97,7 +97,8 @@ class OnnxSegmenter(Segmenter):
                                          "of a head further back, gains 1-4 points of IoU; one inference more")
         live_head: bool = setting(False, "live frames with a face (`[postprocess] keep = face`) are segmented in "
                                          "their head's square too, as `photo_head` does: better masks of a head "
-                                         "further back, at one more inference a frame")
+                                         "further back, at one more inference a frame (in a thread of its own: a "
+                                         "second core's work)")
 
     def __init__(self, cfg):
         from .model_file import ModelContractError, load_model

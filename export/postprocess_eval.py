@@ -65,7 +65,8 @@ def load_demo_labels(path: str | Path = DEMO_LABELS) -> dict:
     return json.loads(Path(path).read_text())["photos"]
 
 
-def _segmenter(model: str, threads: int):
+def onnx_segmenter(model: str | Path, threads: int):
+    """The daemon's onnx segmenter of a model file with its default `[segmenter]` settings."""
     from device.config import SegmenterConfig
     from device.segmenters import SEGMENTERS
     return SEGMENTERS.create("onnx", SegmenterConfig(model=str(model), threads=threads, fallback=""))
@@ -88,7 +89,7 @@ def measure(model: str | Path, keeps: list[str] | None = None, data: tuple[str, 
         if spec not in VALIDATION:
             raise ValueError(f"{spec!r} is not a validation split; choose from {', '.join(VALIDATION)} "
                              "(rules are never chosen on figaro-test or fasseg-v2-test)")
-    seg = _segmenter(model, threads)
+    seg = onnx_segmenter(model, threads)
     seconds = {k: 0.0 for k in keeps}
     photos_run = 0
 

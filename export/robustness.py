@@ -2,9 +2,11 @@
 noise at high gain, warm or cool light, an overexposed face, motion blur, heavy JPEG, a head smaller in the frame,
 a 4:3 camera's frame. Each condition is applied to every photo of a labelled set (and to its mask where it moves
 the pixels); each photo's IoU under the condition is paired with its IoU on the clean photo, through the daemon's
-own loader (the file's input size and threshold, as `export eval` counts it).
+own loader. `--paths` says what the photos go through (`PATHS`): the file alone (its input size and threshold, as
+`export eval` counts it), or the daemon's photo path as the page's try-a-photo runs it, with or without the head's
+own view (`[segmenter] photo_head`, device/framing.py).
 
-    python -m export robustness models/hair-mobile-unet-wide-lean-ctx.onnx --data celeb1k-val
+    python -m export robustness models/hair-mobile-unet-wide-lean-ctx.onnx --data celeb1k-val --paths model photo
 
 `make robustness` writes the default's table into docs/robustness.md.
 """
@@ -109,6 +111,12 @@ def frame_4_3(pair: Pair, rng: np.random.Generator) -> Pair:
     return on_wall(pair, (h, max(w, round(h * 4 / 3))), 1.0, rng)
 
 
+def further_back_4_3(pair: Pair, rng: np.random.Generator) -> Pair:
+    """A 4:3 camera and the person a step back: the photo at 60% of the frame's height, a plain wall around it."""
+    h, w = pair[0].shape[:2]
+    return on_wall(pair, (h, max(w, round(h * 4 / 3))), 0.6, rng)
+
+
 @dataclass(frozen=True)
 class Condition:
     name: str
@@ -130,6 +138,77 @@ CONDITIONS = {c.name: c for c in [
     Condition("smaller", "a step further back: the head at 60% of the frame, a plain wall around it", smaller),
     Condition("4:3 frame", "a 4:3 camera's frame: a plain wall either side, stretched to the square input",
               frame_4_3),
+    Condition("4:3, further back", "a 4:3 camera's frame and the head at 60% of its height, a plain wall around it",
+              further_back_4_3),
+]}
+
+
+def photo_path(head: bool) -> Callable[[str | Path, list[Pair], int], np.ndarray]:
+    """Each photo's IoU through the daemon's photo path (`segment_photo`, then `postprocess_still` with the default
+    `[postprocess]`), with or without the head's own view."""
+    def ious(path: str | Path, arrays: list[Pair], threads: int) -> np.ndarray:
+        from device.config import PostprocessConfig
+        from device.postprocess import postprocess_still
+        from training.metrics import MaskMetrics
+
+        from .postprocess_eval import onnx_segmenter
+        seg, pc = onnx_segmenter(path, max(1, threads)), PostprocessConfig()
+        seg.photo_head = head
+        out = np.zeros(len(arrays))
+        for i, (img, truth) in enumerate(arrays):
+            one = MaskMetrics()
+            one.update(postprocess_still(seg.segment_photo(img), img, seg.threshold, pc.keep, pc.min_area)[0], truth)
+            out[i] = one.ious[0]
+        return out
+    return ious
+
+
+LIVE_FRAMES = 6  # frames of each photo's drifting sequence on the live paths
+
+
+def live_path(head: bool, frames: int = LIVE_FRAMES) -> Callable[[str | Path, list[Pair], int], np.ndarray]:
+    """Each photo's IoU as live video: a drifting sequence of it (export flicker's motion) through the daemon's own
+    video path (`Mirror.segment`: the default smoothing, the face search on each due frame, `keep = face`), the
+    mean over its frames; with or without the head's own view (`[segmenter] live_head`)."""
+    def ious(path: str | Path, arrays: list[Pair], threads: int) -> np.ndarray:
+        from device import config as configuration
+        from device.cameras import Frame
+        from device.mirror import Mirror
+        from training.metrics import MaskMetrics
+
+        from .flicker import motion_sequence
+        cfg = configuration.from_dict({
+            "camera": {"kind": "demo"}, "sink": {"kind": "null"}, "web": {"enabled": False},  # never started
+            "segmenter": {"kind": "onnx", "model": str(path), "threads": max(1, threads), "fallback": "",
+                          "live_head": head}})
+        mirror = Mirror(cfg, background_face_search=False)  # each frame's face as measured, not a thread's timing
+        out = np.zeros(len(arrays))
+        for i, (img, truth) in enumerate(arrays):
+            one = MaskMetrics()
+            for t, (frame, moved) in enumerate(motion_sequence(img, truth, frames, np.random.default_rng(i))):
+                one.update(mirror.segment(Frame(frame, frame, t, scene=i)).dyed(moved.shape), moved)
+            out[i] = float(np.mean(one.ious))
+        return out
+    return ious
+
+
+@dataclass(frozen=True)
+class Through:
+    """What the photos go through on the way to their masks."""
+    name: str
+    what: str
+    ious: Callable[[str | Path, list[Pair], int], np.ndarray]
+
+
+PATHS = {p.name: p for p in [
+    Through("model", "the file alone", per_photo_iou),
+    Through("photo-whole", "the daemon's photo path without the head's own view (`photo_head = false`)",
+          photo_path(False)),
+    Through("photo", "the daemon's photo path as shipped (mirror image, the head's own view, `keep = face`)",
+          photo_path(True)),
+    Through("live", f"live video as shipped: each photo a drifting {LIVE_FRAMES}-frame sequence through the daemon's "
+            "video path", live_path(False)),
+    Through("live-head", "the same with the head's own view on every frame (`live_head = true`)", live_path(True)),
 ]}
 
 
@@ -139,32 +218,38 @@ def apply_condition(condition: Condition, arrays: list[Pair], seed: int = 0) -> 
 
 
 def measure(path: str | Path, data_set: str, conditions: list[str], data_root: Path | None = None,
-            threads: int = 0, limit: int = 0, seed: int = 0) -> dict:
-    """{'photos': n, 'rows': [(condition, paired figures against the clean photos)]}."""
+            threads: int = 0, limit: int = 0, seed: int = 0, how: str = "model") -> dict:
+    """{'photos': n, 'rows': [(condition, paired figures against the clean photos)]} through PATHS[how]."""
+    ious_of = PATHS[how].ious
     arrays, _ = load_benchmark(data_set, data_root, limit)
     if not arrays:
         raise ValueError(f"{data_set}: no photos")
-    clean = per_photo_iou(path, arrays, threads)
+    clean = ious_of(path, arrays, threads)
     rows = []
     for name in conditions:
-        ious = clean if name == "clean" else per_photo_iou(path, apply_condition(CONDITIONS[name], arrays, seed),
-                                                           threads)
+        ious = clean if name == "clean" else ious_of(path, apply_condition(CONDITIONS[name], arrays, seed), threads)
         rows.append((name, paired(clean, ious)))
-        _log.info("%s, %s: mean IoU %.4f", data_set, name, rows[-1][1]["iou"])
+        _log.info("%s, %s, %s: mean IoU %.4f", data_set, how, name, rows[-1][1]["iou"])
     return {"photos": len(arrays), "rows": rows}
 
 
-def markdown(model: str, results: dict[str, dict]) -> str:
-    lines = [f"`{Path(model).name}`, measured {date.today().isoformat()}. Mean IoU under each condition, and its "
-             "difference to the same photos clean (points, standard error; the share of photos that lose):", ""]
-    for data_set, result in results.items():
-        lines += [f"**{data_set}** ({result['photos']} photos)", "",
-                  "| condition | what it stands for | mean IoU | against clean (points) | photos worse |",
-                  "|---|---|---|---|---|"]
-        for name, r in result["rows"]:
-            diff = "" if name == "clean" else f"{100 * r['diff']:+.1f} +- {100 * r['se']:.1f}"
-            worse = "" if name == "clean" else f"{100 * r['worse']:.0f}%"
-            lines.append(f"| {name} | {CONDITIONS[name].what} | {r['iou']:.3f} | {diff} | {worse} |")
+def markdown(model: str, results: dict[str, dict[str, dict]]) -> str:
+    """results: {data set: {path name: measure()'s result}}: a table per set, a column per path."""
+    lines = [f"`{Path(model).name}`, measured {date.today().isoformat()}. Mean IoU under each condition, its "
+             "difference to the same photos clean (points, standard error) and the share of photos that lose, "
+             "through each path: " + "; ".join(f"*{p}*: {PATHS[p].what}" for p in next(iter(results.values()))),
+             ""]
+    for data_set, by_path in results.items():
+        photos = next(iter(by_path.values()))["photos"]
+        lines += [f"**{data_set}** ({photos} photos)", "",
+                  "| condition | what it stands for | " + " | ".join(by_path) + " |",
+                  "|---|---|" + "---|" * len(by_path)]
+        rows = {p: dict(r["rows"]) for p, r in by_path.items()}
+        for name in rows[next(iter(rows))]:
+            cells = [f"{r[name]['iou']:.3f}" if name == "clean" else
+                     f"{r[name]['iou']:.3f}: {100 * r[name]['diff']:+.1f} +- {100 * r[name]['se']:.1f}, "
+                     f"{100 * r[name]['worse']:.0f}% worse" for r in rows.values()]
+            lines.append(f"| {name} | {CONDITIONS[name].what} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
 
@@ -181,6 +266,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="+", default=["celeb1k-val"], help="labelled sets (training.data names)")
     p.add_argument("--conditions", nargs="+", choices=list(CONDITIONS), default=list(CONDITIONS),
                    metavar="NAME", help=f"the conditions, of: {', '.join(CONDITIONS)}")
+    p.add_argument("--paths", nargs="+", choices=list(PATHS), default=["model"], metavar="PATH",
+                   help="what the photos go through, of: " + "; ".join(f"{k}: {v.what}" for k, v in PATHS.items()))
     p.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT, help="folder holding the data sets")
     p.add_argument("--limit", type=int_in(0), default=0, help="the first N photos of each set (0: all)")
     p.add_argument("--threads", type=int_in(0, 64), default=1, help="onnxruntime threads, 0..64 (0: all cores)")
@@ -196,8 +283,8 @@ def run(args: argparse.Namespace) -> int:
     if args.docs:
         DOCS.check(args.docs)  # before the work: a file without its block is known at once
     conditions = list(dict.fromkeys(["clean", *args.conditions]))
-    results = {spec: measure(args.model, spec, conditions, args.data_root, args.threads, args.limit)
-               for spec in args.data}
+    results = {spec: {how: measure(args.model, spec, conditions, args.data_root, args.threads, args.limit, how=how)
+                      for how in dict.fromkeys(args.paths)} for spec in args.data}
     text = markdown(args.model, results)
     print(text)
     if args.docs:

@@ -169,3 +169,34 @@ def test_live_views_read_the_cameras_rgbx_pixels_as_rgb(data_root):
 def test_a_model_with_a_prior_input_never_takes_a_head_view():
     mirror = live_mirror(True, DEFAULT_MODEL.parent / "hair-mobile-unet-prior.onnx")
     assert mirror.head_views is None and mirror.segmenter.segment_view(np.zeros((8, 8, 3), np.uint8)) is None
+
+
+def test_live_head_without_a_face_rule_says_it_does_nothing(caplog):
+    from device import config as configuration
+    from device.mirror import Mirror
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip(f"no shipped model at {DEFAULT_MODEL}")
+    cfg = configuration.from_dict({"camera": {"kind": "demo"}, "sink": {"kind": "null"}, "web": {"enabled": False},
+                                   "segmenter": {"kind": "onnx", "threads": 1, "fallback": "", "live_head": True},
+                                   "postprocess": {"keep": "largest"}})
+    with caplog.at_level("WARNING", logger="device.mirror"):
+        Mirror(cfg, background_face_search=False)
+    assert "live_head needs a face" in caplog.text and "keep = largest" in caplog.text
+
+
+def test_the_head_view_runs_in_its_own_thread_and_ends_with_the_mirror(data_root):
+    """Beside the whole frame's inference (a second core's work, not the frame's latency); the daemon's stop ends
+    that thread, as it ends the face search's."""
+    import threading
+    mirror = live_mirror(True)
+    mirror.camera.seconds_per_photo = 1.0  # the demo's next photo (a new scene) within the run
+    views, started = mirror.head_views, []
+    start = views.start
+    views.start = lambda job: started.append(job) or start(job)
+    before = set(threading.enumerate())  # other tests' mirrors, never run, keep theirs
+    assert mirror.run(max_frames=12, inline=True) == 12
+    assert len(started) >= 8, "the demo's 4:3 frames of a face got head views"
+    assert mirror.head_views.pool is None, "the view thread was not ended"
+    for thread in [t for t in threading.enumerate() if t.name.startswith("head-view") and t not in before]:
+        thread.join(2.0)  # close() does not wait for it: a stop never hangs on an inference
+        assert not thread.is_alive(), "the view thread outlived the mirror"
