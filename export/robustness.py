@@ -3,8 +3,9 @@ noise at high gain, warm or cool light, an overexposed face, motion blur, heavy 
 a 4:3 camera's frame. Each condition is applied to every photo of a labelled set (and to its mask where it moves
 the pixels); each photo's IoU under the condition is paired with its IoU on the clean photo, through the daemon's
 own loader. `--paths` says what the photos go through (`PATHS`): the file alone (its input size and threshold, as
-`export eval` counts it), or the daemon's photo path as the page's try-a-photo runs it, with or without the head's
-own view (`[segmenter] photo_head`, device/framing.py).
+`export eval` counts it), the daemon's photo path as the page's try-a-photo runs it, or live video (each photo a
+short drifting sequence) through the daemon's video path; the last two with or without the head's own view
+(`[segmenter] photo_head` / `live_head`, device/framing.py).
 
     python -m export robustness models/hair-mobile-unet-wide-lean-ctx.onnx --data celeb1k-val --paths model photo
 
