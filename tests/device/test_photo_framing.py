@@ -65,8 +65,10 @@ def test_the_blend_ramps_only_at_edges_inside_the_photo():
 
 def test_a_square_photo_framed_as_the_training_photos_is_left_as_it_was(data_root):
     """The mirror's own view (celeb1k-val's squares): the head's square is the photo, so no second view."""
+    from device.postprocess import find_face
     plain, framed = segmenter(False), segmenter(True)
     for img, _ in load("celeb1k-val", data_root, every=30):
+        assert find_face(img) is not None, "a face, so the framing was judged, not skipped"
         np.testing.assert_array_equal(framed.segment_photo(img), plain.segment_photo(img))
 
 
