@@ -814,6 +814,24 @@ def test_the_teachers_weight_changes_what_prune_learns(tmp_path, data_root):
     assert losses[0] != pytest.approx(losses[1], rel=1e-3), losses
 
 
+def test_the_far_third_moves_a_third_of_the_heads_back_and_leaves_the_rest_framed(data_root):
+    """`flips-far-third`: a third of the draws shrink the photo onto a wall, the rest are the photo itself (flipped
+    or not); the other presets' random draws are not changed by the share (it is drawn only below 1)."""
+    img, mask = resolve("celeb1k-train", data_root)[0].load()
+    cfg = augment.dataclasses.replace(augment.AUGMENT_PRESETS["flips-far-third"](), hflip=0, motion_blur=0)
+    assert cfg.scale_share == pytest.approx(1 / 3) and cfg.border == "wall"
+    rng = np.random.default_rng(0)
+    framed = augment.dataclasses.replace(cfg, scale=(1, 1), shift=0, scale_share=1.0)
+    whole = augment.geometric(img, mask, framed, np.random.default_rng(0), (96, 96))[1]
+    kept = [np.array_equal(augment.geometric(img, mask, cfg, rng, (96, 96))[1], whole) for _ in range(300)]
+    assert 0.58 < np.mean(kept) < 0.76  # two thirds untouched (a few far draws land at scale ~1 too)
+    far = augment.AUGMENT_PRESETS["flips-far"]()
+    a = augment.geometric(img, mask, far, np.random.default_rng(5), (96, 96))
+    b = augment.geometric(img, mask, augment.dataclasses.replace(far, scale_share=1.0), np.random.default_rng(5),
+                          (96, 96))
+    assert np.array_equal(a[0], b[0])
+
+
 def test_the_far_finish_puts_smaller_heads_on_a_plain_wall_with_no_hair_on_it(data_root):
     """`flips-far`: a photo shrunk in the frame is framed by one flat colour (its border's median, a sensor's noise)
     with no hair in the mask there, not by its own mirror image (copies of the hair); the hair inside is the
