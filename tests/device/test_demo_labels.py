@@ -64,10 +64,13 @@ def photos() -> dict:
         return {"": str(e)}
 
 
-def mirror(kind: str):
+def mirror(kind: str, postprocess: dict | None = None, **segmenter):
+    """A Mirror on the demo camera (never started) with a null sink; `segmenter` and `postprocess` settings change
+    the defaults."""
     from device.mirror import Mirror
     cfg = configuration.from_dict({"camera": {"kind": "demo"}, "sink": {"kind": "null"}, "web": {"enabled": False},
-                                   "segmenter": {"kind": kind, "threads": 1, "fallback": ""}})
+                                   "segmenter": {"kind": kind, "threads": 1, "fallback": "", **segmenter},
+                                   "postprocess": postprocess or {}})
     return Mirror(cfg, background_face_search=False)  # each frame's face as measured, not a thread's timing
 
 

@@ -97,15 +97,11 @@ def test_a_head_further_back_in_a_4_3_photo_is_found_better(data_root):
 
 
 # --- live frames: `[segmenter] live_head` -------------------------------------------------------------------------
-def live_mirror(live_head: bool, model=DEFAULT_MODEL):
-    from device import config as configuration
-    from device.mirror import Mirror
+def live_mirror(live_head: bool, model=DEFAULT_MODEL, **settings):
+    from .test_demo_labels import mirror
     if not model.is_file():
         pytest.skip(f"no model at {model}")
-    cfg = configuration.from_dict({"camera": {"kind": "demo"}, "sink": {"kind": "null"}, "web": {"enabled": False},
-                                   "segmenter": {"kind": "onnx", "model": str(model), "threads": 1, "fallback": "",
-                                                 "live_head": live_head}})
-    return Mirror(cfg, background_face_search=False)  # each frame's face as measured, not a thread's timing
+    return mirror("onnx", model=str(model), live_head=live_head, **settings)
 
 
 def test_live_views_square_needs_a_face_and_a_head_smaller_than_the_frame():
@@ -174,15 +170,8 @@ def test_a_model_with_a_prior_input_never_takes_a_head_view():
 
 
 def test_live_head_without_a_face_rule_says_it_does_nothing(caplog):
-    from device import config as configuration
-    from device.mirror import Mirror
-    if not DEFAULT_MODEL.is_file():
-        pytest.skip(f"no shipped model at {DEFAULT_MODEL}")
-    cfg = configuration.from_dict({"camera": {"kind": "demo"}, "sink": {"kind": "null"}, "web": {"enabled": False},
-                                   "segmenter": {"kind": "onnx", "threads": 1, "fallback": "", "live_head": True},
-                                   "postprocess": {"keep": "largest"}})
     with caplog.at_level("WARNING", logger="device.mirror"):
-        Mirror(cfg, background_face_search=False)
+        live_mirror(True, postprocess={"keep": "largest"})
     assert "live_head needs a face" in caplog.text and "keep = largest" in caplog.text
 
 
