@@ -92,9 +92,11 @@ class LiveHeadView:
     segmented twice, whole and in its head's square, and the head's view is blended into the whole map: one more
     inference a frame, run in a thread of its own (`start`) beside the whole frame's, so on a second core it adds
     CPU time, not latency. (Taking turns between the two views, one inference a frame, lost up to 3 points on
-    moving heads: a view a frame old is out of place.) Keeps the feather of the last box."""
+    moving heads: a view a frame old is out of place.) `weight` scales the feather: below 1 the whole frame's
+    view keeps a share of the head's square. Keeps the feather of the last box."""
 
-    def __init__(self):
+    def __init__(self, weight: float = 1.0):
+        self.weight = weight
         self.weights: tuple[Box, tuple[int, int], np.ndarray] | None = None
         self.pool: ThreadPoolExecutor | None = None  # made on the first head view
 
@@ -123,5 +125,5 @@ class LiveHeadView:
         """The whole frame's map with the head view's (any size) of `box` (pixels of a frame of frame_hw)."""
         box = rescale(box, frame_hw, whole.shape)
         if self.weights is None or self.weights[:2] != (box, whole.shape):
-            self.weights = (box, whole.shape, feather(box, whole.shape))
+            self.weights = (box, whole.shape, self.weight * feather(box, whole.shape))
         return paste(whole, head, box, self.weights[2])

@@ -106,7 +106,7 @@ class Mirror:
         no history from the last one); the recolourer is made from [recolour] with the given values changed, and
         they are kept there. A bad value raises (ValueError) before anything is swapped in."""
         post = None if segmenter is None else self._postprocessor(segmenter)
-        views = LiveHeadView() if segmenter is not None and segmenter.live_head else None
+        views = LiveHeadView(segmenter.live_head_weight) if segmenter is not None and segmenter.live_head else None
         if views is not None and not post.rule.finds_faces:
             _log.warning("[segmenter] live_head needs a face: [postprocess] keep = face finds it; with keep = %s "
                          "live frames get no head view", post.keep)

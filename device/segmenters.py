@@ -44,6 +44,7 @@ class Segmenter:
     threshold: float = 0.5
     description = ""
     live_head = False  # live frames are also segmented in their head's square (`segment_view`)
+    live_head_weight = 1.0  # the head's view's share in its square
 
     def segment(self, rgb: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -99,6 +100,9 @@ class OnnxSegmenter(Segmenter):
                                          "their head's square too, as `photo_head` does: better masks of a head "
                                          "further back, at one more inference a frame (in a thread of its own: a "
                                          "second core's work)")
+        live_head_weight: float = setting(1.0, "with `live_head`: how much of the head's view replaces the whole "
+                                               "frame's inside the head's square (1 = all of it, feathered at its "
+                                               "edges); a weaker blend dyes less of a hat", range=(0.05, 1))
 
     def __init__(self, cfg):
         from .model_file import ModelContractError, load_model
@@ -114,6 +118,7 @@ class OnnxSegmenter(Segmenter):
         self.photo_flip = cfg.photo_flip
         self.photo_head = cfg.photo_head
         self.live_head = cfg.live_head and not self.model.has_prior  # a prior is of the whole frame
+        self.live_head_weight = cfg.live_head_weight
         self.blank_frame = self.blank_photo = False  # the last live frame / photo was featureless
         meta = self.model.metadata
         self.description = f"{meta.get('variant', '?')} ({self.model.path})"

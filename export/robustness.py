@@ -167,10 +167,12 @@ def photo_path(head: bool) -> Callable[[str | Path, list[Pair], int], np.ndarray
 LIVE_FRAMES = 6  # frames of each photo's drifting sequence on the live paths
 
 
-def live_path(head: bool, frames: int = LIVE_FRAMES) -> Callable[[str | Path, list[Pair], int], np.ndarray]:
+def live_path(head: bool, frames: int = LIVE_FRAMES,
+              **segmenter) -> Callable[[str | Path, list[Pair], int], np.ndarray]:
     """Each photo's IoU as live video: a drifting sequence of it (export flicker's motion) through the daemon's own
     video path (`Mirror.segment`: the default smoothing, the face search on each due frame, `keep = face`), the
-    mean over its frames; with or without the head's own view (`[segmenter] live_head`)."""
+    mean over its frames; with or without the head's own view (`[segmenter] live_head`); `segmenter`: other
+    `[segmenter]` settings than the daemon's defaults (`live_head_weight`)."""
     def ious(path: str | Path, arrays: list[Pair], threads: int) -> np.ndarray:
         from device import config as configuration
         from device.cameras import Frame
@@ -181,7 +183,7 @@ def live_path(head: bool, frames: int = LIVE_FRAMES) -> Callable[[str | Path, li
         cfg = configuration.from_dict({
             "camera": {"kind": "demo"}, "sink": {"kind": "null"}, "web": {"enabled": False},  # never started
             "segmenter": {"kind": "onnx", "model": str(path), "threads": max(1, threads), "fallback": "",
-                          "live_head": head}})
+                          "live_head": head, **segmenter}})
         mirror = Mirror(cfg, background_face_search=False)  # each frame's face as measured, not a thread's timing
         out = np.zeros(len(arrays))
         for i, (img, truth) in enumerate(arrays):

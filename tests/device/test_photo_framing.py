@@ -121,6 +121,18 @@ def test_live_views_square_needs_a_face_and_a_head_smaller_than_the_frame():
     assert whole.max() == 0
 
 
+def test_a_weaker_live_head_blend_keeps_that_share_of_the_whole_frames_view():
+    """`live_head_weight` scales the head view's share everywhere in its square, feather included."""
+    from device.framing import LiveHeadView
+    box = LiveHeadView.square((0.4, 0.3, 0.2, 0.2), (480, 640))
+    whole, head = np.full((288, 288), 0.2, np.float32), np.ones((288, 288), np.float32)
+    full = LiveHeadView().blend(whole, head, box, (480, 640))
+    weak = LiveHeadView(0.75).blend(whole, head, box, (480, 640))
+    np.testing.assert_allclose(weak - whole, 0.75 * (full - whole), atol=1e-6)
+    assert np.isclose(full.max(), 1.0) and np.isclose(weak.max(), 0.2 + 0.75 * 0.8)
+    assert live_mirror(True, live_head_weight=0.5).head_views.weight == 0.5  # from [segmenter] to the blend
+
+
 def moving_heads(data_root, scale: float, every: int, frames: int = 6):
     """celeb1k-val's photos at `scale` of a 4:3 frame's height on a plain wall, each a short drifting sequence."""
     from export.flicker import motion_sequence
