@@ -150,12 +150,12 @@ MIRROR_DATA = --data figaro-train fasseg-v2-train fasseg-v3-train celeb1k-train
 MIRROR_MIX = $(MIRROR_DATA) --repeat fasseg-v2-train=3 fasseg-v3-train=2 celeb1k-train=2
 INT8_CALIB = --calib 200 --calib-data figaro-train fasseg-v3-train celeb1k-train
 
-# The shipped default model, from ../shared/data: mobile-unet-wide-lean-ctx at 288x288, 3 epochs from the committed
-# checkpoint $(MS2_CHECKPOINT) (`make ms2-model` remakes it) on the usual mix plus half of celeb1k-train's views with
-# no hair in them (each photo's largest hair-free square, labelled all "no hair", not distilled), flips only, a low
-# peak lr, BatchNorm statistics kept, distilled from that checkpoint's own masks averaged over its mirror image and a
-# finer view (288 and 352 px): a third round of that self-distillation (models/README.md, twenty-third session);
-# about 25 min on 2 CPU cores. Exported with its evaluation, then int8, then the card. Resumable.
+# The checkpoint the default starts from (the default until 2026-12-07): mobile-unet-wide-lean-ctx at 288x288,
+# 3 epochs from the committed checkpoint $(MS2_CHECKPOINT) (`make ms2-model` remakes it) on the usual mix plus half
+# of celeb1k-train's views with no hair in them (each photo's largest hair-free square, labelled all "no hair", not
+# distilled), flips only, a low peak lr, BatchNorm statistics kept, distilled from that checkpoint's own masks
+# averaged over its mirror image and a finer view (288 and 352 px): a third round of that self-distillation
+# (models/README.md, twenty-third session); about 25 min on 2 CPU cores. Resumable.
 CTX_ARGS = --variant mobile-unet-wide-lean-ctx --size 288 --augment mirror-cloth --threads 2
 CTX_CHECKPOINT = models/checkpoints/mobile-unet-wide-lean-ctx-288.pt
 CELEB4_CHECKPOINT = models/checkpoints/mobile-unet-wide-lean-ctx-celeb4-288.pt
@@ -163,19 +163,34 @@ FINISH_CHECKPOINT = models/checkpoints/mobile-unet-wide-lean-ctx-finish-288.pt
 MS_CHECKPOINT = models/checkpoints/mobile-unet-wide-lean-ctx-ms-288.pt
 MS2_CHECKPOINT = models/checkpoints/mobile-unet-wide-lean-ctx-ms2-288.pt
 SCENERY_CHECKPOINT = models/checkpoints/mobile-unet-wide-lean-ctx-scenery-288.pt
+FAR_CHECKPOINT = models/checkpoints/mobile-unet-wide-lean-ctx-far-288.pt
 MIRROR_MIX4 = $(MIRROR_DATA) --repeat fasseg-v2-train=3 fasseg-v3-train=2 celeb1k-train=4
 SCENERY_MIX = $(MIRROR_DATA) celeb1k-train-scenery --repeat fasseg-v2-train=3 fasseg-v3-train=2 celeb1k-train=4 \
   celeb1k-train-scenery=0.5 --teacher-skip celeb1k-train-scenery --freeze-bn
-# A finish: 3 epochs on clean photos (flips only) at peak lr 1e-4, distilled from the starting checkpoint's own masks
-FINISH_OPTS = --variant mobile-unet-wide-lean-ctx --size 288 --augment flips --threads 2 \
+# A finish: 3 epochs on clean photos (FINISH_AUGMENT: flips only) at peak lr 1e-4, distilled from the starting
+# checkpoint's own masks
+FINISH_AUGMENT = flips
+FINISH_OPTS = --variant mobile-unet-wide-lean-ctx --size 288 --augment $(FINISH_AUGMENT) --threads 2 \
   --epochs 3 --lr 1e-4 --teacher-flip --alpha 0.5
 FINISH_ARGS = $(FINISH_OPTS) $(MIRROR_MIX4)
-.PHONY: default-model
-default-model: $(STAMP)  ## (slow) retrain models/hair-mobile-unet-wide-lean-ctx.onnx (+ .int8.onnx) from ../shared/data
+.PHONY: scenery-model
+scenery-model: $(STAMP)  ## (slow) retrain models/checkpoints/mobile-unet-wide-lean-ctx-scenery-288.pt, where default-model starts
 	$(PY) -m training prune $(FINISH_OPTS) $(SCENERY_MIX) --teacher $(MS2_CHECKPOINT) --teacher-sizes 288 352 \
 	  --init $(MS2_CHECKPOINT) --out runs/scenery-celebh
 	$(PY) -m training slim runs/scenery-celebh/best.pt --out $(SCENERY_CHECKPOINT)
-	$(PY) -m export onnx runs/scenery-celebh/best.pt --out models/hair-mobile-unet-wide-lean-ctx.onnx --eval
+
+# The shipped default model, from ../shared/data: the same finish once more, from and distilled from
+# $(SCENERY_CHECKPOINT) (`make scenery-model` remakes it), with the head further back on a wall on a third of the
+# photos (--augment flips-far-third): the mirror as it stands in a room (models/README.md, twenty-fourth and
+# twenty-fifth sessions); its last epoch; about 25 min on 2 CPU cores. Exported with its evaluation, then int8, then
+# the card. Resumable.
+.PHONY: default-model
+default-model: FINISH_AUGMENT = flips-far-third
+default-model: $(STAMP)  ## (slow) retrain models/hair-mobile-unet-wide-lean-ctx.onnx (+ .int8.onnx) from ../shared/data
+	$(PY) -m training prune $(FINISH_OPTS) $(SCENERY_MIX) --teacher $(SCENERY_CHECKPOINT) --teacher-sizes 288 352 \
+	  --init $(SCENERY_CHECKPOINT) --out runs/far-third
+	$(PY) -m training slim runs/far-third/last.pt --out $(FAR_CHECKPOINT)
+	$(PY) -m export onnx runs/far-third/last.pt --out models/hair-mobile-unet-wide-lean-ctx.onnx --eval
 	$(PY) -m export int8 models/hair-mobile-unet-wide-lean-ctx.onnx \
 	  --out models/hair-mobile-unet-wide-lean-ctx.int8.onnx $(INT8_CALIB)
 	$(PY) -m export card models

@@ -30,9 +30,9 @@ HAIR_KEPT_ON_EVERY_FRAME = 0.5  # each live frame dyes at least this fraction of
 KNOWN_FAILURES = {
     # The default model (hair-mobile-unet-wide-lean-ctx.onnx, keep = face) on Grace Hopper: her hair shows only as
     # grey wisps under the cap and is mostly missed (in the photo, flip-averaged and with the head's own view, none
-    # of the cap is dyed; live, 0.022: under the bound). Measured 2026-12-07 (the photo: [segmenter] photo_head).
-    ("onnx", "grace_hopper", "hair"): 0.078,
-    ("onnx-live", "grace_hopper", "hair"): 0.009,
+    # of the cap is dyed; live, 0.003). Measured 2026-12-07 (the default trained with heads further back).
+    ("onnx", "grace_hopper", "hair"): 0.076,
+    ("onnx-live", "grace_hopper", "hair"): 0.008,
     ("classical", "astronaut", "collar"): 0.292,
     ("classical", "astronaut", "background"): 0.359,
     ("classical", "astronaut", "flag"): 0.316,
