@@ -16,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .cameras import CAMERAS, Frame
-from .config import Config
+from .config import Config, from_dict
 from .framing import LiveHeadView
 from .notify import Notifier
 from .postprocess import Postprocessor, postprocess_still
@@ -98,6 +98,16 @@ class Mirror:
         self.inference_unfinished = False  # set by a stop that left an inference running (see InferenceWorker.stop)
         self.next_frame_within = NEXT_FRAME_WITHIN  # 0: a frame that comes while the inference runs is dropped
         _log.info("segmenter: %s", self.mode_text)
+
+    @classmethod
+    def offline(cls, segmenter: dict, postprocess: dict | None = None) -> Mirror:
+        """The daemon's objects for measuring what they are handed (export/'s evaluations, the tests): the demo
+        camera (never started), a null sink, no page, onnxruntime on one thread, no fallback, and `keep = face`
+        searching each due frame before it is processed (each frame's face as measured, not a thread's timing).
+        `segmenter` and `postprocess` change the defaults."""
+        return cls(from_dict({"camera": {"kind": "demo"}, "sink": {"kind": "null"}, "web": {"enabled": False},
+                              "segmenter": {"threads": 1, "fallback": "", **segmenter},
+                              "postprocess": postprocess or {}}), background_face_search=False)
 
     # --- the one configure step: at the start, for a fallback, and for the page's colour ---
     def configure(self, segmenter: Segmenter | None = None, mode: str | None = None, colour: str | None = None,

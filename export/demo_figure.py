@@ -17,11 +17,8 @@ CELL_HEIGHT = 240  # pixels per photo in the figure: small enough for the repo, 
 
 
 def _mirror(kind: str, model: str):
-    from device import config as configuration
     from device.mirror import Mirror
-    segmenter = {"kind": kind, "model": model, "threads": 1, "fallback": ""}  # a kind without a model ignores it
-    return Mirror(configuration.from_dict({"camera": {"kind": "demo"}, "sink": {"kind": "null"},
-                                           "web": {"enabled": False}, "segmenter": segmenter}))
+    return Mirror.offline({"kind": kind, "model": model})  # a kind without a model ignores it
 
 
 def _label(img: np.ndarray, text: str) -> np.ndarray:

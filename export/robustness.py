@@ -174,17 +174,13 @@ def live_path(head: bool, frames: int = LIVE_FRAMES,
     mean over its frames; with or without the head's own view (`[segmenter] live_head`); `segmenter`: other
     `[segmenter]` settings than the daemon's defaults (`live_head_weight`)."""
     def ious(path: str | Path, arrays: list[Pair], threads: int) -> np.ndarray:
-        from device import config as configuration
         from device.cameras import Frame
         from device.mirror import Mirror
         from training.metrics import MaskMetrics
 
         from .flicker import motion_sequence
-        cfg = configuration.from_dict({
-            "camera": {"kind": "demo"}, "sink": {"kind": "null"}, "web": {"enabled": False},  # never started
-            "segmenter": {"kind": "onnx", "model": str(path), "threads": max(1, threads), "fallback": "",
-                          "live_head": head, **segmenter}})
-        mirror = Mirror(cfg, background_face_search=False)  # each frame's face as measured, not a thread's timing
+        mirror = Mirror.offline({"kind": "onnx", "model": str(path), "threads": max(1, threads), "live_head": head,
+                                 **segmenter})
         out = np.zeros(len(arrays))
         for i, (img, truth) in enumerate(arrays):
             one = MaskMetrics()

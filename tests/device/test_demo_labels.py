@@ -65,13 +65,9 @@ def photos() -> dict:
 
 
 def mirror(kind: str, postprocess: dict | None = None, **segmenter):
-    """A Mirror on the demo camera (never started) with a null sink; `segmenter` and `postprocess` settings change
-    the defaults."""
+    """`Mirror.offline` of this segmenter kind; `segmenter` and `postprocess` settings change the defaults."""
     from device.mirror import Mirror
-    cfg = configuration.from_dict({"camera": {"kind": "demo"}, "sink": {"kind": "null"}, "web": {"enabled": False},
-                                   "segmenter": {"kind": kind, "threads": 1, "fallback": "", **segmenter},
-                                   "postprocess": postprocess or {}})
-    return Mirror(cfg, background_face_search=False)  # each frame's face as measured, not a thread's timing
+    return Mirror.offline({"kind": kind, **segmenter}, postprocess)
 
 
 @cache

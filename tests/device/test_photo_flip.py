@@ -65,14 +65,10 @@ def test_the_mean_of_both_views_finds_more_of_the_hair_of_the_mirrors_own_view(c
 def test_a_photo_or_frame_of_one_colour_has_no_hair(monkeypatch):
     """The model dyed 72% of a white photo, 58% of a red one and all of a 1x1 photo stretched to its input (and 10%
     of a black frame: a covered lens); such a frame is not even run through it now. A real photo still is."""
-    from device import config as configuration
     from device.mirror import Mirror
 
     from .web_fixtures import figaro_photo_paths, read_rgb
-    mirror = Mirror(configuration.from_dict({"camera": {"kind": "demo"}, "sink": {"kind": "null"},
-                                             "web": {"enabled": False},
-                                             "segmenter": {"kind": "onnx", "threads": 1, "fallback": ""}}),
-                    background_face_search=False)
+    mirror = Mirror.offline({"kind": "onnx"})
     white, red = np.full((395, 512, 3), 255, np.uint8), np.full((395, 512, 3), (200, 30, 30), np.uint8)
     dim = np.random.default_rng(0).integers(0, 2, (480, 640, 3)).astype(np.uint8)  # a covered lens: sensor noise
     for photo in (white, red, dim, np.full((1, 1, 3), (90, 60, 30), np.uint8)):

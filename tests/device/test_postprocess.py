@@ -494,6 +494,9 @@ def test_the_daemon_searches_in_the_background_and_evaluations_inline():
                                    "segmenter": {"kind": "classical"}})
     assert Mirror(cfg).post.rule.background
     assert not Mirror(cfg, background_face_search=False).post.rule.background
+    offline = Mirror.offline({"kind": "classical"}, {"keep": "face"})  # what export/'s evaluations build
+    assert not offline.post.rule.background and offline.cfg.segmenter.fallback == ""
+    assert offline.cfg.sink.kind == "null" and not offline.cfg.web.enabled and offline.cfg.camera.kind == "demo"
 
 
 def test_background_search_stops_cleanly_and_starts_again(face_at):
