@@ -11,6 +11,7 @@ frame.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import NamedTuple
@@ -99,12 +100,21 @@ class LiveHeadView:
         self.weight = weight
         self.weights: tuple[Box, tuple[int, int], np.ndarray] | None = None
         self.pool: ThreadPoolExecutor | None = None  # made on the first head view
+        self.cpu_seconds = 0.0  # the view thread's CPU time for the last view: the cost the inference's clock misses
 
     def start(self, job: Callable[[], np.ndarray | None]) -> Future:
-        """Run the head's view in the view thread (onnxruntime's sessions may run from two threads at once)."""
+        """Run the head's view in the view thread (onnxruntime's sessions may run from two threads at once); its
+        CPU time is in `cpu_seconds` once the future is done."""
         if self.pool is None:
             self.pool = ThreadPoolExecutor(1, thread_name_prefix="head-view")
-        return self.pool.submit(job)
+
+        def timed() -> np.ndarray | None:
+            start = time.thread_time()
+            try:
+                return job()
+            finally:
+                self.cpu_seconds = time.thread_time() - start
+        return self.pool.submit(timed)
 
     def close(self) -> None:
         """End the view thread (safe to call twice; a later view starts it again)."""

@@ -172,6 +172,9 @@ class Mirror:
         self.resting.reset()
         seconds = time.perf_counter() - t0
         self.timings.add("inference", seconds)
+        if views is not None and views.cpu_seconds:  # the head's view, on a core of its own: CPU, not latency
+            self.timings.add("head_view_cpu", views.cpu_seconds)
+            views.cpu_seconds = 0.0
         self.inferences += 1
         return Segmented(prob, rgb, frame.index, frame.scene, post, seconds, frame.timestamp)
 

@@ -176,6 +176,20 @@ def test_live_views_read_the_cameras_rgbx_pixels_as_rgb(data_root):
     assert rgbx_mirror.post.face() is not None, "the second frame had a face, so a head's view"
 
 
+def test_the_head_views_cpu_time_is_in_the_daemons_timings(data_root):
+    """The head's view runs in a thread of its own, so the inference's wall clock misses its cost: the status's
+    timings carry it as `head_view_cpu`, about one more inference's worth, and only while there is a head view."""
+    from device.cameras import Frame
+    (_, sequence), = [next(moving_heads(data_root, 0.6, every=1000, frames=4))]
+    on, off = live_mirror(True), live_mirror(False)
+    for t, (frame, _) in enumerate(sequence):
+        on.segment(Frame(frame, frame, t))
+        off.segment(Frame(frame, frame, t))
+    timings = on.status()["timings_ms"]
+    assert on.post.face() is not None and "head_view_cpu" not in off.status()["timings_ms"]
+    assert 0.2 * timings["inference"] < timings["head_view_cpu"] < 5 * timings["inference"], timings
+
+
 def test_a_model_with_a_prior_input_never_takes_a_head_view():
     mirror = live_mirror(True, DEFAULT_MODEL.parent / "hair-mobile-unet-prior.onnx")
     assert mirror.head_views is None and mirror.segmenter.segment_view(np.zeros((8, 8, 3), np.uint8)) is None
