@@ -195,11 +195,11 @@ default-model: $(STAMP)  ## (slow) retrain models/hair-mobile-unet-wide-lean-ctx
 	  --out models/hair-mobile-unet-wide-lean-ctx.int8.onnx $(INT8_CALIB)
 	$(PY) -m export card models
 
-# The checkpoint the default starts from (the default until 2026-12-06): a second round of the finish below, from
+# The checkpoint scenery-model starts from (the default until 2026-12-06): a second round of the finish below, from
 # the committed checkpoint $(MS_CHECKPOINT) (`make ms-model` remakes it), distilled from its own masks at 288 and
 # 352 px (models/README.md, twelfth session); about 30 min on 2 CPU cores.
 .PHONY: ms2-model
-ms2-model: $(STAMP)  ## (slow) retrain models/checkpoints/mobile-unet-wide-lean-ctx-ms2-288.pt, where default-model starts
+ms2-model: $(STAMP)  ## (slow) retrain models/checkpoints/mobile-unet-wide-lean-ctx-ms2-288.pt, where scenery-model starts
 	$(PY) -m training prune $(FINISH_ARGS) --teacher $(MS_CHECKPOINT) --teacher-sizes 288 352 --init $(MS_CHECKPOINT) \
 	  --out runs/ms2
 	$(PY) -m training slim runs/ms2/best.pt --out $(MS2_CHECKPOINT)
