@@ -94,11 +94,15 @@ bench-full: $(STAMP)  ## everything: + random-weight unet-31m/1.8m, pipeline of 
 	  --plot out/bench-full.png
 
 # PI="pi4.json pi5.json": a Pi's own results (hairmirror-bench --out there) merged in: its measured columns fill.
+# PI_STAGES / PI_PACED: a Pi's stage profile and paced daemon (python -m device.bench.stages / .paced --json there),
+# each a table of its own after this machine's.
 PI ?=
-bench-readme: $(STAMP)  ## docs/bench.md's generated blocks and its figure from out/bench.json, out/stages.json and out/paced.json (after `make bench`); PI=pi5.json merges a Pi's
+PI_STAGES ?=
+PI_PACED ?=
+bench-readme: $(STAMP)  ## docs/bench.md's generated blocks and its figure from out/bench.json, out/stages.json and out/paced.json (after `make bench`); PI=pi5.json PI_STAGES=pi5-stages.json PI_PACED=pi5-paced.json add a Pi's
 	$(PY) -m export.bench_report out/bench.json $(PI) --quiet --docs docs/bench.md --plot docs/figures/bench_iou_fps.png
-	$(PY) -m device.bench.stages --from out/stages.json --docs docs/bench.md > /dev/null
-	$(PY) -m device.bench.paced --from out/paced.json --docs docs/bench.md > /dev/null
+	$(PY) -m device.bench.stages --from out/stages.json $(PI_STAGES) --docs docs/bench.md > /dev/null
+	$(PY) -m device.bench.paced --from out/paced.json $(PI_PACED) --docs docs/bench.md > /dev/null
 
 .PHONY: e2e-models
 e2e-models: $(STAMP)  ## the shipped models' eval.* metadata against a full evaluation on Figaro Testing + FASSEG V2 Test

@@ -83,6 +83,24 @@ def publish(text: str, result, json_path: str | None, docs: str | None, block: s
         print(f"wrote {GeneratedBlock(block).rewrite(docs, text, command)}", file=sys.stderr)
 
 
+def machine_name(result: dict) -> str:
+    """The machine a saved result was measured on, for a table's heading: 'LABEL: CPU' when the run was given
+    `--label` (e.g. 'Pi 5: Cortex-A76'), else the CPU's name."""
+    label = result.get("label") or ""
+    return f"{label}: {result['cpu']}" if label else result["cpu"]
+
+
+def load_each(paths: list[str], load) -> list:
+    """Each saved result of `paths` by `load` (one file's reader, ValueError naming it), in the order given; a file
+    named twice is an error (its table would be printed twice)."""
+    seen = set()
+    for path in paths:
+        if Path(path).resolve() in seen:
+            raise ValueError(f"--from {path}: named twice")
+        seen.add(Path(path).resolve())
+    return [load(path) for path in paths]
+
+
 def nodes(value, where: str = ""):
     """Every (path, key, item) below nested dicts and lists, depth first: path like 'machines[0].fps', key the
     dict key (None for a list item). The results files' checks walk them with it."""

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from ..argtypes import float_in, int_in, positive_float
-from .docs_block import check_saved, publish
+from .docs_block import check_saved, load_each, machine_name, publish
 from .machine import cpu_model
 from .measure import model_call, one_opencv_thread
 from .stages import PiStreamsDemo, median_iqr, pi_frame_of
@@ -140,7 +140,7 @@ def _run_daemon(mirror, camera, inference_cpu: list, settle: Settled, frames: in
 
 
 def measure(model: str, fps: float = 30.0, seconds: float = 2.0, rounds: int = 6,
-            frame_hw: tuple[int, int] = (480, 640)) -> dict:
+            frame_hw: tuple[int, int] = (480, 640), label: str = "") -> dict:
     """One model's figures: per round, the daemon for `seconds` at `fps`, then the model alone. A model slower than
     the camera (it segmented fewer frames than were shown in the warm-up) also runs, each round, with frames that
     come while the inference runs dropped (`Mirror.next_frame_within = 0`, the daemon before it kept one)."""
@@ -175,7 +175,7 @@ def measure(model: str, fps: float = 30.0, seconds: float = 2.0, rounds: int = 6
     ratios = [b / r["model_alone_cpu_s"] for b, r in zip(both, rows)]
     paced_ratios = [b / r["model_paced_cpu_s"] for b, r in zip(both, rows)]
     total = {k: sum(r[k] for r in rows) for k in ("frames", "segmented", "overlays")}
-    return {"model": model, "fps": fps, "frame_size": list(frame_hw), "cpu": cpu_model(),
+    return {"model": model, "fps": fps, "frame_size": list(frame_hw), "cpu": cpu_model(), "label": label,
             "load_average": [round(v, 2) for v in os.getloadavg()], "rounds": rows, **total,
             **_rate_and_age(rows, fps),
             "dropping": {"rounds": dropping, **_rate_and_age(dropping, fps)} if dropping else None,
@@ -211,7 +211,7 @@ def table(results: list[dict]) -> str:
     first = results[0]
     h, w = first["frame_size"]
     lines = [f"The Pi's daemon on a camera paced at {first['fps']:g} fps, {w}x{h}, {len(first['rounds'])} rounds "
-             f"each (CPU ms per segmented frame; {first['cpu']}, load {first['load_average'][0]:.1f})", "",
+             f"each (CPU ms per segmented frame; {machine_name(first)}, load {first['load_average'][0]:.1f})", "",
              "| model | frames shown | segmented | overlays made | frame thread | inference thread | model alone, "
              "back to back | model alone, paced | both threads / model alone back to back (median, IQR) | "
              "both threads / model alone paced |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -264,21 +264,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=positive_float, default=2.0, help="seconds of the daemon per round (default 2)")
     p.add_argument("--rounds", type=int_in(1), default=6, help="rounds per model (default 6)")
     p.add_argument("--json", help="also write the results here")
-    p.add_argument("--from", dest="saved", metavar="JSON", help="print (and --docs) saved results instead of measuring")
+    p.add_argument("--from", dest="saved", metavar="JSON", nargs="+",
+                   help="print (and --docs) saved results instead of measuring; several (this machine's, a Pi's) "
+                        "give tables each, in the order given")
+    p.add_argument("--label", default="", help="the machine's name in the tables' heading and the results file, "
+                                               "e.g. \"Pi 4\" (default: its CPU's name alone)")
     p.add_argument("--docs", metavar="MD", help=f"write the table into this markdown file's '{DOCS_BLOCK}' block "
                                                 "(docs/bench.md)")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
     if args.models and args.saved:
         p.error("give model files to measure or --from saved results, not both")
+    if args.saved and args.label:
+        p.error("--label names a machine being measured; saved results keep their own")
+    if args.saved and len(args.saved) > 1 and args.json:
+        p.error("--json writes one machine's results: give --from one file with it")
     if not args.models and not args.saved:
         from ..segmenters import DEFAULT_MODEL
         args.models = [str(DEFAULT_MODEL), str(Path(DEFAULT_MODEL).parent / SLOWER_THAN_THE_CAMERA)]
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        results = _load(args.saved) if args.saved else [measure(m, args.fps, args.seconds, args.rounds)
-                                                         for m in args.models]
-        publish(table(results), results, args.json, args.docs, DOCS_BLOCK, "device.bench.paced", argv)
+        machines = load_each(args.saved, _load) if args.saved else [
+            [measure(m, args.fps, args.seconds, args.rounds, label=args.label) for m in args.models]]
+        publish("\n\n".join(table(results) for results in machines), machines[0], args.json, args.docs, DOCS_BLOCK,
+                "device.bench.paced", argv)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -54,7 +54,7 @@ import numpy as np
 from ..argtypes import int_in
 from ..cameras import Frame
 from ..cameras.demo import DemoCamera
-from .docs_block import check_saved, publish
+from .docs_block import check_saved, load_each, machine_name, publish
 from .measure import ThreadClock, model_call, one_opencv_thread
 from .report import MIN_SPREAD_ROUNDS
 
@@ -254,7 +254,7 @@ def model_alone(mirror, rgb: np.ndarray) -> tuple[float, float]:
 
 
 def profile_stages(model_path: str | Path, frame_hw: tuple[int, int] = (480, 640), frames: int = 240,
-                   keep: str | None = None, mode: str | None = None) -> dict:
+                   keep: str | None = None, mode: str | None = None, label: str = "") -> dict:
     """Milliseconds per stage (mean over `frames`), the whole path, the model alone and their ratio, for the
     daemon on the demo camera at `frame_hw` (H, W) with this model, in one thread and in the daemon's two
     (rounds of each alternated). See the module docstring."""
@@ -350,7 +350,7 @@ def profile_stages(model_path: str | Path, frame_hw: tuple[int, int] = (480, 640
         "model_alone_cpu_ms": round(1e3 * float(np.mean(alone["cpu"])), 3), "paths": paths,
         "two_threads": two_paths, "frame_time": frame_time, "cores": len(os.sched_getaffinity(0)),
         "rounds": rounds, "round_frames": period, "load_average": [round(v, 2) for v in os.getloadavg()],
-        "cpu": _cpu(),
+        "cpu": _cpu(), "label": label,
     }
 
 
@@ -368,9 +368,20 @@ def _cpu() -> str:
 THREAD_OF = {"colour": "inference", "resize": "inference", "inference": "inference"}  # the rest runs in the frame thread
 
 
-def table(result: dict) -> str:
+QUOTE_NOTE = ("Quote CPU for what a frame costs: another job stretches wall time, and the Pi path's one-thread wall "
+              "time here also waits on the demo camera's thread making the Pi's streams, which a Pi's ISP makes. The "
+              "frame time is what sets the daemon's top frame rate where each of its two threads has a core (a Pi "
+              "has four); on one core the threads take turns and the CPU ratio is the frame time too.")
+
+
+def tables(results: list[dict]) -> str:
+    """Each profile's table (one per machine: this one's, a Pi's), then what to quote, once."""
+    return "\n\n".join(table(r, note=False) for r in results) + "\n\n" + QUOTE_NOTE
+
+
+def table(result: dict, note: bool = True) -> str:
     """The profile as a markdown table (wall and CPU time in one thread, CPU time in the daemon's two), with the
-    ratio lines under it."""
+    ratio lines under it (and with `note`, what to quote)."""
     h, w = result["frame_size"]
     demo, pi = result["paths"]["demo"], result["paths"]["pi"]
     two = result["two_threads"]
@@ -378,7 +389,7 @@ def table(result: dict) -> str:
     demo2, pi2 = two["demo"]["stages_cpu_ms"], two["pi"]["stages_cpu_ms"]
     lines = [f"Frame path at {w}x{h}, {Path(result['model']).name}, keep = {result['keep']}, "
              f"recolour = {result['recolour']}, {result['frames']} frames a layout, OpenCV and onnxruntime on one "
-             f"thread ({result['cpu']}, load {result['load_average'][0]:.1f})", "",
+             f"thread ({machine_name(result)}, load {result['load_average'][0]:.1f})", "",
              "| stage | thread (daemon) | ms / frame, one thread | CPU ms, one thread | CPU ms, demo daemon "
              "(two threads) | CPU ms, Pi daemon (two threads) | % of demo path |", "|---|---|---:|---:|---:|---:|---:|"]
 
@@ -408,10 +419,8 @@ def table(result: dict) -> str:
         lines.append(f"- {name} / model alone (frame time: two threads as the daemon runs on frames made ahead, "
                      f"wall, {cores} core{'s' * (cores != 1)}): **{figures['ratio']:.3f}** ({figures['ms']:.3f} ms "
                      f"against {figures['model_alone_ms']:.3f} ms; median of {rounds}, {spread})")
-    lines += ["", "Quote CPU for what a frame costs: another job stretches wall time, and the Pi path's one-thread wall "
-              "time here also waits on the demo camera's thread making the Pi's streams, which a Pi's ISP makes. The "
-              "frame time is what sets the daemon's top frame rate where each of its two threads has a core (a Pi "
-              "has four); on one core the threads take turns and the CPU ratio is the frame time too."]
+    if note:
+        lines += ["", QUOTE_NOTE]
     return "\n".join(lines)
 
 
@@ -440,8 +449,11 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", nargs="?", help="contract-v1 .onnx file without a prior input (default: the daemon's "
                                             "default model)")
-    p.add_argument("--from", dest="saved", metavar="JSON", help="print (and --docs) a saved result instead of "
-                                                                 "measuring")
+    p.add_argument("--from", dest="saved", metavar="JSON", nargs="+",
+                   help="print (and --docs) saved results instead of measuring; several (this machine's, a Pi's) "
+                        "give a table each, in the order given")
+    p.add_argument("--label", default="", help="the machine's name in the table's heading and the results file, "
+                                               "e.g. \"Pi 5\" (default: its CPU's name alone)")
     p.add_argument("--size", type=parse_hw, default=(480, 640), help="display size WIDTHxHEIGHT (default 640x480)")
     p.add_argument("--frames", type=int_in(8), default=240, help="frames measured per layout, 8 or more: a round "
                                                                   "is a face search's 8 frames (default 240)")
@@ -453,16 +465,20 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.model and args.saved:
         p.error("give a model file to measure or --from a saved result, not both")
+    if args.saved and args.label:
+        p.error("--label names a machine being measured; a saved result keeps its own")
+    if args.saved and len(args.saved) > 1 and args.json:
+        p.error("--json writes one result: give --from one file with it")
     if not args.saved:
         from ..segmenters import DEFAULT_MODEL
         args.model = args.model or str(DEFAULT_MODEL)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.saved:
-            result = _load(args.saved)
+            results = load_each(args.saved, _load)
         else:
-            result = profile_stages(args.model, args.size, args.frames, args.keep, args.mode)
-        publish(table(result), result, args.json, args.docs, DOCS_BLOCK, "device.bench.stages", argv)
+            results = [profile_stages(args.model, args.size, args.frames, args.keep, args.mode, args.label)]
+        publish(tables(results), results[0], args.json, args.docs, DOCS_BLOCK, "device.bench.stages", argv)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

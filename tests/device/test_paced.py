@@ -94,6 +94,30 @@ def test_saved_results_go_into_the_docs_block_by_their_command(models, tmp_path,
         paced.main([str(default), "--from", str(out)])
 
 
+def test_a_pis_results_get_tables_of_their_own_after_this_machines(models, tmp_path, capsys):
+    """A Pi's paced results (--label on the Pi, --json) go into the docs' block after this machine's by one command
+    (make bench-readme PI_PACED=...), the heading naming the machine."""
+    default, _ = models
+    here, pi, md = tmp_path / "paced.json", tmp_path / "pi4-paced.json", tmp_path / "bench.md"
+    quick = [str(default), "--seconds", "0.3", "--rounds", "1"]
+    assert paced.main([*quick, "--json", str(here)]) == 0
+    assert paced.main([*quick, "--label", "Pi 4", "--json", str(pi)]) == 0
+    [result] = json.loads(pi.read_text())
+    assert result["label"] == "Pi 4" and f"(CPU ms per segmented frame; Pi 4: {result['cpu']}, load" in (
+        capsys.readouterr().out)
+    md.write_text("<!-- paced:begin -->\n<!-- paced:end -->\n")
+    assert paced.main(["--from", str(here), str(pi), "--docs", str(md)]) == 0
+    text = md.read_text()
+    assert text.count("The Pi's daemon on a camera paced at 30 fps") == 2
+    assert text.index(f"frame; {result['cpu']}, load") < text.index(f"frame; Pi 4: {result['cpu']}, load")
+    capsys.readouterr()
+    assert paced.main(["--from", str(here), str(here)]) == 2 and "named twice" in capsys.readouterr().err
+    for argv in (["--from", str(here), str(pi), "--json", str(tmp_path / "x.json")],
+                 ["--from", str(here), "--label", "x"]):
+        with pytest.raises(SystemExit):
+            paced.main(argv)
+
+
 @pytest.mark.parametrize("argv, option", [(["--seconds", "nan"], "--seconds"), (["--seconds", "0"], "--seconds"),
                                           (["--fps", "500"], "--fps")])
 def test_bad_numbers_exit_2_naming_the_option(argv, option, capsys):

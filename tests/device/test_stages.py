@@ -197,3 +197,28 @@ def test_a_saved_profile_goes_into_the_docs_block_by_its_command(model, tmp_path
     assert "not a stage profile" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # a model and a saved result at once
         stages.main([str(model), "--from", str(out)])
+
+
+def test_a_pi_profile_gets_a_table_of_its_own_after_this_machines(model, tmp_path, capsys):
+    """A Pi's profile (--label on the Pi, --json) goes into the docs' block after this machine's by one command
+    (make bench-readme PI_STAGES=...): a table each, its heading naming the machine, the note on what to quote once."""
+    import json
+    here, pi, md = tmp_path / "stages.json", tmp_path / "pi5-stages.json", tmp_path / "bench.md"
+    assert stages.main([str(model), "--frames", "8", "--json", str(here)]) == 0
+    assert stages.main([str(model), "--frames", "8", "--label", "Pi 5", "--json", str(pi)]) == 0
+    cpu = json.loads(pi.read_text())["cpu"]
+    assert json.loads(pi.read_text())["label"] == "Pi 5" and f"(Pi 5: {cpu}, load" in capsys.readouterr().out
+    md.write_text("<!-- stages:begin -->\n<!-- stages:end -->\n")
+    assert stages.main(["--from", str(here), str(pi), "--docs", str(md)]) == 0
+    text = md.read_text()
+    assert text.count("Frame path at 640x480") == 2 and text.count(stages.QUOTE_NOTE) == 1
+    assert text.index(f"thread ({cpu}, load") < text.index(f"thread (Pi 5: {cpu}, load") < text.index(stages.QUOTE_NOTE)
+    assert f"--from {here} {pi} --docs {md}" in text
+    capsys.readouterr()
+    for argv, words in ((["--from", str(here), str(here)], "named twice"),
+                        (["--from", str(here), str(tmp_path / "none.json")], "none.json")):
+        assert stages.main(argv) == 2 and words in capsys.readouterr().err
+    for argv in (["--from", str(here), str(pi), "--json", str(tmp_path / "x.json")],
+                 ["--from", str(here), "--label", "x"]):
+        with pytest.raises(SystemExit):
+            stages.main(argv)
