@@ -95,9 +95,10 @@ def load_each(paths: list[str], load) -> list:
     named twice is an error (its table would be printed twice)."""
     seen = set()
     for path in paths:
-        if Path(path).resolve() in seen:
+        file = Path(path).resolve()
+        if file in seen:
             raise ValueError(f"--from {path}: named twice")
-        seen.add(Path(path).resolve())
+        seen.add(file)
     return [load(path) for path in paths]
 
 
