@@ -95,14 +95,22 @@ bench-full: $(STAMP)  ## everything: + random-weight unet-31m/1.8m, pipeline of 
 
 # PI="pi4.json pi5.json": a Pi's own results (hairmirror-bench --out there) merged in: its measured columns fill.
 # PI_STAGES / PI_PACED: a Pi's stage profile and paced daemon (python -m device.bench.stages / .paced --json there),
-# each a table of its own after this machine's.
-PI ?=
-PI_STAGES ?=
-PI_PACED ?=
-bench-readme: $(STAMP)  ## docs/bench.md's generated blocks and its figure from out/bench.json, out/stages.json and out/paced.json (after `make bench`); PI=pi5.json PI_STAGES=pi5-stages.json PI_PACED=pi5-paced.json add a Pi's
+# each a table of its own after this machine's. PI_DIR: the three as `make bench-pi` fetches them (out/pi/HOST).
+PI_DIR ?=
+PI ?= $(if $(PI_DIR),$(PI_DIR)/bench.json)
+PI_STAGES ?= $(if $(PI_DIR),$(PI_DIR)/stages.json)
+PI_PACED ?= $(if $(PI_DIR),$(PI_DIR)/paced.json)
+bench-readme: $(STAMP)  ## docs/bench.md's generated blocks and its figure from out/bench.json, out/stages.json and out/paced.json (after `make bench`); PI_DIR=out/pi/HOST (or PI=, PI_STAGES=, PI_PACED=) adds a Pi's
 	$(PY) -m export.bench_report out/bench.json $(PI) --quiet --docs docs/bench.md --plot docs/figures/bench_iou_fps.png
 	$(PY) -m device.bench.stages --from out/stages.json $(PI_STAGES) --docs docs/bench.md > /dev/null
 	$(PY) -m device.bench.paced --from out/paced.json $(PI_PACED) --docs docs/bench.md > /dev/null
+
+# The mirrors of an ansible inventory (deploy/ansible/inventory.yml by default): the same three measurements on each,
+# the daemon stopped meanwhile; results in out/pi/HOST/ for `make bench-readme PI_DIR=out/pi/HOST`.
+INVENTORY ?= inventory.yml
+.PHONY: bench-pi
+bench-pi: $(STAMP)  ## the bench on each mirror of deploy/ansible/inventory.yml (INVENTORY=...; bench.yml, mirrors provisioned with the demo extra) -> out/pi/HOST/*.json
+	cd deploy/ansible && $(abspath $(VENV))/bin/ansible-playbook -i $(INVENTORY) bench.yml
 
 .PHONY: e2e-models
 e2e-models: $(STAMP)  ## the shipped models' eval.* metadata against a full evaluation on Figaro Testing + FASSEG V2 Test
@@ -117,7 +125,7 @@ deploy-tools:  ## mtools, dosfstools, fdisk for the flash script's tests (root; 
 
 e2e: e2e-models e2e-deploy e2e-picamera2 e2e-soak  ## (slow, root) every end-to-end check below, one after another
 
-e2e-deploy: $(STAMP)  ## (slow, root) arm64 rootfs under qemu: site.yml twice (2nd changes nothing), nspawn boot, service active + page
+e2e-deploy: $(STAMP)  ## (slow, root) arm64 rootfs under qemu: site.yml twice (2nd changes nothing), nspawn boot, service active + page, bench.yml
 	@command -v debootstrap >/dev/null && command -v qemu-aarch64-static >/dev/null && command -v systemd-nspawn >/dev/null || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap qemu-user-static binfmt-support systemd-container curl >/dev/null)
 	deploy/e2e/run.sh

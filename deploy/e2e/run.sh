@@ -6,7 +6,8 @@
 #   4. the rootfs booted with systemd-nspawn: hairmirror.service (Type=notify, demo camera) must reach
 #      `active`, i.e. it sent READY=1, and its page must answer,
 #      (then: the watchdog restarts a frozen daemon, a stop is clean, a config error is not restarted),
-#   5. a third run against the booted container (the role's own final check runs there), again changing nothing.
+#   5. a third run against the booted container (the role's own final check runs there), again changing nothing,
+#   6. bench.yml against it with tiny budgets: the daemon stopped for the bench and started again, three results fetched.
 # Needs root, debootstrap, qemu-user-static, binfmt-support, systemd-container (apt) and ansible in .venv.
 # Timings are printed per step; everything runs under emulation, so they say nothing about a Pi's speed.
 set -euo pipefail
@@ -112,11 +113,11 @@ if [ ! -f "$SRC/$DEFAULT_MODEL" ]; then
   EXTRA+=(-e '{"hairmirror_models": [], "hairmirror_segmenter_kind": "classical"}')
 fi
 
-playbook() {  # playbook NAME [extra args]: run site.yml, keep the log, check the recap
+playbook() {  # [BOOK=bench.yml] playbook NAME [extra args]: run site.yml (or BOOK), keep the log, check the recap
   local name=$1; shift
   local t; t=$(date +%s)
   (cd "$SRC/deploy/ansible" && env -u PIP_FIND_LINKS ANSIBLE_FORCE_COLOR=0 \
-    "$VENV_BIN/ansible-playbook" -i "$INVENTORY" site.yml "${EXTRA[@]}" "$@") > "$LOG/$name.log" 2>&1 \
+    "$VENV_BIN/ansible-playbook" -i "$INVENTORY" "${BOOK:-site.yml}" "${EXTRA[@]}" "$@") > "$LOG/$name.log" 2>&1 \
     || { tail -40 "$LOG/$name.log"; die "$name: ansible-playbook failed (log: $LOG/$name.log)"; }
   TIMES[$name]=$(elapsed "$t")
   RECAP=$(grep -A3 'PLAY RECAP' "$LOG/$name.log" | grep -E '^\S+\s+:' || true)
@@ -246,6 +247,18 @@ echo "$RECAP" | grep -q ' changed=0 ' || die "third run changed something"
 grep -q 'Check that the page answers' "$LOG/run3.log" && grep -A3 'Check that the page answers' "$LOG/run3.log" | grep -q '^ok:' \
   || die "the role's final check did not run or did not pass on the booted container"
 
+# ---- 6. bench.yml against the running system: the daemon stopped meanwhile and started again, results fetched ----
+say "6. bench.yml against the booted container (tiny budgets): three results fetched, the daemon active again"
+BENCH_OUT="$LOG/bench"
+rm -rf "$BENCH_OUT"
+pid=$(show MainPID)
+BOOK=bench.yml playbook bench -e ansible_chroot_exe="$SRC/deploy/e2e/nsenter-into" -e "@$SRC/deploy/e2e/bench-vars.yml" \
+  -e "hairmirror_bench_fetch_dir=$BENCH_OUT"
+"$VENV_BIN/python" "$SRC/deploy/e2e/check_bench.py" "$BENCH_OUT/rootfs" || die "bench.yml's results (log: $LOG/bench.log)"
+wait_active "after the bench"
+[ "$(show MainPID)" != "$pid" ] || die "the daemon kept running through the bench (same MainPID $pid)"
+echo "   the daemon was stopped for the bench and started again: pid $pid -> $(show MainPID)"
+
 say "e2e-deploy passed"
-for k in rootfs copy run1 run2 boot_to_active watchdog_kill watchdog_back stop config_error run3; do printf '   %-15s %6s s\n' "$k" "${TIMES[$k]:-?}"; done
+for k in rootfs copy run1 run2 boot_to_active watchdog_kill watchdog_back stop config_error run3 bench; do printf '   %-15s %6s s\n' "$k" "${TIMES[$k]:-?}"; done
 echo "   logs: $LOG"

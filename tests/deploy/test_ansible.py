@@ -27,8 +27,9 @@ def _run(cmd: list[str]) -> subprocess.CompletedProcess:
                                "HOME": str(ANSIBLE.parents[2] / ".pytest_cache" / "ansible-home")})
 
 
-def test_playbook_syntax_check():
-    out = _run([tool("ansible-playbook"), "--syntax-check", "-i", "inventory.example.yml", "site.yml"])
+@pytest.mark.parametrize("playbook", ["site.yml", "bench.yml"])
+def test_playbook_syntax_check(playbook):
+    out = _run([tool("ansible-playbook"), "--syntax-check", "-i", "inventory.example.yml", playbook])
     assert out.returncode == 0, out.stdout + out.stderr
 
 
@@ -122,6 +123,14 @@ def _names_used(text: str) -> set[str]:
     return set(re.findall(r"\b(hairmirror_[a-z0-9_]+)\b", text))
 
 
+def _tasks(tasks: list[dict]):
+    """Every task of a tasks file, those inside blocks (block, rescue, always) too, and the blocks themselves."""
+    for task in tasks:
+        yield task
+        for part in ("block", "rescue", "always"):
+            yield from _tasks(task.get(part, []))
+
+
 def test_every_variable_used_by_the_roles_has_a_default():
     yaml = pytest.importorskip("yaml")
     defaults = set(role_defaults())
@@ -133,7 +142,7 @@ def test_every_variable_used_by_the_roles_has_a_default():
         text = path.read_text()
         used |= _names_used(text)
         if path.suffix == ".yml":
-            for task in yaml.safe_load(text) or []:
+            for task in _tasks(yaml.safe_load(text) or []):
                 produced |= {task.get("register", "")} | set(task.get("vars", {}))
                 produced |= set(task.get("ansible.builtin.set_fact", {}))
     missing = sorted(used - defaults - produced)
