@@ -105,11 +105,14 @@ bench-readme: $(STAMP)  ## docs/bench.md's generated blocks and its figure from 
 	$(PY) -m device.bench.stages --from out/stages.json $(PI_STAGES) --docs docs/bench.md > /dev/null
 	$(PY) -m device.bench.paced --from out/paced.json $(PI_PACED) --docs docs/bench.md > /dev/null
 
-# The mirrors of an ansible inventory (deploy/ansible/inventory.yml by default): the same three measurements on each,
-# the daemon stopped meanwhile; results in out/pi/HOST/ for `make bench-readme PI_DIR=out/pi/HOST`.
+# The mirrors of an ansible inventory (INVENTORY: a path from deploy/ansible, or absolute; inventory.yml by default):
+# the same three measurements on each, the daemon stopped meanwhile; results in out/pi/HOST/ for
+# `make bench-readme PI_DIR=out/pi/HOST`.
 INVENTORY ?= inventory.yml
 .PHONY: bench-pi
 bench-pi: $(STAMP)  ## the bench on each mirror of deploy/ansible/inventory.yml (INVENTORY=...; bench.yml, mirrors provisioned with the demo extra) -> out/pi/HOST/*.json
+	@cd deploy/ansible && [ -e "$(INVENTORY)" ] || { echo "bench-pi: no inventory $(INVENTORY) in deploy/ansible: \
+	  cp inventory.example.yml inventory.yml there and list your mirrors (README, Deploy)" >&2; exit 2; }
 	cd deploy/ansible && $(abspath $(VENV))/bin/ansible-playbook -i $(INVENTORY) bench.yml
 
 .PHONY: e2e-models
