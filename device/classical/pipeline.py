@@ -9,7 +9,8 @@ Clustering & Haar Features':
 5. the scalp-line ring lies between the hull scaled by 1.1 and by 1.3 about its centre of mass, lifted upwards
    (the hair is above and beside the face, the neck and clothes below it);
 6. hair colours = reduced colours covering more than 5% of the ring, skin excluded; the hair mask is the pixels of
-   those colours, then the largest connected component that reaches the ring.
+   those colours inside the head's ellipse (around the face box: a wall, sky, flag or collar of the hair's colour
+   further away is not hair), then the largest connected component that reaches the ring.
 
 Any frame in, never an exception for a frame without a face: the result then has an empty mask and a reason.
 """
@@ -28,6 +29,11 @@ from .kmeans import ColourReducer
 
 _log = logging.getLogger(__name__)
 MIN_SIDE = 8  # the smallest frame side the pipeline takes (its k-means and morphology need a few pixels)
+# Where hair can be, in face boxes (x, y, w, h): an ellipse centred at (x + w/2, y + 0.3 h), semi-axes 1.3 w and 1.6 h
+# (from 1.3 box heights above the box to 0.9 below it). Chosen on training photos and the demo (docs/experiments.md):
+# celeb1k-train and FASSEG V2 train unchanged, Figaro train -0.1 points (hair far past the shoulders is cut), the
+# demo's dyed collar, wall, flag and shuttle cut 3-10 times.
+HEAD_REGION = (0.3, 1.3, 1.6)
 
 
 @dataclass
@@ -61,6 +67,17 @@ def fill_polygon(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return canvas.astype(bool)
 
 
+def head_ellipse(box: Box, shape: tuple[int, int], region: tuple[float, float, float]) -> np.ndarray:
+    """bool mask of `shape`: the ellipse `region` (centre down the box, semi-axes in box widths and heights) of a face
+    box (x, y, w, h)."""
+    x, y, w, h = box
+    down, across, tall = region
+    canvas = np.zeros(shape, np.uint8)
+    cv2.ellipse(canvas, (round(x + w / 2), round(y + down * h)), (max(1, round(across * w)), max(1, round(tall * h))),
+                0, 0, 360, 1, -1)
+    return canvas.view(bool)
+
+
 def component_reaching(mask: np.ndarray, region: np.ndarray) -> np.ndarray:
     """The largest 8-connected component of mask that has a pixel in region (empty if none)."""
     n, comp, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
@@ -78,16 +95,20 @@ class ClassicalSegmenter:
                  work_size: int = 256, eps: float = 2.0, min_samples: int = 9,
                  ring_scales: tuple[float, float] = (1.1, 1.3), ring_lift: float = 1.0,
                  hair_fraction: float = 0.05, exclude_face: bool = True, warm_start: bool = True,
-                 sample: int = 4096, iterations: int = 10):
+                 sample: int = 4096, iterations: int = 10,
+                 head_region: tuple[float, float, float] | None = HEAD_REGION):
         if not 1.0 <= ring_scales[0] < ring_scales[1]:
             raise ValueError(f"ring_scales must be 1 <= inner < outer, got {ring_scales}")
         if not 0.0 <= hair_fraction < 1.0:
             raise ValueError(f"hair_fraction must be in [0, 1), got {hair_fraction}")
+        if head_region is not None and (len(head_region) != 3 or min(head_region[1:]) <= 0):
+            raise ValueError(f"head_region must be None or (down, across, tall) with across, tall > 0, got {head_region}")
         self.face_finder = face_finder or face_finder_for(face_cascade)
         self.reducer = ColourReducer(k=k, sample=sample, iterations=iterations, warm_start=warm_start)
         self.work_size, self.eps, self.min_samples = work_size, eps, min_samples
         self.ring_scales, self.ring_lift, self.hair_fraction = ring_scales, ring_lift, hair_fraction
         self.exclude_face = exclude_face
+        self.head_region = head_region  # None: hair colours anywhere in the frame count
 
     def segment(self, rgb: np.ndarray, face_box: Box | None = None) -> ClassicalResult:
         """Hair mask of an RGB uint8 frame of a video stream. face_box (x, y, w, h, in the frame's pixels) skips
@@ -177,6 +198,9 @@ class ClassicalSegmenter:
         candidates = np.isin(red.labels, hair_labels)
         if self.exclude_face:  # shadows, eyes and brows share hair colours; hair rarely covers the face's hull
             candidates &= ~hull_mask
+        if self.head_region is not None:
+            debug["head"] = head_ellipse(box, candidates.shape, self.head_region)
+            candidates &= debug["head"]
         hair = component_reaching(candidates, ring)
         debug["hair"] = hair
         lap("hair")

@@ -228,9 +228,31 @@ def test_the_hair_is_the_largest_component_that_reaches_the_ring():
     assert not component_reaching(mask, np.zeros((20, 20), bool)).any()
 
 
+def test_hair_coloured_surroundings_outside_the_heads_ellipse_stay_undyed():
+    """A FASSEG face set in a wide frame whose surroundings are its own hair's colour, joined to the hair (a dark
+    wall behind dark hair): the wall beyond the head's ellipse around the face box is never hair; without the
+    ellipse most of it is dyed. (What it does to real scenes: the demo photos' regions, test_demo_labels.py.)"""
+    name = "12.png"
+    rgb, truth = rgb_of(FASSEG_V2 / "Test_RGB" / name), fasseg_hair(name)
+    h, w = rgb.shape[:2]
+    frame = np.empty((h, 3 * w, 3), np.uint8)
+    frame[:] = np.median(rgb[truth.astype(bool)], axis=0).astype(np.uint8)
+    frame[:, w:2 * w] = rgb
+    with_region = ClassicalSegmenter(warm_start=False).segment(frame)
+    assert with_region.ok
+    beyond = ~with_region.debug["head"]  # at the working size, where the pipeline draws it
+    x, y, bw, bh = with_region.debug["face_box"]
+    assert with_region.debug["head"][y + bh // 2, x + bw // 2] and beyond.mean() > 0.1
+    assert not with_region.debug["hair"][beyond].any()
+    anywhere = ClassicalSegmenter(warm_start=False, head_region=None).segment(frame)
+    assert anywhere.debug["face_box"] == with_region.debug["face_box"] and "head" not in anywhere.debug
+    assert anywhere.debug["hair"][beyond].mean() > 0.3, "joined to the hair, the wall beyond is dyed without the ellipse"
+
+
 def test_segmenter_arguments_are_checked():
     for bad in ({"ring_scales": (1.2, 1.2)}, {"ring_scales": (0.9, 1.3)}, {"ring_scales": (1.3, 1.1)},
-                {"hair_fraction": 1.0}, {"hair_fraction": -0.1}):
+                {"hair_fraction": 1.0}, {"hair_fraction": -0.1}, {"head_region": (0.3, 0.0, 1.6)},
+                {"head_region": (0.3, 1.3)}):
         with pytest.raises(ValueError):
             ClassicalSegmenter(face_finder=FACE_FINDERS.create("given", (0, 0, 4, 4)), **bad)
 
