@@ -32,7 +32,7 @@ MIN_SIDE = 8  # the smallest frame side the pipeline takes (its k-means and morp
 # Where hair can be, in face boxes (x, y, w, h): an ellipse centred at (x + w/2, y + 0.3 h), semi-axes 1.3 w and 1.6 h
 # (from 1.3 box heights above the box to 0.9 below it). Chosen on training photos and the demo (docs/experiments.md):
 # celeb1k-train and FASSEG V2 train unchanged, Figaro train -0.1 points (hair far past the shoulders is cut), the
-# demo's dyed collar, wall, flag and shuttle cut 3-10 times.
+# demo's dyed collar and wall cut to a third, its flag and shuttle to none.
 HEAD_REGION = (0.3, 1.3, 1.6)
 
 
