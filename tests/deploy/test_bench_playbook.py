@@ -46,7 +46,9 @@ def _variables(tmp_path: Path, venv: Path) -> dict:
             "hairmirror_bench_models": [str(ROOT / DEFAULT_MODEL), str(ROOT / "models" / SMALL_MODEL)],
             "hairmirror_bench_label": "Bench play", "hairmirror_bench_fetch_dir": str(tmp_path / "fetched"),
             "hairmirror_bench_args": ["--quick"], "hairmirror_bench_stages_args": ["--frames", "8"],
-            "hairmirror_bench_paced_args": ["--seconds", "0.5", "--rounds", "1"]}
+            "hairmirror_bench_paced_args": ["--seconds", "0.5", "--rounds", "1"],
+            # the polled commands' job files: the tests run ansible with a HOME of their own
+            "ansible_async_dir": str(tmp_path / "async"), "hairmirror_bench_poll": 1}
 
 
 def test_the_bench_play_fetches_three_result_files_that_make_tables(tmp_path):
