@@ -83,6 +83,25 @@ def publish(text: str, result, json_path: str | None, docs: str | None, block: s
         print(f"wrote {GeneratedBlock(block).rewrite(docs, text, command)}", file=sys.stderr)
 
 
+def add_machine_arguments(p, what: str) -> None:
+    """--from (saved results, one file per machine) and --label (the machine being measured), shared by the benches
+    whose tables a Pi's run joins; `what` names a bench's result in the help ("a table", "tables")."""
+    p.add_argument("--from", dest="saved", metavar="JSON", nargs="+",
+                   help=f"print (and --docs) saved results instead of measuring; several (this machine's, a Pi's) "
+                        f"give {what} each, in the order given")
+    p.add_argument("--label", default="", help="the machine's name in the heading and the results file, e.g. "
+                                               "\"Pi 5\" (default: its CPU's name alone)")
+
+
+def check_machine_arguments(p, args) -> None:
+    """The usage errors of add_machine_arguments' options: a label is for a run being measured, and --json keeps
+    one machine's results."""
+    if args.saved and args.label:
+        p.error("--label names a machine being measured; saved results keep their own")
+    if args.saved and len(args.saved) > 1 and args.json:
+        p.error("--json writes one machine's results: give --from one file with it")
+
+
 def machine_name(result: dict) -> str:
     """The machine a saved result was measured on, for a table's heading: 'LABEL: CPU' when the run was given
     `--label` (e.g. 'Pi 5: Cortex-A76'), else the CPU's name."""

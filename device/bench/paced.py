@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from ..argtypes import float_in, int_in, positive_float
-from .docs_block import check_saved, load_each, machine_name, publish
+from .docs_block import add_machine_arguments, check_machine_arguments, check_saved, load_each, machine_name, publish
 from .machine import cpu_model
 from .measure import model_call, one_opencv_thread
 from .stages import PiStreamsDemo, median_iqr, pi_frame_of
@@ -264,21 +264,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=positive_float, default=2.0, help="seconds of the daemon per round (default 2)")
     p.add_argument("--rounds", type=int_in(1), default=6, help="rounds per model (default 6)")
     p.add_argument("--json", help="also write the results here")
-    p.add_argument("--from", dest="saved", metavar="JSON", nargs="+",
-                   help="print (and --docs) saved results instead of measuring; several (this machine's, a Pi's) "
-                        "give tables each, in the order given")
-    p.add_argument("--label", default="", help="the machine's name in the tables' heading and the results file, "
-                                               "e.g. \"Pi 4\" (default: its CPU's name alone)")
+    add_machine_arguments(p, "tables")
     p.add_argument("--docs", metavar="MD", help=f"write the table into this markdown file's '{DOCS_BLOCK}' block "
                                                 "(docs/bench.md)")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
     if args.models and args.saved:
         p.error("give model files to measure or --from saved results, not both")
-    if args.saved and args.label:
-        p.error("--label names a machine being measured; saved results keep their own")
-    if args.saved and len(args.saved) > 1 and args.json:
-        p.error("--json writes one machine's results: give --from one file with it")
+    check_machine_arguments(p, args)
     if not args.models and not args.saved:
         from ..segmenters import DEFAULT_MODEL
         args.models = [str(DEFAULT_MODEL), str(Path(DEFAULT_MODEL).parent / SLOWER_THAN_THE_CAMERA)]

@@ -266,10 +266,10 @@ def projection_table(report: dict) -> str:
     if rule:
         lines += ["", rule]
     if missing:
-        lines += ["", "Measured columns fill from a Pi's results file: `make bench-pi` runs the bench on the mirrors of "
-                      "an ansible inventory and fetches it (or `hairmirror-bench /opt/hairmirror/models --label \"Pi 5\" "
-                      "--out pi5.json` on the Pi), merged with this machine's on a desktop by `python -m "
-                      "export.bench_report THIS.json pi5.json` (into docs/bench.md: `make bench-readme "
+        lines += ["", "Measured columns fill from a Pi's results file: `make bench-pi` runs the bench on the "
+                      "mirrors of an ansible inventory and fetches it (or `hairmirror-bench /opt/hairmirror/models "
+                      "--label \"Pi 5\" --out pi5.json` on the Pi), merged with this machine's on a desktop by "
+                      "`python -m export.bench_report THIS.json pi5.json` (into docs/bench.md: `make bench-readme "
                       f"PI_DIR=out/pi/HOST` or `PI=pi5.json`; {', '.join(missing)}: none merged)."]
     return "\n".join(lines) + "\n"
 

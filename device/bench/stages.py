@@ -54,7 +54,7 @@ import numpy as np
 from ..argtypes import int_in
 from ..cameras import Frame
 from ..cameras.demo import DemoCamera
-from .docs_block import check_saved, load_each, machine_name, publish
+from .docs_block import add_machine_arguments, check_machine_arguments, check_saved, load_each, machine_name, publish
 from .measure import ThreadClock, model_call, one_opencv_thread
 from .report import MIN_SPREAD_ROUNDS
 
@@ -449,11 +449,7 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", nargs="?", help="contract-v1 .onnx file without a prior input (default: the daemon's "
                                             "default model)")
-    p.add_argument("--from", dest="saved", metavar="JSON", nargs="+",
-                   help="print (and --docs) saved results instead of measuring; several (this machine's, a Pi's) "
-                        "give a table each, in the order given")
-    p.add_argument("--label", default="", help="the machine's name in the table's heading and the results file, "
-                                               "e.g. \"Pi 5\" (default: its CPU's name alone)")
+    add_machine_arguments(p, "a table")
     p.add_argument("--size", type=parse_hw, default=(480, 640), help="display size WIDTHxHEIGHT (default 640x480)")
     p.add_argument("--frames", type=int_in(8), default=240, help="frames measured per layout, 8 or more: a round "
                                                                   "is a face search's 8 frames (default 240)")
@@ -465,10 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.model and args.saved:
         p.error("give a model file to measure or --from a saved result, not both")
-    if args.saved and args.label:
-        p.error("--label names a machine being measured; a saved result keeps its own")
-    if args.saved and len(args.saved) > 1 and args.json:
-        p.error("--json writes one result: give --from one file with it")
+    check_machine_arguments(p, args)
     if not args.saved:
         from ..segmenters import DEFAULT_MODEL
         args.model = args.model or str(DEFAULT_MODEL)
