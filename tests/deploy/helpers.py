@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -23,6 +24,13 @@ def tool(name: str) -> str:
     if not found:
         pytest.skip(f"{name} is not installed (make test installs the [dev] extra and the deploy tools)")
     return found
+
+
+def run_ansible(cmd: list[str]) -> subprocess.CompletedProcess:
+    """An ansible command run from deploy/ansible (its ansible.cfg and roles/), with a HOME of the tests' own."""
+    env = {"ANSIBLE_NOCOLOR": "1", "NO_COLOR": "1", "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+           "HOME": str(ANSIBLE.parents[2] / ".pytest_cache" / "ansible-home")}
+    return subprocess.run(cmd, cwd=ANSIBLE, capture_output=True, text=True, timeout=600, env=env)
 
 
 def role_defaults(overrides: dict | None = None) -> dict:

@@ -18,23 +18,17 @@ import pytest
 from device import config as device_config
 from device.segmenters import DEFAULT_MODEL
 
-from .helpers import ANSIBLE, ROLES, ROOT, render, role_defaults, tool
-
-
-def _run(cmd: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=ANSIBLE, capture_output=True, text=True, timeout=600,
-                          env={"ANSIBLE_NOCOLOR": "1", "NO_COLOR": "1", "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
-                               "HOME": str(ANSIBLE.parents[2] / ".pytest_cache" / "ansible-home")})
+from .helpers import ROLES, ROOT, render, role_defaults, run_ansible, tool
 
 
 @pytest.mark.parametrize("playbook", ["site.yml", "bench.yml"])
 def test_playbook_syntax_check(playbook):
-    out = _run([tool("ansible-playbook"), "--syntax-check", "-i", "inventory.example.yml", playbook])
+    out = run_ansible([tool("ansible-playbook"), "--syntax-check", "-i", "inventory.example.yml", playbook])
     assert out.returncode == 0, out.stdout + out.stderr
 
 
 def test_ansible_lint_offline_production_profile():
-    out = _run([tool("ansible-lint"), "--offline", "--profile", "production", "--nocolor"])
+    out = run_ansible([tool("ansible-lint"), "--offline", "--profile", "production", "--nocolor"])
     assert out.returncode == 0, out.stdout + out.stderr
 
 
@@ -155,7 +149,7 @@ def _checks(tmp_path: Path, extra: dict) -> subprocess.CompletedProcess:
     play = tmp_path / "checks.yml"
     play.write_text("- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n"
                     "    - ansible.builtin.include_role:\n        name: hairmirror\n        tasks_from: checks\n")
-    return _run([tool("ansible-playbook"), "-i", "localhost,", str(play), "-e", json.dumps(extra)])
+    return run_ansible([tool("ansible-playbook"), "-i", "localhost,", str(play), "-e", json.dumps(extra)])
 
 
 def test_the_role_refuses_variables_the_daemons_validation_cannot_see(tmp_path):
@@ -224,7 +218,7 @@ def test_the_role_writes_a_config_only_its_group_reads_and_never_one_the_daemon_
                      "hairmirror_config_file": str(path), "hairmirror_group": group.gr_name,
                      "hairmirror_camera_kind": "demo", "hairmirror_sink_kind": "null",
                      "hairmirror_segmenter_kind": "classical", "hairmirror_systemd_running": False, **extra}
-        return _run([tool("ansible-playbook"), "-i", "localhost,", str(book), "-e", json.dumps(variables)])
+        return run_ansible([tool("ansible-playbook"), "-i", "localhost,", str(book), "-e", json.dumps(variables)])
 
     token = "a-token-for-the-lan-1234"
     out = play({"hairmirror_web_host": "0.0.0.0", "hairmirror_web_token": token})

@@ -13,8 +13,7 @@ import pytest
 
 from device.segmenters import DEFAULT_MODEL
 
-from .helpers import ANSIBLE, ROOT, tool
-from .test_ansible import _run
+from .helpers import ANSIBLE, ROOT, run_ansible, tool
 
 SMALL_MODEL = "hair-unet-226k-32.onnx"  # the reference of hairmirror-bench's speed-ups, and quick
 
@@ -34,7 +33,7 @@ def _bench_play(tmp_path: Path, variables: dict) -> subprocess.CompletedProcess:
     book = tmp_path / "bench-play.yml"
     book.write_text("- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n"
                     "    - ansible.builtin.import_role:\n        name: hairmirror\n        tasks_from: bench\n")
-    return _run([tool("ansible-playbook"), "-i", "localhost,", str(book), "-e", json.dumps(variables)])
+    return run_ansible([tool("ansible-playbook"), "-i", "localhost,", str(book), "-e", json.dumps(variables)])
 
 
 def _variables(tmp_path: Path, venv: Path) -> dict:
