@@ -26,11 +26,11 @@ def tool(name: str) -> str:
     return found
 
 
-def run_ansible(cmd: list[str]) -> subprocess.CompletedProcess:
+def run_ansible(cmd: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
     """An ansible command run from deploy/ansible (its ansible.cfg and roles/), with a HOME of the tests' own."""
     env = {"ANSIBLE_NOCOLOR": "1", "NO_COLOR": "1", "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
            "HOME": str(ANSIBLE.parents[2] / ".pytest_cache" / "ansible-home")}
-    return subprocess.run(cmd, cwd=ANSIBLE, capture_output=True, text=True, timeout=600, env=env)
+    return subprocess.run(cmd, cwd=ANSIBLE, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def role_defaults(overrides: dict | None = None) -> dict:

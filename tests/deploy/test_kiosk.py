@@ -7,10 +7,9 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
-from .helpers import ANSIBLE, DEPLOY, tool
+from .helpers import DEPLOY, run_ansible, tool
 
 BOOTFS = DEPLOY / "e2e" / "bootfs"
 
@@ -23,12 +22,8 @@ def _boot(tmp_path: Path, extra: dict) -> tuple[Path, subprocess.CompletedProces
     play = tmp_path / "boot.yml"
     play.write_text("- hosts: localhost\n  connection: local\n  gather_facts: false\n  tasks:\n"
                     "    - ansible.builtin.include_role:\n        name: hairmirror_kiosk\n        tasks_from: boot\n")
-    out = subprocess.run([tool("ansible-playbook"), "-i", "localhost,", str(play),
-                          "-e", json.dumps({"hairmirror_kiosk_boot_dir": str(boot), **extra})],
-                         cwd=ANSIBLE, capture_output=True, text=True, timeout=300,
-                         env={"ANSIBLE_NOCOLOR": "1", "NO_COLOR": "1",
-                              "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
-                              "HOME": str(ANSIBLE.parents[2] / ".pytest_cache" / "ansible-home")})
+    out = run_ansible([tool("ansible-playbook"), "-i", "localhost,", str(play),
+                       "-e", json.dumps({"hairmirror_kiosk_boot_dir": str(boot), **extra})], timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
     return boot, out
 
