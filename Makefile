@@ -56,7 +56,7 @@ clean:  ## remove the venv and build output
 .PHONY: robustness
 robustness: $(STAMP)  ## the default model and the photo path under camera conditions (dim, noise, light, blur, JPEG, framing) -> docs/robustness.md
 	$(PY) -m export robustness models/hair-mobile-unet-wide-lean-ctx.onnx --data celeb1k-val figaro-test \
-	  --paths model photo-whole photo live live-head --docs docs/robustness.md
+	  --paths model photo-whole photo live-stretch live live-head --docs docs/robustness.md
 
 .PHONY: recolour-gallery recolour-bench flicker
 recolour-gallery: $(STAMP)  ## recolour metrics on Figaro Testing (dark/light hair) -> docs/training.md + docs/figures/recolour_gallery.png

@@ -89,9 +89,10 @@ class PostprocessConfig:
     min_area: float = setting(0.01, "keep = all/framed/face: smallest extra component kept (fraction of frame)",
                               range=(0, 1))
     smoothing: float = setting(0.5, "temporal smoothing of the probability (0 = none, 0.9 = heavy)", range=(0, 0.99))
-    work_side: int = setting(160, "the live path shrinks a larger probability map by a whole factor to at most this "
-                             "side before post-processing (the shipped models predict at half their input size); "
-                             "0 = the model's own size", range=(0, 4096))
+    work_side: int = setting(192, "the live path shrinks a larger probability map by a whole factor to at most this "
+                             "side before post-processing (the shipped models predict at half their input size: a "
+                             "288 model's 288x384 map of a 4:3 frame holds 144x192); 0 = the model's own size",
+                             range=(0, 4096))
 
 
 @dataclass

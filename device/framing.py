@@ -7,7 +7,9 @@ model 1-4 points of IoU (models/README.md). `head_square` is the square of a pic
 way, `paste` blends that square's probabilities into the whole picture's, feathered where the square's edge lies
 inside the picture (the square's view has no context there; the whole picture's has). Photos get both views
 (`[segmenter] photo_head`); so may live frames (`LiveHeadView`, `[segmenter] live_head`), at one more inference a
-frame.
+frame. `LiveInput` is what a live frame's one inference sees (`[segmenter] live_view`): with `square`, the camera's
+lores stream keeps the frame's aspect (`live_lores_hw`) and the model segments the square of it around the face,
+unstretched (`frame_square`); stretching a 4:3 frame to the square input cost the mirror 1-2 points of IoU.
 """
 from __future__ import annotations
 
@@ -41,12 +43,65 @@ def head_square(face: tuple[float, float, float, float], hw: tuple[int, int]) ->
     geometric mean of its box's sides: the cascade's boxes are square, but one found on a frame stretched to the
     model's input (the live path) comes back stretched with it."""
     x, y, w, h = face
+    return _square_at(face, min(float(np.sqrt(w * h)) / FACE_WIDTH, *hw), hw)
+
+
+def frame_square(face: tuple[float, float, float, float], hw: tuple[int, int]) -> Box:
+    """The largest square of a picture of size hw (H, W) around the face (x, y, w, h): the picture's shorter side,
+    placed as `head_square` places its square (across: the face centred; down: the face 0.55 of the way), moved
+    inside the picture."""
+    return _square_at(face, min(hw), hw)
+
+
+def _square_at(face: tuple[float, float, float, float], side: float, hw: tuple[int, int]) -> Box:
+    x, y, w, h = face
     height, width = hw
-    side = min(float(np.sqrt(w * h)) / FACE_WIDTH, height, width)
     x0 = min(max(x + w / 2 - side / 2, 0.0), width - side)
     y0 = min(max(y + h / 2 - FACE_CENTRE_Y * side, 0.0), height - side)
     side = int(round(side))
     return Box(min(int(round(x0)), width - side), min(int(round(y0)), height - side), side, side)
+
+
+def live_lores_hw(input_hw: tuple[int, int], frame_hw: tuple[int, int]) -> tuple[int, int]:
+    """The lores stream's size for `[segmenter] live_view = square`: the frame's aspect, its shorter side the
+    model's (square) input side; the longer side even (a YUV420 stream's chroma is half size)."""
+    side = input_hw[0]
+    height, width = frame_hw
+    longer = max(side, 2 * round(side * max(height, width) / min(height, width) / 2))
+    return (side, longer) if width >= height else (longer, side)
+
+
+class LiveInput:
+    """A live frame as one inference sees it: `whole`, the frame at the probability map's size (the face search's
+    picture); `model`, what the model segments (at its input size); `box`, where `model` lies in `whole`, or None
+    when it is all of `whole`, stretched to the input size where their sizes differ. `place` puts the model's
+    probabilities onto the map (zero outside the box)."""
+
+    def __init__(self, whole: np.ndarray, input_hw: tuple[int, int], face: tuple[float, float, float, float] | None):
+        """`face`: (x, y, w, h) as fractions of the frame; with one, a `whole` larger than the input is segmented in
+        its square around the face (`frame_square`), else stretched."""
+        self.whole, self.box = whole, None
+        hw = whole.shape[:2]
+        if hw == tuple(input_hw):
+            self.model = whole
+            return
+        if face is not None and min(hw) == input_hw[0] == input_hw[1]:
+            self.box = frame_square((face[0] * hw[1], face[1] * hw[0], face[2] * hw[1], face[3] * hw[0]), hw)
+            self.model = np.ascontiguousarray(whole[self.box.y:self.box.y + self.box.h,
+                                                    self.box.x:self.box.x + self.box.w])
+        else:
+            self.model = cv2.resize(whole, input_hw[::-1], interpolation=cv2.INTER_AREA)
+
+    def place(self, prob: np.ndarray) -> np.ndarray:
+        """float32 map at `whole`'s size from the model's probabilities."""
+        hw = self.whole.shape[:2]
+        if prob.shape == hw:
+            return prob
+        if self.box is None:
+            return cv2.resize(prob, hw[::-1], interpolation=cv2.INTER_LINEAR)
+        out = np.zeros(hw, np.float32)
+        out[self.box.y:self.box.y + self.box.h, self.box.x:self.box.x + self.box.w] = prob
+        return out
 
 
 def covers(box: Box, hw: tuple[int, int]) -> bool:

@@ -13,11 +13,12 @@ import time
 from collections import deque
 from typing import NamedTuple
 
+import cv2
 import numpy as np
 
 from .cameras import CAMERAS, Frame
 from .config import Config, from_dict
-from .framing import LiveHeadView
+from .framing import LiveHeadView, LiveInput, live_lores_hw
 from .notify import Notifier
 from .postprocess import Postprocessor, postprocess_still
 from .recolour import Recolourer, make_recolourer
@@ -84,7 +85,10 @@ class Mirror:
         self.resting = Backoff(SEGMENTER_RETRY, self.stop_event)
         self.resting_until = 0.0
         preview = {"preview": cfg.sink.preview} if CAMERAS.get(cfg.camera.kind).has_preview else {}
-        self.camera = CAMERAS.create(cfg.camera.kind, cfg.camera, segmenter.input_size, **preview)
+        lores_hw = segmenter.input_size
+        if segmenter.live_square:  # the lores keeps the frame's aspect: the model takes its square
+            lores_hw = live_lores_hw(segmenter.input_size, (cfg.camera.height, cfg.camera.width))
+        self.camera = CAMERAS.create(cfg.camera.kind, cfg.camera, lores_hw, **preview)
         self.capture = Capture(self.camera, cfg.camera.retry_seconds, self.stop_event, self.notifier.watchdog,
                                on_state=lambda: self.notifier.status(self.status_text()))
         self.sinks = []
@@ -160,8 +164,9 @@ class Mirror:
             segmenter, post, views = self.segmenter, self.post, self.head_views
         try:
             with self.segment_lock:
-                rgb = self._input_for(segmenter, frame)
-                prob = segmenter.segment(rgb) if views is None else self._views(segmenter, frame, rgb, post, views)
+                live = self._input_for(segmenter, frame, post)
+                prob = live.place(segmenter.segment(live.model)) if views is None else \
+                    self._views(segmenter, frame, live, post, views)
         except SegmenterError as e:
             self._fall_back(str(e))
             return None
@@ -176,7 +181,7 @@ class Mirror:
             self.timings.add("head_view_cpu", views.cpu_seconds)
             views.cpu_seconds = 0.0
         self.inferences += 1
-        return Segmented(prob, rgb, frame.index, frame.scene, post, seconds, frame.timestamp)
+        return Segmented(prob, live.whole, frame.index, frame.scene, post, seconds, frame.timestamp)
 
     def postprocess(self, segmented: Segmented) -> Hair | None:
         """The hair of a segmented frame (in the frame thread, whose caches hold what post-processing and the
@@ -202,29 +207,46 @@ class Mirror:
         segmented = self.infer(frame)
         return None if segmented is None else self.postprocess(segmented)
 
+    def live_input(self, frame: Frame) -> LiveInput:
+        """What the current segmenter's inference sees of a live frame (`_input_for`; the bench times it)."""
+        return self._input_for(self.segmenter, frame, self.post)
+
+    def frame_of(self, rgb: np.ndarray, index: int = 0, scene: int = 0) -> Frame:
+        """A picture (RGB, any size) as this mirror's camera hands a frame of it over: its lores at the
+        segmenter's input size, or, with `live_view = square`, at the picture's own aspect (`live_lores_hw`)."""
+        size = tuple(self.segmenter.input_size)
+        hw = live_lores_hw(size, rgb.shape[:2]) if self.segmenter.live_square else size
+        lores = rgb if rgb.shape[:2] == hw else cv2.resize(rgb, hw[::-1], interpolation=cv2.INTER_AREA)
+        return Frame(rgb, lores, index, scene=scene)
+
     @staticmethod
-    def _views(segmenter: Segmenter, frame: Frame, rgb: np.ndarray, post: Postprocessor,
+    def _views(segmenter: Segmenter, frame: Frame, live: LiveInput, post: Postprocessor,
                views: LiveHeadView) -> np.ndarray:
         """`[segmenter] live_head`: the frame segmented whole, and again in its head's square (cut from the
         camera's full-size pixels: no whole-frame conversion) when a face is known; the two blended."""
         hw = frame.shape
         box = views.square(post.face(), hw)
         if box is None:
-            return segmenter.segment(rgb)
+            return live.place(segmenter.segment(live.model))
         head = views.start(lambda: segmenter.segment_view(
             segmenter.fit(frame.pixels[box.y:box.y + box.h, box.x:box.x + box.w, :3])))
-        prob = segmenter.segment(rgb)
+        prob = live.place(segmenter.segment(live.model))
         head = head.result()  # its exception, if any, is this frame's
         return prob if head is None else views.blend(prob, head, box, hw)
 
     @staticmethod
-    def _input_for(segmenter: Segmenter, frame: Frame) -> np.ndarray:
-        """The frame at this segmenter's own input size: `lores` when the camera already gives that size,
-        else made from `main`: after a switch the camera still delivers the stream it was configured with
-        (Picamera2's lores is fixed until a restart), and a 32x32 lores would starve a segmenter that wants 256x192."""
-        if frame.lores.shape[:2] == tuple(segmenter.input_size):
-            return frame.lores
-        return segmenter.fit(frame.main)
+    def _input_for(segmenter: Segmenter, frame: Frame, post: Postprocessor | None = None) -> LiveInput:
+        """The frame as this segmenter's inference sees it: `lores` when the camera gives it at the input size, or
+        at the frame's aspect for `live_view = square` (the model then takes its square around the face `post`'s
+        rule knows); else made from `main`: after a switch the camera still delivers the stream it was configured
+        with (Picamera2's lores is fixed until a restart), and a 32x32 lores would starve a segmenter that wants
+        256x192."""
+        size, lores = tuple(segmenter.input_size), frame.lores
+        if lores.shape[:2] == size:
+            return LiveInput(lores, size, None)
+        if segmenter.live_square and min(lores.shape[:2]) == size[0]:
+            return LiveInput(lores, size, None if post is None else post.face())
+        return LiveInput(segmenter.fit(frame.main), size, None)
 
     def _fall_back(self, reason: str) -> None:
         """Switch to the configured fallback, with the reason; with none left, rest the segmenter with back-off."""

@@ -43,6 +43,7 @@ class Segmenter:
     input_size: tuple[int, int] = (256, 256)
     threshold: float = 0.5
     description = ""
+    live_square = False  # live frames are segmented in their square around the face, unstretched (`live_view`)
     live_head = False  # live frames are also segmented in their head's square (`segment_view`)
     live_head_weight = 1.0  # the head's view's share in its square
 
@@ -96,6 +97,11 @@ class OnnxSegmenter(Segmenter):
         photo_head: bool = setting(True, "a photo's head is also segmented on its own, framed as the training photos "
                                          "frame faces, and blended in (device.framing): a photo in 4:3 or portrait, or "
                                          "of a head further back, gains 1-4 points of IoU; one inference more")
+        live_view: str = setting("square", "what of a live frame the model segments: `square`, the frame's square "
+                                           "around the face the postprocess's `keep = face` finds, unstretched (the "
+                                           "whole frame stretched while no face is known); `stretch`, the whole frame "
+                                           "stretched to the model's square input. A 4:3 frame stretched costs 0.4-1.7 "
+                                           "points of IoU (docs/robustness.md)", choices=("square", "stretch"))
         live_head: bool = setting(False, "live frames with a face (`[postprocess] keep = face`) are segmented in "
                                          "their head's square too, as `photo_head` does: better masks of a head "
                                          "further back, at one more inference a frame (in a thread of its own: a "
@@ -117,7 +123,10 @@ class OnnxSegmenter(Segmenter):
         self.prior = None
         self.photo_flip = cfg.photo_flip
         self.photo_head = cfg.photo_head
-        self.live_head = cfg.live_head and not self.model.has_prior  # a prior is of the whole frame
+        square_input = self.input_size[0] == self.input_size[1]
+        # a prior is of the whole frame as the model saw it: no square of it, no head's view
+        self.live_square = cfg.live_view == "square" and square_input and not self.model.has_prior
+        self.live_head = cfg.live_head and not self.model.has_prior
         self.live_head_weight = cfg.live_head_weight
         self.blank_frame = self.blank_photo = False  # the last live frame / photo was featureless
         meta = self.model.metadata

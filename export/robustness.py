@@ -4,8 +4,8 @@ a 4:3 camera's frame. Each condition is applied to every photo of a labelled set
 the pixels); each photo's IoU under the condition is paired with its IoU on the clean photo, through the daemon's
 own loader. `--paths` says what the photos go through (`PATHS`): the file alone (its input size and threshold, as
 `export eval` counts it), the daemon's photo path as the page's try-a-photo runs it, or live video (each photo a
-short drifting sequence) through the daemon's video path; the last two with or without the head's own view
-(`[segmenter] photo_head` / `live_head`, device/framing.py).
+short drifting sequence) through the daemon's video path, with or without the head's own view
+(`[segmenter] photo_head` / `live_head`; `live_view`: the frame stretched or its square; device/framing.py).
 
     python -m export robustness models/hair-mobile-unet-wide-lean-ctx.onnx --data celeb1k-val --paths model photo
 
@@ -174,7 +174,6 @@ def live_path(head: bool, frames: int = LIVE_FRAMES,
     mean over its frames; with or without the head's own view (`[segmenter] live_head`); `segmenter`: other
     `[segmenter]` settings than the daemon's defaults (`live_head_weight`)."""
     def ious(path: str | Path, arrays: list[Pair], threads: int) -> np.ndarray:
-        from device.cameras import Frame
         from device.mirror import Mirror
         from training.metrics import MaskMetrics
 
@@ -185,7 +184,7 @@ def live_path(head: bool, frames: int = LIVE_FRAMES,
         for i, (img, truth) in enumerate(arrays):
             one = MaskMetrics()
             for t, (frame, moved) in enumerate(motion_sequence(img, truth, frames, np.random.default_rng(i))):
-                one.update(mirror.segment(Frame(frame, frame, t, scene=i)).dyed(moved.shape), moved)
+                one.update(mirror.segment(mirror.frame_of(frame, t, scene=i)).dyed(moved.shape), moved)
             out[i] = float(np.mean(one.ious))
         return out
     return ious
@@ -207,7 +206,9 @@ PATHS = {p.name: p for p in [
           photo_path(True)),
     Through("live", f"live video as shipped: each photo a drifting {LIVE_FRAMES}-frame sequence through the daemon's "
             "video path", live_path(False)),
-    Through("live-head", "the same with the head's own view on every frame (`live_head = true`)", live_path(True)),
+    Through("live-stretch", "the same with each frame stretched whole to the model's square input (`live_view = "
+            "stretch`, the default until 2026-12-07)", live_path(False, live_view="stretch")),
+    Through("live-head", "live video with the head's own view on every frame (`live_head = true`)", live_path(True)),
 ]}
 
 

@@ -164,7 +164,7 @@ def measure(model: str, fps: float = 30.0, seconds: float = 2.0, rounds: int = 6
                 mirror.next_frame_within = 0.0
                 dropping.append(_run_daemon(mirror, camera, inference_cpu, settle, frames_per_round))
                 mirror.next_frame_within = NEXT_FRAME_WITHIN
-            batch = np.ascontiguousarray(mirror._input_for(mirror.segmenter, mirror.latest_output.frame)[None])
+            batch = np.ascontiguousarray(mirror.live_input(mirror.latest_output.frame).model[None])
             run = lambda b: session.run(None, {"image": b})  # noqa: E731
             alone = [model_call(run, batch)[1] for _ in range(MODEL_ALONE_RUNS)]
             rows.append({**row, "model_alone_cpu_s": float(np.mean(alone)),

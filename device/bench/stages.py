@@ -8,7 +8,8 @@ the same run, interleaved frame by frame so that a background load weighs on bot
                 each frame as the streams a Pi 4 gives (main XBGR8888, kept as RGBX pixels; lores YUV420), in its
                 own thread as a Pi's ISP does; the lores is converted to RGB when the inference takes the frame
                 (in the inference thread), and the model runs on it
-    resize      the frame at the model's input size (none when the camera gives `lores` at that size)
+    resize      the frame at the model's input size (none when the camera gives `lores` at that size; with
+                `live_view = square` the copy of its square around the face)
     inference   the segmenter: input preparation and onnxruntime's run
     postprocess smoothing, threshold, the keep rule (`face`: its Haar cascade runs in a background thread, as in
                 the daemon; see device/postprocess.py)
@@ -115,7 +116,7 @@ def frame_path(mirror, clock: _Clock) -> Profiled:
     composite (the web page's and the file sink's picture), and the Pi sink's overlay of the same frame in the
     Pi camera's pixel format."""
     frame, pi_frame = capture(mirror.camera, clock)
-    prob, rgb = infer(mirror, pi_frame, clock)
+    prob, rgb, _ = infer(mirror, pi_frame, clock)
     return show(mirror, frame, pi_frame, prob, rgb, clock)
 
 
@@ -127,16 +128,16 @@ def capture(camera, clock: _Clock, pi: bool = True):
     return frame, pi_frame_of(frame) if pi else None
 
 
-def infer(mirror, frame, clock: _Clock) -> tuple[np.ndarray, np.ndarray]:
-    """The inference thread's stages: (the probability map, the input it was made from). A Pi frame's lores is
-    converted here, when the inference takes the frame (`colour`)."""
+def infer(mirror, frame, clock: _Clock) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The inference thread's stages: (the probability map, the frame at its size, the model's input). A Pi frame's
+    lores is converted here, when the inference takes the frame (`colour`)."""
     _ = frame.lores
     clock.stage("colour")
-    rgb = mirror._input_for(mirror.segmenter, frame)
+    live = mirror.live_input(frame)
     clock.stage("resize")
-    prob = mirror.segmenter.segment(rgb)
+    prob = live.place(mirror.segmenter.segment(live.model))
     clock.stage("inference")
-    return prob, rgb
+    return prob, live.whole, live.model
 
 
 def show(mirror, frame, pi_frame, prob: np.ndarray, rgb: np.ndarray, clock: _Clock,
@@ -180,7 +181,7 @@ class TwoThreads:
         self.mirror, self.paths = mirror, (path,)
         self.camera = camera or mirror.camera
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="inference")
-        self.previous = None  # (frame, pi frame, prob, rgb) of the frame to show next
+        self.previous = None  # (frame, pi frame, prob, the frame at its size) of the frame to show next
 
     def _infer(self, frame):
         clock = _Clock()  # started in the inference thread: its CPU time is that thread's
@@ -193,9 +194,9 @@ class TwoThreads:
         running = self.pool.submit(self._infer, pi_frame or frame)  # each path's daemon infers on its own lores
         if self.previous is not None:
             show(self.mirror, *self.previous, clock, self.paths)
-        prob, rgb, inference_clock = running.result()
+        prob, rgb, model_input, inference_clock = running.result()
         self.previous = (frame, pi_frame, prob, rgb)
-        return clock, inference_clock, rgb
+        return clock, inference_clock, model_input
 
     def model_alone(self, rgb: np.ndarray) -> tuple[float, float]:
         """The model alone in the inference thread (the frame thread waits)."""
@@ -281,7 +282,7 @@ def profile_stages(model_path: str | Path, frame_hw: tuple[int, int] = (480, 640
             frame_s = {name: {"path": [], "model": []} for name in PATHS}
             for _ in range(WARMUP_FRAMES):
                 output = frame_path(mirror, _Clock()).output
-                model_alone(mirror, mirror._input_for(mirror.segmenter, output.frame))
+                model_alone(mirror, mirror.live_input(output.frame).model)
                 for layout in (*two.values(), *ahead.values()):
                     layout.model_alone(layout.step()[2])
             for _ in range(rounds):
@@ -291,7 +292,7 @@ def profile_stages(model_path: str | Path, frame_hw: tuple[int, int] = (480, 640
                 for _ in range(period):
                     clock = _Clock()
                     output = frame_path(mirror, clock).output
-                    model_t = model_alone(mirror, mirror._input_for(mirror.segmenter, output.frame))
+                    model_t = model_alone(mirror, mirror.live_input(output.frame).model)
                     for k, (kind, seconds) in enumerate((("wall", clock.seconds), ("cpu", clock.cpu))):
                         for s in STAGES:
                             per_stage[kind][s].append(seconds[s])
