@@ -18,9 +18,10 @@ import threading
 from . import config as configuration
 from .argtypes import int_in
 from .cameras import CAMERAS
-from .sinks import SINKS
+from .sinks import SINKS, SinkError
 
 EXIT_OK, EXIT_RUNTIME, EXIT_CONFIG = 0, 1, 2
+MODEL_KIND = dict(configuration.settings())["segmenter.model"].metadata["kinds"][0]  # the kind that reads `model`
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _log = logging.getLogger("device")
 
@@ -42,7 +43,9 @@ def parse_args(argv):
                    help=f"override camera.kind; a sink.kind (from the file or the default) that this camera cannot "
                         f"host becomes null, said on stderr ({needs}); --sink chooses another, and a --sink the "
                         f"camera cannot host is a config error")
-    p.add_argument("--model", help="override segmenter.model (a contract-v1 .onnx file)")
+    p.add_argument("--model", metavar="FILE",
+                   help=f"override segmenter.model (a contract-v1 .onnx file) and run it: segmenter.kind becomes "
+                        f"{MODEL_KIND!r} (also over the file's), unless --segmenter is given too")
     p.add_argument("--segmenter", choices=configuration.CHOICES["segmenter.kind"], help="override segmenter.kind")
     p.add_argument("--sink", choices=configuration.CHOICES["sink.kind"], help="override sink.kind")
     p.add_argument("--colour", help="override recolour.colour (name or #rrggbb)")
@@ -59,6 +62,13 @@ def overrides_from(args, file_data: dict | None = None, notes: list[str] | None 
     o = {"camera.kind": args.source, "segmenter.model": args.model, "segmenter.kind": args.segmenter,
          "sink.kind": args.sink, "recolour.colour": args.colour, "recolour.mode": args.mode}
     o = {k: v for k, v in o.items() if v is not None}
+    if args.model is not None and not args.segmenter:  # a model given is a model to run, not one kept for later
+        o["segmenter.kind"] = MODEL_KIND
+        table = (file_data or {}).get("segmenter")
+        from_file = table.get("kind") if isinstance(table, dict) else None
+        if from_file not in (None, MODEL_KIND) and notes is not None:
+            notes.append(f"--model overrides segmenter.kind = {from_file!r} from {args.config} with {MODEL_KIND!r}; "
+                         "give --segmenter to choose another")
     if args.source and not args.sink:
         _sink_for_source(args, file_data or {}, o, notes if notes is not None else [])
     if args.web:
@@ -159,7 +169,8 @@ def opencv_on_calling_threads() -> None:
 
 
 def _serve(cfg, args, stopping: threading.Event, on_stop: list) -> int:
-    """Build, serve the page, run the frame loop until stopped; then release everything and leave cleanly."""
+    """Build, open the sinks (one that cannot open is a config error), serve the page, run the frame loop until
+    stopped; then release everything and leave cleanly."""
     opencv_on_calling_threads()
     try:
         mirror = build(cfg)
@@ -170,6 +181,11 @@ def _serve(cfg, args, stopping: threading.Event, on_stop: list) -> int:
     if stopping.is_set():
         _log.info("stopped before the first frame")
         return EXIT_OK
+    try:  # before the page and the camera: a sink that cannot open is the config's fault, not a failed loop's
+        mirror.open_sinks()
+    except SinkError as e:
+        _log.error("config error: %s", e)
+        return EXIT_CONFIG
     web = None
     if cfg.web.enabled:
         from .web import serve_in_thread
@@ -177,6 +193,8 @@ def _serve(cfg, args, stopping: threading.Event, on_stop: list) -> int:
             web = serve_in_thread(mirror, cfg.web)
         except OSError as e:  # port in use, address not on this machine: the server's message names both
             _log.error("%s", e.strerror or e)
+            for sink in mirror.sinks:
+                sink.close()
             return EXIT_RUNTIME
     code = EXIT_OK
     try:

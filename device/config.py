@@ -5,8 +5,10 @@ The shared keys are declared below; each backend declares its own keys and check
 and a section holds them flat, so `[camera] device` is the opencv camera's. The kinds, their keys, the allowed values
 and ranges all come from those declarations; `hairmirror --print-default-config` prints every key with its meaning.
 `check` then refuses what the start would trip over (a bad colour, a kind's own check: a face cascade or sink folder
-it cannot use, an empty images folder; a sink the camera cannot host, a weak web token); the daemon's start and
-`--validate-config` both run it through `load`.
+it cannot use, an empty path, a photo folder that is a file; a sink the camera cannot host, a threshold or work side
+that dyes nothing, a web token the page cannot use); the daemon's start and `--validate-config` both run it through
+`load`. What may still come (a photo folder or video file not there yet, an empty photo folder, the Pi camera's
+module) is no error: building the camera warns of it, and `--validate-config` builds it.
 Secrets (web.token) are never printed: `to_toml` and the error messages mask them.
 """
 from __future__ import annotations
@@ -16,12 +18,14 @@ import dataclasses
 import ipaddress
 import os
 import re
+import tempfile
 import tomllib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .cameras import CAMERAS
+from .model_file import THRESHOLD_RANGE
 from .postprocess import KEEP_RULES
 from .recolour import RECOLOURERS
 from .registry import Registry, setting
@@ -31,6 +35,12 @@ from .sinks import SINKS
 
 class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the key."""
+
+
+# A token is printable ASCII (a browser's fetch refuses other header bytes) but these, which a ?token= URL changes:
+# '+' arrives as a space, '&' and ';' end the value, '#' ends the query, '%' starts an escape.
+TOKEN_REFUSED = "+&#%;"
+MIN_WORK_SIDE = 32  # postprocess.work_side under it (but 0) dyes nothing: see its help
 
 
 def with_kinds_settings(registry: Registry):
@@ -83,7 +93,9 @@ class SegmenterConfig:
 
 @dataclass
 class PostprocessConfig:
-    threshold: float = setting(-1.0, "hair probability cut; -1 = the model file's own threshold", range=(-1, 1))
+    threshold: float = setting(-1.0, f"hair probability cut: {THRESHOLD_RANGE[0]}..{THRESHOLD_RANGE[1]} (as a model "
+                               "file's own; outside it dyes almost everything or nothing), or -1 = the model file's "
+                               "own threshold")
     keep: str = setting("face", "which components are hair (device/postprocess.py; `python -m export postprocess` "
                         "measures each)", choices=KEEP_RULES.names())
     min_area: float = setting(0.01, "keep = all/framed/face: smallest extra component kept (fraction of frame)",
@@ -91,8 +103,9 @@ class PostprocessConfig:
     smoothing: float = setting(0.5, "temporal smoothing of the probability (0 = none, 0.9 = heavy)", range=(0, 0.99))
     work_side: int = setting(192, "the live path shrinks a larger probability map by a whole factor to at most this "
                              "side before post-processing (the shipped models predict at half their input size: a "
-                             "288 model's 288x384 map of a 4:3 frame holds 144x192); 0 = the model's own size",
-                             range=(0, 4096))
+                             "288 model's 288x384 map of a 4:3 frame holds 144x192); 0 = the model's own size, else "
+                             f"at least {MIN_WORK_SIDE}: a coarser map holds no hair (at 8 a 4:3 frame's map is 6x8, "
+                             "a cell 80 pixels of a 640x480 frame; at 4 or less nothing is dyed)", range=(0, 4096))
 
 
 @dataclass
@@ -117,7 +130,8 @@ class WebConfig:
     host: str = setting("127.0.0.1", "anything but loopback needs a token")
     port: int = setting(8080, "the page's port", range=(1, 65535))
     token: str = setting("", "required for LAN access: ?token=... or X-Hairmirror-Token header; at least 12 "
-                         "non-space characters, never printed")
+                         f"characters: printable ASCII but space and {' '.join(TOKEN_REFUSED)} (which a URL "
+                         "changes); never printed")
     max_upload_mb: float = setting(8.0, "MiB (2**20 bytes) per photo", range=(0.1, 100))
 
 
@@ -225,7 +239,18 @@ def check(cfg: Config) -> None:
         if kind:
             _check_kind(cfg.segmenter, "segmenter", kind)
     _check_kind(cfg.sink, "sink", cfg.sink.kind)
+    _check_postprocess(cfg.postprocess)
     _check_web(cfg.web)
+
+
+def _check_postprocess(pc: PostprocessConfig) -> None:
+    lo, hi = THRESHOLD_RANGE
+    if pc.threshold != -1 and not lo <= pc.threshold <= hi:  # -0.5 was taken as -1, 0 and 1 dye all or nothing
+        raise ConfigError(f"postprocess.threshold: {pc.threshold!r} is neither -1 (the model file's own threshold) "
+                          f"nor in {lo}..{hi} (outside it almost everything or nothing is dyed)")
+    if 0 < pc.work_side < MIN_WORK_SIDE:
+        raise ConfigError(f"postprocess.work_side: {pc.work_side} is under {MIN_WORK_SIDE}, too coarse a map to hold "
+                          "hair (nothing or a few blocks are dyed); 0 = the model's own size")
 
 
 def _check_kind(section_cfg, section: str, kind: str) -> None:
@@ -257,16 +282,26 @@ def check_sink_fits(camera_kind: str, sink_kind: str) -> None:
 
 
 def check_creatable(key: str, text: str) -> None:
-    """A folder the daemon can create (or write into), found without creating anything."""
+    """A folder the daemon can create (or write into), found without leaving anything behind: a probe folder is
+    made in the nearest existing folder and removed at once (os.access says yes to root everywhere, and /proc
+    or a read-only mount refuse only an attempt)."""
     if not text.strip():
         raise ConfigError(f"{key}: empty (an empty path would be the working directory)")
     path = existing = Path(text)
-    while not existing.exists() and existing.parent != existing:
+    while not os.path.lexists(existing) and existing.parent != existing:  # lexists: a dangling link is there
         existing = existing.parent
-    if existing.exists() and not existing.is_dir():
+    if existing.is_symlink() and not existing.exists():  # mkdir cannot make a folder behind it ("File exists")
+        raise ConfigError(f"{key}: cannot create {path}: {existing} is a symbolic link to nothing "
+                          f"({os.readlink(existing)}; not mounted?)")
+    if os.path.lexists(existing) and not existing.is_dir():
         raise ConfigError(f"{key}: cannot create {path}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(f"{key}: cannot create or write {path}: {existing} is not writable")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".hairmirror-check-", dir=existing))
+    except OSError as e:
+        raise ConfigError(f"{key}: cannot create or write {path}: {existing} takes no new folder "
+                          f"({e.strerror or e})") from None
 
 
 _HOST_NAME = re.compile(r"(?=.{1,253}$)(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
@@ -295,6 +330,10 @@ def _check_web(web: WebConfig) -> None:
     if web.token != web.token.strip() or any(ord(c) < 32 or ord(c) == 127 for c in web.token):
         raise ConfigError("web.token: starts or ends with a space or holds a control character, "
                           "which an HTTP header cannot carry")
+    bad = next((c for c in web.token if not "!" <= c <= "~" or c in TOKEN_REFUSED), None)
+    if bad is not None:  # an unusable token cannot leak: name the character
+        raise ConfigError(f"web.token: holds {bad!r}, which a ?token= URL or a browser's header changes or refuses; "
+                          f"a token takes printable ASCII but space and {' '.join(TOKEN_REFUSED)}")
 
 
 def read(path: str | Path) -> dict:
@@ -365,5 +404,13 @@ def _toml_value(v) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, str):
-        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return '"' + "".join(_TOML_ESCAPES.get(c) or (f"\\u{ord(c):04X}" if _is_control(c) else c) for c in v) + '"'
     return repr(v)
+
+
+# A TOML basic string's escapes; any other control character is written \uXXXX (a raw one does not parse back).
+_TOML_ESCAPES = {"\\": "\\\\", '"': '\\"', "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _is_control(c: str) -> bool:
+    return ord(c) < 32 or ord(c) == 127

@@ -110,6 +110,12 @@ class OnnxSegmenter(Segmenter):
                                                "frame's inside the head's square (1 = all of it, feathered at its "
                                                "edges); a weaker blend dyes less of a hat", range=(0.05, 1))
 
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        if not cfg.model.strip():  # was: "not a file: ." and a silent classical fallback
+            raise ValueError("segmenter.model: empty (an empty path would be the working directory); a contract-v1 "
+                             ".onnx file")
+
     def __init__(self, cfg):
         from .model_file import ModelContractError, load_model
         try:
@@ -127,6 +133,9 @@ class OnnxSegmenter(Segmenter):
         # a prior is of the whole frame as the model saw it: no square of it, no head's view
         self.live_square = cfg.live_view == "square" and square_input and not self.model.has_prior
         self.live_head = cfg.live_head and not self.model.has_prior
+        if cfg.live_head and self.model.has_prior:
+            _log.warning("[segmenter] live_head: %s takes the previous mask as an input (of the whole frame), so live "
+                         "frames get no head view; a model without a prior input takes one", self.model.path)
         self.live_head_weight = cfg.live_head_weight
         self.blank_frame = self.blank_photo = False  # the last live frame / photo was featureless
         meta = self.model.metadata

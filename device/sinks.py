@@ -80,6 +80,11 @@ def shrunk_box(rgb: np.ndarray, shape: tuple[int, int], box: tuple[slice, slice]
     return cv2.resize(rgb, shape[::-1], interpolation=cv2.INTER_AREA)[box]
 
 
+class SinkError(OSError):
+    """A sink cannot be opened (or its folder made again); the message names the key. At the start it is the
+    configuration's fault (exit code 2), not the frame loop's."""
+
+
 class Sink:
     """A kind declares its own [sink] keys (`Settings`), the camera capabilities it needs (`camera_needs`) and may
     check its settings (`check_config`, run by --validate-config)."""
@@ -127,8 +132,11 @@ class FileSink(Sink):
     def _make_folder(self) -> None:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # mkdir's "File exists" for a file, or a link to nothing, under the folder's name
+            raise SinkError(f"sink.path: cannot create {self.folder}: a file or a symbolic link to nothing has its "
+                            "name (a USB stick not mounted?)") from None
         except OSError as e:
-            raise OSError(f"sink.path: cannot create {self.folder}: {e.strerror}") from e
+            raise SinkError(f"sink.path: cannot create {self.folder}: {e.strerror or e}") from None
 
     def show(self, output: Output) -> None:
         if output.frame.index % self.cfg.every == 0:

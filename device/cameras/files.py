@@ -98,12 +98,20 @@ class ImageFolderCamera(Camera):
         if not cfg.path.strip():
             raise ValueError("camera.path: empty; the images camera needs the folder of photos to show "
                              "(an empty path would be the working directory)")
+        path = cfg.path
+        if os.path.exists(path) and not os.path.isdir(path):  # was: retried forever as "not a folder (removed...)"
+            raise ValueError(f"camera.path: {path} is a file, not a folder of photos; for one photo or a video file "
+                             "use kind = \"opencv\" (its device takes either)")
 
     def __init__(self, cfg, lores_hw):
         super().__init__(cfg, lores_hw)
         self.folder = Path(cfg.path)
-        if not self.folder.is_dir():  # not an error (a USB stick not plugged in yet), but --validate-config says so
+        # neither is an error (a USB stick not plugged in or not filled yet), but --validate-config says so
+        if not self.folder.is_dir():
             _log.warning("camera.path: no folder %s yet; the mirror waits for it", self.folder)
+        elif not self._has_photo_names():
+            _log.warning("camera.path: no photos in %s (%s) yet; the mirror waits for them", self.folder,
+                         ", ".join(sorted(IMAGE_SUFFIXES)))
         self.paths: list[Path] = []
         self.position = 0
         self.frames_per_photo = max(1, round(cfg.seconds_per_photo * cfg.fps))
@@ -113,6 +121,14 @@ class ImageFolderCamera(Camera):
         self.next_scan = 0.0
         self.cache: dict[Path, tuple[tuple, np.ndarray]] = {}  # path -> ((size, mtime), frame at display size)
         self.skipped: dict[Path, tuple] = {}                   # path -> the (size, mtime) it was skipped at
+
+    def _has_photo_names(self) -> bool:
+        """Any file with a photo's name in the folder (whether it shows is known when it is decoded)."""
+        try:
+            return any(Path(entry.name).suffix.lower() in IMAGE_SUFFIXES and entry.is_file()
+                       for entry in os.scandir(self.folder))
+        except OSError:
+            return False
 
     def start(self) -> None:
         self._scan()
@@ -211,6 +227,9 @@ class OpenCVCamera(Camera):
 
     @classmethod
     def check_config(cls, cfg) -> None:
+        if not cfg.device.strip():  # was: "no such video file ; retrying" forever
+            raise ValueError("camera.device: empty; the opencv camera needs a camera index (\"0\"), a video file "
+                             "or a photo file")
         if is_index(cfg.device) and int(cfg.device) > MAX_INDEX:
             raise ValueError(f"camera.device: {cfg.device} is not a camera index OpenCV takes (0..{MAX_INDEX})")
 
@@ -227,7 +246,7 @@ class OpenCVCamera(Camera):
         dev = self.cfg.device
         if self._file_missing():
             raise CameraError(f"camera.device: no such video file {dev}")
-        self.still = None
+        self.still = self.first = None
         if self.is_file and Path(dev).suffix.lower() in IMAGE_SUFFIXES:
             try:
                 self.still = load_photo(Path(dev), self.main_hw)
@@ -251,9 +270,22 @@ class OpenCVCamera(Camera):
             self.stop()
             raise CameraError(f"camera.device: {dev!r} gives {width}x{height} frames, more than the "
                               f"{mib(MAX_DECODE_BYTES)} a decoded frame may take")
+        if self.is_file:  # a file that opens but holds no frame is not working (it would flap open/lost forever)
+            ok, self.first = self.cap.read()
+            if not ok:
+                self.stop()
+                raise CameraError(f"camera.device: the video file {dev} has no frames (empty, or not a video "
+                                  "OpenCV can read)")
         self.opened = os.stat(dev).st_ino if self.is_file else None
         self.next_check = time.monotonic() + RESCAN_SECONDS
         self.pacer = Pacer(self.cfg.fps) if self.is_file else None
+
+    def _read_bgr(self) -> tuple[bool, np.ndarray | None]:
+        """The next frame: first the one `start` read to see that the file has frames."""
+        if self.first is not None:
+            bgr, self.first = self.first, None
+            return True, bgr
+        return self.cap.read()
 
     def _check_file(self) -> None:
         """An open file reads on after it is removed or renamed: look at the name itself now and then."""
@@ -272,14 +304,14 @@ class OpenCVCamera(Camera):
             self._check_file()
         if self.still is not None:
             return self._frame(self.still)
-        ok, bgr = self.cap.read()
+        ok, bgr = self._read_bgr()
         if not ok and self.is_file:  # loop a video file
             self.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
             ok, bgr = self.cap.read()
             if not ok:  # it cannot seek back (a still photo is a one-frame sequence): open it again, checks and all
                 self.stop()
                 self.start()
-                ok, bgr = self.cap.read()
+                ok, bgr = self._read_bgr()
         if not ok:
             raise CameraError(f"camera {self.cfg.device!r} returned no frame")
         return self._frame(fit_to(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), self.main_hw))

@@ -7,7 +7,9 @@ A Pi 4 (VC4) can only give YUV420 on lores; a Pi 5 (PiSP) can give RGB888.
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
+import sys
 from dataclasses import dataclass
 
 import cv2
@@ -70,6 +72,22 @@ def lores_rgb(lores: np.ndarray, streams: dict[str, tuple[str, tuple[int, int]]]
     return rgb
 
 
+def missing_module() -> str | None:
+    """The first of the modules `start` imports that cannot be found, None when all can; without importing them
+    (picamera2's import starts libcamera)."""
+    for name in ("picamera2", "libcamera"):
+        if name in sys.modules:  # imported already, or blocked (None)
+            if sys.modules[name] is None:
+                return name
+            continue
+        try:
+            if importlib.util.find_spec(name) is None:
+                return name
+        except (ImportError, ValueError):
+            return name
+    return None
+
+
 @CAMERAS.register("picamera2")
 class Picamera2Camera(Camera):
     """Frames from Picamera2; each request is released as soon as its arrays are copied out."""
@@ -88,6 +106,11 @@ class Picamera2Camera(Camera):
         super().__init__(cfg, lores_hw)
         self.preview = preview
         self.picam2 = None
+        missing = missing_module()
+        if missing:  # not an error (a Pi's apt package may come after the config), but --validate-config says so
+            _log.warning("camera.kind: picamera2, but the %s module is not installed; on Raspberry Pi OS: apt install "
+                         "python3-picamera2, or choose another camera.kind (such as demo); the mirror waits for it",
+                         missing)
 
     def _import(self):
         try:

@@ -212,9 +212,9 @@ def test_validation_warns_of_a_camera_source_that_is_not_there_yet_and_still_pas
 
 
 @pytest.mark.parametrize("token, weak", [("abcdefghijk", True), ("abcdefghijkl", False),
-                                         ("a b c d e f g h i j k", True), ("a b c d e f g h i j k l", False)])
+                                         ("a b c d e f g h i j k", True), ("a-b-c-d-e-f-g-h-i-j-k-l", False)])
 def test_a_token_needs_12_characters_that_are_not_spaces(token, weak):
-    """The help says 'at least 12 non-space characters': spaces inside a token do not count towards them."""
+    """The help says 'at least 12 characters': spaces do not count towards them (and are no token's)."""
     data = {"web": {"host": "0.0.0.0", "token": token}, "sink": {"kind": "null"}}
     if weak:
         with pytest.raises(configuration.ConfigError, match=r"web.token: too weak \(11 non-space"):
@@ -264,3 +264,144 @@ def test_validate_config_prints_the_config_the_command_line_resolves_and_it_load
     printed.write_text(capsys.readouterr().out)
     assert configuration.load(printed).web == configuration.from_dict(
         {"web": {"enabled": True, "host": "127.0.0.1", "port": 9000}}).web
+
+
+def test_model_runs_the_model_it_names_unless_segmenter_is_given(tmp_path, capsys):
+    """--model FILE with `[segmenter] kind = "classical"` in the file was silently ignored: the mirror ran classical."""
+    from .test_model_file import contract_graph, save
+    model = save(contract_graph(), tmp_path / "mine.onnx")
+    path = tmp_path / "classical.toml"
+    path.write_text('[camera]\nkind = "demo"\n[segmenter]\nkind = "classical"\n[sink]\nkind = "null"\n')
+    assert cli.main(["-c", str(path), "--model", str(model), "--validate-config", "--no-web"]) == cli.EXIT_OK
+    out, err = capsys.readouterr()
+    printed = tomllib.loads(out)["segmenter"]
+    assert (printed["kind"], printed["model"]) == ("onnx", str(model))
+    assert "--model overrides segmenter.kind = 'classical'" in err and str(path) in err
+    o, notes = _overrides(["--model", str(model), "--segmenter", "classical"], {"segmenter": {"kind": "onnx"}})
+    assert o["segmenter.kind"] == "classical" and notes == []  # --segmenter says which, as asked
+    o, notes = _overrides(["--model", str(model)])
+    assert o["segmenter.kind"] == "onnx" and notes == []  # nothing from a file replaced: nothing to say
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "segmenter.kind becomes 'onnx'" in help_text and "unless --segmenter is given" in help_text
+
+
+@pytest.mark.parametrize("threshold, fine", [(-1, True), (-1.0, True), (0.01, True), (0.5, True), (0.99, True),
+                                             (1.0, False), (0.0, False), (-0.5, False), (0.995, False),
+                                             (0.005, False), (float("nan"), False)])
+def test_a_threshold_is_the_models_own_or_one_that_dyes_some_hair(threshold, fine):
+    """1.0 dyed nothing, 0.0 everything, -0.5 was quietly the model's own: as model files, 0.01..0.99 (or -1)."""
+    data = {"postprocess": {"threshold": threshold}, "sink": {"kind": "null"}}
+    if fine:
+        assert configuration.from_dict(data).postprocess.threshold == threshold
+    else:
+        with pytest.raises(configuration.ConfigError, match=r"^postprocess.threshold: .* neither -1 .* 0.01..0.99"):
+            configuration.from_dict(data)
+
+
+@pytest.mark.parametrize("side, fine", [(0, True), (32, True), (192, True), (4096, True), (1, False), (8, False),
+                                        (31, False)])
+def test_a_work_side_is_the_models_own_size_or_32_at_least(side, fine):
+    """A map shrunk to 8 (a 4:3 frame's 6x8) or less dyed nothing or a few blocks."""
+    data = {"postprocess": {"work_side": side}, "sink": {"kind": "null"}}
+    if fine:
+        assert configuration.from_dict(data).postprocess.work_side == side
+    else:
+        with pytest.raises(configuration.ConfigError, match=rf"^postprocess.work_side: {side} is under 32"):
+            configuration.from_dict(data)
+    assert "at least 32" in configuration.describe(dict(configuration.settings())["postprocess.work_side"])
+
+
+@pytest.mark.parametrize("token, refused", [
+    ("\u20acuro-token-1234", "'\u20ac'"),  # a browser's fetch refuses the header; werkzeug reads it as latin-1
+    ("pass+word+1234", "'+'"),             # ?token=pass+word+1234 arrives as "pass word 1234"
+    ("pass&word-12345", "'&'"), ("hash#tag-123456", "'#'"), ("per%20cent-1234", "'%'"), ("semi;colon-1234", "';'"),
+    ("inner space-1234", "' '"), ("caf\u00e9-token-1234", "'\u00e9'"), ("tab\u00a0nbsp-1234", "'\\xa0'"),
+    ("Aa0-._~!$'()*,:@/?=", None), ('to"k\\en-long-enough', None), ("[{<|^`>}]-1234", None),
+    ("abcdefghijkl", None)])
+def test_a_token_holds_only_what_a_url_and_a_header_carry_unchanged(token, refused):
+    data = {"web": {"host": "0.0.0.0", "token": token}, "sink": {"kind": "null"}}
+    if refused is None:
+        assert configuration.from_dict(data).web.token == token
+        return
+    with pytest.raises(configuration.ConfigError) as caught:
+        configuration.from_dict(data)
+    message = str(caught.value)
+    assert message.startswith(f"web.token: holds {refused}") and "printable ASCII but space and + & # % ;" in message
+    assert token not in message
+
+
+def test_the_printed_config_escapes_control_characters_and_loads_back(tmp_path, capsys):
+    """A path or colour holding a newline (or another control character) was printed raw: TOML that does not
+    parse, so --validate-config's output could not be used as the config."""
+    path = tmp_path / "weird.toml"
+    path.write_text('[camera]\nkind = "demo"\n[segmenter]\nkind = "classical"\n[sink]\nkind = "files"\n'
+                    f'path = "{tmp_path}/out\\nframes\\t\\r\\"q\\"\\\\b\\u0001\\u007f\\u001b"\n'
+                    '[recolour]\ncolour = "crimson\\n"\n')
+    cfg = configuration.load(path)
+    assert cfg.sink.path.endswith('out\nframes\t\r"q"\\b\x01\x7f\x1b') and cfg.recolour.colour == "crimson\n"
+    assert cli.main(["-c", str(path), "--validate-config", "--no-web"]) == cli.EXIT_OK
+    printed = capsys.readouterr().out
+    assert tomllib.loads(printed)["sink"]["path"] == cfg.sink.path
+    (tmp_path / "printed.toml").write_text(printed)
+    assert configuration.load(tmp_path / "printed.toml") == configuration.from_dict(
+        {**configuration.read(path), "web": {"enabled": False}})
+    for char in "\x00\x08\x0c\x1f":
+        assert tomllib.loads(f"v = {configuration._toml_value(f'a{char}b')}")["v"] == f"a{char}b"
+
+
+def test_validation_warns_of_a_photo_folder_without_photos_and_still_passes(tmp_path, caplog):
+    """An existing folder with nothing to show passed --validate-config silently, then retried forever."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not a photo")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[camera]\nkind = "images"\npath = "{folder}"\n[segmenter]\nkind = "classical"\n'
+                   '[sink]\nkind = "null"\n')
+    with caplog.at_level("WARNING"):
+        assert cli.main(["-c", str(cfg), "--validate-config", "--no-web"]) == cli.EXIT_OK
+    assert f"camera.path: no photos in {folder}" in caplog.text and "waits for them" in caplog.text
+    caplog.clear()
+    (folder / "me.JPG").write_bytes(b"a photo's name is enough here: it is decoded when shown")
+    with caplog.at_level("WARNING"):
+        assert cli.main(["-c", str(cfg), "--validate-config", "--no-web"]) == cli.EXIT_OK
+    assert "camera.path" not in caplog.text
+
+
+@pytest.mark.parametrize("camera, refused", [
+    ('kind = "images"\npath = "{photo}"', r'camera.path: .*photo.jpg is a file, not a folder.*kind = "opencv"'),
+    ('kind = "opencv"\ndevice = ""', "camera.device: empty"),
+    ('kind = "opencv"\ndevice = "  "', "camera.device: empty")])
+def test_a_camera_path_the_camera_can_never_use_is_refused(camera, refused, tmp_path):
+    """An images path that is a file retried forever as 'not a folder (removed or renamed?)'; an empty opencv device
+    retried forever as 'no such video file '."""
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"one photo")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f"[camera]\n{camera.format(photo=photo)}\n[segmenter]\nkind = \"classical\"\n"
+                   "[sink]\nkind = \"null\"\n")
+    with pytest.raises(configuration.ConfigError, match=refused):
+        configuration.load(cfg)
+
+
+@pytest.mark.parametrize("argv, data", [(["--model", ""], {}), ([], {"segmenter": {"model": ""}}),
+                                        ([], {"segmenter": {"model": " "}}),
+                                        (["--model", ""], {"segmenter": {"kind": "classical"}})])
+def test_an_empty_model_path_is_refused_not_a_silent_classical_fallback(argv, data):
+    with pytest.raises(configuration.ConfigError, match=r"^segmenter.model: empty"):
+        configuration.from_dict({**data, "camera": {"kind": "demo"}, "sink": {"kind": "null"}},
+                                _overrides(argv)[0])
+
+
+def test_validation_warns_when_the_pi_cameras_module_is_missing(monkeypatch, caplog, capsys):
+    """The default camera (picamera2) without its module validated silently, then retried a missing module forever:
+    a warning, not an error (the Pi's apt package may be installed after the config is written)."""
+    import sys
+    monkeypatch.setitem(sys.modules, "picamera2", None)
+    with caplog.at_level("WARNING"):
+        assert cli.main(["--validate-config", "--segmenter", "classical", "--sink", "null", "--no-web"]) == 0
+    said = [r.getMessage() for r in caplog.records if "picamera2" in r.getMessage()]
+    assert len(said) == 1 and "camera.kind" in said[0] and "apt install python3-picamera2" in said[0]
+    assert "demo" in said[0] and "\n" not in said[0]
+    assert tomllib.loads(capsys.readouterr().out)["camera"]["kind"] == "picamera2"

@@ -345,9 +345,38 @@ def test_a_still_photo_as_the_video_file_loops_without_losses(tmp_path):
         camera.stop()
 
 
+def test_a_video_without_frames_is_not_working_until_a_frame_arrives(tmp_path, caplog):
+    """A video file with no frames (a writer opened and closed) opened fine and read nothing: the log flapped
+    between 'camera: working again' and 'returned no frame' forever. It is unavailable, saying why, until the file
+    has frames."""
+    video = _video(tmp_path / "clip.avi", frames=0)
+    with caplog.at_level(logging.INFO, logger="device.stages"):
+        running = Running(video_config(video))
+        try:
+            running.wait(lambda: caplog.text.count("has no frames") >= 3, "three failed opens", 5)
+            assert running.mirror.frames == 0 and "has no frames" in running.mirror.camera_state
+            assert "working again" not in caplog.text and "returned no frame" not in caplog.text
+            swap(video, _video(tmp_path / "good.avi").read_bytes())
+            running.frames_grow("frames once the file has them", MAX_BACKOFF + 2)
+        finally:
+            running.stop()
+    assert caplog.text.count("working again") == 1
+
+
+def test_a_videos_first_frame_is_shown_first(tmp_path):
+    """The start reads a frame to see that the file has some: that frame is the first shown, not lost."""
+    camera = Mirror(video_config(_video(tmp_path / "clip.avi", frames=3))).camera
+    camera.start()
+    try:
+        # frame i is grey 10 * i; MJPG is lossy, and a loop starts again at frame 0
+        assert [round(float(camera.read().main.mean()) / 10) for _ in range(5)] == [0, 1, 2, 0, 1]
+    finally:
+        camera.stop()
+
+
 EVENT_KINDS = [Kind("camera", kid, None) for kid in (
     "folder-removed-while-shown", "folder-replaced-by-a-file", "photo-turned-bomb-while-shown",
-    "video-renamed-while-open", "video-removed-while-open", "video-replaced-while-open")]
+    "video-renamed-while-open", "video-removed-while-open", "video-replaced-while-open", "video-without-frames")]
 CAMERA_KINDS = FILE_KINDS + EVENT_KINDS
 
 

@@ -77,6 +77,19 @@ def _uncreatable_sink(tmp_path):
     return ["--config", str(path)], ["sink.path", "is a file, not a folder"]
 
 
+def _dangling_sink(tmp_path):
+    """A USB stick's mount point as a link, the stick not mounted: was exit 0, then a traceback ("File exists")."""
+    (tmp_path / "usb").symlink_to("/nonexistent/usb")
+    path = _file(tmp_path, f'[sink]\nkind = "files"\npath = "{tmp_path / "usb"}"\n{CLASSICAL}[camera]\nkind = "demo"\n')
+    return ["--config", str(path)], ["sink.path", str(tmp_path / "usb"), "symbolic link to nothing", "/nonexistent/usb"]
+
+
+def _images_path_is_a_file(tmp_path):
+    photo = _file(tmp_path, b"one photo, not a folder", "photo.jpg")
+    path = _file(tmp_path, CLASSICAL + f'[camera]\nkind = "images"\npath = "{photo}"\n[sink]\nkind = "null"\n')
+    return ["--config", str(path)], ["camera.path", str(photo), 'kind = "opencv"']
+
+
 def _absent_model_without_fallback(tmp_path):
     model = tmp_path / "absent.onnx"
     path = _file(tmp_path, f'[segmenter]\nmodel = "{model}"\nfallback = ""\n[camera]\nkind = "demo"\n'
@@ -121,6 +134,16 @@ CONFIG_KINDS = [
     Kind("config", "missing-face-cascade", _missing_cascade),
     Kind("config", "junk-face-cascade", _junk_cascade),
     Kind("config", "uncreatable-sink-path", _uncreatable_sink),
+    Kind("config", "sink-path-a-dangling-link", _dangling_sink),
+    Kind("config", "sink-path-under-proc", _config(CLASSICAL + '[camera]\nkind = "demo"\n[sink]\nkind = "files"\n'
+                                                   'path = "/proc/hairmirror-frames"\n', "sink.path", "/proc")),
+    Kind("config", "images-path-a-file", _images_path_is_a_file),
+    Kind("config", "empty-opencv-device", _config(CLASSICAL + '[camera]\nkind = "opencv"\ndevice = ""\n'
+                                                  '[sink]\nkind = "null"\n', "camera.device", "empty")),
+    Kind("config", "empty-model", _config('[segmenter]\nmodel = ""\n[camera]\nkind = "demo"\n[sink]\nkind = "null"\n',
+                                          "segmenter.model", "empty")),
+    Kind("config", "empty-model-flag", _config(CLASSICAL + '[camera]\nkind = "demo"\n[sink]\nkind = "null"\n',
+                                               "segmenter.model", "empty", extra=("--model", ""))),
     Kind("config", "empty-sink-path", _config(CLASSICAL + '[camera]\nkind = "demo"\n[sink]\nkind = "files"\npath = ""\n',
                                               "sink.path", "empty")),
     Kind("config", "empty-camera-path", _config(CLASSICAL + '[camera]\nkind = "images"\n[sink]\nkind = "null"\n',
@@ -159,6 +182,10 @@ CONFIG_KINDS = [
     Kind("config", "port-beyond-65535", _config("[web]\nport = 70000\n", "web.port", "outside")),
     Kind("config", "upload-limit-zero", _config("[web]\nmax_upload_mb = 0\n", "web.max_upload_mb")),
     Kind("config", "threshold-above-1", _config("[postprocess]\nthreshold = 2\n", "postprocess.threshold")),
+    Kind("config", "threshold-of-1", _config("[postprocess]\nthreshold = 1\n", "postprocess.threshold", "0.01..0.99")),
+    Kind("config", "threshold-of-0", _config("[postprocess]\nthreshold = 0\n", "postprocess.threshold", "0.01..0.99")),
+    Kind("config", "threshold-minus-half", _config("[postprocess]\nthreshold = -0.5\n", "postprocess.threshold", "-1")),
+    Kind("config", "work-side-8", _config("[postprocess]\nwork_side = 8\n", "postprocess.work_side", "32")),
     Kind("config", "negative-strength", _config("[recolour]\nstrength = -1\n", "recolour.strength")),
     Kind("config", "every-zero-frames", _config("[sink]\nevery = 0\n", "sink.every")),
     Kind("config", "a-thousand-threads", _config("[segmenter]\nthreads = 1000\n", "segmenter.threads")),
@@ -173,6 +200,9 @@ CONFIG_KINDS = [
     Kind("config", "mirror-as-yes", _config('[camera]\nmirror = "yes"\n', "camera.mirror", "expected bool")),
     Kind("config", "bad-colour2", _config(CLASSICAL + '[recolour]\ncolour2 = "#12345"\n', "recolour.colour2")),
     Kind("config", "colour-as-number", _config("[recolour]\ncolour = 42\n", "recolour.colour", "expected str")),
+    Kind("config", "token-outside-ascii", _config('[web]\ntoken = "\u20acuro-token-1234"\n', "web.token",
+                                                  "printable ASCII")),
+    Kind("config", "token-with-plus", _config('[web]\ntoken = "pass+word+1234"\n', "web.token", "'+'")),
     Kind("config", "token-with-a-bell", _config('[web]\ntoken = "abcdefghijkl\\u0007mn"\n', "web.token",
                                                 "control character")),
     Kind("config", "web-flag-without-a-port", _config("", "--web", "HOST:PORT", extra=("--web", "localhost"))),
@@ -206,6 +236,20 @@ def test_bad_config_is_one_line_and_exit_2(kind, mode, tmp_path, capsys, caplog,
     for word in words:
         assert word in said[0], f"{word!r} not in {said[0]!r}"
     assert "123456789012345" not in err + caplog.text and "hostile-test-token" not in err + caplog.text
+
+
+def test_a_sink_that_cannot_be_opened_at_the_start_is_a_config_error_in_one_line(tmp_path, capsys, caplog,
+                                                                                  monkeypatch):
+    """The sink's folder checked fine, then could not be made at the start (the stick unmounted in between): a
+    chained traceback and exit 1, which systemd restarted five times, instead of exit 2."""
+    (tmp_path / "usb").symlink_to("/nonexistent/usb")
+    path = _file(tmp_path, f'[sink]\nkind = "files"\npath = "{tmp_path / "usb"}"\n{CLASSICAL}[camera]\nkind = "demo"\n')
+    monkeypatch.setattr(configuration, "check_creatable", lambda key, text: None)  # as it was at the check
+    assert cli.main(["--config", str(path), "--frames", "1", "--no-web"]) == cli.EXIT_CONFIG
+    err = capsys.readouterr().err + caplog.text
+    said = [line for line in err.splitlines() if "config error" in line]
+    assert len(said) == 1 and "Traceback" not in err, err
+    assert f"sink.path: cannot create {tmp_path / 'usb'}: a file or a symbolic link to nothing" in said[0]
 
 
 def test_the_token_is_never_printed_and_the_masked_output_does_not_pass_as_a_token(tmp_path, capsys):
@@ -423,8 +467,10 @@ DEEP = "[" * 100_000 + "]" * 100_000
 UPLOAD_KINDS = [
     Req("upload", "9-MiB-photo", lambda c: _upload(_png_header(100, 100) + bytes(NINE_MIB))(c), 413,
          ("the image is 9.0 MiB", "the limit is 8.0 MiB")),
+    # the body's own limit (base64 with line breaks), and the image it would hold: not the body against the image's
     Req("upload", "12-MiB-base64-photo", _json("/api/photo", '{"image": "' + "A" * (12 * 2**20) + '"}'), 413,
-         ("MiB", "web.max_upload_mb")),
+         ("the JSON body is 12.0 MiB", "larger than the limit of 11.4 MiB for a JSON body", "image of at most 8.0 MiB",
+          "web.max_upload_mb", "the image in it is about 9.0 MiB")),
     Req("upload", "not-an-image", _upload(b"#!/bin/sh\nrm -rf /\n" * 50, "photo.png"), 415, ("not an image",)),
     Req("upload", "header-bomb", _upload(_png_header(30000, 30000), "bomb.png"), 413, ("30000x30000", "limit")),
     Req("upload", "truncated-jpeg", lambda c: _upload(_jpeg()[:200])(c), 400, ("JPEG",)),
@@ -457,9 +503,9 @@ UPLOAD_KINDS = [
     Req("upload", "apng", _upload(h.apng(), "animated.png"), 415, ("animated PNG",)),
     Req("upload", "jpeg-claims-65535x65535", _upload(h.jpeg_frame(65535, 65535)), 413, ("65535x65535", "100 MP")),
     Req("upload", "jpeg-progressive-over-budget", _upload(h.jpeg_frame(10000, 8000, sof=0xC2)), 413,
-         ("10000x8000", "decoding it would take")),
+         ("10000x8000", "decoding it would take", "progressive", "save it as a baseline (not progressive) JPEG")),
     Req("upload", "jpeg-multi-scan-over-budget", _upload(h.jpeg_frame(6000, 5000, scan_components=1)), 413,
-         ("6000x5000", "decoding it would take")),
+         ("6000x5000", "decoding it would take", "multi-scan", "baseline")),
     Req("upload", "jpeg-without-frame-header", _upload(b"\xff\xd8\xff\xda\x00\x08\x01\x01\x00\x00\x3f\x00"
                                                       + bytes(32)), 400, ("no frame header",)),
     Req("upload", "webp-claims-16383x16383", _upload(h.webp_vp8x(16383, 16383), "bomb.webp"), 413, ("16383x16383",)),

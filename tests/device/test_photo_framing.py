@@ -195,6 +195,25 @@ def test_a_model_with_a_prior_input_never_takes_a_head_view():
     assert mirror.head_views is None and mirror.segmenter.segment_view(np.zeros((8, 8, 3), np.uint8)) is None
 
 
+@pytest.mark.parametrize("prior", [True, False])
+def test_live_head_with_a_model_that_takes_a_prior_says_it_does_nothing(prior, tmp_path, caplog):
+    """`live_head = true` with a prior-input model (hair-mobile-unet-prior) was dropped without a word."""
+    from .test_model_file import contract_graph, save
+    model = save(contract_graph(prior=prior), tmp_path / "model.onnx")
+    with caplog.at_level("WARNING", logger="device.segmenters"):
+        segmenter = OnnxSegmenter(OnnxSegmenter.Settings(model=str(model), threads=1, live_head=True))
+    said = [r.getMessage() for r in caplog.records if "live_head" in r.getMessage()]
+    assert segmenter.live_head is not prior
+    if prior:
+        assert len(said) == 1 and str(model) in said[0] and "previous mask" in said[0] and "no head view" in said[0]
+    else:
+        assert said == []
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="device.segmenters"):
+        OnnxSegmenter(OnnxSegmenter.Settings(model=str(model), threads=1, live_head=False))
+    assert "live_head" not in caplog.text  # not asked for: nothing to say
+
+
 def test_live_head_without_a_face_rule_says_it_does_nothing(caplog):
     with caplog.at_level("WARNING", logger="device.mirror"):
         live_mirror(True, postprocess={"keep": "largest"})

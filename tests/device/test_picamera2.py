@@ -261,6 +261,24 @@ def test_missing_picamera2_package_says_how_to_install(monkeypatch):
         make().start()
 
 
+def test_a_missing_picamera2_module_is_warned_of_when_the_camera_is_built(monkeypatch, caplog):
+    """Building the camera is what --validate-config does: it must say the module is missing (the start retries
+    it forever), in one warning; with the module there, nothing."""
+    import sys
+    monkeypatch.setitem(sys.modules, "picamera2", None)
+    with caplog.at_level("WARNING", logger="device.cameras.picamera2"):
+        make()
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and said[0].startswith("camera.kind: picamera2, but the picamera2 module is not installed")
+    assert "apt install python3-picamera2" in said[0] and "demo" in said[0]
+
+
+def test_an_installed_picamera2_module_is_not_warned_of(fake, caplog):
+    with caplog.at_level("WARNING", logger="device.cameras.picamera2"):
+        make()
+    assert caplog.records == []
+
+
 def test_overlay_sink_puts_small_rgba_on_the_preview(fake, photo):
     from device.config import SinkConfig
     from device.recolour import make_recolourer
