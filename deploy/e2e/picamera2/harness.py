@@ -35,8 +35,12 @@ from PIL import Image  # noqa: E402
 
 from device.cameras import CAMERAS, CameraError  # noqa: E402
 from device.config import CameraConfig, Config  # noqa: E402
+from device.framing import live_lores_hw  # noqa: E402
 
-MAIN, LORES = (640, 480), (256, 256)
+MAIN = (640, 480)
+# (width, height): the lores the daemon asks for with the default 288 px model (`live_view = square`: the frame's
+# aspect, 288x384), so the real Picamera2 configures and aligns the stream a mirror runs on
+LORES = live_lores_hw((288, 288), MAIN[::-1])[::-1]
 # Colour bounds, mean absolute difference per channel value (0..255) against the fed JPEG decoded with PIL.
 # The virtual camera decodes the JPEG to NV12 with libyuv and scales it bilinearly, and the YUV->RGB step here
 # is BT.601 video range on full-range JPEG data: a few levels of contrast error, MAD ~3-8 on these photos.
