@@ -72,10 +72,11 @@ def _key(name: str) -> str:
 _NAMES: dict[str, str] = {**CSS_COLOURS, **{_key(k): v for k, v in PRESETS.items()}}
 
 
-def parse_colour(text: str) -> tuple[int, int, int]:
-    """'crimson', 'rose gold', '#dc143c' or '#d13' -> (r, g, b); ValueError naming the value otherwise."""
+def parse_colour(text: str, what: str = "colour") -> tuple[int, int, int]:
+    """'crimson', 'rose gold', '#dc143c' or '#d13' -> (r, g, b); ValueError naming the value otherwise, and the
+    field it came in (`what`: "colour2" for ombre's tips) so a bad second colour is not blamed on the first."""
     if not isinstance(text, str):
-        raise ValueError(f"colour {text!r}: expected a string such as 'crimson', '#dc143c' or '#d13'")
+        raise ValueError(f"{what} {text!r}: expected a string such as 'crimson', '#dc143c' or '#d13'")
     key = text.strip().lower()
     if m := _HEX6.fullmatch(key):
         h = m.group(1)
@@ -87,7 +88,7 @@ def parse_colour(text: str) -> tuple[int, int, int]:
         return parse_colour(_NAMES[key])
     close = difflib.get_close_matches(key, list(_NAMES), n=3)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
-    raise ValueError(f"colour {text!r} is not a colour name, a preset ({', '.join(PRESETS)}), #rrggbb or #rgb{hint}")
+    raise ValueError(f"{what} {text!r} is not a colour name, a preset ({', '.join(PRESETS)}), #rrggbb or #rgb{hint}")
 
 
 def to_hex(rgb: tuple[int, int, int]) -> str:

@@ -74,9 +74,17 @@ class ImageInfo:
         return f"{self.format} image is {self.width}x{self.height} ({self.pixels / 1e6:.0f} MP)"
 
 
-def mib(n: float) -> str:
-    """Bytes in the unit of the limits (web.max_upload_mb is MiB): '9.0 MiB'."""
-    return f"{n / 2**20:.1f} MiB"
+def mib(n: float, beside: float | None = None) -> str:
+    """Bytes in the unit of the limits (web.max_upload_mb is MiB): '9.0 MiB'. `beside`: the other size of a
+    comparison, which this one must not read the same as (a refusal saying "the image is 8.0 MiB; the limit is
+    8.0 MiB"): up to 3 decimals ('0.11 MiB' beside '0.10 MiB'), then bytes ('8,388,618 bytes')."""
+    if beside is None or round(n) == round(beside):
+        return f"{n / 2**20:.1f} MiB"
+    for decimals in (1, 2, 3):
+        text = f"{n / 2**20:.{decimals}f} MiB"
+        if text != f"{beside / 2**20:.{decimals}f} MiB":
+            return text
+    return f"{round(n):,} bytes"
 
 
 # name -> function(data) giving the header's ImageInfo, or None when the data is not in that format
@@ -315,8 +323,15 @@ def inspect(data: bytes, max_bytes: int = MAX_DECODE_BYTES, longest: int = WORK_
         while info.cost > max_bytes and info.reduce < 8:  # a smaller decode, stretched a little, not a refusal
             info = dataclasses.replace(info, reduce=2 * info.reduce)
     if info.cost > max_bytes:
-        raise ImageError(f"the {info.describe()}: decoding it would take {mib(info.cost)}; the limit is "
-                         f"{mib(max_bytes)} per image (about {max_bytes / 6e6:.0f} MP; a JPEG may be larger)", status=413)
+        cost, limit = mib(info.cost, beside=max_bytes), mib(max_bytes, beside=info.cost)
+        if info.extra_bytes:  # libjpeg scales in its IDCT, after the full-size coefficients: no scale helps
+            raise ImageError(f"the {info.describe()}: decoding it would take {cost}; the limit is {limit} per "
+                             f"image. It is a progressive (or multi-scan) JPEG, which is decoded from all of its "
+                             f"coefficients at full size ({mib(info.extra_bytes)}) whatever the scale: save it as a "
+                             f"baseline (not progressive) JPEG, or smaller", status=413)
+        raise ImageError(f"the {info.describe()}: decoding it would take {cost}; the limit is {limit} per image "
+                         f"(about {max_bytes / 6e6:.0f} MP; a baseline JPEG may be larger): save it smaller, or as "
+                         f"a baseline JPEG", status=413)
     return info
 
 

@@ -5,6 +5,6 @@
     rgba = rec.overlay(frame_rgb, hair_probability)          # uint8 HxWx4 for Picamera2's set_overlay
 """
 from . import hsv, natural, ombre  # noqa: F401  (register the modes)
-from .base import RECOLOURERS, Recolourer, make_recolourer
+from .base import RECOLOURERS, Recolourer, canonical_mode, make_recolourer
 
-__all__ = ["RECOLOURERS", "Recolourer", "make_recolourer"]
+__all__ = ["RECOLOURERS", "Recolourer", "canonical_mode", "make_recolourer"]

@@ -21,7 +21,7 @@ RGB = tuple[int, int, int]
 def as_rgb(colour: str | RGB, what: str = "colour") -> RGB:
     """A colour given as text (name, #rrggbb, #rgb) or as an (r, g, b) tuple of 0..255 ints."""
     if isinstance(colour, str):
-        return parse_colour(colour)
+        return parse_colour(colour, what)
     try:
         rgb = tuple(int(c) for c in colour)
     except (TypeError, ValueError):
@@ -166,11 +166,20 @@ class Recolourer:
 RECOLOURERS: Registry[Recolourer] = Registry("recolour mode")
 
 
+def canonical_mode(mode: str) -> str:
+    """A mode's registered name in any case or spacing ('HSV', ' Natural'), as colour names are taken; ValueError
+    listing the modes otherwise."""
+    name = mode.strip().lower() if isinstance(mode, str) else mode
+    try:
+        RECOLOURERS.get(name)
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown {RECOLOURERS.kind} {mode!r}; known: {', '.join(RECOLOURERS.names())}") from None
+    return name
+
+
 def make_recolourer(mode: str, colour: str | RGB, colour2: str | RGB | None = None,
                     strength: float = 1.0) -> Recolourer:
-    """The recolourer for a mode name ('hsv', 'natural', 'ombre'); ValueError naming a bad argument otherwise."""
-    try:
-        factory = RECOLOURERS.get(mode)
-    except KeyError as e:
-        raise ValueError(e.args[0]) from None
+    """The recolourer for a mode name ('hsv', 'natural', 'ombre', in any case); ValueError naming a bad argument
+    otherwise."""
+    factory = RECOLOURERS.get(canonical_mode(mode))
     return factory(colour, colour2=colour2, strength=strength)

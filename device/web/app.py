@@ -28,7 +28,7 @@ from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntity
 
 from ..colours import PRESETS, parse_colour, to_hex
 from ..mirror import Photo, SegmenterBusy
-from ..recolour import RECOLOURERS, make_recolourer
+from ..recolour import RECOLOURERS, canonical_mode, make_recolourer
 from ..segmenters import SegmenterError
 from .access import AccessGuard
 from .bodies import DeadlineInput
@@ -43,6 +43,16 @@ RECOLOUR_FIELDS = ("mode", "colour", "colour2")
 MAX_FIELD_CHARS = 64       # a colour name, #rrggbb or mode is far shorter; longer values are refused unread
 SNAPSHOT_TYPES = {"png": ("image/png", ".png"), "jpg": ("image/jpeg", ".jpg")}
 DRAIN_CHUNK = 64 * 1024    # a refused body is read and dropped in pieces this big (never held)
+# A JSON photo is base64 (4 characters per 3 bytes), maybe line-wrapped as `base64` (76 columns) or `openssl base64`
+# (64) print it, each line end JSON-escaped: "\n" is 2 bytes, "\r\n" 4. The body limit allows the widest of these.
+WRAP_COLUMNS, ESCAPED_LINE_END = 64, 4
+OTHER_FIELDS_BYTES = 64 * 1024  # mode, colour, colour2, a data: URL's prefix, the JSON around them
+
+
+def max_body_bytes(max_image: int) -> int:
+    """The largest request body an image of `max_image` bytes can arrive in (JSON with wrapped base64)."""
+    text = 4 * math.ceil(max_image / 3)
+    return text + math.ceil(text / WRAP_COLUMNS) * ESCAPED_LINE_END + OTHER_FIELDS_BYTES
 
 
 class RequestError(ValueError):
@@ -98,8 +108,18 @@ def _recolour_args(source: dict) -> dict[str, str | None]:
     return args
 
 
+def _canonical_mode(args: dict) -> None:
+    """The mode as registered ('HSV' -> 'hsv'): the mirror keeps and reports what it is given."""
+    if args["mode"]:
+        try:
+            args["mode"] = canonical_mode(args["mode"])
+        except ValueError as e:
+            raise RequestError(str(e)) from None
+
+
 def _check_recolour(mirror, args: dict) -> None:
     """Build the recolourer once to validate the settings before any segmentation work is spent."""
+    _canonical_mode(args)
     rc = mirror.cfg.recolour
     try:
         make_recolourer(args["mode"] or rc.mode, args["colour"] or rc.colour, args["colour2"] or rc.colour2,
@@ -174,8 +194,7 @@ def _process(state: WebState, rgb: np.ndarray, args: dict) -> Photo:
 def create_app(mirror, web_cfg) -> Flask:
     app = Flask(__name__)
     max_image = int(web_cfg.max_upload_mb * 2**20)
-    # the JSON route carries the image as base64 (4/3 larger) plus a few fields
-    app.config["MAX_CONTENT_LENGTH"] = math.ceil(max_image * 4 / 3) + 64 * 1024
+    app.config["MAX_CONTENT_LENGTH"] = max_body_bytes(max_image)
     app.json.sort_keys = False
     state = WebState(mirror, LiveView(mirror), AccessGuard(web_cfg.token), max_image, threading.Lock(), PhotoSlots())
     app.extensions["hairmirror"] = state
@@ -211,6 +230,12 @@ def create_app(mirror, web_cfg) -> Flask:
                           f"form has more than {app.config['MAX_FORM_PARTS']} parts: send the photo as a file "
                           f"(curl -F photo=@FILE), and mode, colour and colour2 once each (at most "
                           f"{MAX_FIELD_CHARS} characters)", 413)
+        if length and request.is_json:  # base64 in JSON: its limit is not the image's, nor its size
+            body_limit = app.config["MAX_CONTENT_LENGTH"]
+            return _error(f"the JSON body is {mib(length, beside=body_limit)}, larger than the limit of "
+                          f"{mib(body_limit, beside=length)} for a JSON body (base64 of an image of at most "
+                          f"{mib(max_image)}, web.max_upload_mb, with its line breaks); the image in it is about "
+                          f"{mib(length * 3 // 4)}", 413)
         size = f" ({mib(length)})" if length else ""
         return _error(f"the upload{size} is larger than the limit of {mib(max_image)} (web.max_upload_mb)", 413)
 
@@ -287,6 +312,7 @@ def create_app(mirror, web_cfg) -> Flask:
         args = _recolour_args(body)
         if not any(args.values()):
             raise RequestError(f"nothing to change: give one of {', '.join(RECOLOUR_FIELDS)}")
+        _canonical_mode(args)
         try:
             mirror.set_recolour(**args)
         except ValueError as e:

@@ -26,8 +26,8 @@ def decode_image(data: bytes, max_bytes: int, max_decode_bytes: int = MAX_DECODE
     if not data:
         raise ImageError("the upload is empty")
     if len(data) > max_bytes:
-        raise ImageError(f"the image is {mib(len(data))}; the limit is {mib(max_bytes)} (web.max_upload_mb)",
-                         status=413)
+        raise ImageError(f"the image is {mib(len(data), beside=max_bytes)}; the limit is "
+                         f"{mib(max_bytes, beside=len(data))} (web.max_upload_mb)", status=413)
     info = inspect(data, max_decode_bytes, longest=WORK_SIDE)
     return decode(data, info, WORK_SIDE)
 
@@ -42,9 +42,10 @@ def decode_base64(text, max_bytes: int, field: str = "image") -> bytes:
     if m := _DATA_URL.match(text):  # a data: URL is fine too
         text = text[m.end():]
     text = "".join(text.split())  # line-wrapped base64 (as `base64` prints it) is fine too
-    if len(text) * 3 // 4 > max_bytes + 3:
-        raise ImageError(f"{field!r}: the image ({mib(len(text) * 3 // 4)}) is larger than the limit of "
-                         f"{mib(max_bytes)} (web.max_upload_mb)", status=413)
+    size = len(text) * 3 // 4 - (2 if text.endswith("==") else text.endswith("="))  # "=" pads the last 3 bytes
+    if size > max_bytes:
+        raise ImageError(f"{field!r}: the image is {mib(size, beside=max_bytes)}, larger than the limit of "
+                         f"{mib(max_bytes, beside=size)} (web.max_upload_mb)", status=413)
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):

@@ -1,7 +1,8 @@
 """How many photos the page works on at once: a fixed number of slots, refused (not queued) when all are taken.
 
-A photo costs memory from the moment its body is read (up to web.max_upload_mb, 4/3 more as JSON base64) through
-its decode (up to device.imagefile.MAX_DECODE_BYTES) and segmentation. Bounding the photos in flight bounds that
+A photo costs memory from the moment its body is read (up to web.max_upload_mb; as JSON, base64 with its line
+breaks, app.max_body_bytes: about 1.4 times that) through its decode (up to device.imagefile.MAX_DECODE_BYTES)
+and segmentation. Bounding the photos in flight bounds that
 memory whatever the number of clients: 20 parallel uploads cost what MAX_PHOTOS_IN_FLIGHT cost, the others are
 told to come back (503 + Retry-After). Queueing them instead would hold their bodies, threads and sockets.
 

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -223,6 +224,84 @@ def test_upload_a_photo_click_a_colour_and_watch_the_mirror(daemon, browser, tmp
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
 
+
+
+def hair_hue(rgb: np.ndarray, mask: np.ndarray) -> int:
+    """The median hue (OpenCV's 0..255 circle) of the saturated, lit hair pixels: hsv mode sets them to the colour's."""
+    hsv = cv2.cvtColor(rgb[mask].reshape(-1, 1, 3), cv2.COLOR_RGB2HSV_FULL)[:, 0]
+    hue = hsv[(hsv[:, 1] > 50) & (hsv[:, 2] > 50), 0]
+    assert hue.size > 100, "too few coloured hair pixels to judge a hue"
+    return int(np.median(hue))
+
+
+def hue_of(colour: str) -> int:
+    rgb = np.uint8([[[int(colour[i:i + 2], 16) for i in (1, 3, 5)]]])
+    return int(cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV_FULL)[0, 0, 0])
+
+
+def hold_photo_slot(url: str) -> socket.socket:
+    """A photo upload whose body stops after its first bytes: the server holds a photo slot for it until the socket
+    closes (the slot is taken before the body is read)."""
+    host, port = url.split("//")[1].rstrip("/").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=WAIT)
+    sock.sendall(f"POST /api/photo HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: multipart/form-data; "
+                 f"boundary=b\r\nContent-Length: 100000\r\n\r\n--b\r\n".encode())
+    return sock
+
+
+def test_fast_colour_clicks_end_at_the_newest_and_a_busy_mirror_is_waited_out(daemon, browser, tmp_path):
+    """A 3000x3000 photo loaded, three presets clicked 0.1 s apart: the page sent a photo request per click, the
+    third got 503 (2 photos already in flight), and the page said "no result for this photo", kept the old colour
+    with the new swatch pressed, and never tried again. One photo request is in flight at a time and the newest
+    colour goes next; a 503 from a mirror busy with other clients' photos is waited out (Retry-After) and retried."""
+    proc, url = daemon
+    photo = tmp_path / "big.jpg"
+    big = cv2.resize(cv2.imread(str(figaro_photo_paths(1)[0])), (3000, 3000), interpolation=cv2.INTER_CUBIC)
+    cv2.imwrite(str(photo), big, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    wait = WebDriverWait(browser, WAIT)
+    browser.get(url)
+    wait.until(lambda d: "fps" in d.find_element(By.ID, "status").text)
+    output, error, info = (browser.find_element(By.ID, i) for i in ("output-img", "error", "photo-info"))
+
+    def settled(d) -> bool:  # a result or an error shown, and no photo request on its way
+        return ((output.get_attribute("src") or "").startswith("data:image/png") or error.is_displayed()) and \
+            "busy" not in d.find_element(By.ID, "photo").get_attribute("class")
+
+    def check_result(name: str) -> None:
+        assert not error.is_displayed(), error.text
+        assert f"hsv {PRESETS[name]}," in info.text, info.text  # the shown photo is the newest colour's
+        mask = data_url_image(browser.find_element(By.ID, "mask-img").get_attribute("src")) > 0
+        assert abs(hair_hue(data_url_image(output.get_attribute("src")), mask) - hue_of(PRESETS[name])) <= 3
+        pressed = [b.get_attribute("data-name") for b in browser.find_elements(By.CSS_SELECTOR, ".swatch")
+                   if b.get_attribute("aria-pressed") == "true"]
+        assert pressed == [name]
+
+    browser.find_element(By.ID, "file").send_keys(str(photo))
+    wait.until(settled)
+    check_result("cherry")  # the daemon's colour
+    for name in ("emerald", "honey", "electric-blue"):
+        browser.find_element(By.CSS_SELECTOR, f'.swatch[data-name="{name}"]').click()
+        time.sleep(0.1)
+    wait.until(settled)
+    check_result("electric-blue")
+    assert get_json(url + "api/status")["recolour"]["colour"] == PRESETS["electric-blue"]
+
+    # another client holds both photo slots: the page's photo gets 503, waits its Retry-After, and tries again
+    held = [hold_photo_slot(url) for _ in range(2)]
+    try:
+        request = urllib.request.Request(url + "api/photo", data=b"--b--\r\n", method="POST",
+                                         headers={"Content-Type": "multipart/form-data; boundary=b"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=WAIT)
+        assert refused.value.code == 503, "the two held uploads do not hold both photo slots"
+        browser.find_element(By.CSS_SELECTOR, '.swatch[data-name="ultraviolet"]').click()
+        wait.until(lambda d: "busy; trying again" in info.text)
+        assert not error.is_displayed(), error.text
+    finally:
+        for sock in held:
+            sock.close()
+    wait.until(settled)
+    check_result("ultraviolet")
 
 
 def test_with_a_token_the_page_polls_streams_and_saves_snapshots_and_pause_closes_the_stream(browser, tmp_path,

@@ -183,6 +183,21 @@ def test_bad_arguments_are_clear_value_errors(photos):
             make_recolourer("hsv", bad)
 
 
+def test_modes_are_taken_in_any_case_and_a_bad_colour2_is_named_so():
+    """Colours were taken in any case ('Crimson', 'ROSE GOLD'), modes not ('HSV': unknown recolour mode); a bad
+    colour2 was reported as the colour."""
+    from device.recolour import canonical_mode
+    assert [canonical_mode(m) for m in ("HSV", " Natural ", "ombre")] == ["hsv", "natural", "ombre"]
+    assert make_recolourer("HSV", "Crimson").mode == "hsv"
+    assert make_recolourer("OMBRE", "crimson", "ROSE GOLD").mode == "ombre"
+    for bad in ("sepia", "HSV2", "", None, ["hsv"]):
+        with pytest.raises(ValueError, match="unknown recolour mode .*; known: hsv, natural, ombre"):
+            make_recolourer(bad, "crimson")
+    for mode in RECOLOURERS.names():
+        with pytest.raises(ValueError, match=r"^colour2 'nah' is not a colour name"):
+            make_recolourer(mode, "crimson", "nah")
+
+
 def test_modes_match_the_config_schema():
     assert RECOLOURERS.names() == sorted(CHOICES["recolour.mode"])
     defaults = RecolourConfig()

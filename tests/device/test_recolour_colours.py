@@ -42,6 +42,16 @@ def test_bad_colour_names_the_value(bad):
         parse_colour(bad)
 
 
+def test_a_bad_colour_names_the_field_it_came_in():
+    """ombre's tips: a bad colour2 was reported as "colour 'nah' ...", blaming the first colour."""
+    with pytest.raises(ValueError, match=r"^colour2 'nah' is not a colour name"):
+        parse_colour("nah", "colour2")
+    with pytest.raises(ValueError, match=r"^colour2 123: expected a string"):
+        parse_colour(123, "colour2")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"^colour 'nah'"):
+        parse_colour("nah")
+
+
 def test_typo_gets_a_suggestion():
     with pytest.raises(ValueError, match="did you mean crimson"):
         parse_colour("crimsn")

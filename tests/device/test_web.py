@@ -26,6 +26,7 @@ from device.recolour import RECOLOURERS
 from device.web import create_app
 from device.web.images import MAX_PIXELS
 
+from . import hostile as h
 from .web_fixtures import astronaut, figaro_photo_paths, mirror_config, model_file, read_rgb
 
 RED, BLUE = PRESETS["cherry"], PRESETS["electric-blue"]
@@ -163,6 +164,56 @@ def test_json_api_takes_base64_and_data_urls_and_the_colour_reaches_the_hair(cli
     assert hue_distance(blue_hair, BLUE) < hue_distance(blue_hair, RED)
     np.testing.assert_array_equal(answers[RED][~mask & (cv2.dilate(mask.view(np.uint8), np.ones((5, 5))) == 0)],
                                   rgb[~mask & (cv2.dilate(mask.view(np.uint8), np.ones((5, 5))) == 0)])
+
+
+def test_a_json_photo_in_line_wrapped_base64_is_taken_up_to_the_image_limit(client):
+    """`base64 FILE` wraps at 76 columns and `openssl base64` at 64 (\n or \r\n, JSON-escaped to 2 or 4 bytes a
+    line): a photo just under web.max_upload_mb (8 MiB) wrapped so was refused as a body over 10.7 MiB, unwrapped
+    it passed."""
+    noise = np.random.default_rng(3).integers(0, 256, (1666, 1666, 3), dtype=np.uint8)
+    data = cv2.imencode(".png", noise, [cv2.IMWRITE_PNG_COMPRESSION, 3])[1].tobytes()
+    assert 8.2e6 < len(data) <= 8 * 2**20  # wrapped, the JSON body is more than the old 4/3 + 64 KiB
+    text = base64.b64encode(data).decode()
+    for wrapped in (base64.encodebytes(data).decode(),
+                    "\r\n".join(text[i:i + 64] for i in range(0, len(text), 64)) + "\r\n"):
+        r = client.post("/api/photo", json={"image": wrapped, "mode": "hsv"})
+        assert r.status_code == 200, r.get_data(as_text=True)
+        assert (r.get_json()["width"], r.get_json()["height"]) == (1600, 1600)  # used at 1600 px, as any photo
+    # over the body's limit: told as the JSON body's size against its own limit and the image it would hold
+    r = client.post("/api/photo", json={"image": "A" * (16 * 2**20)})
+    assert_error(r, 413, "JSON body is 16.0 MiB", "larger than the limit of 11.4 MiB for a JSON body",
+                 "image of at most 8.0 MiB", "the image in it is about 12.0 MiB")
+    assert "larger than the limit of 8.0 MiB" not in r.get_json()["error"]
+
+
+def test_modes_are_taken_in_any_case_as_colours_are(tmp_path_factory, figaro_jpeg):
+    """'Crimson' and 'ROSE GOLD' were colours, 'HSV' an unknown mode: every mode is taken in any case and kept and
+    answered as registered."""
+    mirror = Mirror(mirror_config(model_file(tmp_path_factory)))
+    client = create_app(mirror, mirror.cfg.web).test_client()
+    r = upload(client, figaro_jpeg, mode="HSV", colour="ROSE GOLD")
+    assert r.status_code == 200, r.get_data(as_text=True)
+    assert r.get_json()["mode"] == "hsv"
+    r = client.post("/api/photo", json={"image": base64.b64encode(figaro_jpeg).decode(), "mode": "Natural"})
+    assert r.status_code == 200 and r.get_json()["mode"] == "natural"
+    r = client.post("/api/colour", json={"mode": "OMBRE", "colour": "Crimson"})
+    assert r.status_code == 200 and r.get_json()["mode"] == "ombre", r.get_data(as_text=True)
+    assert mirror.recolourer.mode == "ombre" and client.get("/api/status").get_json()["recolour"]["mode"] == "ombre"
+    assert_error(client.post("/api/colour", json={"mode": "Sepia"}), 400, "'Sepia'", "known: hsv, natural, ombre")
+
+
+def test_a_bad_second_colour_is_named_as_colour2(tmp_path_factory, figaro_jpeg):
+    """A bad colour2 was reported as "colour 'nah' is not a colour name", blaming the first colour."""
+    mirror = Mirror(mirror_config(model_file(tmp_path_factory)))
+    client = create_app(mirror, mirror.cfg.web).test_client()
+    before = mirror.recolourer
+    for r in (client.post("/api/colour", json={"mode": "ombre", "colour2": "nah"}),
+              upload(client, figaro_jpeg, mode="ombre", colour2="nah"),
+              client.post("/api/photo", json={"image": base64.b64encode(figaro_jpeg).decode(), "colour2": "nah"})):
+        assert_error(r, 400, "colour2 'nah' is not a colour name")
+        assert not r.get_json()["error"].startswith("colour ")
+    assert_error(client.post("/api/colour", json={"colour": "nah"}), 400, "colour 'nah' is not a colour name")
+    assert mirror.recolourer is before
 
 
 def test_every_mode_and_named_colours_work(client, mirror, figaro_jpeg):
@@ -309,15 +360,44 @@ def test_uploads_over_the_size_limit_get_413(mirror):
     rgb = astronaut()
     jpeg = next(b for q in range(100, 0, -1)
                 if limit < len(b := cv2.imencode(".jpg", rgb, [cv2.IMWRITE_JPEG_QUALITY, q])[1].tobytes()) < 1.9 * limit)
-    assert_error(upload(small, jpeg), 413, "limit is 0.1 MiB", "web.max_upload_mb")  # over the image limit
-    assert_error(small.post("/api/photo", json={"image": base64.b64encode(jpeg).decode()}), 413, "0.1 MiB")
+    # (0.1 MiB, or 0.10 beside an image of 0.11 MiB)
+    assert_error(upload(small, jpeg), 413, "limit is 0.1", "MiB", "web.max_upload_mb")  # over the image limit
+    assert_error(small.post("/api/photo", json={"image": base64.b64encode(jpeg).decode()}), 413,
+                 "image of at most 0.1 MiB")
     # within the request limit, over the image's: refused from the base64 text's length, naming the field
     just_over = base64.b64encode(png_bytes(rgb)[:limit + 10_000]).decode()
-    assert_error(small.post("/api/photo", json={"image": just_over}), 413, "0.1 MiB", "'image'")
+    assert_error(small.post("/api/photo", json={"image": just_over}), 413, "0.11 MiB", "limit of 0.10 MiB", "'image'")
     big = png_bytes(rgb)
     assert len(big) > 2 * limit
     assert_error(upload(small, big, "big.png"), 413, "0.1 MiB", "web.max_upload_mb")  # over the request limit
     assert small.get("/api/status").status_code == 200
+
+
+def test_an_image_a_few_bytes_over_the_limit_is_not_told_it_is_the_limits_size(mirror):
+    """8 MiB + 10 bytes was refused with "the image is 8.0 MiB; the limit is 8.0 MiB": sizes that read the same in
+    MiB are told in bytes."""
+    small = client_with(mirror, max_upload_mb=0.1)
+    limit = int(0.1 * 2**20)
+    over = h.png_header(64, 48) + bytes(limit + 10 - len(h.png_header(64, 48)))
+    assert_error(upload(small, over, "over.png"), 413, f"the image is {limit + 10:,} bytes",
+                 f"the limit is {limit:,} bytes", "web.max_upload_mb")
+    assert_error(small.post("/api/photo", json={"image": base64.b64encode(over).decode()}), 413,
+                 f"the image is {limit + 10:,} bytes", f"limit of {limit:,} bytes", "'image'")
+    # sizes that differ in MiB stay in MiB
+    assert_error(upload(small, over + bytes(limit), "over.png"), 413, "the image is 0.2 MiB; the limit is 0.1 MiB")
+
+
+def test_a_progressive_jpeg_over_the_decode_budget_is_told_to_be_saved_as_baseline(client, figaro_jpeg):
+    """A 12 MP progressive JPEG with 4:4:4 colour keeps 70 MiB of coefficients whatever scale it is decoded at; the
+    same photo as a baseline JPEG is decoded at a reduced scale and passes. The refusal says what to do."""
+    rgb = cv2.resize(cv2.imdecode(np.frombuffer(figaro_jpeg, np.uint8), cv2.IMREAD_COLOR), (4032, 3024))
+    params = [cv2.IMWRITE_JPEG_QUALITY, 90, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
+    progressive = cv2.imencode(".jpg", rgb, [*params, cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    r = upload(client, progressive)
+    assert_error(r, 413, "4032x3024", "decoding it would take 70.6 MiB", "progressive", "baseline")
+    assert "a JPEG may be larger" not in r.get_json()["error"]  # a 12 MP JPEG that is not: no contradiction
+    r = upload(client, cv2.imencode(".jpg", rgb, params)[1].tobytes())
+    assert r.status_code == 200, r.get_data(as_text=True)
 
 
 # --- access -----------------------------------------------------------------------------------------------------------
