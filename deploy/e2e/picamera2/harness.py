@@ -220,7 +220,7 @@ PI = {"YUV420": "VC4", "RGB888": "PISP"}  # the lores format each Pi's ISP gives
 
 def make_camera(lores_format: str, mirror: bool):
     cfg = CameraConfig(kind="picamera2", width=MAIN[0], height=MAIN[1], mirror=mirror, lores_format=lores_format)
-    return CAMERAS.create("picamera2", cfg, LORES, preview="null")
+    return CAMERAS.create("picamera2", cfg, LORES[::-1], preview="null")  # lores_hw: (height, width)
 
 
 def adapter_unshimmed(props: dict) -> None:
