@@ -49,7 +49,8 @@ def parse_args(argv):
     p.add_argument("--segmenter", choices=configuration.CHOICES["segmenter.kind"], help="override segmenter.kind")
     p.add_argument("--sink", choices=configuration.CHOICES["sink.kind"], help="override sink.kind")
     p.add_argument("--colour", help="override recolour.colour (name or #rrggbb)")
-    p.add_argument("--mode", choices=configuration.CHOICES["recolour.mode"], help="override recolour.mode")
+    p.add_argument("--mode", type=str.lower, choices=configuration.CHOICES["recolour.mode"],
+                   help="override recolour.mode (any case)")
     p.add_argument("--web", metavar="HOST:PORT", help="serve the control page here (overrides [web])")
     p.add_argument("--no-web", action="store_true", help="do not serve the control page")
     p.add_argument("--frames", type=int_in(1), metavar="N", help="stop after N frames (N >= 1)")

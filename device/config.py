@@ -161,6 +161,7 @@ def settings(cls: type = Config, prefix: str = ""):
 
 # Derived from the declarations above (kinds from the registries): what each key accepts.
 CHOICES = {key: tuple(f.metadata["choices"]) for key, f in settings() if f.metadata.get("choices") is not None}
+CASELESS = {"recolour.mode"}  # names a person types on the page too; every other choice keeps its case
 RANGES = {key: f.metadata["range"] for key, f in settings() if f.metadata.get("range") is not None}
 SECRETS = ("web.token",)     # masked wherever a value is shown
 MASK = "<redacted>"
@@ -178,6 +179,8 @@ def _check_value(key: str, value, typ):
         value = float(value)
     if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
         raise ConfigError(f"{key}: expected {typ.__name__}, got {type(value).__name__} {_shown(key, value)}")
+    if key in CASELESS and isinstance(value, str):  # "HSV" is hsv, as the page takes it
+        value = value.lower()
     if key in CHOICES and value not in CHOICES[key]:
         raise ConfigError(f"{key}: {value!r} is not one of {', '.join(repr(c) for c in CHOICES[key])}")
     if key in RANGES and not RANGES[key][0] <= value <= RANGES[key][1]:
@@ -230,7 +233,7 @@ def check(cfg: Config) -> None:
     from .colours import parse_colour
     for key in ("colour", "colour2"):
         try:
-            parse_colour(getattr(cfg.recolour, key))
+            parse_colour(getattr(cfg.recolour, key), key)
         except ValueError as e:
             raise ConfigError(f"recolour.{key}: {e}") from None
     _check_kind(cfg.camera, "camera", cfg.camera.kind)

@@ -45,7 +45,8 @@ def _read_photo(path: Path) -> bytes:
         if info.st_size == 0:
             raise SkippedImage("empty (0 bytes)")
         if info.st_size > MAX_FILE_BYTES:
-            raise SkippedImage(f"{mib(info.st_size)}, larger than the {mib(MAX_FILE_BYTES)} a photo may be")
+            raise SkippedImage(f"{mib(info.st_size, beside=MAX_FILE_BYTES)}, larger than the "
+                               f"{mib(MAX_FILE_BYTES, beside=info.st_size)} a photo may be")
         with os.fdopen(os.dup(fd), "rb") as f:
             return f.read(MAX_FILE_BYTES + 1)
     except OSError as e:

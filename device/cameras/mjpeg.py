@@ -146,8 +146,8 @@ class MjpegCamera(Camera):
                     raise CameraError(f"camera.url: a part's Content-Length {text[:20]!r} is not a byte count")
                 length = int(text)
                 if length > MAX_FRAME_BYTES:
-                    raise CameraError(f"camera.url: a frame of {mib(length)} from {self.where}; frames may be at "
-                                      f"most {mib(MAX_FRAME_BYTES)}")
+                    raise CameraError(f"camera.url: a frame of {mib(length, beside=MAX_FRAME_BYTES)} from "
+                                      f"{self.where}; frames may be at most {mib(MAX_FRAME_BYTES, beside=length)}")
         else:
             raise CameraError(f"camera.url: a part with more than {MAX_HEADER_LINES} header lines from {self.where}")
         if length is not None:

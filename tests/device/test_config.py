@@ -405,3 +405,14 @@ def test_validation_warns_when_the_pi_cameras_module_is_missing(monkeypatch, cap
     assert len(said) == 1 and "camera.kind" in said[0] and "apt install python3-picamera2" in said[0]
     assert "demo" in said[0] and "\n" not in said[0]
     assert tomllib.loads(capsys.readouterr().out)["camera"]["kind"] == "picamera2"
+
+
+def test_a_mode_is_taken_in_any_case_in_the_file_and_on_the_command_line():
+    """The page takes `HSV` (device.recolour.canonical_mode); the config and --mode do too, and keep it as registered.
+    Other choices keep their case: a kind is a name in a registry, not something typed on a phone."""
+    assert configuration.from_dict({"recolour": {"mode": "Natural"}}).recolour.mode == "natural"
+    assert cli.parse_args(["--mode", "OMBRE"]).mode == "ombre"
+    with pytest.raises(configuration.ConfigError, match="recolour.mode: 'sepia' is not one of"):
+        configuration.from_dict({"recolour": {"mode": "SEPIA"}})
+    with pytest.raises(configuration.ConfigError, match="camera.kind"):
+        configuration.from_dict({"camera": {"kind": "DEMO"}})
