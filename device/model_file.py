@@ -164,13 +164,18 @@ def _external_data(buf: bytes, graph: tuple[int, int]) -> list[tuple[str, str]]:
     return out
 
 
-def check_file(path: Path) -> None:
+# What the daemon's user can do about a missing model; a command naming a file (export) passes its own hint, or none
+DAEMON_MISSING_HINT = ("models ship in the source checkout's models/ and the deploy's models folder, not in the "
+                       "wheel: set [segmenter] model to a .onnx")
+
+
+def check_file(path: Path, missing_hint: str = DAEMON_MISSING_HINT) -> None:
     """Refuse, with a message of its own, a missing, empty, non-ONNX, truncated or not-self-contained file."""
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise ModelFileNotFound(f"model file not found: {path} (models ship in the source checkout's models/ and "
-                                "the deploy's models folder, not in the wheel: set [segmenter] model to a .onnx)") from None
+        raise ModelFileNotFound(f"model file not found: {path}" + (f" ({missing_hint})" if missing_hint else "")) \
+            from None
     except OSError as e:  # a symlink loop, a folder without permission on the way
         raise ModelContractError(f"{path}: cannot reach the model file: {e.strerror or e}") from None
     if not path.is_file():

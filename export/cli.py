@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 from device.argtypes import float_in, int_in
-from device.model_file import THRESHOLD_RANGE
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 # onnxruntime threads, bounded as the daemon's [segmenter] threads: 999999 grew to 20 GB, -1 was torch's traceback
@@ -147,7 +146,7 @@ def cmd_check(args) -> int:
         try:
             model = load_model(path)
         except ModelContractError as e:
-            print(f"REFUSED {e}")  # every file is still checked; a path with no file is a wrong argument
+            print(f"REFUSED {_as_argument(e)}")  # every file is still checked; a path with no file is a wrong argument
             status = max(status, EXIT_USAGE if isinstance(e, FileNotFoundError) else EXIT_ERROR)
             continue
         print(f"OK {path}: input {model.input_size[0]}x{model.input_size[1]}, threshold {model.threshold:g}"
@@ -170,7 +169,7 @@ def cmd_breakdown(args) -> int:
     from device.model_file import check_file
 
     from .breakdown import check_gallery_place, gallery, gallery_name, measure, report
-    check_file(Path(args.model))  # before where its gallery goes: a missing file is the first thing to say
+    check_file(Path(args.model), missing_hint="")  # before where its gallery goes: the first thing to say
     outs = {spec: Path(args.out_dir) / gallery_name(args.model, spec) for spec in args.data}
     for spec, out in outs.items():  # celeb1k photos never go next to the shipped files
         check_gallery_place(spec, out, [Path(args.model).parent])
@@ -183,6 +182,7 @@ def cmd_breakdown(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from device.model_file import THRESHOLD_RANGE  # here, not at the top: numpy's import is a Ctrl-C main handles
     from training.data import DEFAULT_DATA_ROOT
 
     from .evaluation import BENCHMARKS
@@ -265,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="+", default=["figaro-test", "celeb1k-val"])
     p.add_argument("--worst", type=int_in(0), default=8, help="photos in each worst-case gallery (0: none)")
     p.add_argument("--out-dir", default="out", help="folder for the galleries (git-ignored out/ by default)")
-    p.add_argument("--every", type=int, default=1, help="take every k-th photo (quick look)")
+    p.add_argument("--every", type=int_in(1), default=1, help="take every k-th photo (quick look)")
     common(p)
     p.set_defaults(func=cmd_breakdown)
 
@@ -288,18 +288,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _as_argument(e: Exception) -> str:
+    """A model file's refusal without the daemon's hint for a missing file ('set [segmenter] model to a .onnx'),
+    which the device's loader and segmenter give: here the file is a command's argument."""
+    from device.model_file import DAEMON_MISSING_HINT
+    return str(e).removesuffix(f" ({DAEMON_MISSING_HINT})")
+
+
+def run(args) -> int | None:
+    from device.model_file import ModelFileNotFound
+    from device.segmenters import SegmenterFileNotFound
+    try:
+        return args.func(args)
+    except (ModelFileNotFound, SegmenterFileNotFound) as e:
+        raise type(e)(_as_argument(e)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
-    args.command = _command(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # a file that breaks the contract, or that the daemon's segmenter refuses: exit 1, not a usage error
-    from device.model_file import ModelContractError
-    from device.segmenters import SegmenterError
-    from training.cli import run_command
-    return run_command(lambda: args.func(args), _log,
-                       unusable=(ModelContractError, SegmenterError, FiguresNotWritten))
+    from training.cli import LOG_FORMAT, ctrl_c_after_the_block, interrupted_early, run_command
+    try:  # the parser's build imports numpy, onnx, torch: a Ctrl-C there is one line too, not a traceback
+        with ctrl_c_after_the_block():
+            args = build_parser().parse_args(argv)
+            # a file that breaks the contract, or that the daemon's segmenter refuses: exit 1, not a usage error
+            from device.model_file import ModelContractError
+            from device.segmenters import SegmenterError
+        args.command = _command(argv)
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format=LOG_FORMAT)
+    except KeyboardInterrupt:
+        return interrupted_early(_log)
+    return run_command(lambda: run(args), _log, unusable=(ModelContractError, SegmenterError, FiguresNotWritten))
 
 
 if __name__ == "__main__":

@@ -48,6 +48,11 @@ def compare(paths: list[str | Path], data_sets: tuple[str, ...] = BENCHMARKS, da
     holds can hide a class that loses (braids, while the straight hair gains)."""
     if len(paths) < 2 and not flip:
         raise ValueError("compare needs two files or more (or --flip: one file against its mirror average)")
+    from device.model_file import check_file, load_model
+    for path in paths:  # every file before any is measured: a missing last one was said after the first's seconds
+        check_file(Path(path), missing_hint="")
+    for path in paths:
+        load_model(path, threads=1)  # the whole contract too, before the photos load
     out = {}
     for spec in data_sets:
         arrays, groups = load_benchmark(spec, data_root, limit)

@@ -30,7 +30,9 @@ def load_named(spec: str, data_root: Path | None = None, limit: int = 0,
     """`load_benchmark` plus each kept pair's name (e.g. `celeb1k/27640`); `every` > 1 keeps every k-th pair
     (an evenly spread subset for quick checks), then `limit` > 0 the first of those."""
     from training import data as datasets
-    pairs = datasets.resolve(spec, data_root or datasets.DEFAULT_DATA_ROOT)[::max(1, every)]
+    if every < 1:  # [::0] is a ValueError of its own and [::-1] the set backwards: a caller's slip, said so
+        raise ValueError(f"every must be 1 or more (every k-th photo), not {every}")
+    pairs = datasets.resolve(spec, data_root or datasets.DEFAULT_DATA_ROOT)[::every]
     arrays, kept, _ = datasets.load_pairs(pairs[:limit] if limit else pairs)
     return arrays, [p.group for p in kept], [p.name for p in kept]
 

@@ -131,6 +131,8 @@ def write_card(models_dir: str | Path, out: str | Path | None = None, runs: int 
     if not files:
         raise FileNotFoundError(f"no .onnx files in {models_dir}")
     out = Path(out) if out else models_dir / "README.md"
+    from training.cli import check_output_path
+    check_output_path(out, option="--out")  # before the timing and the breakdown: a card that cannot be written
     latency = side_by_side(files, runs=runs) if bench else None
     default_path = models_dir / (default or card_default.default_name())
     section = None

@@ -5,9 +5,13 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import re
 import shlex
+import signal
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -59,8 +63,9 @@ def run_command(command, log: logging.Logger, unusable: tuple[type[Exception], .
 def check_output_path(out: str | Path, *inputs: str | Path, option: str = "--out",
                       suffixes: tuple[str, ...] = ()) -> Path:
     """An output path a command may write, checked before any work (ValueError naming it, exit 2): not one of the
-    command's `inputs` (it would be replaced by what is made of it), not a folder, in a folder that exists, and
-    ending in one of `suffixes` when given (a --json that names a checkpoint or a photo is a slip)."""
+    command's `inputs` (it would be replaced by what is made of it), not a folder, in a folder that exists and can
+    be written (an OSError naming `option`), and ending in one of `suffixes` when given (a --json that names a
+    checkpoint or a photo is a slip)."""
     out = Path(out)
     for source in inputs:
         if Path(source).resolve() == out.resolve():
@@ -71,7 +76,39 @@ def check_output_path(out: str | Path, *inputs: str | Path, option: str = "--out
         raise ValueError(f"{option} {out}: there is no folder {out.parent}")
     if suffixes and out.suffix.lower() not in suffixes:
         raise ValueError(f"{option} {out}: expected a {' or '.join(suffixes)} file")
+    check_writable(out.parent, f"{option} {out}")
     return out
+
+
+def check_writable(folder: str | Path, named: str) -> None:
+    """A file can be made in `folder` (an existing one), tried with a probe file at once: else an OSError
+    '`named`: cannot write there (...)' before any work, not the OS's bare message (or a temp file's name) after."""
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-check-")
+    except OSError as e:
+        raise OSError(f"{named}: cannot write there ({e.strerror or e})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def make_out_folder(out: str | Path, option: str = "--out") -> bool:
+    """Make (if need be) the folder a run writes, and check that it can be written, naming `option`; whether it
+    was made now (so that a run failing before it saves anything can leave no empty folder)."""
+    out = Path(out)
+    made = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # a file (or a link to one) is there
+        raise OSError(f"{option} {out}: cannot write there (a file, not a folder)") from None
+    except OSError as e:
+        raise OSError(f"{option} {out}: cannot write there ({e.strerror or e})") from None
+    try:
+        check_writable(out, f"{option} {out}")
+    except OSError:
+        if made:
+            out.rmdir()
+        raise
+    return made
 
 
 @contextlib.contextmanager
@@ -89,6 +126,28 @@ def replacing(path: Path, option: str = "--out"):
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def ctrl_c_after_the_block():
+    """A Ctrl-C in the block is raised as KeyboardInterrupt once the block has run: an epoch's checkpoints, metrics
+    row and curves are written together, a parser's imports (torch's) end. Raised inside them it could land in a C
+    extension's import (matplotlib's in the first epoch's plot, torch's as a command starts), which then lost it
+    (training went on), ended the process by SIGINT instead of exit 130 after the 'interrupted' line, or aborted
+    it (pybind11's terminate). Left as it is where SIGINT is not Python's usual KeyboardInterrupt (ignored, or another
+    handler) and off the main thread, where no handler can be set."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    pressed = []
+    signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if pressed:
+        raise KeyboardInterrupt
 
 
 def write_json(path: str | Path, figures, option: str = "--json") -> None:
@@ -204,13 +263,13 @@ def cmd_evaluate(args) -> int:
     if args.model.endswith(".onnx"):  # exported files go through the device's loader: export's side, not training's
         raise ValueError("training evaluates checkpoints (.pt); measure an exported file with `"
                          + shlex.join(["python", "-m", "export", "eval", args.model]) + "`")
+    if args.json:  # before torch's import and the evaluation: one that cannot be written fails at once
+        check_output_path(args.json, args.model, option="--json", suffixes=(".json",))
     import torch
 
     from . import data as datasets
     from .evaluate import check_view_sizes, evaluate, format_metrics, torch_predictor, views_predictor
     from .train import load_checkpoint
-    if args.json:
-        check_output_path(args.json, args.model, option="--json", suffixes=(".json",))
     check_view_sizes(args.sizes, "--sizes")
     torch.set_num_threads(args.threads)
     model, ckpt = load_checkpoint(args.model, ("size",))
@@ -281,7 +340,21 @@ def cmd_baseline(args) -> int:
     return baseline_main(args.options)
 
 
-def main(argv: list[str] | None = None) -> int:
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def interrupted_early(log: logging.Logger) -> int:
+    """A Ctrl-C before the command ran (while the parser imports torch, its first seconds): one line, exit 130."""
+    if logging.getLogger().handlers:  # logging is set up: the line goes where the others would
+        log.error("interrupted")
+    else:  # not basicConfig: what torch logs at exit (its FakeTensor cache statistics) would come out too
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler.handle(log.makeRecord(log.name, logging.ERROR, __file__, 0, "interrupted", (), None))
+    return EXIT_INTERRUPTED
+
+
+def build_parser() -> argparse.ArgumentParser:
     from .data import DEFAULT_DATA_ROOT
     parser = argparse.ArgumentParser(prog="hairmirror-train", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -324,10 +397,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("method", choices=["forest", "classical"], help="forest (classical only points to export)")
     p.add_argument("options", nargs=argparse.REMAINDER, help="the baseline's own options (see its --help)")
     p.set_defaults(func=cmd_baseline)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return run_command(lambda: args.func(args), logging.getLogger("training"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    log = logging.getLogger("training")
+    try:
+        with ctrl_c_after_the_block():  # the parser's build imports torch: ~2 s
+            args = build_parser().parse_args(argv)
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format=LOG_FORMAT)
+    except KeyboardInterrupt:
+        return interrupted_early(log)
+    return run_command(lambda: args.func(args), log)
 
 
 if __name__ == "__main__":

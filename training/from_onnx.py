@@ -26,7 +26,7 @@ class OnnxImportError(ValueError):
     """The file's graph does not map onto the variant (another architecture, or a rewrite this does not know)."""
 
 
-def _onnx_convs(path: str | Path) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
+def onnx_convs(path: str | Path) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
     """(op type, weight, bias) of each Conv / ConvTranspose node, in graph order; the first convolution's weight
     (fed the uint8 image minus the mean, `_for_uint8`) scaled back to normalised input."""
     import onnx
@@ -67,9 +67,10 @@ def _run_order(model: nn.Module, size: tuple[int, int]) -> list[nn.Module]:
     return order
 
 
-def load_onnx_weights(model: nn.Module, path: str | Path, photos: np.ndarray) -> None:
+def load_onnx_weights(model: nn.Module, path: str | Path, photos: np.ndarray, convs: list | None = None) -> None:
     """Set `model`'s weights from the exported file at `path` (the same variant); `photos` (uint8 [N, H, W, 3] at
-    the training size) calibrate the rebuilt BatchNorms. OnnxImportError when the graph does not map."""
+    the training size) calibrate the rebuilt BatchNorms; `convs`: `onnx_convs(path)` when already read.
+    OnnxImportError when the graph does not map."""
     size = photos.shape[1:3]
     order = _run_order(model, size)
     pairs = []  # (convolution, the BatchNorm right after it or None)
@@ -77,7 +78,7 @@ def load_onnx_weights(model: nn.Module, path: str | Path, photos: np.ndarray) ->
         if isinstance(module, CONVS):
             follower = order[k + 1] if k + 1 < len(order) else None
             pairs.append((module, follower if isinstance(follower, nn.BatchNorm2d) else None))
-    convs = _onnx_convs(path)
+    convs = onnx_convs(path) if convs is None else convs
     if len(convs) != len(pairs):
         raise OnnxImportError(f"{path} has {len(convs)} convolutions, the variant runs {len(pairs)}")
     kinds = {"Conv": nn.Conv2d, "ConvTranspose": nn.ConvTranspose2d}

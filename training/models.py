@@ -257,11 +257,15 @@ register(Variant("mobile-unet-wide-lean-ctx-deep", DeepContextLeanMobileUNet,
                  "paid for by nearest upsampling in the decoder (onnxruntime: the same latency, +32% parameters)"))
 
 
+class UnknownVariant(ValueError):
+    """A variant name the registry lacks. A ValueError, not a KeyError: str() of a KeyError quotes its message."""
+
+
 def get_variant(name: str) -> Variant:
     try:
         return VARIANTS[name]
     except KeyError:
-        raise KeyError(f"unknown model variant {name!r}; known: {', '.join(sorted(VARIANTS))}") from None
+        raise UnknownVariant(f"unknown model variant {name!r}; known: {', '.join(sorted(VARIANTS))}") from None
 
 
 def build_model(name: str, **overrides) -> nn.Module:

@@ -9,8 +9,6 @@ import csv
 import dataclasses
 import logging
 import math
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,10 +20,10 @@ from tqdm import tqdm
 
 from . import data as datasets
 from .augment import AUGMENT_PRESETS, FaceFinder, augment
-from .cli import MAX_THREADS, replacing
+from .cli import MAX_THREADS, ctrl_c_after_the_block, make_out_folder, replacing
 from .evaluate import check_view_sizes, evaluate, mean_over_views, torch_predictor
 from .losses import GROUND_TRUTH_LOSSES, distillation, per_sample_loss
-from .models import build_model, count_macs, count_params, get_variant, normalise
+from .models import UnknownVariant, build_model, count_macs, count_params, get_variant, normalise
 from .priors import make_prior
 
 _log = logging.getLogger(__name__)
@@ -207,6 +205,8 @@ def load_checkpoint(path: str | Path, needed: tuple[str, ...] = ()) -> tuple[tor
     try:
         model = build_model(ckpt["variant"], **ckpt.get("model_kwargs", {}))
         model.load_state_dict(ckpt["state_dict"])
+    except UnknownVariant as e:  # a variant this code lacks: say so, not that its weights are wrong
+        raise ValueError(f"{path}: {e}") from None
     except (KeyError, RuntimeError, TypeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ValueError(f"{path}: its weights are not a {ckpt['variant']!r} model's ({first})") from None
@@ -217,27 +217,41 @@ WARMUP = 0.1  # share of the one-cycle schedule that raises the learning rate
 CALIBRATION_PHOTOS = 32  # training photos that rebuild the BatchNorms of an --init .onnx file
 
 
-def warm_start(model: torch.nn.Module, cfg: TrainConfig, arrays: list[tuple[np.ndarray, np.ndarray]]) -> None:
-    """Load another run's weights into `model`. The same variant loads whole; a wider twin of it starts at its
-    output (`widen_into`); another variant (e.g. one sharing mobile-unet-wide's encoder) loads the tensors whose
-    names and shapes match, the rest keep their fresh init. An exported .onnx file of the same variant loads
-    through `training.from_onnx` (its BatchNorms rebuilt on training photos spread over `arrays`)."""
+def read_init(cfg: TrainConfig):
+    """--init's file, read whole and checked before any data is loaded or --out made (a wrong path, a truncated file
+    or not a checkpoint then fails at once): (model, checkpoint dict) for a run's checkpoint, the graph's
+    convolutions (`from_onnx.onnx_convs`) for an exported .onnx file."""
     if not Path(cfg.init).is_file():
         raise FileNotFoundError(f"--init checkpoint not found: {cfg.init}")
     if Path(cfg.init).suffix == ".onnx":
-        from .augment import stretch
-        from .from_onnx import load_onnx_weights
+        from .from_onnx import onnx_convs
         if cfg.prior:
             raise ValueError(f"--init {cfg.init}: an .onnx file starts only a run without a prior input")
-        spread = arrays[::max(1, len(arrays) // CALIBRATION_PHOTOS)][:CALIBRATION_PHOTOS]  # from every data set
-        photos = np.stack([stretch(img, (cfg.size, cfg.size)) for img, _ in spread])
-        load_onnx_weights(model, cfg.init, photos)
-        _log.info("starting from the weights of %s", cfg.init)
-        return
+        return onnx_convs(cfg.init)
     source, ckpt = load_checkpoint(cfg.init, ("config", "epoch"))
     if bool(ckpt["config"].get("prior")) != cfg.prior:
         raise ValueError(f"--init {cfg.init} was trained with prior={ckpt['config'].get('prior')}, "
                          f"this run has prior={cfg.prior}")
+    return source, ckpt
+
+
+def warm_start(model: torch.nn.Module, cfg: TrainConfig, arrays: list[tuple[np.ndarray, np.ndarray]],
+               init=None) -> None:
+    """Load another run's weights into `model`. The same variant loads whole; a wider twin of it starts at its
+    output (`widen_into`); another variant (e.g. one sharing mobile-unet-wide's encoder) loads the tensors whose
+    names and shapes match, the rest keep their fresh init. An exported .onnx file of the same variant loads
+    through `training.from_onnx` (its BatchNorms rebuilt on training photos spread over `arrays`). `init`: what
+    `read_init` read (read here when None)."""
+    init = read_init(cfg) if init is None else init
+    if isinstance(init, list):  # an .onnx file's convolutions
+        from .augment import stretch
+        from .from_onnx import load_onnx_weights
+        spread = arrays[::max(1, len(arrays) // CALIBRATION_PHOTOS)][:CALIBRATION_PHOTOS]  # from every data set
+        photos = np.stack([stretch(img, (cfg.size, cfg.size)) for img, _ in spread])
+        load_onnx_weights(model, cfg.init, photos, convs=init)
+        _log.info("starting from the weights of %s", cfg.init)
+        return
+    source, ckpt = init
     if ckpt["variant"] == cfg.variant:
         model.load_state_dict(source.state_dict())
     elif embeds(source, model):
@@ -423,21 +437,78 @@ def load_training_data(cfg: TrainConfig):
 RUNTIME_ONLY = frozenset({"threads", "out"})
 
 
+PATH_SETTINGS = frozenset({"data_root", "init", "teacher"})  # compared by the place they name
+SPEC_SETTINGS = frozenset({"data", "teacher_skip", "repeat"})  # data sets, whose KIND:PATH names a place too
+
+
+def _place(path: str) -> str:
+    return str(Path(path).expanduser().resolve()) if path else path
+
+
+def _spec_place(spec: str) -> str:
+    kind, colon, path = spec.partition(":")
+    return f"{kind}:{_place(path)}" if colon and kind in datasets.PATH_DATASETS else spec
+
+
+def _comparable(key: str, value):
+    """A setting as a resume compares it: a path by the place it names, so that `--data-root ../shared/data` is
+    the default absolute root (the same data, which was refused as 'another configuration')."""
+    if key in PATH_SETTINGS and isinstance(value, str):
+        return _place(value)
+    if key in SPEC_SETTINGS and isinstance(value, dict):
+        return {_spec_place(k): v for k, v in value.items()}
+    if key in SPEC_SETTINGS and isinstance(value, list):
+        return [_spec_place(v) if isinstance(v, str) else v for v in value]
+    return value
+
+
 def config_changes(saved: dict, current: dict) -> list[str]:
     """The names of the settings that differ between a saved run and this one (runtime-only ones aside). A setting
     added since the run was saved counts as its default there: the run was made with what it does by default."""
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
     return sorted(k for k in saved.keys() | current.keys()
-                  if k not in RUNTIME_ONLY and saved.get(k, defaults.get(k)) != current.get(k))
+                  if k not in RUNTIME_ONLY
+                  and _comparable(k, saved.get(k, defaults.get(k))) != _comparable(k, current.get(k)))
 
 
 # What a resume reads from last.pt (a slimmed checkpoint has no optimizer or scheduler)
 RESUME_KEYS = ("variant", "state_dict", "optimizer", "scheduler", "epoch", "config", "metrics")
 
 
+def read_resume(last: Path, cfg: TrainConfig) -> dict:
+    """last.pt as a resume reads it, refused by name when it is no checkpoint or another configuration's."""
+    try:
+        ckpt = read_checkpoint(last, RESUME_KEYS)
+    except ValueError as e:
+        raise ValueError(f"cannot resume: {e}; start afresh with --no-resume or choose another --out") from None
+    changed = config_changes(ckpt["config"], dataclasses.asdict(cfg))
+    if changed:
+        raise ValueError(f"{last} was written with another configuration ({', '.join(changed)} differ); "
+                         "use a new --out or --no-resume")
+    return ckpt
+
+
 def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    last = out / "last.pt"
+    # every file the run reads is read before the data loads (~15 s) and before --out is made: a wrong one fails
+    # at once and leaves no empty run folder behind
+    saved = read_resume(last, cfg) if resume and last.is_file() else None
+    init = read_init(cfg) if cfg.init and saved is None else None  # a resumed run already holds its own weights
+    teacher = load_checkpoint(cfg.teacher)[0] if cfg.teacher else None
+    made = make_out_folder(out)
+    try:
+        return _train(cfg, saved, init, teacher, progress)
+    except BaseException:
+        if made:  # only while it is still empty: nothing of this run was saved
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
+
+
+def _train(cfg: TrainConfig, saved: dict | None, init, teacher: torch.nn.Module | None, progress: bool) -> dict:
+    """`train` once its inputs are read: `saved` the last.pt to resume from, `init` what `read_init` read."""
+    out, last = Path(cfg.out), Path(cfg.out) / "last.pt"
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     rng = np.random.default_rng(cfg.seed)
@@ -457,35 +528,25 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     # (e.g. --limit 40 --batch 8 --epochs 2), which then warms up over two
     warmup = WARMUP if WARMUP * steps != 1 else 2 / steps
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, total_steps=steps, pct_start=warmup)
-    teacher = load_checkpoint(cfg.teacher)[0] if cfg.teacher else None
     truth_loss = GROUND_TRUTH_LOSSES[cfg.loss]
     ema = None
 
     start_epoch, best = 0, {"val_iou": -1.0}
-    last = out / "last.pt"
-    if resume and last.is_file():
-        try:
-            ckpt = read_checkpoint(last, RESUME_KEYS)
-        except ValueError as e:
-            raise ValueError(f"cannot resume: {e}; start afresh with --no-resume or choose another --out") from None
-        changed = config_changes(ckpt["config"], dataclasses.asdict(cfg))
-        if changed:
-            raise ValueError(f"{last} was written with another configuration ({', '.join(changed)} differ); "
-                             "use a new --out or --no-resume")
-        model.load_state_dict(ckpt["state_dict"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        start_epoch, best = ckpt["epoch"] + 1, ckpt["metrics"].get("best", best)
+    if saved is not None:
+        model.load_state_dict(saved["state_dict"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        start_epoch, best = saved["epoch"] + 1, saved["metrics"].get("best", best)
         rng = np.random.default_rng([cfg.seed, start_epoch])  # a fresh, reproducible stream per resumed epoch
         batches.rng = rng
-        if ckpt.get("photo_loss") is not None:
-            batches.loss = ckpt["photo_loss"]
+        if saved.get("photo_loss") is not None:
+            batches.loss = saved["photo_loss"]
         if cfg.ema:
             ema = moving_average(model, cfg.ema)
-            ema.load_state_dict(ckpt["ema"])
+            ema.load_state_dict(saved["ema"])
         _log.info("resumed from %s at epoch %d", last, start_epoch)
-    elif cfg.init:  # a resumed run already holds its own weights
-        warm_start(model, cfg, arrays)
+    elif init is not None:
+        warm_start(model, cfg, arrays, init)
     if cfg.ema and ema is None:
         ema = moving_average(model, cfg.ema)  # starts at the starting weights
     validated = model if ema is None else ema.module  # what is validated and saved as best.pt
@@ -495,12 +556,12 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     log_path = out / "metrics.csv"
     fields = ["epoch", "train_loss", "val_iou", "val_f1", "val_pixel_accuracy", "lr", "seconds", "images_per_s"]
     # a resume keeps the rows of the epochs last.pt holds, under one header: an epoch interrupted before its save is
-    # trained again (its row would come twice), a row cut short would have the next one glued on
-    rows = metrics_rows(log_path, fields, start_epoch) if start_epoch else []
-    with replacing(log_path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fields)
-        writer.writeheader()
-        writer.writerows(rows)
+    # trained again (its row would come twice), a row cut short would have the next one glued on. A fresh run
+    # writes its header with its first epoch's row: until then an older run's metrics.csv stays whole beside the
+    # last.pt and best.pt it belongs to (a Ctrl-C then leaves that run as it was, resumable, its cost recorded)
+    if start_epoch:
+        write_metrics(log_path, fields, metrics_rows(log_path, fields, start_epoch))
+    header_written = bool(start_epoch)
 
     for epoch in range(start_epoch, cfg.epochs):
         train_mode(model, cfg.freeze_bn)
@@ -540,10 +601,22 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
                                 {**row, "best": best, **info}, batches.loss)
             save_checkpoint(last, model, optimizer, scheduler, epoch, cfg, {**row, "best": best, **info},
                             batches.loss, ema)
-            with open(log_path, "a", newline="") as f:  # only once last.pt holds the epoch: a resume won't redo it
-                csv.DictWriter(f, fields).writerow(row)
+            if header_written:
+                with open(log_path, "a", newline="") as f:  # only once last.pt holds the epoch: no resume redoes it
+                    csv.DictWriter(f, fields).writerow(row)
+            else:
+                write_metrics(log_path, fields, [row])
+                header_written = True
             plot_curves(log_path, out / "curves.png")
     return {"best": best, **info, "out": str(out)}
+
+
+def write_metrics(path: Path, fields: list[str], rows: list[dict]) -> None:
+    """metrics.csv as a header and `rows`, whole or not at all (`replacing`)."""
+    with replacing(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fields)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def metrics_rows(path: Path, fields: list[str], epochs: int) -> list[dict]:
@@ -582,27 +655,6 @@ def moving_average(model: torch.nn.Module, decay: float) -> torch.optim.swa_util
     optimiser step: the average of the last ~1 / (1 - decay) steps' weights is smoother than the last of them."""
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
     return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
-
-
-@contextlib.contextmanager
-def ctrl_c_after_the_block():
-    """A Ctrl-C in the block is raised as KeyboardInterrupt once the block has run: an epoch's checkpoints, metrics
-    row and curves are written together. Raised inside them it could land in matplotlib's first import (the first
-    epoch's plot), whose C extension then lost it (training went on), ended the process by SIGINT instead of exit
-    130, or aborted it. Left as it is where SIGINT is not Python's usual KeyboardInterrupt (ignored, or another
-    handler) and off the main thread, where no handler can be set."""
-    if (threading.current_thread() is not threading.main_thread()
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
-        yield
-        return
-    pressed = []
-    signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    if pressed:
-        raise KeyboardInterrupt
 
 
 def plot_curves(csv_path: Path, png_path: Path) -> None:

@@ -311,3 +311,11 @@ def test_error_colours_are_the_galleries_legend():
 def test_a_celeb_photo_missing_from_the_tags_is_refused(default_model, celeb_root):
     with pytest.raises(KeyError, match="not in the tags fixture"):
         measure(default_model, CELEB, celeb_root, threads=1, limit=2, progress=False, tags={})
+
+
+@pytest.mark.parametrize("every", [0, -1])
+def test_a_subset_of_every_kth_photo_needs_k_of_1_or_more(every):
+    """load_named made every=0 every photo and every=-1 too (max(1, every)): a caller's slip passed unseen."""
+    from export.evaluation import load_named
+    with pytest.raises(ValueError, match=f"every must be 1 or more.*not {every}"):
+        load_named(FIGARO, every=every)

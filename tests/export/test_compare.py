@@ -77,3 +77,21 @@ def test_each_group_of_photos_is_paired_on_its_own(data_root):
     table = format_comparison(result)
     assert "figaro-test by group" in table and "| straight | 30 | " in table and "| wavy | 6 | " in table
     assert "fasseg-v2-test by group" not in table
+
+
+def test_every_file_is_checked_before_the_first_is_measured(tmp_path, monkeypatch, caplog):
+    """`compare BASE missing.onnx` measured BASE for seconds, then said the second was missing with the daemon's
+    hint ('set [segmenter] model to a .onnx'), glued to the progress bar's line."""
+    import export.compare
+    from export.cli import main
+
+    def measured(*args, **kwargs):
+        raise AssertionError("a file was measured before every file was checked")
+    monkeypatch.setattr(export.compare, "per_photo_iou", measured)
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(DEFAULT_MODEL.read_bytes()[:5000])
+    for other, code, words in ((tmp_path / "missing.onnx", 2, f"model file not found: {tmp_path / 'missing.onnx'}"),
+                               (broken, 1, "truncated")):
+        caplog.clear()
+        assert main(["compare", str(DEFAULT_MODEL), str(other), "--data", "fasseg-v2-test", "--limit", "2"]) == code
+        assert words in caplog.text and "[segmenter]" not in caplog.text

@@ -137,6 +137,9 @@ def test_usage_errors(tmp_path):
     (["onnx", "c.pt", "--out", "m.onnx", "--threshold", "1"], "--threshold: expected 0.01..0.99"),
     (["classical-figures", "gallery", "--cell-height", "0"], "--cell-height: expected 16..1024"),
     (["classical-figures", "gallery", "--groups", "0"], "--groups: expected 1..64"),
+    # breakdown --every 0 and -1 measured every photo (and -1 the set backwards), exit 0
+    (["breakdown", "m.onnx", "--every", "0"], "--every: expected 1 or more"),
+    (["breakdown", "m.onnx", "--every", "-1"], "--every: expected 1 or more"),
 ])
 def test_degenerate_numbers_exit_2_naming_the_option(argv, words, capsys):
     with pytest.raises(SystemExit) as stop:
@@ -167,8 +170,13 @@ def test_a_missing_model_file_is_a_usage_error_and_a_broken_one_a_failed_check(t
         for path, code, message in ((missing, 2, "model file not found"), (broken, 1, "not an ONNX model")):
             caplog.clear()
             assert main([a.format(path) for a in argv]) == code, (argv[0], path.name)
-            assert message in caplog.text + capsys.readouterr().out, (argv[0], path.name)  # check prints its verdicts
+            said = caplog.text + capsys.readouterr().out  # check prints its verdicts
+            assert message in said, (argv[0], path.name)
+            assert "[segmenter]" not in said, argv[0]  # the daemon's config means nothing to an export user
     assert not list(tmp_path.glob("[qo].onnx*"))  # nothing made of either
+    from device.model_file import ModelFileNotFound, check_file
+    with pytest.raises(ModelFileNotFound, match=r"set \[segmenter\] model to a \.onnx"):
+        check_file(missing)  # the daemon keeps its hint
 
 
 def test_check_command_refuses_a_bad_file(exported, tmp_path, capsys):
@@ -382,3 +390,53 @@ def test_json_figures_are_written_whole_or_not_at_all(tmp_path, file_size_limit)
     assert json.loads(out.read_text()) == {"older": 1} and [p.name for p in tmp_path.iterdir()] == ["figures.json"]
     write_json(out, {"iou": [0.5] * 100})
     assert json.loads(out.read_text()) == {"iou": [0.5] * 100}
+
+
+def test_an_out_or_json_that_cannot_be_written_is_named_before_any_work(trained_checkpoint, exported, tmp_path,
+                                                                        monkeypatch, caplog):
+    """onnx and int8 named their temp folder ('[Errno 1] Operation not permitted: <dir>/tmp399qye6y'), card its
+    README.md without the option, after the work; eval --json failed only after the whole evaluation."""
+    import shutil
+
+    import export.evaluation
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the work started before the output was checked")
+    monkeypatch.setattr(export.evaluation, "evaluate_file", no_work)
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(exported[0], models / "m.onnx")
+    # /proc takes no new file, root or not (a read-only folder does, for root)
+    for argv, option in ((["onnx", str(trained_checkpoint), "--out", "/proc/m.onnx"], "--out /proc/m.onnx"),
+                         (["int8", str(models / "m.onnx"), "--out", "/proc/m.int8.onnx"], "--out /proc/m.int8.onnx"),
+                         (["card", str(models), "--out", "/proc/README.md", "--no-bench", "--no-breakdown"],
+                          "--out /proc/README.md"),
+                         (["eval", str(models / "m.onnx"), "--json", "/proc/x.json"], "--json /proc/x.json")):
+        caplog.clear()
+        assert main(argv) == 2, argv
+        assert f"{option}: cannot write there (" in caplog.text, argv
+        assert "/proc/tmp" not in caplog.text, argv
+    assert sorted(p.name for p in models.iterdir()) == ["m.onnx"]
+
+
+def test_a_ctrl_c_while_the_parser_is_built_is_one_line_exit_130(monkeypatch, caplog, sigint_as_in_a_terminal):
+    """The parser's build imports numpy, onnx and torch: a Ctrl-C then was a KeyboardInterrupt traceback (or, inside
+    a C extension's import, an abort). It is held until the build is over, then said in one line."""
+    import os
+    import signal
+
+    import export.flicker
+    add, added = export.flicker.add_parser, []
+
+    def ctrl_c_midway(sub):
+        os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, as a terminal sends it
+        add(sub)
+        added.append(1)
+    monkeypatch.setattr(export.flicker, "add_parser", ctrl_c_midway)
+    try:
+        code = main(["check", "m.onnx"])
+    except KeyboardInterrupt:  # caught here: escaping, it would end the whole test session
+        pytest.fail("the Ctrl-C escaped main: a traceback")
+    assert code == 130 and added == [1]
+    assert [r.getMessage() for r in caplog.records] == ["interrupted"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -3,6 +3,7 @@ import argparse
 import dataclasses
 import json
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -385,3 +386,89 @@ def test_evaluate_json_that_fails_midway_leaves_the_older_file_whole(checkpoint,
     assert f"--json {out}: cannot write it (File too large)" in caplog.text
     assert out.read_text() == '{"older": 1}' and [p.name for p in out.parent.iterdir()] == ["figures.json"]
     assert main(argv) == 0 and json.loads(out.read_text())[f"folder:{folder}"]["images"] == 2
+
+
+def test_an_unknown_variant_is_one_line_without_stray_quotes(checkpoint, caplog):
+    """`train --variant nope` said `"unknown model variant 'nope'; known: ..."` (a KeyError's str()), and a
+    checkpoint naming it nested that inside 'its weights are not a 'nope' model's (...)'."""
+    import torch
+    assert main(["train", "--variant", "nope", "--size", "32"]) == 2
+    assert "unknown model variant 'nope'; known: " in caplog.text and '"' not in caplog.text
+    torch.save({**torch.load(checkpoint, weights_only=False), "variant": "nope"}, checkpoint)
+    caplog.clear()
+    assert main(["evaluate", str(checkpoint), "--data", "fasseg-v2-test"]) == 2
+    assert f"{checkpoint}: unknown model variant 'nope'; known: " in caplog.text and '"' not in caplog.text
+
+
+def test_a_wrong_init_or_teacher_is_refused_before_the_data_loads_and_makes_no_out_folder(checkpoint, tmp_path,
+                                                                                         monkeypatch, caplog):
+    """A missing, truncated or text --init (or prune --teacher) was said after all the data had loaded (~15 s),
+    and left an empty --out folder behind."""
+    import training.train
+
+    def no_data(cfg):
+        raise AssertionError("the data loaded before the checkpoint was read")
+    monkeypatch.setattr(training.train, "load_training_data", no_data)
+    truncated, text, onnx = tmp_path / "cut.pt", tmp_path / "text.pt", tmp_path / "text.onnx"
+    truncated.write_bytes(checkpoint.read_bytes()[:1000])
+    text.write_text("not a checkpoint\n")
+    onnx.write_text("not a model\n")
+    out = tmp_path / "run"
+    common = ["--data", "fasseg-v2-train", "--size", "32", "--epochs", "1", "--out", str(out)]
+    for argv, message in (
+            (["train", "--init", str(tmp_path / "absent.pt")], "--init checkpoint not found"),
+            (["train", "--init", str(truncated)], f"{truncated}: not a training checkpoint"),
+            (["train", "--init", str(text)], f"{text}: not a training checkpoint"),
+            (["train", "--init", str(onnx)], f"{onnx}: not an ONNX model"),
+            (["prune", "--teacher", str(truncated)], f"{truncated}: not a training checkpoint")):
+        caplog.clear()
+        assert main([*argv, *common]) == 2, argv
+        assert message in caplog.text, argv
+        assert not out.exists(), argv
+
+
+def test_an_out_that_cannot_be_written_is_named_before_any_work(checkpoint, tmp_path, monkeypatch, caplog):
+    """train --out gave the OS's bare message after the checkpoints were read ('[Errno 17] File exists' for a
+    file, '[Errno 20] Not a directory' below one), and evaluate --json failed only after the whole evaluation."""
+    import training.evaluate
+    import training.train
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the work started before the output was checked")
+    monkeypatch.setattr(training.train, "load_training_data", no_work)
+    monkeypatch.setattr(training.evaluate, "evaluate", no_work)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for out, why in ((a_file, "a file, not a folder"), (a_file / "run", "Not a directory"),
+                     (Path("/proc/run"), "")):  # /proc takes no new file or folder, root or not
+        caplog.clear()
+        assert main(["train", "--data", "fasseg-v2-train", "--size", "32", "--out", str(out)]) == 2, out
+        assert f"--out {out}: cannot write there ({why}" in caplog.text, out
+    caplog.clear()
+    assert main(["evaluate", str(checkpoint), "--data", "fasseg-v2-test", "--json", "/proc/x.json"]) == 2
+    assert "--json /proc/x.json: cannot write there (" in caplog.text
+    assert a_file.read_text() == "x"
+
+
+def test_a_ctrl_c_while_the_parser_is_built_is_one_line_exit_130(monkeypatch, caplog, sigint_as_in_a_terminal):
+    """The parser's build imports torch (its first ~2 s): a Ctrl-C then was a 30-line KeyboardInterrupt traceback,
+    and raised inside torch's C++ import it aborted the process (pybind11's terminate) or ended it by SIGINT. It is
+    held until the build is over: the imports are never cut midway."""
+    import os
+    import signal
+
+    import training.cli
+    build, built = training.cli._train_args, []
+
+    def ctrl_c_midway(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, as a terminal sends it
+        build(*args, **kwargs)
+        built.append(1)
+    monkeypatch.setattr(training.cli, "_train_args", ctrl_c_midway)
+    try:
+        code = main(["variants"])
+    except KeyboardInterrupt:  # caught here: escaping, it would end the whole test session
+        pytest.fail("the Ctrl-C escaped main: a traceback")
+    assert code == 130 and built == [1, 1]  # train's and prune's flags, both built whole
+    assert [r.getMessage() for r in caplog.records] == ["interrupted"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

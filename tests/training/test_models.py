@@ -39,8 +39,10 @@ def test_a_prior_channel_is_a_fourth_input_channel():
 
 
 def test_unknown_variant_names_the_known_ones():
-    with pytest.raises(KeyError, match="unet-226k"):
+    """It was a KeyError, whose str() quotes the message: the CLI printed `"unknown model variant 'nope'; ..."`."""
+    with pytest.raises(ValueError, match="unet-226k") as info:
         build_model("unet-9000")
+    assert str(info.value).startswith("unknown model variant 'unet-9000'; known: ")
 
 
 

@@ -853,3 +853,41 @@ def test_the_far_finish_puts_smaller_heads_on_a_plain_wall_with_no_hair_on_it(da
     with pytest.raises(ValueError, match="border"):
         augment.geometric(img, mask, augment.dataclasses.replace(small, border="zero"), np.random.default_rng(0),
                           (120, 120))
+
+
+def test_a_fresh_run_interrupted_before_its_first_save_leaves_the_older_run_whole(tmp_path, data_root, monkeypatch):
+    """`train --no-resume` cut the old run's metrics.csv to its header before its first epoch, and kept the old
+    last.pt and best.pt: a Ctrl-C in that epoch then left a run that resumed with no metrics (and whose export
+    lost train.seconds). Until the new run saves its first epoch, nothing of the old one changes."""
+    from training import train as train_module
+    cfg = TrainConfig(variant="unet-226k", data=["fasseg-v2-train"], data_root=str(data_root), size=32, epochs=1,
+                      batch=2, limit=4, augment="flips", out=str(tmp_path / "run"))
+    train(cfg, progress=False)
+    run = tmp_path / "run"
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+
+    def ctrl_c(*args, **kwargs):  # as the first epoch's training ends, before its validation and save
+        raise KeyboardInterrupt
+    with monkeypatch.context() as m:
+        m.setattr(train_module, "evaluate", ctrl_c)
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, resume=False, progress=False)
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    train(cfg, resume=False, progress=False)  # saved once: the new run's rows alone
+    with open(run / "metrics.csv") as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["1"]
+
+
+def test_a_path_spelt_another_way_resumes_the_same_run(tmp_path, data_root):
+    """`--data-root ../shared/data` against the default absolute root was 'another configuration (data_root
+    differ)'; a folder:PATH data set or an --init spelt another way alike. Another place still differs."""
+    import os
+
+    from training.train import config_changes
+    saved = TrainConfig(data_root=str(data_root), data=["figaro-train", f"folder:{tmp_path}"],
+                        repeat={f"folder:{tmp_path}": 2}, init=str(tmp_path / "a.pt")).__dict__
+    other = {**saved, "data_root": os.path.relpath(data_root), "data": ["figaro-train", f"folder:{tmp_path}/."],
+             "repeat": {f"folder:{tmp_path}/.": 2}, "init": os.path.relpath(tmp_path / "a.pt")}
+    assert config_changes(saved, other) == []
+    assert config_changes(saved, {**other, "data_root": str(tmp_path), "init": str(tmp_path / "b.pt")}) == [
+        "data_root", "init"]
