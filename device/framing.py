@@ -89,8 +89,8 @@ class LiveInput:
             self.box = frame_square((face[0] * hw[1], face[1] * hw[0], face[2] * hw[1], face[3] * hw[0]), hw)
             self.model = np.ascontiguousarray(whole[self.box.y:self.box.y + self.box.h,
                                                     self.box.x:self.box.x + self.box.w])
-        else:
-            self.model = cv2.resize(whole, input_hw[::-1], interpolation=cv2.INTER_AREA)
+        else:  # bilinear: a third of INTER_AREA's time at this 4:3 -> 1:1 shrink, paid on every frame nobody is in
+            self.model = cv2.resize(whole, input_hw[::-1], interpolation=cv2.INTER_LINEAR)
 
     def place(self, prob: np.ndarray) -> np.ndarray:
         """float32 map at `whole`'s size from the model's probabilities."""
