@@ -42,8 +42,15 @@ def test_harness_compiles(tmp_path):
 
 
 def test_virtual_camera_config_is_shipped_with_the_script():
+    """It plays /opt/frames and offers the lores the harness asks for: the daemon's with the default model
+    (`live_view = square`, the frame's aspect); another size would be adjusted to 640x480 and not be tried."""
+    import re
+
+    from device.framing import live_lores_hw
     text = (E2E / "virtual.yaml").read_text()
-    assert '"/opt/frames/"' in text and "width: 256" in text
+    sizes = {(int(w), int(h)) for w, h in re.findall(r"width: (\d+)\s+height: (\d+)", text)}
+    assert '"/opt/frames/"' in text
+    assert live_lores_hw((288, 288), (480, 640))[::-1] in sizes and (640, 480) in sizes, sizes
 
 
 def test_the_e2e_scripts_take_the_default_model_from_the_role():
