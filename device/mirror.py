@@ -85,9 +85,7 @@ class Mirror:
         self.resting = Backoff(SEGMENTER_RETRY, self.stop_event)
         self.resting_until = 0.0
         preview = {"preview": cfg.sink.preview} if CAMERAS.get(cfg.camera.kind).has_preview else {}
-        lores_hw = segmenter.input_size
-        if segmenter.live_square:  # the lores keeps the frame's aspect: the model takes its square
-            lores_hw = live_lores_hw(segmenter.input_size, (cfg.camera.height, cfg.camera.width))
+        lores_hw = self._lores_hw((cfg.camera.height, cfg.camera.width))
         self.camera = CAMERAS.create(cfg.camera.kind, cfg.camera, lores_hw, **preview)
         self.capture = Capture(self.camera, cfg.camera.retry_seconds, self.stop_event, self.notifier.watchdog,
                                on_state=lambda: self.notifier.status(self.status_text()))
@@ -214,10 +212,16 @@ class Mirror:
     def frame_of(self, rgb: np.ndarray, index: int = 0, scene: int = 0) -> Frame:
         """A picture (RGB, any size) as this mirror's camera hands a frame of it over: its lores at the
         segmenter's input size, or, with `live_view = square`, at the picture's own aspect (`live_lores_hw`)."""
-        size = tuple(self.segmenter.input_size)
-        hw = live_lores_hw(size, rgb.shape[:2]) if self.segmenter.live_square else size
+        hw = self._lores_hw(rgb.shape[:2])
         lores = rgb if rgb.shape[:2] == hw else cv2.resize(rgb, hw[::-1], interpolation=cv2.INTER_AREA)
         return Frame(rgb, lores, index, scene=scene)
+
+    def _lores_hw(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
+        """The lores the camera is asked for: at the frame's aspect where the model takes its square around a face
+        (`live_view = square` and a keep rule that finds one), else at the model's input size (the ISP stretches)."""
+        size = tuple(self.segmenter.input_size)
+        square = self.segmenter.live_square and self.post.rule.finds_faces
+        return live_lores_hw(size, frame_hw) if square else size
 
     @staticmethod
     def _views(segmenter: Segmenter, frame: Frame, live: LiveInput, post: Postprocessor,

@@ -283,6 +283,12 @@ def test_the_mirror_asks_its_camera_for_the_lores_its_view_needs(view, lores):
     assert frame.lores.shape[:2] == lores
 
 
+def test_without_a_rule_that_finds_faces_the_isp_stretches_the_frame_as_before():
+    """No face, no square: a lores at the frame's aspect would only be stretched on the CPU, every frame."""
+    mirror = live_mirror(False, postprocess={"keep": "largest"})
+    assert mirror.segmenter.live_square and mirror.camera.lores_hw == mirror.segmenter.input_size
+
+
 def test_a_model_with_a_prior_input_segments_the_whole_frame():
     """Its prior is the last map of the whole frame as the model saw it: a moving square would misplace it."""
     mirror = live_mirror(False, DEFAULT_MODEL.parent / "hair-mobile-unet-prior.onnx")
