@@ -8,8 +8,9 @@ way, `paste` blends that square's probabilities into the whole picture's, feathe
 inside the picture (the square's view has no context there; the whole picture's has). Photos get both views
 (`[segmenter] photo_head`); so may live frames (`LiveHeadView`, `[segmenter] live_head`), at one more inference a
 frame. `LiveInput` is what a live frame's one inference sees (`[segmenter] live_view`): with `square`, the camera's
-lores stream keeps the frame's aspect (`live_lores_hw`) and the model segments the square of it around the face,
-unstretched (`frame_square`); stretching a 4:3 frame to the square input cost the mirror 1-2 points of IoU.
+lores stream of a landscape frame keeps its aspect (`live_lores_hw`) and the model segments the square of it around
+the face, unstretched (`frame_square`); stretching a 4:3 frame to the square input cost the mirror 0.5-2 points of
+IoU. (A portrait frame's square would cut off the hair below the face: it is stretched.)
 """
 from __future__ import annotations
 

@@ -97,9 +97,10 @@ class OnnxSegmenter(Segmenter):
         photo_head: bool = setting(True, "a photo's head is also segmented on its own, framed as the training photos "
                                          "frame faces, and blended in (device.framing): a photo in 4:3 or portrait, or "
                                          "of a head further back, gains 1-4 points of IoU; one inference more")
-        live_view: str = setting("square", "what of a live frame the model segments: `square`, the frame's square "
-                                           "around the face the postprocess's `keep = face` finds, unstretched (the "
-                                           "whole frame stretched while no face is known); `stretch`, the whole frame "
+        live_view: str = setting("square", "what of a live frame the model segments: `square`, a landscape frame's "
+                                           "square around the face the postprocess's `keep = face` finds, unstretched "
+                                           "(the whole frame stretched while no face is known, and a portrait frame "
+                                           "always: its square would cut off the hair below); `stretch`, the whole frame "
                                            "stretched to the model's square input. A 4:3 frame stretched costs 0.4-1.7 "
                                            "points of IoU (docs/robustness.md)", choices=("square", "stretch"))
         live_head: bool = setting(False, "live frames with a face (`[postprocess] keep = face`) are segmented in "
