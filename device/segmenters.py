@@ -101,7 +101,7 @@ class OnnxSegmenter(Segmenter):
                                            "square around the face the postprocess's `keep = face` finds, unstretched "
                                            "(the whole frame stretched while no face is known, and a portrait frame "
                                            "always: its square would cut off the hair below); `stretch`, the whole frame "
-                                           "stretched to the model's square input. A 4:3 frame stretched costs 0.4-1.7 "
+                                           "stretched to the model's square input. A 4:3 frame stretched costs 0.5-2.1 "
                                            "points of IoU (docs/robustness.md)", choices=("square", "stretch"))
         live_head: bool = setting(False, "live frames with a face (`[postprocess] keep = face`) are segmented in "
                                          "their head's square too, as `photo_head` does: better masks of a head "

@@ -299,7 +299,7 @@ def test_a_model_with_a_prior_input_segments_the_whole_frame():
 
 def test_a_4_3_frame_is_found_better_in_its_square_than_stretched(data_root):
     """The camera's lores as the mirror asks for it (`Mirror.frame_of`), the head at 60% of a 4:3 frame's height,
-    moving: measured over celeb1k-val's 148 photos, 0.758 stretched, 0.776 in the face's square (docs/robustness.md,
+    moving: measured over celeb1k-val's 148 photos, 0.758 stretched, 0.779 in the face's square (docs/robustness.md,
     `live-stretch` and `live`)."""
     from training.metrics import MaskMetrics
 
