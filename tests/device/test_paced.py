@@ -26,6 +26,9 @@ def models():
     return default, slow
 
 
+MODEL_SHARE = 0.5  # of the model alone's time, the least a segmented frame can take: a run skipped would be ~0
+
+
 def test_a_model_slower_than_the_camera_is_handed_some_frames_and_each_new_hair_makes_one_overlay(models):
     _, slow = models
     result = paced.measure(str(slow), fps=60, seconds=0.5, rounds=2)
@@ -33,7 +36,9 @@ def test_a_model_slower_than_the_camera_is_handed_some_frames_and_each_new_hair_
     assert 2 <= result["segmented"] < result["frames"]  # frames shown without being segmented
     # one overlay per new hair, and each run's last call clears the preview (set_overlay(None) at the sink's close)
     assert result["overlays"] <= result["segmented"] + 2 * len(result["rounds"])
-    assert result["inference_thread_ms"] >= 0.8 * result["model_alone_ms"]
+    # the inference thread's CPU holds the model's run: a floor, not a timing (a loaded CI machine once measured the
+    # model alone at 102 ms against the thread's 79 ms a frame; here they are level, 78-79 ms)
+    assert result["inference_thread_ms"] >= MODEL_SHARE * result["model_alone_ms"]
     assert 0.8 < result["ratio_cpu_iqr"][0] <= result["ratio_cpu"] <= result["ratio_cpu_iqr"][1] < 3
     assert 0.8 < result["ratio_paced_cpu_iqr"][0] <= result["ratio_paced_cpu"] <= result["ratio_paced_cpu_iqr"][1] < 3
     assert all(r["model_paced_cpu_s"] > 0 for r in result["rounds"])
@@ -47,7 +52,7 @@ def test_a_model_slower_than_the_camera_is_handed_some_frames_and_each_new_hair_
             assert 0 <= r["settled_frames"] <= r["frames"]
             settled = {r["segmented"] - RECENT_JOBS} if r["segmented"] > RECENT_JOBS else {0, r["segmented"]}
             assert r["settled_segmented"] in settled
-        assert figures["mask_age_ms"] >= 0.8 * result["model_alone_ms"]  # no mask is shown before its inference ends
+        assert figures["mask_age_ms"] >= MODEL_SHARE * result["model_alone_ms"]  # no mask shown before its inference
     assert sum(r["settled_segmented"] for r in result["rounds"]) > 0  # 0.5 s at 60 fps: 8-10 runs of ~50 ms a round
 
 
