@@ -63,6 +63,11 @@ def _square_at(face: tuple[float, float, float, float], side: float, hw: tuple[i
     return Box(min(int(round(x0)), width - side), min(int(round(y0)), height - side), side, side)
 
 
+def in_pixels(face: tuple[float, float, float, float], hw: tuple[int, int]) -> tuple[float, float, float, float]:
+    """A face given as fractions of a frame (x, y, w, h: as `keep = face` keeps it) in pixels of a frame of size hw."""
+    return face[0] * hw[1], face[1] * hw[0], face[2] * hw[1], face[3] * hw[0]
+
+
 def live_lores_hw(input_hw: tuple[int, int], frame_hw: tuple[int, int]) -> tuple[int, int]:
     """The lores stream's size for `[segmenter] live_view = square`: the frame's aspect, its shorter side the
     model's (square) input side; the longer side even (a YUV420 stream's chroma is half size)."""
@@ -87,7 +92,7 @@ class LiveInput:
             self.model = whole
             return
         if face is not None and min(hw) == input_hw[0] == input_hw[1]:
-            self.box = frame_square((face[0] * hw[1], face[1] * hw[0], face[2] * hw[1], face[3] * hw[0]), hw)
+            self.box = frame_square(in_pixels(face, hw), hw)
             self.model = np.ascontiguousarray(whole[self.box.y:self.box.y + self.box.h,
                                                     self.box.x:self.box.x + self.box.w])
         else:  # bilinear: a third of INTER_AREA's time at this 4:3 -> 1:1 shrink, paid on every frame nobody is in
@@ -184,7 +189,7 @@ class LiveHeadView:
         None without a face or when the square is about the whole frame."""
         if face is None:
             return None
-        box = head_square((face[0] * hw[1], face[1] * hw[0], face[2] * hw[1], face[3] * hw[0]), hw)
+        box = head_square(in_pixels(face, hw), hw)
         return None if covers(box, hw) else box
 
     def blend(self, whole: np.ndarray, head: np.ndarray, box: Box, frame_hw: tuple[int, int]) -> np.ndarray:

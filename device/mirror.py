@@ -241,7 +241,7 @@ class Mirror:
         return prob if head is None else views.blend(prob, head, box, hw)
 
     @staticmethod
-    def _input_for(segmenter: Segmenter, frame: Frame, post: Postprocessor | None = None) -> LiveInput:
+    def _input_for(segmenter: Segmenter, frame: Frame, post: Postprocessor) -> LiveInput:
         """The frame as this segmenter's inference sees it: `lores` when the camera gives it at the input size, or
         at the frame's aspect for `live_view = square` (the model then takes its square around the face `post`'s
         rule knows); else made from `main`: after a switch the camera still delivers the stream it was configured
@@ -251,7 +251,7 @@ class Mirror:
         if lores.shape[:2] == size:
             return LiveInput(lores, size, None)
         if segmenter.live_square and min(lores.shape[:2]) == size[0]:
-            return LiveInput(lores, size, None if post is None else post.face())
+            return LiveInput(lores, size, post.face())
         return LiveInput(segmenter.fit(frame.main), size, None)
 
     def _fall_back(self, reason: str) -> None:
