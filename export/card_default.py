@@ -26,7 +26,7 @@ from .breakdown import (
     table,
     worst_list,
 )
-from .evaluation import load_named, metadata_prefix
+from .evaluation import TWIN_KEY, heldout_file, load_named, metadata_prefix
 from .shortfall import celeb_lines, figure, gap_lines, hat_lines, points
 
 _log = logging.getLogger(__name__)
@@ -66,6 +66,10 @@ def _measured(meta: dict[str, str], spec: str, now: SetBreakdown | None) -> tupl
     if key in meta:
         value = float(meta[key])
         note = f"`{key}`"
+        if f"{metadata_prefix(spec)}.measured_on" in meta:
+            note += f" (its held-out twin's: `{meta[metadata_prefix(spec) + '.measured_on']}`)"
+        elif f"{metadata_prefix(spec)}.seen" in meta:
+            note += " (photos it trained on: not a held-out figure)"
         if fresh is not None and abs(fresh - value) > 0.001:
             note += f" (measured {where}: {fresh:.3f})"
         return value, note
@@ -86,13 +90,13 @@ def hats_met(celeb: SetBreakdown | None) -> bool | None:
 def scenery_figures(path: Path, data_root: Path | None = None, threads: int = 0,
                     every: int = 1) -> dict[str, tuple[float, int]]:
     """{set: (the share of its pixels the file dyes, crops)} on the views with no hair (SCENERY): with no hair
-    in the truth, every pixel not counted correct is dyed."""
+    in the truth, every pixel not counted correct is dyed. A refit's crops of photos it trained on: its twin's."""
     from training.evaluate import evaluate
 
     from .evaluation import onnx_predictor
-    predict, size, threshold = onnx_predictor(path, threads)
     out = {}
     for spec in SCENERY:
+        predict, size, threshold = onnx_predictor(heldout_file(path, spec, data_root), threads)
         arrays, _, _ = load_named(spec, data_root, 0, every)
         m = evaluate(predict, arrays, size, threshold, progress=False)
         out[spec] = (1.0 - m["pixel_accuracy"], m["images"])
@@ -259,7 +263,14 @@ def section(path: Path, meta: dict[str, str], breakdowns: dict[str, SetBreakdown
            "`device.config.DEFAULT_MODEL` loads this file. Targets are judged by the file's own `eval.*` "
            "figures where it has them; the rest below is measured on the file when the card was written "
            "(`python -m export card models`; `--no-breakdown` skips it). Mean IoU is the per-photo IoU of the "
-           "hair mask averaged over the photos (the table's IoU).", "", "#### Targets", ""]
+           "hair mask averaged over the photos (the table's IoU)."]
+    if meta.get(TWIN_KEY):
+        out += ["", f"This file is a refit: once its recipe was chosen on celeb1k-val, it was trained again with "
+                    f"celeb1k-val's photos as well (`--refit`; the command below). Its figures on those photos would "
+                    f"flatter it, so every celeb1k-val figure on this card is its held-out twin's: "
+                    f"`{meta[TWIN_KEY]}`, the same recipe without them (`train.heldout_twin`). The Figaro and FASSEG "
+                    f"figures are this file's own."]
+    out += ["", "#### Targets", ""]
     out += targets_table(meta, breakdowns, scenery)
     why = shortfall(meta, breakdowns, ceiling)
     if why:
@@ -311,16 +322,17 @@ def build(path: Path, meta: dict[str, str], card: Path, breakdown: bool = True, 
         celeb_path = gallery_dir / gallery_name(path.name, CELEB)
         check_gallery_place(CELEB, celeb_path, [models_dir, card.parent])
         celeb = load_named(CELEB, data_root, 0, every)  # decoded once: breakdown, flip, ceiling and photo path
+        mirror_view = heldout_file(path, CELEB, data_root)  # a refit: its held-out twin
         breakdowns[FIGARO] = measure(path, FIGARO, data_root, threads, every, worst=worst, progress=progress)
-        breakdowns[CELEB] = measure(path, CELEB, data_root, threads, every, worst=worst, progress=progress,
+        breakdowns[CELEB] = measure(mirror_view, CELEB, data_root, threads, every, worst=worst, progress=progress,
                                     loaded=celeb)
         breakdowns[FASSEG] = measure(path, FASSEG, data_root, threads, every, worst=0, progress=progress)
-        ceiling = celeb_ceiling(path, celeb[0])
+        ceiling = celeb_ceiling(mirror_view, celeb[0])
         fig_path = gallery(breakdowns[FIGARO], models_dir / "figures" / gallery_name(path.name, FIGARO))
         figure = os.path.relpath(fig_path, card.parent)
         gallery(breakdowns[CELEB], celeb_path)
-        flipped = flip_figure(path, celeb[0], threads)
-        photo_path = photo_path_figure(path, celeb[0], threads)
+        flipped = flip_figure(mirror_view, celeb[0], threads)
+        photo_path = photo_path_figure(mirror_view, celeb[0], threads)
         scenery = scenery_figures(path, data_root, threads, every)
         celeb_gallery = (f"out/{celeb_path.name}" if gallery_dir.resolve() == models_dir.resolve().parent / "out"
                          else str(celeb_path))

@@ -37,13 +37,15 @@ def _staging(out: Path, *sources: str | Path) -> Path:
 def _print_eval(results: dict) -> None:
     from training.evaluate import format_metrics
     for spec, m in results.items():
-        print(format_metrics(spec, {k: v for k, v in m.items() if k != "groups"}))
+        note = (f"  (measured on its held-out twin {m['measured_on']})" if m.get("measured_on") else
+                "  (photos it trained on: not a held-out figure)" if m.get("seen") else "")
+        print(format_metrics(spec, {k: v for k, v in m.items() if k != "groups"}) + note)
 
 
 def cmd_onnx(args) -> int:
     import torch
 
-    from .evaluation import eval_metadata, evaluate_file
+    from .evaluation import TWIN_KEY, eval_metadata, evaluate_file, heldout_twin_check
     from .metadata import update_metadata
     from .onnx_export import export_checkpoint
     from .parity import check_parity
@@ -57,8 +59,11 @@ def cmd_onnx(args) -> int:
         if not report.ok:
             _log.error("the exported graph does not match PyTorch; %s not written", out)
             return EXIT_ERROR
+        if args.heldout_twin:
+            heldout_twin_check(staging, Path(args.heldout_twin), args.data_root)
+            update_metadata(staging, {TWIN_KEY: os.path.relpath(args.heldout_twin, out.parent)})
         if args.eval:
-            results = evaluate_file(staging, tuple(args.data), args.data_root, args.threads)
+            results = evaluate_file(staging, tuple(args.data), args.data_root, args.threads, heldout=True)
             _print_eval(results)
             update_metadata(staging, eval_metadata(results))
         os.replace(staging, out)
@@ -119,7 +124,7 @@ def cmd_eval(args) -> int:
     from .evaluation import eval_metadata, evaluate_file
     from .metadata import update_metadata
     check_json(args, args.model)
-    results = evaluate_file(args.model, tuple(args.data), args.data_root, args.threads)
+    results = evaluate_file(args.model, tuple(args.data), args.data_root, args.threads, heldout=args.write)
     _print_eval(results)
     if args.json:
         write_json(args.json, results)
@@ -208,6 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opset", type=int_in(DEFAULT_OPSET, MAX_OPSET), default=DEFAULT_OPSET,
                    help=f"ONNX opset, {DEFAULT_OPSET}..{MAX_OPSET}")
     p.add_argument("--parity-images", type=int_in(1), default=16, help="Figaro Testing photos for the parity check")
+    p.add_argument("--heldout-twin", metavar="FILE", default="",
+                   help="for a refit (training --refit: trained on validation photos too): the exported file of the "
+                        "same recipe without them, whose figures on those photos stand for this file's (stored as "
+                        "train.heldout_twin, relative to --out's folder)")
     common(p)
     p.set_defaults(func=cmd_onnx)
 
@@ -227,7 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="measure an exported file on the benchmarks")
     p.add_argument("model", help="contract-v1 .onnx file")
     p.add_argument("--data", nargs="+", default=list(BENCHMARKS))
-    p.add_argument("--write", action="store_true", help="store the figures in the file's eval.* metadata")
+    p.add_argument("--write", action="store_true", help="store the figures in the file's eval.* metadata (a refit's "
+                                                          "on photos it trained on: its held-out twin's)")
     p.add_argument("--json", help="also write the metrics (with per-group figures) here")
     common(p)
     p.set_defaults(func=cmd_eval)

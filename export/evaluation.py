@@ -49,29 +49,104 @@ def onnx_predictor(path: str | Path, threads: int = 0) -> tuple[Callable[[np.nda
     return predict, model.input_size, model.threshold
 
 
+# A refit (`training prune --refit`) trains a chosen recipe again with the validation photos: its figures on them
+# would flatter it. Its figures of record on those photos are its held-out twin's: the same recipe without them,
+# a file named in its `train.heldout_twin` metadata (a path relative to the refit's own folder).
+TWIN_KEY = "train.heldout_twin"
+
+
+def _metadata(path: str | Path) -> dict[str, str]:
+    from device.model_file import load_model
+    return load_model(path).metadata
+
+
+def trained_photos(meta: dict[str, str], data_root: Path | None = None) -> set[str]:
+    """The validation photos (by name; a scenery crop by its photo's) that a file's training data held: none
+    unless it is a refit."""
+    from training import data as datasets
+    named = [s for s in meta.get("trained_on", "").split(",") if s in datasets.REFIT]
+    root = data_root or datasets.DEFAULT_DATA_ROOT
+    return {p.of or p.name for spec in named for p in datasets.resolve(spec, root)}
+
+
+def saw(path: str | Path, spec: str, data_root: Path | None = None) -> bool:
+    """Whether the file trained on any photo of data set `spec` (only a refit ever does)."""
+    from training import data as datasets
+    seen = trained_photos(_metadata(path), data_root)
+    if not seen or spec not in datasets.DATASETS:
+        return False
+    return any((p.of or p.name) in seen for p in datasets.resolve(spec, data_root or datasets.DEFAULT_DATA_ROOT))
+
+
+def heldout_file(path: str | Path, spec: str, data_root: Path | None = None) -> Path:
+    """The file whose figures on `spec` stand for `path`'s: `path` itself unless it trained on those photos, else
+    its held-out twin. A ValueError when a refit names no twin, or one that is missing or itself a refit."""
+    path = Path(path)
+    if not saw(path, spec, data_root):
+        return path
+    twin_name = _metadata(path).get(TWIN_KEY)
+    if not twin_name:
+        raise ValueError(f"{path.name} trained on {spec}'s photos and names no held-out twin ({TWIN_KEY}): its "
+                         f"figures there would flatter it (export onnx --heldout-twin FILE)")
+    twin = path.parent / twin_name
+    if not twin.is_file():
+        raise ValueError(f"{path.name}: its held-out twin {twin} is missing")
+    if trained_photos(_metadata(twin), data_root):
+        raise ValueError(f"{path.name}: its held-out twin {twin.name} is a refit itself")
+    return twin
+
+
+def heldout_twin_check(path: str | Path, twin: Path, data_root: Path | None = None) -> None:
+    """A ValueError unless `path` is a refit and `twin` a file of its variant and input size that is not."""
+    from device.model_file import load_model
+    if not twin.is_file():
+        raise ValueError(f"--heldout-twin: no file {twin}")
+    if not trained_photos(_metadata(path), data_root):
+        raise ValueError(f"--heldout-twin: {Path(path).name} trained on no validation photos (not a refit)")
+    mine, theirs = load_model(path), load_model(twin)
+    if (mine.metadata.get("variant"), mine.input_size) != (theirs.metadata.get("variant"), theirs.input_size):
+        raise ValueError(f"--heldout-twin: {twin.name} is {theirs.metadata.get('variant')} at {theirs.input_size}, "
+                         f"not {mine.metadata.get('variant')} at {mine.input_size}")
+    if trained_photos(theirs.metadata, data_root):
+        raise ValueError(f"--heldout-twin: {twin.name} is a refit itself")
+
+
 def evaluate_file(path: str | Path, data_sets: tuple[str, ...] = BENCHMARKS, data_root: Path | None = None,
                   threads: int = 0, progress: bool = True, limit: int = 0,
-                  loaded: dict[str, tuple[list, list[str]]] | None = None) -> dict[str, dict]:
-    """Metrics of the ONNX file itself (through the device's contract loader) at its own threshold.
+                  loaded: dict[str, tuple[list, list[str]]] | None = None, heldout: bool = False) -> dict[str, dict]:
+    """Metrics of the ONNX file itself (through the device's contract loader) at its own threshold; each set's
+    `seen` says whether the file trained on its photos (a refit). With `heldout`, a set the file trained on is
+    measured on its held-out twin instead (`heldout_file`; `measured_on` names it): the figures of record.
 
     `limit` > 0 uses only each set's first pairs (quick checks; stored figures always use whole sets).
     `loaded` caches decoded data sets between calls (pass the same dict to evaluate several files)."""
     from training.evaluate import evaluate
-    predict, size, threshold = onnx_predictor(path, threads)
+    predictors: dict[Path, tuple] = {}
     loaded = {} if loaded is None else loaded
     results = {}
     for spec in data_sets:
+        subject = heldout_file(path, spec, data_root) if heldout else Path(path)
+        if subject not in predictors:
+            predictors[subject] = onnx_predictor(subject, threads)
+        predict, size, threshold = predictors[subject]
         if spec not in loaded:
             loaded[spec] = load_benchmark(spec, data_root, limit)
         arrays, groups = loaded[spec]
         results[spec] = evaluate(predict, arrays, size, threshold, progress=progress, groups=groups)
+        results[spec]["seen"] = saw(subject, spec, data_root)
+        if subject != Path(path):
+            results[spec]["measured_on"] = subject.name
     return results
 
 
 def eval_metadata(results: dict[str, dict]) -> dict[str, str]:
-    out = {}
+    """`eval.*` keys; a set measured on a held-out twin names it (`.measured_on`), one measured on photos the file
+    trained on says so (`.seen = yes`), and stale notes of an earlier run are removed (None)."""
+    out: dict[str, str | None] = {}
     for spec, m in results.items():
         prefix = metadata_prefix(spec)
         for key in FIGURES:
             out[f"{prefix}.{key}"] = str(m[key]) if key == "images" else f"{m[key]:.4f}"
+        out[f"{prefix}.measured_on"] = m.get("measured_on")
+        out[f"{prefix}.seen"] = "yes" if m.get("seen") else None
     return out

@@ -89,11 +89,15 @@ def measure(model: str | Path, keeps: list[str] | None = None, data: tuple[str, 
         if spec not in VALIDATION:
             raise ValueError(f"{spec!r} is not a validation split; choose from {', '.join(VALIDATION)} "
                              "(rules are never chosen on figaro-test or fasseg-v2-test)")
+    from .evaluation import heldout_file
     seg = onnx_segmenter(model, threads)
+    # a refit's splits of photos it trained on: its held-out twin's masks (the demo's photos are never trained on)
+    twins = {spec: onnx_segmenter(twin, threads) for spec in data
+             if (twin := heldout_file(model, spec, data_root)) != Path(model)}
     seconds = {k: 0.0 for k in keeps}
     photos_run = 0
 
-    def run(rgb: np.ndarray) -> dict[str, np.ndarray]:
+    def run(rgb: np.ndarray, seg=seg) -> dict[str, np.ndarray]:
         nonlocal photos_run
         prob = seg.segment_photo(rgb)  # the daemon's photo path: the head's own view blended in
         masks = {}
@@ -113,7 +117,7 @@ def measure(model: str | Path, keeps: list[str] | None = None, data: tuple[str, 
             arrays, _, _ = load_pairs(pairs[:limit] if limit else pairs)
         metrics = {k: MaskMetrics() for k in keeps}
         for rgb, truth in arrays:
-            for keep, mask in run(rgb).items():
+            for keep, mask in run(rgb, twins.get(spec, seg)).items():
                 metrics[keep].update(mask, truth)
         splits[spec] = {k: m.summary() for k, m in metrics.items()}
     demo = {}
@@ -128,7 +132,7 @@ def measure(model: str | Path, keeps: list[str] | None = None, data: tuple[str, 
         for name, by_keep in live_demo(seg, keeps, all_labels, min_area).items():
             demo[f"{name} (live)"] = by_keep
     return {"model": str(model), "input_size": seg.input_size, "threshold": seg.threshold, "min_area": min_area,
-            "splits": splits, "demo": demo, "ms": {k: 1e3 * s / max(1, photos_run) for k, s in seconds.items()}}
+            "measured_on": {spec: str(t.model.path) for spec, t in twins.items()}, "splits": splits, "demo": demo, "ms": {k: 1e3 * s / max(1, photos_run) for k, s in seconds.items()}}
 
 
 def live_demo(seg, keeps: list[str], labels: dict, min_area: float, step: float = 0.1) -> dict:
@@ -204,6 +208,8 @@ def report(result: dict, tie: float = TIE) -> str:
     if result["splits"]:
         n = ", ".join(f"{spec} n={next(iter(m.values()))['images']}" for spec, m in result["splits"].items())
         lines.append(f"(mean IoU per photo, pooled over all pixels in brackets; {n})")
+    for spec, twin in result.get("measured_on", {}).items():
+        lines.append(f"({spec}: measured on {twin}, the held-out twin of this refit, which trained on its photos)")
     for photo, by_keep in result["demo"].items():
         regions = list(next(iter(by_keep.values())))
         lines += ["", f"demo {photo}: fraction of each hand-labelled region dyed (hair should be 1, the rest 0)"]

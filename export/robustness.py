@@ -29,7 +29,7 @@ from training.augment import motion_blur, plain_wall
 from training.data import DEFAULT_DATA_ROOT
 
 from .compare import paired, per_photo_iou
-from .evaluation import load_benchmark
+from .evaluation import heldout_file, load_benchmark
 
 _log = logging.getLogger(__name__)
 
@@ -233,15 +233,18 @@ def measure(path: str | Path, data_set: str, conditions: list[str], data_root: P
     return {"photos": len(arrays), "rows": rows}
 
 
-def markdown(model: str, results: dict[str, dict[str, dict]]) -> str:
-    """results: {data set: {path name: measure()'s result}}: a table per set, a column per path."""
+def markdown(model: str, results: dict[str, dict[str, dict]], twins: dict[str, str] | None = None) -> str:
+    """results: {data set: {path name: measure()'s result}}: a table per set, a column per path; `twins`: {data set:
+    the held-out twin measured there instead of a refit `model`}."""
     lines = [f"`{Path(model).name}`, measured {date.today().isoformat()}. Mean IoU under each condition, its "
              "difference to the same photos clean (points, standard error) and the share of photos that lose, "
              "through each path: " + "; ".join(f"*{p}*: {PATHS[p].what}" for p in next(iter(results.values()))),
              ""]
     for data_set, by_path in results.items():
         photos = next(iter(by_path.values()))["photos"]
-        lines += [f"**{data_set}** ({photos} photos)", "",
+        twin = (twins or {}).get(data_set)
+        note = f"; measured on `{twin}`, its held-out twin: it trained on these photos" if twin else ""
+        lines += [f"**{data_set}** ({photos} photos{note})", "",
                   "| condition | what it stands for | " + " | ".join(by_path) + " |",
                   "|---|---|" + "---|" * len(by_path)]
         rows = {p: dict(r["rows"]) for p, r in by_path.items()}
@@ -283,9 +286,11 @@ def run(args: argparse.Namespace) -> int:
     if args.docs:
         DOCS.check(args.docs)  # before the work: a file without its block is known at once
     conditions = list(dict.fromkeys(["clean", *args.conditions]))
-    results = {spec: {how: measure(args.model, spec, conditions, args.data_root, args.threads, args.limit, how=how)
+    # a refit's figures on photos it trained on would flatter it: there, its held-out twin's
+    subjects = {spec: heldout_file(args.model, spec, args.data_root) for spec in args.data}
+    results = {spec: {how: measure(subjects[spec], spec, conditions, args.data_root, args.threads, args.limit, how=how)
                       for how in dict.fromkeys(args.paths)} for spec in args.data}
-    text = markdown(args.model, results)
+    text = markdown(args.model, results, {s: f.name for s, f in subjects.items() if f != Path(args.model)})
     print(text)
     if args.docs:
         print(f"wrote {DOCS.rewrite(args.docs, text, args.command)}")

@@ -19,6 +19,19 @@ def data_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def celeb_model(data_root) -> Path:
+    """The file whose figures on celeb1k-val stand for the default model's: the default itself, or its held-out
+    twin when the default is a refit that trained on those photos (export.evaluation.heldout_file)."""
+    from device.config import DEFAULT_MODEL
+    from export.evaluation import heldout_file
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip(f"no shipped model at {DEFAULT_MODEL}")
+    if not (data_root / "celeb1k-train").is_dir():
+        pytest.skip("celeb1k-train not in ../shared/data")
+    return heldout_file(DEFAULT_MODEL, "celeb1k-val", data_root)
+
+
+@pytest.fixture(scope="session")
 def small_model(tmp_path_factory) -> Path:
     """The bench's test model (tests/device/test_bench.py, tests/export/test_bench_report.py): the shipped model
     with the fewest MACs, else a random-weight unet-226k at 64x64 from `export.random_models`."""

@@ -251,12 +251,17 @@ def is_celeb1k_val(pair: Pair) -> bool:
 
 
 def load_celeb1k(root: Path, split: str) -> list[Pair]:
-    """celeb1k-train (images/NNNNN.jpg + masks/NNNNN.png, 255 = hair), split by id: `train` or `val`."""
+    """celeb1k-train (images/NNNNN.jpg + masks/NNNNN.png, 255 = hair), split by id: `train` or `val`, or a half
+    of `val` (`val-a`: ids divisible by 10, `val-b`: the rest) for a two-fold check of a refit."""
     folder = root / "celeb1k-train"
     pairs = [Pair(p.image, p.mask, "celeb1k", f"celeb1k/{p.name.rsplit('/', 1)[-1]}")
              for p in load_folder(folder) if p.image.stem.isdigit()]
-    want_val = split == "val"
-    return [p for p in pairs if is_celeb1k_val(p) == want_val]
+    want_val = split != "train"
+    pairs = [p for p in pairs if is_celeb1k_val(p) == want_val]
+    if split in ("val-a", "val-b"):
+        in_a = lambda p: int(p.name.rsplit("/", 1)[-1]) % (2 * CELEB1K_VAL_EVERY) == 0  # noqa: E731
+        pairs = [p for p in pairs if in_a(p) == (split == "val-a")]
+    return pairs
 
 
 # Hand tags of celeb1k-train's photos (hat, grey): the mirror's hardest cases, to be weighted up by name.
@@ -294,6 +299,8 @@ DATASETS: dict[str, Callable[[Path], list[Pair]]] = {
     "fasseg-v3-test": lambda r: load_fasseg(r, "V3", "test"),
     "celeb1k-train": lambda r: load_celeb1k(r, "train"),
     "celeb1k-val": lambda r: load_celeb1k(r, "val"),
+    "celeb1k-val-a": lambda r: load_celeb1k(r, "val-a"),
+    "celeb1k-val-b": lambda r: load_celeb1k(r, "val-b"),
     "celeb1k-train-hat": lambda r: load_celeb1k_tagged(r, "hat"),
     "celeb1k-train-grey": lambda r: load_celeb1k_tagged(r, "grey"),
     # Figaro's plaited and coiled hair (its kinky, braids and dreadlocks classes), to weight up beside the scenery
@@ -311,7 +318,11 @@ HELD_OUT = {"figaro-test", "fasseg-v2-test", "figaro-test-scenery"}
 # Fixed validation splits: a set named here is validated on its partner set, not on a hash split of itself;
 # the partner is for model selection only and is never trained on.
 FIXED_VAL = {"celeb1k-train": "celeb1k-val"}
-NEVER_TRAINED = HELD_OUT | set(FIXED_VAL.values()) | {"celeb1k-val-scenery"}
+# The validation photos, trained on only by a refit (`--refit`): once a recipe is chosen on them, the shipped file
+# is trained again with them (or with one half, to measure what that buys on the other); its figures on the photos
+# it saw mean nothing, and a run never validates on a photo it trains on.
+REFIT = {"celeb1k-val", "celeb1k-val-a", "celeb1k-val-b", "celeb1k-val-scenery"}
+NEVER_TRAINED = HELD_OUT | set(FIXED_VAL.values()) | REFIT
 # Subsets of another training set (its photos weighted up by naming them again, or cut from them): no validation
 # split of their own; only what comes from the training side of their parent's split is trained on.
 SUBSETS = {"celeb1k-train-hat": "celeb1k-train", "celeb1k-train-grey": "celeb1k-train",
@@ -319,13 +330,16 @@ SUBSETS = {"celeb1k-train-hat": "celeb1k-train", "celeb1k-train-grey": "celeb1k-
            "celeb1k-train-scenery": "celeb1k-train", "figaro-train-scenery": "figaro-train"}
 
 
-def refuse_for_training(specs: list[str]) -> None:
-    """A ValueError for a benchmark or a validation split named as training data: those are never trained on."""
+def refuse_for_training(specs: list[str], refit: bool = False) -> None:
+    """A ValueError for a benchmark or a validation split named as training data: those are never trained on
+    (a validation split only by a refit)."""
     for spec in specs:
         if spec in HELD_OUT:
             raise ValueError(f"{spec} is a held-out benchmark and is never used for training")
-        if spec in NEVER_TRAINED:
-            raise ValueError(f"{spec} is a validation split (model selection only) and is never used for training")
+        if spec in NEVER_TRAINED - (REFIT if refit else set()):
+            hint = " (a refit of a chosen recipe: --refit)" if spec in REFIT else ""
+            raise ValueError(f"{spec} is a validation split (model selection only) and is never used for training"
+                             + hint)
 
 
 def resolve(spec: str, data_root: Path = DEFAULT_DATA_ROOT) -> list[Pair]:

@@ -90,13 +90,16 @@ class TrainConfig:
     freeze_bn: bool = _option(False, "keep every BatchNorm's running statistics as the run starts (from --init): "
                                      "a finish that adds views unlike the photos (scenery crops) does not shift "
                                      "how the photos are normalised; their scale and shift still train")
+    refit: bool = _option(False, "allow the validation photos (celeb1k-val, its halves celeb1k-val-a/-b, "
+                                 "celeb1k-val-scenery) as training data: a chosen recipe trained again with them for "
+                                 "the shipped file; a run never validates on a photo it trains on")
     limit: int = _option(0, "use only the first N training pairs (smoke runs)")
     out: str = _option("", "run folder (default runs/VARIANT, runs/VARIANT-distilled for prune)")
 
     def __post_init__(self):
         if not self.out:
             self.out = f"runs/{self.variant}" + ("-distilled" if self.teacher else "")
-        datasets.refuse_for_training(self.data)
+        datasets.refuse_for_training(self.data, self.refit)
         get_variant(self.variant)
         if self.teacher_flip and not self.teacher:
             raise ValueError("teacher_flip needs a teacher (prune --teacher CHECKPOINT)")
@@ -414,6 +417,8 @@ def load_training_data(cfg: TrainConfig):
         pairs = datasets.resolve(spec, Path(cfg.data_root))
         if spec in datasets.FIXED_VAL:
             tr, va = pairs, datasets.resolve(datasets.FIXED_VAL[spec], Path(cfg.data_root))
+        elif spec in datasets.REFIT:  # validation photos, all of them trained on
+            tr, va = pairs, []
         elif spec in datasets.SUBSETS:  # never a photo its parent validates on
             parent = datasets.SUBSETS[spec]
             tr = pairs if parent in datasets.FIXED_VAL else datasets.split_train_val(pairs, cfg.val_fraction)[0]
@@ -422,6 +427,8 @@ def load_training_data(cfg: TrainConfig):
             tr, va = datasets.split_train_val(pairs, cfg.val_fraction)
         train_pairs += repeated(tr, cfg.repeat.get(spec, 1), cfg.seed)
         val_pairs += va
+    trained = set(train_pairs)
+    val_pairs = [p for p in val_pairs if p not in trained]  # a refit's photos leave the validation split
     if cfg.limit:
         train_pairs, val_pairs = train_pairs[:cfg.limit], val_pairs[:max(2, cfg.limit // 4)]
     unique = list(dict.fromkeys(train_pairs))

@@ -45,7 +45,7 @@ def test_a_model_with_a_prior_input_gets_an_empty_prior_for_each_view():
     np.testing.assert_allclose(flipped.segment_still(x), want, atol=1e-6)
 
 
-def test_the_mean_of_both_views_finds_more_of_the_hair_of_the_mirrors_own_view(celeb):
+def test_the_mean_of_both_views_finds_more_of_the_hair_of_the_mirrors_own_view(celeb, celeb_model):
     """Why it is on by default: over all 148 photos of celeb1k-val, the daemon's photo path with it scores a higher
     mean IoU than without it (the experiment log has the paired figures on every benchmark)."""
     import cv2
@@ -53,7 +53,7 @@ def test_the_mean_of_both_views_finds_more_of_the_hair_of_the_mirrors_own_view(c
     from training.metrics import MaskMetrics
     scores = {}
     for flip in (False, True):
-        seg, metrics = segmenter(flip), MaskMetrics()
+        seg, metrics = segmenter(flip, celeb_model), MaskMetrics()
         for img, mask in celeb:
             prob = cv2.resize(seg.segment_still(seg.fit(img)), mask.shape[::-1], interpolation=cv2.INTER_LINEAR)
             metrics.update(prob > seg.threshold, mask)

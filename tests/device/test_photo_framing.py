@@ -9,10 +9,10 @@ from device.framing import FACE_CENTRE_Y, FACE_WIDTH, Box, covers, feather, head
 from device.segmenters import OnnxSegmenter
 
 
-def segmenter(photo_head: bool) -> OnnxSegmenter:
-    if not DEFAULT_MODEL.is_file():
-        pytest.skip(f"no shipped model at {DEFAULT_MODEL}")
-    return OnnxSegmenter(OnnxSegmenter.Settings(model=str(DEFAULT_MODEL), threads=1, photo_head=photo_head))
+def segmenter(photo_head: bool, model=DEFAULT_MODEL) -> OnnxSegmenter:
+    if not model.is_file():
+        pytest.skip(f"no shipped model at {model}")
+    return OnnxSegmenter(OnnxSegmenter.Settings(model=str(model), threads=1, photo_head=photo_head))
 
 
 def load(name: str, data_root, every: int = 1) -> list:
@@ -78,7 +78,7 @@ def test_a_photo_without_a_face_is_left_as_it_was():
     np.testing.assert_array_equal(segmenter(True).segment_photo(wall), segmenter(False).segment_photo(wall))
 
 
-def test_a_head_further_back_in_a_4_3_photo_is_found_better(data_root):
+def test_a_head_further_back_in_a_4_3_photo_is_found_better(data_root, celeb_model):
     """Why it is on: celeb1k-val's photos at 60% of a 4:3 photo's height on a plain wall (export robustness's
     construction) score a higher mean IoU through the daemon's photo path with the head's own view (measured over
     all 148: 0.747 to 0.790; models/README.md)."""
@@ -89,7 +89,7 @@ def test_a_head_further_back_in_a_4_3_photo_is_found_better(data_root):
               for i, pair in enumerate(load("celeb1k-val", data_root, every=4))]
     scores = {}
     for head in (False, True):
-        seg, metrics = segmenter(head), MaskMetrics()
+        seg, metrics = segmenter(head, celeb_model), MaskMetrics()
         for img, truth in photos:
             metrics.update(postprocess_still(seg.segment_photo(img), img, seg.threshold, "face")[0], truth)
         scores[head] = metrics.summary()["iou"]
@@ -152,11 +152,11 @@ def live_iou(mirror, sequences) -> float:
     return metrics.summary()["iou"]
 
 
-def test_a_moving_head_further_back_is_found_better_live(data_root):
+def test_a_moving_head_further_back_is_found_better_live(data_root, celeb_model):
     """Measured over celeb1k-val's 148 photos, 6 frames each, with the head at 60% of a 4:3 frame: 0.758 to 0.782
     with the default of 2026-12-07 (docs/robustness.md, `4:3, further back`: live and live-head)."""
-    off = live_iou(live_mirror(False), moving_heads(data_root, 0.6, every=4))
-    on = live_iou(live_mirror(True), moving_heads(data_root, 0.6, every=4))
+    off = live_iou(live_mirror(False, celeb_model), moving_heads(data_root, 0.6, every=4))
+    on = live_iou(live_mirror(True, celeb_model), moving_heads(data_root, 0.6, every=4))
     assert on > off + 0.01, (off, on)
 
 
@@ -297,14 +297,14 @@ def test_a_model_with_a_prior_input_segments_the_whole_frame():
     assert not mirror.segmenter.live_square and mirror.camera.lores_hw == mirror.segmenter.input_size
 
 
-def test_a_4_3_frame_is_found_better_in_its_square_than_stretched(data_root):
+def test_a_4_3_frame_is_found_better_in_its_square_than_stretched(data_root, celeb_model):
     """The camera's lores as the mirror asks for it (`Mirror.frame_of`), the head at 60% of a 4:3 frame's height,
     moving: measured over celeb1k-val's 148 photos, 0.758 stretched, 0.779 in the face's square (docs/robustness.md,
     `live-stretch` and `live`)."""
     from training.metrics import MaskMetrics
 
     def iou(view: str) -> float:
-        mirror, metrics = live_mirror(False, live_view=view), MaskMetrics()
+        mirror, metrics = live_mirror(False, celeb_model, live_view=view), MaskMetrics()
         for scene, sequence in moving_heads(data_root, 0.6, every=4):
             for t, (frame, truth) in enumerate(sequence):
                 metrics.update(mirror.segment(mirror.frame_of(frame, t, scene)).dyed(truth.shape), truth)

@@ -69,22 +69,22 @@ def test_a_step_back_in_a_4_3_frame_shrinks_the_head_onto_a_wider_wall(photos):
     assert np.count_nonzero(far_mask) == pytest.approx(0.36 * np.count_nonzero(mask), rel=0.05)
 
 
-def test_the_photo_path_with_the_heads_own_view_finds_more_of_a_head_further_back(model, data_root):
+def test_the_photo_path_with_the_heads_own_view_finds_more_of_a_head_further_back(celeb_model, data_root):
     """The paths are measured, not assumed: on celeb1k-val's photos at 60% of a 4:3 frame the daemon's photo path
     with the head's own view beats it without (models/README.md: +4.2 points over 148 photos); the clean square
     photos, already framed as the training photos, are the same through both."""
     conditions = ["clean", "4:3, further back"]
-    whole, head = (dict(measure(model, "celeb1k-val", conditions, data_root, threads=1, limit=16, how=how)["rows"])
+    whole, head = (dict(measure(celeb_model, "celeb1k-val", conditions, data_root, threads=1, limit=16, how=how)["rows"])
                    for how in ("photo-whole", "photo"))
     assert head["clean"]["iou"] == pytest.approx(whole["clean"]["iou"], abs=0.002)
     assert head["4:3, further back"]["iou"] > whole["4:3, further back"]["iou"] + 0.015
 
 
-def test_live_video_with_the_heads_own_view_finds_more_of_a_head_further_back(model, data_root):
+def test_live_video_with_the_heads_own_view_finds_more_of_a_head_further_back(celeb_model, data_root):
     """The live paths run each photo as drifting frames through the daemon's video path: with `live_head` the
     head further back in a 4:3 frame is found better (models/README.md: +3.2 points over 74 photos)."""
     conditions = ["clean", "4:3, further back"]
-    live, head = (dict(measure(model, "celeb1k-val", conditions, data_root, threads=1, limit=16, how=how)["rows"])
+    live, head = (dict(measure(celeb_model, "celeb1k-val", conditions, data_root, threads=1, limit=16, how=how)["rows"])
                   for how in ("live", "live-head"))
     assert head["clean"]["iou"] == pytest.approx(live["clean"]["iou"], abs=0.002)
     assert head["4:3, further back"]["iou"] > live["4:3, further back"]["iou"] + 0.01

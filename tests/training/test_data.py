@@ -136,6 +136,36 @@ def test_celeb1k_has_a_fixed_validation_split_by_id_that_training_refuses(data_r
     assert not {p.name for p in train_pairs} & {p.name for p in val_pairs}
 
 
+def test_a_refit_trains_on_the_validation_photos_it_names_and_validates_on_the_rest(data_root):
+    """`--refit`: celeb1k-val (or a half of it, ids divisible by 10 / the others) becomes training data, every photo
+    of it on the training side; the run validates on what is left of celeb1k-val, never on a photo it trains on.
+    Without --refit the halves are refused like celeb1k-val; the benchmarks are refused either way."""
+    if not (data_root / "celeb1k-train").is_dir():
+        pytest.skip("celeb1k-train not in ../shared/data")
+    val = data.resolve("celeb1k-val", data_root)
+    half_a, half_b = data.resolve("celeb1k-val-a", data_root), data.resolve("celeb1k-val-b", data_root)
+    assert set(half_a) | set(half_b) == set(val) and not set(half_a) & set(half_b)
+    assert all(int(p.name.rsplit("/", 1)[1]) % 10 == 0 for p in half_a) and abs(len(half_a) - len(half_b)) <= 2
+    for spec in ("celeb1k-val-a", "celeb1k-val-b"):
+        with pytest.raises(ValueError, match="--refit"):
+            data.refuse_for_training(["celeb1k-train", spec])
+    with pytest.raises(ValueError, match="held-out"):
+        data.refuse_for_training(["figaro-test"], refit=True)
+    pytest.importorskip("torch")
+    from training.train import TrainConfig, load_training_data
+    with pytest.raises(ValueError, match="--refit"):
+        TrainConfig(data=["celeb1k-train", "celeb1k-val-a"])
+    cfg = TrainConfig(data=["celeb1k-train", "celeb1k-val-a"], repeat={"celeb1k-val-a": 2}, refit=True,
+                      data_root=str(data_root))
+    _, train_pairs, _, val_pairs = load_training_data(cfg)
+    train = data.resolve("celeb1k-train", data_root)
+    assert len(train_pairs) == len(train) + 2 * len(half_a), "all of the half, none held back by a hash split"
+    assert set(val_pairs) == set(half_b)
+    cfg = TrainConfig(data=["celeb1k-train", "celeb1k-val"], refit=True, data_root=str(data_root))
+    _, train_pairs, _, val_pairs = load_training_data(cfg)
+    assert set(train_pairs) == set(train) | set(val) and val_pairs == []
+
+
 def test_celeb1k_tagged_subsets_weight_up_training_photos_and_validate_through_their_parent(data_root):
     """celeb1k-train-hat / -grey: the photos tagged by hand, all on the training side; named with their parent they
     repeat those photos, and the validation stays exactly celeb1k-val (no hash split of the subset)."""
@@ -260,7 +290,8 @@ def test_the_split_does_not_depend_on_where_the_data_lives(data_root, tmp_path):
 
 @pytest.mark.parametrize("spec, words", [("figaro-test", "held-out"), ("fasseg-v2-test", "held-out"),
                                          ("celeb1k-val", "validation split"), ("figaro-test-scenery", "held-out"),
-                                         ("celeb1k-val-scenery", "validation split")])
+                                         ("celeb1k-val-scenery", "validation split"),
+                                         ("celeb1k-val-a", "validation split")])
 def test_every_benchmark_and_validation_split_is_refused_as_training_data(spec, words):
     """Figaro Testing and FASSEG V2 Test are the public benchmarks, celeb1k-val the model selection split: none of
     them is trained on, alone or beside a training set."""
