@@ -10,7 +10,7 @@ import numpy as np
 
 from device.model_file import flip_averaged
 
-from .evaluation import BENCHMARKS, load_benchmark, onnx_predictor
+from .evaluation import BENCHMARKS, load_benchmark, onnx_predictor, saw
 
 
 def per_photo_iou(path: str | Path, arrays: list, threads: int = 0, flip: bool = False,
@@ -58,9 +58,11 @@ def compare(paths: list[str | Path], data_sets: tuple[str, ...] = BENCHMARKS, da
         arrays, groups = load_benchmark(spec, data_root, limit)
         runs = []
         for path in paths:
-            runs.append((Path(path).name, per_photo_iou(path, arrays, threads, progress=progress)))
+            # a refit measured on photos it trained on: said in its label, never a held-out figure
+            label = Path(path).name + (" (trained on these photos)" if saw(path, spec, data_root) else "")
+            runs.append((label, per_photo_iou(path, arrays, threads, progress=progress)))
             if flip:
-                runs.append((f"{Path(path).name} (flip-averaged)",
+                runs.append((f"{label} (flip-averaged)",
                              per_photo_iou(path, arrays, threads, flip=True, progress=progress)))
         base = runs[0][1]
         out[spec] = {"photos": len(arrays), "rows": [(label, paired(base, ious)) for label, ious in runs],

@@ -94,3 +94,13 @@ def test_evaluation_of_record_measures_the_twin_and_a_plain_one_flags_the_seen_p
     assert meta["eval.celeb1k_val_a.seen"] == "yes" and meta["eval.celeb1k_val_a.measured_on"] is None
     assert meta["eval.figaro_test.seen"] is None, "None: a stale note of an earlier run is removed"
     assert eval_metadata(record)["eval.celeb1k_val_a.measured_on"] == "twin.onnx"
+
+
+def test_compare_says_which_rows_are_measured_on_photos_a_file_trained_on(pair, data_root):
+    from export.compare import compare
+    refit, twin = pair
+    result = compare([twin, refit], ("celeb1k-val-a", "celeb1k-val-b"), data_root, threads=1, limit=2,
+                     progress=False)
+    assert [label for label, _ in result["celeb1k-val-a"]["rows"]] == ["twin.onnx",
+                                                                        "refit.onnx (trained on these photos)"]
+    assert [label for label, _ in result["celeb1k-val-b"]["rows"]] == ["twin.onnx", "refit.onnx"]
