@@ -104,3 +104,17 @@ def test_compare_says_which_rows_are_measured_on_photos_a_file_trained_on(pair, 
     assert [label for label, _ in result["celeb1k-val-a"]["rows"]] == ["twin.onnx",
                                                                         "refit.onnx (trained on these photos)"]
     assert [label for label, _ in result["celeb1k-val-b"]["rows"]] == ["twin.onnx", "refit.onnx"]
+
+
+def test_breakdown_says_when_its_figures_are_on_photos_the_file_trained_on(pair, data_root, tmp_path_factory,
+                                                                            capsys):
+    from export.cli import main
+    refit, twin = pair
+    update_metadata(refit, {TWIN_KEY: "heldout/twin.onnx"})
+    args = ["breakdown", str(refit), "--every", "40", "--worst", "0", "--out-dir", str(tmp_path_factory.mktemp("out")),
+            "--data-root", str(data_root), "--threads", "1", "--data"]
+    assert main([*args, "celeb1k-val"]) == 0
+    said = capsys.readouterr().out
+    assert f"trained on these photos (a refit): not a held-out figure; its held-out twin: {twin}" in said
+    assert main([*args, "celeb1k-val-b"]) == 0
+    assert "trained on these photos" not in capsys.readouterr().out
