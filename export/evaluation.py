@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -134,8 +135,8 @@ def evaluate_file(path: str | Path, data_sets: tuple[str, ...] = BENCHMARKS, dat
         arrays, groups = loaded[spec]
         results[spec] = evaluate(predict, arrays, size, threshold, progress=progress, groups=groups)
         results[spec]["seen"] = saw(subject, spec, data_root)
-        if subject != Path(path):
-            results[spec]["measured_on"] = subject.name
+        if subject != Path(path):  # as train.heldout_twin names it: the twin may share the file's name
+            results[spec]["measured_on"] = os.path.relpath(subject, Path(path).parent)
     return results
 
 

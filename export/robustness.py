@@ -14,6 +14,7 @@ short drifting sequence) through the daemon's video path, with or without the he
 from __future__ import annotations
 
 import argparse
+import os
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -290,7 +291,8 @@ def run(args: argparse.Namespace) -> int:
     subjects = {spec: heldout_file(args.model, spec, args.data_root) for spec in args.data}
     results = {spec: {how: measure(subjects[spec], spec, conditions, args.data_root, args.threads, args.limit, how=how)
                       for how in dict.fromkeys(args.paths)} for spec in args.data}
-    text = markdown(args.model, results, {s: f.name for s, f in subjects.items() if f != Path(args.model)})
+    text = markdown(args.model, results, {s: os.path.relpath(f, Path(args.model).parent)
+                                          for s, f in subjects.items() if f != Path(args.model)})
     print(text)
     if args.docs:
         print(f"wrote {DOCS.rewrite(args.docs, text, args.command)}")

@@ -87,13 +87,13 @@ def test_evaluation_of_record_measures_the_twin_and_a_plain_one_flags_the_seen_p
     record = evaluate_file(refit, ("celeb1k-val-a", "figaro-test"), data_root, threads=1, progress=False, limit=4,
                            loaded=loaded, heldout=True)
     assert plain["celeb1k-val-a"]["seen"] and "measured_on" not in plain["celeb1k-val-a"]
-    assert record["celeb1k-val-a"]["measured_on"] == "twin.onnx" and not record["celeb1k-val-a"]["seen"]
+    assert record["celeb1k-val-a"]["measured_on"] == "heldout/twin.onnx" and not record["celeb1k-val-a"]["seen"]
     assert record["celeb1k-val-a"]["iou"] == pytest.approx(plain["celeb1k-val-a"]["iou"]), "the same weights"
     assert not record["figaro-test"]["seen"] and "measured_on" not in record["figaro-test"]
     meta = eval_metadata(plain)
     assert meta["eval.celeb1k_val_a.seen"] == "yes" and meta["eval.celeb1k_val_a.measured_on"] is None
     assert meta["eval.figaro_test.seen"] is None, "None: a stale note of an earlier run is removed"
-    assert eval_metadata(record)["eval.celeb1k_val_a.measured_on"] == "twin.onnx"
+    assert eval_metadata(record)["eval.celeb1k_val_a.measured_on"] == "heldout/twin.onnx"
 
 
 def test_compare_says_which_rows_are_measured_on_photos_a_file_trained_on(pair, data_root):
