@@ -14,8 +14,8 @@ short drifting sequence) through the daemon's video path, with or without the he
 from __future__ import annotations
 
 import argparse
-import os
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
