@@ -118,3 +118,22 @@ def test_breakdown_says_when_its_figures_are_on_photos_the_file_trained_on(pair,
     assert f"trained on these photos (a refit): not a held-out figure; its held-out twin: {twin}" in said
     assert main([*args, "celeb1k-val-b"]) == 0
     assert "trained on these photos" not in capsys.readouterr().out
+
+
+def test_the_shipped_defaults_celeb1k_val_figures_are_its_held_out_twins(data_root):
+    """The shipped default is a refit: its eval.celeb1k_val.* are the twin's own, stored as measured on it."""
+    from device.config import DEFAULT_MODEL
+    from device.model_file import load_model
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip(f"no shipped model at {DEFAULT_MODEL}")
+    meta = load_model(DEFAULT_MODEL).metadata
+    if TWIN_KEY not in meta:
+        pytest.skip(f"{DEFAULT_MODEL.name} is not a refit")
+    twin = heldout_file(DEFAULT_MODEL, "celeb1k-val", data_root)
+    assert twin == DEFAULT_MODEL.parent / meta[TWIN_KEY] and twin != DEFAULT_MODEL
+    heldout_twin_check(DEFAULT_MODEL, twin, data_root)
+    theirs = load_model(twin).metadata
+    assert meta["eval.celeb1k_val.measured_on"] == meta[TWIN_KEY]
+    for key in ("iou", "f1", "pooled_iou", "images"):
+        assert meta[f"eval.celeb1k_val.{key}"] == theirs[f"eval.celeb1k_val.{key}"], key
+    assert not saw(twin, "celeb1k-val", data_root) and "eval.celeb1k_val.seen" not in theirs
