@@ -132,7 +132,8 @@ def measure(model: str | Path, keeps: list[str] | None = None, data: tuple[str, 
         for name, by_keep in live_demo(seg, keeps, all_labels, min_area).items():
             demo[f"{name} (live)"] = by_keep
     return {"model": str(model), "input_size": seg.input_size, "threshold": seg.threshold, "min_area": min_area,
-            "measured_on": {spec: str(t.model.path) for spec, t in twins.items()}, "splits": splits, "demo": demo, "ms": {k: 1e3 * s / max(1, photos_run) for k, s in seconds.items()}}
+            "measured_on": {spec: str(t.model.path) for spec, t in twins.items()}, "splits": splits, "demo": demo,
+            "ms": {k: 1e3 * s / max(1, photos_run) for k, s in seconds.items()}}
 
 
 def live_demo(seg, keeps: list[str], labels: dict, min_area: float, step: float = 0.1) -> dict:

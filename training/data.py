@@ -246,8 +246,12 @@ def load_celebamask(root: Path) -> list[Pair]:
 CELEB1K_VAL_EVERY = 5
 
 
+def celeb1k_id(pair: Pair) -> int:
+    return int(pair.name.rsplit("/", 1)[-1])
+
+
 def is_celeb1k_val(pair: Pair) -> bool:
-    return int(pair.name.rsplit("/", 1)[-1]) % CELEB1K_VAL_EVERY == 0
+    return celeb1k_id(pair) % CELEB1K_VAL_EVERY == 0
 
 
 def load_celeb1k(root: Path, split: str) -> list[Pair]:
@@ -259,8 +263,7 @@ def load_celeb1k(root: Path, split: str) -> list[Pair]:
     want_val = split != "train"
     pairs = [p for p in pairs if is_celeb1k_val(p) == want_val]
     if split in ("val-a", "val-b"):
-        in_a = lambda p: int(p.name.rsplit("/", 1)[-1]) % (2 * CELEB1K_VAL_EVERY) == 0  # noqa: E731
-        pairs = [p for p in pairs if in_a(p) == (split == "val-a")]
+        pairs = [p for p in pairs if (celeb1k_id(p) % (2 * CELEB1K_VAL_EVERY) == 0) == (split == "val-a")]
     return pairs
 
 
