@@ -203,13 +203,19 @@ def test_celeb_photos_are_refused_under_a_committed_folder(tmp_path):
 def test_card_describes_the_default_model_from_the_file(default_model, celeb_root, tmp_path):
     from device.model_file import load_model
     from export.card_default import TARGETS
+    from export.evaluation import TWIN_KEY
     from export.model_card import write_card
     models = tmp_path / "models"
     models.mkdir()
     shutil.copy(default_model, models / default_model.name)
     meta = load_model(default_model).metadata
+    if TWIN_KEY in meta:  # a refit: its celeb1k-val figures are its held-out twin's, which goes with it
+        (models / meta[TWIN_KEY]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(default_model.parent / meta[TWIN_KEY], models / meta[TWIN_KEY])
     card = write_card(models, bench=False, threads=1, worst=3, every=EVERY, gallery_dir=tmp_path / "out").read_text()
     assert f"### The default model: `{default_model.name}`" in card
+    assert (f"every celeb1k-val figure on this card is its held-out twin's: `{meta.get(TWIN_KEY)}`" in card) == \
+        (TWIN_KEY in meta)
     for spec, what, bar in TARGETS:  # each target's verdict agrees with its figure
         row = next(line for line in card.splitlines() if line.startswith(f"| {what}"))
         value = float(row.split("|")[3])
