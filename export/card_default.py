@@ -60,15 +60,16 @@ def _duration(seconds: float) -> str:
 
 def _measured(meta: dict[str, str], spec: str, now: SetBreakdown | None) -> tuple[float | None, str]:
     """The figure to judge a target by: the file's own eval.* metadata, else what was measured now."""
-    key = f"{metadata_prefix(spec)}.iou"
+    prefix = metadata_prefix(spec)
+    key = f"{prefix}.iou"
     fresh = now.overall["iou"] if now is not None else None
     where = f"now, {now.subset}" if now is not None and now.every > 1 else "now"
     if key in meta:
         value = float(meta[key])
         note = f"`{key}`"
-        if f"{metadata_prefix(spec)}.measured_on" in meta:
-            note += f" (its held-out twin's: `{meta[metadata_prefix(spec) + '.measured_on']}`)"
-        elif f"{metadata_prefix(spec)}.seen" in meta:
+        if f"{prefix}.measured_on" in meta:
+            note += f" (its held-out twin's: `{meta[f'{prefix}.measured_on']}`)"
+        elif f"{prefix}.seen" in meta:
             note += " (photos it trained on: not a held-out figure)"
         if fresh is not None and abs(fresh - value) > 0.001:
             note += f" (measured {where}: {fresh:.3f})"

@@ -174,16 +174,17 @@ def cmd_breakdown(args) -> int:
     from device.model_file import check_file
 
     from .breakdown import check_gallery_place, gallery, gallery_name, measure, report
-    from .evaluation import heldout_file, saw
+    from .evaluation import heldout_file
     check_file(Path(args.model), missing_hint="")  # before where its gallery goes: the first thing to say
     outs = {spec: Path(args.out_dir) / gallery_name(args.model, spec) for spec in args.data}
     for spec, out in outs.items():  # celeb1k photos never go next to the shipped files
         check_gallery_place(spec, out, [Path(args.model).parent])
     for spec in args.data:
         b = measure(args.model, spec, args.data_root, args.threads, args.every, worst=args.worst)
-        if saw(args.model, spec, args.data_root):
+        twin = heldout_file(args.model, spec, args.data_root)
+        if twin != Path(args.model):
             print(f"{spec}: {Path(args.model).name} trained on these photos (a refit): not a held-out figure; "
-                  f"its held-out twin: {heldout_file(args.model, spec, args.data_root)}")
+                  f"its held-out twin: {twin}")
         print(report(b) + "\n")
         if args.worst:
             print(f"wrote {gallery(b, outs[spec])}")

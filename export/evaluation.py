@@ -70,22 +70,27 @@ def trained_photos(meta: dict[str, str], data_root: Path | None = None) -> set[s
     return {p.of or p.name for spec in named for p in datasets.resolve(spec, root)}
 
 
-def saw(path: str | Path, spec: str, data_root: Path | None = None) -> bool:
-    """Whether the file trained on any photo of data set `spec` (only a refit ever does)."""
+def _saw(meta: dict[str, str], spec: str, data_root: Path | None) -> bool:
     from training import data as datasets
-    seen = trained_photos(_metadata(path), data_root)
+    seen = trained_photos(meta, data_root)
     if not seen or spec not in datasets.DATASETS:
         return False
     return any((p.of or p.name) in seen for p in datasets.resolve(spec, data_root or datasets.DEFAULT_DATA_ROOT))
+
+
+def saw(path: str | Path, spec: str, data_root: Path | None = None) -> bool:
+    """Whether the file trained on any photo of data set `spec` (only a refit ever does)."""
+    return _saw(_metadata(path), spec, data_root)
 
 
 def heldout_file(path: str | Path, spec: str, data_root: Path | None = None) -> Path:
     """The file whose figures on `spec` stand for `path`'s: `path` itself unless it trained on those photos, else
     its held-out twin. A ValueError when a refit names no twin, or one that is missing or itself a refit."""
     path = Path(path)
-    if not saw(path, spec, data_root):
+    meta = _metadata(path)  # one load of the file for both questions
+    if not _saw(meta, spec, data_root):
         return path
-    twin_name = _metadata(path).get(TWIN_KEY)
+    twin_name = meta.get(TWIN_KEY)
     if not twin_name:
         raise ValueError(f"{path.name} trained on {spec}'s photos and names no held-out twin ({TWIN_KEY}): its "
                          f"figures there would flatter it (export onnx --heldout-twin FILE)")
@@ -102,9 +107,10 @@ def heldout_twin_check(path: str | Path, twin: Path, data_root: Path | None = No
     from device.model_file import load_model
     if not twin.is_file():
         raise ValueError(f"--heldout-twin: no file {twin}")
-    if not trained_photos(_metadata(path), data_root):
+    mine = load_model(path)
+    if not trained_photos(mine.metadata, data_root):
         raise ValueError(f"--heldout-twin: {Path(path).name} trained on no validation photos (not a refit)")
-    mine, theirs = load_model(path), load_model(twin)
+    theirs = load_model(twin)
     if (mine.metadata.get("variant"), mine.input_size) != (theirs.metadata.get("variant"), theirs.input_size):
         raise ValueError(f"--heldout-twin: {twin.name} is {theirs.metadata.get('variant')} at {theirs.input_size}, "
                          f"not {mine.metadata.get('variant')} at {mine.input_size}")
