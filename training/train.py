@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import data as datasets
@@ -75,6 +76,10 @@ class TrainConfig:
                                            "learn from their labels alone: the teacher's targets there are the labels "
                                            "(celeb1k-train-hat: the teacher dyes hats)",
                                       factory=list, command="prune", metavar="SET")
+    teacher_band: int = _option(0, "pixels (at the training size) either side of the label's hair edge where the "
+                                   "teacher's targets are used; beyond them the label is the target, so a teacher's "
+                                   "confident mistakes far from any hair (a collar, a cap) are not taught. 0: the "
+                                   "teacher everywhere", command="prune", metavar="PX")
     init: str = _option("", "start from this run's weights with a fresh optimiser and schedule (another variant: the "
                             "layers it shares; an exported .onnx file of the same variant: its weights)",
                         metavar="CHECKPOINT")
@@ -110,6 +115,8 @@ class TrainConfig:
         check_view_sizes(self.teacher_sizes, "teacher_sizes")
         if self.teacher_skip and not self.teacher:
             raise ValueError("teacher_skip needs a teacher (prune --teacher CHECKPOINT)")
+        if self.teacher_band and not self.teacher:
+            raise ValueError("teacher_band needs a teacher (prune --teacher CHECKPOINT)")
         for spec in self.teacher_skip:
             kind, _, path = spec.partition(":")
             if spec not in datasets.DATASETS and not (path and kind in datasets.PATH_DATASETS):
@@ -135,7 +142,7 @@ class TrainConfig:
         """Numbers a run would accept and then learn nothing from (lr 0, a NaN loss from alpha nan) or crash on
         late (a size the models cannot halve five times, batch 0): refused by name before any work."""
         check_view_sizes([self.size], "size")
-        for key, lo in (("batch", 1), ("epochs", 1), ("limit", 0), ("seed", 0), ("threads", 1)):
+        for key, lo in (("batch", 1), ("epochs", 1), ("limit", 0), ("seed", 0), ("threads", 1), ("teacher_band", 0)):
             if getattr(self, key) < lo:
                 raise ValueError(f"{key} must be at least {lo}, not {getattr(self, key)}")
         if self.threads > MAX_THREADS:
@@ -650,11 +657,21 @@ def metrics_rows(path: Path, fields: list[str], epochs: int) -> list[dict]:
 def teacher_targets(teacher: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, labels_only: np.ndarray,
                     cfg: TrainConfig) -> torch.Tensor:
     """The teacher's soft targets for a batch (the mean over its views); photos marked `labels_only` (a data set in
-    `teacher_skip`) get their labels instead."""
+    `teacher_skip`) get their labels instead, and so do pixels beyond `teacher_band` of a label's edge."""
     soft = mean_over_views(teacher, x, cfg.teacher_flip, cfg.teacher_sizes)
+    if cfg.teacher_band:
+        soft = torch.where(edge_band(y, cfg.teacher_band), soft, y)
     own = torch.from_numpy(labels_only)
     soft[own] = y[own]
     return soft
+
+
+def edge_band(y: torch.Tensor, px: int) -> torch.Tensor:
+    """Where a label [N, 1, H, W] changes within `px` pixels (a square window): its max and min there differ."""
+    window = 2 * px + 1
+    most = F.max_pool2d(y, window, stride=1, padding=px)
+    least = -F.max_pool2d(-y, window, stride=1, padding=px)
+    return most - least > 0.5
 
 
 def moving_average(model: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:

@@ -606,6 +606,44 @@ def test_teacher_skip_gives_the_skipped_photos_their_labels_as_targets(data_root
         Batches(arrays[:4], pairs[:4], cfg, np.random.default_rng(0))  # the hats are not among the photos
 
 
+def test_teacher_band_keeps_the_teacher_near_the_hair_edge_and_the_label_beyond_it(data_root):
+    """`--teacher-band PX`: on a real celeb1k label, the targets are the teacher's within PX pixels of the hair's
+    edge (on both sides of it) and the label everywhere else; a photo without hair learns from its label alone."""
+    if not (data_root / "celeb1k-train").is_dir():
+        pytest.skip("celeb1k-train not in ../shared/data")
+    import cv2
+
+    from training.data import load_pairs
+    from training.models import build_model
+    from training.train import edge_band, teacher_targets
+    arrays, _, _ = load_pairs(resolve("celeb1k-train", data_root)[:1])
+    label = cv2.resize(arrays[0][1], (64, 64), interpolation=cv2.INTER_NEAREST)
+    y = torch.from_numpy((label > 0).astype(np.float32))[None, None].repeat(2, 1, 1, 1)
+    y[1] = 0  # a view with no hair in it
+    assert 0.05 < float(y[0].mean()) < 0.8, "the photo shows hair and more than hair"
+    torch.manual_seed(0)
+    teacher = build_model("mobile-unet").eval()
+    x = torch.randn(2, 3, 64, 64)
+    cfg = TrainConfig(variant="mobile-unet", size=64, teacher="t.pt", teacher_band=3)
+    soft = teacher_targets(teacher, x, y, np.zeros(2, bool), cfg)
+    plain = teacher_targets(teacher, x, y, np.zeros(2, bool), TrainConfig(variant="mobile-unet", size=64,
+                                                                          teacher="t.pt"))
+    # the band by distance: a pixel is in it when the other class lies within 3 pixels (chessboard distance)
+    hair = y[0, 0].numpy().astype(np.uint8)
+    kernel = np.ones((7, 7), np.uint8)
+    near = (cv2.dilate(hair, kernel) != cv2.erode(hair, kernel))
+    band = edge_band(y, 3)[0, 0].numpy()
+    assert np.array_equal(band, near)
+    assert near[hair == 1].any() and near[hair == 0].any() and not near.all(), "both sides of the edge, not all"
+    assert torch.equal(soft[0, 0][band], plain[0, 0][band]), "the teacher's targets near the edge"
+    assert torch.equal(soft[0, 0][~band], y[0, 0][~band]), "the label beyond the band"
+    assert torch.equal(soft[1], y[1]), "no hair in view: the label alone"
+    with pytest.raises(ValueError, match="teacher_band needs a teacher"):
+        TrainConfig(teacher_band=4)
+    with pytest.raises(ValueError, match="teacher_band must be at least 0"):
+        TrainConfig(teacher="t.pt", teacher_band=-1)
+
+
 def test_teacher_skip_takes_a_folder_set_of_the_training_data(tmp_path):
     """`--teacher-skip folder:PATH` (it took only named sets): that folder's photos get their labels; a folder
     that is not in the training data changes nothing and is refused by name."""
