@@ -668,10 +668,10 @@ def teacher_targets(teacher: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, 
 
 def edge_band(y: torch.Tensor, px: int) -> torch.Tensor:
     """Where a label [N, 1, H, W] changes within `px` pixels (a square window): its max and min there differ."""
-    window = 2 * px + 1
-    most = F.max_pool2d(y, window, stride=1, padding=px)
-    least = -F.max_pool2d(-y, window, stride=1, padding=px)
-    return most - least > 0.5
+    def window_max(t: torch.Tensor) -> torch.Tensor:  # a square's max as a column's then a row's: 2 x (2px+1) reads
+        t = F.max_pool2d(t, (2 * px + 1, 1), stride=1, padding=(px, 0))
+        return F.max_pool2d(t, (1, 2 * px + 1), stride=1, padding=(0, px))
+    return window_max(y) + window_max(-y) > 0.5  # max - min
 
 
 def moving_average(model: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
