@@ -38,6 +38,8 @@ the model alone run back to back in the inference thread. The frames are made be
 the sensor and ISP fill the camera's buffers by DMA, so capture costs no core; a demo camera rendering in the
 same run would take one of this machine's cores), the face search runs in its own thread as in the daemon.
 It needs a core for each thread: with one core the two threads' work adds up and the CPU ratio is the figure.
+Its excess over the model alone is split three ways (`excess`): the inference thread's colour conversion and
+resize, its segmenter around and beside the model's run, and the time between the threads (hand-overs).
 """
 from __future__ import annotations
 
@@ -279,7 +281,7 @@ def profile_stages(model_path: str | Path, frame_hw: tuple[int, int] = (480, 640
             alone = {clock: [] for clock in CLOCKS}
             ratios = {clock: {name: [] for name in PATHS} for clock in CLOCKS}
             two_ratios = {name: [] for name in PATHS}
-            frame_s = {name: {"path": [], "model": []} for name in PATHS}
+            frame_s = {name: {"path": [], "model": [], **{part: [] for part in INFERENCE_PARTS}} for name in PATHS}
             for _ in range(WARMUP_FRAMES):
                 output = frame_path(mirror, _Clock()).output
                 model_alone(mirror, mirror.live_input(output.frame).model)
@@ -320,9 +322,11 @@ def profile_stages(model_path: str | Path, frame_hw: tuple[int, int] = (480, 640
                 # 0.05-0.1 slower here: the other layouts' frames and threads in the caches)
                 for _ in range(rounds):
                     path_wall = ThreadClock()
-                    inputs = [ahead[name].step()[2] for _ in range(period)]
+                    steps = [ahead[name].step() for _ in range(period)]
                     frame_s[name]["path"].append(path_wall.lap()[0])
-                    frame_s[name]["model"].append(sum(ahead[name].model_alone(rgb)[0] for rgb in inputs))
+                    frame_s[name]["model"].append(sum(ahead[name].model_alone(rgb)[0] for *_, rgb in steps))
+                    for part, names in INFERENCE_PARTS.items():
+                        frame_s[name][part].append(sum(clock.seconds[s] for _, clock, _ in steps for s in names))
         finally:
             for layout in (*two.values(), *ahead.values()):
                 layout.close()
@@ -340,7 +344,9 @@ def profile_stages(model_path: str | Path, frame_hw: tuple[int, int] = (480, 640
                            **median_iqr("ratio_cpu", two_ratios[name])}
         per_frame = {k: 1e3 * float(np.median(v)) / period for k, v in frame_s[name].items()}
         frame_time[name] = {"ms": round(per_frame["path"], 3), "model_alone_ms": round(per_frame["model"], 3),
-                            **median_iqr("ratio", [a / b for a, b in zip(*frame_s[name].values())])}
+                            **median_iqr("ratio", [a / b for a, b in zip(frame_s[name]["path"],
+                                                                         frame_s[name]["model"])]),
+                            "excess_ms": excess(frame_s[name], period)}
     demo_total = paths["demo"]["ms"]
     return {
         "model": str(model_path), "frame_size": list(frame_hw), "frames": len(alone["wall"]),
@@ -355,6 +361,20 @@ def profile_stages(model_path: str | Path, frame_hw: tuple[int, int] = (480, 640
     }
 
 
+def excess(seconds: dict[str, list[float]], period: int) -> dict[str, float]:
+    """Where the frame time's excess over the model alone goes, ms a frame (medians over the rounds): the inference
+    thread's colour conversion and resize (`prepare`); its segmenter beyond the model's own run (input and output
+    handling, and the run slowed by the frame thread's work beside it: `segmenter`); the rest, the frame time beyond
+    the inference thread's work (`between`: waking each thread for the other's hand-over, and a frame thread that
+    takes longer than the inference)."""
+    def per_frame(values) -> float:
+        return 1e3 * float(np.median(values)) / period
+    path, model, prepare, segment = (seconds[k] for k in ("path", "model", "prepare", "segment"))
+    return {"prepare": round(per_frame(prepare), 3),
+            "segmenter": round(per_frame([s - m for s, m in zip(segment, model)]), 3),
+            "between": round(per_frame([p - a - s for p, a, s in zip(path, prepare, segment)]), 3)}
+
+
 def median_iqr(key: str, values: list[float]) -> dict:
     """{key: the median of the values, key_iqr: their quartiles}, rounded as the tables print them."""
     return {key: round(float(np.median(values)), 3),
@@ -366,6 +386,8 @@ def _cpu() -> str:
     return cpu_model()
 
 
+# the inference thread's stages in a step of the frame-time layout, as `excess` splits them
+INFERENCE_PARTS = {"prepare": ("colour", "resize"), "segment": ("inference",)}
 THREAD_OF = {"colour": "inference", "resize": "inference", "inference": "inference"}  # the rest runs in the frame thread
 
 
@@ -419,10 +441,19 @@ def table(result: dict, note: bool = True) -> str:
         spread = _spread(figures["ratio_iqr"], result["rounds"])
         lines.append(f"- {name} / model alone (frame time: two threads as the daemon runs on frames made ahead, "
                      f"wall, {cores} core{'s' * (cores != 1)}): **{figures['ratio']:.3f}** ({figures['ms']:.3f} ms "
-                     f"against {figures['model_alone_ms']:.3f} ms; median of {rounds}, {spread})")
+                     f"against {figures['model_alone_ms']:.3f} ms; median of {rounds}, {spread}){_excess(figures)}")
     if note:
         lines += ["", QUOTE_NOTE]
     return "\n".join(lines)
+
+
+def _excess(frame_time: dict) -> str:
+    """The frame time's excess split (`excess`), for its line; nothing for a result saved before it was measured."""
+    if "excess_ms" not in frame_time:
+        return ""
+    ms = frame_time["excess_ms"]
+    return (f"; beyond the model: colour and resize {ms['prepare']:.3f} ms, the segmenter around and beside the "
+            f"run {ms['segmenter']:.3f} ms, between the threads {ms['between']:.3f} ms")
 
 
 def _spread(iqr: list[float], rounds: int) -> str:

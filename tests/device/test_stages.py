@@ -53,8 +53,15 @@ def test_profile_has_every_stage_and_both_ratios(model):
     for path in result["frame_time"].values():  # the daemon's frame time holds the model's too (wall: other work)
         assert 0.5 < path["ratio_iqr"][0] <= path["ratio"] <= path["ratio_iqr"][1] < 10
         assert path["ms"] > 0.5 * path["model_alone_ms"] > 0
+        # the excess split three ways; two rounds: each part's median is its mean, so the parts add up
+        excess = path["excess_ms"]
+        assert set(excess) == {"prepare", "segmenter", "between"} and excess["prepare"] >= 0
+        assert sum(excess.values()) == pytest.approx(path["ms"] - path["model_alone_ms"], abs=0.01)
+    # only the Pi's daemon converts its lores (YUV420 to RGB) in the inference thread
+    assert result["frame_time"]["pi"]["excess_ms"]["prepare"] > result["frame_time"]["demo"]["excess_ms"]["prepare"]
     text = stages.table(result)
     assert "Pi path / model alone (frame time: two threads as the daemon runs on frames made ahead, wall" in text
+    assert text.count("; beyond the model: colour and resize ") == 2 and "between the threads" in text
     assert "| inference | inference |" in text and "| overlay | frame |" in text and "| colour | inference |" in text
     assert "demo path / model alone (one thread, wall)" in text and "Pi path / model alone (one thread, CPU)" in text
     assert "Pi path / model alone (two threads as the daemon runs, CPU of both)" in text
