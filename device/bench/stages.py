@@ -232,9 +232,17 @@ class PiStreamsDemo(DemoCamera):
 
     def _render(self):
         frame = super()._render()
-        frame.pi_streams = (cv2.cvtColor(frame.main, cv2.COLOR_RGB2RGBA),
-                            cv2.cvtColor(frame.lores, cv2.COLOR_RGB2YUV_I420))
+        frame.pi_streams = (cv2.cvtColor(frame.main, cv2.COLOR_RGB2RGBA), yuv420_of(frame.lores))
         return frame
+
+
+def yuv420_of(rgb: np.ndarray) -> np.ndarray:
+    """RGB -> the I420 plane a Pi 4's lores stream gives, at even sides: YUV420 halves both, so Picamera2 aligns an
+    odd lores size up (a model's input may be any size) and the adapter resizes it back (`lores_rgb`)."""
+    h, w = rgb.shape[:2]
+    if w % 2 or h % 2:
+        rgb = cv2.resize(rgb, (w + w % 2, h + h % 2), interpolation=cv2.INTER_LINEAR)
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420)
 
 
 def pi_frame_of(frame):
@@ -243,7 +251,8 @@ def pi_frame_of(frame):
     (`pi_streams`, made in the camera's thread)."""
     from ..cameras.picamera2 import lores_rgb, stream_to_pixels
     main, lores = frame.pi_streams
-    streams = {"main": ("XBGR8888", frame.main.shape[1::-1]), "lores": ("YUV420", frame.lores.shape[1::-1])}
+    streams = {"main": ("XBGR8888", frame.main.shape[1::-1]), "lores": ("YUV420", (lores.shape[1],
+                                                                                   lores.shape[0] * 2 // 3))}
     hw = frame.lores.shape[:2]
     return Frame(stream_to_pixels(main, *streams["main"]), lambda: lores_rgb(lores, streams, hw), frame.index,
                  scene=frame.scene)

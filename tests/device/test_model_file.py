@@ -23,9 +23,10 @@ META = {"contract": "1", "variant": "test-graph", "params": "1", "macs": "0", "i
 
 
 def contract_graph(*, image_type=TensorProto.UINT8, nhwc=True, output="hair", prior=False,
-                   meta=None) -> onnx.ModelProto:
-    """hair = sigmoid(scale * mean over RGB - offset [+ prior]): a stand-in with the contract's interface."""
-    h, w = SIZE
+                   meta=None, size: tuple[int, int] = SIZE) -> onnx.ModelProto:
+    """hair = sigmoid(scale * mean over RGB - offset [+ prior]): a stand-in with the contract's interface, its input
+    `size` (H, W) (META's `input_size` is SIZE's: give `meta` for another)."""
+    h, w = size
     image_shape = ["N", h, w, 3] if nhwc else ["N", 3, h, w]
     nodes = [helper.make_node("Cast", ["image"], ["f"], to=TensorProto.FLOAT)]
     if nhwc:

@@ -229,3 +229,23 @@ def test_a_pi_profile_gets_a_table_of_its_own_after_this_machines(model, tmp_pat
                  ["--from", str(here), "--label", "x"]):
         with pytest.raises(SystemExit):
             stages.main(argv)
+
+
+def test_a_model_of_odd_input_size_is_profiled_as_a_pi_gives_its_lores(tmp_path):
+    """A model's input may be any size; YUV420 halves both sides, so the Pi's lores stream comes at even sides
+    (Picamera2 aligns it up) and the adapter resizes it back: the profile runs (it raised the demo camera's
+    conversion error) and the model gets frames at its own odd size."""
+    from .test_model_file import META, contract_graph, save
+    odd = (11, 13)
+    model = save(contract_graph(size=odd, meta=META | {"input_size": "11,13"}), tmp_path / "odd.onnx")
+    rgb = np.random.default_rng(0).integers(0, 256, (*odd, 3), np.uint8)
+    assert stages.yuv420_of(rgb).shape == (12 * 3 // 2, 14)
+    result = stages.profile_stages(model, (480, 640), frames=8)
+    assert result["frame_time"]["pi"]["ms"] > 0 and result["stages_ms"]["colour"] > 0
+    mirror = stages._mirror(model, (480, 640), None, None)
+    try:
+        frame = stages.pi_frame_of(mirror.camera.read())
+        assert frame.lores.shape == (*odd, 3)
+    finally:
+        mirror.camera.stop()
+        mirror.post.close()
