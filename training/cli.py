@@ -91,24 +91,28 @@ def check_writable(folder: str | Path, named: str) -> None:
     os.unlink(probe)
 
 
-def make_out_folder(out: str | Path, option: str = "--out") -> bool:
-    """Make (if need be) the folder a run writes, and check that it can be written, naming `option`; whether it
-    was made now (so that a run failing before it saves anything can leave no empty folder)."""
-    out = Path(out)
-    made = not out.exists()
+@contextlib.contextmanager
+def out_folder(folder: str | Path, named: str):
+    """Make `folder` (and the missing folders above it) for the block to write into, checked at once to be
+    writable (an OSError '`named`: cannot write there (...)', not the OS's bare message after the work). The
+    folders made are removed if the block fails while they are still empty: a failed command leaves no empty
+    folder behind."""
+    folder = Path(folder)
+    made = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:  # a file (or a link to one) is there
-        raise OSError(f"{option} {out}: cannot write there (a file, not a folder)") from None
-    except OSError as e:
-        raise OSError(f"{option} {out}: cannot write there ({e.strerror or e})") from None
-    try:
-        check_writable(out, f"{option} {out}")
-    except OSError:
-        if made:
-            out.rmdir()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # a file (or a link to one) is there
+            raise OSError(f"{named}: cannot write there (a file, not a folder)") from None
+        except OSError as e:
+            raise OSError(f"{named}: cannot write there ({e.strerror or e})") from None
+        check_writable(folder, named)
+        yield folder
+    except BaseException:
+        for p in made:
+            with contextlib.suppress(OSError):  # not empty: something of this command's is kept there
+                p.rmdir()
         raise
-    return made
 
 
 @contextlib.contextmanager
@@ -194,6 +198,17 @@ def _train_args(p: argparse.ArgumentParser, command: str = "train") -> None:
             p.add_argument(_flag(f), type=type(default), default=None if required else default, required=required,
                            **kwargs)
     p.add_argument("--no-resume", action="store_true", help="start afresh even if OUT/last.pt exists")
+    if command == "train":  # prune's own flags, named as such (argparse said only 'unrecognized arguments')
+        for f in _cli_fields("prune"):
+            if f.metadata.get("command") == "prune":
+                p.add_argument(_flag(f), nargs="*", action=_PruneOnly, default=argparse.SUPPRESS,
+                               help=argparse.SUPPRESS)
+
+
+class _PruneOnly(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{option_string} is a prune option (distillation from a teacher): "
+                     f"python -m training prune --teacher CHECKPOINT {option_string} ...")
 
 
 def _config(args, command: str = "train"):
@@ -254,8 +269,8 @@ def cmd_train(args) -> int:
 def cmd_prune(args) -> int:
     """The report's path from a large U-Net to a small one: fewer levels and single convs (layer
     reduction), trained with the large model's probabilities as soft targets."""
-    if not Path(args.teacher).is_file():
-        raise FileNotFoundError(f"teacher checkpoint not found: {args.teacher}")
+    from .train import check_checkpoint_path
+    check_checkpoint_path(args.teacher, "--teacher checkpoint")
     return _run_training(_config(args, "prune"), not args.no_resume)
 
 
@@ -269,18 +284,19 @@ def cmd_evaluate(args) -> int:
 
     from . import data as datasets
     from .evaluate import check_view_sizes, evaluate, format_metrics, torch_predictor, views_predictor
-    from .train import load_checkpoint
+    from .train import load_checkpoint, takes_prior
     check_view_sizes(args.sizes, "--sizes")
     torch.set_num_threads(args.threads)
     model, ckpt = load_checkpoint(args.model, ("size",))
-    prior, size = ckpt["model_kwargs"].get("in_channels", 3) == 4, tuple(ckpt["size"])
+    prior, size = takes_prior(ckpt), tuple(ckpt["size"])
     if (args.flip or args.sizes) and prior:
         raise ValueError("--flip and --sizes measure models without a prior input")
     predict = views_predictor(model, args.flip, args.sizes) if args.flip or args.sizes else torch_predictor(model, prior)
     threshold = 0.5
+    sets = {spec: datasets.resolve(spec, Path(args.data_root)) for spec in args.data}  # a bad name before measuring
     results = {}
-    for spec in args.data:
-        results[spec] = evaluate(predict, datasets.resolve(spec, Path(args.data_root)), size, threshold)
+    for spec, pairs in sets.items():
+        results[spec] = evaluate(predict, pairs, size, threshold)
         print(format_metrics(spec, results[spec]))
     if args.json:
         write_json(args.json, results)
@@ -294,11 +310,11 @@ def cmd_slim(args) -> int:
 
     from .train import read_checkpoint
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)  # e.g. a new folder under models/checkpoints/
-    check_output_path(out, args.checkpoint)  # slimming in place lost the optimiser a resume needs
-    with replacing(out) as tmp:
+    with out_folder(out.parent, f"--out {out}"):  # e.g. a new folder under models/checkpoints/
+        check_output_path(out, args.checkpoint, suffixes=(".pt",))  # in place lost the optimiser a resume needs
         ckpt = read_checkpoint(args.checkpoint)
-        torch.save({k: v for k, v in ckpt.items() if k not in ("optimizer", "scheduler")}, tmp)
+        with replacing(out) as tmp:
+            torch.save({k: v for k, v in ckpt.items() if k not in ("optimizer", "scheduler")}, tmp)
     logging.getLogger("training").info("wrote %s (%d kB)", args.out, Path(args.out).stat().st_size // 1024)
     return EXIT_OK
 
@@ -306,7 +322,7 @@ def cmd_slim(args) -> int:
 def cmd_augment_gallery(args) -> int:
     from .augment import AUGMENT_PRESETS
     from .augment_gallery import gallery, write
-    from .data import IMAGE_SUFFIXES, load_pairs, resolve
+    from .data import IMAGE_SUFFIXES, DataError, load_pairs, resolve
     unknown = [name for name in args.presets if name not in AUGMENT_PRESETS]
     if unknown:
         raise ValueError(f"unknown preset {unknown[0]!r}: expected one of {', '.join(AUGMENT_PRESETS)}")
@@ -315,6 +331,8 @@ def cmd_augment_gallery(args) -> int:
                       suffixes=IMAGE_SUFFIXES)
     pairs = photos[::args.every][:args.count]
     arrays, _, _ = load_pairs(pairs)
+    if not arrays:
+        raise DataError(f"--data {args.data}: no usable photo to show ({len(photos)} labelled photos in the set)")
     write(args.out, gallery(arrays, args.presets, args.size, args.seed))
     logging.getLogger("training").info("wrote %s (%d photos x %d presets)", args.out, len(arrays), len(args.presets))
     return EXIT_OK

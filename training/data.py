@@ -192,7 +192,11 @@ def load_figaro(root: Path, split: str) -> list[Pair]:
         raise DataSpecError(f"Figaro-1k folder not found: {img_dir}")
     pairs = []
     for img in sorted(img_dir.glob("Frame*-org.jpg")):
-        frame = int(re.search(r"Frame(\d+)", img.name).group(1))
+        number = re.match(r"Frame(\d+)", img.name)
+        if number is None:  # e.g. a copy, Frame-copy-org.jpg: no frame number, so no class
+            _log.warning("figaro: %s has no frame number (FrameNNN-org.jpg); skipped", img.name)
+            continue
+        frame = int(number[1])
         gt = gt_dir / img.name.replace("-org.jpg", "-gt.pbm")
         if not gt.is_file():
             _log.warning("figaro: %s has no ground truth %s; skipped", img.name, gt.name)

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from .augment import stretch
-from .cli import EXIT_USAGE, MAX_THREADS, int_in, run_command, write_json
+from .cli import EXIT_USAGE, MAX_THREADS, int_in, out_folder, run_command, write_json
 from .data import DEFAULT_DATA_ROOT, DataError, Pair, load_pairs, refuse_for_training, resolve
 from .metrics import MaskMetrics
 
@@ -221,14 +221,19 @@ def plot_importances(names: list[str], importances: np.ndarray, path: Path) -> N
 
 
 def run(cfg: ForestConfig) -> dict:
-    from sklearn.metrics import classification_report
     refuse_for_training(cfg.train)
     tests = {spec: resolve(spec, Path(cfg.data_root))[:cfg.limit or None] for spec in cfg.test}
     for spec, pairs in tests.items():  # before minutes of training, not an all-NaN table after them
         if not pairs:
             raise DataError(f"--test {spec}: no labelled photo to score (images without masks are skipped)")
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    with out_folder(out, f"--out {out}"):
+        return _fit_and_score(cfg, tests, out)
+
+
+def _fit_and_score(cfg: ForestConfig, tests: dict[str, list[Pair]], out: Path) -> dict:
+    """`run` once its inputs are checked and `out` is made: the grid search, the refit, the scores and figures."""
+    from sklearn.metrics import classification_report
     started = time.perf_counter()
     ts = load_training_set(cfg)
     _log.info("training set: %d images in %d fold groups, %d pixels", len(ts.images), len(set(ts.groups)),
@@ -286,15 +291,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train", nargs="+", default=d.train, help="training data sets")
     p.add_argument("--test", nargs="+", default=d.test, help="data sets to score (never trained on)")
     p.add_argument("--data-root", default=d.data_root, help="folder holding figaro1k/ and fasseg/")
-    p.add_argument("--size", type=int, default=d.size, help="square size the features are computed at")
+    p.add_argument("--size", type=int_in(4), default=d.size, help="square size the features are computed at")
     p.add_argument("--colour", choices=["rgb", "grey"], default=d.colour, help="colour features")
-    p.add_argument("--pixels-per-image", type=int, default=d.pixels_per_image, help="training pixels per image")
-    p.add_argument("--trees", type=int, nargs="+", default=d.trees, help="grid: numbers of trees")
-    p.add_argument("--cells", type=int, nargs="+", default=d.cells, help="grid: HOG cell sizes in pixels")
-    p.add_argument("--folds", type=int, default=d.folds, help="GroupKFold folds (split by image/person)")
+    p.add_argument("--pixels-per-image", type=int_in(1), default=d.pixels_per_image, help="training pixels per image")
+    p.add_argument("--trees", type=int_in(1), nargs="+", default=d.trees, help="grid: numbers of trees")
+    p.add_argument("--cells", type=int_in(2), nargs="+", default=d.cells, help="grid: HOG cell sizes in pixels")
+    p.add_argument("--folds", type=int_in(2), default=d.folds, help="GroupKFold folds (split by image/person)")
     p.add_argument("--jobs", type=int_in(1, MAX_THREADS), default=d.jobs, help="parallel jobs for the forest")
     p.add_argument("--seed", type=int_in(0, 2**32 - 1), default=d.seed, help="scikit-learn takes 0..2^32-1")
-    p.add_argument("--limit", type=int, default=d.limit, help="only the first N images of each set (smoke runs)")
+    p.add_argument("--limit", type=int_in(0), default=d.limit, help="only the first N images of each set (smoke runs)")
     p.add_argument("--out", default=d.out, help="folder for the metrics JSON, report and plots")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -308,8 +313,9 @@ def main(argv: list[str] | None = None) -> int:
                        colour=args.colour, pixels_per_image=args.pixels_per_image, trees=args.trees,
                        cells=args.cells, folds=args.folds, jobs=args.jobs, seed=args.seed, limit=args.limit,
                        out=args.out)
-    if cfg.size < 2 * max(cfg.cells) or min(cfg.cells) < 2 or min(cfg.trees) < 1 or cfg.folds < 2:
-        _log.error("need --cells >= 2 and at most --size/2, --trees >= 1 and --folds >= 2")
+    if cfg.size < 2 * max(cfg.cells):
+        _log.error("--cells %d needs --size %d or more (two cells a side), got --size %d", max(cfg.cells),
+                   2 * max(cfg.cells), cfg.size)
         return EXIT_USAGE
     return run_command(lambda: print_result(run(cfg)), _log)
 

@@ -2,7 +2,8 @@
 file is gone (models/ ships the files, not every run's checkpoint).
 
 The export folds each BatchNorm into the convolution before it (weight and bias), and the graph rewrites fold the
-input normalisation's scale into the first convolution (`export/optimize.py`). Convolutions are matched in the order
+input normalisation's scale into the first convolution and cut each decoder merge's convolutions in two
+(`export/optimize.py`: `normalise`, `split-concat`); both are undone here. Convolutions are matched in the order
 they run (the graph's order against the model's own, recorded with hooks), shapes checked. A folded BatchNorm is
 rebuilt so that the model in eval mode computes exactly what the file computes, and in train mode nearly so: its
 statistics are those of its convolution's outputs over calibration photos, and its scale and shift undo them.
@@ -10,6 +11,7 @@ statistics are those of its convolution's outputs over calibration photos, and i
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +29,9 @@ class OnnxImportError(ValueError):
 
 
 def onnx_convs(path: str | Path) -> list[tuple[str, np.ndarray, np.ndarray | None]]:
-    """(op type, weight, bias) of each Conv / ConvTranspose node, in graph order; the first convolution's weight
-    (fed the uint8 image minus the mean, `_for_uint8`) scaled back to normalised input."""
+    """(op type, weight, bias) of each Conv / ConvTranspose of the model, in graph order; the first convolution's
+    weight (fed the uint8 image minus the mean, `_for_uint8`) scaled back to normalised input, and the parts of a
+    convolution that export's `split-concat` rewrite cut along its input channels joined back (`_rejoin`)."""
     import onnx
     from onnx import numpy_helper
     try:
@@ -38,18 +41,59 @@ def onnx_convs(path: str | Path) -> list[tuple[str, np.ndarray, np.ndarray | Non
     if not graph.node:  # an empty file parses as an empty model
         raise OnnxImportError(f"{path}: not an ONNX model (no graph: the file is empty or something else)")
     tensors = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    convs = []
+    convs: list = []
+    split: dict[str, tuple[int, list]] = {}  # original name -> (its place in convs, its parts so far)
     for node in graph.node:
         if node.op_type not in ("Conv", "ConvTranspose"):
             continue
         weight = tensors.get(node.input[1])
         if weight is None:
             raise OnnxImportError(f"{path}: {node.op_type} {node.name!r} has no constant weight")
+        if not convs and node.op_type == "Conv" and weight.shape[1] != len(STD_RGB):
+            raise OnnxImportError(f"{path} takes a prior input (its first convolution reads {weight.shape[1]} "
+                                  f"channels, not the image's {len(STD_RGB)}): an .onnx file starts only a run "
+                                  "without a prior input")
         if node.input[1].endswith("_for_uint8"):  # weight / (255 * std) per input channel: undo it
             weight = weight * (255.0 * np.asarray(STD_RGB, np.float32)).reshape(1, -1, 1, 1)
         bias = tensors.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None
-        convs.append((node.op_type, weight.astype(np.float32), None if bias is None else bias.astype(np.float32)))
+        conv = (node.op_type, weight.astype(np.float32), None if bias is None else bias.astype(np.float32))
+        original = _split_from(node)
+        if original is None:
+            convs.append(conv)
+            continue
+        if original not in split:
+            split[original] = (len(convs), [])
+            convs.append(None)  # joined once every part is read
+        split[original][1].append((conv, _attribute(node, "group", 1)))
+    for place, parts in split.values():
+        convs[place] = _rejoin(parts)
     return convs
+
+
+def _attribute(node, name: str, default):
+    from onnx import helper
+    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
+
+
+def _split_from(node) -> str | None:
+    """The name of the convolution `node` is a part of, when export's `split-concat` rewrite made it (node NAME_k,
+    weight NAME_wk), else None."""
+    match = re.fullmatch(r"(.+)_(\d+)", node.name)
+    return match[1] if match and node.input[1] == f"{match[1]}_w{match[2]}" else None
+
+
+def _rejoin(parts: list[tuple[tuple[str, np.ndarray, np.ndarray | None], int]]):
+    """One convolution from the parts (conv, group) that each read a slice of its input channels, in order: a dense
+    one's weights side by side on the input axis, their sum's bias once; a depthwise one's (a group per channel)
+    one after another on the output axis, with their biases."""
+    (op, _, _), group = parts[0]
+    weights = [w for (_, w, _), _ in parts]
+    biases = [b for (_, _, b), _ in parts]
+    if group == 1:
+        present = [b for b in biases if b is not None]
+        return op, np.concatenate(weights, axis=1), np.sum(present, axis=0) if present else None
+    biases = [np.zeros(w.shape[0], np.float32) if b is None else b for w, b in zip(weights, biases)]
+    return op, np.concatenate(weights, axis=0), np.concatenate(biases)
 
 
 def _run_order(model: nn.Module, size: tuple[int, int]) -> list[nn.Module]:

@@ -4,7 +4,6 @@ A checkpoint holds the variant name and its model arguments, so anything can reb
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import logging
@@ -21,7 +20,7 @@ from tqdm import tqdm
 
 from . import data as datasets
 from .augment import AUGMENT_PRESETS, FaceFinder, augment
-from .cli import MAX_THREADS, ctrl_c_after_the_block, make_out_folder, replacing
+from .cli import MAX_THREADS, ctrl_c_after_the_block, out_folder, replacing
 from .evaluate import check_view_sizes, evaluate, mean_over_views, torch_predictor
 from .losses import GROUND_TRUTH_LOSSES, distillation, per_sample_loss
 from .models import UnknownVariant, build_model, count_macs, count_params, get_variant, normalise
@@ -190,12 +189,24 @@ def save_checkpoint(path: Path, model, optimizer, scheduler, epoch: int, cfg: Tr
         torch.save(checkpoint, tmp)
 
 
+def check_checkpoint_path(path: str | Path, named: str = "checkpoint") -> None:
+    """A FileNotFoundError when nothing is at `path`, a ValueError when a folder is (it was said 'not found')."""
+    if Path(path).is_dir():
+        raise ValueError(f"{named} {path} is a folder, not a checkpoint file")
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{named} not found: {path}")
+
+
+def takes_prior(ckpt: dict) -> bool:
+    """Whether a checkpoint's model reads the previous-frame prior (a 4th input channel)."""
+    return ckpt.get("model_kwargs", {}).get("in_channels", 3) == 4
+
+
 def read_checkpoint(path: str | Path, needed: tuple[str, ...] = ("variant", "state_dict")) -> dict:
     """A checkpoint file's dict; a ValueError naming the file and what is wrong with it (empty, text, truncated, or
     without the keys `needed`) instead of torch's traceback or a bare KeyError."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint file")
+    check_checkpoint_path(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # torch says so as EOFError, UnpicklingError, RuntimeError, OSError... by what it met
@@ -212,15 +223,34 @@ def load_checkpoint(path: str | Path, needed: tuple[str, ...] = ()) -> tuple[tor
     """Rebuild the model a checkpoint describes; returns (model in eval mode, checkpoint dict). `needed`: the keys
     the caller reads besides the weights, refused by name when absent."""
     ckpt = read_checkpoint(path, ("variant", "state_dict", *needed))
+    model = None
     try:
         model = build_model(ckpt["variant"], **ckpt.get("model_kwargs", {}))
         model.load_state_dict(ckpt["state_dict"])
     except UnknownVariant as e:  # a variant this code lacks: say so, not that its weights are wrong
         raise ValueError(f"{path}: {e}") from None
     except (KeyError, RuntimeError, TypeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{path}: its weights are not a {ckpt['variant']!r} model's ({first})") from None
+        why = weights_mismatch(model, ckpt["state_dict"]) if model is not None else ""
+        why = why or (str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+        raise ValueError(f"{path}: its weights are not a {ckpt['variant']!r} model's ({why})") from None
     return model.eval(), ckpt
+
+
+def weights_mismatch(model: torch.nn.Module, state: dict, shown: int = 3) -> str:
+    """Briefly, what keeps `state` from loading into `model`: the tensors missing, unexpected, or of another
+    shape (the first `shown` of each); '' when it cannot tell. torch lists every one, over many lines."""
+    if not isinstance(state, dict):
+        return ""
+    ours = model.state_dict()
+
+    def few(items: list[str]) -> str:
+        return ", ".join(items[:shown]) + (f" and {len(items) - shown} more" if len(items) > shown else "")
+    missing = [k for k in ours if k not in state]
+    unexpected = [str(k) for k in state if k not in ours]
+    reshaped = [f"{k} {tuple(state[k].shape)} for {tuple(ours[k].shape)}" for k in ours
+                if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(ours[k].shape)]
+    return "; ".join(f"{what} {few(items)}" for what, items in
+                     (("missing", missing), ("unexpected", unexpected), ("other shapes:", reshaped)) if items)
 
 
 WARMUP = 0.1  # share of the one-cycle schedule that raises the learning rate
@@ -231,8 +261,7 @@ def read_init(cfg: TrainConfig):
     """--init's file, read whole and checked before any data is loaded or --out made (a wrong path, a truncated file
     or not a checkpoint then fails at once): (model, checkpoint dict) for a run's checkpoint, the graph's
     convolutions (`from_onnx.onnx_convs`) for an exported .onnx file."""
-    if not Path(cfg.init).is_file():
-        raise FileNotFoundError(f"--init checkpoint not found: {cfg.init}")
+    check_checkpoint_path(cfg.init, "--init checkpoint")
     if Path(cfg.init).suffix == ".onnx":
         from .from_onnx import onnx_convs
         if cfg.prior:
@@ -243,6 +272,16 @@ def read_init(cfg: TrainConfig):
         raise ValueError(f"--init {cfg.init} was trained with prior={ckpt['config'].get('prior')}, "
                          f"this run has prior={cfg.prior}")
     return source, ckpt
+
+
+def read_teacher(cfg: TrainConfig) -> torch.nn.Module:
+    """prune's --teacher, read and checked before any data is loaded or --out made: it sees the student's input,
+    so it takes the prior input exactly when the run does (read_init's check for --init)."""
+    teacher, ckpt = load_checkpoint(cfg.teacher)
+    if takes_prior(ckpt) != cfg.prior:
+        raise ValueError(f"--teacher {cfg.teacher} was trained with prior={takes_prior(ckpt)}, "
+                         f"this run has prior={cfg.prior}: the teacher sees the student's input")
+    return teacher
 
 
 def warm_start(model: torch.nn.Module, cfg: TrainConfig, arrays: list[tuple[np.ndarray, np.ndarray]],
@@ -509,15 +548,9 @@ def train(cfg: TrainConfig, resume: bool = True, progress: bool = True) -> dict:
     # at once and leaves no empty run folder behind
     saved = read_resume(last, cfg) if resume and last.is_file() else None
     init = read_init(cfg) if cfg.init and saved is None else None  # a resumed run already holds its own weights
-    teacher = load_checkpoint(cfg.teacher)[0] if cfg.teacher else None
-    made = make_out_folder(out)
-    try:
+    teacher = read_teacher(cfg) if cfg.teacher else None
+    with out_folder(out, f"--out {out}"):
         return _train(cfg, saved, init, teacher, progress)
-    except BaseException:
-        if made:  # only while it is still empty: nothing of this run was saved
-            with contextlib.suppress(OSError):
-                out.rmdir()
-        raise
 
 
 def _train(cfg: TrainConfig, saved: dict | None, init, teacher: torch.nn.Module | None, progress: bool) -> dict:

@@ -472,3 +472,120 @@ def test_a_ctrl_c_while_the_parser_is_built_is_one_line_exit_130(monkeypatch, ca
     assert code == 130 and built == [1, 1]  # train's and prune's flags, both built whole
     assert [r.getMessage() for r in caplog.records] == ["interrupted"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def save_untrained(path: Path, variant: str = "unet-226k", prior: bool = False, **model_kwargs) -> Path:
+    """A real (untrained) run checkpoint at 32x32 of `variant`; `model_kwargs` build another model under its name."""
+    torch = pytest.importorskip("torch")
+    from training.models import build_model
+    from training.train import save_checkpoint
+    model = build_model(model_kwargs.pop("built", variant), in_channels=4 if prior else 3, **model_kwargs)
+    optimizer = torch.optim.AdamW(model.parameters())
+    save_checkpoint(path, model, optimizer, torch.optim.lr_scheduler.StepLR(optimizer, 1), 0,
+                    TrainConfig(variant=variant, size=32, prior=prior), {})
+    return path
+
+
+def test_a_teacher_without_the_run_s_prior_input_is_refused_before_the_data_loads(checkpoint, tmp_path,
+                                                                                  monkeypatch, caplog):
+    """prune --prior --teacher (a teacher without a prior input, or the reverse) was a RuntimeError traceback at the
+    first batch ('expected input[2, 4, 32, 32] to have 3 channels'), after all the data had loaded."""
+    import training.train
+
+    def no_data(cfg):
+        raise AssertionError("the data loaded before the teacher was checked")
+    monkeypatch.setattr(training.train, "load_training_data", no_data)
+    prior_teacher = save_untrained(tmp_path / "prior.pt", prior=True)
+    out = tmp_path / "run"
+    common = ["prune", "--data", "fasseg-v2-train", "--size", "32", "--epochs", "1", "--out", str(out)]
+    for argv, message in ((["--prior", "--teacher", str(checkpoint)], f"--teacher {checkpoint} was trained with "
+                                                                      "prior=False, this run has prior=True"),
+                          (["--teacher", str(prior_teacher)], f"--teacher {prior_teacher} was trained with "
+                                                              "prior=True, this run has prior=False")):
+        caplog.clear()
+        assert main([*common, *argv]) == 2, argv
+        assert message in caplog.text and not out.exists(), argv
+
+
+def test_slim_checks_its_out_and_leaves_no_folder_when_it_fails(checkpoint, tmp_path, caplog):
+    """slim corrupt.pt --out nd3/a/b.pt left an empty nd3/a/ (made before the checkpoint was read); --out below a
+    file or in /proc gave a bare errno message; --out s.txt was written."""
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(checkpoint.read_bytes()[:1000])
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    for source, out, message in (
+            (corrupt, tmp_path / "nd3" / "a" / "b.pt", f"{corrupt}: not a training checkpoint"),
+            (checkpoint, a_file / "s.pt", f"--out {a_file / 's.pt'}: cannot write there (a file, not a folder)"),
+            (checkpoint, Path("/proc/x/y.pt"), "--out /proc/x/y.pt: cannot write there ("),
+            (checkpoint, tmp_path / "nd3" / "s.txt", "expected a .pt file")):
+        caplog.clear()
+        assert main(["slim", str(source), "--out", str(out)]) == 2, out
+        assert message in caplog.text, out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "corrupt.pt", "last.pt"]
+    assert main(["slim", str(checkpoint), "--out", str(tmp_path / "nd3" / "a" / "b.pt")]) == 0  # a new folder
+    assert (tmp_path / "nd3" / "a" / "b.pt").is_file()
+
+
+def test_evaluate_checks_every_data_name_before_measuring(checkpoint, data_root, monkeypatch, caplog, capsys):
+    """evaluate CK --data fasseg-v2-test bogus measured fasseg-v2-test, then failed on bogus."""
+    import training.evaluate
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("a set was measured before every name was checked")
+    monkeypatch.setattr(training.evaluate, "evaluate", no_work)
+    assert main(["evaluate", str(checkpoint), "--data", "fasseg-v2-test", "bogus", "--data-root",
+                 str(data_root)]) == 2
+    assert "unknown data set 'bogus'" in caplog.text and capsys.readouterr().out == ""
+
+
+def test_weights_of_another_model_are_named_by_tensor(tmp_path, caplog):
+    """The message kept torch's first line alone: 'Error(s) in loading state_dict for UNet:'."""
+    other_variant = save_untrained(tmp_path / "other.pt", "unet-226k", built="mobile-unet")
+    assert main(["evaluate", str(other_variant), "--data", "fasseg-v2-test"]) == 2
+    assert f"{other_variant}: its weights are not a 'unet-226k' model's (missing down.0.0.0.weight, " in caplog.text
+    assert "; unexpected stem.0.weight, " in caplog.text and " more" in caplog.text
+    assert "Error(s) in loading" not in caplog.text
+    torch = pytest.importorskip("torch")
+    four_channels = save_untrained(tmp_path / "four.pt", prior=True)
+    ckpt = torch.load(four_channels, weights_only=False)
+    torch.save({**ckpt, "model_kwargs": {"in_channels": 3}}, four_channels)
+    caplog.clear()
+    assert main(["evaluate", str(four_channels), "--data", "fasseg-v2-test"]) == 2
+    assert "(other shapes: down.0.0.0.weight (32, 4, 3, 3) for (32, 3, 3, 3))" in caplog.text
+
+
+def test_an_empty_gallery_set_is_named(tmp_path, caplog):
+    """augment-gallery --data folder:<no photos> was numpy's 'need at least one array to concatenate'."""
+    folder = tmp_path / "set"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    assert main(["augment-gallery", "--data", f"folder:{folder}", "--out", str(tmp_path / "g.jpg")]) == 1
+    assert f"--data folder:{folder}: no usable photo to show" in caplog.text
+    assert not (tmp_path / "g.jpg").exists()
+
+
+def test_a_prune_option_given_to_train_says_it_is_prune_s(capsys):
+    """It was the top-level usage's 'unrecognized arguments: --teacher-skip X'."""
+    for argv in (["--teacher-skip", "celeb1k-train-hat"], ["--teacher-flip"], ["--alpha", "0.3"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(["train", *argv])
+        assert exit_.value.code == 2
+        assert f"{argv[0]} is a prune option" in capsys.readouterr().err, argv
+
+
+def test_a_folder_given_as_a_checkpoint_is_called_a_folder(checkpoint, tmp_path, monkeypatch, caplog):
+    """It was 'not found'."""
+    import training.train
+    monkeypatch.setattr(training.train, "load_training_data", lambda cfg: pytest.fail("the data loaded"))
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    common = ["--data", "fasseg-v2-train", "--size", "32", "--out", str(tmp_path / "run")]
+    for argv, named in ((["evaluate", str(folder), "--data", "fasseg-v2-test"], "checkpoint"),
+                        (["slim", str(folder), "--out", str(tmp_path / "s.pt")], "checkpoint"),
+                        (["train", "--init", str(folder), *common], "--init checkpoint"),
+                        (["prune", "--teacher", str(folder), *common], "--teacher checkpoint")):
+        caplog.clear()
+        assert main(argv) == 2, argv
+        assert f"{named} {folder} is a folder, not a checkpoint file" in caplog.text, argv
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-folder", "last.pt"]

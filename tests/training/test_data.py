@@ -385,3 +385,18 @@ def test_scenery_crops_are_hair_free_squares_of_their_photos_and_stay_on_their_p
     scenery = [p for p in train_pairs if p.of]
     assert scenery and not {p.of for p in scenery} & held, "a crop of a validation photo was trained on"
     assert {p.name for p in val_pairs} == held, "the crops add nothing to the validation"
+
+
+def test_a_figaro_photo_without_a_frame_number_is_skipped_with_a_warning(tmp_path, data_root, caplog):
+    """Frame-copy-org.jpg (a copy beside the originals) matched the listing's Frame*-org.jpg and was an
+    AttributeError ('NoneType' object has no attribute 'group')."""
+    real = data.resolve("figaro-test", data_root)[:2]
+    for kind in ("Original", "GT"):
+        (tmp_path / "figaro1k" / kind / "Testing").mkdir(parents=True)
+    for p in real:
+        (tmp_path / "figaro1k" / "Original" / "Testing" / p.image.name).symlink_to(p.image)
+        (tmp_path / "figaro1k" / "GT" / "Testing" / p.mask.name).symlink_to(p.mask)
+    (tmp_path / "figaro1k" / "Original" / "Testing" / "Frame-copy-org.jpg").symlink_to(real[0].image)
+    pairs = data.resolve("figaro-test", tmp_path)
+    assert [p.image.name for p in pairs] == [p.image.name for p in real]
+    assert "Frame-copy-org.jpg has no frame number" in caplog.text

@@ -120,3 +120,35 @@ def test_held_out_training_sets_and_test_sets_without_labels_are_refused_before_
     caplog.clear()
     assert main(["--test", f"folder:{folder}", *common]) == 1
     assert f"--test folder:{folder}: no labelled photo" in caplog.text and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--limit", "-1", "expected 0 or more, got -1"),  # was pairs[:-1]: each set's last image silently dropped
+    ("--pixels-per-image", "-1", "expected 1 or more, got -1"),  # numpy's 'negative dimensions'
+    ("--pixels-per-image", "0", "expected 1 or more, got 0"),  # scikit-learn's n_splits error
+    ("--folds", "1", "expected 2 or more, got 1"),
+    ("--trees", "0", "expected 1 or more, got 0"),
+    ("--cells", "1", "expected 2 or more, got 1")])
+def test_numbers_out_of_range_are_refused_naming_the_option(option, value, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([option, value, "--out", str(tmp_path / "out")])
+    assert exit_.value.code == 2
+    assert f"argument {option}: {message}" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_out_that_cannot_be_written_is_named_and_a_failed_run_leaves_no_folder(data_root, tmp_path, caplog):
+    """--out was made before any work (a failure left it empty) and a bad one gave the OS's bare errno message."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    common = ["--data-root", str(data_root), "--limit", "2", "--size", "32", "--cells", "8", "--trees", "2"]
+    for out, why in ((a_file, "a file, not a folder"), (a_file / "run", "Not a directory"),
+                     (Path("/proc/run"), "")):  # /proc takes no new file or folder, root or not
+        caplog.clear()
+        assert main([*common, "--out", str(out)]) == 2, out
+        assert f"--out {out}: cannot write there ({why}" in caplog.text, out
+    caplog.clear()
+    out = tmp_path / "new" / "run"
+    assert main([*common, "--folds", "3", "--train", "fasseg-v2-train", "--out", str(out)]) == 2  # 2 images, 3 folds
+    assert "3 folds need at least 3 image groups" in caplog.text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"] and a_file.read_text() == "x"

@@ -8,19 +8,24 @@ torch = pytest.importorskip("torch", reason="training needs the [train] extra (t
 
 from training.augment import stretch  # noqa: E402
 from training.data import resolve  # noqa: E402
-from training.from_onnx import OnnxImportError, load_onnx_weights  # noqa: E402
+from training.from_onnx import OnnxImportError, load_onnx_weights, onnx_convs  # noqa: E402
 from training.models import build_model, normalise  # noqa: E402
 from training.train import TrainConfig, load_checkpoint, train  # noqa: E402
 
-SHIPPED = Path(__file__).resolve().parents[2] / "models" / "hair-unet-226k.onnx"  # BatchNorms folded, uint8 input
+MODELS = Path(__file__).resolve().parents[2] / "models"
+SHIPPED = MODELS / "hair-unet-226k.onnx"  # BatchNorms folded, uint8 input
 
 
 @pytest.fixture(scope="module")
-def photos(data_root):
+def figaro_images(data_root):
+    return [p.load()[0] for p in resolve("figaro-train", data_root)[:24]]
+
+
+@pytest.fixture(scope="module")
+def photos(figaro_images):
     if not SHIPPED.is_file():
         pytest.skip(f"no shipped file at {SHIPPED}")
-    pairs = resolve("figaro-train", data_root)[:24]
-    return np.stack([stretch(p.load()[0], (256, 256)) for p in pairs])
+    return np.stack([stretch(img, (256, 256)) for img in figaro_images])
 
 
 def test_the_rebuilt_model_computes_what_the_file_computes(photos):
@@ -34,6 +39,44 @@ def test_the_rebuilt_model_computes_what_the_file_computes(photos):
         training = torch.sigmoid(model.train()(x))[:, 0].numpy()  # BatchNorms on this batch's own statistics
     assert np.abs(rebuilt - shipped).max() < 1e-4
     assert ((training > 0.5) == (shipped > 0.5)).mean() > 0.85, "train mode starts near the file, not afresh"
+
+
+@pytest.mark.parametrize("name", ["hair-mobile-unet.onnx", "hair-mobile-unet-wide.onnx"])
+def test_a_split_concat_file_loads_into_its_variant_and_computes_what_it_computes(name, figaro_images):
+    """export's split-concat rewrite cuts each decoder merge's convolutions in two (34 of the 26 mobile-unet runs):
+    joined back, the model computes the file's probabilities (onnxruntime's)."""
+    import onnx
+    import onnxruntime as ort
+    path = MODELS / name
+    if not path.is_file():
+        pytest.skip(f"no shipped file at {path}")
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert "split-concat" in meta["export.optimised"]
+    h, w = map(int, meta["input_size"].split(","))
+    images = np.stack([stretch(img, (h, w)) for img in figaro_images[:12]])
+    model = build_model(meta["variant"])
+    load_onnx_weights(model, path, images[:8])
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    shipped = session.run(["hair"], {"image": images[8:]})[0][:, 0]
+    with torch.no_grad():
+        rebuilt = torch.sigmoid(model.eval()(normalise(torch.from_numpy(images[8:]))))[:, 0].numpy()
+    assert np.abs(rebuilt - shipped).max() < 1e-4
+
+
+def test_a_prior_input_file_is_refused_by_name(tmp_path, data_root, caplog):
+    """Its first convolution reads 4 channels: numpy's broadcast error '(24,4,3,3) (1,3,1,1)' was all it said."""
+    from training.cli import main
+    prior_file = MODELS / "hair-mobile-unet-prior.onnx"
+    if not prior_file.is_file():
+        pytest.skip(f"no shipped file at {prior_file}")
+    with pytest.raises(OnnxImportError, match="takes a prior input"):
+        onnx_convs(prior_file)
+    out = tmp_path / "run"
+    assert main(["train", "--variant", "mobile-unet", "--data", "fasseg-v2-train", "--data-root", str(data_root),
+                 "--limit", "4", "--batch", "2", "--size", "32", "--epochs", "1", "--init", str(prior_file),
+                 "--out", str(out)]) == 2
+    assert f"{prior_file} takes a prior input" in caplog.text
+    assert not out.exists()
 
 
 def test_a_file_of_another_variant_is_refused(photos):
