@@ -183,7 +183,7 @@ def hsv_command(args) -> int:
         raise ImportError(f"the HSV plot needs matplotlib (pip install matplotlib): {e}") from None
     portraits = {p.name: p for p in load_portraits(args.data_root)}
     if args.portrait not in portraits:
-        raise KeyError(f"no portrait {args.portrait!r}; known: {', '.join(sorted(portraits))}")
+        raise ValueError(f"no portrait {args.portrait!r}; known: {', '.join(sorted(portraits))}")  # KeyError: quoted
     p = portraits[args.portrait]
     result = run_portraits([p], "json", args.data_root, args.k)[0]
     d = result.debug
@@ -233,15 +233,19 @@ def hsv_command(args) -> int:
 
 
 def _run(command):
-    """An unwritable output or a missing matplotlib is a runtime error (exit 1), one logged line."""
+    """--out made and checked before the work (a usage error naming it, exit 2: it was the OS's bare message after
+    the work, exit 1 or 2 by command); a failed write after it or a missing matplotlib is a runtime error (exit 1),
+    one logged line."""
     def run(args) -> int:
-        try:
-            return command(args)
-        except (OSError, ImportError) as e:
-            if isinstance(e, FileNotFoundError):
-                raise  # a missing input: the CLI's usage error (exit 2)
-            _log.error("%s", e)
-            return 1
+        from training.cli import out_folder
+        with out_folder(args.out, f"--out {args.out}"):
+            try:
+                return command(args)
+            except (OSError, ImportError) as e:
+                if isinstance(e, FileNotFoundError):
+                    raise  # a missing input: the CLI's usage error (exit 2)
+                _log.error("%s", e)
+                return 1
     return run
 
 

@@ -7,6 +7,7 @@ Exit codes: 0 ok, 1 a check failed (parity, int8 rule, contract) or a runtime er
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import shlex
@@ -29,9 +30,10 @@ def _command(argv: list[str]) -> str:
 def _staging(out: Path, *sources: str | Path) -> Path:
     """Where a file is built and checked before it may take its final name (not *.onnx, so that nothing
     globbing models/*.onnx meanwhile picks up a half-checked file). An --out that is one of the command's input
-    `sources` (it would be replaced by what is made of it), a folder, or in no folder is refused first."""
+    `sources` (it would be replaced by what is made of it), a folder, in no folder or not a .onnx file (the device
+    and the card look for *.onnx) is refused first."""
     from training.cli import check_output_path
-    return check_output_path(out, *sources).with_name(out.name + ".unchecked")
+    return check_output_path(out, *sources, suffixes=(".onnx",)).with_name(out.name + ".unchecked")
 
 
 def _print_eval(results: dict) -> None:
@@ -45,13 +47,19 @@ def _print_eval(results: dict) -> None:
 def cmd_onnx(args) -> int:
     import torch
 
-    from .evaluation import TWIN_KEY, eval_metadata, evaluate_file, heldout_twin_check
+    from .evaluation import TWIN_KEY, check_data_sets, check_stored_sets, eval_metadata, evaluate_file
     from .metadata import update_metadata
     from .onnx_export import export_checkpoint
     from .parity import check_parity
     torch.set_num_threads(args.threads or 2)
     out = Path(args.out)
     staging = _staging(out, args.checkpoint)
+    # every input before the export and its parity check: a wrong twin or data set was said only after them
+    if args.eval:
+        check_data_sets(args.data, args.data_root)
+        check_stored_sets(args.data, "--eval")
+    if args.heldout_twin:
+        _check_twin_of_checkpoint(args.checkpoint, Path(args.heldout_twin), args.data_root)
     try:
         _, wrapper, _ = export_checkpoint(args.checkpoint, staging, args.threshold, args.opset, args.command)
         report = check_parity(wrapper, staging, args.parity_images, data_root=args.data_root, threads=args.threads)
@@ -60,7 +68,6 @@ def cmd_onnx(args) -> int:
             _log.error("the exported graph does not match PyTorch; %s not written", out)
             return EXIT_ERROR
         if args.heldout_twin:
-            heldout_twin_check(staging, Path(args.heldout_twin), args.data_root)
             update_metadata(staging, {TWIN_KEY: os.path.relpath(args.heldout_twin, out.parent)})
         if args.eval:
             results = evaluate_file(staging, tuple(args.data), args.data_root, args.threads, heldout=True)
@@ -73,12 +80,30 @@ def cmd_onnx(args) -> int:
     return EXIT_OK
 
 
+def _check_twin_of_checkpoint(checkpoint: str, twin: Path, data_root: Path) -> None:
+    """--heldout-twin checked against what the checkpoint's file will be (variant, size, training sets)."""
+    from training.train import load_checkpoint
+
+    from .evaluation import twin_check
+    from .onnx_export import NEEDED_KEYS, trained_on
+    _, ckpt = load_checkpoint(checkpoint, NEEDED_KEYS)
+    twin_check(Path(checkpoint).name, {"variant": ckpt["variant"], "trained_on": trained_on(ckpt)},
+               tuple(int(v) for v in ckpt["size"]), twin, data_root)
+
+
 def cmd_int8(args) -> int:
+    from device.model_file import check_file
+
+    from .evaluation import check_data_sets, check_stored_sets
     from .metadata import update_metadata
-    from .qualify import compare
+    from .qualify import check_rule_set, compare
     from .quantize import quantize_file
     out = Path(args.out)
     staging = _staging(out, args.model)
+    check_file(Path(args.model), missing_hint="")  # the file first, then the sets' names
+    check_data_sets(args.data, args.data_root)
+    check_rule_set(args.data)  # before quantising: the rule's set was asked for only after it
+    check_stored_sets(args.data, "int8")
     try:
         quantize_file(args.model, staging, args.calib, args.method, tuple(args.calib_data), args.data_root,
                       args.command)
@@ -121,9 +146,15 @@ def check_json(args, *inputs: str | Path) -> None:
 
 
 def cmd_eval(args) -> int:
-    from .evaluation import eval_metadata, evaluate_file
+    from device.model_file import check_file
+
+    from .evaluation import check_data_sets, check_stored_sets, eval_metadata, evaluate_file
     from .metadata import update_metadata
     check_json(args, args.model)
+    check_file(Path(args.model), missing_hint="")  # the file first, then the sets' names
+    check_data_sets(args.data, args.data_root)
+    if args.write:
+        check_stored_sets(args.data, "--write")
     results = evaluate_file(args.model, tuple(args.data), args.data_root, args.threads, heldout=args.write)
     _print_eval(results)
     if args.json:
@@ -151,8 +182,10 @@ def cmd_check(args) -> int:
         try:
             model = load_model(path)
         except ModelContractError as e:
-            print(f"REFUSED {_as_argument(e)}")  # every file is still checked; a path with no file is a wrong argument
-            status = max(status, EXIT_USAGE if isinstance(e, FileNotFoundError) else EXIT_ERROR)
+            print(f"REFUSED {_as_argument(e)}")  # every file is still checked
+            # a path with no file, or a folder, is a wrong argument; a file that is no model a failed check
+            wrong_argument = isinstance(e, FileNotFoundError) or Path(path).is_dir()
+            status = max(status, EXIT_USAGE if wrong_argument else EXIT_ERROR)
             continue
         print(f"OK {path}: input {model.input_size[0]}x{model.input_size[1]}, threshold {model.threshold:g}"
               f"{', prior input' if model.has_prior else ''}")
@@ -172,22 +205,26 @@ def cmd_card(args) -> int:
 
 def cmd_breakdown(args) -> int:
     from device.model_file import check_file
+    from training.cli import out_folder
 
     from .breakdown import check_gallery_place, gallery, gallery_name, measure, report
-    from .evaluation import heldout_file
+    from .evaluation import check_data_sets, heldout_file
     check_file(Path(args.model), missing_hint="")  # before where its gallery goes: the first thing to say
+    check_data_sets(args.data, args.data_root)
     outs = {spec: Path(args.out_dir) / gallery_name(args.model, spec) for spec in args.data}
     for spec, out in outs.items():  # celeb1k photos never go next to the shipped files
         check_gallery_place(spec, out, [Path(args.model).parent])
-    for spec in args.data:
-        b = measure(args.model, spec, args.data_root, args.threads, args.every, worst=args.worst)
-        twin = heldout_file(args.model, spec, args.data_root)
-        if twin != Path(args.model):
-            print(f"{spec}: {Path(args.model).name} trained on these photos (a refit): not a held-out figure; "
-                  f"its held-out twin: {twin}")
-        print(report(b) + "\n")
-        if args.worst:
-            print(f"wrote {gallery(b, outs[spec])}")
+    # the galleries' folder before the measuring: a wrong one was said after the whole table
+    with out_folder(args.out_dir, f"--out-dir {args.out_dir}") if args.worst else contextlib.nullcontext():
+        for spec in args.data:
+            b = measure(args.model, spec, args.data_root, args.threads, args.every, worst=args.worst)
+            twin = heldout_file(args.model, spec, args.data_root)
+            if twin != Path(args.model):
+                print(f"{spec}: {Path(args.model).name} trained on these photos (a refit): not a held-out figure; "
+                      f"its held-out twin: {twin}")
+            print(report(b) + "\n")
+            if args.worst:
+                print(f"wrote {gallery(b, outs[spec])}")
     return EXIT_OK
 
 
@@ -241,8 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="measure an exported file on the benchmarks")
     p.add_argument("model", help="contract-v1 .onnx file")
     p.add_argument("--data", nargs="+", default=list(BENCHMARKS))
-    p.add_argument("--write", action="store_true", help="store the figures in the file's eval.* metadata (a refit's "
-                                                          "on photos it trained on: its held-out twin's)")
+    p.add_argument("--write", action="store_true", help="store the figures in the file's eval.* metadata (the "
+                                                          "benchmarks only; a refit's on photos it trained on: its "
+                                                          "held-out twin's)")
     p.add_argument("--json", help="also write the metrics (with per-group figures) here")
     common(p)
     p.set_defaults(func=cmd_eval)

@@ -10,7 +10,7 @@ import numpy as np
 
 from device.model_file import flip_averaged
 
-from .evaluation import BENCHMARKS, load_benchmark, onnx_predictor, saw
+from .evaluation import BENCHMARKS, check_data_sets, load_benchmark, onnx_predictor, saw
 
 
 def per_photo_iou(path: str | Path, arrays: list, threads: int = 0, flip: bool = False,
@@ -53,6 +53,7 @@ def compare(paths: list[str | Path], data_sets: tuple[str, ...] = BENCHMARKS, da
         check_file(Path(path), missing_hint="")
     for path in paths:
         load_model(path, threads=1)  # the whole contract too, before the photos load
+    check_data_sets(data_sets, data_root)  # and every set: a wrong last one was said after the others' figures
     out = {}
     for spec in data_sets:
         arrays, groups = load_benchmark(spec, data_root, limit)

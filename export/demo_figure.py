@@ -62,11 +62,11 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no model file at {args.model}")
     from training.cli import check_output_path
 
+    from .classical_figures import write_image
     from .cli import IMAGE_SUFFIXES
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    check_output_path(args.out, args.model, suffixes=IMAGE_SUFFIXES)  # before the work: x.txt was cv2's traceback
+    # before the work: x.txt was cv2's traceback; a missing folder is refused, as by the other commands
+    check_output_path(args.out, args.model, suffixes=IMAGE_SUFFIXES)
     figure = demo_figure(args.model, args.colour)
-    if not cv2.imwrite(str(args.out), cv2.cvtColor(figure, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85]):
-        raise ValueError(f"cannot write an image to {args.out} (use .jpg or .png)")
+    write_image(args.out, figure)  # the suffix's own options: a JPEG quality given to a PNG was cv2's warning
     _log.info("wrote %s (%dx%d)", args.out, figure.shape[1], figure.shape[0])
     return 0

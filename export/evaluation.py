@@ -20,6 +20,28 @@ def metadata_prefix(data_set: str) -> str:
     return "eval." + data_set.replace("-", "_")
 
 
+def check_data_sets(data_sets: tuple[str, ...] | list[str], data_root: Path | None = None,
+                    option: str = "--data") -> None:
+    """Every data set found (its files listed, none decoded) before the first is measured: a wrong last name
+    failed after the others' whole measurement, their figures lost. A ValueError naming `option` and the set."""
+    from training import data as datasets
+    for spec in data_sets:
+        try:
+            datasets.resolve(spec, data_root or datasets.DEFAULT_DATA_ROOT)
+        except datasets.DataSpecError as e:
+            raise ValueError(f"{option} {spec}: {e}") from None
+
+
+def check_stored_sets(data_sets: tuple[str, ...] | list[str], why: str) -> None:
+    """Only the benchmarks' figures are stored in a file's eval.* metadata (the card reads those): any other set
+    (a folder:PATH set made keys like `eval.folder:/some/ds.iou`) is refused by name before the work; `why` names
+    what would store them."""
+    others = [spec for spec in data_sets if spec not in BENCHMARKS]
+    if others:
+        raise ValueError(f"--data {' '.join(others)}: {why} stores figures of the benchmarks only "
+                         f"({', '.join(BENCHMARKS)}); measure other sets without it")
+
+
 def load_benchmark(spec: str, data_root: Path | None = None, limit: int = 0) -> tuple[list, list[str]]:
     """Decoded (photo, mask) pairs of a data set and each pair's group; `limit` > 0 keeps the first pairs."""
     arrays, groups, _ = load_named(spec, data_root, limit)
@@ -105,15 +127,23 @@ def heldout_file(path: str | Path, spec: str, data_root: Path | None = None) -> 
 def heldout_twin_check(path: str | Path, twin: Path, data_root: Path | None = None) -> None:
     """A ValueError unless `path` is a refit and `twin` a file of its variant and input size that is not."""
     from device.model_file import load_model
+    mine = load_model(path)
+    twin_check(Path(path).name, mine.metadata, mine.input_size, twin, data_root)
+
+
+def twin_check(name: str, meta: dict[str, str], input_size: tuple[int, int], twin: Path,
+               data_root: Path | None = None) -> None:
+    """`heldout_twin_check` of what a file `name` is or will be (its metadata's `variant` and `trained_on`, its
+    input size): `export onnx` checks the checkpoint's before the export."""
+    from device.model_file import load_model
     if not twin.is_file():
         raise ValueError(f"--heldout-twin: no file {twin}")
-    mine = load_model(path)
-    if not trained_photos(mine.metadata, data_root):
-        raise ValueError(f"--heldout-twin: {Path(path).name} trained on no validation photos (not a refit)")
+    if not trained_photos(meta, data_root):
+        raise ValueError(f"--heldout-twin: {name} trained on no validation photos (not a refit)")
     theirs = load_model(twin)
-    if (mine.metadata.get("variant"), mine.input_size) != (theirs.metadata.get("variant"), theirs.input_size):
+    if (meta.get("variant"), tuple(input_size)) != (theirs.metadata.get("variant"), tuple(theirs.input_size)):
         raise ValueError(f"--heldout-twin: {twin.name} is {theirs.metadata.get('variant')} at {theirs.input_size}, "
-                         f"not {mine.metadata.get('variant')} at {mine.input_size}")
+                         f"not {meta.get('variant')} at {tuple(input_size)}")
     if trained_photos(theirs.metadata, data_root):
         raise ValueError(f"--heldout-twin: {twin.name} is a refit itself")
 

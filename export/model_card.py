@@ -9,7 +9,7 @@ from pathlib import Path
 
 import onnxruntime
 
-from device.bench.docs_block import GeneratedBlock
+from device.bench.docs_block import GeneratedBlock, read_markdown
 from device.model_file import load_model
 
 from .speed import cpu_name, side_by_side
@@ -132,7 +132,11 @@ def write_card(models_dir: str | Path, out: str | Path | None = None, runs: int 
         raise FileNotFoundError(f"no .onnx files in {models_dir}")
     out = Path(out) if out else models_dir / "README.md"
     from training.cli import check_output_path
-    check_output_path(out, option="--out")  # before the timing and the breakdown: a card that cannot be written
+    # before the timing and the breakdown: a card that cannot be written, or markdown written into a .onnx or .json
+    check_output_path(out, option="--out", suffixes=(".md",))
+    text = read_markdown(out, "--out") if out.is_file() else ""
+    if BLOCK.begin in text or BLOCK.end in text:
+        BLOCK.check(out, "--out")  # a broken block (two begin lines...) is refused now, not after the work
     latency = side_by_side(files, runs=runs) if bench else None
     default_path = models_dir / (default or card_default.default_name())
     section = None
@@ -143,8 +147,8 @@ def write_card(models_dir: str | Path, out: str | Path | None = None, runs: int 
     empty = f"{BLOCK.begin_line(command)}\n{BLOCK.end}\n"
     if not out.is_file():
         out.write_text(HEADER + empty)
-    elif BLOCK.begin not in (old := out.read_text()):  # a hand-written file without markers: the card goes below
+    elif BLOCK.begin not in (old := read_markdown(out, "--out")):  # hand-written, no markers: the card goes below
         out.write_text(old.rstrip("\n") + "\n\n" + empty)
-    BLOCK.rewrite(out, card, command)  # a file with a broken block (two begin lines...) is refused, not guessed at
+    BLOCK.rewrite(out, card, command, "--out")  # a block broken meanwhile is refused, not guessed at
     _log.info("wrote %s (%d files)", out, len(files))
     return out

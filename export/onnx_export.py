@@ -43,6 +43,14 @@ class ContractWrapper(nn.Module):
         return torch.sigmoid(self.net(x))
 
 
+NEEDED_KEYS = ("size",)  # what an export reads of a checkpoint besides its weights, refused by name when absent
+
+
+def trained_on(ckpt: dict) -> str:
+    """The checkpoint's training sets as the file's `trained_on` metadata says them."""
+    return ",".join(ckpt.get("config", {}).get("data", [])) or "unknown"
+
+
 def has_prior_input(ckpt: dict) -> bool:
     return int(ckpt.get("model_kwargs", {}).get("in_channels", 3)) == 4
 
@@ -69,7 +77,7 @@ def contract_metadata(net: nn.Module, ckpt: dict, checkpoint: Path, threshold: f
         "macs": count_macs(net, (h, w), in_channels),
         "input_size": f"{h},{w}",
         "threshold": f"{threshold:g}",
-        "trained_on": ",".join(config.get("data", [])) or "unknown",
+        "trained_on": trained_on(ckpt),
         "export.date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d"),
         "export.command": command,
         "export.opset": opset,
@@ -132,7 +140,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, threshold: float 
     checkpoint, out = Path(checkpoint), Path(out)
     if not checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
-    net, ckpt = load_checkpoint(checkpoint)
+    net, ckpt = load_checkpoint(checkpoint, NEEDED_KEYS)  # one without `size` was a bare "'size'"
     wrapper = ContractWrapper(net, has_prior_input(ckpt)).eval()
     size = tuple(int(v) for v in ckpt["size"])
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -60,9 +60,34 @@ def view_regions(cam, t: float, photo_labels: dict) -> dict[str, np.ndarray]:
             for r, m in region_masks(photo_labels, cam.photos[index].shape[:2]).items()}
 
 
-def load_demo_labels(path: str | Path = DEMO_LABELS) -> dict:
-    """The hand labels of the demo photos: {photo name: {'size': [w, h], 'hair': [...], 'not_hair': {...}}}."""
-    return json.loads(Path(path).read_text())["photos"]
+def load_demo_labels(path: str | Path = DEMO_LABELS, option: str = "--labels") -> dict:
+    """The hand labels of the demo photos: {photo name: {'size': [w, h], 'hair': [...], 'not_hair': {...}}}. A file
+    that is missing, not JSON or not laid out so is a ValueError (FileNotFoundError) naming `option` and the file."""
+    path = Path(path)
+    where = f"{option} {path}"
+    try:
+        labels = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{where}: no such file") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{where}: not a text file (expected the demo photos' labels as JSON)") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{where}: not JSON ({e})") from None
+    except OSError as e:
+        raise ValueError(f"{where}: cannot read it ({e.strerror or e})") from None
+    photos = labels.get("photos") if isinstance(labels, dict) else None
+    if not isinstance(photos, dict):
+        raise ValueError(f"{where}: expected {{\"photos\": {{photo name: labels}}}} (as {DEMO_LABELS.name})")
+    for name, entry in photos.items():
+        try:
+            regions = {"hair": entry["hair"], **entry["not_hair"]}
+            for polygons in regions.values():
+                for polygon in polygons:
+                    np.array(polygon, np.int32).reshape(-1, 2)  # [x, y] vertices, as region_masks fills them
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{where}: photo {name!r} needs 'hair' (a list of polygons of [x, y] points) and "
+                             "'not_hair' ({region: polygons})") from None
+    return photos
 
 
 def onnx_segmenter(model: str | Path, threads: int):
@@ -89,6 +114,7 @@ def measure(model: str | Path, keeps: list[str] | None = None, data: tuple[str, 
         if spec not in VALIDATION:
             raise ValueError(f"{spec!r} is not a validation split; choose from {', '.join(VALIDATION)} "
                              "(rules are never chosen on figaro-test or fasseg-v2-test)")
+    all_labels = load_demo_labels(labels) if labels else {}  # before the model and photos are loaded
     from .evaluation import heldout_file
     seg = onnx_segmenter(model, threads)
     # a refit's splits of photos it trained on: its held-out twin's masks (the demo's photos are never trained on)
@@ -122,7 +148,6 @@ def measure(model: str | Path, keeps: list[str] | None = None, data: tuple[str, 
         splits[spec] = {k: m.summary() for k, m in metrics.items()}
     demo = {}
     if labels:
-        all_labels = load_demo_labels(labels)
         for name, rgb in demo_photos().items():
             if name not in all_labels:
                 continue

@@ -63,12 +63,17 @@ class Int8Report:
                 "quant.ships": "yes" if self.ships else "no"}
 
 
+def check_rule_set(data_sets: tuple[str, ...] | list[str]) -> None:
+    """The shipping rule's set must be among those measured: `export int8` asks before quantising."""
+    if RULE_SET not in data_sets:
+        raise ValueError(f"--data {' '.join(data_sets)}: the shipping rule is measured on {RULE_SET}; include it")
+
+
 def compare(fp32: str | Path, int8: str | Path, data_sets: tuple[str, ...] = BENCHMARKS,
             data_root: Path | None = None, runs: int = 30, threads: int = 0, progress: bool = True,
             limit: int = 0) -> Int8Report:
     """Both files on the same benchmarks (`limit` > 0: first pairs only, for quick checks) and their speed."""
-    if RULE_SET not in data_sets:
-        raise ValueError(f"the shipping rule is measured on {RULE_SET}; include it in the data sets")
+    check_rule_set(data_sets)
     loaded: dict = {}  # both files see the very same decoded photos
     report = Int8Report(evaluate_file(fp32, data_sets, data_root, threads, progress, limit, loaded),
                         evaluate_file(int8, data_sets, data_root, threads, progress, limit, loaded), cpu=cpu_name())

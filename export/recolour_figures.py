@@ -110,7 +110,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("recolour-gallery", help="recolour metrics on Figaro Testing (dark and light hair) and "
                                                 "the gallery PNG", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-root", "--data", type=Path, default=DEFAULT_DATA_ROOT,
+    p.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT,
                    help="data root holding figaro1k/ (%(default)s)")
     p.add_argument("--out", type=Path, default=Path("out/recolour_gallery.png"), help="gallery PNG (%(default)s)")
     p.add_argument("--colour", default="crimson,royalblue",
@@ -141,6 +141,9 @@ def run(args: argparse.Namespace) -> int:
     check_output_path(args.out, suffixes=IMAGE_SUFFIXES)  # before the work
     if args.docs:
         DOCS.check(args.docs)  # before the work
+    if not (args.data_root / "figaro1k").is_dir():  # `--data figaro-test` (a data set's name) was taken as a path
+        raise FileNotFoundError(f"--data-root {args.data_root}: no figaro1k/ in it (give the data root folder "
+                                "holding figaro1k/, not a data set's name)")
     sets = dark_and_light(figaro_test(args.data_root), args.count)
     tables = [markdown_table(measure(sets, colour, args.colour2), colour, args.colour2) for colour in colours]
     for table in tables:

@@ -340,12 +340,32 @@ def test_the_projection_keeps_each_models_share_of_dense_throughput():
     (["--rounds", "0"], "--rounds"),
     (["--budget", "-1"], "--budget"),
     (["--budget", "nan"], "--budget"),
+    (["--budget", "1e308"], "--budget"),  # planned rounds of 3.3e307 s: it ran until killed
+    (["--budget", "3601"], "--budget"),
+    (["--rounds", "99999999999999999999"], "--rounds"),  # rounds of 0.00 s, as many as that
+    (["--rounds", "1001"], "--rounds"),
     (["--camera-fps", "inf"], "--camera-fps"),
 ])
 def test_bad_options_exit_2_naming_the_option(small_model, argv, message, capsys):
     with pytest.raises(SystemExit) as stop:
         main([str(small_model), "--quick", *argv])
     assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("what, said", [("fifo", "not a regular file or folder (a pipe"),
+                                        ("loop", "cannot look at it: Too many levels of symbolic links"),
+                                        ("dangling", "a symbolic link to nothing")])
+def test_a_model_path_that_is_a_pipe_or_a_broken_link_says_what_it_is(what, said, tmp_path, capsys):
+    """Each was "no such model file or folder", about a name that is there."""
+    path = tmp_path / "model.onnx"
+    if what == "fifo":
+        os.mkfifo(path)
+    elif what == "loop":
+        path.symlink_to(path)
+    else:
+        path.symlink_to(tmp_path / "gone.onnx")
+    assert main([str(path), "--quick"]) == 2
+    assert f"{path}: {said}" in capsys.readouterr().err
 
 
 def test_bad_model_paths_and_ref_exit_2_naming_them(small_model, tmp_path, capsys):
@@ -498,3 +518,21 @@ def test_ctrl_c_is_one_line_and_exit_130(small_model, tmp_path, monkeypatch, cap
     assert main([str(small_model), "--quick", "--no-threads", "--out", str(out)]) == 130
     assert "interrupted (Ctrl-C)" in caplog.text and not out.exists()
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_docs_file_that_is_no_text_or_has_a_broken_block_is_named_by_its_option(tmp_path):
+    """--docs naming a binary file was a bare "'utf-8' codec can't decode byte 0xd3", naming neither the file nor
+    the option; `export card` checks its --out with the same block, and was told '--docs'."""
+    from device.bench.docs_block import GeneratedBlock
+    from device.bench.models import BenchUsageError
+    block = GeneratedBlock("stages")
+    binary, broken = tmp_path / "model.onnx", tmp_path / "card.md"
+    binary.write_bytes(b"\x08\xd3\x07\x12\x00binary")
+    broken.write_text(f"{block.begin_line('a')}\n{block.begin_line('b')}\n{block.end}\n")
+    with pytest.raises(BenchUsageError, match=re.escape(f"--docs {binary}: not a text file")):
+        block.check(binary)
+    with pytest.raises(BenchUsageError, match=re.escape(f"--out {binary}: not a text file")):
+        block.rewrite(binary, "table", "cmd", option="--out")
+    with pytest.raises(BenchUsageError, match=re.escape(f"--out {broken}: expected one block")):
+        block.check(broken, option="--out")
+    assert binary.read_bytes() == b"\x08\xd3\x07\x12\x00binary"

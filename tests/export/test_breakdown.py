@@ -325,3 +325,22 @@ def test_a_subset_of_every_kth_photo_needs_k_of_1_or_more(every):
     from export.evaluation import load_named
     with pytest.raises(ValueError, match=f"every must be 1 or more.*not {every}"):
         load_named(FIGARO, every=every)
+
+
+def test_an_out_dir_that_cannot_be_a_folder_is_named_before_the_measuring(default_model, tmp_path, monkeypatch,
+                                                                          caplog):
+    """`breakdown M --out-dir /proc/x` (or a file) printed the whole table, then "[Errno 2] No such file or
+    directory: '/proc/x'"."""
+    import export.breakdown
+    from export.cli import EXIT_USAGE, main
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("measured before --out-dir was checked")
+    monkeypatch.setattr(export.breakdown, "measure", no_work)
+    afile = tmp_path / "afile"
+    afile.write_text("kept\n")
+    for out, words in (("/proc/x", "cannot write there"), (str(afile), "cannot write there (a file, not a folder)")):
+        caplog.clear()
+        assert main(["breakdown", str(default_model), "--data", FIGARO, "--out-dir", out]) == EXIT_USAGE, out
+        assert f"--out-dir {out}: {words}" in caplog.text, out
+    assert afile.read_text() == "kept\n"

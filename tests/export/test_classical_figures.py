@@ -54,3 +54,29 @@ def test_box_iou_by_hand():
     assert box_iou((0, 0, 10, 20), (0, 10, 10, 20)) == pytest.approx(100 / 300)  # overlap in y only
     assert box_iou((100, 0, 10, 10), (0, 100, 10, 10)) == 0.0  # apart on both axes
     assert box_iou((0, 0, 4, 4), (1, 1, 2, 2)) == pytest.approx(4 / 16)
+
+
+def test_an_out_that_cannot_be_a_folder_is_exit_2_before_the_work(tmp_path, monkeypatch, caplog):
+    """`--out /proc/x` and `--out afile` failed after the work with the OS's bare message, exit 1 for hsv and 2
+    for gallery."""
+    import export.classical_figures
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the portraits were read before --out was checked")
+    monkeypatch.setattr(export.classical_figures, "load_portraits", no_work)
+    afile = tmp_path / "afile"
+    afile.write_text("kept\n")
+    for figure in ("hsv", "gallery"):
+        for out, words in ((Path("/proc/x"), "cannot write there"), (afile, "cannot write there (a file, not a folder)")):
+            caplog.clear()
+            assert main(["classical-figures", figure, "--out", str(out)]) == 2, (figure, out)
+            assert f"--out {out}: {words}" in caplog.text, (figure, out)
+    assert afile.read_text() == "kept\n" and [p.name for p in tmp_path.iterdir()] == ["afile"]
+
+
+def test_an_unknown_portrait_is_said_without_quotes_around_it(data_root, tmp_path, caplog):
+    """The message was a KeyError's repr: the whole line in quotes."""
+    assert main(["classical-figures", "hsv", "No-Such-Portrait", "--data-root", str(data_root),
+                 "--out", str(tmp_path / "figures")]) == 2
+    assert caplog.messages[-1].startswith("no portrait 'No-Such-Portrait'; known: Akagi, ")
+    assert list(tmp_path.iterdir()) == []  # the folder made for it is gone again

@@ -30,3 +30,22 @@ def test_demo_figure_recolours_the_photos(tmp_path):
 
 def test_missing_model_is_a_usage_error(tmp_path):
     assert main(["demo-figure", "--model", str(tmp_path / "absent.onnx"), "--out", str(tmp_path / "x.jpg")]) == 2
+
+
+@pytest.mark.parametrize("name", ["demo.png", "demo.jpg"])
+def test_the_figure_is_written_with_its_formats_own_options(name, tmp_path, monkeypatch, capfd):
+    """A .png --out was given the JPEG quality: cv2 warned 'unsupported key(1)' (the figure itself: the test
+    above)."""
+    import export.demo_figure
+    model = Path(configuration.DEFAULT_MODEL)
+    if not model.is_file():
+        pytest.skip(f"no shipped model at {model}")
+    figure = np.zeros((8, 12, 3), np.uint8)
+    figure[:, 6:] = (200, 30, 60)
+    monkeypatch.setattr(export.demo_figure, "demo_figure", lambda model, colour: figure)
+    out = tmp_path / name
+    assert main(["demo-figure", "--out", str(out)]) == 0
+    assert "unsupported" not in capfd.readouterr().err
+    written = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB)
+    assert written.shape == figure.shape and np.abs(written.astype(int) - figure).max() <= (0 if name.endswith(".png")
+                                                                                          else 40)

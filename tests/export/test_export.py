@@ -287,15 +287,17 @@ def test_a_json_that_would_replace_an_input_is_refused_before_the_work(exported,
 
 
 def test_eval_on_a_set_with_no_usable_photo_stores_nothing(exported, tmp_path, caplog):
-    """`eval --data folder:EMPTY --write` stored eval.*.iou = nan in the model's metadata, with exit 0."""
+    """`eval --data folder:EMPTY --write` stored eval.*.iou = nan in the model's metadata, with exit 0 (--write now
+    takes the benchmarks only: here one whose folders hold no photo)."""
     import hashlib
     import shutil
     model = tmp_path / "m.onnx"
     shutil.copy(exported[0], model)
     before = hashlib.sha256(model.read_bytes()).hexdigest()
-    (tmp_path / "set" / "images").mkdir(parents=True)
-    (tmp_path / "set" / "masks").mkdir()
-    assert main(["eval", str(model), "--data", f"folder:{tmp_path / 'set'}", "--write"]) == 1
+    root = tmp_path / "data"
+    for folder in ("Original", "GT"):
+        (root / "figaro1k" / folder / "Testing").mkdir(parents=True)
+    assert main(["eval", str(model), "--data", "figaro-test", "--data-root", str(root), "--write"]) == 1
     assert "no usable photo to evaluate on" in caplog.text
     assert hashlib.sha256(model.read_bytes()).hexdigest() == before
 
@@ -440,3 +442,164 @@ def test_a_ctrl_c_while_the_parser_is_built_is_one_line_exit_130(monkeypatch, ca
     assert code == 130 and added == [1]
     assert [r.getMessage() for r in caplog.records] == ["interrupted"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+SMALL = Path(__file__).resolve().parents[2] / "models" / "hair-unet-226k-32.onnx"  # 32x32: quick to load
+
+
+def _small_model() -> Path:
+    if not SMALL.is_file():
+        pytest.skip(f"{SMALL.name} not in models/")
+    return SMALL
+
+
+def test_a_docs_file_that_is_not_text_is_named_by_its_option_before_the_work(tmp_path, caplog):
+    """flicker, robustness and recolour-gallery with --docs naming a binary file failed with a bare "'utf-8' codec
+    can't decode byte 0xd3", naming neither the file nor the option."""
+    model = _small_model()
+    docs = tmp_path / "docs.md"
+    docs.write_bytes(b"\xd3\x00 binary")
+    for argv in (["flicker", str(model)], ["robustness", str(model)],
+                 ["recolour-gallery", "--out", str(tmp_path / "g.png")]):
+        caplog.clear()
+        assert main([*argv, "--docs", str(docs)]) == 2, argv
+        assert f"--docs {docs}: not a text file" in caplog.text, argv
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["docs.md"]
+
+
+def _no_work(monkeypatch, *targets: tuple[object, str]) -> None:
+    """Each (module, name) raises if called: the command must refuse its input before that work."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the work started before every input was checked")
+    for module, name in targets:
+        monkeypatch.setattr(module, name, refuse)
+
+
+def test_every_data_set_is_checked_before_the_first_is_measured(tmp_path, monkeypatch, caplog):
+    """`eval` and `compare --data fasseg-v2-test bogus` measured fasseg-v2-test, then failed on bogus (the figures
+    lost); `int8 --data fasseg-v2-test` was told to include figaro-test only after quantising."""
+    import export.quantize
+    import training.evaluate
+    model = _small_model()
+    _no_work(monkeypatch, (training.evaluate, "evaluate"), (export.quantize, "quantize_file"))
+    for argv, words in ((["eval", str(model), "--data", "fasseg-v2-test", "bogus"], "--data bogus: unknown data set"),
+                        (["compare", str(model), str(model), "--data", "fasseg-v2-test", "bogus"],
+                         "--data bogus: unknown data set"),
+                        (["int8", str(model), "--out", str(tmp_path / "q.onnx"), "--data", "fasseg-v2-test"],
+                         "include it"),
+                        (["int8", str(model), "--out", str(tmp_path / "q.onnx"), "--data", "figaro-test", "bogus"],
+                         "--data bogus: unknown data set")):
+        caplog.clear()
+        assert main(argv) == 2, argv
+        assert words in caplog.text, argv
+    assert list(tmp_path.iterdir()) == []
+
+
+def _checkpoint(path: Path, data: list[str], refit: bool = False, size: int = 32) -> Path:
+    """An untrained unet-226k saved the way training saves it: what export reads of a run, without the run."""
+    from training.models import build_model
+    from training.train import TrainConfig, save_checkpoint
+    torch.manual_seed(0)
+    cfg = TrainConfig(variant="unet-226k", data=data, size=size, refit=refit)
+    net = build_model(cfg.variant)
+    opt = torch.optim.AdamW(net.parameters())
+    save_checkpoint(path, net, opt, torch.optim.lr_scheduler.StepLR(opt, 1), 0, cfg, {})
+    return path
+
+
+def test_onnx_checks_its_twin_and_data_sets_before_the_export(tmp_path, monkeypatch, caplog):
+    """`onnx --heldout-twin missing.onnx` and `--eval --data bogus` were refused only after the export and its
+    parity check; so was a twin of another input size."""
+    import export.onnx_export
+    small = _small_model()
+    plain = _checkpoint(tmp_path / "plain.pt", ["figaro-train"])
+    refit = _checkpoint(tmp_path / "refit.pt", ["figaro-train", "celeb1k-train", "celeb1k-val"], refit=True)
+    other_size = SMALL.parent / "hair-unet-226k.onnx"  # the same variant at 256x256
+    _no_work(monkeypatch, (export.onnx_export, "export_checkpoint"))
+    out = tmp_path / "m.onnx"
+    cases = [(["onnx", str(refit), "--heldout-twin", str(tmp_path / "missing.onnx")],
+              f"--heldout-twin: no file {tmp_path / 'missing.onnx'}"),
+             (["onnx", str(plain), "--heldout-twin", str(small)], "plain.pt trained on no validation photos"),
+             (["onnx", str(refit), "--eval", "--data", "figaro-test", "bogus"], "--data bogus: unknown data set")]
+    if other_size.is_file():
+        cases.append((["onnx", str(refit), "--heldout-twin", str(other_size)],
+                      f"{other_size.name} is unet-226k at (256, 256), not unet-226k at (32, 32)"))
+    for argv, words in cases:
+        caplog.clear()
+        assert main([*argv, "--out", str(out)]) == 2, argv
+        assert words in caplog.text, argv
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.pt", "refit.pt"]
+
+
+def test_only_the_benchmarks_figures_are_stored_in_a_file(tmp_path, monkeypatch, caplog):
+    """`eval M --data folder:/some/ds --write` stored keys like `eval.folder:/some/ds.iou` in the model; onnx --eval
+    and int8 store eval.* figures too. Other sets are refused by name, before measuring."""
+    import hashlib
+    import shutil
+
+    import export.onnx_export
+    import export.quantize
+    import training.evaluate
+    model = tmp_path / "m.onnx"
+    shutil.copy(_small_model(), model)
+    before = hashlib.sha256(model.read_bytes()).hexdigest()
+    folder = tmp_path / "ds"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    _no_work(monkeypatch, (training.evaluate, "evaluate"), (export.onnx_export, "export_checkpoint"),
+             (export.quantize, "quantize_file"))
+    ckpt = _checkpoint(tmp_path / "c.pt", ["figaro-train"])
+    for argv, why in ((["eval", str(model), "--write"], "--write"),
+                      (["onnx", str(ckpt), "--out", str(tmp_path / "o.onnx"), "--eval"], "--eval"),
+                      (["int8", str(model), "--out", str(tmp_path / "q.onnx")], "int8")):
+        caplog.clear()
+        assert main([*argv, "--data", "figaro-test", f"folder:{folder}"]) == 2, argv
+        assert f"--data folder:{folder}: {why} stores figures of the benchmarks only" in caplog.text, argv
+    assert hashlib.sha256(model.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt", "ds", "m.onnx"]
+
+
+def test_a_checkpoint_without_its_size_is_named(tmp_path, caplog):
+    """`export onnx` on a checkpoint without `size` said just "ERROR export: 'size'"."""
+    ckpt = _checkpoint(tmp_path / "c.pt", ["figaro-train"])
+    saved = torch.load(ckpt, weights_only=False)
+    del saved["size"]
+    torch.save(saved, ckpt)
+    assert main(["onnx", str(ckpt), "--out", str(tmp_path / "m.onnx")]) == 2
+    assert f"{ckpt}: not a training checkpoint (it holds no size)" in caplog.text
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+def test_an_onnx_out_must_be_a_onnx_file(tmp_path, caplog):
+    """`onnx`, `optimize` (and `int8`) wrote a model to --out o.txt, which neither the device nor the card finds."""
+    model = _small_model()
+    ckpt = _checkpoint(tmp_path / "c.pt", ["figaro-train"])
+    out = tmp_path / "o.txt"
+    for argv in (["onnx", str(ckpt)], ["optimize", str(model)], ["int8", str(model)]):
+        caplog.clear()
+        assert main([*argv, "--out", str(out)]) == 2, argv
+        assert f"--out {out}: expected a .onnx file" in caplog.text, argv
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+def test_check_of_a_folder_is_a_usage_error(tmp_path, capsys):
+    """`export check DIR.onnx` (a folder) exited 1, as for a file that breaks the contract."""
+    folder = tmp_path / "d.onnx"
+    folder.mkdir()
+    assert main(["check", str(folder)]) == 2
+    assert f"REFUSED model path is not a file: {folder}" in capsys.readouterr().out
+
+
+def test_demo_figure_refuses_an_out_in_no_folder(tmp_path, caplog):
+    """demo-figure made a missing --out folder where the other commands refuse it."""
+    out = tmp_path / "none" / "demo.png"
+    assert main(["demo-figure", "--model", str(_small_model()), "--out", str(out)]) == 2
+    assert f"--out {out}: there is no folder {out.parent}" in caplog.text
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_recolour_gallery_names_its_data_root_when_given_a_data_set(tmp_path, caplog):
+    """`recolour-gallery --data figaro-test` took the set's name as its data root (--data was an alias)."""
+    assert main(["recolour-gallery", "--data", "figaro-test", "--out", str(tmp_path / "g.png")]) == 2
+    assert "--data-root figaro-test: no figaro1k/ in it (give the data root folder" in caplog.text
+    assert list(tmp_path.iterdir()) == []

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -64,3 +65,53 @@ def test_a_hand_written_card_without_markers_keeps_its_text(exported, tmp_path):
     text = write_card(models, bench=False, breakdown=False).read_text()
     assert text.startswith("# Notes by hand\n\nkept\n") and "`hair-test.onnx`" in text
     assert text.count(BLOCK.begin) == 1
+
+
+SMALL = Path(__file__).resolve().parents[2] / "models" / "hair-unet-226k-32.onnx"  # 32x32: quick to time
+
+
+@pytest.fixture
+def small_models(tmp_path) -> Path:
+    if not SMALL.is_file():
+        pytest.skip(f"{SMALL.name} not in models/")
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(SMALL, models / SMALL.name)
+    return models
+
+
+def test_a_card_out_that_is_not_markdown_is_refused_and_nothing_written(small_models, caplog):
+    """`card DIR --out DIR/new.onnx` wrote markdown into a .onnx file (exit 0; the next `card DIR` then failed on
+    it), --out notes.json appended the card to the JSON, and --out an existing model was a bare codec error."""
+    from export.cli import main
+    notes = small_models / "notes.json"
+    notes.write_text('{"a": 1}\n')
+    before = {p.name: p.read_bytes() for p in small_models.iterdir()}
+    for out in (small_models / "new.onnx", notes, small_models / SMALL.name):
+        caplog.clear()
+        assert main(["card", str(small_models), "--no-bench", "--no-breakdown", "--out", str(out)]) == 2, out
+        assert f"--out {out}: expected a .md file" in caplog.text
+    assert {p.name: p.read_bytes() for p in small_models.iterdir()} == before
+    assert main(["card", str(small_models), "--no-bench", "--no-breakdown"]) == 0
+
+
+def test_a_card_out_that_is_binary_or_has_a_broken_block_is_named_before_the_timing(small_models, monkeypatch,
+                                                                                     caplog):
+    """A binary --out was "'utf-8' codec can't decode byte 0xd3" naming neither file nor option, a broken block
+    was said as '--docs', and both only after the timing; a stray end line got a second block appended first."""
+    import export.model_card
+    from export.cli import main
+
+    def no_timing(*args, **kwargs):
+        raise AssertionError("timed before --out was checked")
+    monkeypatch.setattr(export.model_card, "side_by_side", no_timing)
+    binary, broken, stray = (small_models / name for name in ("binary.md", "broken.md", "stray.md"))
+    binary.write_bytes(b"\xd3\x00 not text")
+    broken.write_text(f"{BLOCK.begin_line('a')}\n{BLOCK.begin_line('b')}\n{BLOCK.end}\n")
+    stray.write_text(f"notes\n{BLOCK.end}\n")
+    for out, words in ((binary, "not a text file"), (broken, "expected one block"), (stray, "expected one block")):
+        before = out.read_bytes()
+        caplog.clear()
+        assert main(["card", str(small_models), "--runs", "1", "--no-breakdown", "--out", str(out)]) == 2, out
+        assert f"--out {out}: {words}" in caplog.text
+        assert out.read_bytes() == before

@@ -65,3 +65,30 @@ def test_demo_regions_are_the_labels_polygons_in_x_y_order():
             rows, cols = np.nonzero(mask)
             assert (cols.min(), cols.max()) == (max(0, xy[:, 0].min()), min(w - 1, xy[:, 0].max())), (photo, region)
             assert (rows.min(), rows.max()) == (max(0, xy[:, 1].min()), min(h - 1, xy[:, 1].max())), (photo, region)
+
+
+@pytest.mark.parametrize("content, words", [
+    (None, "no such file"),
+    (b"not json\n", "not JSON (Expecting value"),
+    (b'{"about": "labels"}\n', 'expected {"photos": {photo name: labels}}'),
+    (b'{"photos": {"p": {"hair": [[1, 2, 3]]}}}\n', "photo 'p' needs 'hair'"),
+    (b"\xd3\x00 binary", "not a text file"),
+])
+def test_a_bad_labels_file_is_named_before_any_photo_is_measured(content, words, tmp_path, monkeypatch, caplog):
+    """--labels was read only after the validation splits were measured, and said "Expecting value: line 1
+    column 1", "'photos'" or the codec's error, naming neither the option nor the file."""
+    from pathlib import Path
+
+    from export.cli import main
+    model = Path(__file__).resolve().parents[2] / "models" / "hair-unet-226k-32.onnx"
+    if not model.is_file():
+        pytest.skip(f"{model.name} not in models/")
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the model was loaded before --labels was checked")
+    monkeypatch.setattr(pe, "onnx_segmenter", no_work)
+    labels = tmp_path / "labels.json"
+    if content is not None:
+        labels.write_bytes(content)
+    assert main(["postprocess", str(model), "--labels", str(labels), "--limit", "1"]) == 2
+    assert f"--labels {labels}: {words}" in caplog.text
