@@ -31,6 +31,16 @@ def positive_float(text: str) -> float:
     return value
 
 
+def positive_float_at_most(hi: float):
+    """An argparse type: a finite number above zero and at most `hi`."""
+    def parse(text: str) -> float:
+        value = positive_float(text)
+        if value > hi:
+            raise argparse.ArgumentTypeError(f"expected a number above 0 and at most {hi:g}, got {text}")
+        return value
+    return parse
+
+
 def float_in(lo: float, hi: float):
     """An argparse type: a finite number from `lo` to `hi`."""
     def parse(text: str) -> float:

@@ -78,6 +78,8 @@ def overrides_from(args, file_data: dict | None = None, notes: list[str] | None 
             raise configuration.ConfigError(f"--web: expected HOST:PORT, got {args.web!r}")
         if host.startswith("[") and host.endswith("]"):  # [::1]:8080, as URLs write an IPv6 address
             host = host[1:-1]
+        elif "[" in host or "]" in host:  # "[::1" split at its last colon is no host to name: name the argument
+            raise configuration.ConfigError(f"--web: expected HOST:PORT ([ADDRESS]:PORT for IPv6), got {args.web!r}")
         o.update({"web.enabled": True, "web.host": host or "127.0.0.1", "web.port": int(port)})
     if args.no_web:
         o["web.enabled"] = False

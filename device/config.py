@@ -7,8 +7,9 @@ and ranges all come from those declarations; `hairmirror --print-default-config`
 `check` then refuses what the start would trip over (a bad colour, a kind's own check: a face cascade or sink folder
 it cannot use, an empty path, a photo folder that is a file; a sink the camera cannot host, a threshold or work side
 that dyes nothing, a web token the page cannot use); the daemon's start and `--validate-config` both run it through
-`load`. What may still come (a photo folder or video file not there yet, an empty photo folder, the Pi camera's
-module) is no error: building the camera warns of it, and `--validate-config` builds it.
+`load`. What may still come (a photo folder or video file not there yet, an empty photo folder, a video or photos
+it cannot show yet, the Pi camera's module) is no error: building the camera warns of it, and `--validate-config`
+builds it.
 Secrets (web.token) are never printed: `to_toml` and the error messages mask them.
 """
 from __future__ import annotations
@@ -170,6 +171,11 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 MAX_CONFIG_BYTES = 1 << 20   # a config file is a few kB; anything this big is the wrong file
 
 
+def is_loopback(host: str) -> bool:
+    """web.host names loopback: in any case, with the root's trailing dot or not (LOCALHOST, localhost.)."""
+    return host.lower().removesuffix(".") in LOOPBACK_HOSTS
+
+
 def _shown(key: str, value) -> str:
     return MASK if key in SECRETS else repr(value)
 
@@ -179,8 +185,13 @@ def _check_value(key: str, value, typ):
         value = float(value)
     if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
         raise ConfigError(f"{key}: expected {typ.__name__}, got {type(value).__name__} {_shown(key, value)}")
+    if isinstance(value, str) and "\0" in value:  # no path, address or name holds one (os calls raise ValueError)
+        raise ConfigError(f"{key}: {_shown(key, value)} holds a NUL character (\\u0000), which no file name, "
+                          "address or name can")
     if key in CASELESS and isinstance(value, str):  # "HSV" is hsv, as the page takes it
         value = value.lower()
+    if key == "web.host" and isinstance(value, str) and is_loopback(value):  # a resolver may not know "localhost."
+        value = value.lower().removesuffix(".")
     if key in CHOICES and value not in CHOICES[key]:
         raise ConfigError(f"{key}: {value!r} is not one of {', '.join(repr(c) for c in CHOICES[key])}")
     if key in RANGES and not RANGES[key][0] <= value <= RANGES[key][1]:
@@ -290,6 +301,8 @@ def check_creatable(key: str, text: str) -> None:
     or a read-only mount refuse only an attempt)."""
     if not text.strip():
         raise ConfigError(f"{key}: empty (an empty path would be the working directory)")
+    if "\0" in text:  # os.path.lexists says False for it, and mkdir raises ValueError
+        raise ConfigError(f"{key}: {text!r} holds a NUL character, which no file name can")
     path = existing = Path(text)
     while not os.path.lexists(existing) and existing.parent != existing:  # lexists: a dangling link is there
         existing = existing.parent
@@ -322,7 +335,7 @@ def _is_host(text: str) -> bool:
 def _check_web(web: WebConfig) -> None:
     if web.enabled and not _is_host(web.host):  # caught at start, not when the page fails to listen
         raise ConfigError(f"web.host: {web.host!r} is neither an IP address nor a host name")
-    if web.enabled and web.host not in LOOPBACK_HOSTS and not web.token:
+    if web.enabled and not is_loopback(web.host) and not web.token:
         raise ConfigError(f"web.host: listening on {web.host!r} needs web.token to be set")
     if not web.token:
         return

@@ -137,6 +137,8 @@ class FileSink(Sink):
                             "name (a USB stick not mounted?)") from None
         except OSError as e:
             raise SinkError(f"sink.path: cannot create {self.folder}: {e.strerror or e}") from None
+        except ValueError as e:  # a path the OS cannot take (a NUL character)
+            raise SinkError(f"sink.path: cannot create {str(self.folder)!r}: {e}") from None
 
     def show(self, output: Output) -> None:
         if output.frame.index % self.cfg.every == 0:

@@ -14,12 +14,15 @@ import sys
 from pathlib import Path
 
 from .. import config as configuration
-from ..argtypes import float_in, int_in, positive_float
+from ..argtypes import float_in, int_in, positive_float_at_most
 from . import machine, measure, report, run, threads
 from .models import MODELS_DIR, BenchUsageError, find_files, open_model
 from .runtimes import DEFAULT_RUNTIMES, RUNTIMES
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130  # 130: the shell's code for SIGINT
+# beyond these a run never ends in practice (--budget 1e308) or its rounds are too short to time (--rounds 1e20)
+MAX_BUDGET_S = 3600.0
+MAX_ROUNDS = 1000
 _log = logging.getLogger("device.bench")
 
 
@@ -54,11 +57,12 @@ def parse_args(argv):
     p.add_argument("--full", action="store_true",
                    help="everything: the pipeline for every model on every CPU runtime at the model's size and "
                         "the config's camera size (default: the config's model, first CPU runtime, camera size)")
-    p.add_argument("--budget", type=positive_float, metavar="SECONDS",
-                   help=f"seconds each measurement is timed, over all rounds (default {measure.Budget.seconds:g}, "
-                        f"--quick {measure.QUICK.seconds:g})")
-    p.add_argument("--rounds", type=int_in(1), metavar="N",
-                   help=f"interleaved rounds (default {measure.Budget.rounds}, --quick {measure.QUICK.rounds})")
+    p.add_argument("--budget", type=positive_float_at_most(MAX_BUDGET_S), metavar="SECONDS",
+                   help=f"seconds each measurement is timed, over all rounds, at most {MAX_BUDGET_S:g} (default "
+                        f"{measure.Budget.seconds:g}, --quick {measure.QUICK.seconds:g})")
+    p.add_argument("--rounds", type=int_in(1, MAX_ROUNDS), metavar="N",
+                   help=f"interleaved rounds, 1..{MAX_ROUNDS} (default {measure.Budget.rounds}, --quick "
+                        f"{measure.QUICK.rounds})")
     p.add_argument("--quick", action="store_true", help="tiny budget and few rounds: checks that everything runs")
     p.add_argument("--ref", metavar="NAME", help="the model speed-ups are measured against (default: the fp32 "
                                                  f"{run.REFERENCE_VARIANT} file with the largest input)")

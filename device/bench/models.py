@@ -82,8 +82,19 @@ def find_files(paths: list[str]) -> list[Path]:
         elif path.is_file():
             files.append(path)
         else:
-            raise BenchUsageError(f"{path}: no such model file or folder")
+            raise BenchUsageError(f"{path}: {_not_a_model(path)}")
     return list(dict.fromkeys(files))
+
+
+def _not_a_model(path: Path) -> str:
+    """Why a path that is neither a folder nor a regular file names no model (is_file says False to them all)."""
+    try:
+        path.stat()
+    except FileNotFoundError:
+        return "a symbolic link to nothing" if path.is_symlink() else "no such model file or folder"
+    except OSError as e:  # a symbolic link loop, a folder on the way that may not be read
+        return f"cannot look at it: {e.strerror}"
+    return "not a regular file or folder (a pipe, socket or device); a model is a .onnx file"
 
 
 def open_model(path: str | Path) -> BenchModel:

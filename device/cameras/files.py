@@ -25,6 +25,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 RESCAN_SECONDS = 2.0            # how often a running camera looks at its folder or video file again
 MAX_FILE_BYTES = 64 * 2**20     # a photo file larger than this is not read (a camera photo is a few MiB)
 MAX_CACHED_BYTES = 128 * 2**20  # photos fitted to the display size are kept up to this; the rest decode per show
+SHOWABLE_TRIES = 16             # photos building the images camera tries to find one that shows (--validate-config)
 
 
 class SkippedImage(ValueError):
@@ -55,15 +56,20 @@ def _read_photo(path: Path) -> bytes:
         os.close(fd)
 
 
-def load_photo(path: Path, hw: tuple[int, int]) -> np.ndarray:
-    """A photo file at a display of `hw` (height, width), read within the decode budget (its header checked
-    first), EXIF orientation applied; SkippedImage saying why it cannot be shown."""
+def decode_photo(path: Path, cover_hw: tuple[int, int]) -> np.ndarray:
+    """A photo file as RGB, read within the decode budget (its header checked first; a JPEG decoded at the smallest
+    scale that still covers `cover_hw`, height and width), EXIF orientation applied; SkippedImage saying why it
+    cannot be shown."""
     data = _read_photo(path)
     try:
-        rgb = decode(data, inspect(data, MAX_DECODE_BYTES, cover_hw=hw), longest=None)
+        return decode(data, inspect(data, MAX_DECODE_BYTES, cover_hw=cover_hw), longest=None)
     except ImageError as e:
         raise SkippedImage(str(e)) from None
-    return fit_to(rgb, hw)
+
+
+def load_photo(path: Path, hw: tuple[int, int]) -> np.ndarray:
+    """A photo file at a display of `hw` (height, width): `decode_photo` fitted to it."""
+    return fit_to(decode_photo(path, hw), hw)
 
 
 def _stamp(path: Path) -> tuple | None:
@@ -107,12 +113,6 @@ class ImageFolderCamera(Camera):
     def __init__(self, cfg, lores_hw):
         super().__init__(cfg, lores_hw)
         self.folder = Path(cfg.path)
-        # neither is an error (a USB stick not plugged in or not filled yet), but --validate-config says so
-        if not self.folder.is_dir():
-            _log.warning("camera.path: no folder %s yet; the mirror waits for it", self.folder)
-        elif not self._has_photo_names():
-            _log.warning("camera.path: no photos in %s (%s) yet; the mirror waits for them", self.folder,
-                         ", ".join(sorted(IMAGE_SUFFIXES)))
         self.paths: list[Path] = []
         self.position = 0
         self.frames_per_photo = max(1, round(cfg.seconds_per_photo * cfg.fps))
@@ -122,6 +122,24 @@ class ImageFolderCamera(Camera):
         self.next_scan = 0.0
         self.cache: dict[Path, tuple[tuple, np.ndarray]] = {}  # path -> ((size, mtime), frame at display size)
         self.skipped: dict[Path, tuple] = {}                   # path -> the (size, mtime) it was skipped at
+        # none is an error (a USB stick not plugged in or not filled yet), but --validate-config says so
+        if not self.folder.is_dir():
+            _log.warning("camera.path: no folder %s yet; the mirror waits for it", self.folder)
+        elif not self._has_photo_names():
+            _log.warning("camera.path: no photos in %s (%s) yet; the mirror waits for them", self.folder,
+                         ", ".join(sorted(IMAGE_SUFFIXES)))
+        elif not self._any_showable():
+            _log.warning("camera.path: no photo in %s can be shown (%d tried: see the warnings above); the mirror "
+                         "waits for one that can", self.folder, min(len(self.paths), SHOWABLE_TRIES))
+
+    def _any_showable(self) -> bool:
+        """Whether one of the folder's first photos shows (decoded and kept for the start; each one that cannot is
+        warned of once, as the running camera does)."""
+        try:
+            self._scan()
+        except CameraError:  # gone since the look above: the start says so
+            return True
+        return any(self._photo(path) is not None for path in self.paths[:SHOWABLE_TRIES])
 
     def _has_photo_names(self) -> bool:
         """Any file with a photo's name in the folder (whether it shows is known when it is decoded)."""
@@ -210,6 +228,21 @@ class ImageFolderCamera(Camera):
 MAX_INDEX = 2**31 - 1
 
 
+def _not_a_regular_file(path: str) -> str:
+    """What an existing path is when it is no file the opencv camera reads (a folder, a pipe, a device); "" for a
+    regular file or a path that is not there (yet)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return ""
+    if stat.S_ISDIR(mode):
+        return "a folder, not a video or photo file; for a folder of photos use kind = \"images\" (its path)"
+    if not stat.S_ISREG(mode):
+        return ("not a regular file (a pipe, socket or device): the opencv camera takes a camera index (\"0\"), a "
+                "video file or a photo file")
+    return ""
+
+
 def is_index(device: str) -> bool:
     """camera.device names a camera by its index (ASCII digits: "²" is a digit to str.isdigit, not to int)."""
     return device.isascii() and device.isdigit()
@@ -233,22 +266,54 @@ class OpenCVCamera(Camera):
                              "or a photo file")
         if is_index(cfg.device) and int(cfg.device) > MAX_INDEX:
             raise ValueError(f"camera.device: {cfg.device} is not a camera index OpenCV takes (0..{MAX_INDEX})")
+        # a folder or a pipe was retried forever as "no such video file"
+        if not is_index(cfg.device) and (what := _not_a_regular_file(cfg.device)):
+            raise ValueError(f"camera.device: {cfg.device} is {what}")
 
     def __init__(self, cfg, lores_hw):
         super().__init__(cfg, lores_hw)
         self.is_file = not is_index(cfg.device)  # a video file, not a webcam's index
-        if self._file_missing():  # as the images camera's missing folder: --validate-config says so
+        # as the images camera's missing folder, neither is an error, but --validate-config says so
+        if self._file_missing():
             _log.warning("camera.device: no video file %s yet; the mirror waits for it", cfg.device)
+        elif self.is_file:
+            unusable = self._unreadable()
+            if unusable:
+                _log.warning("camera.device: %s; the mirror tries it again until it can", unusable)
 
     def _file_missing(self) -> bool:
-        return self.is_file and not Path(self.cfg.device).is_file()
+        return self.is_file and not os.path.exists(self.cfg.device)  # a link to nothing too
+
+    def _is_photo(self) -> bool:
+        return Path(self.cfg.device).suffix.lower() in IMAGE_SUFFIXES
+
+    def _unreadable(self) -> str:
+        """Why the file cannot be shown, as the start would find it (a photo decoded, a video's first frame read);
+        "" when it can."""
+        dev = self.cfg.device
+        if what := _not_a_regular_file(dev):
+            return f"{dev} is {what}"
+        if self._is_photo():
+            try:
+                load_photo(Path(dev), self.main_hw)
+            except SkippedImage as e:
+                return f"the photo {dev} cannot be shown: {e}"
+            return ""
+        cap = cv2.VideoCapture(dev)
+        try:
+            readable = cap.isOpened() and cap.read()[0]
+        finally:
+            cap.release()
+        return "" if readable else f"{dev} is no video OpenCV can read (or it holds no frames)"
 
     def start(self) -> None:
         dev = self.cfg.device
         if self._file_missing():
             raise CameraError(f"camera.device: no such video file {dev}")
+        if self.is_file and (what := _not_a_regular_file(dev)):
+            raise CameraError(f"camera.device: {dev} is {what}")
         self.still = self.first = None
-        if self.is_file and Path(dev).suffix.lower() in IMAGE_SUFFIXES:
+        if self.is_file and self._is_photo():
             try:
                 self.still = load_photo(Path(dev), self.main_hw)
             except SkippedImage as e:

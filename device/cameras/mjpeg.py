@@ -29,6 +29,7 @@ _log = logging.getLogger(__name__)
 MAX_FRAME_BYTES = 8 * 2**20  # one JPEG part (a 1080p MJPEG frame is a few hundred kB)
 MAX_LINE_BYTES = 4096        # one boundary or header line
 MAX_HEADER_LINES = 32        # per part; also the blank or preamble lines allowed before a boundary
+READ_CHUNK = 65536           # bytes asked of the socket at a time (the deadline is checked between reads)
 
 
 def redact(url: str) -> str:
@@ -101,20 +102,41 @@ class MjpegCamera(Camera):
         b = boundary.encode("latin-1")
         self.delimiters = {b"--" + b, b} if b.startswith(b"--") else {b"--" + b}  # some cameras repeat the dashes
         self.in_part = False  # True once a part's boundary line is read (a part without a length reads up to it)
+        self.buffer = bytearray()  # read from the stream, not yet used
         _log.info("mjpeg: streaming from %s", self.where)
 
-    def _line(self, deadline: float, limit: int = MAX_LINE_BYTES) -> bytes:
-        try:
-            line = self.resp.readline(limit + 1)
-        except (OSError, http.client.HTTPException, ValueError) as e:  # ValueError: the response was closed
-            raise CameraError(f"camera.url: the stream from {self.where} failed: {e or type(e).__name__}") from e
-        if not line:
-            raise CameraError(f"camera.url: {self.where} closed the stream")
-        if len(line) > limit:
-            raise CameraError(f"camera.url: a line over {limit} bytes from {self.where}: not an MJPEG stream")
+    def _fill(self, deadline: float, closed_where: str = "") -> None:
+        """Append what the stream has now (one socket read at most) to the buffer. The deadline is checked before
+        every read: a server that trickles a byte at a time keeps each read within the socket's timeout."""
         if time.monotonic() > deadline:
             raise CameraError(f"camera.url: no whole frame from {self.where} within {self.read_timeout:.0f} s")
-        return line
+        try:
+            data = self.resp.read1(READ_CHUNK)
+        except (OSError, http.client.HTTPException, ValueError) as e:  # ValueError: the response was closed
+            raise CameraError(f"camera.url: the stream from {self.where} failed: {e or type(e).__name__}") from e
+        if not data:
+            raise CameraError(f"camera.url: {self.where} closed the stream{closed_where}")
+        self.buffer += data
+
+    def _take(self, n: int) -> bytes:
+        data = bytes(self.buffer[:n])
+        del self.buffer[:n]
+        return data
+
+    def _line(self, deadline: float, limit: int = MAX_LINE_BYTES) -> bytes:
+        """The next line, newline included, of at most `limit` bytes."""
+        searched = 0  # the buffer's bytes known to hold no newline
+        while (end := self.buffer.find(b"\n", searched, limit)) < 0:
+            if len(self.buffer) >= limit:
+                raise CameraError(f"camera.url: a line over {limit} bytes from {self.where}: not an MJPEG stream")
+            searched = len(self.buffer)
+            self._fill(deadline)
+        return self._take(end + 1)
+
+    def _exactly(self, length: int, deadline: float) -> bytes:
+        while len(self.buffer) < length:
+            self._fill(deadline, " inside a frame")  # never half a picture (a JPEG decoder shows one, greyed)
+        return self._take(length)
 
     def _is_boundary(self, line: bytes) -> bool:
         text = line.rstrip(b"\r\n")
@@ -151,13 +173,7 @@ class MjpegCamera(Camera):
         else:
             raise CameraError(f"camera.url: a part with more than {MAX_HEADER_LINES} header lines from {self.where}")
         if length is not None:
-            try:
-                data = self.resp.read(length)
-            except (OSError, http.client.HTTPException, ValueError) as e:
-                raise CameraError(f"camera.url: the stream from {self.where} failed: {e or type(e).__name__}") from e
-            if len(data) < length:
-                raise CameraError(f"camera.url: {self.where} closed the stream inside a frame")
-            return data
+            return self._exactly(length, deadline)
         data = bytearray()
         while True:  # no length given: the part runs to the next boundary (whose CRLF before it is not data)
             line = self._line(deadline, MAX_FRAME_BYTES + 2 - len(data))

@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..cameras.files import SkippedImage, decode_photo
 from .pipeline import ClassicalSegmenter
 
 _log = logging.getLogger(__name__)
@@ -20,15 +21,17 @@ DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[3] / "shared" / "data"  # h
 
 
 def load_frames(folder: Path, side: int, limit: int = 64) -> list[np.ndarray]:
-    """Up to `limit` photos of the folder, RGB, stretched to side x side."""
+    """Up to `limit` photos of the folder, RGB, stretched to side x side (a file that cannot be read is skipped
+    with one warning)."""
     files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
     frames = []
     for f in files:
-        bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
-        if bgr is None:
-            _log.warning("%s: not a readable image; skipped", f)
+        try:  # the daemon's reader: a header claiming a huge size is refused before OpenCV allocates for it
+            rgb = decode_photo(f, (side, side))
+        except SkippedImage as e:
+            _log.warning("%s skipped: %s", f, e)
             continue
-        frames.append(cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), (side, side), interpolation=cv2.INTER_AREA))
+        frames.append(cv2.resize(rgb, (side, side), interpolation=cv2.INTER_AREA))
     if not frames:
         raise FileNotFoundError(f"no readable photos in {folder}")
     return frames

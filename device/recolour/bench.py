@@ -21,6 +21,7 @@ import numpy as np
 from ..bench.docs_block import GeneratedBlock, publish
 from ..bench.machine import cpu_model
 from ..bench.models import BenchUsageError
+from ..bench.stages import parse_hw
 from . import RECOLOURERS, make_recolourer
 from .figaro import DEFAULT_DATA_ROOT, figaro_test, soft_alpha
 
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m device.recolour.bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA_ROOT, help="data root holding figaro1k/ (%(default)s)")
-    ap.add_argument("--size", default="640x480", help="frame WxH (%(default)s)")
+    ap.add_argument("--size", type=parse_hw, default="640x480", help="frame WxH, each 16..4096 (%(default)s)")
     ap.add_argument("--repeat", type=int, default=200, help="timed calls per mode (%(default)s)")
     ap.add_argument("--frames", type=int, default=20, help="distinct photos cycled through (%(default)s)")
     ap.add_argument("--threads", type=int, default=1, help="OpenCV threads, 0 = OpenCV's default (%(default)s)")
@@ -71,10 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        w, h = (int(v) for v in args.size.lower().split("x"))
-    except ValueError:
-        ap.error(f"--size {args.size!r}: expected WxH, e.g. 640x480")
+    h, w = args.size
     if args.repeat < 1 or args.frames < 1 or args.threads < 0:
         ap.error("--repeat and --frames must be >= 1, --threads >= 0")
     if args.docs:

@@ -9,18 +9,29 @@ from __future__ import annotations
 import hmac
 import logging
 import re
+from urllib.parse import unquote_plus
+
+from ..config import LOOPBACK_HOSTS
 
 _log = logging.getLogger(__name__)
 
 TOKEN_HEADER = "X-Hairmirror-Token"
 TOKEN_PARAM = "token"
-LOOPBACK_NAMES = {"127.0.0.1", "localhost", "::1"}
-_TOKEN_IN_TEXT = re.compile(r"(token=)[^&\s\"]*")
+_PARAM_NAME = re.compile(r"(?<![^&?\s=])[^&?\s=]++=")  # from a separator on: linear in a 64 kB line
+_VALUE_END = re.compile(r"[&\s]|$")  # a token may hold " < > ? =: its value runs to the next & or space
 
 
 def redact(text: str) -> str:
-    """The text with any `token=...` value hidden (request lines go to the log)."""
-    return _TOKEN_IN_TEXT.sub(r"\1***", text)
+    """The text with the value of any `token=...` hidden (request lines go to the log), its name in any case or
+    percent-encoded too (?TOKEN=, ?%74oken=: a wrong one may be the real token mistyped). Another parameter's
+    value is looked into as well (/a=b?token=...)."""
+    kept, end = [], 0
+    for name in _PARAM_NAME.finditer(text):
+        if name.start() < end or TOKEN_PARAM not in unquote_plus(name[0][:-1]).lower():
+            continue
+        kept.append(text[end:name.end()] + "***")
+        end = _VALUE_END.search(text, name.end()).start()
+    return "".join(kept) + text[end:]
 
 
 def host_name(host_header: str) -> str:
@@ -46,7 +57,7 @@ class AccessGuard:
                              f"or send the {TOKEN_HEADER} header")
             return None
         name = host_name(headers.get("Host", "")).lower()
-        if name not in LOOPBACK_NAMES:
+        if name not in LOOPBACK_HOSTS:  # in any case, but exactly: "localhost." is no name a browser needs
             shown = name if len(name) <= 64 else name[:64] + "..."  # a header can be 64 kB: never echo all of it
             return 403, (f"Host {shown!r} is not a loopback name; without web.token this page answers only "
                          f"127.0.0.1, localhost and [::1]")

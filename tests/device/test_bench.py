@@ -340,15 +340,25 @@ def test_the_projection_keeps_each_models_share_of_dense_throughput():
     (["--rounds", "0"], "--rounds"),
     (["--budget", "-1"], "--budget"),
     (["--budget", "nan"], "--budget"),
-    (["--budget", "1e308"], "--budget"),  # planned rounds of 3.3e307 s: it ran until killed
-    (["--budget", "3601"], "--budget"),
-    (["--rounds", "99999999999999999999"], "--rounds"),  # rounds of 0.00 s, as many as that
-    (["--rounds", "1001"], "--rounds"),
     (["--camera-fps", "inf"], "--camera-fps"),
 ])
 def test_bad_options_exit_2_naming_the_option(small_model, argv, message, capsys):
     with pytest.raises(SystemExit) as stop:
         main([str(small_model), "--quick", *argv])
+    assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--budget", "1e308"], "--budget: expected a number above 0 and at most 3600"),  # rounds of 3.3e307 s planned
+    (["--budget", "3601"], "--budget"),
+    (["--rounds", "99999999999999999999"], "--rounds: expected 1..1000"),  # rounds of 0.00 s, as many as that
+    (["--rounds", "1001"], "--rounds"),
+])
+def test_a_budget_or_rounds_that_would_never_end_are_usage_errors(argv, message, capsys):
+    """Both were taken, and the run went on until killed (parsed only here: such a run would not end)."""
+    from device.bench.cli import parse_args
+    with pytest.raises(SystemExit) as stop:
+        parse_args(["model.onnx", "--quick", *argv])
     assert stop.value.code == 2 and message in capsys.readouterr().err
 
 

@@ -65,6 +65,22 @@ def test_bench_frames_are_rgb_at_the_asked_size(data_root):
         assert tuple(f[0, 0]) == (255, 0, 0)
 
 
+def test_bench_skips_a_photo_whose_header_claims_a_huge_size_with_one_warning(tmp_path, capsys, caplog):
+    """Read as the daemon's images camera reads (device.imagefile): a PNG claiming 100000x100000 was an OpenCV
+    traceback (CV_IO_MAX_IMAGE_PIXELS) and exit 1."""
+    from .hostile import noise_png, png_header
+    (tmp_path / "bomb.png").write_bytes(png_header(100_000, 100_000))
+    (tmp_path / "fine.png").write_bytes(noise_png())
+    with caplog.at_level("WARNING", logger="device.classical"):
+        assert main(["--data-root", str(tmp_path), "bench", "--images", str(tmp_path), "--frames", "1",
+                     "--size", "32"]) == 0
+    assert "1 photos" in capsys.readouterr().out
+    warned = [r.getMessage() for r in caplog.records if "bomb.png" in r.getMessage()]
+    assert len(warned) == 1 and "100000x100000" in warned[0] and "skipped" in warned[0]
+    (tmp_path / "fine.png").unlink()
+    assert main(["--data-root", str(tmp_path), "bench", "--images", str(tmp_path), "--frames", "1"]) == 2
+
+
 @pytest.mark.parametrize("flag, warm", [([], True), (["--cold"], False)])
 def test_bench_cold_turns_the_warm_start_off(flag, warm, data_root, monkeypatch, capsys):
     import device.classical.bench as bench_module

@@ -181,6 +181,21 @@ def test_web_takes_an_ipv6_address_in_brackets(web, host):
     assert configuration.load(None, o).web.host == host
 
 
+@pytest.mark.parametrize("web", ["LOCALHOST:8081", "localhost.:8081", "LocalHost.:8081"])
+def test_web_takes_localhost_in_any_case_and_with_the_roots_dot_without_a_token(web):
+    """They were refused as "needs web.token" (compared case-sensitively, without the dot), while the page's Host
+    check takes any case; the name is kept as "localhost", which a resolver knows ("localhost." it may not)."""
+    o, _ = _overrides(["--web", web])
+    assert configuration.load(None, o).web.host == "localhost"
+
+
+@pytest.mark.parametrize("web", ["[::1", "[::1:8081", "::1]:8081", "[::1]x:8081"])
+def test_a_broken_bracketed_web_address_names_the_argument(web):
+    """"[::1" split at its last colon was refused as the host '[:'."""
+    with pytest.raises(configuration.ConfigError, match=r"^--web: expected HOST:PORT .*" + repr(web).replace("[", r"\[")):
+        _overrides(["--web", web])
+
+
 @pytest.mark.parametrize("host", ["mirror hall", "mirror_hall.local", "-mirror", "a" * 64, "1.2.3.4:80", "", "[::1]"])
 def test_a_web_host_that_is_no_address_or_host_name_is_refused(host):
     """'mirror hall' passed --validate-config and failed at the start ('Name or service not known', exit 1): under
@@ -363,7 +378,8 @@ def test_validation_warns_of_a_photo_folder_without_photos_and_still_passes(tmp_
         assert cli.main(["-c", str(cfg), "--validate-config", "--no-web"]) == cli.EXIT_OK
     assert f"camera.path: no photos in {folder}" in caplog.text and "waits for them" in caplog.text
     caplog.clear()
-    (folder / "me.JPG").write_bytes(b"a photo's name is enough here: it is decoded when shown")
+    from .hostile import jpeg
+    (folder / "me.JPG").write_bytes(jpeg())  # a photo that shows (one that cannot is warned of: the test below)
     with caplog.at_level("WARNING"):
         assert cli.main(["-c", str(cfg), "--validate-config", "--no-web"]) == cli.EXIT_OK
     assert "camera.path" not in caplog.text
@@ -383,6 +399,43 @@ def test_a_camera_path_the_camera_can_never_use_is_refused(camera, refused, tmp_
                    "[sink]\nkind = \"null\"\n")
     with pytest.raises(configuration.ConfigError, match=refused):
         configuration.load(cfg)
+
+
+@pytest.mark.parametrize("what", ["folder", "fifo"])
+def test_an_opencv_device_that_is_a_folder_or_a_pipe_is_refused(what, tmp_path):
+    """Both passed --validate-config as "no video file ... yet", and the mirror waited for them forever."""
+    path = tmp_path / "camera"
+    path.mkdir() if what == "folder" else os.mkfifo(path)
+    words = "a folder, not a video or photo file" if what == "folder" else "not a regular file"
+    with pytest.raises(configuration.ConfigError, match=f"^camera.device: {path} is {words}"):
+        configuration.from_dict({"camera": {"kind": "opencv", "device": str(path)}, "sink": {"kind": "null"}})
+
+
+def test_validation_warns_of_a_camera_file_or_folder_that_can_never_show_a_frame(tmp_path, caplog):
+    """A text file or a decompression bomb as camera.device, and a photo folder of unreadable photos, validated
+    silently; the mirror then retried them forever."""
+    from .hostile import noise_png, png_bomb
+    text, bomb, photos = tmp_path / "notes.txt", tmp_path / "bomb.png", tmp_path / "photos"
+    text.write_text("not a video\n")
+    bomb.write_bytes(png_bomb(9000, 9000))
+    photos.mkdir()
+    (photos / "a.jpg").write_bytes(b"\xff\xd8\xff not really")
+    (photos / "b.png").write_bytes(png_bomb(9000, 9000))
+    cases = [(f'kind = "opencv"\ndevice = "{text}"', f"camera.device: {text} is no video OpenCV can read"),
+             (f'kind = "opencv"\ndevice = "{bomb}"', f"camera.device: the photo {bomb} cannot be shown: the PNG"),
+             (f'kind = "images"\npath = "{photos}"', f"camera.path: no photo in {photos} can be shown (2 tried")]
+    for camera, warning in cases:
+        cfg = tmp_path / "c.toml"
+        cfg.write_text(f'[camera]\n{camera}\n[segmenter]\nkind = "classical"\n[sink]\nkind = "null"\n')
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            assert cli.main(["-c", str(cfg), "--validate-config", "--no-web"]) == cli.EXIT_OK
+        assert warning in caplog.text
+    (photos / "c.png").write_bytes(noise_png())
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert cli.main(["-c", str(cfg), "--validate-config", "--no-web"]) == cli.EXIT_OK
+    assert "no photo in" not in caplog.text and "b.png skipped" in caplog.text  # one shows; the rest named
 
 
 @pytest.mark.parametrize("argv, data", [(["--model", ""], {}), ([], {"segmenter": {"model": ""}}),

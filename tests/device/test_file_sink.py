@@ -35,3 +35,12 @@ def test_a_folder_that_cannot_be_made_again_is_still_an_error(tmp_path):
     folder.write_text("a file where the folder was")
     with pytest.raises(OSError, match="sink.path: cannot create"):
         sink.show(_output(1))
+
+
+def test_a_path_holding_a_nul_is_refused_in_one_line_not_a_value_error(tmp_path):
+    """os.path.lexists says False for a NUL path, so the check passed it, and mkdir's ValueError was a traceback."""
+    with pytest.raises(configuration.ConfigError, match=r"^sink.path: .* holds a NUL character"):
+        configuration.check_creatable("sink.path", f"{tmp_path}/a\0b")
+    from device.sinks import SinkError
+    with pytest.raises(SinkError, match="sink.path: cannot create"):
+        SINKS.get("files")(configuration.SinkConfig(kind="files", path=f"{tmp_path}/a\0b"), None)

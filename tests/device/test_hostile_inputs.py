@@ -210,6 +210,18 @@ CONFIG_KINDS = [
     Kind("config", "web-flag-superscript-port", _config("", "--web", "HOST:PORT", extra=("--web", "127.0.0.1:\u00b2"))),
     Kind("config", "mjpeg-url-outside-ascii", _config('[camera]\nkind = "mjpeg"\nurl = "http://127.0.0.1:9/caf\u00e9"\n',
                                                       "camera.url", "outside ASCII")),
+    # a NUL passed validation, then the start raised ValueError (a traceback) or waited for the path for ever
+    Kind("config", "nul-in-sink-path", _config(CLASSICAL + '[camera]\nkind = "demo"\n[sink]\nkind = "files"\n'
+                                               'path = "a\\u0000b"\n', "sink.path", "NUL")),
+    Kind("config", "nul-in-camera-path", _config(CLASSICAL + '[camera]\nkind = "images"\npath = "a\\u0000b"\n'
+                                                 '[sink]\nkind = "null"\n', "camera.path", "NUL")),
+    Kind("config", "nul-in-opencv-device", _config(CLASSICAL + '[camera]\nkind = "opencv"\ndevice = "a\\u0000b"\n'
+                                                   '[sink]\nkind = "null"\n', "camera.device", "NUL")),
+    Kind("config", "nul-in-model", _config('[segmenter]\nmodel = "a\\u0000b"\n[camera]\nkind = "demo"\n'
+                                           '[sink]\nkind = "null"\n', "segmenter.model", "NUL")),
+    Kind("config", "nul-in-face-cascade", _config('[segmenter]\nkind = "classical"\nface_cascade = "a\\u0000b"\n'
+                                                  '[camera]\nkind = "demo"\n[sink]\nkind = "null"\n',
+                                                  "segmenter.face_cascade", "NUL")),
     Kind("config", "opencv-index-of-23-digits", _config('[camera]\nkind = "opencv"\ndevice = "99999999999999999999999"\n',
                                                         "camera.device", "not a camera index")),
 ]

@@ -58,6 +58,15 @@ class Streamer(BaseHTTPRequestHandler):
                     if self.server.gone.wait(0.1):
                         return
                 return
+            if kind in ("slow-frame", "slow-line"):  # a byte every 0.05 s for 4 s: each socket read in time, no frame
+                self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n" +
+                                 (b"Content-Length: 100000\r\n\r\n" if kind == "slow-frame" else b"X-Note: "))
+                for _ in range(80):  # bounded, so that a camera that reads on fails the test instead of hanging it
+                    if self.server.gone.wait(0.05):
+                        return
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                return
             if kind == "cut":  # the camera goes away inside a frame: half of the JPEG its length promised
                 self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s"
                                  % (len(jpeg), jpeg[:len(jpeg) // 2]))
@@ -216,7 +225,10 @@ def test_a_stream_that_is_not_mjpeg_is_refused_clearly(photo_path, kind, words):
 @pytest.mark.parametrize("behaviour, message, within", [
     ("stall", "timed out", 2.0),
     # data every 0.1 s keeps each socket read within its timeout: the whole frame must still come in time
-    ("trickle", "no whole frame", 1.5)])
+    ("trickle", "no whole frame", 1.5),
+    # a byte at a time inside a frame's promised length, or inside a line that never ends
+    ("slow-frame", "no whole frame", 1.5),
+    ("slow-line", "no whole frame", 1.5)])
 def test_a_silent_or_trickling_server_counts_as_gone_after_read_timeout(photo_path, monkeypatch, behaviour, message,
                                                                        within):
     monkeypatch.setattr(mjpeg_module.MjpegCamera, "read_timeout", 0.3)
@@ -230,6 +242,30 @@ def test_a_silent_or_trickling_server_counts_as_gone_after_read_timeout(photo_pa
         assert time.monotonic() - t0 < within
     finally:
         cam.stop()
+        go_away(server)
+
+
+def test_a_stop_is_honoured_while_a_server_trickles_a_frame(photo_path, monkeypatch):
+    """SIGTERM's path: the mirror's stop, asked while the camera waits for a frame that trickles in a byte at a
+    time, ends the run within about the read timeout (it used to read on for as long as bytes kept coming)."""
+    monkeypatch.setattr(mjpeg_module.MjpegCamera, "read_timeout", 0.5)
+    server = serve(photo_path.read_bytes(), "slow-frame")
+    cfg = configuration.from_dict({
+        "camera": {"kind": "mjpeg", "url": f"http://127.0.0.1:{server.server_address[1]}/", "width": SIZE[0],
+                   "height": SIZE[1]},
+        "segmenter": {"kind": "classical"}, "sink": {"kind": "null"}, "web": {"enabled": False}})
+    mirror = Mirror(cfg)
+    runner = threading.Thread(target=mirror.run, kwargs={"inline": True}, daemon=True)
+    try:
+        runner.start()
+        time.sleep(0.2)  # the camera is open and inside its first read
+        assert mirror.camera_state == "ok" and mirror.frames == 0
+        t0 = time.monotonic()
+        mirror.stop()
+        runner.join(3.0)
+        assert not runner.is_alive() and time.monotonic() - t0 < 1.5
+    finally:
+        mirror.stop()
         go_away(server)
 
 

@@ -483,6 +483,15 @@ def test_speed_bench_refuses_counts_it_cannot_time(bad, tmp_path, capsys):
     assert e.value.code == 2 and bad[0] in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("size", ["0x0", "0x480", "-640x480", "1x-1", "640x5000"])
+def test_speed_bench_refuses_a_size_outside_16_to_4096(size, tmp_path, capsys):
+    """--size 0x0 was an OpenCV traceback in the resize (exit 1): the stages bench's own size check now."""
+    from device.recolour.bench import main
+    with pytest.raises(SystemExit) as e:
+        main(["--data", str(tmp_path), f"--size={size}"])
+    assert e.value.code == 2 and "argument --size" in capsys.readouterr().err
+
+
 def test_soft_alpha_at_a_straight_edge_is_the_doubled_gaussian_tail():
     """A half-plane of hair: the pixel j + 1 columns outside it blurs to the 7x7 Gaussian's weight at offsets
     j + 1..3 (its 1-D kernel's tail), doubled: 1 - w0 next to the edge, then 2 (w2 + w3), 2 w3, and 0."""
