@@ -239,13 +239,22 @@ def _not_a_regular_file(path: str) -> str:
         return "a folder, not a video or photo file; for a folder of photos use kind = \"images\" (its path)"
     if not stat.S_ISREG(mode):
         return ("not a regular file (a pipe, socket or device): the opencv camera takes a camera index (\"0\"), a "
-                "video file or a photo file")
+                "webcam's node (/dev/video0, /dev/v4l/by-id/...), a video file or a photo file")
     return ""
 
 
 def is_index(device: str) -> bool:
     """camera.device names a camera by its index (ASCII digits: "²" is a digit to str.isdigit, not to int)."""
     return device.isascii() and device.isdigit()
+
+
+def is_device_node(device: str) -> bool:
+    """camera.device names a webcam by its V4L2 node (/dev/video0, or a stable /dev/v4l/by-id/... link: on a Pi the
+    codec and ISP have video nodes too, so an index may not be the webcam), there or not plugged in yet."""
+    return device.startswith(V4L2_NODES)
+
+
+V4L2_NODES = ("/dev/video", "/dev/v4l/")
 
 
 @CAMERAS.register("opencv")
@@ -257,7 +266,8 @@ class OpenCVCamera(Camera):
 
     @dataclass
     class Settings:
-        device: str = setting("0", "camera index (a webcam), a video file (looped) or a photo file (shown as a still)")
+        device: str = setting("0", "camera index (a webcam), a webcam's V4L2 node (/dev/video0, /dev/v4l/by-id/...), "
+                                   "a video file (looped) or a photo file (shown as a still)")
 
     @classmethod
     def check_config(cls, cfg) -> None:
@@ -267,12 +277,14 @@ class OpenCVCamera(Camera):
         if is_index(cfg.device) and int(cfg.device) > MAX_INDEX:
             raise ValueError(f"camera.device: {cfg.device} is not a camera index OpenCV takes (0..{MAX_INDEX})")
         # a folder or a pipe was retried forever as "no such video file"
-        if not is_index(cfg.device) and (what := _not_a_regular_file(cfg.device)):
+        if not is_index(cfg.device) and not is_device_node(cfg.device) and (what := _not_a_regular_file(cfg.device)):
             raise ValueError(f"camera.device: {cfg.device} is {what}")
 
     def __init__(self, cfg, lores_hw):
         super().__init__(cfg, lores_hw)
-        self.is_file = not is_index(cfg.device)  # a video file, not a webcam's index
+        self.is_file = not (is_index(cfg.device) or is_device_node(cfg.device))  # a video or photo file, not a webcam
+        if is_device_node(cfg.device) and not os.path.exists(cfg.device):  # not an error: a webcam plugged in later
+            _log.warning("camera.device: no webcam at %s yet; the mirror waits for it", cfg.device)
         # as the images camera's missing folder, neither is an error, but --validate-config says so
         if self._file_missing():
             _log.warning("camera.device: no video file %s yet; the mirror waits for it", cfg.device)
@@ -312,6 +324,8 @@ class OpenCVCamera(Camera):
             raise CameraError(f"camera.device: no such video file {dev}")
         if self.is_file and (what := _not_a_regular_file(dev)):
             raise CameraError(f"camera.device: {dev} is {what}")
+        if is_device_node(dev) and not os.path.exists(dev):
+            raise CameraError(f"camera.device: no webcam at {dev} (unplugged?)")
         self.still = self.first = None
         if self.is_file and self._is_photo():
             try:
@@ -323,7 +337,7 @@ class OpenCVCamera(Camera):
             self.pacer = Pacer(self.cfg.fps)
             return
         try:
-            self.cap = cv2.VideoCapture(dev if self.is_file else int(dev))
+            self.cap = cv2.VideoCapture(*self._source())
         except cv2.error as e:  # e.g. an index its backend refuses
             raise CameraError(f"camera.device: cannot open {dev!r} ({str(e).strip().splitlines()[-1]})") from None
         if not self.cap.isOpened():
@@ -345,6 +359,14 @@ class OpenCVCamera(Camera):
         self.opened = os.stat(dev).st_ino if self.is_file else None
         self.next_check = time.monotonic() + RESCAN_SECONDS
         self.pacer = Pacer(self.cfg.fps) if self.is_file else None
+
+    def _source(self) -> tuple:
+        """cv2.VideoCapture's arguments: a file by its name, a webcam by its index or by its node through V4L2 (the
+        default backend would hand a /dev path to FFmpeg as a file)."""
+        dev = self.cfg.device
+        if self.is_file:
+            return (dev,)
+        return (dev, cv2.CAP_V4L2) if is_device_node(dev) else (int(dev),)
 
     def _read_bgr(self) -> tuple[bool, np.ndarray | None]:
         """The next frame: first the one `start` read to see that the file has frames."""

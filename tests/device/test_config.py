@@ -411,6 +411,27 @@ def test_an_opencv_device_that_is_a_folder_or_a_pipe_is_refused(what, tmp_path):
         configuration.from_dict({"camera": {"kind": "opencv", "device": str(path)}, "sink": {"kind": "null"}})
 
 
+def test_a_webcam_named_by_its_v4l2_node_is_a_webcam_not_a_file(caplog):
+    """/dev/video0 (or a stable /dev/v4l/by-id/ link: a Pi's codec and ISP have video nodes too, so an index may
+    name one of them) was taken for a video file: refused as a device, or waited for as a file. It validates, is
+    opened through V4L2 as a live camera (no looping, no file checks), and one not plugged in is waited for;
+    /dev/null stays refused."""
+    import cv2
+
+    from device.cameras import CameraError
+    from device.cameras.files import OpenCVCamera
+    node = "/dev/v4l/by-id/usb-hairmirror-test-video-index0"  # not here: a webcam plugged in later
+    with caplog.at_level("WARNING"):
+        cfg = configuration.from_dict({"camera": {"kind": "opencv", "device": node}, "sink": {"kind": "null"}})
+        camera = OpenCVCamera(cfg.camera, (96, 128))
+    assert f"no webcam at {node} yet" in caplog.text
+    assert not camera.is_file and camera._source() == (node, cv2.CAP_V4L2)
+    with pytest.raises(CameraError, match=f"no webcam at {node}"):
+        camera.start()
+    with pytest.raises(configuration.ConfigError, match="^camera.device: /dev/null is not a regular file"):
+        configuration.from_dict({"camera": {"kind": "opencv", "device": "/dev/null"}, "sink": {"kind": "null"}})
+
+
 def test_validation_warns_of_a_camera_file_or_folder_that_can_never_show_a_frame(tmp_path, caplog):
     """A text file or a decompression bomb as camera.device, and a photo folder of unreadable photos, validated
     silently; the mirror then retried them forever."""
