@@ -119,6 +119,10 @@ class Picamera2Camera(Camera):
             from picamera2.platform import Platform
         except ImportError as e:
             raise CameraError(f"picamera2 is not installed ({e}); on Raspberry Pi OS: apt install python3-picamera2") from e
+        except ValueError as e:  # "numpy.dtype size changed": apt's compiled modules meet another numpy major version
+            raise CameraError(f"picamera2 cannot be imported ({e}): its compiled modules from apt were built for the "
+                              "system's numpy, and this environment has another major version (on Bookworm: pip "
+                              "install 'numpy<2' in the venv; deploy/ keeps it so)") from e
         return picamera2, Transform, Platform
 
     def lores_format(self, picamera2_module, platform) -> str:

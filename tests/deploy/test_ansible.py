@@ -178,6 +178,25 @@ def test_the_role_refuses_variables_the_daemons_validation_cannot_see(tmp_path):
     assert fine.returncode == 0, fine.stdout[-2000:]
 
 
+def test_pip_keeps_the_venvs_numpy_at_the_systems_major_version():
+    """Bookworm's picamera2 (apt, seen through --system-site-packages) cannot import with numpy 2, which pip's newest
+    OpenCV brings: the constraints keep the system's major version, unless the user constrains numpy or turns it
+    off; a system without numpy (the probe failed) adds nothing."""
+    template = ROLES / "hairmirror" / "templates" / "constraints.txt.j2"
+
+    def constraints(**variables) -> list[str]:
+        return render(template, role_defaults(variables)).splitlines()
+    assert constraints(hairmirror_system_numpy="1.24.2") == ["numpy>=1,<2"]
+    assert constraints(hairmirror_system_numpy="2.2.4", hairmirror_pip_constraints=["onnxruntime==1.20.1"]) == \
+        ["onnxruntime==1.20.1", "numpy>=2,<3"]
+    assert constraints(hairmirror_system_numpy="1.24.2", hairmirror_pip_constraints=["NumPy==1.26.4"]) == \
+        ["NumPy==1.26.4"]
+    assert constraints(hairmirror_system_numpy="") == []
+    assert constraints(hairmirror_system_numpy="1.24.2", hairmirror_pip_match_system_numpy=False) == []
+    wheel = (ROLES / "hairmirror" / "tasks" / "wheel.yml").read_text()
+    assert "import numpy; print(numpy.__version__)" in wheel and "src: constraints.txt.j2" in wheel
+
+
 def test_the_drop_in_escapes_the_environment_and_opens_what_the_config_needs():
     """Environment values reach the daemon as written (systemd reads % and \\ and quotes itself); a page on a port
     under 1024 gets the one capability that binds it; with the page off, an mjpeg camera keeps its network and a

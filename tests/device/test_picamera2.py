@@ -261,6 +261,21 @@ def test_missing_picamera2_package_says_how_to_install(monkeypatch):
         make().start()
 
 
+def test_a_picamera2_built_for_another_numpy_says_so_not_that_it_is_missing(monkeypatch, tmp_path):
+    """Bookworm's picamera2 imports simplejpeg, compiled for numpy 1.x; with numpy 2 in the venv the import raises
+    ValueError ("numpy.dtype size changed"), which escaped the camera's errors. A package that fails that way on
+    import, found first on the path, as apt's is found through --system-site-packages."""
+    import sys
+    package = tmp_path / "picamera2"
+    package.mkdir()
+    (package / "__init__.py").write_text('raise ValueError("numpy.dtype size changed, may indicate binary '
+                                         'incompatibility. Expected 96 from C header, got 88 from PyObject")\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "picamera2", raising=False)
+    with pytest.raises(CameraError, match=r"picamera2 cannot be imported \(numpy.dtype size changed.*numpy<2"):
+        make().start()
+
+
 def test_a_missing_picamera2_module_is_warned_of_when_the_camera_is_built(monkeypatch, caplog):
     """Building the camera is what --validate-config does: it must say the module is missing (the start retries
     it forever), in one warning; with the module there, nothing."""
