@@ -24,6 +24,8 @@ Exit codes: 0 done (or dry run passed), 1 failed while writing or verifying, 2 r
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import dataclasses
 import gzip
 import hashlib
@@ -326,6 +328,40 @@ def country_codes(code: str) -> set[str]:
     return {line.split("\t", 1)[0] for line in lines if line and not line.startswith("#")}
 
 
+XKB_RULES = Path("/usr/share/X11/xkb/rules/base.lst")
+SSH_KEY_TYPES = ("ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
+                 "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com")
+
+
+def keyboard_layouts(layout: str) -> set[str]:
+    """The XKB layouts this machine knows (what the image's first boot hands its keymap to); without the rules file,
+    `layout` itself (its form is checked by the caller)."""
+    try:
+        lines = XKB_RULES.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return {layout}
+    start = lines.index("! layout") + 1 if "! layout" in lines else len(lines)
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("!")), len(lines))
+    return {line.split()[0] for line in lines[start:end] if line.strip()}
+
+
+def ssh_key_problem(line: str) -> str:
+    """Why a line is not an OpenSSH public key ('' when it is one): a card that allows key logins only, with a key
+    that is no key, locks its user out. The type, base64 data, and the type named again inside the data, as
+    ssh-keygen -l reads it."""
+    parts = line.split()
+    if len(parts) < 2 or parts[0] not in SSH_KEY_TYPES:
+        return f"not an OpenSSH public key line ('TYPE BASE64 [comment]', TYPE one of {', '.join(SSH_KEY_TYPES)})"
+    try:
+        blob = base64.b64decode(parts[1], validate=True)
+    except (binascii.Error, ValueError):
+        return "its key data is not base64"
+    size = int.from_bytes(blob[:4], "big")
+    if blob[4:4 + size] != parts[0].encode():
+        return f"its key data is not a {parts[0]} key"
+    return ""
+
+
 @dataclasses.dataclass
 class FirstBoot:
     hostname: str = ""
@@ -360,12 +396,20 @@ class FirstBoot:
             raise Refused("--wifi-ssid needs --wifi-country (Wi-Fi stays off until the country is set)")
         if len(self.wifi_ssid.encode()) > 32:
             raise Refused(f"--wifi-ssid: {len(self.wifi_ssid.encode())} bytes; an SSID holds at most 32")
+        # the first boot writes the SSID raw into a NetworkManager line: a control character breaks the file, and
+        # spaces at either end are lost
+        if any(ord(c) < 32 or ord(c) == 127 for c in self.wifi_ssid) or self.wifi_ssid != self.wifi_ssid.strip():
+            raise Refused(f"--wifi-ssid: {self.wifi_ssid!r} holds a control character or spaces at an end, which "
+                          "the image's first boot cannot write into its Wi-Fi connection")
+        if self.keymap and not (re.fullmatch(r"[a-z][a-z0-9_]{1,15}", self.keymap)
+                                and self.keymap in keyboard_layouts(self.keymap)):
+            raise Refused(f"--keymap: {self.keymap!r} is not a keyboard layout (e.g. gb, us, de; see {XKB_RULES})")
         if self.timezone and not (re.fullmatch(r"[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*", self.timezone)
                                   and (not ZONEINFO.is_dir() or (ZONEINFO / self.timezone).is_file())):
             raise Refused(f"--timezone: {self.timezone!r} is not a time zone (e.g. Europe/London; see {ZONEINFO})")
         for key in self.ssh_keys:
-            if not re.match(r"(ssh-|ecdsa-|sk-)", key):
-                raise Refused(f"ssh key {key[:30]!r}...: not an OpenSSH public key line")
+            if problem := ssh_key_problem(key):
+                raise Refused(f"ssh key {key[:30]!r}...: {problem}")
 
     def empty(self) -> bool:
         return self == FirstBoot()

@@ -156,24 +156,24 @@ def test_the_role_refuses_variables_the_daemons_validation_cannot_see(tmp_path):
     """Each of these passed the config template's validation and failed later, or never: a YAML null written as
     "None" (a camera folder named None), a _settings key that has its own variable (the same key twice: not TOML),
     a model that is not among the copied ones (the daemon quietly ran its classical fallback), a model under /home
-    (hidden by ProtectHome), an environment name systemd does not take."""
-    model = tmp_path / "mine.onnx"
-    model.write_bytes(b"x")
+    (hidden by ProtectHome) or /tmp (PrivateTmp), an environment name systemd does not take."""
     cases = [({"hairmirror_camera_path": None, "hairmirror_camera_kind": "images"}, "hairmirror_camera_path is empty"),
              ({"hairmirror_web_token": None}, "hairmirror_web_token is empty"),
              ({"hairmirror_camera_settings": {"device": "/dev/video2"}}, "set hairmirror_camera_device instead"),
              ({"hairmirror_sink_settings": {"preview": None}}, "hairmirror_sink_settings must be"),
              ({"hairmirror_segmenter_model": "/opt/hairmirror/models/typo.onnx"}, "no such model among"),
              ({"hairmirror_models": []}, "hairmirror_segmenter_model"),
-             ({"hairmirror_segmenter_model": str(tmp_path / "absent.onnx")}, "no such model file on the mirror"),
+             ({"hairmirror_segmenter_model": str(ROOT / "models" / "absent.onnx")}, "no such model file on the mirror"),
              ({"hairmirror_segmenter_model": "/home/pi/model.onnx"}, "ProtectHome"),
              ({"hairmirror_segmenter_model": "/root/model.onnx"}, "ProtectHome"),  # hidden as well as /home
+             ({"hairmirror_segmenter_model": "/tmp/model.onnx"}, "PrivateTmp"),  # the service's own /tmp is empty
+             ({"hairmirror_camera_kind": "images", "hairmirror_camera_path": "/var/tmp/photos"}, "PrivateTmp"),
              ({"hairmirror_environment": {"MY-VAR": "1"}}, "hairmirror_environment: names"),
              ({"hairmirror_environment": {"2THREADS": "1"}}, "hairmirror_environment: names")]  # no leading digit
     for extra, message in cases:
         out = _checks(tmp_path, extra)
         assert out.returncode != 0 and message in out.stdout, (extra, out.stdout[-2000:])
-    fine = _checks(tmp_path, {"hairmirror_segmenter_model": str(model), "hairmirror_camera_settings": {"url": "x"},
+    fine = _checks(tmp_path, {"hairmirror_segmenter_model": str(Path(DEFAULT_MODEL).resolve()),  # not in /tmp "hairmirror_camera_settings": {"url": "x"},
                               "hairmirror_environment": {"HTTPS_PROXY": "http://u:p%40ss@proxy:3128"}})
     assert fine.returncode == 0, fine.stdout[-2000:]
 

@@ -26,6 +26,9 @@ BOOT_SECTORS = 16384  # 8 MiB FAT16
 IMAGE_MB = 12
 MTOOLS_ENV = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
 
+# a well-formed ed25519 public key line (its data names its type), of no real key
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGhhaXJtaXJyb3ItdGVzdC1rZXktbm90LWEtcmVhbDEh"
+
 
 def _load_flash():
     spec = importlib.util.spec_from_file_location("hairmirror_flash", SCRIPT)
@@ -84,7 +87,7 @@ def _boot_file(target: Path, name: str) -> str:
 def test_writes_verifies_and_leaves_custom_toml(image, tmp_path):
     (tmp_path / "pw").write_text("correct horse\n")
     (tmp_path / "wifi").write_text("password\n")
-    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTheTestOnly mirror@test"
+    key = f"{KEY} mirror@test"
     (tmp_path / "key.pub").write_text(key + "\n")
     target = tmp_path / "card.img"
     rc = flash.main([str(image), str(target), "--allow-file", "--yes", "--hostname", "mirror-1", "--user", "pi",
@@ -203,16 +206,39 @@ def test_wifi_values_raspberry_pi_os_would_not_apply_are_refused(image, tmp_path
     assert flash.main(base + ["--wifi-ssid", "S" * 32, "--wifi-country", "gb", "--timezone", "UTC"]) == 0
 
 
+def test_first_boot_values_that_would_lock_out_or_break_the_card_are_refused(image, tmp_path, capsys):
+    """Each passed a dry run: an ssh key line that is no key (ssh then allows key logins only: the user is locked
+    out), a key whose data is not base64 or not of its type, an SSID with a newline (written raw into the Wi-Fi
+    connection file) or a space at an end (lost), a keymap that is no keyboard layout."""
+    base = [str(image), str(tmp_path / "c.img"), "--allow-file", "--dry-run"]
+    keys = {"garbage": "ssh-garbage", "not-base64": "ssh-ed25519 AAAA$$$$ x@y",
+             "other-type": KEY.replace("ssh-ed25519", "ssh-rsa") + " x@y"}
+    cases = []
+    for name, line in keys.items():
+        (tmp_path / f"{name}.pub").write_text(line + "\n")
+        cases.append((["--ssh-key", str(tmp_path / f"{name}.pub")], "ssh key"))
+    cases += [(["--wifi-ssid", "Sa\nlon", "--wifi-country", "GB"], "control character"),
+              (["--wifi-ssid", " Salon", "--wifi-country", "GB"], "spaces at an end"),
+              (["--keymap", 'zz"; rm -rf /'], "not a keyboard layout")]
+    if flash.XKB_RULES.is_file():
+        cases.append((["--keymap", "zz"], "not a keyboard layout"))
+    for options, message in cases:
+        assert flash.main(base + options) == 2, options
+        assert message in capsys.readouterr().err, options
+    (tmp_path / "good.pub").write_text(f"{KEY} me@laptop\n")
+    assert flash.main(base + ["--ssh-key", str(tmp_path / "good.pub"), "--keymap", "gb"]) == 0
+
+
 def test_an_ssh_key_file_of_comments_is_refused(image, tmp_path, capsys):
     """Was: a file of comment lines added no key, so ssh stayed off on a headless mirror, with exit 0; a key after
     a blank first line was refused as an empty file."""
     (tmp_path / "comments.pub").write_text("# my laptop's key\n\n")
-    (tmp_path / "blank-first.pub").write_text("\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFake mirror@test\n")
+    (tmp_path / "blank-first.pub").write_text(f"\n{KEY} mirror@test\n")
     base = [str(image), str(tmp_path / "c.img"), "--allow-file", "--dry-run", "--ssh-key"]
     assert flash.main(base + [str(tmp_path / "comments.pub")]) == 2
     assert "no key in it" in capsys.readouterr().err
     assert flash.main(base + [str(tmp_path / "blank-first.pub")]) == 0
-    assert "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFake" in capsys.readouterr().out
+    assert KEY in capsys.readouterr().out
 
 
 def test_the_image_itself_as_the_target_is_refused_and_kept(image, tmp_path, capsys):
