@@ -26,7 +26,9 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import contextlib
 import dataclasses
+import fcntl
 import gzip
 import hashlib
 import json
@@ -670,20 +672,45 @@ def run(args: argparse.Namespace) -> int:
     if not args.yes:
         confirm(target)
 
+    with held_from_udev(target):
+        written = write_and_check(image, raw_size, target, boot_files, args.no_readback)
+        os.sync()  # on the card before udev probes it
+    print(f"done: {written} bytes on {target.path}" + (", read back and verified" if not args.no_readback else ""))
+    return 0
+
+
+@contextlib.contextmanager
+def held_from_udev(target: Target):
+    """A block device locked (flock LOCK_EX, systemd's block device locking) from the write to the last first-boot
+    file: udev probes a card once a writer closes it, and a desktop then mounts its partitions; mcopy must not write
+    under a mounted file system. Released, the card is probed once, whole."""
+    if not target.is_block:
+        yield
+        return
+    fd = os.open(target.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def write_and_check(image: Path, raw_size: int, target: Target, boot_files: dict[str, str],
+                    no_readback: bool) -> int:
+    """Write the image (`raw_size` bytes decompressed), read it back (unless `no_readback`) and add the first-boot
+    files; the bytes written."""
     written, written_sha = write_image(image, target)
     _log.info("wrote %d bytes (sha256 %s)", written, written_sha)
     if written != raw_size:
         raise Failed(f"{target.path}: wrote {written} bytes, the image holds {raw_size}")
-    if not args.no_readback:
+    if not no_readback:
         back = read_back(target, written)
         if back != written_sha:
             raise Failed(f"{target.path}: read-back sha256 {back} differs from the image's {written_sha}")
         _log.info("read-back matches")
     if boot_files:
         write_boot_files(target.path, boot_files)
-    os.sync()
-    print(f"done: {written} bytes on {target.path}" + (", read back and verified" if not args.no_readback else ""))
-    return 0
+    return written
 
 
 def redacted(text: str) -> str:

@@ -4,6 +4,7 @@ devices only; the one test that names a real disk (the one holding /) runs with 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import gzip
 import hashlib
 import importlib.util
@@ -384,6 +385,35 @@ def test_loop_device_is_written_and_read_back(image, tmp_path):
     raw = _raw(image)
     root = (BOOT_START + BOOT_SECTORS) * 512
     assert backing.read_bytes()[root:len(raw)] == raw[root:]
+
+
+def test_the_card_is_locked_from_udev_until_its_first_boot_files_are_written(image, tmp_path, monkeypatch):
+    """udev probes a card when a writer closes it, and a desktop then mounts its partitions: mcopy wrote under a
+    mounted FAT. The whole device stays flock'ed (systemd's block device locking, which udev honours) from the
+    write to the last boot file, and is free afterwards."""
+    backing = tmp_path / "card.bin"
+    with backing.open("wb") as f:
+        f.truncate(16 << 20)
+    real_write_boot_files, seen = flash.write_boot_files, []
+
+    def locked_now(path: Path) -> bool:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # what udev tries before it probes
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+    def checking(path, files):
+        seen.append(locked_now(path))
+        real_write_boot_files(path, files)
+    monkeypatch.setattr(flash, "write_boot_files", checking)
+    with _loop(backing) as device:
+        assert flash.main([str(image), str(device), "--yes", "--hostname", "mirror-3"]) == 0
+        assert seen == [True] and not locked_now(device)
+        assert "mirror-3" in _boot_file(device, "custom.toml")
 
 
 def test_loop_device_that_is_too_small_is_refused_before_writing(image, tmp_path, capsys):
