@@ -200,6 +200,19 @@ def test_pip_keeps_the_venvs_numpy_at_the_systems_major_version():
     assert "import numpy; print(numpy.__version__)" in wheel and "src: constraints.txt.j2" in wheel
 
 
+def test_yes_no_variables_given_as_text_are_refused_before_anything_changes(tmp_path):
+    """`-e hairmirror_web_enabled=false` is the text "false": the drop-in's conditions took it for true and the
+    daemon refused it only after the wheel was installed. Every yes/no default of the role is checked by name."""
+    yaml = pytest.importorskip("yaml")
+    checks = yaml.safe_load((ROLES / "hairmirror" / "tasks" / "checks.yml").read_text())
+    looped = next(t["loop"] for t in checks if t["name"] == "Refuse yes/no variables given as text")
+    defaults = yaml.safe_load((ROLES / "hairmirror" / "defaults" / "main.yml").read_text())
+    assert sorted(looped) == sorted(k for k, v in defaults.items() if isinstance(v, bool))
+    out = _checks(tmp_path, {"hairmirror_web_enabled": "false"})
+    assert out.returncode != 0 and 'hairmirror_web_enabled is "false", text rather than true or false' in out.stdout
+    assert _checks(tmp_path, {"hairmirror_web_enabled": False}).returncode == 0
+
+
 def test_the_drop_in_escapes_the_environment_and_opens_what_the_config_needs():
     """Environment values reach the daemon as written (systemd reads % and \\ and quotes itself); a page on a port
     under 1024 gets the one capability that binds it; with the page off, an mjpeg camera keeps its network and a
