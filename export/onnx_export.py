@@ -51,10 +51,6 @@ def trained_on(ckpt: dict) -> str:
     return ",".join(ckpt.get("config", {}).get("data", [])) or "unknown"
 
 
-def has_prior_input(ckpt: dict) -> bool:
-    return int(ckpt.get("model_kwargs", {}).get("in_channels", 3)) == 4
-
-
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -67,9 +63,10 @@ def contract_metadata(net: nn.Module, ckpt: dict, checkpoint: Path, threshold: f
                       command: str = "") -> dict[str, str]:
     """metadata_props of contract v1, plus where the file came from (`command` reproduces it) and what
     training cost."""
+    from training.train import takes_prior
     h, w = (int(v) for v in ckpt["size"])
     config = ckpt.get("config", {})
-    in_channels = 4 if has_prior_input(ckpt) else 3
+    in_channels = 4 if takes_prior(ckpt) else 3
     meta = {
         "contract": CONTRACT_VERSION,
         "variant": ckpt["variant"],
@@ -132,7 +129,7 @@ def declare_output_shape(model: onnx.ModelProto, size: tuple[int, int]) -> None:
 def export_checkpoint(checkpoint: str | Path, out: str | Path, threshold: float = 0.5, opset: int = DEFAULT_OPSET,
                       command: str = "") -> tuple[Path, ContractWrapper, dict]:
     """Write the checkpoint's model as one checked contract-v1 file; returns (path, the torch wrapper, ckpt)."""
-    from training.train import load_checkpoint
+    from training.train import load_checkpoint, takes_prior
     if not DEFAULT_OPSET <= opset <= MAX_OPSET:
         raise ValueError(f"opset must be {DEFAULT_OPSET}..{MAX_OPSET}, got {opset}")
     if not 0.0 < threshold < 1.0:
@@ -141,7 +138,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, threshold: float 
     if not checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
     net, ckpt = load_checkpoint(checkpoint, NEEDED_KEYS)  # one without `size` was a bare "'size'"
-    wrapper = ContractWrapper(net, has_prior_input(ckpt)).eval()
+    wrapper = ContractWrapper(net, takes_prior(ckpt)).eval()
     size = tuple(int(v) for v in ckpt["size"])
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent) as tmp:

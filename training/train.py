@@ -199,7 +199,7 @@ def check_checkpoint_path(path: str | Path, named: str = "checkpoint") -> None:
 
 def takes_prior(ckpt: dict) -> bool:
     """Whether a checkpoint's model reads the previous-frame prior (a 4th input channel)."""
-    return ckpt.get("model_kwargs", {}).get("in_channels", 3) == 4
+    return int(ckpt.get("model_kwargs", {}).get("in_channels", 3)) == 4
 
 
 def read_checkpoint(path: str | Path, needed: tuple[str, ...] = ("variant", "state_dict")) -> dict:
