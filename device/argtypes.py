@@ -52,3 +52,14 @@ def float_in(lo: float, hi: float):
             raise argparse.ArgumentTypeError(f"expected {lo:g}..{hi:g}, got {text}")
         return value
     return parse
+
+
+def parse_hw(text: str) -> tuple[int, int]:
+    """'WIDTHxHEIGHT' -> (H, W)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 640x480, got {text!r}") from None
+    if not (16 <= w <= 4096 and 16 <= h <= 4096):
+        raise argparse.ArgumentTypeError(f"{text}: width and height must lie in 16..4096")
+    return h, w

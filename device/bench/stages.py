@@ -54,7 +54,7 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from ..argtypes import int_in
+from ..argtypes import int_in, parse_hw
 from ..cameras import Frame
 from ..cameras.demo import DemoCamera
 from .docs_block import add_machine_arguments, check_machine_arguments, check_saved, load_each, machine_name, publish
@@ -468,17 +468,6 @@ def _excess(frame_time: dict) -> str:
 def _spread(iqr: list[float], rounds: int) -> str:
     lo, hi = iqr
     return f"IQR {lo:.3f}-{hi:.3f}" if rounds >= MIN_SPREAD_ROUNDS else "too few for a spread"
-
-
-def parse_hw(text: str) -> tuple[int, int]:
-    """'WIDTHxHEIGHT' -> (H, W)."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 640x480, got {text!r}") from None
-    if not (16 <= w <= 4096 and 16 <= h <= 4096):
-        raise argparse.ArgumentTypeError(f"{text}: width and height must lie in 16..4096")
-    return h, w
 
 
 DOCS_BLOCK = "stages"  # docs/bench.md's block that --docs rewrites

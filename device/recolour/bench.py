@@ -18,10 +18,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..argtypes import parse_hw
 from ..bench.docs_block import GeneratedBlock, publish
 from ..bench.machine import cpu_model
 from ..bench.models import BenchUsageError
-from ..bench.stages import parse_hw
 from . import RECOLOURERS, make_recolourer
 from .figaro import DEFAULT_DATA_ROOT, figaro_test, soft_alpha
 
