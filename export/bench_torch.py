@@ -34,9 +34,9 @@ from device.bench.machine import cpu_model, short_gpu
 from device.bench.models import RANDOM_WEIGHTS, BenchModel, BenchUsageError, find_files, open_model
 from device.bench.runtimes import Absent, Prepared, Runtime, torch_names
 from device.registry import Registry
-from training.train import load_checkpoint
+from training.train import load_checkpoint, takes_prior
 
-from .onnx_export import ContractWrapper, has_prior_input
+from .onnx_export import ContractWrapper
 from .random_models import DEFAULT_SIZE, known_variants, parse_size, random_metadata, random_name, random_network
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -130,7 +130,7 @@ def load_checkpoints(items: list[str]) -> dict[str, Checkpoint]:
                                   f"{type(e).__name__}: {e}") from None
         if ckpt.get("variant") != variant:
             raise BenchUsageError(f"--checkpoint {variant}: {path} holds {ckpt.get('variant')!r}, not {variant!r}")
-        out[variant] = Checkpoint(path, net, has_prior_input(ckpt))
+        out[variant] = Checkpoint(path, net, takes_prior(ckpt))
     return out
 
 
