@@ -69,7 +69,8 @@ PATHS = {"demo": tuple(s for s in STAGES if s not in ("colour", "overlay")),
          "pi": tuple(s for s in STAGES if s not in ("capture", "upscale", "recolour", "compose"))}
 CLOCKS = ("wall", "cpu")
 UNPACED_FPS = 1e6  # the demo camera unpaced: the path, not a frame rate, sets the speed
-WARMUP_FRAMES = 8
+WARMUP_FRAMES = 8  # at most; one per WARMUP_EVERY frames measured (a warm-up frame runs ~11 inferences)
+WARMUP_EVERY = 30  # so a short run (`--frames 8` under emulation, make e2e-deploy) is not mostly warm-up
 MADE_AHEAD = 16  # frames the frame-time layout replays: about 45 MB at 640x480, more than a CPU's caches hold
 
 
@@ -291,7 +292,7 @@ def profile_stages(model_path: str | Path, frame_hw: tuple[int, int] = (480, 640
             ratios = {clock: {name: [] for name in PATHS} for clock in CLOCKS}
             two_ratios = {name: [] for name in PATHS}
             frame_s = {name: {"path": [], "model": [], **{part: [] for part in INFERENCE_PARTS}} for name in PATHS}
-            for _ in range(WARMUP_FRAMES):
+            for _ in range(warmup_frames(frames)):
                 output = frame_path(mirror, _Clock()).output
                 model_alone(mirror, mirror.live_input(output.frame).model)
                 for layout in (*two.values(), *ahead.values()):
@@ -368,6 +369,12 @@ def profile_stages(model_path: str | Path, frame_hw: tuple[int, int] = (480, 640
         "rounds": rounds, "round_frames": period, "load_average": [round(v, 2) for v in os.getloadavg()],
         "cpu": _cpu(), "label": label,
     }
+
+
+def warmup_frames(frames: int) -> int:
+    """Frames run before the clock starts for a run measuring `frames` per layout: at least one, at most
+    WARMUP_FRAMES."""
+    return max(1, min(WARMUP_FRAMES, frames // WARMUP_EVERY))
 
 
 def excess(seconds: dict[str, list[float]], period: int) -> dict[str, float]:

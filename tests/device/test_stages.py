@@ -23,8 +23,12 @@ def model():
     return path
 
 
-def test_profile_has_every_stage_and_both_ratios(model):
+def test_profile_has_every_stage_and_both_ratios(model, monkeypatch):
+    one_thread = []  # the one-thread layout's frames: warm-up and measured
+    real_path = stages.frame_path
+    monkeypatch.setattr(stages, "frame_path", lambda *a: one_thread.append(1) or real_path(*a))
     result = stages.profile_stages(model, (480, 640), frames=16)
+    assert len(one_thread) == 1 + 16  # a short run warms up on one frame, not WARMUP_FRAMES (emulated Pis)
     assert set(result["stages_ms"]) == set(stages.STAGES)
     assert result["frames"] == 16 and result["rounds"] == 2 and result["keep"] == "face"
     ms = result["stages_ms"]
