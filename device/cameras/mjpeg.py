@@ -8,8 +8,11 @@ The stream is one HTTP response of Content-Type multipart/x-mixed-replace; each 
 Content-Length is used when it gives one, else the part runs to the next boundary. Memory is bounded: a part over
 MAX_FRAME_BYTES, a line over MAX_LINE_BYTES, more than MAX_HEADER_LINES header lines, junk instead of a boundary or
 a JPEG whose header claims more than the decode budget are refused; a server silent for `read_timeout` seconds, or
-one that takes longer than that for a whole frame, counts as gone. Every failure is a CameraError, so the mirror's
-back-off reopens the stream once the server is back. Only the standard library and OpenCV are used.
+one that takes longer than that for a whole frame, counts as gone. A response sent with Transfer-Encoding: chunked
+is de-chunked here, within the same deadline and line bound (http.client's own reader waits on a chunk-size line for
+as long as its bytes keep coming); a malformed chunk size or a last chunk ends the stream. Every failure is a
+CameraError, so the mirror's back-off reopens the stream once the server is back. Only the standard library and
+OpenCV are used.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from .base import CAMERAS, Camera, CameraError, fit_to
 
 _log = logging.getLogger(__name__)
 MAX_FRAME_BYTES = 8 * 2**20  # one JPEG part (a 1080p MJPEG frame is a few hundred kB)
-MAX_LINE_BYTES = 4096        # one boundary or header line
+MAX_LINE_BYTES = 4096        # one boundary, header or chunk-size line
 MAX_HEADER_LINES = 32        # per part; also the blank or preamble lines allowed before a boundary
 READ_CHUNK = 65536           # bytes asked of the socket at a time (the deadline is checked between reads)
 
@@ -102,36 +105,75 @@ class MjpegCamera(Camera):
         b = boundary.encode("latin-1")
         self.delimiters = {b"--" + b, b} if b.startswith(b"--") else {b"--" + b}  # some cameras repeat the dashes
         self.in_part = False  # True once a part's boundary line is read (a part without a length reads up to it)
-        self.buffer = bytearray()  # read from the stream, not yet used
+        self.buffer = bytearray()  # read from the stream (de-chunked), not yet used
+        # chunked: the socket's bytes are read past http.client, so that every read keeps the frame's deadline
+        self.chunked = bool(self.resp.chunked)
+        self.raw = bytearray()   # chunked: bytes as they came, chunk framing included, not yet de-chunked
+        self.chunk_left = 0      # chunked: bytes of the current chunk's data not yet moved to the buffer
+        self.after_chunk = False  # chunked: a chunk was begun, so its data's CRLF comes before the next size line
         _log.info("mjpeg: streaming from %s", self.where)
 
-    def _fill(self, deadline: float, closed_where: str = "") -> None:
-        """Append what the stream has now (one socket read at most) to the buffer. The deadline is checked before
-        every read: a server that trickles a byte at a time keeps each read within the socket's timeout."""
+    def _recv(self, deadline: float, closed_where: str = "") -> bytes:
+        """What the stream has now (one socket read). The deadline is checked before every read: a server that
+        trickles a byte at a time keeps each read within the socket's timeout."""
         if time.monotonic() > deadline:
             raise CameraError(f"camera.url: no whole frame from {self.where} within {self.read_timeout:.0f} s")
-        try:
-            data = self.resp.read1(READ_CHUNK)
+        try:  # chunked: the response's socket file, whose buffer holds what came after the headers
+            data = self.resp.fp.read1(READ_CHUNK) if self.chunked else self.resp.read1(READ_CHUNK)
         except (OSError, http.client.HTTPException, ValueError) as e:  # ValueError: the response was closed
             raise CameraError(f"camera.url: the stream from {self.where} failed: {e or type(e).__name__}") from e
         if not data:
             raise CameraError(f"camera.url: {self.where} closed the stream{closed_where}")
-        self.buffer += data
+        return data
+
+    def _fill(self, deadline: float, closed_where: str = "") -> None:
+        """Append at least one byte of the body to the buffer (one socket read at most, besides a chunk's framing)."""
+        if not self.chunked:
+            self.buffer += self._recv(deadline, closed_where)
+            return
+        if not self.chunk_left:  # a chunk's framing: its size line, after the CRLF that ends the previous chunk
+            line = self._line(deadline, raw=True)
+            if self.after_chunk:
+                if line.strip():
+                    raise CameraError(f"camera.url: a chunk's data from {self.where} is not followed by CRLF "
+                                      "(a malformed chunked stream)")
+                line = self._line(deadline, raw=True)
+            text = line.partition(b";")[0].strip()  # a chunk extension after ';' is allowed and of no use here
+            if not re.fullmatch(rb"[0-9A-Fa-f]+", text):  # int(text, 16) would also take -1A, 0x1A or 1_A
+                raise CameraError(f"camera.url: a chunk size {text[:20].decode('latin-1')!r} from {self.where} is "
+                                  "not a hexadecimal byte count (a malformed chunked stream)")
+            self.chunk_left, self.after_chunk = int(text, 16), True
+            if not self.chunk_left:  # whatever trailer follows is of no use: the stream is over
+                raise CameraError(f"camera.url: {self.where} ended the stream (its last chunk)")
+        if not self.raw:
+            self.raw += self._recv(deadline, closed_where)
+        n = min(self.chunk_left, len(self.raw))
+        self.buffer += self.raw[:n]
+        del self.raw[:n]
+        self.chunk_left -= n
 
     def _take(self, n: int) -> bytes:
         data = bytes(self.buffer[:n])
         del self.buffer[:n]
         return data
 
-    def _line(self, deadline: float, limit: int = MAX_LINE_BYTES) -> bytes:
-        """The next line, newline included, of at most `limit` bytes."""
+    def _line(self, deadline: float, limit: int = MAX_LINE_BYTES, raw: bool = False) -> bytes:
+        """The next line, newline included, of at most `limit` bytes: of the body, or with `raw` of the bytes as
+        they came (a chunked stream's framing)."""
+        buffer = self.raw if raw else self.buffer
         searched = 0  # the buffer's bytes known to hold no newline
-        while (end := self.buffer.find(b"\n", searched, limit)) < 0:
-            if len(self.buffer) >= limit:
-                raise CameraError(f"camera.url: a line over {limit} bytes from {self.where}: not an MJPEG stream")
-            searched = len(self.buffer)
-            self._fill(deadline)
-        return self._take(end + 1)
+        while (end := buffer.find(b"\n", searched, limit)) < 0:
+            if len(buffer) >= limit:
+                what = "a chunk-size line" if raw else "a line"
+                raise CameraError(f"camera.url: {what} over {limit} bytes from {self.where}: not an MJPEG stream")
+            searched = len(buffer)
+            if raw:
+                self.raw += self._recv(deadline)
+            else:
+                self._fill(deadline)
+        line = bytes(buffer[:end + 1])
+        del buffer[:end + 1]
+        return line
 
     def _exactly(self, length: int, deadline: float) -> bytes:
         while len(self.buffer) < length:

@@ -1,7 +1,9 @@
 """The mjpeg camera against a real HTTP server (http.server in a thread) streaming multipart/x-mixed-replace JPEG
-frames of a real Figaro photo: colour order, the server going away and coming back, refused streams, bounded reads."""
+frames of a real Figaro photo: colour order, the server going away and coming back, refused streams, bounded reads;
+also the stream sent with Transfer-Encoding: chunked, whose chunk framing is read within the same limits."""
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,12 +35,21 @@ class Streamer(BaseHTTPRequestHandler):
             self.send_response(401)
             self.end_headers()
             return
+        chunked = kind.startswith("chunked")
+        if chunked:  # Transfer-Encoding is HTTP/1.1's
+            self.protocol_version = "HTTP/1.1"
         self.send_response(200)
         self.send_header("Content-Type", "text/html" if kind == "html" else
                          # some cameras declare the boundary with the dashes its lines start with
                          f"multipart/x-mixed-replace; boundary={'--frame' if kind == 'dashed' else 'frame'}")
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+            self.close_connection = True
         self.end_headers()
         try:
+            if chunked:
+                self.stream_chunked(kind, jpeg)
+                return
             if kind == "html":
                 self.wfile.write(b"<html>a login page</html>")
                 return
@@ -88,11 +99,51 @@ class Streamer(BaseHTTPRequestHandler):
         except OSError:  # the client went away
             pass
 
+    def chunks(self, body: bytes, sizes=(1, 7, 300, 4096, 65536)) -> None:
+        """`body` as HTTP chunks of `sizes` in turn (so chunk edges fall inside boundaries, headers and JPEGs), each
+        size in upper-case hex and every third with a chunk extension."""
+        at = 0
+        for n, size in enumerate(itertools.cycle(sizes)):
+            if at >= len(body):
+                break
+            piece, at = body[at:at + size], at + size
+            self.wfile.write(b"%X%s\r\n%s\r\n" % (len(piece), b";name=value" if n % 3 == 1 else b"", piece))
+        self.wfile.flush()
+
+    def stream_chunked(self, kind: str, jpeg: bytes) -> None:
+        head = b"--frame\r\nContent-Type: image/jpeg\r\n"
+        if kind == "chunked":  # parts with a Content-Length and without one in turn, cut into `server.chunk_sizes`
+            for n in itertools.count():
+                if self.server.gone.is_set():
+                    return
+                length = b"Content-Length: %d\r\n" % len(jpeg) if n % 2 == 0 else b""
+                self.chunks(head + length + b"\r\n" + jpeg + b"\r\n", self.server.chunk_sizes)
+                time.sleep(0.02)
+        self.chunks(head + b"Content-Length: %d\r\n\r\n%s\r\n" % (len(jpeg), jpeg))  # one good frame first
+        if kind in ("chunked-slow-size", "chunked-slow-data"):  # then a byte every 0.2 s for 3 s, bounded as above
+            if kind == "chunked-slow-data":  # inside one chunk that holds a whole part, headers and frame
+                part = head + b"Content-Length: 100000\r\n\r\n"
+                self.wfile.write(b"%X\r\n%s" % (len(part) + 100000, part))
+            for _ in range(15):  # else a chunk-size line that never ends: 000...
+                if self.server.gone.wait(0.2):
+                    return
+                self.wfile.write(b"0" if kind == "chunked-slow-size" else b"x")
+                self.wfile.flush()
+            return
+        self.wfile.write({"chunked-long-size": b"1" * 5000,  # no newline: a chunk-size line that does not stop
+                          "chunked-bad-size": b"-1A\r\n" + bytes(26) + b"\r\n",
+                          "chunked-junk-size": b"zz\r\n",
+                          "chunked-no-crlf": b"5\r\n--fraXY\r\n",  # chunk data not followed by its CRLF
+                          "chunked-last": b"0\r\n\r\n"}[kind])
+        self.wfile.flush()
+        self.server.gone.wait(10)
+
 
 def serve(jpeg: bytes, kind: str = "frames", port: int = 0) -> ThreadingHTTPServer:
     server = ThreadingHTTPServer(("127.0.0.1", port), Streamer)
     server.daemon_threads = True
     server.kind, server.jpeg, server.gone, server.auth = kind, jpeg, threading.Event(), None
+    server.chunk_sizes = (1, 7, 300, 4096, 65536)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -310,3 +361,79 @@ def test_credentials_in_the_url_go_as_basic_auth_and_never_into_a_message(photo_
         configuration.from_dict({"camera": {"kind": "mjpeg", "url": "http://alice:s3cret@cam:99999/"},
                                  "sink": {"kind": "null"}})
     assert "s3cret" not in str(bad.value) and "***@cam:99999" in str(bad.value)
+
+
+def two_colour_jpeg() -> tuple[np.ndarray, bytes]:
+    """An RGB picture at the display size, red on the left and blue on the right over a green ramp, and its JPEG."""
+    rgb = np.zeros((SIZE[1], SIZE[0], 3), np.uint8)
+    rgb[:, :SIZE[0] // 2] = (210, 0, 30)
+    rgb[:, SIZE[0] // 2:] = (30, 0, 210)
+    rgb[..., 1] = np.linspace(0, 120, SIZE[1], dtype=np.uint8)[:, None]
+    return rgb, cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+
+
+@pytest.mark.parametrize("chunk_sizes", [(1, 7, 300, 4096, 65536), (1,), (2**20,)], ids=["mixed", "bytes", "whole"])
+def test_a_chunked_stream_decodes_frame_by_frame(chunk_sizes):
+    """Transfer-Encoding: chunked (some cameras and proxies send it): the chunk framing never leaks into a frame,
+    wherever a chunk's edge falls, with or without a part's Content-Length."""
+    rgb, jpeg = two_colour_jpeg()
+    server = serve(jpeg, "chunked")
+    server.chunk_sizes = chunk_sizes
+    cam = make_camera(server)
+    try:
+        cam.start()
+        frames = [cam.read() for _ in range(4)]
+    finally:
+        cam.stop()
+        go_away(server)
+    half = SIZE[0] // 2
+    for frame in frames:
+        assert frame.main.shape == (SIZE[1], SIZE[0], 3) and frame.lores.shape == (*LORES_HW, 3)
+        assert mean_diff(frame.main, rgb) < 3  # the picture sent, not a JPEG with chunk sizes spliced into it
+        left, right = frame.main[:, :half - 8].mean(axis=(0, 1)), frame.main[:, half + 8:].mean(axis=(0, 1))
+        assert left[0] > left[2] + 150 and right[2] > right[0] + 150  # red left, blue right: RGB, not BGR
+    assert [f.index for f in frames] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("kind", ["chunked-slow-size", "chunked-slow-data"])
+def test_a_chunked_stream_trickling_its_framing_counts_as_gone_after_read_timeout(kind, monkeypatch):
+    """A byte every 0.2 s keeps each socket read within the 1 s timeout; a chunk-size line trickled so must not hold
+    the read past the frame's deadline (http.client reads that line itself, with no deadline)."""
+    monkeypatch.setattr(mjpeg_module.MjpegCamera, "read_timeout", 1.0)
+    server = serve(two_colour_jpeg()[1], kind)
+    cam = make_camera(server)
+    try:
+        cam.start()
+        assert cam.read().index == 1  # the good frame before the trickle
+        t0 = time.monotonic()
+        with pytest.raises(CameraError, match="no whole frame"):
+            cam.read()
+        assert time.monotonic() - t0 < 1.5
+    finally:
+        cam.stop()
+        go_away(server)
+
+
+@pytest.mark.parametrize("kind, words", [
+    ("chunked-long-size", ["over 4096 bytes"]),  # refused at the bound, not after the timeout
+    ("chunked-bad-size", ["chunk size '-1A'", "not a hexadecimal byte count"]),
+    ("chunked-junk-size", ["chunk size 'zz'", "not a hexadecimal byte count"]),
+    ("chunked-no-crlf", ["chunk's data", "not followed by CRLF"]),
+    ("chunked-last", ["ended the stream", "last chunk"]),
+])
+def test_a_malformed_chunked_stream_is_refused_clearly(kind, words, monkeypatch):
+    monkeypatch.setattr(mjpeg_module.MjpegCamera, "read_timeout", 1.0)
+    server = serve(two_colour_jpeg()[1], kind)
+    cam = make_camera(server)
+    try:
+        cam.start()
+        assert cam.read().index == 1
+        t0 = time.monotonic()
+        with pytest.raises(CameraError) as caught:
+            cam.read()
+        assert time.monotonic() - t0 < 0.5  # what was wrong is seen at once, not waited out
+    finally:
+        cam.stop()
+        go_away(server)
+    for word in words:
+        assert word in str(caught.value)
