@@ -149,11 +149,17 @@ class InferenceWorker:
     waits for the next offer. The daemon gives a model slower than the camera the frame that came meanwhile if it came
     within half a frame interval, instead of idling until the next one. A faster model is never kept busy this way,
     not even after a slow first run or a run slowed by another job: a result made at once would replace the last
-    before the frame thread took it, an inference for nothing."""
+    before the frame thread took it, an inference for nothing.
 
-    def __init__(self, segment: Callable, name: str = "inference", keep_for: float = 0.0, slower_than: float = 0.0):
+    `prepare`, when given, is run on an item that will wait as the next one, by the offering thread before it waits
+    (the daemon's: a Pi frame's lores converted, `Frame.ready`): that thread is idle meanwhile, and the job then
+    starts at once on a ready item instead of preparing it on the inference thread's clock."""
+
+    def __init__(self, segment: Callable, name: str = "inference", keep_for: float = 0.0, slower_than: float = 0.0,
+                 prepare: Callable | None = None):
         self.segment = segment
         self.keep_for, self.slower_than = keep_for, slower_than
+        self.prepare = prepare
         self.job_seconds: deque[float] = deque(maxlen=RECENT_JOBS)  # the last jobs' wall time
         self.pending = None  # the item the job runs on (not None: busy)
         self.next = None     # (item, time offered) offered while busy, kept with keep_for
@@ -166,10 +172,18 @@ class InferenceWorker:
 
     def offer(self, item) -> bool:
         """True when the job starts on `item` now; False when one is running (`item` dropped, or kept as the next)."""
+        offered = time.monotonic()
+        with self.cond:
+            waits = self.prepare is not None and self.pending is not None and self._keeps()
+        if waits:  # unlocked: the running job goes on meanwhile (and may end: then `item` starts now)
+            try:
+                self.prepare(item)
+            except Exception:  # the job meets the same failure, where a failed job is handled
+                pass
         with self.cond:
             if self.pending is not None:
                 if self.keep_for > 0:
-                    self.next = (item, time.monotonic())
+                    self.next = (item, offered)
                 return False
             self.pending = item
             self.cond.notify()
@@ -198,16 +212,26 @@ class InferenceWorker:
                 _log.exception("%s: the job failed", self.thread.name)
                 result = None
             end = time.monotonic()
-            self.job_seconds.append(end - start)
             with self.cond:
+                self.job_seconds.append(end - start)  # under the lock: offer() reads them
                 self.latest = result
                 self.pending = None  # free for the next item only once this one is done
                 if self.next is not None:
                     item, offered = self.next
                     self.next = None
-                    slower = len(self.job_seconds) == RECENT_JOBS and min(self.job_seconds) > self.slower_than
-                    if slower and end - offered <= self.keep_for:
+                    if self._keeps() and end - offered <= self.keep_for:
                         self.pending = item
+                self.cond.notify_all()  # for wait_idle
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no job runs and none waits as the next one (True), or for `timeout` seconds (False)."""
+        with self.cond:
+            return self.cond.wait_for(lambda: self.pending is None and self.next is None, timeout)
+
+    def _keeps(self) -> bool:
+        """An item offered while a job runs waits as the next one (unless too old when the job ends): each of the
+        last RECENT_JOBS jobs took longer than `slower_than`."""
+        return self.keep_for > 0 and len(self.job_seconds) == RECENT_JOBS and min(self.job_seconds) > self.slower_than
 
     def stop(self, timeout: float) -> bool:
         """Ask the thread to end and wait up to `timeout`; False when it is still inside an inference (a daemon

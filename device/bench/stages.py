@@ -30,24 +30,28 @@ of `face.every` frames (one face search each) of (path) / (model alone):
 Three layouts, their rounds alternated: one thread doing every stage of both paths frame by frame (wall time and
 that thread's CPU time), and each path's daemon as it runs (`TwoThreads`: inference in its own thread, the rest in
 the frame thread, which makes only that path's picture), given by the CPU time of both threads and, on frames made
-ahead (`MadeAhead`), by its frame time. CPU time (time.thread_time) is what a busy machine does not inflate; the
+ahead (`MadeAhead`) with the daemon's own inference worker (`Pipelined`), by its frame time. CPU time (time.thread_time) is what a busy machine does not inflate; the
 work of the camera's and the face search's own threads is not in it, as on a Pi's other cores.
 
 Frame time: the wall time a frame takes the daemon's two threads, unpaced, which sets its top frame rate, against
-the model alone run back to back in the inference thread. The frames are made before the clock starts (on a Pi
-the sensor and ISP fill the camera's buffers by DMA, so capture costs no core; a demo camera rendering in the
-same run would take one of this machine's cores), the face search runs in its own thread as in the daemon.
-It needs a core for each thread: with one core the two threads' work adds up and the CPU ratio is the figure.
-Its excess over the model alone is split three ways (`excess`): the inference thread's colour conversion and
-resize, its segmenter around and beside the model's run, and the time between the threads (hand-overs).
+the model alone run back to back in the inference thread (`Pipelined`: as the daemon runs when its camera is faster
+than its model, the next frame waits, made ready by the frame thread, and starts as the last inference ends). The
+frames are made before the clock starts (on a Pi the sensor and ISP fill the camera's buffers by DMA, so capture
+costs no core; a demo camera rendering in the same run would take one of this machine's cores), the face search
+runs in its own thread as in the daemon. It needs a core for each thread: with one core the two threads' work adds
+up and the CPU ratio is the figure. Its excess over the model alone is split three ways (`excess`): the inference
+thread's colour conversion and resize, its segmenter around and beside the model's run, and the rest (hand-overs,
+and the Python work between two runs, which starts with caches the run has filled).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import math
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import NamedTuple
 
@@ -57,6 +61,7 @@ import numpy as np
 from ..argtypes import int_in, parse_hw
 from ..cameras import Frame
 from ..cameras.demo import DemoCamera
+from ..stages import RECENT_JOBS, InferenceWorker
 from .docs_block import add_machine_arguments, check_machine_arguments, check_saved, load_each, machine_name, publish
 from .measure import ThreadClock, model_call, one_opencv_thread
 from .report import MIN_SPREAD_ROUNDS
@@ -71,6 +76,7 @@ CLOCKS = ("wall", "cpu")
 UNPACED_FPS = 1e6  # the demo camera unpaced: the path, not a frame rate, sets the speed
 WARMUP_FRAMES = 8  # at most; one per WARMUP_EVERY frames measured (a warm-up frame runs ~11 inferences)
 WARMUP_EVERY = 30  # so a short run (`--frames 8` under emulation, make e2e-deploy) is not mostly warm-up
+STOP_WAIT = 10.0  # seconds a layout's close waits for its inference thread
 MADE_AHEAD = 16  # frames the frame-time layout replays: about 45 MB at 640x480, more than a CPU's caches hold
 
 
@@ -205,8 +211,84 @@ class TwoThreads:
         """The model alone in the inference thread (the frame thread waits)."""
         return self.pool.submit(model_alone, self.mirror, rgb).result()
 
+    def drain(self) -> None:
+        """Nothing is left running after a step."""
+
     def close(self) -> None:
         self.pool.shutdown()
+
+
+class Pipelined(TwoThreads):
+    """The frame-time layout: the daemon's two threads where its camera is faster than its model, the case in which
+    the frame path, not the camera, sets the frame rate. The inference thread is the daemon's own InferenceWorker;
+    while it segments frame k, the frame thread post-processes and shows frame k-1, then offers frame k+1, which
+    waits as the next job, made ready by the frame thread meanwhile (a Pi frame's lores converted: `Frame.ready`,
+    timed as this thread's `colour`), and starts the moment frame k's ends, as in `Mirror.run`. A round's first
+    frame starts at once; the frame left running at its end is waited out untimed (`drain`)."""
+
+    RESULT_WAIT = 600.0  # seconds a step waits for an inference (an emulated Pi takes seconds): then it is stuck
+
+    def __init__(self, mirror, path: str, camera):
+        super().__init__(mirror, path, camera)
+        self.results: dict[int, tuple] = {}  # frame index -> the inference's (prob, rgb, model input, clock)
+        self.done = threading.Condition()
+        self.worker = InferenceWorker(self._job, keep_for=math.inf, prepare=self._ready)
+        self.running = None  # (frame, pi frame) being segmented
+        for _ in range(RECENT_JOBS):  # the worker keeps a waiting frame once that many jobs were slower than 0 s
+            item = capture(self.camera, _Clock(), pi="pi" in self.paths)
+            self.worker.offer(item)
+            self._result(item[0])
+            self._idle()
+
+    def _job(self, item) -> None:
+        frame, pi_frame = item
+        result = self._infer(pi_frame or frame)  # each path's daemon infers on its own lores
+        with self.done:
+            self.results[frame.index] = result
+            self.done.notify()
+
+    @staticmethod
+    def _ready(item) -> None:
+        frame, pi_frame = item
+        (pi_frame or frame).ready()
+
+    def _idle(self) -> None:
+        if not self.worker.wait_idle(self.RESULT_WAIT):
+            raise RuntimeError(f"the inference thread was still busy after {self.RESULT_WAIT:.0f} s")
+
+    def _result(self, frame) -> tuple:
+        with self.done:
+            if not self.done.wait_for(lambda: frame.index in self.results, self.RESULT_WAIT):
+                raise RuntimeError(f"the inference thread gave no result for {self.RESULT_WAIT:.0f} s")
+            return self.results.pop(frame.index)
+
+    def step(self) -> tuple[_Clock, _Clock, np.ndarray]:
+        """(frame thread's clock, inference thread's clock, frame k's model input)."""
+        clock = _Clock()
+        pi = "pi" in self.paths
+        if self.running is None:
+            self.running = capture(self.camera, clock, pi=pi)
+            self.worker.offer(self.running)
+        if self.previous is not None:
+            show(self.mirror, *self.previous, clock, self.paths)
+        waiting = capture(self.camera, clock, pi=pi)
+        self.worker.offer(waiting)
+        clock.stage("colour")
+        frame, pi_frame = self.running
+        prob, rgb, model_input, inference_clock = self._result(frame)
+        self.previous, self.running = (frame, pi_frame, prob, rgb), waiting
+        return clock, inference_clock, model_input
+
+    def drain(self) -> None:
+        """Wait out the frame left running (untimed): the next round starts afresh."""
+        if self.running is not None:
+            self._result(self.running[0])
+            self._idle()
+            self.running = None
+
+    def close(self) -> None:
+        self.worker.stop(STOP_WAIT)
+        super().close()
 
 
 class MadeAhead:
@@ -280,7 +362,7 @@ def profile_stages(model_path: str | Path, frame_hw: tuple[int, int] = (480, 640
     with one_opencv_thread():
         two = {name: TwoThreads(mirror, name) for name in PATHS}
         made_ahead = MadeAhead(mirror.camera)
-        ahead = {name: TwoThreads(mirror, name, made_ahead) for name in PATHS}
+        ahead = {name: Pipelined(mirror, name, made_ahead) for name in PATHS}
         try:
             if mirror.segmenter.model.has_prior:
                 raise ValueError(f"{model_path}: the stage profile times models without a prior input")
@@ -296,7 +378,9 @@ def profile_stages(model_path: str | Path, frame_hw: tuple[int, int] = (480, 640
                 output = frame_path(mirror, _Clock()).output
                 model_alone(mirror, mirror.live_input(output.frame).model)
                 for layout in (*two.values(), *ahead.values()):
-                    layout.model_alone(layout.step()[2])
+                    rgb = layout.step()[2]
+                    layout.drain()
+                    layout.model_alone(rgb)
             for _ in range(rounds):
                 # one thread: A B A B, the path, then the model alone on the same frame
                 path_s = {clock: dict.fromkeys(PATHS, 0.0) for clock in CLOCKS}
@@ -334,6 +418,7 @@ def profile_stages(model_path: str | Path, frame_hw: tuple[int, int] = (480, 640
                     path_wall = ThreadClock()
                     steps = [ahead[name].step() for _ in range(period)]
                     frame_s[name]["path"].append(path_wall.lap()[0])
+                    ahead[name].drain()
                     frame_s[name]["model"].append(sum(ahead[name].model_alone(rgb)[0] for *_, rgb in steps))
                     for part, names in INFERENCE_PARTS.items():
                         frame_s[name][part].append(sum(clock.seconds[s] for _, clock, _ in steps for s in names))
@@ -381,8 +466,8 @@ def excess(seconds: dict[str, list[float]], period: int) -> dict[str, float]:
     """Where the frame time's excess over the model alone goes, ms a frame (medians over the rounds): the inference
     thread's colour conversion and resize (`prepare`); its segmenter beyond the model's own run (input and output
     handling, and the run slowed by the frame thread's work beside it: `segmenter`); the rest, the frame time beyond
-    the inference thread's work (`between`: waking each thread for the other's hand-over, and a frame thread that
-    takes longer than the inference)."""
+    the inference thread's work (`between`: the worker's hand-over from one job to the next, and a frame thread
+    that takes longer than the inference)."""
     def per_frame(values) -> float:
         return 1e3 * float(np.median(values)) / period
     path, model, prepare, segment = (seconds[k] for k in ("path", "model", "prepare", "segment"))

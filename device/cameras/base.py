@@ -25,9 +25,9 @@ class Frame:
     """One camera frame: `main` (RGB uint8 [H, W, 3]) for display and `lores` (RGB uint8 at the camera's lores_hw,
     the segmenter's input size) for inference.
 
-    `lores` may be given as a function that makes it: it is made on first use, by the inference thread, and only
-    for the frames that are segmented (a Pi's YUV420 lores is converted for those alone, not for the frames the
-    inference is too busy to take).
+    `lores` may be given as a function that makes it: it is made on first use, and only for the frames that are
+    segmented (a Pi's YUV420 lores is converted for those alone, not for the frames the inference is too busy to
+    take): by the inference thread, or by the frame thread for a frame that waits as the next one (`ready`).
 
     A camera may hand `main` over as R, G, B, X pixels ([H, W, 4], Picamera2's XBGR8888): `pixels` keeps them as
     given and `main` converts them on first use. On a Pi the display shows the camera's own preview and the overlay
@@ -51,6 +51,11 @@ class Frame:
         if callable(self._lores):
             self._lores = self._lores()
         return self._lores
+
+    def ready(self) -> None:
+        """Make `lores` now, in this thread: the daemon's frame thread does it for a frame that waits while the
+        inference is busy (InferenceWorker's `prepare`), so that its conversion is not on the inference's clock."""
+        _ = self.lores
 
     @property
     def shape(self) -> tuple[int, int]:

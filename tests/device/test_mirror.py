@@ -324,6 +324,44 @@ def test_the_newest_frame_offered_while_the_inference_runs_is_segmented_next_at_
     assert "b" not in job.started
 
 
+def test_a_frame_that_waits_as_the_next_is_made_ready_by_the_offering_thread():
+    """`prepare` (the daemon's: a Pi frame's lores converted) runs in the thread that offers an item that will wait
+    as the next one, never on the inference's thread, and only for such items: one that starts at once, or one
+    dropped, is prepared by its job. A prepare that fails leaves the item to its job."""
+    import threading
+
+    from device.stages import RECENT_JOBS, InferenceWorker
+    job = HeldJob()
+    prepared = []
+
+    def prepare(item):
+        prepared.append((item, threading.current_thread().name))
+        if item == "broken":
+            raise ValueError("a buffer that cannot be converted")
+    keeps = InferenceWorker(job, name="test-worker", keep_for=60, slower_than=SLOW, prepare=prepare)
+    drops = InferenceWorker(job, name="test-dropper", prepare=prepare)  # keep_for 0: nothing ever waits
+    me = threading.current_thread().name
+    try:
+        run_jobs(keeps, job, [f"slow{i}" for i in range(RECENT_JOBS)], hold=1.25 * SLOW)
+        assert not prepared  # each started at once
+        assert keeps.offer("a") and job.wait_started(RECENT_JOBS + 1)[-1] == "a"
+        assert not keeps.offer("broken") and not keeps.offer("b")  # busy: each waits as the next, made ready here
+        assert prepared == [("broken", me), ("b", me)]
+        time.sleep(1.25 * SLOW)
+        job.release("a")
+        assert job.wait_started(RECENT_JOBS + 2)[-1] == "b"
+        job.release("b")
+        wait_result(keeps, "b")
+        assert drops.offer("c") and job.wait_started(RECENT_JOBS + 3)[-1] == "c"
+        assert not drops.offer("d")  # dropped: not worth converting
+        job.release("c")
+        wait_result(drops, "c")
+    finally:
+        keeps.stop(2)
+        drops.stop(2)
+    assert prepared == [("broken", me), ("b", me)]
+
+
 @pytest.mark.parametrize("case", ["keep_for 0", "older than keep_for", "a slow first run", "one slow run"])
 def test_a_frame_offered_while_busy_is_dropped_unless_the_model_is_slower_than_the_camera(case):
     """Dropped, and the worker waits for the next offer: with keep_for = 0 (the face search's worker); when the run

@@ -138,6 +138,54 @@ def test_frames_made_ahead_come_round_as_new_frames_of_one_scene(model, monkeypa
         mirror.post.close()
 
 
+def test_the_frame_time_layout_segments_each_next_frame_as_soon_as_the_last_ends(model, monkeypatch):
+    """The frame-time layout as the daemon runs with a camera faster than its model: the daemon's own worker; while
+    frame k is segmented the frame thread offers frame k+1, converting its lores itself (the inference thread
+    converts only a round's first, which starts at once), and the worker starts it when frame k ends, with no
+    offer between; each step hands back frame k's own inference, in order; a drained round leaves nothing running."""
+    import threading
+    import time
+
+    from device.cameras import picamera2 as adapter
+    mirror = stages._mirror(model, (480, 640), None, None)
+    converted_in = []
+    real_convert = adapter.lores_rgb
+    monkeypatch.setattr(adapter, "lores_rgb",
+                        lambda *a: converted_in.append(threading.current_thread().name) or real_convert(*a))
+    layout = stages.Pipelined(mirror, "pi", stages.MadeAhead(mirror.camera, 4))
+    offered, jobs = {}, []  # frame index -> when offered; (frame index, start, end) of each inference
+    real_offer, real_job = layout.worker.offer, layout.worker.segment
+
+    def offer(item):
+        offered[item[0].index] = time.perf_counter()
+        return real_offer(item)
+
+    def job(item):  # a model slower than the frame thread's work even on a busy machine
+        start = time.perf_counter()
+        time.sleep(0.03)
+        real_job(item)
+        jobs.append((item[0].index, start, time.perf_counter()))
+    layout.worker.offer, layout.worker.segment = offer, job
+    try:
+        converted_in.clear()  # the warm-up's
+        first = layout.camera.index
+        inputs = [layout.step()[2] for _ in range(6)]
+        layout.drain()
+        assert layout.running is None and not layout.results
+    finally:
+        layout.close()
+        mirror.camera.stop()
+        mirror.post.close()
+    assert [index for index, *_ in jobs] == list(range(first, first + 7))  # 6 shown, the 7th drained
+    me = threading.current_thread().name
+    assert len(converted_in) == 7 and converted_in.count(me) == 6, converted_in
+    for (_, _, ended), (index, started, _) in zip(jobs, jobs[1:]):
+        assert offered[index] < ended <= started  # it waited as the next job
+    gaps = sorted(b[1] - a[2] for a, b in zip(jobs, jobs[1:]))
+    assert gaps[len(gaps) // 2] < 0.001, gaps  # no hand-over to wait for (the lockstep layout's is a wake-up each)
+    assert all(rgb.shape[:2] == tuple(mirror.segmenter.input_size) for rgb in inputs)
+
+
 def test_the_profiled_frame_is_the_one_the_daemon_shows(model):
     """The profiler calls the stages one by one; what it composes must be what Output.composite makes of the same
     frame and mask (so the profile cannot drift away from the daemon's path), and the overlay it times, of the
