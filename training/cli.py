@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -17,6 +18,18 @@ from pathlib import Path
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130  # the shell's code for a command ended by SIGINT (128 + 2)
 MAX_THREADS = 64  # torch CPU threads: 0 and -1 were a RuntimeError deep inside torch
+
+# What the training and export commands import beyond the device's packages, and how to get it. The console scripts
+# are installed on the Pi too, where only the [device] extra is: a missing one was a ModuleNotFoundError traceback.
+TRAIN_INSTALL = "pip install torch==2.13.0 (the CPU build), then pip install -e '.[train]'"
+DEVICE_INSTALL = "pip install -e '.[device]'"
+NEEDED_MODULES = {  # top-level module -> (what pip calls it, how to install it)
+    "torch": ("torch", TRAIN_INSTALL), "onnx": ("onnx", TRAIN_INSTALL), "onnxscript": ("onnxscript", TRAIN_INSTALL),
+    "tqdm": ("tqdm", TRAIN_INSTALL), "matplotlib": ("matplotlib", TRAIN_INSTALL),
+    "sklearn": ("scikit-learn", TRAIN_INSTALL), "skimage": ("scikit-image", TRAIN_INSTALL),
+    "numpy": ("numpy", DEVICE_INSTALL), "cv2": ("opencv-python-headless", DEVICE_INSTALL),
+    "onnxruntime": ("onnxruntime", DEVICE_INSTALL),
+}
 
 
 def int_in(lo: int, hi: int | None = None):
@@ -361,15 +374,50 @@ def cmd_baseline(args) -> int:
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def interrupted_early(log: logging.Logger) -> int:
-    """A Ctrl-C before the command ran (while the parser imports torch, its first seconds): one line, exit 130."""
+def log_early(log: logging.Logger, message: str) -> None:
+    """An error line on stderr, also before logging is set up (while the parser is built)."""
     if logging.getLogger().handlers:  # logging is set up: the line goes where the others would
-        log.error("interrupted")
+        log.error("%s", message)
     else:  # not basicConfig: what torch logs at exit (its FakeTensor cache statistics) would come out too
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
-        handler.handle(log.makeRecord(log.name, logging.ERROR, __file__, 0, "interrupted", (), None))
+        handler.handle(log.makeRecord(log.name, logging.ERROR, __file__, 0, message, (), None))
+
+
+def interrupted_early(log: logging.Logger) -> int:
+    """A Ctrl-C before the command ran (while the parser imports torch, its first seconds): one line, exit 130."""
+    log_early(log, "interrupted")
     return EXIT_INTERRUPTED
+
+
+def not_installed(error: ModuleNotFoundError, prog: str) -> str | None:
+    """The line for a missing package the command needs (NEEDED_MODULES), naming it and how to install it; None for
+    any other missing module: one of the project's own, or a submodule of a package that is there (`torch.nn`
+    importing without torch names `torch` itself), is a bug or a broken install, whose traceback must show."""
+    if error.name not in NEEDED_MODULES:
+        return None
+    module = error.name
+    package, install = NEEDED_MODULES[module]
+    named = module if package == module else f"{module} ({package})"
+    return f"{prog} needs {named}, which is not installed here: {install}"
+
+
+def exits_when_not_installed(prog: str, log: logging.Logger):
+    """Decorate a command's main: a package it needs that is not installed (torch on the Pi) ends it with one line
+    (`not_installed`) and exit 2, not a traceback, whether the parser's build or the command's work imports it."""
+    def decorate(main):
+        @functools.wraps(main)
+        def guarded(argv: list[str] | None = None) -> int:
+            try:
+                return main(argv)
+            except ModuleNotFoundError as e:
+                line = not_installed(e, prog)
+                if line is None:
+                    raise
+                log_early(log, line)
+                return EXIT_USAGE
+        return guarded
+    return decorate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -418,6 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@exits_when_not_installed("hairmirror-train", logging.getLogger("training"))
 def main(argv: list[str] | None = None) -> int:
     log = logging.getLogger("training")
     try:

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from .augment import stretch
-from .cli import EXIT_USAGE, MAX_THREADS, int_in, out_folder, run_command, write_json
+from .cli import EXIT_USAGE, MAX_THREADS, exits_when_not_installed, int_in, out_folder, run_command, write_json
 from .data import DEFAULT_DATA_ROOT, DataError, Pair, load_pairs, refuse_for_training, resolve
 from .metrics import MaskMetrics
 
@@ -92,12 +92,30 @@ class TrainingSet:
     picks: list[np.ndarray]    # sampled flat pixel indices per image
 
 
-def load_training_set(cfg: ForestConfig) -> TrainingSet:
+def training_pairs(cfg: ForestConfig) -> dict[str, list[Pair]]:
+    """Each training set's pairs (the first `limit` of each), listed: nothing is decoded yet."""
+    return {spec: resolve(spec, Path(cfg.data_root))[:cfg.limit or None] for spec in cfg.train}
+
+
+def check_folds(cfg: ForestConfig, pairs: dict[str, list[Pair]]) -> None:
+    """The folds against the groups the listing holds, before the photos load (a wrong --folds was said only after
+    they had): a ValueError naming --folds. A photo that cannot be read later lowers the count; `grid_search`
+    checks it again then."""
+    if cfg.folds < 2:  # GroupKFold's own error came after the loading too
+        raise ValueError(f"--folds must be at least 2, got {cfg.folds}")
+    groups = len({fold_group(p) for listed in pairs.values() for p in listed})
+    if groups < cfg.folds:
+        limit = f" (--limit {cfg.limit})" if cfg.limit else ""
+        raise ValueError(f"--folds {cfg.folds}: {cfg.folds} folds need at least {cfg.folds} image groups (an image, "
+                         f"or a FASSEG V3 person), and --train {' '.join(cfg.train)} holds {groups}{limit}")
+
+
+def load_training_set(cfg: ForestConfig, listed: dict[str, list[Pair]] | None = None) -> TrainingSet:
+    """The training photos, stretched, with their groups and sampled pixels; `listed`: `training_pairs(cfg)` when
+    the caller has it already."""
     rng = np.random.default_rng(cfg.seed)
     images, masks, groups, picks = [], [], [], []
-    for spec in cfg.train:
-        pairs = resolve(spec, Path(cfg.data_root))
-        pairs = pairs[:cfg.limit] if cfg.limit else pairs
+    for spec, pairs in (training_pairs(cfg) if listed is None else listed).items():
         arrays, kept, skipped = load_pairs(pairs)
         for (rgb, mask), pair in zip(arrays, kept):
             small = stretch(rgb, (cfg.size, cfg.size))
@@ -226,16 +244,18 @@ def run(cfg: ForestConfig) -> dict:
     for spec, pairs in tests.items():  # before minutes of training, not an all-NaN table after them
         if not pairs:
             raise DataError(f"--test {spec}: no labelled photo to score (images without masks are skipped)")
+    train = training_pairs(cfg)
+    check_folds(cfg, train)
     out = Path(cfg.out)
     with out_folder(out, f"--out {out}"):
-        return _fit_and_score(cfg, tests, out)
+        return _fit_and_score(cfg, train, tests, out)
 
 
-def _fit_and_score(cfg: ForestConfig, tests: dict[str, list[Pair]], out: Path) -> dict:
+def _fit_and_score(cfg: ForestConfig, train: dict[str, list[Pair]], tests: dict[str, list[Pair]], out: Path) -> dict:
     """`run` once its inputs are checked and `out` is made: the grid search, the refit, the scores and figures."""
     from sklearn.metrics import classification_report
     started = time.perf_counter()
-    ts = load_training_set(cfg)
+    ts = load_training_set(cfg, train)
     _log.info("training set: %d images in %d fold groups, %d pixels", len(ts.images), len(set(ts.groups)),
               sum(len(p) for p in ts.picks))
     best, grid = grid_search(ts, cfg)
@@ -305,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@exits_when_not_installed("python -m training.forest_baseline", _log)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -317,6 +338,10 @@ def main(argv: list[str] | None = None) -> int:
         _log.error("--cells %d needs --size %d or more (two cells a side), got --size %d", max(cfg.cells),
                    2 * max(cfg.cells), cfg.size)
         return EXIT_USAGE
+    # the forest's, the HOG's and the plots' packages before the photos load: a missing one was said after minutes
+    import matplotlib  # noqa: F401
+    import skimage.feature  # noqa: F401
+    import sklearn.ensemble  # noqa: F401
     return run_command(lambda: print_result(run(cfg)), _log)
 
 

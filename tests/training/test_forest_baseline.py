@@ -152,3 +152,29 @@ def test_an_out_that_cannot_be_written_is_named_and_a_failed_run_leaves_no_folde
     assert main([*common, "--folds", "3", "--train", "fasseg-v2-train", "--out", str(out)]) == 2  # 2 images, 3 folds
     assert "3 folds need at least 3 image groups" in caplog.text
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"] and a_file.read_text() == "x"
+
+
+def test_more_folds_than_the_listing_has_groups_is_refused_before_any_photo_loads(tmp_path, monkeypatch, caplog):
+    """`--folds` was checked against the image groups only once every training photo had loaded (minutes on the
+    full sets): now against the listing, exit 2 naming --folds, nothing decoded and no --out folder."""
+    import cv2
+
+    import training.forest_baseline
+    folder = tmp_path / "set"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    for name in ("a", "b"):
+        cv2.imwrite(str(folder / "images" / f"{name}.png"), np.zeros((8, 8, 3), np.uint8))
+        cv2.imwrite(str(folder / "masks" / f"{name}.png"), np.zeros((8, 8), np.uint8))
+
+    def loaded(*args, **kwargs):
+        raise AssertionError("photos were decoded before the folds were checked")
+    monkeypatch.setattr(training.forest_baseline, "load_pairs", loaded)
+    out = tmp_path / "out"
+    assert main(["--train", f"folder:{folder}", "--test", f"folder:{folder}", "--folds", "3", "--size", "32",
+                 "--cells", "8", "--out", str(out)]) == 2
+    assert f"--folds 3: 3 folds need at least 3 image groups (an image, or a FASSEG V3 person), and --train " \
+           f"folder:{folder} holds 2" in caplog.text
+    assert not out.exists()
+    with pytest.raises(ValueError, match="--folds must be at least 2, got 1"):  # ForestConfig(folds=1) from code
+        run(ForestConfig(train=[f"folder:{folder}"], test=[f"folder:{folder}"], folds=1, out=str(out)))
