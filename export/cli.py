@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from device.argtypes import float_in, int_in
+from training.cli import exits_when_not_installed
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 # onnxruntime threads, bounded as the daemon's [segmenter] threads: 999999 grew to 20 GB, -1 was torch's traceback
@@ -47,6 +48,8 @@ def _print_eval(results: dict) -> None:
 def cmd_onnx(args) -> int:
     import torch
 
+    from training.train import check_checkpoint_path
+
     from .evaluation import TWIN_KEY, check_data_sets, check_stored_sets, eval_metadata, evaluate_file
     from .metadata import update_metadata
     from .onnx_export import export_checkpoint
@@ -54,11 +57,13 @@ def cmd_onnx(args) -> int:
     torch.set_num_threads(args.threads or 2)
     out = Path(args.out)
     staging = _staging(out, args.checkpoint)
+    check_checkpoint_path(args.checkpoint)  # a folder was "checkpoint not found"
     # every input before the export and its parity check: a wrong twin or data set was said only after them
     if args.eval:
         check_data_sets(args.data, args.data_root)
         check_stored_sets(args.data, "--eval")
     if args.heldout_twin:
+        check_models(args.heldout_twin, option="--heldout-twin")
         _check_twin_of_checkpoint(args.checkpoint, Path(args.heldout_twin), args.data_root)
     try:
         _, wrapper, _ = export_checkpoint(args.checkpoint, staging, args.threshold, args.opset, args.command)
@@ -92,15 +97,13 @@ def _check_twin_of_checkpoint(checkpoint: str, twin: Path, data_root: Path) -> N
 
 
 def cmd_int8(args) -> int:
-    from device.model_file import check_file
-
     from .evaluation import check_data_sets, check_stored_sets
     from .metadata import update_metadata
     from .qualify import check_rule_set, compare
     from .quantize import quantize_file
     out = Path(args.out)
     staging = _staging(out, args.model)
-    check_file(Path(args.model), missing_hint="")  # the file first, then the sets' names
+    check_models(args.model)  # the file first, then the sets' names
     check_data_sets(args.data, args.data_root)
     check_rule_set(args.data)  # before quantising: the rule's set was asked for only after it
     check_stored_sets(args.data, "int8")
@@ -137,6 +140,25 @@ def write_json(path: str | Path, figures) -> None:
             from None
 
 
+def check_models(*paths: str | Path, option: str = "") -> None:
+    """Model files named on the command line, checked before any work: a missing path, a folder, or a file that is
+    no ONNX model at all (empty, other bytes, cut short, its external data missing: what the device's
+    `check_file` refuses) is bad input, exit 2, naming the path (and `option`, when an option names it). A folder
+    or a text file was exit 1, as for an ONNX file that breaks the contract, which stays a failure (exit 1) when the
+    file is loaded."""
+    from device.model_file import ModelContractError, check_file
+    named = f"{option}: " if option else ""
+    for path in map(Path, paths):
+        if path.is_dir():
+            raise ValueError(f"{named}{path} is a folder, not a .onnx model file")
+        try:
+            check_file(path, missing_hint="")
+        except FileNotFoundError as e:  # exit 2 already (run_command)
+            raise type(e)(f"{named}{e}") from None
+        except ModelContractError as e:  # a plain ValueError: bad input, not the loader's contract failure
+            raise ValueError(f"{named}{e}") from None
+
+
 def check_json(args, *inputs: str | Path) -> None:
     """A --json that names one of the command's inputs (or anything not .json) is refused before the work: it was
     replaced by the figures made of it."""
@@ -146,12 +168,10 @@ def check_json(args, *inputs: str | Path) -> None:
 
 
 def cmd_eval(args) -> int:
-    from device.model_file import check_file
-
     from .evaluation import check_data_sets, check_stored_sets, eval_metadata, evaluate_file
     from .metadata import update_metadata
     check_json(args, args.model)
-    check_file(Path(args.model), missing_hint="")  # the file first, then the sets' names
+    check_models(args.model)  # the file first, then the sets' names
     check_data_sets(args.data, args.data_root)
     if args.write:
         check_stored_sets(args.data, "--write")
@@ -168,6 +188,7 @@ def cmd_eval(args) -> int:
 def cmd_compare(args) -> int:
     from .compare import compare, format_comparison
     check_json(args, *args.models)
+    check_models(*args.models)  # every file before the first is measured
     result = compare(args.models, tuple(args.data), args.data_root, args.threads, args.flip, args.limit)
     print(format_comparison(result))
     if args.json:
@@ -204,12 +225,11 @@ def cmd_card(args) -> int:
 
 
 def cmd_breakdown(args) -> int:
-    from device.model_file import check_file
     from training.cli import out_folder
 
     from .breakdown import check_gallery_place, gallery, gallery_name, measure, report
     from .evaluation import check_data_sets, heldout_file
-    check_file(Path(args.model), missing_hint="")  # before where its gallery goes: the first thing to say
+    check_models(args.model)  # before where its gallery goes: the first thing to say
     check_data_sets(args.data, args.data_root)
     outs = {spec: Path(args.out_dir) / gallery_name(args.model, spec) for spec in args.data}
     for spec, out in outs.items():  # celeb1k photos never go next to the shipped files
@@ -357,6 +377,7 @@ def run(args) -> int | None:
         raise type(e)(_as_argument(e)) from None
 
 
+@exits_when_not_installed("hairmirror-export", _log)
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     from training.cli import LOG_FORMAT, ctrl_c_after_the_block, interrupted_early, run_command

@@ -58,12 +58,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not Path(args.model).is_file():
-        raise FileNotFoundError(f"no model file at {args.model}")
     from training.cli import check_output_path
 
     from .classical_figures import write_image
-    from .cli import IMAGE_SUFFIXES
+    from .cli import IMAGE_SUFFIXES, check_models
+    check_models(args.model)  # a folder was "no model file at", a text file exit 1
     # before the work: x.txt was cv2's traceback; a missing folder is refused, as by the other commands
     check_output_path(args.out, args.model, suffixes=IMAGE_SUFFIXES)
     figure = demo_figure(args.model, args.colour)

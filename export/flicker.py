@@ -142,11 +142,8 @@ def markdown(rows: list[dict], args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    for m in args.models:
-        if not Path(m).is_file():
-            print(f"no such model file: {m}", file=sys.stderr)
-            return 2
-    from .cli import check_json, write_json
+    from .cli import check_json, check_models, write_json
+    check_models(*args.models)  # a folder was "no such model file", a text file exit 1 after the photos loaded
     check_json(args, *args.models)
     if args.docs:
         DOCS.check(args.docs)  # before the work: a file without its block is known at once

@@ -431,10 +431,11 @@ def profile_table(paths: dict[str, Path], runs: int, top: int = 10) -> str:
 def cmd_optimize(args) -> int:
     from device.model_file import load_model
 
-    from .cli import EXIT_ERROR, EXIT_OK, _staging
+    from .cli import EXIT_ERROR, EXIT_OK, _staging, check_models
     from .parity import parity_inputs
     # a missing, broken or non-contract source is named as such before anything is made (its contract error
-    # named the rewritten op.onnx.unchecked)
+    # named the rewritten op.onnx.unchecked); one that is no ONNX file at all is bad input (exit 2)
+    check_models(args.model)
     size = load_model(args.model, threads=1).input_size
     out = Path(args.out)
     staging = _staging(out, args.model)

@@ -251,6 +251,8 @@ def report(result: dict, tie: float = TIE) -> str:
 
 
 def cmd_postprocess(args) -> int:
+    from .cli import check_models
+    check_models(args.model)  # a folder or a text file is bad input (exit 2), before the photos load
     result = measure(args.model, args.keep, tuple(args.data), args.data_root, args.threads, args.min_area,
                      args.labels, args.limit)
     print(report(result, args.tie))

@@ -281,9 +281,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not Path(args.model).is_file():
-        _log.error("no such model file: %s", args.model)
-        return 2
+    from .cli import check_models
+    check_models(args.model)  # a folder was "no such model file", a text file exit 1
     if args.docs:
         DOCS.check(args.docs)  # before the work: a file without its block is known at once
     conditions = list(dict.fromkeys(["clean", *args.conditions]))

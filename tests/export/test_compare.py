@@ -91,7 +91,7 @@ def test_every_file_is_checked_before_the_first_is_measured(tmp_path, monkeypatc
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(DEFAULT_MODEL.read_bytes()[:5000])
     for other, code, words in ((tmp_path / "missing.onnx", 2, f"model file not found: {tmp_path / 'missing.onnx'}"),
-                               (broken, 1, "truncated")):
+                               (broken, 2, "truncated")):  # no ONNX file to read: bad input, as a text file
         caplog.clear()
         assert main(["compare", str(DEFAULT_MODEL), str(other), "--data", "fasseg-v2-test", "--limit", "2"]) == code
         assert words in caplog.text and "[segmenter]" not in caplog.text

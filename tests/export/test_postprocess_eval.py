@@ -28,12 +28,13 @@ def test_test_sets_are_never_used_to_choose():
         pe.measure("models/none.onnx", data=("figaro-test",))
 
 
-def test_a_file_the_segmenter_refuses_is_one_line_and_exit_1(tmp_path, caplog):
-    """`export postprocess` on a file that is no model was a SegmenterError traceback."""
+def test_a_file_that_is_no_model_is_one_line_and_exit_2(tmp_path, caplog):
+    """`export postprocess` on a file that is no model was a SegmenterError traceback, then exit 1; it is bad
+    input (tests/export/test_model_arguments.py)."""
     from export.cli import main
     junk = tmp_path / "junk.onnx"
     junk.write_text("not a model\n")
-    assert main(["postprocess", str(junk), "--limit", "1"]) == 1
+    assert main(["postprocess", str(junk), "--limit", "1"]) == 2
     assert f"{junk}: not an ONNX model" in caplog.text
 
 

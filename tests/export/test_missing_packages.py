@@ -1,0 +1,31 @@
+"""hairmirror-export where the training stack (or a device package) is not installed: `python -m export onnx x.pt`
+on the Pi was a ModuleNotFoundError traceback (exit 1). Now one line naming the module and how to install it, exit
+2."""
+from __future__ import annotations
+
+import pytest
+
+from tests.training.not_installed import run_without
+
+TRAIN_INSTALL = "pip install torch==2.13.0 (the CPU build), then pip install -e '.[train]'"
+
+
+def one_line(stderr: str) -> str:
+    """The only line of `stderr`, without the log's time and level: no traceback, nothing else."""
+    lines = stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0].split(": ", 1)[1]  # "2026-... ERROR export: <message>"
+
+
+@pytest.mark.parametrize("hidden, named, install", [
+    ("onnx", "onnx", TRAIN_INSTALL),
+    ("torch", "torch", TRAIN_INSTALL),
+    ("tqdm", "tqdm", TRAIN_INSTALL),
+    ("cv2", "cv2 (opencv-python-headless)", "pip install -e '.[device]'"),
+])
+@pytest.mark.parametrize("argv", [["onnx", "x.pt", "--out", "y.onnx"], ["--help"], ["check", "x.onnx"]])
+def test_a_missing_package_is_one_line_and_exit_2(hidden, named, install, argv, tmp_path):
+    done = run_without([hidden], ["python", "-m", "export", *argv], tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert one_line(done.stderr) == f"hairmirror-export needs {named}, which is not installed here: {install}"
+    assert done.stdout == "" and not (tmp_path / "y.onnx").exists()
