@@ -330,7 +330,8 @@ class Mirror:
         in flight, and this thread post-processes each result once."""
         interval = 1.0 / self.cfg.camera.fps
         worker = None if inline else InferenceWorker(self.infer, keep_for=self.next_frame_within * interval,
-                                                     slower_than=interval, prepare=Frame.ready)
+                                                     slower_than=interval, prepare=Frame.ready,
+                                                     prepare_within=interval)
         hair: Hair | None = None
         self._status_at = self._fps_since = time.monotonic()
         self._fps_frames, self._fps_inferences = 0, self.inferences

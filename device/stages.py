@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -63,6 +64,7 @@ class Capture:
                  on_state: Callable[[], None]):
         self.camera, self.stop, self.on_state = camera, stop, on_state
         self.state = "starting"
+        self.announced = False  # the camera's kind and size were logged (at its first open)
         self.opening = Backoff(retry_seconds, stop, tick)
         # a camera that opens but never gives a frame must not be reopened in a busy loop
         self.reopening = Backoff(retry_seconds, stop, tick, at_once=True)
@@ -76,6 +78,10 @@ class Capture:
                 self.camera.start()
                 if self.state not in ("starting", "ok"):  # a failure was logged as an error: say when it is over
                     _log.info("camera: working again")
+                if not self.announced:  # which camera the mirror shows, once
+                    cfg = self.camera.cfg
+                    _log.info("camera: %s, %dx%d at %g fps", cfg.kind, cfg.width, cfg.height, cfg.fps)
+                    self.announced = True
                 self.state = "ok"
                 return
             except CameraError as e:
@@ -153,13 +159,17 @@ class InferenceWorker:
 
     `prepare`, when given, is run on an item that will wait as the next one, by the offering thread before it waits
     (the daemon's: a Pi frame's lores converted, `Frame.ready`): that thread is idle meanwhile, and the job then
-    starts at once on a ready item instead of preparing it on the inference thread's clock."""
+    starts at once on a ready item instead of preparing it on the inference thread's clock. Only an item offered
+    within `prepare_within` seconds of the running job's expected end (the median of the last jobs) is prepared:
+    the daemon's is one frame interval, so a frame that a newer one will replace before the job ends is not
+    converted for nothing."""
 
     def __init__(self, segment: Callable, name: str = "inference", keep_for: float = 0.0, slower_than: float = 0.0,
-                 prepare: Callable | None = None):
+                 prepare: Callable | None = None, prepare_within: float = math.inf):
         self.segment = segment
         self.keep_for, self.slower_than = keep_for, slower_than
-        self.prepare = prepare
+        self.prepare, self.prepare_within = prepare, prepare_within
+        self.job_started = 0.0  # time.monotonic() when the running job started
         self.job_seconds: deque[float] = deque(maxlen=RECENT_JOBS)  # the last jobs' wall time
         self.pending = None  # the item the job runs on (not None: busy)
         self.next = None     # (item, time offered) offered while busy, kept with keep_for
@@ -174,7 +184,8 @@ class InferenceWorker:
         """True when the job starts on `item` now; False when one is running (`item` dropped, or kept as the next)."""
         offered = time.monotonic()
         with self.cond:
-            waits = self.prepare is not None and self.pending is not None and self._keeps()
+            waits = self.prepare is not None and self.pending is not None and self._keeps() and \
+                self.job_started + sorted(self.job_seconds)[RECENT_JOBS // 2] - offered <= self.prepare_within
         if waits:  # unlocked: the running job goes on meanwhile (and may end: then `item` starts now)
             try:
                 self.prepare(item)
@@ -205,7 +216,7 @@ class InferenceWorker:
                 if not self.running:
                     return
                 item = self.pending
-            start = time.monotonic()
+                start = self.job_started = time.monotonic()
             try:
                 result = self.segment(item)
             except Exception:  # the thread must live on: a job that raised gives no result

@@ -362,6 +362,29 @@ def test_a_frame_that_waits_as_the_next_is_made_ready_by_the_offering_thread():
     assert prepared == [("broken", me), ("b", me)]
 
 
+def test_only_a_frame_offered_near_the_running_jobs_end_is_made_ready():
+    """A frame offered earlier than `prepare_within` before the job's expected end (the median of the last jobs)
+    will be replaced by a newer one before the job ends: converting it would be for nothing."""
+    from device.stages import RECENT_JOBS, InferenceWorker
+    job = HeldJob()
+    prepared = []
+    worker = InferenceWorker(job, name="test-worker", keep_for=60, slower_than=SLOW, prepare=prepared.append,
+                             prepare_within=0.4 * SLOW)
+    try:
+        run_jobs(worker, job, [f"slow{i}" for i in range(RECENT_JOBS)], hold=2 * SLOW)  # they took 2 SLOW each
+        assert worker.offer("a") and job.wait_started(RECENT_JOBS + 1)[-1] == "a"
+        assert not worker.offer("early")  # ~2 SLOW before a's expected end
+        time.sleep(1.8 * SLOW)
+        assert not worker.offer("late")  # ~0.2 SLOW before it
+        job.release("a")
+        assert job.wait_started(RECENT_JOBS + 2)[-1] == "late"
+        job.release("late")
+        wait_result(worker, "late")
+    finally:
+        worker.stop(2)
+    assert prepared == ["late"]
+
+
 @pytest.mark.parametrize("case", ["keep_for 0", "older than keep_for", "a slow first run", "one slow run"])
 def test_a_frame_offered_while_busy_is_dropped_unless_the_model_is_slower_than_the_camera(case):
     """Dropped, and the worker waits for the next offer: with keep_for = 0 (the face search's worker); when the run

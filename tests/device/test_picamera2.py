@@ -187,7 +187,8 @@ def test_a_frames_lores_is_converted_once_when_it_is_read_after_the_request_is_r
 def test_with_a_model_slower_than_the_camera_only_segmented_frames_are_converted_and_overlaid(fake, photo,
                                                                                             monkeypatch):
     """A Pi's camera outpaces its model: the frames the inference is too busy to take are shown, but their lores
-    is never converted, and an overlay is made (and handed to Picamera2) only for each new hair."""
+    is never converted (the one that waits as the next is, by the frame thread), and an overlay is made (and handed
+    to Picamera2) only for each new hair."""
     from device import config as configuration
     from device.cameras import picamera2 as adapter
     from device.mirror import Mirror
@@ -212,7 +213,10 @@ def test_with_a_model_slower_than_the_camera_only_segmented_frames_are_converted
     shown = mirror.run(max_frames=90)
     overlays = [o for o in fake.instances[-1].overlays if o is not None]
     assert shown == 90 and 3 <= mirror.inferences < shown  # some frames were shown without being segmented
-    assert set(converted) == {"inference"} and mirror.inferences <= len(converted) <= mirror.inferences + 1
+    # by the inference, or by the frame thread for the frame offered in the running job's last frame interval, which
+    # waits as the next one (a frame a newer one replaces is never converted)
+    assert set(converted) <= {"inference", threading.current_thread().name}, converted
+    assert mirror.inferences <= len(converted) <= mirror.inferences + 1
     assert len(overlays) <= mirror.inferences + 1  # each new hair once (and the clear one before the first)
 
 
