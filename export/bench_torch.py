@@ -24,8 +24,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
+
+try:
+    import torch
+    from torch import nn
+except ModuleNotFoundError as missing:  # run where the training stack is not installed: one line, exit 2
+    from training.cli import EXIT_USAGE, not_installed
+    if __name__ != "__main__" or not (line := not_installed(missing, "python -m export.bench_torch")):
+        raise
+    print(line, file=sys.stderr)
+    sys.exit(EXIT_USAGE)
 
 from device.argtypes import int_in, positive_float
 from device.bench import machine, measure, run

@@ -21,8 +21,8 @@ MAX_THREADS = 64  # torch CPU threads: 0 and -1 were a RuntimeError deep inside 
 
 # What the training and export commands import beyond the device's packages, and how to get it. The console scripts
 # are installed on the Pi too, where only the [device] extra is: a missing one was a ModuleNotFoundError traceback.
-TRAIN_INSTALL = "pip install torch==2.13.0 (the CPU build), then pip install -e '.[train]'"
-DEVICE_INSTALL = "pip install -e '.[device]'"
+TRAIN_INSTALL = "make install in the checkout, or pip install torch==2.13.0 (the CPU build), then pip install -e '.[train]'"
+DEVICE_INSTALL = "make install in the checkout, or pip install -e '.[device]'"
 NEEDED_MODULES = {  # top-level module -> (what pip calls it, how to install it)
     "torch": ("torch", TRAIN_INSTALL), "onnx": ("onnx", TRAIN_INSTALL), "onnxscript": ("onnxscript", TRAIN_INSTALL),
     "tqdm": ("tqdm", TRAIN_INSTALL), "matplotlib": ("matplotlib", TRAIN_INSTALL),

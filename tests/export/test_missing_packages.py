@@ -7,7 +7,8 @@ import pytest
 
 from tests.training.not_installed import run_without
 
-TRAIN_INSTALL = "pip install torch==2.13.0 (the CPU build), then pip install -e '.[train]'"
+TRAIN_INSTALL = ("make install in the checkout, or pip install torch==2.13.0 (the CPU build), then "
+                 "pip install -e '.[train]'")
 
 
 def one_line(stderr: str) -> str:
@@ -21,7 +22,7 @@ def one_line(stderr: str) -> str:
     ("onnx", "onnx", TRAIN_INSTALL),
     ("torch", "torch", TRAIN_INSTALL),
     ("tqdm", "tqdm", TRAIN_INSTALL),
-    ("cv2", "cv2 (opencv-python-headless)", "pip install -e '.[device]'"),
+    ("cv2", "cv2 (opencv-python-headless)", "make install in the checkout, or pip install -e '.[device]'"),
 ])
 @pytest.mark.parametrize("argv", [["onnx", "x.pt", "--out", "y.onnx"], ["--help"], ["check", "x.onnx"]])
 def test_a_missing_package_is_one_line_and_exit_2(hidden, named, install, argv, tmp_path):
@@ -29,3 +30,12 @@ def test_a_missing_package_is_one_line_and_exit_2(hidden, named, install, argv, 
     assert done.returncode == 2, done.stderr
     assert one_line(done.stderr) == f"hairmirror-export needs {named}, which is not installed here: {install}"
     assert done.stdout == "" and not (tmp_path / "y.onnx").exists()
+
+
+def test_the_torch_bench_without_torch_is_one_line_and_exit_2(tmp_path):
+    """`python -m export.bench_torch` imports torch as it loads (its models are torch modules): where it is missing,
+    one line saying how to install it, not the import's traceback."""
+    done = run_without(["torch"], ["python", "-m", "export.bench_torch", "models"], tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == ("python -m export.bench_torch needs torch, which is not installed here: "
+                                   f"{TRAIN_INSTALL}") and "Traceback" not in done.stderr

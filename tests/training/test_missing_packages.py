@@ -12,8 +12,8 @@ import training.cli
 from tests.training.not_installed import run_without
 from training.cli import main, not_installed
 
-TORCH_LINE = ("hairmirror-train needs torch, which is not installed here: pip install torch==2.13.0 (the CPU build), "
-              "then pip install -e '.[train]'")
+TORCH_LINE = ("hairmirror-train needs torch, which is not installed here: make install in the checkout, or pip install "
+              "torch==2.13.0 (the CPU build), then pip install -e '.[train]'")
 
 
 def one_line(stderr: str) -> str:
@@ -45,8 +45,8 @@ def test_the_forest_baseline_names_scikit_learn_before_any_photo_loads(tmp_path)
                                      "--out", str(tmp_path / "out")], tmp_path)
     assert done.returncode == 2, done.stderr
     assert one_line(done.stderr) == ("python -m training.forest_baseline needs sklearn (scikit-learn), which is not "
-                                     "installed here: pip install torch==2.13.0 (the CPU build), then "
-                                     "pip install -e '.[train]'")
+                                     "installed here: make install in the checkout, or pip install torch==2.13.0 "
+                                     "(the CPU build), then pip install -e '.[train]'")
     assert not (tmp_path / "out").exists()
 
 
@@ -73,6 +73,6 @@ def test_the_line_names_the_package_to_install_and_its_extra():
     assert line("torch") == TORCH_LINE
     assert line("torch.nn.functional") is None  # torch there without it: a broken install, the traceback says more
     assert line("cv2") == ("hairmirror-train needs cv2 (opencv-python-headless), which is not installed here: "
-                           "pip install -e '.[device]'")
+                           "make install in the checkout, or pip install -e '.[device]'")
     assert line("onnxscript").startswith("hairmirror-train needs onnxscript,")
     assert line("training.train") is None and line("torchvision") is None
