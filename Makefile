@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml $(RUN_STAMP)
 
 install: $(STAMP)  ## create .venv with everything
 
-run: $(RUN_STAMP)  ## the daemon on the demo camera with the shipped model, page on http://$(HOST):$(PORT)
+run: $(RUN_STAMP)  ## the daemon on the demo camera with the shipped model, page on http://127.0.0.1:8080 (HOST=, PORT= change it)
 	$(PY) -m device --source demo --sink null --web $(HOST):$(PORT)
 
 # The real picamera2 package's source, read (not imported) by the camera adapter's API test.

@@ -149,7 +149,7 @@ def _photo_bytes(state: WebState) -> tuple[bytes, dict]:
     if request.is_json:
         body = _json_body()
         if "image" not in body:
-            raise RequestError("missing 'image': a base64-encoded PNG or JPEG")
+            raise RequestError("missing 'image': a base64-encoded PNG, JPEG, WebP or BMP")
         _refuse_unknown(body, ("image", *RECOLOUR_FIELDS))
         args = _recolour_args(body)
         return decode_base64(body["image"], state.max_image_bytes), args

@@ -38,7 +38,7 @@ _DATA_URL = re.compile(r"data:image/[\w.+-]+;base64,", re.IGNORECASE)
 def decode_base64(text, max_bytes: int, field: str = "image") -> bytes:
     """A base64 string (or a data: URL) -> bytes; ImageError naming the field otherwise."""
     if not isinstance(text, str) or not text:
-        raise ImageError(f"{field!r}: expected a base64-encoded PNG or JPEG string")
+        raise ImageError(f"{field!r}: expected a base64-encoded PNG, JPEG, WebP or BMP string")
     if m := _DATA_URL.match(text):  # a data: URL is fine too
         text = text[m.end():]
     text = "".join(text.split())  # line-wrapped base64 (as `base64` prints it) is fine too
