@@ -7,7 +7,8 @@ camera is paced, and that changes two things this measures:
   work has had meanwhile: it costs more CPU than the same model run back to back.
 - A model slower than the camera (the default on a Pi 4, by the bench's projection; here a larger one stands in)
   is handed only some of the frames. The frame thread still reads and shows every one, so what counts is the work
-  per segmented frame: the daemon converts a Pi's YUV420 lores only for the frames the inference takes, and makes
+  per segmented frame: the daemon converts a Pi's YUV420 lores only for the frames the inference takes (the one
+  that waits as the next in the frame thread, when it came in the running inference's last frame interval), and makes
   an overlay only for each new hair (device/cameras/picamera2.py, device/sinks.py). How many masks a second it
   makes and how old they are when shown depend on what it does with a frame that comes while it runs: the daemon
   segments it next if the inference ends within half a frame interval of it (`Mirror.next_frame_within`); each

@@ -7,7 +7,8 @@ the same run, interleaved frame by frame so that a background load weighs on bot
     colour      the Pi camera adapter's conversion (`lores_rgb`), for the Pi path: the demo camera also renders
                 each frame as the streams a Pi 4 gives (main XBGR8888, kept as RGBX pixels; lores YUV420), in its
                 own thread as a Pi's ISP does; the lores is converted to RGB when the inference takes the frame
-                (in the inference thread), and the model runs on it
+                (in the inference thread; in the frame-time layout, in the frame thread while the frame waits as
+                the next one, as the daemon does for a model slower than its camera), and the model runs on it
     resize      the frame at the model's input size (none when the camera gives `lores` at that size; with
                 `live_view = square` the copy of its square around the face)
     inference   the segmenter: input preparation and onnxruntime's run
@@ -139,7 +140,7 @@ def capture(camera, clock: _Clock, pi: bool = True):
 
 def infer(mirror, frame, clock: _Clock) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The inference thread's stages: (the probability map, the frame at its size, the model's input). A Pi frame's
-    lores is converted here, when the inference takes the frame (`colour`)."""
+    lores is converted here, when the inference takes the frame (`colour`), unless the frame thread made it ready."""
     _ = frame.lores
     clock.stage("colour")
     live = mirror.live_input(frame)

@@ -65,7 +65,8 @@ def stream_to_pixels(array: np.ndarray, fmt: str, wh: tuple[int, int]) -> np.nda
 def lores_rgb(lores: np.ndarray, streams: dict[str, tuple[str, tuple[int, int]]],
               lores_hw: tuple[int, int]) -> np.ndarray:
     """A request's lores array (make_array's) -> RGB at `lores_hw`: a Pi 4's YUV420 converted. A Frame makes it
-    only when the inference takes the frame (device.bench.stages times it as `colour`)."""
+    only for a frame the inference takes: in the inference thread, or in the frame thread while the frame waits as
+    the next one (`Frame.ready`; device.bench.stages times it as `colour`)."""
     rgb = stream_to_rgb(lores, *streams["lores"])
     if rgb.shape[:2] != tuple(lores_hw):  # Picamera2 may align the lores size
         rgb = cv2.resize(rgb, lores_hw[::-1], interpolation=cv2.INTER_AREA)
