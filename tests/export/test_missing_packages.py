@@ -5,24 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.training.not_installed import run_without
-
-TRAIN_INSTALL = ("make install in the checkout, or pip install torch==2.13.0 (the CPU build), then "
-                 "pip install -e '.[train]'")
-
-
-def one_line(stderr: str) -> str:
-    """The only line of `stderr`, without the log's time and level: no traceback, nothing else."""
-    lines = stderr.splitlines()
-    assert len(lines) == 1 and "Traceback" not in stderr, stderr
-    return lines[0].split(": ", 1)[1]  # "2026-... ERROR export: <message>"
+from tests.training.not_installed import DEVICE_INSTALL, TRAIN_INSTALL, one_line, run_without
 
 
 @pytest.mark.parametrize("hidden, named, install", [
     ("onnx", "onnx", TRAIN_INSTALL),
     ("torch", "torch", TRAIN_INSTALL),
     ("tqdm", "tqdm", TRAIN_INSTALL),
-    ("cv2", "cv2 (opencv-python-headless)", "make install in the checkout, or pip install -e '.[device]'"),
+    ("cv2", "cv2 (opencv-python-headless)", DEVICE_INSTALL),
 ])
 @pytest.mark.parametrize("argv", [["onnx", "x.pt", "--out", "y.onnx"], ["--help"], ["check", "x.onnx"]])
 def test_a_missing_package_is_one_line_and_exit_2(hidden, named, install, argv, tmp_path):

@@ -11,6 +11,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 HIDE_VARIABLE = "HAIRMIRROR_TEST_NOT_INSTALLED"
+# what the commands' one line says to do, as a user reads it
+TRAIN_INSTALL = ("make install in the checkout, or pip install torch==2.13.0 (the CPU build), then "
+                 "pip install -e '.[train]'")
+DEVICE_INSTALL = "make install in the checkout, or pip install -e '.[device]'"
 
 SITECUSTOMIZE = f'''
 import importlib.abc
@@ -38,3 +42,10 @@ def run_without(hidden: list[str], command: list[str], folder: Path) -> subproce
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder), str(REPO)]), HIDE_VARIABLE: ",".join(hidden)}
     program = sys.executable if command[0] == "python" else command[0]
     return subprocess.run([program, *command[1:]], capture_output=True, text=True, env=env, cwd=folder, timeout=300)
+
+
+def one_line(stderr: str) -> str:
+    """The only line of `stderr`, without the log's time and level: no traceback, nothing else."""
+    lines = stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0].split(": ", 1)[1]  # "2026-... ERROR training: <message>"

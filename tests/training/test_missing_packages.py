@@ -9,18 +9,10 @@ from pathlib import Path
 import pytest
 
 import training.cli
-from tests.training.not_installed import run_without
+from tests.training.not_installed import DEVICE_INSTALL, TRAIN_INSTALL, one_line, run_without
 from training.cli import main, not_installed
 
-TORCH_LINE = ("hairmirror-train needs torch, which is not installed here: make install in the checkout, or pip install "
-              "torch==2.13.0 (the CPU build), then pip install -e '.[train]'")
-
-
-def one_line(stderr: str) -> str:
-    """The only line of `stderr`, without the log's time and level: no traceback, nothing else."""
-    lines = stderr.splitlines()
-    assert len(lines) == 1 and "Traceback" not in stderr, stderr
-    return lines[0].split(": ", 1)[1]  # "2026-... ERROR training: <message>"
+TORCH_LINE = f"hairmirror-train needs torch, which is not installed here: {TRAIN_INSTALL}"
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["variants"],
@@ -45,8 +37,7 @@ def test_the_forest_baseline_names_scikit_learn_before_any_photo_loads(tmp_path)
                                      "--out", str(tmp_path / "out")], tmp_path)
     assert done.returncode == 2, done.stderr
     assert one_line(done.stderr) == ("python -m training.forest_baseline needs sklearn (scikit-learn), which is not "
-                                     "installed here: make install in the checkout, or pip install torch==2.13.0 "
-                                     "(the CPU build), then pip install -e '.[train]'")
+                                     f"installed here: {TRAIN_INSTALL}")
     assert not (tmp_path / "out").exists()
 
 
@@ -73,6 +64,6 @@ def test_the_line_names_the_package_to_install_and_its_extra():
     assert line("torch") == TORCH_LINE
     assert line("torch.nn.functional") is None  # torch there without it: a broken install, the traceback says more
     assert line("cv2") == ("hairmirror-train needs cv2 (opencv-python-headless), which is not installed here: "
-                           "make install in the checkout, or pip install -e '.[device]'")
+                           f"{DEVICE_INSTALL}")
     assert line("onnxscript").startswith("hairmirror-train needs onnxscript,")
     assert line("training.train") is None and line("torchvision") is None
