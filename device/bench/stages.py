@@ -31,8 +31,9 @@ of `face.every` frames (one face search each) of (path) / (model alone):
 Three layouts, their rounds alternated: one thread doing every stage of both paths frame by frame (wall time and
 that thread's CPU time), and each path's daemon as it runs (`TwoThreads`: inference in its own thread, the rest in
 the frame thread, which makes only that path's picture), given by the CPU time of both threads and, on frames made
-ahead (`MadeAhead`) with the daemon's own inference worker (`Pipelined`), by its frame time. CPU time (time.thread_time) is what a busy machine does not inflate; the
-work of the camera's and the face search's own threads is not in it, as on a Pi's other cores.
+ahead (`MadeAhead`) with the daemon's own inference worker (`Pipelined`), by its frame time. CPU time
+(time.thread_time) is what a busy machine does not inflate; the work of the camera's and the face search's own
+threads is not in it, as on a Pi's other cores.
 
 Frame time: the wall time a frame takes the daemon's two threads, unpaced, which sets its top frame rate, against
 the model alone run back to back in the inference thread (`Pipelined`: as the daemon runs when its camera is faster
