@@ -3,13 +3,15 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-# STAMP: everything (training, export, tests); RUN_STAMP: the daemon and its demo photos only (`make run`).
+# STAMP: everything (training, export, tests); RUN_STAMP: the daemon and its demo photos only (`make run`);
+# DEPLOY_STAMP: the daemon and ansible, what `make bench-pi` needs on the controller (no torch).
 STAMP := $(VENV)/.installed
 RUN_STAMP := $(VENV)/.installed-run
+DEPLOY_STAMP := $(VENV)/.installed-deploy
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint e2e e2e-deploy e2e-picamera2 bench browser clean help install
+.PHONY: run test lint e2e e2e-deploy e2e-picamera2 bench browser clean help install install-deploy
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -19,16 +21,25 @@ $(PY):
 	$(PIP) install -q --upgrade pip
 
 $(RUN_STAMP): pyproject.toml | $(PY)
+	@echo "installing the daemon and its demo photos into $(VENV) (once; about a minute)"
 	$(PIP) install -q -e '.[device,demo]'
 	touch $(RUN_STAMP)
 
-$(STAMP): pyproject.toml $(RUN_STAMP)
+$(DEPLOY_STAMP): pyproject.toml $(RUN_STAMP)
+	@echo "installing ansible and the wheel's build tools into $(VENV) (once)"
+	$(PIP) install -q -e '.[device,demo,dev]'
+	touch $(DEPLOY_STAMP)
+
+$(STAMP): pyproject.toml $(DEPLOY_STAMP)
+	@echo "installing training, export and the test tools into $(VENV) (once; a few minutes: torch is large)"
 	# torch is pinned once, in pyproject.toml's [train] extra: torch==2.13.0 resolves to the CPU build on disk
 	# (a bare `torch` pulls a multi-GB CUDA build)
 	$(PIP) install -q -e '.[device,demo,train,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv with everything
+
+install-deploy: $(DEPLOY_STAMP)  ## .venv with the daemon and ansible only (no torch): enough to provision mirrors and bench-pi
 
 run: $(RUN_STAMP)  ## the daemon on the demo camera with the shipped model, page on http://127.0.0.1:8080 (HOST=, PORT= change it)
 	$(PY) -m device --source demo --sink null --web $(HOST):$(PORT)
@@ -110,7 +121,7 @@ bench-readme: $(STAMP)  ## docs/bench.md's generated blocks and its figure from 
 # `make bench-readme PI_DIR=out/pi/HOST`.
 INVENTORY ?= inventory.yml
 .PHONY: bench-pi
-bench-pi: $(STAMP)  ## the bench on each mirror of deploy/ansible/inventory.yml (INVENTORY=...; bench.yml, mirrors provisioned with the demo extra) -> out/pi/HOST/*.json
+bench-pi: $(DEPLOY_STAMP)  ## the bench on each mirror of deploy/ansible/inventory.yml (INVENTORY=...; bench.yml, mirrors provisioned with the demo extra) -> out/pi/HOST/*.json
 	@cd deploy/ansible && [ -e "$(INVENTORY)" ] || { echo "bench-pi: no inventory $(INVENTORY) in deploy/ansible: \
 	  cp inventory.example.yml inventory.yml there and list your mirrors (README, Deploy)" >&2; exit 2; }
 	cd deploy/ansible && $(abspath $(VENV))/bin/ansible-playbook -i $(INVENTORY) bench.yml

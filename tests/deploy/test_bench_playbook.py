@@ -120,7 +120,7 @@ def test_make_bench_readme_takes_the_fetched_folder():
 
 def test_make_bench_pi_names_a_missing_inventory():
     """Without an inventory, `make bench-pi` says how to make one (exit 2) instead of ansible's parse warnings."""
-    out = subprocess.run([tool("make"), "-s", "-o", ".venv/.installed", "bench-pi", "INVENTORY=/nonexistent/mirrors.yml"],
+    out = subprocess.run([tool("make"), "-s", "-o", ".venv/.installed-deploy", "bench-pi", "INVENTORY=/nonexistent/mirrors.yml"],
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "no inventory /nonexistent/mirrors.yml" in out.stderr, out.stdout + out.stderr
     assert "cp inventory.example.yml inventory.yml" in out.stderr
